@@ -1,0 +1,302 @@
+//! Logging in to an IMAP back end with the client's credentials, sans I/O.
+//!
+//! Reads the greeting (asking `CAPABILITY` only if the greeting carried none),
+//! then uses `AUTHENTICATE PLAIN` (with SASL-IR when offered) or `LOGIN` with
+//! quoted strings, or literals when a value cannot be quoted (`{n+}` with
+//! LITERAL+, else synchronizing literals awaiting `+`). The tagged reply
+//! decides: `OK` → logged in (post-login capability kept for the client),
+//! `NO` → rejected or temporarily unavailable depending on the response code,
+//! anything unexpected → unavailable. Never performs I/O.
+
+use crate::auth::{self, Secret};
+use crate::config::ImapBackendAuth;
+use crate::login::{
+    self, BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, LoginFailure,
+    MAX_BACKEND_LINE,
+};
+use std::collections::VecDeque;
+use zeroize::Zeroizing;
+
+const CAPABILITY_TAG: &str = "mg0";
+const LOGIN_TAG: &str = "mg1";
+
+#[derive(Debug)]
+enum Step {
+    Greeting,
+    Capability,
+    /// Login sent (maybe in part); `pending` chunks wait for `+` each.
+    LoggingIn { pending: VecDeque<Zeroizing<Vec<u8>>> },
+    Done,
+}
+
+/// One back-end login exchange.
+#[derive(Debug)]
+pub struct ImapBackendLogin {
+    login_user: String,
+    password: Secret,
+    method: ImapBackendAuth,
+    step: Step,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    capabilities: Vec<String>,
+    post_login_capability: Option<String>,
+    untagged: Vec<u8>,
+}
+
+impl ImapBackendLogin {
+    /// Starts a login as `login_user` (the directory's name for the user).
+    pub fn new(login_user: &str, password: Secret, method: ImapBackendAuth) -> Self {
+        Self {
+            login_user: login_user.to_owned(),
+            password,
+            method,
+            step: Step::Greeting,
+            input: Vec::new(),
+            output: Vec::new(),
+            capabilities: Vec::new(),
+            post_login_capability: None,
+            untagged: Vec::new(),
+        }
+    }
+
+    fn has_capability(&self, name: &str) -> bool {
+        self.capabilities.iter().any(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    fn done(&mut self, outcome: BackendOutcome) -> BackendEvent {
+        self.step = Step::Done;
+        BackendEvent::Done(outcome)
+    }
+
+    fn unavailable(&mut self, reason: impl Into<String>) -> BackendEvent {
+        self.done(BackendOutcome::Unavailable(reason.into()))
+    }
+
+    fn on_greeting(&mut self, line: &[u8]) -> Option<BackendEvent> {
+        let Some(rest) = line.strip_prefix(b"* OK") else {
+            return Some(self.unavailable(format!(
+                "unexpected greeting: {}",
+                printable(line)
+            )));
+        };
+        if let Some(caps) = capability_code(rest) {
+            self.capabilities = split_caps(&caps);
+            return self.start_login();
+        }
+        self.output
+            .extend_from_slice(format!("{CAPABILITY_TAG} CAPABILITY\r\n").as_bytes());
+        self.step = Step::Capability;
+        None
+    }
+
+    fn on_capability_reply(&mut self, line: &[u8]) -> Option<BackendEvent> {
+        if let Some(caps) = strip_prefix_ci(line, b"* CAPABILITY ") {
+            self.capabilities = split_caps(&String::from_utf8_lossy(caps));
+            None
+        } else if line.starts_with(b"* ") {
+            None
+        } else if line.starts_with(format!("{CAPABILITY_TAG} OK").as_bytes()) {
+            self.start_login()
+        } else {
+            Some(self.unavailable(format!("CAPABILITY failed: {}", printable(line))))
+        }
+    }
+
+    fn start_login(&mut self) -> Option<BackendEvent> {
+        let use_plain = match self.method {
+            ImapBackendAuth::Plain => true,
+            ImapBackendAuth::Login => false,
+            ImapBackendAuth::Auto => self.has_capability("AUTH=PLAIN"),
+        };
+        if !use_plain && self.has_capability("LOGINDISABLED") {
+            return Some(self.unavailable("back end advertises LOGINDISABLED and no AUTH=PLAIN"));
+        }
+        let mut chunks = if use_plain {
+            self.plain_chunks()
+        } else {
+            match self.login_chunks() {
+                Some(chunks) => chunks,
+                None => return Some(self.done(BackendOutcome::Rejected(LoginFailure::AuthFailed))),
+            }
+        };
+        let first = chunks.pop_front().expect("a login has at least one chunk");
+        self.output.extend_from_slice(&first);
+        self.step = Step::LoggingIn { pending: chunks };
+        None
+    }
+
+    fn plain_chunks(&self) -> VecDeque<Zeroizing<Vec<u8>>> {
+        let b64 = auth::encode_plain(&self.login_user, &self.password);
+        let mut chunks = VecDeque::new();
+        if self.has_capability("SASL-IR") {
+            chunks.push_back(Zeroizing::new(
+                format!("{LOGIN_TAG} AUTHENTICATE PLAIN {}\r\n", b64.as_str()).into_bytes(),
+            ));
+        } else {
+            chunks.push_back(Zeroizing::new(
+                format!("{LOGIN_TAG} AUTHENTICATE PLAIN\r\n").into_bytes(),
+            ));
+            chunks.push_back(Zeroizing::new(format!("{}\r\n", b64.as_str()).into_bytes()));
+        }
+        chunks
+    }
+
+    /// `LOGIN user password`, split where a synchronizing literal needs `+`.
+    /// `None` when a value cannot be sent at all (a NUL byte).
+    fn login_chunks(&self) -> Option<VecDeque<Zeroizing<Vec<u8>>>> {
+        let literal_plus = self.has_capability("LITERAL+");
+        let mut chunks = VecDeque::new();
+        let mut current = Zeroizing::new(format!("{LOGIN_TAG} LOGIN ").into_bytes());
+        for (i, value) in [self.login_user.as_bytes(), self.password.expose()]
+            .into_iter()
+            .enumerate()
+        {
+            if i == 1 {
+                current.push(b' ');
+            }
+            if value.contains(&0) {
+                return None;
+            }
+            if can_quote(value) {
+                current.push(b'"');
+                for &b in value {
+                    if b == b'"' || b == b'\\' {
+                        current.push(b'\\');
+                    }
+                    current.push(b);
+                }
+                current.push(b'"');
+            } else if literal_plus {
+                current.extend_from_slice(format!("{{{}+}}\r\n", value.len()).as_bytes());
+                current.extend_from_slice(value);
+            } else {
+                current.extend_from_slice(format!("{{{}}}\r\n", value.len()).as_bytes());
+                chunks.push_back(std::mem::replace(&mut current, Zeroizing::new(value.to_vec())));
+            }
+        }
+        current.extend_from_slice(b"\r\n");
+        chunks.push_back(current);
+        Some(chunks)
+    }
+
+    fn on_login_reply(&mut self, line: &[u8]) -> Option<BackendEvent> {
+        if line.starts_with(b"+") {
+            let Step::LoggingIn { pending } = &mut self.step else {
+                return None;
+            };
+            return match pending.pop_front() {
+                Some(chunk) => {
+                    self.output.extend_from_slice(&chunk);
+                    None
+                }
+                None => Some(self.unavailable("unexpected continuation request during login")),
+            };
+        }
+        if let Some(caps) = strip_prefix_ci(line, b"* CAPABILITY ") {
+            self.post_login_capability = Some(String::from_utf8_lossy(caps).into_owned());
+            return None;
+        }
+        if line.starts_with(b"* ") {
+            self.untagged.extend_from_slice(line);
+            self.untagged.extend_from_slice(b"\r\n");
+            return None;
+        }
+        let Some(status) = line
+            .strip_prefix(LOGIN_TAG.as_bytes())
+            .and_then(|r| r.strip_prefix(b" "))
+        else {
+            return Some(self.unavailable(format!("unexpected reply: {}", printable(line))));
+        };
+        if let Some(rest) = strip_prefix_ci(status, b"OK") {
+            let capability = capability_code(rest).or(self.post_login_capability.take());
+            let greeting = BackendGreeting {
+                capability,
+                untagged: std::mem::take(&mut self.untagged),
+            };
+            let leftover = std::mem::take(&mut self.input);
+            return Some(self.done(BackendOutcome::LoggedIn { greeting, leftover }));
+        }
+        if let Some(rest) = strip_prefix_ci(status, b"NO") {
+            let failure = match response_code(rest).as_deref() {
+                Some("UNAVAILABLE" | "SERVERBUG" | "LIMIT" | "CONTACTADMIN") => {
+                    return Some(self.unavailable(format!("back end: {}", printable(status))))
+                }
+                Some("INUSE") => LoginFailure::InUse,
+                _ => LoginFailure::AuthFailed,
+            };
+            return Some(self.done(BackendOutcome::Rejected(failure)));
+        }
+        Some(self.unavailable(format!("login refused: {}", printable(status))))
+    }
+}
+
+impl BackendLogin for ImapBackendLogin {
+    fn receive(&mut self, data: &[u8]) {
+        self.input.extend_from_slice(data);
+    }
+
+    fn poll(&mut self) -> BackendEvent {
+        loop {
+            if matches!(self.step, Step::Done) {
+                return self.unavailable("login exchange already finished");
+            }
+            let line = match login::take_line(&mut self.input, MAX_BACKEND_LINE) {
+                Ok(Some(line)) => line,
+                Ok(None) => return BackendEvent::NeedInput,
+                Err(()) => return self.unavailable("back-end line too long"),
+            };
+            let event = match self.step {
+                Step::Greeting => self.on_greeting(&line),
+                Step::Capability => self.on_capability_reply(&line),
+                Step::LoggingIn { .. } => self.on_login_reply(&line),
+                Step::Done => None,
+            };
+            if let Some(event) = event {
+                return event;
+            }
+        }
+    }
+
+    fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+}
+
+/// Quoted strings carry 7-bit text without CR, LF or NUL.
+fn can_quote(value: &[u8]) -> bool {
+    value.len() <= 1024 && value.iter().all(|&b| (0x01..0x80).contains(&b) && b != b'\r' && b != b'\n')
+}
+
+fn strip_prefix_ci<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &line[prefix.len()..])
+}
+
+/// The response code `[CODE …]` at the start of resp-text, upper-cased word.
+fn response_code(rest: &[u8]) -> Option<String> {
+    let text = rest.strip_prefix(b" ")?.strip_prefix(b"[")?;
+    let end = text.iter().position(|&b| b == b']' || b == b' ')?;
+    Some(String::from_utf8_lossy(&text[..end]).to_ascii_uppercase())
+}
+
+/// The list inside `[CAPABILITY …]` at the start of resp-text.
+fn capability_code(rest: &[u8]) -> Option<String> {
+    let text = rest.strip_prefix(b" ")?;
+    let inner = strip_prefix_ci(text, b"[CAPABILITY ")?;
+    let end = inner.iter().position(|&b| b == b']')?;
+    Some(String::from_utf8_lossy(&inner[..end]).into_owned())
+}
+
+fn split_caps(caps: &str) -> Vec<String> {
+    caps.split_ascii_whitespace().map(str::to_owned).collect()
+}
+
+/// A back-end line for a log message: lossy, bounded.
+pub(crate) fn printable(line: &[u8]) -> String {
+    let shown = &line[..line.len().min(200)];
+    String::from_utf8_lossy(shown).escape_debug().to_string()
+}
+
+#[cfg(test)]
+#[path = "backend_tests.rs"]
+mod tests;

@@ -1,0 +1,155 @@
+//! Behaviour of the IMAP back-end login driver, fed scripted server replies.
+
+use super::*;
+
+fn login(method: ImapBackendAuth, password: &[u8]) -> ImapBackendLogin {
+    ImapBackendLogin::new("alice@example.org", Secret::new(password.to_vec()), method)
+}
+
+fn step(m: &mut ImapBackendLogin, server: &[u8]) -> (BackendEvent, String) {
+    m.receive(server);
+    let ev = m.poll();
+    (ev, String::from_utf8_lossy(&m.take_output()).into_owned())
+}
+
+const DOVECOT_GREETING: &[u8] =
+    b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN] Dovecot ready.\r\n";
+
+#[test]
+fn auto_uses_authenticate_plain_with_sasl_ir() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    let (ev, out) = step(&mut m, DOVECOT_GREETING);
+    assert_eq!(ev, BackendEvent::NeedInput);
+    let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
+    assert_eq!(out, format!("mg1 AUTHENTICATE PLAIN {b64}\r\n"));
+    let (ev, _) = step(
+        &mut m,
+        b"mg1 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n* 3 EXISTS\r\n",
+    );
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn {
+            greeting: BackendGreeting {
+                capability: Some("IMAP4rev1 IDLE MOVE".into()),
+                untagged: vec![],
+            },
+            leftover: b"* 3 EXISTS\r\n".to_vec(),
+        })
+    );
+}
+
+#[test]
+fn plain_without_sasl_ir_waits_for_continuation() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    let (_, out) = step(&mut m, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n");
+    assert_eq!(out, "mg1 AUTHENTICATE PLAIN\r\n");
+    let (_, out) = step(&mut m, b"+ \r\n");
+    assert_eq!(out, format!("{}\r\n", auth::encode_base64(b"\0alice@example.org\0pw")));
+}
+
+#[test]
+fn greeting_without_capability_asks_for_it() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    let (_, out) = step(&mut m, b"* OK ready\r\n");
+    assert_eq!(out, "mg0 CAPABILITY\r\n");
+    let (_, out) = step(&mut m, b"* CAPABILITY IMAP4rev1\r\nmg0 OK done\r\n");
+    assert_eq!(out, "mg1 LOGIN \"alice@example.org\" \"pw\"\r\n");
+}
+
+#[test]
+fn login_quotes_and_escapes() {
+    let mut m = login(ImapBackendAuth::Login, b"a\"b\\c d");
+    let (_, out) = step(&mut m, DOVECOT_GREETING);
+    assert_eq!(out, "mg1 LOGIN \"alice@example.org\" \"a\\\"b\\\\c d\"\r\n");
+}
+
+#[test]
+fn login_uses_literal_plus_for_eight_bit_password() {
+    let mut m = login(ImapBackendAuth::Login, "pässword".as_bytes());
+    let (_, out) = step(&mut m, DOVECOT_GREETING);
+    assert_eq!(out, "mg1 LOGIN \"alice@example.org\" {9+}\r\npässword\r\n");
+}
+
+#[test]
+fn login_uses_sync_literal_without_literal_plus() {
+    let mut m = login(ImapBackendAuth::Login, b"p\r\nw");
+    let (_, out) = step(&mut m, b"* OK [CAPABILITY IMAP4rev1] hi\r\n");
+    assert_eq!(out, "mg1 LOGIN \"alice@example.org\" {4}\r\n");
+    let (ev, out) = step(&mut m, b"+ go ahead\r\n");
+    assert_eq!(ev, BackendEvent::NeedInput);
+    assert_eq!(out, "p\r\nw\r\n");
+    let (ev, _) = step(&mut m, b"mg1 OK Logged in\r\n");
+    assert!(matches!(ev, BackendEvent::Done(BackendOutcome::LoggedIn { .. })));
+}
+
+#[test]
+fn wrong_password_is_rejected() {
+    let mut m = login(ImapBackendAuth::Auto, b"bad");
+    step(&mut m, DOVECOT_GREETING);
+    let (ev, _) = step(&mut m, b"mg1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+    assert_eq!(ev, BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed)));
+}
+
+#[test]
+fn temporary_codes_are_unavailable_not_auth_failures() {
+    for code in ["UNAVAILABLE", "SERVERBUG", "LIMIT"] {
+        let mut m = login(ImapBackendAuth::Auto, b"pw");
+        step(&mut m, DOVECOT_GREETING);
+        let (ev, _) = step(&mut m, format!("mg1 NO [{code}] try later\r\n").as_bytes());
+        assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))), "{code}");
+    }
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    step(&mut m, DOVECOT_GREETING);
+    let (ev, _) = step(&mut m, b"mg1 NO [INUSE] locked\r\n");
+    assert_eq!(ev, BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::InUse)));
+}
+
+#[test]
+fn bad_greetings_are_unavailable() {
+    for greeting in [&b"* BYE too busy\r\n"[..], b"* PREAUTH hi\r\n", b"garbage\r\n"] {
+        let mut m = login(ImapBackendAuth::Auto, b"pw");
+        let (ev, _) = step(&mut m, greeting);
+        assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))));
+    }
+}
+
+#[test]
+fn post_login_untagged_capability_is_used() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    step(&mut m, DOVECOT_GREETING);
+    let (ev, _) = step(&mut m, b"* CAPABILITY IMAP4rev1 X\r\n* OK [ALERT] hi\r\nmg1 OK done\r\n");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn {
+            greeting: BackendGreeting {
+                capability: Some("IMAP4rev1 X".into()),
+                untagged: b"* OK [ALERT] hi\r\n".to_vec(),
+            },
+            leftover: vec![],
+        })
+    );
+}
+
+#[test]
+fn logindisabled_without_plain_is_unavailable() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    let (ev, _) = step(&mut m, b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] hi\r\n");
+    assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))));
+}
+
+#[test]
+fn endless_backend_line_is_bounded() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    let (ev, _) = step(&mut m, &vec![b'x'; MAX_BACKEND_LINE + 10]);
+    assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))));
+}
+
+#[test]
+fn replies_split_across_reads_are_reassembled() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    for chunk in DOVECOT_GREETING.chunks(7) {
+        m.receive(chunk);
+        m.poll();
+    }
+    assert!(String::from_utf8(m.take_output()).unwrap().starts_with("mg1 AUTHENTICATE PLAIN "));
+}

@@ -1,0 +1,12 @@
+//! IMAP, sans I/O: framing and parsing of client commands, the pre-auth state
+//! machine for clients, and the login exchange with a back end.
+//!
+//! Nothing in this module tree performs I/O or reads a clock.
+
+pub mod backend;
+pub mod command;
+pub mod framing;
+pub mod preauth;
+
+pub use backend::ImapBackendLogin;
+pub use preauth::{ImapPreAuth, ImapSettings};

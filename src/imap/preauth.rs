@@ -1,0 +1,425 @@
+//! The IMAP client side before login (RFC 3501 / RFC 9051), as a pure state machine.
+//!
+//! Answers `CAPABILITY`, `NOOP`, `LOGOUT`, `ID` (RFC 2971), takes credentials
+//! from `LOGIN` (atoms, quoted strings, literals, LITERAL+) and
+//! `AUTHENTICATE PLAIN` (RFC 4616, with or without SASL-IR) or
+//! `AUTHENTICATE LOGIN`, and refuses everything else with a tagged `BAD`.
+//! Bytes the client pipelined after its login command stay buffered and are
+//! handed over on success, so nothing is lost. This module never performs I/O.
+
+use super::command::{self, Token};
+use super::framing::{Frame, FrameError, Framer};
+use crate::auth::{self, Credentials, SaslError, Secret};
+use crate::login::{self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent};
+use std::rc::Rc;
+
+/// Capabilities offered before login (STARTTLS is added only with TLS).
+pub const PREAUTH_CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID AUTH=PLAIN AUTH=LOGIN";
+
+/// Settings shared by all IMAP sessions of a listener.
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    /// Greeting text after `* OK [CAPABILITY …] `.
+    pub greeting: String,
+    /// Longest command line.
+    pub max_line: usize,
+    /// Largest literal.
+    pub max_literal: usize,
+    /// Failed logins before the connection is closed.
+    pub max_auth_failures: u32,
+}
+
+impl Default for ImapSettings {
+    fn default() -> Self {
+        Self {
+            greeting: "mailgate ready.".into(),
+            max_line: crate::config::DEFAULT_MAX_LINE,
+            max_literal: crate::config::DEFAULT_MAX_LITERAL,
+            max_auth_failures: crate::config::DEFAULT_MAX_AUTH_FAILURES,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Commands,
+    SaslPlain { tag: String },
+    SaslLoginUser { tag: String },
+    SaslLoginPassword { tag: String, user: String },
+    LoggingIn { tag: String },
+    Closed,
+}
+
+/// Pre-authentication state of one IMAP client connection.
+#[derive(Debug)]
+pub struct ImapPreAuth {
+    settings: Rc<ImapSettings>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    framer: Framer,
+    state: State,
+    failures: u32,
+}
+
+const SASL_USERNAME_PROMPT: &str = "+ VXNlcm5hbWU6\r\n"; // "Username:"
+const SASL_PASSWORD_PROMPT: &str = "+ UGFzc3dvcmQ6\r\n"; // "Password:"
+
+impl ImapPreAuth {
+    /// A new connection; the greeting is queued at once.
+    pub fn new(settings: Rc<ImapSettings>) -> Self {
+        let output = format!(
+            "* OK [CAPABILITY {PREAUTH_CAPABILITIES}] {}\r\n",
+            settings.greeting
+        )
+        .into_bytes();
+        Self {
+            framer: Framer::new(settings.max_line, settings.max_literal),
+            settings,
+            input: Vec::new(),
+            output,
+            state: State::Commands,
+            failures: 0,
+        }
+    }
+
+    fn reply(&mut self, line: std::fmt::Arguments) {
+        use std::io::Write;
+        let _ = self.output.write_fmt(line);
+        self.output.extend_from_slice(b"\r\n");
+    }
+
+    fn close_with(&mut self, bye: &str) -> PreAuthEvent {
+        self.reply(format_args!("* BYE {bye}"));
+        self.state = State::Closed;
+        self.input.clear();
+        PreAuthEvent::Close
+    }
+
+    /// Removes `n` bytes from the front of the input, wiping them (they may
+    /// hold a password).
+    fn consume(&mut self, n: usize) {
+        self.input[..n].fill(0);
+        self.input.drain(..n);
+        self.framer.reset();
+    }
+
+    fn frame_error(&mut self, err: FrameError) -> PreAuthEvent {
+        let tag = command::leading_tag(&self.input).unwrap_or("*").to_owned();
+        self.reply(format_args!("{tag} BAD [TOOBIG] {err}"));
+        self.close_with("Input limit exceeded, closing connection.")
+    }
+
+    fn command(&mut self, len: usize) -> Option<PreAuthEvent> {
+        let input = std::mem::take(&mut self.input);
+        let outcome = match command::parse(&input[..len]) {
+            Err(e) => {
+                let tag = e.tag.as_deref().unwrap_or("*");
+                self.reply(format_args!("{tag} BAD {}", e.reason));
+                None
+            }
+            Ok(cmd) => self.dispatch(&cmd),
+        };
+        self.input = input;
+        self.consume(len);
+        outcome
+    }
+
+    fn dispatch(&mut self, cmd: &command::Command) -> Option<PreAuthEvent> {
+        let tag = cmd.tag;
+        let no_args = cmd.args.is_empty();
+        match cmd.name.as_str() {
+            "CAPABILITY" if no_args => {
+                self.reply(format_args!("* CAPABILITY {PREAUTH_CAPABILITIES}"));
+                self.reply(format_args!("{tag} OK Capability completed."));
+            }
+            "NOOP" if no_args => self.reply(format_args!("{tag} OK NOOP completed.")),
+            "LOGOUT" if no_args => {
+                self.reply(format_args!("* BYE Logging out."));
+                self.reply(format_args!("{tag} OK Logout completed."));
+                self.state = State::Closed;
+                return Some(PreAuthEvent::Close);
+            }
+            "ID" if id_arguments_valid(&cmd.args) => {
+                self.reply(format_args!("* ID NIL"));
+                self.reply(format_args!("{tag} OK ID completed."));
+            }
+            "LOGIN" => return self.login(tag, &cmd.args),
+            "AUTHENTICATE" => return self.authenticate(tag, &cmd.args),
+            "CAPABILITY" | "NOOP" | "LOGOUT" | "ID" => {
+                self.reply(format_args!("{tag} BAD Invalid arguments."))
+            }
+            "STARTTLS" => self.reply(format_args!("{tag} BAD STARTTLS is not offered here.")),
+            _ => self.reply(format_args!(
+                "{tag} BAD Unknown command or not allowed before login."
+            )),
+        }
+        None
+    }
+
+    fn login(&mut self, tag: &str, args: &[Token]) -> Option<PreAuthEvent> {
+        let (Some(user), Some(password), 2) = (
+            args.first().and_then(Token::as_astring),
+            args.get(1).and_then(Token::as_astring),
+            args.len(),
+        ) else {
+            self.reply(format_args!("{tag} BAD LOGIN expects a user name and a password."));
+            return None;
+        };
+        match std::str::from_utf8(user) {
+            Ok(user) if !user.is_empty() => Some(self.start_login(
+                tag,
+                Credentials {
+                    user: user.to_owned(),
+                    password: Secret::new(password.to_vec()),
+                },
+            )),
+            _ => self.fail_now(tag),
+        }
+    }
+
+    fn authenticate(&mut self, tag: &str, args: &[Token]) -> Option<PreAuthEvent> {
+        let mechanism = args.first().and_then(|t| match t {
+            Token::Atom(a) => Some(a.to_ascii_uppercase()),
+            _ => None,
+        });
+        let initial = match args.get(1) {
+            None => None,
+            Some(Token::Atom(ir)) if args.len() == 2 => Some(*ir),
+            Some(_) => {
+                self.reply(format_args!("{tag} BAD Invalid AUTHENTICATE arguments."));
+                return None;
+            }
+        };
+        let tag = tag.to_owned();
+        match (mechanism.as_deref(), initial) {
+            (Some(b"PLAIN"), None) => {
+                self.output.extend_from_slice(b"+ \r\n");
+                self.state = State::SaslPlain { tag };
+                None
+            }
+            (Some(b"PLAIN"), Some(ir)) => self.sasl_plain(tag, ir),
+            (Some(b"LOGIN"), None) => {
+                self.output.extend_from_slice(SASL_USERNAME_PROMPT.as_bytes());
+                self.state = State::SaslLoginUser { tag };
+                None
+            }
+            (Some(b"LOGIN"), Some(ir)) => self.sasl_login_user(tag, ir),
+            (Some(_), _) => {
+                self.reply(format_args!("{tag} NO Unsupported authentication mechanism."));
+                None
+            }
+            (None, _) => {
+                self.reply(format_args!("{tag} BAD Missing authentication mechanism."));
+                None
+            }
+        }
+    }
+
+    fn sasl_plain(&mut self, tag: String, response: &[u8]) -> Option<PreAuthEvent> {
+        self.state = State::Commands;
+        match auth::decode_plain(response) {
+            Ok(credentials) => Some(self.start_login(&tag, credentials)),
+            Err(SaslError::Base64) => {
+                self.reply(format_args!("{tag} BAD Invalid base64 data."));
+                None
+            }
+            Err(_) => self.fail_now(&tag),
+        }
+    }
+
+    fn sasl_login_user(&mut self, tag: String, response: &[u8]) -> Option<PreAuthEvent> {
+        self.state = State::Commands;
+        let Ok(user) = auth::decode_base64(response) else {
+            self.reply(format_args!("{tag} BAD Invalid base64 data."));
+            return None;
+        };
+        match String::from_utf8(user.to_vec()) {
+            Ok(user) if !user.is_empty() => {
+                self.output.extend_from_slice(SASL_PASSWORD_PROMPT.as_bytes());
+                self.state = State::SaslLoginPassword { tag, user };
+                None
+            }
+            _ => self.fail_now(&tag),
+        }
+    }
+
+    fn sasl_login_password(
+        &mut self,
+        tag: String,
+        user: String,
+        response: &[u8],
+    ) -> Option<PreAuthEvent> {
+        self.state = State::Commands;
+        match auth::decode_base64(response) {
+            Ok(password) => Some(self.start_login(
+                &tag,
+                Credentials {
+                    user,
+                    password: Secret::new(password.to_vec()),
+                },
+            )),
+            Err(_) => {
+                self.reply(format_args!("{tag} BAD Invalid base64 data."));
+                None
+            }
+        }
+    }
+
+    /// A SASL response line while a mechanism is in progress.
+    fn sasl_line(&mut self, line: &[u8]) -> Option<PreAuthEvent> {
+        let state = std::mem::replace(&mut self.state, State::Commands);
+        let tag = match &state {
+            State::SaslPlain { tag }
+            | State::SaslLoginUser { tag }
+            | State::SaslLoginPassword { tag, .. } => tag.clone(),
+            _ => unreachable!("sasl_line is only called in a SASL state"),
+        };
+        if line == b"*" {
+            self.reply(format_args!("{tag} BAD AUTHENTICATE cancelled."));
+            return None;
+        }
+        match state {
+            State::SaslPlain { tag } => self.sasl_plain(tag, line),
+            State::SaslLoginUser { tag } => self.sasl_login_user(tag, line),
+            State::SaslLoginPassword { tag, user } => self.sasl_login_password(tag, user, line),
+            _ => None,
+        }
+    }
+
+    fn start_login(&mut self, tag: &str, credentials: Credentials) -> PreAuthEvent {
+        self.state = State::LoggingIn {
+            tag: tag.to_owned(),
+        };
+        PreAuthEvent::Login(credentials)
+    }
+
+    /// Credentials that cannot be valid: fail without asking anyone.
+    fn fail_now(&mut self, tag: &str) -> Option<PreAuthEvent> {
+        self.state = State::LoggingIn {
+            tag: tag.to_owned(),
+        };
+        self.login_failed(LoginFailure::AuthFailed);
+        match self.state {
+            State::Closed => Some(PreAuthEvent::Close),
+            _ => None,
+        }
+    }
+}
+
+/// `ID NIL` or `ID (k v …)` with string keys and nstring values.
+fn id_arguments_valid(args: &[Token]) -> bool {
+    match args {
+        [nil] => nil.is_nil(),
+        [Token::ListStart, pairs @ .., Token::ListEnd] => {
+            pairs.len() % 2 == 0
+                && pairs.len() <= 60
+                && pairs
+                    .iter()
+                    .all(|t| matches!(t, Token::Quoted(_) | Token::Literal(_)) || t.is_nil())
+        }
+        _ => false,
+    }
+}
+
+impl PreAuth for ImapPreAuth {
+    fn receive(&mut self, data: &[u8]) {
+        if !matches!(self.state, State::Closed) {
+            self.input.extend_from_slice(data);
+        }
+    }
+
+    fn poll(&mut self) -> PreAuthEvent {
+        loop {
+            match &self.state {
+                State::Closed => return PreAuthEvent::Close,
+                State::LoggingIn { .. } => return PreAuthEvent::NeedInput,
+                State::Commands => match self.framer.scan(&self.input) {
+                    Frame::Complete(len) => {
+                        if let Some(event) = self.command(len) {
+                            return event;
+                        }
+                    }
+                    Frame::Incomplete { continue_literal } => {
+                        if continue_literal {
+                            self.output.extend_from_slice(b"+ Ready for literal data.\r\n");
+                        }
+                        return PreAuthEvent::NeedInput;
+                    }
+                    Frame::Error(err) => return self.frame_error(err),
+                },
+                State::SaslPlain { .. }
+                | State::SaslLoginUser { .. }
+                | State::SaslLoginPassword { .. } => {
+                    match login::take_line(&mut self.input, self.settings.max_line) {
+                        Ok(Some(mut line)) => {
+                            let event = self.sasl_line(&line);
+                            line.fill(0);
+                            if let Some(event) = event {
+                                return event;
+                            }
+                        }
+                        Ok(None) => return PreAuthEvent::NeedInput,
+                        Err(()) => return self.frame_error(FrameError::LineTooLong),
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    fn login_failed(&mut self, failure: LoginFailure) {
+        let tag = match std::mem::replace(&mut self.state, State::Commands) {
+            State::LoggingIn { tag } => tag,
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        match failure {
+            LoginFailure::AuthFailed => {
+                self.failures += 1;
+                self.reply(format_args!(
+                    "{tag} NO [AUTHENTICATIONFAILED] Authentication failed."
+                ));
+                if self.failures >= self.settings.max_auth_failures {
+                    self.close_with("Too many authentication failures.");
+                }
+            }
+            LoginFailure::Unavailable => self.reply(format_args!(
+                "{tag} NO [UNAVAILABLE] Temporary failure, try again later."
+            )),
+            LoginFailure::InUse => self.reply(format_args!(
+                "{tag} NO [INUSE] Mailbox is in use, try again later."
+            )),
+        }
+    }
+
+    fn login_succeeded(mut self, backend: &BackendGreeting) -> LoggedIn {
+        let tag = match &self.state {
+            State::LoggingIn { tag } => tag.clone(),
+            _ => "*".to_owned(),
+        };
+        let mut to_client = std::mem::take(&mut self.output);
+        to_client.extend_from_slice(&backend.untagged);
+        match &backend.capability {
+            Some(caps) => self.reply(format_args!("{tag} OK [CAPABILITY {caps}] Logged in")),
+            None => self.reply(format_args!("{tag} OK Logged in")),
+        }
+        to_client.append(&mut self.output);
+        LoggedIn {
+            to_client,
+            to_backend: std::mem::take(&mut self.input),
+        }
+    }
+
+    fn timed_out(&mut self) {
+        self.close_with("Autologout; idle for too long.");
+    }
+}
+
+#[cfg(test)]
+#[path = "preauth_tests.rs"]
+mod tests;

@@ -1,0 +1,320 @@
+//! Behaviour of the IMAP pre-auth machine, fed bytes without sockets.
+
+use super::*;
+
+fn settings() -> Rc<ImapSettings> {
+    Rc::new(ImapSettings {
+        greeting: "test ready.".into(),
+        max_line: 128,
+        max_literal: 32,
+        max_auth_failures: 3,
+    })
+}
+
+fn machine() -> ImapPreAuth {
+    let mut m = ImapPreAuth::new(settings());
+    let greeting = m.take_output();
+    assert_eq!(
+        greeting,
+        format!("* OK [CAPABILITY {PREAUTH_CAPABILITIES}] test ready.\r\n").into_bytes()
+    );
+    m
+}
+
+fn feed(m: &mut ImapPreAuth, bytes: &[u8]) -> (PreAuthEvent, String) {
+    m.receive(bytes);
+    let event = m.poll();
+    (event, String::from_utf8_lossy(&m.take_output()).into_owned())
+}
+
+fn expect_login(event: PreAuthEvent, user: &str, password: &[u8]) {
+    match event {
+        PreAuthEvent::Login(c) => {
+            assert_eq!(c.user, user);
+            assert_eq!(c.password.expose(), password);
+        }
+        other => panic!("expected a login, got {other:?}"),
+    }
+}
+
+#[test]
+fn capability_noop_and_id_are_answered_locally() {
+    let mut m = machine();
+    let (ev, out) = feed(&mut m, b"a CAPABILITY\r\nb NOOP\r\nc ID (\"name\" \"curl\")\r\nd ID NIL\r\n");
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert_eq!(
+        out,
+        format!(
+            "* CAPABILITY {PREAUTH_CAPABILITIES}\r\na OK Capability completed.\r\n\
+             b OK NOOP completed.\r\n* ID NIL\r\nc OK ID completed.\r\n* ID NIL\r\nd OK ID completed.\r\n"
+        )
+    );
+}
+
+#[test]
+fn starttls_is_not_advertised_without_tls() {
+    assert!(!PREAUTH_CAPABILITIES.contains("STARTTLS"));
+    let (_, out) = feed(&mut machine(), b"s STARTTLS\r\n");
+    assert_eq!(out, "s BAD STARTTLS is not offered here.\r\n");
+}
+
+#[test]
+fn logout_closes() {
+    let (ev, out) = feed(&mut machine(), b"z LOGOUT\r\n");
+    assert_eq!(ev, PreAuthEvent::Close);
+    assert_eq!(out, "* BYE Logging out.\r\nz OK Logout completed.\r\n");
+}
+
+#[test]
+fn login_with_atom_quoted_and_literals() {
+    let (ev, _) = feed(&mut machine(), b"a LOGIN alice@example.org secret\r\n");
+    expect_login(ev, "alice@example.org", b"secret");
+
+    let (ev, _) = feed(&mut machine(), b"a LOGIN \"bob smith\" \"p\\\"w\"\r\n");
+    expect_login(ev, "bob smith", b"p\"w");
+
+    let mut m = machine();
+    let (ev, out) = feed(&mut m, b"a LOGIN {5}\r\n");
+    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n"));
+    let (ev, out) = feed(&mut m, b"carol {3}\r\n");
+    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n"));
+    let (ev, out) = feed(&mut m, b"x y\r\n");
+    assert_eq!(out, "");
+    expect_login(ev, "carol", b"x y");
+
+    let (ev, out) = feed(&mut machine(), b"a LOGIN {4+}\r\ndave {2+}\r\n\r\n\r\n");
+    assert_eq!(out, "", "LITERAL+ needs no continuation");
+    expect_login(ev, "dave", b"\r\n");
+}
+
+#[test]
+fn successful_login_forwards_pipelined_commands_and_backend_capability() {
+    let mut m = machine();
+    let (ev, _) = feed(&mut m, b"a LOGIN u p\r\nb SELECT INBOX\r\nc FETCH 1 BODY[]\r\n");
+    expect_login(ev, "u", b"p");
+    let done = m.login_succeeded(&BackendGreeting {
+        capability: Some("IMAP4rev1 IDLE".into()),
+        untagged: b"* OK [ALERT] hi\r\n".to_vec(),
+    });
+    assert_eq!(
+        done.to_client,
+        b"* OK [ALERT] hi\r\na OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n".to_vec()
+    );
+    assert_eq!(done.to_backend, b"b SELECT INBOX\r\nc FETCH 1 BODY[]\r\n".to_vec());
+}
+
+#[test]
+fn success_without_backend_capability() {
+    let mut m = machine();
+    feed(&mut m, b"x1 LOGIN u p\r\n");
+    let done = m.login_succeeded(&BackendGreeting::default());
+    assert_eq!(done.to_client, b"x1 OK Logged in\r\n".to_vec());
+    assert!(done.to_backend.is_empty());
+}
+
+#[test]
+fn wrong_password_then_right_one() {
+    let mut m = machine();
+    let (ev, _) = feed(&mut m, b"a LOGIN u bad\r\nb LOGIN u good\r\n");
+    expect_login(ev, "u", b"bad");
+    m.login_failed(LoginFailure::AuthFailed);
+    let ev = m.poll();
+    assert_eq!(
+        String::from_utf8(m.take_output()).unwrap(),
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    expect_login(ev, "u", b"good");
+    let done = m.login_succeeded(&BackendGreeting::default());
+    assert_eq!(done.to_client, b"b OK Logged in\r\n".to_vec());
+}
+
+#[test]
+fn too_many_failures_close_at_the_limit() {
+    let mut m = machine();
+    for attempt in 1..=3 {
+        let (ev, _) = feed(&mut m, b"a LOGIN u bad\r\n");
+        expect_login(ev, "u", b"bad");
+        m.login_failed(LoginFailure::AuthFailed);
+        let out = String::from_utf8(m.take_output()).unwrap();
+        assert!(out.starts_with("a NO [AUTHENTICATIONFAILED]"));
+        assert_eq!(out.contains("* BYE"), attempt == 3, "attempt {attempt}: {out}");
+    }
+    assert_eq!(m.poll(), PreAuthEvent::Close);
+}
+
+#[test]
+fn unavailable_and_in_use_do_not_count_as_failures() {
+    let mut m = machine();
+    for _ in 0..5 {
+        let (ev, _) = feed(&mut m, b"a LOGIN u p\r\n");
+        expect_login(ev, "u", b"p");
+        m.login_failed(LoginFailure::Unavailable);
+        assert_eq!(
+            String::from_utf8(m.take_output()).unwrap(),
+            "a NO [UNAVAILABLE] Temporary failure, try again later.\r\n"
+        );
+    }
+    assert_eq!(m.poll(), PreAuthEvent::NeedInput);
+}
+
+#[test]
+fn authenticate_plain_with_and_without_initial_response() {
+    let b64 = auth::encode_base64(b"\0alice\0pw");
+    let (ev, _) = feed(&mut machine(), format!("a AUTHENTICATE PLAIN {b64}\r\n").as_bytes());
+    expect_login(ev, "alice", b"pw");
+
+    let mut m = machine();
+    let (ev, out) = feed(&mut m, b"a AUTHENTICATE plain\r\n");
+    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "+ \r\n"));
+    let (ev, _) = feed(&mut m, format!("{b64}\r\n").as_bytes());
+    expect_login(ev, "alice", b"pw");
+}
+
+#[test]
+fn authenticate_cancel_and_bad_base64() {
+    let mut m = machine();
+    feed(&mut m, b"a AUTHENTICATE PLAIN\r\n");
+    let (ev, out) = feed(&mut m, b"*\r\n");
+    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "a BAD AUTHENTICATE cancelled.\r\n"));
+    let (_, out) = feed(&mut m, b"b AUTHENTICATE PLAIN !!!\r\n");
+    assert_eq!(out, "b BAD Invalid base64 data.\r\n");
+    let (_, out) = feed(&mut m, b"c AUTHENTICATE CRAM-MD5\r\n");
+    assert_eq!(out, "c NO Unsupported authentication mechanism.\r\n");
+}
+
+#[test]
+fn authenticate_plain_with_foreign_authzid_fails_without_backend() {
+    let b64 = auth::encode_base64(b"admin\0alice\0pw");
+    let (ev, out) = feed(&mut machine(), format!("a AUTHENTICATE PLAIN {b64}\r\n").as_bytes());
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert_eq!(out, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+}
+
+#[test]
+fn authenticate_login_mechanism() {
+    let mut m = machine();
+    let (_, out) = feed(&mut m, b"a AUTHENTICATE LOGIN\r\n");
+    assert_eq!(out, SASL_USERNAME_PROMPT);
+    let (_, out) = feed(&mut m, format!("{}\r\n", auth::encode_base64(b"erin")).as_bytes());
+    assert_eq!(out, SASL_PASSWORD_PROMPT);
+    let (ev, _) = feed(&mut m, format!("{}\r\n", auth::encode_base64(b"pw pw")).as_bytes());
+    expect_login(ev, "erin", b"pw pw");
+
+    let ir = auth::encode_base64(b"frank");
+    let mut m = machine();
+    let (_, out) = feed(&mut m, format!("a AUTHENTICATE LOGIN {ir}\r\n").as_bytes());
+    assert_eq!(out, SASL_PASSWORD_PROMPT);
+}
+
+#[test]
+fn other_commands_get_tagged_bad() {
+    let (ev, out) = feed(&mut machine(), b"t1 SELECT INBOX\r\nt2 LOGIN onlyuser\r\nt3 NOOP extra\r\n");
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert_eq!(
+        out,
+        "t1 BAD Unknown command or not allowed before login.\r\n\
+         t2 BAD LOGIN expects a user name and a password.\r\n\
+         t3 BAD Invalid arguments.\r\n"
+    );
+}
+
+#[test]
+fn malformed_lines_get_bad_and_session_continues() {
+    let mut m = machine();
+    let (ev, out) = feed(&mut m, b"\r\nt LOGIN \"open\r\nq NOOP\r\n");
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert_eq!(
+        out,
+        "* BAD missing or invalid tag\r\nt BAD unterminated quoted string\r\nq OK NOOP completed.\r\n"
+    );
+}
+
+#[test]
+fn nul_in_login_is_refused() {
+    let (_, out) = feed(&mut machine(), b"t LOGIN a\0b c\r\n");
+    assert_eq!(out, "t BAD expected a space between arguments\r\n");
+}
+
+#[test]
+fn line_limit_boundary() {
+    // max_line = 128: "t NOOP " + padding, measured without CRLF.
+    let line = |len: usize| {
+        let mut l = b"t ID NIL".to_vec();
+        l.resize(len, b' ');
+        l
+    };
+    let mut at_limit = line(128);
+    at_limit.extend_from_slice(b"\r\n");
+    let (ev, out) = feed(&mut machine(), &at_limit);
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert!(out.starts_with("t BAD"), "{out}");
+
+    let mut over = line(129);
+    over.extend_from_slice(b"\r\n");
+    let (ev, out) = feed(&mut machine(), &over);
+    assert_eq!(ev, PreAuthEvent::Close);
+    assert_eq!(out, "t BAD [TOOBIG] command line too long\r\n* BYE Input limit exceeded, closing connection.\r\n");
+}
+
+#[test]
+fn one_mebibyte_line_is_refused_with_bounded_memory() {
+    let mut m = machine();
+    let chunk = vec![b'a'; 4096];
+    let mut closed = false;
+    for _ in 0..256 {
+        m.receive(&chunk);
+        if m.poll() == PreAuthEvent::Close {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a 1 MiB line must be refused before it is all buffered");
+    assert!(String::from_utf8(m.take_output()).unwrap().contains("BAD [TOOBIG]"));
+    assert!(m.input.capacity() < 64 * 1024);
+}
+
+#[test]
+fn literal_limit_boundaries() {
+    let (ev, out) = feed(&mut machine(), b"a LOGIN {32}\r\n");
+    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n"));
+    let (ev, out) = feed(&mut machine(), b"a LOGIN {33}\r\n");
+    assert_eq!(ev, PreAuthEvent::Close);
+    assert!(out.starts_with("a BAD [TOOBIG] literal too large"), "{out}");
+    let (ev, _) = feed(&mut machine(), b"a LOGIN {33+}\r\n");
+    assert_eq!(ev, PreAuthEvent::Close);
+}
+
+#[test]
+fn timeout_says_bye_and_closes() {
+    let mut m = machine();
+    feed(&mut m, b"a LOGIN {5}\r\nal");
+    m.timed_out();
+    assert_eq!(m.poll(), PreAuthEvent::Close);
+    assert_eq!(
+        String::from_utf8(m.take_output()).unwrap(),
+        "* BYE Autologout; idle for too long.\r\n"
+    );
+}
+
+#[test]
+fn byte_by_byte_input_gives_the_same_login() {
+    let script = b"a LOGIN {5}\r\nalice \"pw\"\r\nb NOOP\r\n";
+    let mut m = machine();
+    let mut login = None;
+    for &b in script.iter() {
+        m.receive(&[b]);
+        if let PreAuthEvent::Login(c) = m.poll() {
+            login = Some(c);
+        }
+    }
+    let c = login.expect("login seen");
+    assert_eq!((c.user.as_str(), c.password.expose()), ("alice", &b"pw"[..]));
+    let done = m.login_succeeded(&BackendGreeting::default());
+    assert_eq!(done.to_backend, b"b NOOP\r\n".to_vec());
+}
+
+#[test]
+fn non_utf8_user_fails_like_a_wrong_password() {
+    let (_, out) = feed(&mut machine(), b"a LOGIN \"\xff\" pw\r\n");
+    assert_eq!(out, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+}

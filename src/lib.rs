@@ -1,0 +1,29 @@
+//! mailgate: an IMAP/POP3 front-end proxy for mail clusters.
+//!
+//! ```text
+//!  worker thread per CPU (pinned), each with its own io_uring reactor and SO_REUSEPORT listeners
+//!    accept → pre-auth state machine (imap/ or pop3/, no I/O inside)
+//!           → directory lookup (static map)
+//!           → back-end connect + login replay (imap::backend / pop3::backend, no I/O inside)
+//!           → relay (relay/, owned buffers; splice is a separate path)
+//! ```
+//!
+//! * [`imap`], [`pop3`]: sans-I/O protocol machines behind the [`login`] contract.
+//! * [`directory`]: user → back-end routes ([`directory::StaticMap`]).
+//! * [`runtime`]: worker threads, CPU pinning, listeners, the io_uring transport.
+//! * [`session`]: one connection's life, generic over the transport.
+//! * [`relay`]: post-login byte copying with half-close and idle timeout.
+//! * [`demo`], [`simulated_backend`], [`check_client`]: the single-command demo.
+
+pub mod auth;
+pub mod check_client;
+pub mod config;
+pub mod demo;
+pub mod directory;
+pub mod imap;
+pub mod login;
+pub mod pop3;
+pub mod relay;
+pub mod runtime;
+pub mod session;
+pub mod simulated_backend;

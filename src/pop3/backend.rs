@@ -1,0 +1,291 @@
+//! Logging in to a POP3 back end with the client's credentials, sans I/O.
+//!
+//! After the `+OK` greeting: with `pop3_auth = "auto"` ask `CAPA` and use
+//! `AUTH PLAIN` with an initial response when `SASL` lists PLAIN, else
+//! `USER`/`PASS`. `-ERR` replies are classified by their RFC 3206 response
+//! code: `[SYS/TEMP]`/`[SYS/PERM]` → unavailable, `[IN-USE]` → in use,
+//! anything else → authentication failed. Never performs I/O.
+
+use crate::auth::{self, Secret};
+use crate::config::Pop3BackendAuth;
+use crate::imap::backend::printable;
+use crate::login::{
+    self, BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, LoginFailure,
+    MAX_BACKEND_LINE,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Greeting,
+    Capa { status_seen: bool, plain: bool },
+    AuthPlain,
+    User,
+    Pass,
+    Done,
+}
+
+/// One POP3 back-end login exchange.
+#[derive(Debug)]
+pub struct Pop3BackendLogin {
+    login_user: String,
+    password: Secret,
+    method: Pop3BackendAuth,
+    step: Step,
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+impl Pop3BackendLogin {
+    /// Starts a login as `login_user`.
+    pub fn new(login_user: &str, password: Secret, method: Pop3BackendAuth) -> Self {
+        Self {
+            login_user: login_user.to_owned(),
+            password,
+            method,
+            step: Step::Greeting,
+            input: Vec::new(),
+            output: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, outcome: BackendOutcome) -> BackendEvent {
+        self.step = Step::Done;
+        BackendEvent::Done(outcome)
+    }
+
+    fn send(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.output.extend_from_slice(part);
+        }
+        self.output.extend_from_slice(b"\r\n");
+    }
+
+    fn start_auth(&mut self, plain: bool) -> Option<BackendEvent> {
+        if plain {
+            let b64 = auth::encode_plain(&self.login_user, &self.password);
+            self.send(&[b"AUTH PLAIN ", b64.as_bytes()]);
+            self.step = Step::AuthPlain;
+            return None;
+        }
+        if self.login_user.bytes().any(|b| b == b' ' || b == b'\r' || b == b'\n') {
+            return Some(self.done(BackendOutcome::Rejected(LoginFailure::AuthFailed)));
+        }
+        let user = std::mem::take(&mut self.login_user);
+        self.send(&[b"USER ", user.as_bytes()]);
+        self.login_user = user;
+        self.step = Step::User;
+        None
+    }
+
+    fn on_line(&mut self, line: &[u8]) -> Option<BackendEvent> {
+        let ok = line.starts_with(b"+OK");
+        match self.step {
+            Step::Greeting if ok => match self.method {
+                Pop3BackendAuth::Auto => {
+                    self.send(&[b"CAPA"]);
+                    self.step = Step::Capa {
+                        status_seen: false,
+                        plain: false,
+                    };
+                    None
+                }
+                Pop3BackendAuth::Plain => self.start_auth(true),
+                Pop3BackendAuth::User => self.start_auth(false),
+            },
+            Step::Capa {
+                status_seen: false, ..
+            } => {
+                if ok {
+                    self.step = Step::Capa {
+                        status_seen: true,
+                        plain: false,
+                    };
+                    None
+                } else {
+                    self.start_auth(false)
+                }
+            }
+            Step::Capa {
+                status_seen: true,
+                plain,
+            } => {
+                if line == b"." {
+                    return self.start_auth(plain);
+                }
+                let (keyword, rest) = super::split_command(line);
+                let offers_plain = keyword == "SASL"
+                    && rest
+                        .split(|&b| b == b' ')
+                        .any(|m| m.eq_ignore_ascii_case(b"PLAIN"));
+                self.step = Step::Capa {
+                    status_seen: true,
+                    plain: plain || offers_plain,
+                };
+                None
+            }
+            Step::User if ok => {
+                let password = self.password.clone();
+                if password.expose().iter().any(|&b| b == b'\r' || b == b'\n') {
+                    return Some(self.done(BackendOutcome::Rejected(LoginFailure::AuthFailed)));
+                }
+                self.send(&[b"PASS ", password.expose()]);
+                self.step = Step::Pass;
+                None
+            }
+            Step::AuthPlain | Step::Pass if ok => {
+                let leftover = std::mem::take(&mut self.input);
+                Some(self.done(BackendOutcome::LoggedIn {
+                    greeting: BackendGreeting::default(),
+                    leftover,
+                }))
+            }
+            Step::AuthPlain | Step::User | Step::Pass if line.starts_with(b"-ERR") => {
+                Some(self.rejected(line))
+            }
+            _ => Some(self.done(BackendOutcome::Unavailable(format!(
+                "unexpected reply: {}",
+                printable(line)
+            )))),
+        }
+    }
+
+    fn rejected(&mut self, line: &[u8]) -> BackendEvent {
+        let code = line
+            .strip_prefix(b"-ERR [")
+            .and_then(|r| r.iter().position(|&b| b == b']').map(|end| &r[..end]))
+            .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase());
+        let outcome = match code.as_deref() {
+            Some(c) if c.starts_with("SYS/") => {
+                BackendOutcome::Unavailable(format!("back end: {}", printable(line)))
+            }
+            Some("IN-USE") => BackendOutcome::Rejected(LoginFailure::InUse),
+            _ => BackendOutcome::Rejected(LoginFailure::AuthFailed),
+        };
+        self.done(outcome)
+    }
+}
+
+impl BackendLogin for Pop3BackendLogin {
+    fn receive(&mut self, data: &[u8]) {
+        self.input.extend_from_slice(data);
+    }
+
+    fn poll(&mut self) -> BackendEvent {
+        loop {
+            if self.step == Step::Done {
+                return BackendEvent::Done(BackendOutcome::Unavailable(
+                    "login exchange already finished".into(),
+                ));
+            }
+            let line = match login::take_line(&mut self.input, MAX_BACKEND_LINE) {
+                Ok(Some(line)) => line,
+                Ok(None) => return BackendEvent::NeedInput,
+                Err(()) => {
+                    return self.done(BackendOutcome::Unavailable("back-end line too long".into()))
+                }
+            };
+            if let Some(event) = self.on_line(&line) {
+                return event;
+            }
+        }
+    }
+
+    fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(method: Pop3BackendAuth, password: &[u8]) -> Pop3BackendLogin {
+        Pop3BackendLogin::new("alice@example.org", Secret::new(password.to_vec()), method)
+    }
+
+    fn step(m: &mut Pop3BackendLogin, server: &[u8]) -> (BackendEvent, String) {
+        m.receive(server);
+        let ev = m.poll();
+        (ev, String::from_utf8_lossy(&m.take_output()).into_owned())
+    }
+
+    fn logged_in(leftover: &[u8]) -> BackendEvent {
+        BackendEvent::Done(BackendOutcome::LoggedIn {
+            greeting: BackendGreeting::default(),
+            leftover: leftover.to_vec(),
+        })
+    }
+
+    #[test]
+    fn auto_prefers_auth_plain_when_capa_lists_it() {
+        let mut m = login(Pop3BackendAuth::Auto, b"pw");
+        let (_, out) = step(&mut m, b"+OK Dovecot ready.\r\n");
+        assert_eq!(out, "CAPA\r\n");
+        let (_, out) = step(&mut m, b"+OK\r\nCAPA\r\nTOP\r\nSASL PLAIN LOGIN\r\n.\r\n");
+        let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
+        assert_eq!(out, format!("AUTH PLAIN {b64}\r\n"));
+        let (ev, _) = step(&mut m, b"+OK Logged in.\r\n");
+        assert_eq!(ev, logged_in(b""));
+    }
+
+    #[test]
+    fn auto_falls_back_to_user_pass() {
+        let mut m = login(Pop3BackendAuth::Auto, b"p w");
+        step(&mut m, b"+OK hi\r\n");
+        let (_, out) = step(&mut m, b"+OK\r\nUSER\r\n.\r\n");
+        assert_eq!(out, "USER alice@example.org\r\n");
+        let (_, out) = step(&mut m, b"+OK\r\n");
+        assert_eq!(out, "PASS p w\r\n");
+        let (ev, _) = step(&mut m, b"+OK Logged in.\r\n");
+        assert_eq!(ev, logged_in(b""));
+    }
+
+    #[test]
+    fn capa_error_falls_back_to_user() {
+        let mut m = login(Pop3BackendAuth::Auto, b"pw");
+        step(&mut m, b"+OK hi\r\n");
+        let (_, out) = step(&mut m, b"-ERR unknown command\r\n");
+        assert_eq!(out, "USER alice@example.org\r\n");
+    }
+
+    #[test]
+    fn response_codes_classify_failures() {
+        for (reply, expected) in [
+            (&b"-ERR [AUTH] Authentication failed.\r\n"[..], Some(LoginFailure::AuthFailed)),
+            (b"-ERR nope\r\n", Some(LoginFailure::AuthFailed)),
+            (b"-ERR [IN-USE] locked\r\n", Some(LoginFailure::InUse)),
+            (b"-ERR [SYS/TEMP] later\r\n", None),
+        ] {
+            let mut m = login(Pop3BackendAuth::Plain, b"pw");
+            step(&mut m, b"+OK hi\r\n");
+            let (ev, _) = step(&mut m, reply);
+            match (ev, expected) {
+                (BackendEvent::Done(BackendOutcome::Rejected(f)), Some(e)) => assert_eq!(f, e),
+                (BackendEvent::Done(BackendOutcome::Unavailable(_)), None) => {}
+                (ev, e) => panic!("{:?}: got {ev:?}, expected {e:?}", String::from_utf8_lossy(reply)),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_greeting_is_unavailable() {
+        let mut m = login(Pop3BackendAuth::Auto, b"pw");
+        let (ev, _) = step(&mut m, b"-ERR go away\r\n");
+        assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))));
+    }
+
+    #[test]
+    fn user_mode_cannot_send_user_with_space() {
+        let mut m = Pop3BackendLogin::new("a b", Secret::new(b"pw".to_vec()), Pop3BackendAuth::User);
+        let (ev, _) = step(&mut m, b"+OK hi\r\n");
+        assert_eq!(ev, BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed)));
+    }
+
+    #[test]
+    fn leftover_after_login_is_kept() {
+        let mut m = login(Pop3BackendAuth::Plain, b"pw");
+        step(&mut m, b"+OK hi\r\n");
+        let (ev, _) = step(&mut m, b"+OK Logged in.\r\n+OK 2 messages\r\n");
+        assert_eq!(ev, logged_in(b"+OK 2 messages\r\n"));
+    }
+}

@@ -1,0 +1,244 @@
+//! The POP3 client side before login, as a pure state machine.
+//!
+//! Answers `CAPA`, `AUTH` (mechanism list), `QUIT`; takes credentials from
+//! `USER`/`PASS` or `AUTH PLAIN` (initial response or continuation, `*`
+//! cancels); refuses `APOP` (a proxy cannot replay a digest) and everything
+//! else with `-ERR`. Commands pipelined after the login (RFC 2449 PIPELINING)
+//! are handed over on success. This module never performs I/O.
+
+use crate::auth::{self, Credentials, SaslError, Secret};
+use crate::login::{self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent};
+use std::rc::Rc;
+
+/// Settings shared by all POP3 sessions of a listener.
+#[derive(Debug, Clone)]
+pub struct Pop3Settings {
+    /// Greeting text after `+OK `.
+    pub greeting: String,
+    /// Longest command line.
+    pub max_line: usize,
+    /// Failed logins before the connection is closed.
+    pub max_auth_failures: u32,
+    /// Capabilities listed by `CAPA` besides `USER` and `SASL PLAIN`:
+    /// promises about the back ends, so configurable.
+    pub capabilities: Vec<String>,
+}
+
+/// Default `CAPA` entries (what Dovecot offers after login).
+pub const DEFAULT_CAPABILITIES: [&str; 5] = ["TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"];
+
+impl Default for Pop3Settings {
+    fn default() -> Self {
+        Self {
+            greeting: "mailgate ready.".into(),
+            max_line: crate::config::DEFAULT_MAX_LINE,
+            max_auth_failures: crate::config::DEFAULT_MAX_AUTH_FAILURES,
+            capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Authorization { user: Option<String> },
+    SaslPlain,
+    LoggingIn,
+    Closed,
+}
+
+/// Pre-authentication state of one POP3 client connection.
+#[derive(Debug)]
+pub struct Pop3PreAuth {
+    settings: Rc<Pop3Settings>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    state: State,
+    failures: u32,
+}
+
+impl Pop3PreAuth {
+    /// A new connection; the greeting is queued at once.
+    pub fn new(settings: Rc<Pop3Settings>) -> Self {
+        let output = format!("+OK {}\r\n", settings.greeting).into_bytes();
+        Self {
+            settings,
+            input: Vec::new(),
+            output,
+            state: State::Authorization { user: None },
+            failures: 0,
+        }
+    }
+
+    fn reply(&mut self, line: &str) {
+        self.output.extend_from_slice(line.as_bytes());
+        self.output.extend_from_slice(b"\r\n");
+    }
+
+    fn close_with(&mut self, line: &str) -> PreAuthEvent {
+        self.reply(line);
+        self.state = State::Closed;
+        self.input.clear();
+        PreAuthEvent::Close
+    }
+
+    fn command(&mut self, line: &[u8]) -> Option<PreAuthEvent> {
+        let (keyword, arg) = super::split_command(line);
+        let user = match &mut self.state {
+            State::Authorization { user } => user,
+            _ => return None,
+        };
+        match keyword.as_str() {
+            "CAPA" if arg.is_empty() => {
+                let mut text = String::from("+OK Capability list follows\r\n");
+                for cap in &self.settings.capabilities {
+                    text.push_str(cap);
+                    text.push_str("\r\n");
+                }
+                text.push_str("USER\r\nSASL PLAIN\r\n.\r\n");
+                self.output.extend_from_slice(text.as_bytes());
+            }
+            "USER" => match std::str::from_utf8(arg) {
+                Ok(name) if !name.is_empty() => {
+                    *user = Some(name.to_owned());
+                    self.reply("+OK");
+                }
+                _ => self.reply("-ERR USER expects a user name."),
+            },
+            "PASS" => {
+                let Some(name) = user.take() else {
+                    self.reply("-ERR No user name given: send USER first.");
+                    return None;
+                };
+                return Some(self.start_login(Credentials {
+                    user: name,
+                    password: Secret::new(arg.to_vec()),
+                }));
+            }
+            "AUTH" => return self.auth(arg),
+            "QUIT" => return Some(self.close_with("+OK Bye.")),
+            "APOP" => self.reply("-ERR APOP is not supported by this proxy; use USER/PASS or AUTH PLAIN."),
+            "STLS" => self.reply("-ERR STLS is not offered here."),
+            "CAPA" => self.reply("-ERR CAPA takes no argument."),
+            _ => self.reply("-ERR Unknown command or not allowed before login."),
+        }
+        None
+    }
+
+    fn auth(&mut self, arg: &[u8]) -> Option<PreAuthEvent> {
+        let (mechanism, initial) = match arg.iter().position(|&b| b == b' ') {
+            Some(sp) => (&arg[..sp], Some(&arg[sp + 1..])),
+            None => (arg, None),
+        };
+        match (mechanism.to_ascii_uppercase().as_slice(), initial) {
+            (b"", None) => self.output.extend_from_slice(b"+OK\r\nPLAIN\r\n.\r\n"),
+            (b"PLAIN", None) => {
+                self.output.extend_from_slice(b"+ \r\n");
+                self.state = State::SaslPlain;
+            }
+            (b"PLAIN", Some(ir)) => return self.sasl_plain(ir),
+            _ => self.reply("-ERR Unsupported authentication mechanism."),
+        }
+        None
+    }
+
+    fn sasl_plain(&mut self, response: &[u8]) -> Option<PreAuthEvent> {
+        self.state = State::Authorization { user: None };
+        match auth::decode_plain(response) {
+            Ok(credentials) => Some(self.start_login(credentials)),
+            Err(SaslError::Base64) => {
+                self.reply("-ERR Invalid base64 data.");
+                None
+            }
+            Err(_) => {
+                self.state = State::LoggingIn;
+                self.login_failed(LoginFailure::AuthFailed);
+                matches!(self.state, State::Closed).then_some(PreAuthEvent::Close)
+            }
+        }
+    }
+
+    fn start_login(&mut self, credentials: Credentials) -> PreAuthEvent {
+        self.state = State::LoggingIn;
+        PreAuthEvent::Login(credentials)
+    }
+}
+
+impl PreAuth for Pop3PreAuth {
+    fn receive(&mut self, data: &[u8]) {
+        if !matches!(self.state, State::Closed) {
+            self.input.extend_from_slice(data);
+        }
+    }
+
+    fn poll(&mut self) -> PreAuthEvent {
+        loop {
+            match self.state {
+                State::Closed => return PreAuthEvent::Close,
+                State::LoggingIn => return PreAuthEvent::NeedInput,
+                State::Authorization { .. } | State::SaslPlain => {}
+            }
+            let mut line = match login::take_line(&mut self.input, self.settings.max_line) {
+                Ok(Some(line)) => line,
+                Ok(None) => return PreAuthEvent::NeedInput,
+                Err(()) => return self.close_with("-ERR Line too long, closing connection."),
+            };
+            let event = if matches!(self.state, State::SaslPlain) {
+                if line == b"*" {
+                    self.state = State::Authorization { user: None };
+                    self.reply("-ERR AUTH cancelled.");
+                    None
+                } else {
+                    self.sasl_plain(&line)
+                }
+            } else {
+                self.command(&line)
+            };
+            line.fill(0);
+            if let Some(event) = event {
+                return event;
+            }
+        }
+    }
+
+    fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    fn login_failed(&mut self, failure: LoginFailure) {
+        if !matches!(self.state, State::LoggingIn) {
+            return;
+        }
+        self.state = State::Authorization { user: None };
+        match failure {
+            LoginFailure::AuthFailed => {
+                self.failures += 1;
+                if self.failures >= self.settings.max_auth_failures {
+                    self.close_with("-ERR [AUTH] Authentication failed; too many failures, closing connection.");
+                } else {
+                    self.reply("-ERR [AUTH] Authentication failed.");
+                }
+            }
+            LoginFailure::Unavailable => {
+                self.reply("-ERR [SYS/TEMP] Temporary failure, try again later.")
+            }
+            LoginFailure::InUse => self.reply("-ERR [IN-USE] Mailbox is in use, try again later."),
+        }
+    }
+
+    fn login_succeeded(mut self, _backend: &BackendGreeting) -> LoggedIn {
+        let mut to_client = std::mem::take(&mut self.output);
+        to_client.extend_from_slice(b"+OK Logged in.\r\n");
+        LoggedIn {
+            to_client,
+            to_backend: std::mem::take(&mut self.input),
+        }
+    }
+
+    fn timed_out(&mut self) {
+        self.close_with("-ERR Autologout; idle for too long.");
+    }
+}
+
+#[cfg(test)]
+#[path = "preauth_tests.rs"]
+mod tests;

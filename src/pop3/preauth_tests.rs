@@ -1,0 +1,149 @@
+//! Behaviour of the POP3 pre-auth machine, fed bytes without sockets.
+
+use super::*;
+
+fn machine() -> Pop3PreAuth {
+    let mut m = Pop3PreAuth::new(Rc::new(Pop3Settings {
+        greeting: "test ready.".into(),
+        max_line: 64,
+        max_auth_failures: 2,
+        capabilities: vec!["TOP".into(), "UIDL".into()],
+    }));
+    assert_eq!(m.take_output(), b"+OK test ready.\r\n".to_vec());
+    m
+}
+
+fn feed(m: &mut Pop3PreAuth, bytes: &[u8]) -> (PreAuthEvent, String) {
+    m.receive(bytes);
+    let ev = m.poll();
+    (ev, String::from_utf8_lossy(&m.take_output()).into_owned())
+}
+
+fn expect_login(ev: PreAuthEvent, user: &str, password: &[u8]) {
+    match ev {
+        PreAuthEvent::Login(c) => {
+            assert_eq!(c.user, user);
+            assert_eq!(c.password.expose(), password);
+        }
+        other => panic!("expected a login, got {other:?}"),
+    }
+}
+
+#[test]
+fn capa_lists_configured_and_login_capabilities() {
+    let (_, out) = feed(&mut machine(), b"capa\r\n");
+    assert_eq!(out, "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n.\r\n");
+}
+
+#[test]
+fn user_pass_with_spaces_in_password() {
+    let mut m = machine();
+    let (ev, out) = feed(&mut m, b"USER alice@example.org\r\nPASS my secret\r\n");
+    assert_eq!(out, "+OK\r\n");
+    expect_login(ev, "alice@example.org", b"my secret");
+}
+
+#[test]
+fn pass_without_user_is_refused() {
+    let (ev, out) = feed(&mut machine(), b"PASS x\r\n");
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert_eq!(out, "-ERR No user name given: send USER first.\r\n");
+}
+
+#[test]
+fn auth_plain_initial_response_and_continuation() {
+    let b64 = auth::encode_base64(b"\0bob\0pw");
+    let (ev, _) = feed(&mut machine(), format!("AUTH PLAIN {b64}\r\n").as_bytes());
+    expect_login(ev, "bob", b"pw");
+
+    let mut m = machine();
+    let (_, out) = feed(&mut m, b"AUTH PLAIN\r\n");
+    assert_eq!(out, "+ \r\n");
+    let (ev, _) = feed(&mut m, format!("{b64}\r\n").as_bytes());
+    expect_login(ev, "bob", b"pw");
+}
+
+#[test]
+fn auth_cancel_list_and_unknown_mechanism() {
+    let mut m = machine();
+    feed(&mut m, b"AUTH PLAIN\r\n");
+    let (_, out) = feed(&mut m, b"*\r\n");
+    assert_eq!(out, "-ERR AUTH cancelled.\r\n");
+    let (_, out) = feed(&mut m, b"AUTH\r\n");
+    assert_eq!(out, "+OK\r\nPLAIN\r\n.\r\n");
+    let (_, out) = feed(&mut m, b"AUTH CRAM-MD5\r\n");
+    assert_eq!(out, "-ERR Unsupported authentication mechanism.\r\n");
+}
+
+#[test]
+fn apop_gets_a_clear_error() {
+    let (_, out) = feed(&mut machine(), b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+    assert!(out.starts_with("-ERR APOP is not supported"), "{out}");
+}
+
+#[test]
+fn quit_closes_and_unknown_commands_get_err() {
+    let (ev, out) = feed(&mut machine(), b"STAT\r\nQUIT\r\n");
+    assert_eq!(ev, PreAuthEvent::Close);
+    assert_eq!(out, "-ERR Unknown command or not allowed before login.\r\n+OK Bye.\r\n");
+}
+
+#[test]
+fn failures_answer_with_resp_codes_and_close_at_limit() {
+    let mut m = machine();
+    let (ev, _) = feed(&mut m, b"USER u\r\nPASS bad\r\n");
+    expect_login(ev, "u", b"bad");
+    m.login_failed(LoginFailure::Unavailable);
+    assert_eq!(m.take_output(), b"-ERR [SYS/TEMP] Temporary failure, try again later.\r\n".to_vec());
+    for attempt in 1..=2 {
+        let (ev, _) = feed(&mut m, b"USER u\r\nPASS bad\r\n");
+        expect_login(ev, "u", b"bad");
+        m.login_failed(LoginFailure::AuthFailed);
+        let out = String::from_utf8(m.take_output()).unwrap();
+        assert!(out.contains("-ERR [AUTH] Authentication failed"), "{out}");
+        assert_eq!(m.poll() == PreAuthEvent::Close, attempt == 2);
+    }
+}
+
+#[test]
+fn pipelined_commands_after_pass_go_to_backend() {
+    let mut m = machine();
+    let (ev, _) = feed(&mut m, b"USER u\r\nPASS p\r\nSTAT\r\nRETR 1\r\n");
+    expect_login(ev, "u", b"p");
+    let done = m.login_succeeded(&BackendGreeting::default());
+    assert_eq!(done.to_client, b"+OK Logged in.\r\n".to_vec());
+    assert_eq!(done.to_backend, b"STAT\r\nRETR 1\r\n".to_vec());
+}
+
+#[test]
+fn line_limit_boundary() {
+    let mut at = b"NOOP ".to_vec();
+    at.resize(64, b'x');
+    at.extend_from_slice(b"\r\n");
+    let (ev, _) = feed(&mut machine(), &at);
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    let mut over = b"NOOP ".to_vec();
+    over.resize(66, b'x');
+    over.extend_from_slice(b"\r\n");
+    let (ev, out) = feed(&mut machine(), &over);
+    assert_eq!(ev, PreAuthEvent::Close);
+    assert_eq!(out, "-ERR Line too long, closing connection.\r\n");
+}
+
+#[test]
+fn nul_bytes_and_garbage_get_err_not_panic() {
+    let (ev, out) = feed(&mut machine(), b"\0\0\xff\r\nUSER\r\n");
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert_eq!(
+        out,
+        "-ERR Unknown command or not allowed before login.\r\n-ERR USER expects a user name.\r\n"
+    );
+}
+
+#[test]
+fn timeout_closes() {
+    let mut m = machine();
+    m.timed_out();
+    assert_eq!(m.poll(), PreAuthEvent::Close);
+    assert_eq!(m.take_output(), b"-ERR Autologout; idle for too long.\r\n".to_vec());
+}
