@@ -1,1 +1,144 @@
-fn main(){}
+//! The `mailgate` command: run the proxy, check a config, or run the demo.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "mailgate", version, about = "IMAP/POP3 front-end proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy until SIGTERM/SIGINT.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write `<protocol> <address>` lines here once all listeners are up.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Load and validate a configuration file, then exit.
+    CheckConfig {
+        /// Configuration file (TOML).
+        config: PathBuf,
+    },
+    /// Start on loopback with an embedded config, a static map and a
+    /// simulated back end; print how to connect.
+    Demo {
+        /// Run one IMAP and one POP3 session through the proxy and exit.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    init_logging();
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailgate: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::CheckConfig { config } => {
+            let loaded = mailgate::config::load_file(&config)?;
+            println!(
+                "{}: ok ({} listener(s), {} static map entries)",
+                config.display(),
+                loaded.config.listen.len(),
+                loaded.static_map.as_ref().map_or(0, |m| m.len())
+            );
+            Ok(())
+        }
+        Command::Run { config, ready_file } => {
+            let loaded = mailgate::config::load_file(&config)?;
+            raise_fd_limit();
+            let server = mailgate::runtime::start(Arc::new(loaded))?;
+            for (protocol, address) in server.addresses() {
+                tracing::info!(%protocol, %address, workers = server.workers(), "listening");
+            }
+            if let Some(path) = ready_file {
+                write_ready_file(&path, server.addresses()).context("writing the ready file")?;
+            }
+            wait_for_stop_signal()?;
+            tracing::info!("stopping: no new connections, draining sessions");
+            server.shutdown();
+            server.join();
+            Ok(())
+        }
+        Command::Demo { check } => {
+            raise_fd_limit();
+            mailgate::demo::run(check, wait_for_stop_signal)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Blocks until SIGTERM or SIGINT; a second signal exits at once.
+fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    signals.forever().next();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("mailgate: second signal, exiting now");
+            std::process::exit(130);
+        }
+    });
+    Ok(())
+}
+
+/// Writes `<protocol> <address>` lines atomically (write, then rename).
+fn write_ready_file(
+    path: &std::path::Path,
+    addresses: &[(mailgate::config::Protocol, std::net::SocketAddr)],
+) -> std::io::Result<()> {
+    let text: String = addresses.iter().map(|(p, a)| format!("{p} {a}\n")).collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Each session holds two descriptors: raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which
+    // lives on this stack frame for the duration of the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                tracing::debug!(from = limit.rlim_cur, to = limit.rlim_max, "raised RLIMIT_NOFILE");
+            }
+        }
+    }
+}

@@ -1,1 +1,136 @@
-//! todo
+//! Post-login relay: bytes both ways, byte-exact, until both sides are done.
+//!
+//! Each direction reads into one owned buffer and writes it all before
+//! reading again (so at most `buffer_size` bytes per direction are in flight).
+//! EOF from one side becomes a write shutdown towards the other (half-close),
+//! and the other direction keeps draining. An error in either direction ends
+//! both. The session ends after `idle_timeout` without a byte in either
+//! direction. This is the copy path; zero-copy splice is a separate path.
+
+use crate::runtime::transport::Stream;
+use std::cell::Cell;
+use std::io;
+use std::net::Shutdown;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// Both sides closed their sending direction.
+    Closed,
+    /// No byte moved for the idle timeout.
+    IdleTimeout,
+    /// A read or write failed (reset, broken pipe, …).
+    Error(io::ErrorKind),
+}
+
+/// Totals of one relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Bytes from the client to the back end.
+    pub client_to_backend: u64,
+    /// Bytes from the back end to the client.
+    pub backend_to_client: u64,
+    /// Why it ended.
+    pub end: RelayEnd,
+}
+
+/// Relay settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySettings {
+    /// Bytes per read, per direction.
+    pub buffer_size: usize,
+    /// Idle limit.
+    pub idle_timeout: Duration,
+}
+
+struct Shared<'a, S> {
+    client: &'a S,
+    backend: &'a S,
+    last_activity: Cell<Instant>,
+    error: Cell<Option<io::ErrorKind>>,
+    client_to_backend: Cell<u64>,
+    backend_to_client: Cell<u64>,
+}
+
+impl<S: Stream> Shared<'_, S> {
+    fn abort(&self, kind: io::ErrorKind) {
+        if self.error.get().is_none() {
+            self.error.set(Some(kind));
+        }
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.backend.shutdown(Shutdown::Both);
+    }
+}
+
+/// Relays until both directions are closed, one fails, or the idle timeout.
+pub async fn relay<S: Stream>(client: &S, backend: &S, settings: RelaySettings) -> RelayStats {
+    let shared = Shared {
+        client,
+        backend,
+        last_activity: Cell::new(Instant::now()),
+        error: Cell::new(None),
+        client_to_backend: Cell::new(0),
+        backend_to_client: Cell::new(0),
+    };
+    let up = pump(&shared, client, backend, &shared.client_to_backend, settings.buffer_size);
+    let down = pump(&shared, backend, client, &shared.backend_to_client, settings.buffer_size);
+    let both = async { tokio::join!(up, down) };
+    let end = tokio::select! {
+        _ = both => shared.error.get().map_or(RelayEnd::Closed, RelayEnd::Error),
+        () = idle_watchdog(&shared, settings.idle_timeout) => {
+            shared.abort(io::ErrorKind::TimedOut);
+            RelayEnd::IdleTimeout
+        }
+    };
+    RelayStats {
+        client_to_backend: shared.client_to_backend.get(),
+        backend_to_client: shared.backend_to_client.get(),
+        end,
+    }
+}
+
+/// Copies `from` → `to` until EOF or error, counting into `total`.
+async fn pump<S: Stream>(
+    shared: &Shared<'_, S>,
+    from: &S,
+    to: &S,
+    total: &Cell<u64>,
+    buffer_size: usize,
+) {
+    let mut buf = Vec::with_capacity(buffer_size);
+    loop {
+        let (res, b) = from.read(buf).await;
+        buf = b;
+        let n = match res {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                shared.abort(e.kind());
+                return;
+            }
+        };
+        let (res, b) = to.write_all(buf).await;
+        buf = b;
+        if let Err(e) = res {
+            shared.abort(e.kind());
+            return;
+        }
+        total.set(total.get() + n as u64);
+        shared.last_activity.set(Instant::now());
+    }
+}
+
+async fn idle_watchdog<S: Stream>(shared: &Shared<'_, S>, idle: Duration) {
+    loop {
+        let deadline = shared.last_activity.get() + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}

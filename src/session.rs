@@ -1,1 +1,350 @@
-//! todo
+//! One client connection's life: greeting and pre-auth, directory lookup,
+//! back-end connect and login replay, then relay.
+//!
+//! This is the only place where protocol machines meet sockets. It owns the
+//! time bounds (pre-auth timeout, connect and login timeouts) and writes the
+//! single log line per session. It never logs a password: credentials travel
+//! as [`Credentials`], whose password prints as `***`.
+
+use crate::auth::Credentials;
+use crate::config::{ImapBackendAuth, Pop3BackendAuth, Protocol};
+use crate::directory::{Directory, Route};
+use crate::imap::{ImapBackendLogin, ImapPreAuth, ImapSettings};
+use crate::login::{
+    BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, LoginFailure, PreAuth,
+    PreAuthEvent,
+};
+use crate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
+use crate::relay::{self, RelayEnd, RelaySettings};
+use crate::runtime::transport::{Connector, Stream};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::time::{timeout, timeout_at, Instant};
+
+/// Read size while before login (commands are small; bounded by the limits).
+const PREAUTH_READ_SIZE: usize = 4096;
+
+/// Everything a session needs, shared by the sessions of one listener on one worker.
+pub struct SessionContext {
+    /// Protocol of the listener.
+    pub protocol: Protocol,
+    /// IMAP pre-auth settings.
+    pub imap: Rc<ImapSettings>,
+    /// POP3 pre-auth settings.
+    pub pop3: Rc<Pop3Settings>,
+    /// The directory (per worker).
+    pub directory: Rc<dyn Directory>,
+    /// Back-end port when a route names none.
+    pub backend_port: u16,
+    /// Back-end TCP connect bound.
+    pub connect_timeout: Duration,
+    /// Back-end greeting + login bound.
+    pub login_timeout: Duration,
+    /// IMAP back-end login method.
+    pub imap_auth: ImapBackendAuth,
+    /// POP3 back-end login method.
+    pub pop3_auth: Pop3BackendAuth,
+    /// Client connect → login bound.
+    pub preauth_timeout: Duration,
+    /// Relay settings.
+    pub relay: RelaySettings,
+}
+
+/// How a session ended, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Logged in and relayed until both sides closed.
+    Relayed,
+    /// Relay ended by the idle timeout.
+    IdleTimeout,
+    /// Relay ended by a socket error.
+    RelayError,
+    /// Closed before login (LOGOUT/QUIT, too many failures, limits, EOF).
+    ClosedBeforeLogin,
+    /// Pre-auth timeout.
+    PreAuthTimeout,
+    /// A socket error before login.
+    ClientError,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Relayed => "relayed",
+            Outcome::IdleTimeout => "idle_timeout",
+            Outcome::RelayError => "relay_error",
+            Outcome::ClosedBeforeLogin => "closed_before_login",
+            Outcome::PreAuthTimeout => "preauth_timeout",
+            Outcome::ClientError => "client_error",
+        }
+    }
+}
+
+/// The record logged when a session ends.
+#[derive(Debug)]
+struct SessionRecord {
+    peer: SocketAddr,
+    protocol: Protocol,
+    user: Option<String>,
+    backend: Option<SocketAddr>,
+    failed_logins: u32,
+    client_to_backend: u64,
+    backend_to_client: u64,
+    started: Instant,
+    outcome: Outcome,
+}
+
+impl SessionRecord {
+    fn log(&self) {
+        tracing::info!(
+            target: "mailgate::session",
+            client = %self.peer,
+            protocol = %self.protocol,
+            user = self.user.as_deref().unwrap_or("-"),
+            backend = %self.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            failed_logins = self.failed_logins,
+            bytes_up = self.client_to_backend,
+            bytes_down = self.backend_to_client,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            outcome = self.outcome.as_str(),
+            "session end"
+        );
+    }
+}
+
+/// Runs one client connection to its end.
+pub async fn run<C: Connector>(ctx: Rc<SessionContext>, connector: C, client: C::Stream, peer: SocketAddr) {
+    let mut record = SessionRecord {
+        peer,
+        protocol: ctx.protocol,
+        user: None,
+        backend: None,
+        failed_logins: 0,
+        client_to_backend: 0,
+        backend_to_client: 0,
+        started: Instant::now(),
+        outcome: Outcome::ClosedBeforeLogin,
+    };
+    match ctx.protocol {
+        Protocol::Imap => {
+            let machine = ImapPreAuth::new(ctx.imap.clone());
+            drive(&ctx, &connector, client, machine, &mut record).await
+        }
+        Protocol::Pop3 => {
+            let machine = Pop3PreAuth::new(ctx.pop3.clone());
+            drive(&ctx, &connector, client, machine, &mut record).await
+        }
+    }
+    record.log();
+}
+
+async fn write<S: Stream>(stream: &S, bytes: Vec<u8>) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(bytes).await.0
+}
+
+async fn drive<C: Connector, P: PreAuth>(
+    ctx: &SessionContext,
+    connector: &C,
+    client: C::Stream,
+    mut machine: P,
+    record: &mut SessionRecord,
+) {
+    let deadline = Instant::now() + ctx.preauth_timeout;
+    let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
+    loop {
+        let event = machine.poll();
+        if write(&client, machine.take_output()).await.is_err() {
+            record.outcome = Outcome::ClientError;
+            return;
+        }
+        match event {
+            PreAuthEvent::Close => return,
+            PreAuthEvent::NeedInput => match timeout_at(deadline, client.read(buf)).await {
+                Err(_elapsed) => {
+                    record.outcome = Outcome::PreAuthTimeout;
+                    machine.timed_out();
+                    let _ = write(&client, machine.take_output()).await;
+                    return;
+                }
+                Ok((Ok(0), _)) => return,
+                Ok((Ok(n), b)) => {
+                    machine.receive(&b[..n]);
+                    buf = b;
+                }
+                Ok((Err(_), _)) => {
+                    record.outcome = Outcome::ClientError;
+                    return;
+                }
+            },
+            PreAuthEvent::Login(credentials) => {
+                record.user = Some(credentials.user.clone());
+                let attempt = timeout_at(deadline, log_in(ctx, connector, &credentials)).await;
+                match attempt.unwrap_or_else(|_| Err(LoginError::temporary("pre-auth time ran out during login"))) {
+                    Ok(backend) => {
+                        record.backend = Some(backend.address);
+                        let logged_in = machine.login_succeeded(&backend.greeting);
+                        let mut to_client = logged_in.to_client;
+                        to_client.extend_from_slice(&backend.leftover);
+                        relay_session(ctx, client, backend.stream, to_client, logged_in.to_backend, record).await;
+                        return;
+                    }
+                    Err(e) => {
+                        record.failed_logins += 1;
+                        tracing::debug!(client = %record.peer, user = %credentials.user, reason = %e.reason, "login failed");
+                        machine.login_failed(e.failure);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn relay_session<S: Stream>(
+    ctx: &SessionContext,
+    client: S,
+    backend: S,
+    to_client: Vec<u8>,
+    to_backend: Vec<u8>,
+    record: &mut SessionRecord,
+) {
+    record.client_to_backend = to_backend.len() as u64;
+    record.backend_to_client = to_client.len() as u64;
+    let first = tokio::join!(write(&client, to_client), write(&backend, to_backend));
+    if first.0.is_err() || first.1.is_err() {
+        record.outcome = Outcome::RelayError;
+        return;
+    }
+    let stats = relay::relay(&client, &backend, ctx.relay).await;
+    record.client_to_backend += stats.client_to_backend;
+    record.backend_to_client += stats.backend_to_client;
+    record.outcome = match stats.end {
+        RelayEnd::Closed => Outcome::Relayed,
+        RelayEnd::IdleTimeout => Outcome::IdleTimeout,
+        RelayEnd::Error(_) => Outcome::RelayError,
+    };
+}
+
+/// A logged-in back-end connection.
+struct Backend<S> {
+    stream: S,
+    address: SocketAddr,
+    greeting: BackendGreeting,
+    leftover: Vec<u8>,
+}
+
+/// A failed login: what the client is told and why (for the log).
+#[derive(Debug)]
+struct LoginError {
+    failure: LoginFailure,
+    reason: String,
+}
+
+impl LoginError {
+    fn temporary(reason: impl Into<String>) -> Self {
+        Self {
+            failure: LoginFailure::Unavailable,
+            reason: reason.into(),
+        }
+    }
+}
+
+async fn log_in<C: Connector>(
+    ctx: &SessionContext,
+    connector: &C,
+    credentials: &Credentials,
+) -> Result<Backend<C::Stream>, LoginError> {
+    let route = match ctx.directory.lookup(&credentials.user).await {
+        Ok(Some(route)) => route,
+        Ok(None) => {
+            return Err(LoginError {
+                failure: LoginFailure::AuthFailed,
+                reason: "unknown user".into(),
+            })
+        }
+        Err(e) => return Err(LoginError::temporary(e.to_string())),
+    };
+    let (stream, address) = connect(ctx, connector, &route).await?;
+    let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
+    let password = credentials.password.clone();
+    let exchange = async {
+        match ctx.protocol {
+            Protocol::Imap => {
+                backend_login(&stream, ImapBackendLogin::new(login_user, password, ctx.imap_auth)).await
+            }
+            Protocol::Pop3 => {
+                backend_login(&stream, Pop3BackendLogin::new(login_user, password, ctx.pop3_auth)).await
+            }
+        }
+    };
+    let outcome = timeout(ctx.login_timeout, exchange)
+        .await
+        .unwrap_or_else(|_| BackendOutcome::Unavailable(format!("back end {address}: login timed out")));
+    match outcome {
+        BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
+            stream,
+            address,
+            greeting,
+            leftover,
+        }),
+        BackendOutcome::Rejected(failure) => Err(LoginError {
+            failure,
+            reason: format!("back end {address} refused the login"),
+        }),
+        BackendOutcome::Unavailable(reason) => Err(LoginError::temporary(format!("back end {address}: {reason}"))),
+    }
+}
+
+async fn connect<C: Connector>(
+    ctx: &SessionContext,
+    connector: &C,
+    route: &Route,
+) -> Result<(C::Stream, SocketAddr), LoginError> {
+    let port = route.port.unwrap_or(ctx.backend_port);
+    let addresses: Vec<SocketAddr> = match route.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            let lookup = tokio::net::lookup_host((route.host.as_str(), port));
+            match timeout(ctx.connect_timeout, lookup).await {
+                Ok(Ok(found)) => found.collect(),
+                Ok(Err(e)) => return Err(LoginError::temporary(format!("resolving {}: {e}", route.host))),
+                Err(_) => return Err(LoginError::temporary(format!("resolving {}: timed out", route.host))),
+            }
+        }
+    };
+    let mut last_error = format!("{}: no address", route.host);
+    for address in addresses {
+        match timeout(ctx.connect_timeout, connector.connect(address)).await {
+            Ok(Ok(stream)) => return Ok((stream, address)),
+            Ok(Err(e)) => last_error = format!("connecting to {address}: {e}"),
+            Err(_) => last_error = format!("connecting to {address}: timed out after {:?}", ctx.connect_timeout),
+        }
+    }
+    Err(LoginError::temporary(last_error))
+}
+
+async fn backend_login<S: Stream, B: BackendLogin>(stream: &S, mut machine: B) -> BackendOutcome {
+    let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
+    loop {
+        let event = machine.poll();
+        if let Err(e) = write(stream, machine.take_output()).await {
+            return BackendOutcome::Unavailable(format!("writing: {e}"));
+        }
+        match event {
+            BackendEvent::Done(outcome) => return outcome,
+            BackendEvent::NeedInput => {
+                let (res, b) = stream.read(buf).await;
+                match res {
+                    Ok(0) => return BackendOutcome::Unavailable("connection closed during login".into()),
+                    Ok(n) => machine.receive(&b[..n]),
+                    Err(e) => return BackendOutcome::Unavailable(format!("reading: {e}")),
+                }
+                buf = b;
+            }
+        }
+    }
+}

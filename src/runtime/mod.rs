@@ -1,1 +1,212 @@
-//! todo
+//! Threads, listeners and the io_uring reactors.
+//!
+//! [`start`] binds every listener once per worker (`SO_REUSEPORT`), starts one
+//! pinned worker thread per CPU, each with its own tokio-uring runtime, and
+//! returns once every worker's io_uring is up — or a clear error saying why it
+//! could not be. [`RunningServer::shutdown`] stops accepting and lets sessions
+//! drain for the configured grace period.
+
+pub mod listener;
+pub mod transport;
+pub mod worker;
+
+use crate::config::{Loaded, Protocol};
+use crate::directory::Directory;
+use crate::imap::ImapSettings;
+use crate::pop3::{Pop3Settings, preauth::DEFAULT_CAPABILITIES};
+use crate::relay::RelaySettings;
+use crate::session::SessionContext;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {address} ({protocol}): {source}")]
+    Bind {
+        /// Protocol of the listener.
+        protocol: Protocol,
+        /// Configured address.
+        address: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// io_uring is unavailable.
+    #[error(
+        "cannot set up io_uring: {source}. mailgate's workers need io_uring (Linux ≥ 5.11). \
+         EPERM usually means it is disabled by `sysctl kernel.io_uring_disabled` (set it to 0) \
+         or blocked by a container's seccomp profile (allow io_uring_setup/io_uring_enter/\
+         io_uring_register, e.g. docker --security-opt seccomp=…); ENOMEM means RLIMIT_MEMLOCK \
+         is too low for `runtime.ring_entries` (raise the limit or lower the entries); \
+         ENOSYS means the kernel has no io_uring"
+    )]
+    IoUring {
+        /// The error from io_uring_setup.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be started.
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+    /// A worker died before reporting.
+    #[error("worker {0} exited during start-up")]
+    WorkerLost(usize),
+}
+
+/// A started server.
+pub struct RunningServer {
+    addresses: Vec<(Protocol, SocketAddr)>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The bound address of each configured listener, in config order.
+    pub fn addresses(&self) -> &[(Protocol, SocketAddr)] {
+        &self.addresses
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Stops accepting; sessions drain for the grace period.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits for every worker to finish (after `shutdown`).
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Number of workers for `configured` (0 = one per usable CPU) and the CPUs to pin to.
+fn plan_cores(configured: usize, pin: bool) -> (usize, Vec<Option<core_affinity::CoreId>>) {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let count = match configured {
+        0 => cores.len().max(1),
+        n => n,
+    };
+    let pins = (0..count)
+        .map(|i| (pin && !cores.is_empty()).then(|| cores[i % cores.len()]))
+        .collect();
+    (count, pins)
+}
+
+/// Binds the listeners and starts the workers.
+pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
+    let config = &loaded.config;
+    let (count, pins) = plan_cores(config.runtime.workers, config.runtime.pin_workers);
+    let mut per_worker: Vec<Vec<_>> = (0..count).map(|_| Vec::new()).collect();
+    let mut addresses = Vec::new();
+    for (index, listen) in config.listen.iter().enumerate() {
+        let sockets = listener::bind_reuseport(listen.address, count).map_err(|source| {
+            RuntimeError::Bind {
+                protocol: listen.protocol,
+                address: listen.address,
+                source,
+            }
+        })?;
+        let bound = sockets[0].local_addr().map_err(|source| RuntimeError::Bind {
+            protocol: listen.protocol,
+            address: listen.address,
+            source,
+        })?;
+        addresses.push((listen.protocol, bound));
+        for (worker, socket) in sockets.into_iter().enumerate() {
+            let loaded = loaded.clone();
+            let factory: worker::ContextFactory = Box::new(move || session_context(&loaded, index));
+            per_worker[worker].push((socket, factory));
+        }
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut threads = Vec::with_capacity(count);
+    let mut readies = Vec::with_capacity(count);
+    for (index, (listeners, core)) in per_worker.into_iter().zip(pins).enumerate() {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let plan = worker::WorkerPlan {
+            index,
+            core,
+            ring_entries: config.runtime.ring_entries,
+            listeners,
+            shutdown: shutdown_rx.clone(),
+            grace: config.runtime.shutdown_grace,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("mailgate-w{index}"))
+            .spawn(move || worker::run(plan, ready_tx))
+            .map_err(RuntimeError::Thread)?;
+        threads.push(thread);
+        readies.push(ready_rx);
+    }
+    let server = RunningServer {
+        addresses,
+        shutdown,
+        threads,
+    };
+    for (index, ready) in readies.into_iter().enumerate() {
+        let result = ready.recv().unwrap_or(Err(RuntimeError::WorkerLost(index)));
+        if let Err(e) = result {
+            server.shutdown();
+            server.join();
+            return Err(e);
+        }
+    }
+    Ok(server)
+}
+
+/// The context for listener `index`, built on a worker's thread.
+fn session_context(loaded: &Arc<Loaded>, index: usize) -> SessionContext {
+    let config = &loaded.config;
+    let listen = &config.listen[index];
+    let greeting = listen.greeting.clone().unwrap_or_else(|| "mailgate ready.".into());
+    let limits = &config.limits;
+    let directory: Rc<dyn Directory> = Rc::new(loaded.clone());
+    SessionContext {
+        protocol: listen.protocol,
+        imap: Rc::new(ImapSettings {
+            greeting: greeting.clone(),
+            max_line: limits.max_line,
+            max_literal: limits.max_literal,
+            max_auth_failures: limits.max_auth_failures,
+        }),
+        pop3: Rc::new(Pop3Settings {
+            greeting,
+            max_line: limits.max_line,
+            max_auth_failures: limits.max_auth_failures,
+            capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        }),
+        directory,
+        backend_port: match listen.protocol {
+            Protocol::Imap => config.backend.imap_port,
+            Protocol::Pop3 => config.backend.pop3_port,
+        },
+        connect_timeout: config.backend.connect_timeout,
+        login_timeout: config.backend.login_timeout,
+        imap_auth: config.backend.imap_auth,
+        pop3_auth: config.backend.pop3_auth,
+        preauth_timeout: limits.preauth_timeout,
+        relay: RelaySettings {
+            buffer_size: config.relay.buffer_size,
+            idle_timeout: config.relay.idle_timeout,
+        },
+    }
+}
+
+/// The loaded config answers lookups from its static map.
+impl Directory for Arc<Loaded> {
+    fn lookup<'a>(&'a self, user: &'a str) -> crate::directory::LookupFuture<'a> {
+        match &self.static_map {
+            Some(map) => map.lookup(user),
+            None => Box::pin(std::future::ready(Err(crate::directory::DirectoryError::Unavailable(
+                "no directory configured".into(),
+            )))),
+        }
+    }
+}

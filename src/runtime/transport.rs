@@ -1,0 +1,68 @@
+//! The small transport interface the session and relay are written against.
+//!
+//! Only this file knows the io_uring runtime: sockets are read and written
+//! with owned buffers (the completion model needs the kernel to own a buffer
+//! while an operation is in flight). An epoll fallback for hosts where
+//! io_uring is blocked would implement the same two traits.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+
+/// A connected byte stream with owned-buffer I/O.
+#[allow(async_fn_in_trait)] // workers are single-threaded: futures need not be Send
+pub trait Stream: AsRawFd {
+    /// Reads into `buf` (cleared first, filled up to its capacity).
+    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Writes all of `buf`.
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
+    /// Shuts down one or both directions.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+}
+
+/// How outgoing connections are made.
+#[allow(async_fn_in_trait)]
+pub trait Connector {
+    /// The stream type produced.
+    type Stream: Stream;
+    /// Connects to `addr` (the caller bounds the time).
+    async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream>;
+}
+
+/// io_uring sockets from tokio-uring.
+pub struct UringStream(pub tokio_uring::net::TcpStream);
+
+impl AsRawFd for UringStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Stream for UringStream {
+    async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        buf.clear();
+        self.0.read(buf).await
+    }
+
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.0.write_all(buf).await
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.0.shutdown(how)
+    }
+}
+
+/// Connects with io_uring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UringConnector;
+
+impl Connector for UringConnector {
+    type Stream = UringStream;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<UringStream> {
+        let stream = tokio_uring::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(UringStream(stream))
+    }
+}
