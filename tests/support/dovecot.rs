@@ -1,0 +1,172 @@
+//! A real Dovecot (imap + pop3, plaintext) with Maildirs of known content.
+
+use super::{free_port, terminate, wait_for_port, START_DEADLINE};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A user with a password and the messages in their INBOX.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    /// Login name.
+    pub name: String,
+    /// Password (no `:` or newline: passwd-file format).
+    pub password: String,
+    /// Messages, in INBOX order.
+    pub messages: Vec<Vec<u8>>,
+}
+
+/// A running Dovecot.
+pub struct Dovecot {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// IMAP listener.
+    pub imap: SocketAddr,
+    /// POP3 listener.
+    pub pop3: SocketAddr,
+}
+
+const MAIL_UID: u32 = 8; // Debian's `mail` user
+const MAIL_GID: u32 = 8;
+
+impl Dovecot {
+    /// Starts Dovecot with these users; panics with its log if it fails.
+    pub fn start(users: &[TestUser]) -> Self {
+        let dir = tempfile::Builder::new().prefix("mailgate-dovecot-").tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let imap_port = free_port();
+        let pop3_port = free_port();
+        let mut passwd = String::new();
+        for user in users {
+            passwd.push_str(&format!("{}:{{PLAIN}}{}::::::\n", user.name, user.password));
+            write_maildir(&root.join("home").join(&user.name), &user.messages);
+        }
+        std::fs::write(root.join("passwd"), passwd).unwrap();
+        for sub in ["run", "state"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let conf = root.join("dovecot.conf");
+        std::fs::write(&conf, config(root, imap_port, pop3_port)).unwrap();
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dovecot (apt-get install dovecot-imapd dovecot-pop3d)");
+        let dovecot = Self {
+            child,
+            imap: SocketAddr::from(([127, 0, 0, 1], imap_port)),
+            pop3: SocketAddr::from(([127, 0, 0, 1], pop3_port)),
+            dir,
+        };
+        wait_for_port(dovecot.imap, START_DEADLINE);
+        wait_for_port(dovecot.pop3, START_DEADLINE);
+        dovecot
+    }
+
+    /// Dovecot's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Path of message `index` (0-based) of `user` on disk.
+    pub fn message_path(&self, user: &str, index: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join("home")
+            .join(user)
+            .join("Maildir/cur")
+            .join(message_file_name(index))
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        terminate(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+fn message_file_name(index: usize) -> String {
+    format!("{}.M{index}P1.mailgate-test:2,S", 1_700_000_000 + index)
+}
+
+fn write_maildir(home: &Path, messages: &[Vec<u8>]) {
+    let maildir = home.join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    for (i, message) in messages.iter().enumerate() {
+        std::fs::write(maildir.join("cur").join(message_file_name(i)), message).unwrap();
+    }
+    chown_tree(home);
+}
+
+fn chown_tree(path: &Path) {
+    std::os::unix::fs::chown(path, Some(MAIL_UID), Some(MAIL_GID)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path());
+        }
+    }
+}
+
+fn config(root: &Path, imap_port: u16, pop3_port: u16) -> String {
+    let root = root.display();
+    format!(
+        r#"base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+info_log_path = {root}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mail_location = maildir:~/Maildir
+first_valid_uid = {MAIL_UID}
+mail_max_userip_connections = 10000
+default_client_limit = 10000
+default_process_limit = 1000
+pop3_uidl_format = %08Xu%08Xv
+passdb {{
+  driver = passwd-file
+  args = {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={MAIL_UID} gid={MAIL_GID} home={root}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  service_count = 0
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+  service_count = 0
+}}
+protocol imap {{
+  mail_max_userip_connections = 10000
+}}
+protocol pop3 {{
+  mail_max_userip_connections = 10000
+}}
+"#
+    )
+}

@@ -1,0 +1,65 @@
+//! Shared integration-test harness: a real Dovecot and the real `mailgate`
+//! binary on loopback, each in its own temporary folder with ephemeral ports,
+//! stopped when dropped (also when a test panics).
+
+#![allow(dead_code)]
+
+pub mod dovecot;
+pub mod mailgate;
+pub mod stack;
+
+pub use dovecot::{Dovecot, TestUser};
+pub use mailgate::Mailgate;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// How long a fixture may take to come up.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A port that was free a moment ago (for programs that cannot bind port 0
+/// and report it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Waits until `addr` accepts a TCP connection.
+pub fn wait_for_port(addr: SocketAddr, deadline: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{addr} did not accept connections within {deadline:?}");
+}
+
+/// Sends SIGTERM to `child`, waits up to `grace`, then kills it.
+pub fn terminate(child: &mut std::process::Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// True when `program` can be run (for tools that CI installs).
+pub fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

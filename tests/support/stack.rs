@@ -1,0 +1,67 @@
+//! The usual fixture: Dovecot with two users, mailgate in front of it.
+
+use super::{free_port, Dovecot, Mailgate, TestUser};
+use mailgate::simulated_backend::message;
+
+/// Alice: an ordinary password; three messages, the last one 5 MiB.
+pub const ALICE: &str = "alice@example.org";
+/// Alice's password.
+pub const ALICE_PW: &str = "alice-pw";
+/// Bob: a password that needs quoting and is not ASCII.
+pub const BOB: &str = "bob@example.org";
+/// Bob's password.
+pub const BOB_PW: &str = "s3cr et\"\\é";
+/// A user whose back end does not listen.
+pub const GHOST: &str = "ghost@down.example";
+/// Alice's message sizes.
+pub const ALICE_SIZES: [usize; 3] = [1_500, 70_000, 5 * 1024 * 1024];
+
+/// Alice's messages as stored.
+pub fn alice_messages() -> Vec<Vec<u8>> {
+    ALICE_SIZES.iter().enumerate().map(|(i, &s)| message(i + 1, s)).collect()
+}
+
+/// Dovecot plus mailgate (IMAP listener 0, POP3 listener 1).
+pub struct Stack {
+    /// Listener 0 is IMAP, 1 is POP3.
+    pub mailgate: Mailgate,
+    /// The back end.
+    pub dovecot: Dovecot,
+}
+
+impl Stack {
+    /// Starts both; `extra` is appended to mailgate's config.
+    pub fn start(extra: &str) -> Self {
+        Self::start_with("", extra)
+    }
+
+    /// Starts both; `backend` is added to `[backend]`, `extra` appended.
+    pub fn start_with(backend: &str, extra: &str) -> Self {
+        let dovecot = Dovecot::start(&[
+            TestUser {
+                name: ALICE.into(),
+                password: ALICE_PW.into(),
+                messages: alice_messages(),
+            },
+            TestUser {
+                name: BOB.into(),
+                password: BOB_PW.into(),
+                messages: vec![message(7, 900)],
+            },
+        ]);
+        let map = format!("*@example.org  127.0.0.1\n{GHOST}  127.0.0.1:{}\n", free_port());
+        let config = super::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), backend, extra);
+        let mailgate = Mailgate::start(&config, &map);
+        Self { mailgate, dovecot }
+    }
+
+    /// mailgate's IMAP address.
+    pub fn imap(&self) -> std::net::SocketAddr {
+        self.mailgate.addr(0)
+    }
+
+    /// mailgate's POP3 address.
+    pub fn pop3(&self) -> std::net::SocketAddr {
+        self.mailgate.addr(1)
+    }
+}
