@@ -90,6 +90,27 @@ impl Mailgate {
     }
 }
 
+impl Mailgate {
+    /// Waits for the `session end` lines of `count` sessions of `protocol`; returns them.
+    pub fn wait_for_session_ends(&self, protocol: &str, count: usize) -> Vec<String> {
+        let start = Instant::now();
+        let needle = format!("protocol={protocol}");
+        loop {
+            let log = self.log();
+            let lines: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains("session end") && l.contains(&needle))
+                .map(str::to_owned)
+                .collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(start.elapsed() < START_DEADLINE, "{count} {protocol} session ends not logged:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Mailgate {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));

@@ -1,0 +1,81 @@
+//! POP3 logins through mailgate to a real Dovecot.
+
+mod support;
+
+use mailgate::auth::encode_base64;
+use mailgate::check_client::Pop3Client;
+use support::stack::*;
+
+#[test]
+fn user_pass_then_retr() {
+    let stack = Stack::start("");
+    let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+    assert!(!c.greeting.contains("Dovecot"), "{}", c.greeting);
+    assert_eq!(c.login(BOB, BOB_PW).unwrap(), "+OK Logged in.");
+    assert!(c.command("STAT").unwrap().starts_with("+OK 1 "));
+    assert_eq!(c.retrieve(1).unwrap(), mailgate::simulated_backend::message(7, 900));
+    assert!(c.command("QUIT").unwrap().starts_with("+OK"));
+}
+
+#[test]
+fn auth_plain_with_initial_response_and_with_continuation() {
+    let stack = Stack::start("");
+    let plain = encode_base64(format!("\0{ALICE}\0{ALICE_PW}").as_bytes());
+    let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+    assert_eq!(c.command(&format!("AUTH PLAIN {plain}")).unwrap(), "+OK Logged in.");
+
+    let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+    assert_eq!(c.command("AUTH PLAIN").unwrap(), "+");
+    assert_eq!(c.command(&plain).unwrap(), "+OK Logged in.");
+    assert!(c.command("STAT").unwrap().starts_with("+OK 3 "));
+}
+
+#[test]
+fn wrong_password_then_right_one_and_unknown_user() {
+    let stack = Stack::start("");
+    let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+    assert_eq!(c.login(ALICE, "wrong").unwrap(), "-ERR [AUTH] Authentication failed.");
+    assert_eq!(c.login("nobody@unknown.test", "x").unwrap(), "-ERR [AUTH] Authentication failed.");
+    assert_eq!(c.login(ALICE, ALICE_PW).unwrap(), "+OK Logged in.");
+}
+
+#[test]
+fn back_end_down_is_a_temporary_failure() {
+    let stack = Stack::start("");
+    let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+    assert_eq!(c.login(GHOST, "x").unwrap(), "-ERR [SYS/TEMP] Temporary failure, try again later.");
+    assert_eq!(c.login(ALICE, ALICE_PW).unwrap(), "+OK Logged in.");
+}
+
+#[test]
+fn both_back_end_login_methods_work_with_dovecot() {
+    for method in ["user", "plain", "auto"] {
+        let stack = Stack::start_with(&format!("pop3_auth = \"{method}\""), "");
+        let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+        assert_eq!(c.login(BOB, BOB_PW).unwrap(), "+OK Logged in.", "{method}");
+        let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+        assert_eq!(c.login(BOB, "bad").unwrap(), "-ERR [AUTH] Authentication failed.", "{method}");
+    }
+}
+
+#[test]
+fn commands_pipelined_after_pass_are_answered() {
+    let stack = Stack::start("");
+    let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+    c.send_raw(format!("USER {ALICE}\r\nPASS {ALICE_PW}\r\nSTAT\r\nRETR 1\r\nQUIT\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(c.read_status().unwrap(), "+OK");
+    assert_eq!(c.read_status().unwrap(), "+OK Logged in.");
+    assert!(c.read_status().unwrap().starts_with("+OK 3 "));
+    assert!(c.read_status().unwrap().starts_with("+OK"));
+    assert_eq!(c.read_multiline().unwrap(), alice_messages()[0]);
+    assert!(c.read_status().unwrap().starts_with("+OK"));
+}
+
+#[test]
+fn apop_is_refused_clearly() {
+    let stack = Stack::start("");
+    let mut c = Pop3Client::connect(stack.pop3()).unwrap();
+    let reply = c.command(&format!("APOP {ALICE} 0123456789abcdef0123456789abcdef")).unwrap();
+    assert!(reply.starts_with("-ERR APOP is not supported"), "{reply}");
+}
