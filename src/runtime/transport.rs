@@ -53,6 +53,16 @@ impl Stream for UringStream {
     }
 }
 
+/// An io_uring operation abandoned by a timeout keeps the socket open until it
+/// completes (the kernel still owns the buffer and the descriptor). Shutting
+/// the socket down on drop completes such operations, so the descriptor is
+/// closed now and the peer sees the connection end.
+impl Drop for UringStream {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
 /// Connects with io_uring.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UringConnector;

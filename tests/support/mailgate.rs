@@ -61,6 +61,24 @@ impl Mailgate {
         mailgate
     }
 
+    /// Waits up to `deadline` for the process to exit by itself.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Address of listener `i`.
     pub fn addr(&self, i: usize) -> SocketAddr {
         self.addresses[i]

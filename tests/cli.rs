@@ -1,0 +1,82 @@
+//! The `mailgate` command line: check-config, demo, start-up errors, and
+//! graceful shutdown on SIGTERM.
+
+mod support;
+
+use mailgate::check_client::ImapClient;
+use std::process::Command;
+use std::time::Duration;
+use support::{stack::*, Mailgate};
+
+fn mailgate(args: &[&str]) -> std::process::Output {
+    Command::new(Mailgate::binary()).args(args).output().unwrap()
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_points_at_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.map"), "* 127.0.0.1\n").unwrap();
+    let good = support::mailgate::config(10143, 10110, "", "");
+    let path = dir.path().join("good.toml");
+    std::fs::write(&path, &good).unwrap();
+    let out = mailgate(&["check-config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (2 listener(s), 1 static map entries)"));
+
+    let bad = good.replace("workers = 2", "workers = 2\nwrokers = 3");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, &bad).unwrap();
+    let out = mailgate(&["check-config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = bad.lines().position(|l| l.starts_with("wrokers")).unwrap() + 1;
+    assert!(err.contains("bad.toml") && err.contains(&format!("line {line}")) && err.contains("wrokers"), "{err}");
+
+    std::fs::write(dir.path().join("users.map"), "* 127.0.0.1\nbroken\n").unwrap();
+    let out = mailgate(&["check-config", dir.path().join("good.toml").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("users.map:2:"));
+}
+
+#[test]
+fn demo_check_runs_a_real_session_and_exits_zero() {
+    let out = mailgate(&["demo", "--check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("curl -s 'imap://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("check: ok"), "{stdout}");
+}
+
+#[test]
+fn impossible_io_uring_setup_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.map"), "* 127.0.0.1\n").unwrap();
+    let config = support::mailgate::config(10143, 10110, "", "ring_entries = 1000000\n");
+    let path = dir.path().join("m.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = mailgate(&["run", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot set up io_uring") && err.contains("kernel.io_uring_disabled"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_accepting_and_lets_sessions_drain() {
+    let mut stack = Stack::start("");
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    let imap = stack.imap();
+    // SIGTERM, without waiting for the exit.
+    let pid = stack.mailgate.pid();
+    Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    stack.mailgate.wait_for_log("stopping", Duration::from_secs(10));
+    // The running session keeps working during the grace period...
+    assert!(c.command("SELECT INBOX").unwrap().is_ok());
+    // ...while new connections are refused.
+    let refused = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::net::TcpStream::connect(imap).is_err()
+    });
+    assert!(refused, "still accepting after SIGTERM");
+    let status = stack.mailgate.wait_exit(Duration::from_secs(20)).expect("exits after the grace period");
+    assert!(status.success(), "{status}");
+}
