@@ -161,6 +161,12 @@ service pop3-login {{
   }}
   service_count = 0
 }}
+# Every test login comes from 127.0.0.1: no per-IP auth penalty.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 protocol imap {{
   mail_max_userip_connections = 10000
 }}
