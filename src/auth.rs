@@ -96,7 +96,9 @@ pub fn decode_plain(response_b64: &[u8]) -> Result<Credentials, SaslError> {
 
 /// Encodes `\0user\0password` as base64 for a back end, as user name `login_user`.
 pub fn encode_plain(login_user: &str, password: &Secret) -> Zeroizing<String> {
-    let mut raw = Zeroizing::new(Vec::with_capacity(login_user.len() + password.expose().len() + 2));
+    let mut raw = Zeroizing::new(Vec::with_capacity(
+        login_user.len() + password.expose().len() + 2,
+    ));
     raw.push(0);
     raw.extend_from_slice(login_user.as_bytes());
     raw.push(0);
@@ -147,7 +149,10 @@ mod tests {
         let short = BASE64.encode(b"bob\0pw");
         assert_eq!(decode_plain(short.as_bytes()), Err(SaslError::Malformed));
         let empty_user = BASE64.encode(b"\0\0pw");
-        assert_eq!(decode_plain(empty_user.as_bytes()), Err(SaslError::Malformed));
+        assert_eq!(
+            decode_plain(empty_user.as_bytes()),
+            Err(SaslError::Malformed)
+        );
         assert_eq!(decode_plain(b"="), Err(SaslError::Malformed));
         let latin1 = BASE64.encode(b"\0b\xe9\0pw");
         assert_eq!(decode_plain(latin1.as_bytes()), Err(SaslError::NotUtf8));

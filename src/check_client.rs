@@ -24,7 +24,10 @@ fn connect(addr: SocketAddr) -> io::Result<BufReader<TcpStream>> {
 fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     if reader.read_until(b'\n', &mut line)? == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "server closed the connection",
+        ));
     }
     Ok(line)
 }
@@ -65,11 +68,17 @@ impl ImapClient {
     /// Connects and reads the greeting.
     pub fn connect(addr: SocketAddr) -> io::Result<Self> {
         let mut reader = connect(addr)?;
-        let greeting = String::from_utf8_lossy(&read_line(&mut reader)?).trim_end().to_owned();
+        let greeting = String::from_utf8_lossy(&read_line(&mut reader)?)
+            .trim_end()
+            .to_owned();
         if !greeting.starts_with("* OK") {
             return Err(protocol_error(format!("unexpected greeting: {greeting}")));
         }
-        Ok(Self { reader, next_tag: 1, greeting })
+        Ok(Self {
+            reader,
+            next_tag: 1,
+            greeting,
+        })
     }
 
     /// Sends raw bytes (for pipelining and hostile-input tests).
@@ -137,7 +146,10 @@ impl ImapClient {
         }
         let mut fetch = self.command(&format!("FETCH {number} BODY[]"))?;
         if !fetch.is_ok() || fetch.literals.len() != 1 {
-            return Err(protocol_error(format!("FETCH failed: {} {}", fetch.status, fetch.text)));
+            return Err(protocol_error(format!(
+                "FETCH failed: {} {}",
+                fetch.status, fetch.text
+            )));
         }
         Ok(fetch.literals.remove(0))
     }
@@ -164,7 +176,9 @@ impl Pop3Client {
     /// Connects and reads the greeting.
     pub fn connect(addr: SocketAddr) -> io::Result<Self> {
         let mut reader = connect(addr)?;
-        let greeting = String::from_utf8_lossy(&read_line(&mut reader)?).trim_end().to_owned();
+        let greeting = String::from_utf8_lossy(&read_line(&mut reader)?)
+            .trim_end()
+            .to_owned();
         if !greeting.starts_with("+OK") {
             return Err(protocol_error(format!("unexpected greeting: {greeting}")));
         }
@@ -178,7 +192,9 @@ impl Pop3Client {
 
     /// Reads one status line, CRLF removed.
     pub fn read_status(&mut self) -> io::Result<String> {
-        Ok(String::from_utf8_lossy(&read_line(&mut self.reader)?).trim_end().to_owned())
+        Ok(String::from_utf8_lossy(&read_line(&mut self.reader)?)
+            .trim_end()
+            .to_owned())
     }
 
     /// Sends a command line and reads its status line.
@@ -195,7 +211,11 @@ impl Pop3Client {
             if line == b".\r\n" || line == b".\n" {
                 return Ok(body);
             }
-            let unstuffed = if line.starts_with(b"..") { &line[1..] } else { &line[..] };
+            let unstuffed = if line.starts_with(b"..") {
+                &line[1..]
+            } else {
+                &line[..]
+            };
             body.extend_from_slice(unstuffed);
         }
     }

@@ -61,10 +61,15 @@ pub fn run(check: bool, wait: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Re
     let imap = server.addresses()[0].1;
     let pop3 = server.addresses()[1].1;
     println!("mailgate demo: {} worker(s)", server.workers());
-    println!("  simulated back end: imap {} pop3 {}", backend.imap, backend.pop3);
+    println!(
+        "  simulated back end: imap {} pop3 {}",
+        backend.imap, backend.pop3
+    );
     println!("  mailgate:           imap {imap} pop3 {pop3}");
     println!("  any user, password {DEMO_PASSWORD:?}; try:");
-    println!("    curl -s 'imap://{imap}/INBOX;MAILINDEX=1' -u 'alice@example.org:{DEMO_PASSWORD}'");
+    println!(
+        "    curl -s 'imap://{imap}/INBOX;MAILINDEX=1' -u 'alice@example.org:{DEMO_PASSWORD}'"
+    );
     println!("    curl -s 'pop3://{pop3}/1' -u 'alice@example.org:{DEMO_PASSWORD}'");
     let result = if check {
         check_sessions(imap, pop3)
@@ -88,15 +93,27 @@ fn check_sessions(imap: std::net::SocketAddr, pop3: std::net::SocketAddr) -> any
     let started = std::time::Instant::now();
     let mut client = ImapClient::connect(imap).context("IMAP connect")?;
     let login = client.login("alice@example.org", DEMO_PASSWORD)?;
-    ensure!(login.is_ok(), "IMAP login refused: {} {}", login.status, login.text);
+    ensure!(
+        login.is_ok(),
+        "IMAP login refused: {} {}",
+        login.status,
+        login.text
+    );
     for (i, &size) in DEMO_MESSAGE_SIZES.iter().enumerate() {
         let body = client.fetch_message(i + 1)?;
         if body != simulated_backend::message(i + 1, size) {
-            bail!("IMAP message {} differs from the back end's ({} bytes received)", i + 1, body.len());
+            bail!(
+                "IMAP message {} differs from the back end's ({} bytes received)",
+                i + 1,
+                body.len()
+            );
         }
     }
     client.logout()?;
-    println!("check: IMAP login + FETCH of {} messages through mailgate: byte-exact", DEMO_MESSAGE_SIZES.len());
+    println!(
+        "check: IMAP login + FETCH of {} messages through mailgate: byte-exact",
+        DEMO_MESSAGE_SIZES.len()
+    );
 
     let mut client = Pop3Client::connect(pop3).context("POP3 connect")?;
     let status = client.login("bob@example.org", DEMO_PASSWORD)?;
@@ -108,7 +125,10 @@ fn check_sessions(imap: std::net::SocketAddr, pop3: std::net::SocketAddr) -> any
         }
     }
     client.command("QUIT")?;
-    println!("check: POP3 login + RETR of {} messages through mailgate: byte-exact", DEMO_MESSAGE_SIZES.len());
+    println!(
+        "check: POP3 login + RETR of {} messages through mailgate: byte-exact",
+        DEMO_MESSAGE_SIZES.len()
+    );
     println!("check: ok in {:?}", started.elapsed());
     Ok(())
 }

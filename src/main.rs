@@ -116,7 +116,10 @@ fn write_ready_file(
     path: &std::path::Path,
     addresses: &[(mailgate::config::Protocol, std::net::SocketAddr)],
 ) -> std::io::Result<()> {
-    let text: String = addresses.iter().map(|(p, a)| format!("{p} {a}\n")).collect();
+    let text: String = addresses
+        .iter()
+        .map(|(p, a)| format!("{p} {a}\n"))
+        .collect();
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, path)
@@ -131,13 +134,18 @@ fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which
     // lives on this stack frame for the duration of the calls.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             let raised = libc::rlimit {
                 rlim_cur: limit.rlim_max,
                 rlim_max: limit.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                tracing::debug!(from = limit.rlim_cur, to = limit.rlim_max, "raised RLIMIT_NOFILE");
+                tracing::debug!(
+                    from = limit.rlim_cur,
+                    to = limit.rlim_max,
+                    "raised RLIMIT_NOFILE"
+                );
             }
         }
     }

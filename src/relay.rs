@@ -74,8 +74,20 @@ pub async fn relay<S: Stream>(client: &S, backend: &S, settings: RelaySettings) 
         client_to_backend: Cell::new(0),
         backend_to_client: Cell::new(0),
     };
-    let up = pump(&shared, client, backend, &shared.client_to_backend, settings.buffer_size);
-    let down = pump(&shared, backend, client, &shared.backend_to_client, settings.buffer_size);
+    let up = pump(
+        &shared,
+        client,
+        backend,
+        &shared.client_to_backend,
+        settings.buffer_size,
+    );
+    let down = pump(
+        &shared,
+        backend,
+        client,
+        &shared.backend_to_client,
+        settings.buffer_size,
+    );
     let both = async { tokio::join!(up, down) };
     let end = tokio::select! {
         _ = both => shared.error.get().map_or(RelayEnd::Closed, RelayEnd::Error),

@@ -115,7 +115,12 @@ impl SessionRecord {
 }
 
 /// Runs one client connection to its end.
-pub async fn run<C: Connector>(ctx: Rc<SessionContext>, connector: C, client: C::Stream, peer: SocketAddr) {
+pub async fn run<C: Connector>(
+    ctx: Rc<SessionContext>,
+    connector: C,
+    client: C::Stream,
+    peer: SocketAddr,
+) {
     let mut record = SessionRecord {
         peer,
         protocol: ctx.protocol,
@@ -184,13 +189,23 @@ async fn drive<C: Connector, P: PreAuth>(
             PreAuthEvent::Login(credentials) => {
                 record.user = Some(credentials.user.clone());
                 let attempt = timeout_at(deadline, log_in(ctx, connector, &credentials)).await;
-                match attempt.unwrap_or_else(|_| Err(LoginError::temporary("pre-auth time ran out during login"))) {
+                match attempt.unwrap_or_else(|_| {
+                    Err(LoginError::temporary("pre-auth time ran out during login"))
+                }) {
                     Ok(backend) => {
                         record.backend = Some(backend.address);
                         let logged_in = machine.login_succeeded(&backend.greeting);
                         let mut to_client = logged_in.to_client;
                         to_client.extend_from_slice(&backend.leftover);
-                        relay_session(ctx, client, backend.stream, to_client, logged_in.to_backend, record).await;
+                        relay_session(
+                            ctx,
+                            client,
+                            backend.stream,
+                            to_client,
+                            logged_in.to_backend,
+                            record,
+                        )
+                        .await;
                         return;
                     }
                     Err(e) => {
@@ -274,16 +289,26 @@ async fn log_in<C: Connector>(
     let exchange = async {
         match ctx.protocol {
             Protocol::Imap => {
-                backend_login(&stream, ImapBackendLogin::new(login_user, password, ctx.imap_auth)).await
+                backend_login(
+                    &stream,
+                    ImapBackendLogin::new(login_user, password, ctx.imap_auth),
+                )
+                .await
             }
             Protocol::Pop3 => {
-                backend_login(&stream, Pop3BackendLogin::new(login_user, password, ctx.pop3_auth)).await
+                backend_login(
+                    &stream,
+                    Pop3BackendLogin::new(login_user, password, ctx.pop3_auth),
+                )
+                .await
             }
         }
     };
     let outcome = timeout(ctx.login_timeout, exchange)
         .await
-        .unwrap_or_else(|_| BackendOutcome::Unavailable(format!("back end {address}: login timed out")));
+        .unwrap_or_else(|_| {
+            BackendOutcome::Unavailable(format!("back end {address}: login timed out"))
+        });
     match outcome {
         BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
             stream,
@@ -295,7 +320,9 @@ async fn log_in<C: Connector>(
             failure,
             reason: format!("back end {address} refused the login"),
         }),
-        BackendOutcome::Unavailable(reason) => Err(LoginError::temporary(format!("back end {address}: {reason}"))),
+        BackendOutcome::Unavailable(reason) => Err(LoginError::temporary(format!(
+            "back end {address}: {reason}"
+        ))),
     }
 }
 
@@ -311,8 +338,18 @@ async fn connect<C: Connector>(
             let lookup = tokio::net::lookup_host((route.host.as_str(), port));
             match timeout(ctx.connect_timeout, lookup).await {
                 Ok(Ok(found)) => found.collect(),
-                Ok(Err(e)) => return Err(LoginError::temporary(format!("resolving {}: {e}", route.host))),
-                Err(_) => return Err(LoginError::temporary(format!("resolving {}: timed out", route.host))),
+                Ok(Err(e)) => {
+                    return Err(LoginError::temporary(format!(
+                        "resolving {}: {e}",
+                        route.host
+                    )))
+                }
+                Err(_) => {
+                    return Err(LoginError::temporary(format!(
+                        "resolving {}: timed out",
+                        route.host
+                    )))
+                }
             }
         }
     };
@@ -321,7 +358,12 @@ async fn connect<C: Connector>(
         match timeout(ctx.connect_timeout, connector.connect(address)).await {
             Ok(Ok(stream)) => return Ok((stream, address)),
             Ok(Err(e)) => last_error = format!("connecting to {address}: {e}"),
-            Err(_) => last_error = format!("connecting to {address}: timed out after {:?}", ctx.connect_timeout),
+            Err(_) => {
+                last_error = format!(
+                    "connecting to {address}: timed out after {:?}",
+                    ctx.connect_timeout
+                )
+            }
         }
     }
     Err(LoginError::temporary(last_error))
@@ -339,7 +381,9 @@ async fn backend_login<S: Stream, B: BackendLogin>(stream: &S, mut machine: B) -
             BackendEvent::NeedInput => {
                 let (res, b) = stream.read(buf).await;
                 match res {
-                    Ok(0) => return BackendOutcome::Unavailable("connection closed during login".into()),
+                    Ok(0) => {
+                        return BackendOutcome::Unavailable("connection closed during login".into())
+                    }
                     Ok(n) => machine.receive(&b[..n]),
                     Err(e) => return BackendOutcome::Unavailable(format!("reading: {e}")),
                 }

@@ -132,7 +132,10 @@ fn read_imap_command(reader: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> io
                     return Ok(false);
                 }
                 // Take at most up to the next LF so a pipelined command stays buffered.
-                let take = chunk.iter().position(|&b| b == b'\n').map_or(chunk.len(), |i| i + 1);
+                let take = chunk
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(chunk.len(), |i| i + 1);
                 buf.extend_from_slice(&chunk[..take]);
                 reader.consume(take);
             }
@@ -153,7 +156,9 @@ fn serve_imap(stream: TcpStream, mailbox: &Mailbox) -> io::Result<()> {
         };
         let tag = cmd.tag;
         let reply = match (cmd.name.as_str(), logged_in) {
-            ("CAPABILITY", _) => format!("* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE AUTH=PLAIN\r\n{tag} OK done\r\n"),
+            ("CAPABILITY", _) => format!(
+                "* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR IDLE AUTH=PLAIN\r\n{tag} OK done\r\n"
+            ),
             ("NOOP", _) => format!("{tag} OK done\r\n"),
             ("LOGOUT", _) => {
                 out.write_all(format!("* BYE bye\r\n{tag} OK done\r\n").as_bytes())?;
@@ -194,7 +199,13 @@ fn serve_imap(stream: TcpStream, mailbox: &Mailbox) -> io::Result<()> {
                 format!("{tag} OK idle done\r\n")
             }
             ("FETCH", true) => fetch_reply(tag, &cmd.args, mailbox, &mut out)?,
-            ("UID", true) if cmd.args.first().and_then(Token::as_astring).is_some_and(|a| a.eq_ignore_ascii_case(b"FETCH")) => {
+            ("UID", true)
+                if cmd
+                    .args
+                    .first()
+                    .and_then(Token::as_astring)
+                    .is_some_and(|a| a.eq_ignore_ascii_case(b"FETCH")) =>
+            {
                 fetch_reply(tag, &cmd.args[1..], mailbox, &mut out)?
             }
             _ => format!("{tag} BAD unsupported\r\n"),
@@ -213,7 +224,12 @@ fn login_reply(tag: &str, ok: bool) -> String {
 }
 
 /// `FETCH n BODY[]` (or `BODY.PEEK[]`, `RFC822`) for a single message number.
-fn fetch_reply(tag: &str, args: &[Token], mailbox: &Mailbox, out: &mut TcpStream) -> io::Result<String> {
+fn fetch_reply(
+    tag: &str,
+    args: &[Token],
+    mailbox: &Mailbox,
+    out: &mut TcpStream,
+) -> io::Result<String> {
     let number = args
         .first()
         .and_then(Token::as_astring)
@@ -222,7 +238,13 @@ fn fetch_reply(tag: &str, args: &[Token], mailbox: &Mailbox, out: &mut TcpStream
         return Ok(format!("{tag} BAD invalid message number\r\n"));
     };
     let body = message(number, mailbox.message_sizes[number - 1]);
-    out.write_all(format!("* {number} FETCH (UID {number} BODY[] {{{}}}\r\n", body.len()).as_bytes())?;
+    out.write_all(
+        format!(
+            "* {number} FETCH (UID {number} BODY[] {{{}}}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )?;
     out.write_all(&body)?;
     out.write_all(b")\r\n")?;
     Ok(format!("{tag} OK Fetch completed.\r\n"))
@@ -244,7 +266,9 @@ fn serve_pop3(stream: TcpStream, mailbox: &Mailbox) -> io::Result<()> {
         let (keyword, arg) = text.split_once(' ').unwrap_or((&text, ""));
         let sizes = &mailbox.message_sizes;
         let reply = match (keyword.to_ascii_uppercase().as_str(), logged_in) {
-            ("CAPA", _) => "+OK\r\nUSER\r\nSASL PLAIN\r\nUIDL\r\nTOP\r\nPIPELINING\r\n.\r\n".to_owned(),
+            ("CAPA", _) => {
+                "+OK\r\nUSER\r\nSASL PLAIN\r\nUIDL\r\nTOP\r\nPIPELINING\r\n.\r\n".to_owned()
+            }
             ("QUIT", _) => {
                 out.write_all(b"+OK bye\r\n")?;
                 return Ok(());
@@ -280,7 +304,11 @@ fn serve_pop3(stream: TcpStream, mailbox: &Mailbox) -> io::Result<()> {
                 }
                 r + ".\r\n"
             }
-            ("RETR", true) => match arg.parse::<usize>().ok().filter(|n| (1..=sizes.len()).contains(n)) {
+            ("RETR", true) => match arg
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=sizes.len()).contains(n))
+            {
                 Some(n) => {
                     out.write_all(format!("+OK {} octets\r\n", sizes[n - 1]).as_bytes())?;
                     out.write_all(&dot_stuff(&message(n, sizes[n - 1])))?;
@@ -336,6 +364,9 @@ mod tests {
 
     #[test]
     fn dot_stuffing() {
-        assert_eq!(dot_stuff(b".a\r\nb\r\n..c\r\n"), b"..a\r\nb\r\n...c\r\n".to_vec());
+        assert_eq!(
+            dot_stuff(b".a\r\nb\r\n..c\r\n"),
+            b"..a\r\nb\r\n...c\r\n".to_vec()
+        );
     }
 }

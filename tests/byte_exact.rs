@@ -18,7 +18,13 @@ fn imap_fetch_and_pop3_retr_equal_the_files_on_disk() {
     assert!(imap.login(ALICE, ALICE_PW).unwrap().is_ok());
     for (i, expected) in on_disk.iter().enumerate() {
         let got = imap.fetch_message(i + 1).unwrap();
-        assert!(got == *expected, "IMAP message {} differs ({} vs {} bytes)", i + 1, got.len(), expected.len());
+        assert!(
+            got == *expected,
+            "IMAP message {} differs ({} vs {} bytes)",
+            i + 1,
+            got.len(),
+            expected.len()
+        );
     }
     imap.logout().unwrap();
 
@@ -35,7 +41,10 @@ fn imap_fetch_and_pop3_retr_equal_the_files_on_disk() {
     drop(pop3);
     let imap_line = &stack.mailgate.wait_for_session_ends("imap", 1)[0];
     let pop3_line = &stack.mailgate.wait_for_session_ends("pop3", 1)[0];
-    assert!(!stack.mailgate.log().contains(ALICE_PW), "password in the log");
+    assert!(
+        !stack.mailgate.log().contains(ALICE_PW),
+        "password in the log"
+    );
     let total: u64 = on_disk.iter().map(|m| m.len() as u64).sum();
     for line in [imap_line, pop3_line] {
         let down: u64 = field(line, "bytes_down").parse().unwrap();

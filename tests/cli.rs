@@ -9,7 +9,10 @@ use std::time::Duration;
 use support::{stack::*, Mailgate};
 
 fn mailgate(args: &[&str]) -> std::process::Output {
-    Command::new(Mailgate::binary()).args(args).output().unwrap()
+    Command::new(Mailgate::binary())
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -20,8 +23,14 @@ fn check_config_accepts_a_good_file_and_points_at_bad_lines() {
     let path = dir.path().join("good.toml");
     std::fs::write(&path, &good).unwrap();
     let out = mailgate(&["check-config", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (2 listener(s), 1 static map entries)"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok (2 listener(s), 1 static map entries)")
+    );
 
     let bad = good.replace("workers = 2", "workers = 2\nwrokers = 3");
     let path = dir.path().join("bad.toml");
@@ -30,10 +39,18 @@ fn check_config_accepts_a_good_file_and_points_at_bad_lines() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let line = bad.lines().position(|l| l.starts_with("wrokers")).unwrap() + 1;
-    assert!(err.contains("bad.toml") && err.contains(&format!("line {line}")) && err.contains("wrokers"), "{err}");
+    assert!(
+        err.contains("bad.toml")
+            && err.contains(&format!("line {line}"))
+            && err.contains("wrokers"),
+        "{err}"
+    );
 
     std::fs::write(dir.path().join("users.map"), "* 127.0.0.1\nbroken\n").unwrap();
-    let out = mailgate(&["check-config", dir.path().join("good.toml").to_str().unwrap()]);
+    let out = mailgate(&[
+        "check-config",
+        dir.path().join("good.toml").to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("users.map:2:"));
 }
 
@@ -41,7 +58,11 @@ fn check_config_accepts_a_good_file_and_points_at_bad_lines() {
 fn demo_check_runs_a_real_session_and_exits_zero() {
     let out = mailgate(&["demo", "--check"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("curl -s 'imap://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("check: ok"), "{stdout}");
 }
@@ -56,7 +77,10 @@ fn impossible_io_uring_setup_fails_with_a_clear_message() {
     let out = mailgate(&["run", "--config", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot set up io_uring") && err.contains("kernel.io_uring_disabled"), "{err}");
+    assert!(
+        err.contains("cannot set up io_uring") && err.contains("kernel.io_uring_disabled"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -67,8 +91,14 @@ fn sigterm_stops_accepting_and_lets_sessions_drain() {
     let imap = stack.imap();
     // SIGTERM, without waiting for the exit.
     let pid = stack.mailgate.pid();
-    Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
-    stack.mailgate.wait_for_log("stopping", Duration::from_secs(10));
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    stack
+        .mailgate
+        .wait_for_log("stopping", Duration::from_secs(10));
     // The running session keeps working during the grace period...
     assert!(c.command("SELECT INBOX").unwrap().is_ok());
     // ...while new connections are refused.
@@ -77,6 +107,9 @@ fn sigterm_stops_accepting_and_lets_sessions_drain() {
         std::net::TcpStream::connect(imap).is_err()
     });
     assert!(refused, "still accepting after SIGTERM");
-    let status = stack.mailgate.wait_exit(Duration::from_secs(20)).expect("exits after the grace period");
+    let status = stack
+        .mailgate
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits after the grace period");
     assert!(status.success(), "{status}");
 }

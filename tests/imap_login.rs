@@ -12,10 +12,18 @@ fn login_with_atom_quoted_literal_and_literal_plus() {
     let stack = Stack::start("");
     // Atom (alice's name and password are atoms).
     let mut c = ImapClient::connect(stack.imap()).unwrap();
-    assert!(!c.greeting.contains("Dovecot"), "back-end banner leaked: {}", c.greeting);
+    assert!(
+        !c.greeting.contains("Dovecot"),
+        "back-end banner leaked: {}",
+        c.greeting
+    );
     let r = c.command(&format!("LOGIN {ALICE} {ALICE_PW}")).unwrap();
     assert!(r.is_ok(), "{r:?}");
-    assert!(r.text.starts_with("[CAPABILITY IMAP4rev1"), "back-end capability passed on: {}", r.text);
+    assert!(
+        r.text.starts_with("[CAPABILITY IMAP4rev1"),
+        "back-end capability passed on: {}",
+        r.text
+    );
 
     // Quoted, with escapes and UTF-8 (bob).
     let mut c = ImapClient::connect(stack.imap()).unwrap();
@@ -23,20 +31,33 @@ fn login_with_atom_quoted_literal_and_literal_plus() {
 
     // Synchronizing literals: wait for "+" before each.
     let mut c = ImapClient::connect(stack.imap()).unwrap();
-    c.send_raw(format!("a LOGIN {{{}}}\r\n", BOB.len()).as_bytes()).unwrap();
+    c.send_raw(format!("a LOGIN {{{}}}\r\n", BOB.len()).as_bytes())
+        .unwrap();
     assert!(c.read_raw_line().unwrap().starts_with('+'));
-    c.send_raw(format!("{BOB} {{{}}}\r\n", BOB_PW.len()).as_bytes()).unwrap();
+    c.send_raw(format!("{BOB} {{{}}}\r\n", BOB_PW.len()).as_bytes())
+        .unwrap();
     assert!(c.read_raw_line().unwrap().starts_with('+'));
     c.send_raw(format!("{BOB_PW}\r\n").as_bytes()).unwrap();
     assert!(c.read_response("a").unwrap().is_ok());
 
     // LITERAL+: everything at once.
     let mut c = ImapClient::connect(stack.imap()).unwrap();
-    c.send_raw(format!("a LOGIN {{{}+}}\r\n{BOB} {{{}+}}\r\n{BOB_PW}\r\n", BOB.len(), BOB_PW.len()).as_bytes())
-        .unwrap();
+    c.send_raw(
+        format!(
+            "a LOGIN {{{}+}}\r\n{BOB} {{{}+}}\r\n{BOB_PW}\r\n",
+            BOB.len(),
+            BOB_PW.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     let r = c.read_response("a").unwrap();
     assert!(r.is_ok(), "{r:?}");
-    assert!(r.lines.is_empty(), "no continuation expected: {:?}", r.lines);
+    assert!(
+        r.lines.is_empty(),
+        "no continuation expected: {:?}",
+        r.lines
+    );
 }
 
 #[test]
@@ -45,7 +66,10 @@ fn authenticate_plain_with_and_without_sasl_ir_and_authenticate_login() {
     let plain = encode_base64(format!("\0{BOB}\0{BOB_PW}").as_bytes());
 
     let mut c = ImapClient::connect(stack.imap()).unwrap();
-    assert!(c.command(&format!("AUTHENTICATE PLAIN {plain}")).unwrap().is_ok());
+    assert!(c
+        .command(&format!("AUTHENTICATE PLAIN {plain}"))
+        .unwrap()
+        .is_ok());
 
     let mut c = ImapClient::connect(stack.imap()).unwrap();
     c.send_raw(b"a AUTHENTICATE PLAIN\r\n").unwrap();
@@ -56,9 +80,11 @@ fn authenticate_plain_with_and_without_sasl_ir_and_authenticate_login() {
     let mut c = ImapClient::connect(stack.imap()).unwrap();
     c.send_raw(b"a AUTHENTICATE LOGIN\r\n").unwrap();
     assert!(c.read_raw_line().unwrap().starts_with("+ "));
-    c.send_raw(format!("{}\r\n", encode_base64(ALICE.as_bytes())).as_bytes()).unwrap();
+    c.send_raw(format!("{}\r\n", encode_base64(ALICE.as_bytes())).as_bytes())
+        .unwrap();
     assert!(c.read_raw_line().unwrap().starts_with("+ "));
-    c.send_raw(format!("{}\r\n", encode_base64(ALICE_PW.as_bytes())).as_bytes()).unwrap();
+    c.send_raw(format!("{}\r\n", encode_base64(ALICE_PW.as_bytes())).as_bytes())
+        .unwrap();
     assert!(c.read_response("a").unwrap().is_ok());
 }
 
@@ -67,7 +93,10 @@ fn wrong_password_then_right_one_on_one_connection() {
     let stack = Stack::start("");
     let mut c = ImapClient::connect(stack.imap()).unwrap();
     let r = c.login(ALICE, "wrong").unwrap();
-    assert_eq!((r.status.as_str(), r.text.as_str()), ("NO", "[AUTHENTICATIONFAILED] Authentication failed."));
+    assert_eq!(
+        (r.status.as_str(), r.text.as_str()),
+        ("NO", "[AUTHENTICATIONFAILED] Authentication failed.")
+    );
     let r = c.login(ALICE, ALICE_PW).unwrap();
     assert!(r.is_ok(), "{r:?}");
     assert!(c.command("SELECT INBOX").unwrap().is_ok());

@@ -10,12 +10,17 @@ use support::stack::*;
 
 /// Reads until EOF (the proxy closed): everything received.
 fn read_to_close(stream: &mut TcpStream) -> String {
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     let mut out = Vec::new();
     match stream.read_to_end(&mut out) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("connection not closed: {e}; got {:?}", String::from_utf8_lossy(&out)),
+        Err(e) => panic!(
+            "connection not closed: {e}; got {:?}",
+            String::from_utf8_lossy(&out)
+        ),
     }
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -37,7 +42,10 @@ fn one_mebibyte_line_gets_bad_and_close_and_others_continue() {
     // The proxy may close before all of it is written; that is the point.
     let _ = hostile.write_all(&line);
     let got = read_to_close(&mut hostile);
-    assert!(got.contains("a BAD [TOOBIG]") && got.contains("* BYE"), "{got}");
+    assert!(
+        got.contains("a BAD [TOOBIG]") && got.contains("* BYE"),
+        "{got}"
+    );
 
     let mut c = ImapClient::connect(stack.imap()).unwrap();
     assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
@@ -55,7 +63,10 @@ fn literal_over_the_limit_is_refused() {
     s.write_all(b"a LOGIN {100}\r\n").unwrap();
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).unwrap();
-    assert!(buf[..n].starts_with(b"+ "), "at the limit the literal is accepted");
+    assert!(
+        buf[..n].starts_with(b"+ "),
+        "at the limit the literal is accepted"
+    );
 }
 
 #[test]
@@ -78,11 +89,21 @@ fn too_many_failed_logins_close_the_connection() {
 fn silent_client_is_logged_out_after_the_preauth_timeout() {
     let stack = Stack::start("[limits]\npreauth_timeout = \"1s\"\n");
     let mut s = connect(stack.imap());
-    assert_eq!(read_to_close(&mut s), "* BYE Autologout; idle for too long.\r\n");
+    assert_eq!(
+        read_to_close(&mut s),
+        "* BYE Autologout; idle for too long.\r\n"
+    );
     let mut s = connect(stack.pop3());
-    assert_eq!(read_to_close(&mut s), "-ERR Autologout; idle for too long.\r\n");
+    assert_eq!(
+        read_to_close(&mut s),
+        "-ERR Autologout; idle for too long.\r\n"
+    );
     let lines = stack.mailgate.wait_for_session_ends("imap", 1);
-    assert!(lines[0].contains("outcome=\"preauth_timeout\""), "{}", lines[0]);
+    assert!(
+        lines[0].contains("outcome=\"preauth_timeout\""),
+        "{}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -100,5 +121,8 @@ fn garbage_and_nul_bytes_get_protocol_errors() {
     let mut long = String::from("USER ");
     long.push_str(&"y".repeat(9000));
     p.send_raw(format!("{long}\r\n").as_bytes()).unwrap();
-    assert_eq!(p.read_status().unwrap(), "-ERR Line too long, closing connection.");
+    assert_eq!(
+        p.read_status().unwrap(),
+        "-ERR Line too long, closing connection."
+    );
 }

@@ -13,7 +13,10 @@ fn user_pass_then_retr() {
     assert!(!c.greeting.contains("Dovecot"), "{}", c.greeting);
     assert_eq!(c.login(BOB, BOB_PW).unwrap(), "+OK Logged in.");
     assert!(c.command("STAT").unwrap().starts_with("+OK 1 "));
-    assert_eq!(c.retrieve(1).unwrap(), mailgate::simulated_backend::message(7, 900));
+    assert_eq!(
+        c.retrieve(1).unwrap(),
+        mailgate::simulated_backend::message(7, 900)
+    );
     assert!(c.command("QUIT").unwrap().starts_with("+OK"));
 }
 
@@ -22,7 +25,10 @@ fn auth_plain_with_initial_response_and_with_continuation() {
     let stack = Stack::start("");
     let plain = encode_base64(format!("\0{ALICE}\0{ALICE_PW}").as_bytes());
     let mut c = Pop3Client::connect(stack.pop3()).unwrap();
-    assert_eq!(c.command(&format!("AUTH PLAIN {plain}")).unwrap(), "+OK Logged in.");
+    assert_eq!(
+        c.command(&format!("AUTH PLAIN {plain}")).unwrap(),
+        "+OK Logged in."
+    );
 
     let mut c = Pop3Client::connect(stack.pop3()).unwrap();
     assert_eq!(c.command("AUTH PLAIN").unwrap(), "+");
@@ -34,8 +40,14 @@ fn auth_plain_with_initial_response_and_with_continuation() {
 fn wrong_password_then_right_one_and_unknown_user() {
     let stack = Stack::start("");
     let mut c = Pop3Client::connect(stack.pop3()).unwrap();
-    assert_eq!(c.login(ALICE, "wrong").unwrap(), "-ERR [AUTH] Authentication failed.");
-    assert_eq!(c.login("nobody@unknown.test", "x").unwrap(), "-ERR [AUTH] Authentication failed.");
+    assert_eq!(
+        c.login(ALICE, "wrong").unwrap(),
+        "-ERR [AUTH] Authentication failed."
+    );
+    assert_eq!(
+        c.login("nobody@unknown.test", "x").unwrap(),
+        "-ERR [AUTH] Authentication failed."
+    );
     assert_eq!(c.login(ALICE, ALICE_PW).unwrap(), "+OK Logged in.");
 }
 
@@ -43,7 +55,10 @@ fn wrong_password_then_right_one_and_unknown_user() {
 fn back_end_down_is_a_temporary_failure() {
     let stack = Stack::start("");
     let mut c = Pop3Client::connect(stack.pop3()).unwrap();
-    assert_eq!(c.login(GHOST, "x").unwrap(), "-ERR [SYS/TEMP] Temporary failure, try again later.");
+    assert_eq!(
+        c.login(GHOST, "x").unwrap(),
+        "-ERR [SYS/TEMP] Temporary failure, try again later."
+    );
     assert_eq!(c.login(ALICE, ALICE_PW).unwrap(), "+OK Logged in.");
 }
 
@@ -54,7 +69,11 @@ fn both_back_end_login_methods_work_with_dovecot() {
         let mut c = Pop3Client::connect(stack.pop3()).unwrap();
         assert_eq!(c.login(BOB, BOB_PW).unwrap(), "+OK Logged in.", "{method}");
         let mut c = Pop3Client::connect(stack.pop3()).unwrap();
-        assert_eq!(c.login(BOB, "bad").unwrap(), "-ERR [AUTH] Authentication failed.", "{method}");
+        assert_eq!(
+            c.login(BOB, "bad").unwrap(),
+            "-ERR [AUTH] Authentication failed.",
+            "{method}"
+        );
     }
 }
 
@@ -76,6 +95,8 @@ fn commands_pipelined_after_pass_are_answered() {
 fn apop_is_refused_clearly() {
     let stack = Stack::start("");
     let mut c = Pop3Client::connect(stack.pop3()).unwrap();
-    let reply = c.command(&format!("APOP {ALICE} 0123456789abcdef0123456789abcdef")).unwrap();
+    let reply = c
+        .command(&format!("APOP {ALICE} 0123456789abcdef0123456789abcdef"))
+        .unwrap();
     assert!(reply.starts_with("-ERR APOP is not supported"), "{reply}");
 }

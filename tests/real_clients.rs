@@ -22,12 +22,29 @@ fn curl_imap_fetches_messages_byte_exact() {
     let stack = Stack::start("");
     for (i, expected) in alice_messages().iter().enumerate() {
         let url = format!("imap://{}/INBOX;MAILINDEX={}", stack.imap(), i + 1);
-        let body = run(Command::new("curl").args(["-sS", "--max-time", "60", &url, "-u", &format!("{ALICE}:{ALICE_PW}")]));
-        assert!(body == *expected, "message {} differs ({} bytes)", i + 1, body.len());
+        let body = run(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "60",
+            &url,
+            "-u",
+            &format!("{ALICE}:{ALICE_PW}"),
+        ]));
+        assert!(
+            body == *expected,
+            "message {} differs ({} bytes)",
+            i + 1,
+            body.len()
+        );
     }
     // A wrong password makes curl fail with its login-denied code (67).
     let status = Command::new("curl")
-        .args(["-sS", &format!("imap://{}/INBOX;MAILINDEX=1", stack.imap()), "-u", &format!("{ALICE}:nope")])
+        .args([
+            "-sS",
+            &format!("imap://{}/INBOX;MAILINDEX=1", stack.imap()),
+            "-u",
+            &format!("{ALICE}:nope"),
+        ])
         .output()
         .unwrap()
         .status;
@@ -39,8 +56,20 @@ fn curl_pop3_retrieves_messages_byte_exact() {
     let stack = Stack::start("");
     for (i, expected) in alice_messages().iter().enumerate() {
         let url = format!("pop3://{}/{}", stack.pop3(), i + 1);
-        let body = run(Command::new("curl").args(["-sS", "--max-time", "60", &url, "-u", &format!("{ALICE}:{ALICE_PW}")]));
-        assert!(body == *expected, "message {} differs ({} bytes)", i + 1, body.len());
+        let body = run(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "60",
+            &url,
+            "-u",
+            &format!("{ALICE}:{ALICE_PW}"),
+        ]));
+        assert!(
+            body == *expected,
+            "message {} differs ({} bytes)",
+            i + 1,
+            body.len()
+        );
     }
 }
 

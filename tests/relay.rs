@@ -28,10 +28,12 @@ fn client_half_close_still_delivers_the_whole_reply() {
     let backend = simulated(vec![3 * 1024 * 1024]);
     let mailgate = mailgate_for(&backend, "");
     let mut s = TcpStream::connect(mailgate.addr(0)).unwrap();
-    s.write_all(b"a LOGIN u pw\r\nb FETCH 1 BODY[]\r\n").unwrap();
+    s.write_all(b"a LOGIN u pw\r\nb FETCH 1 BODY[]\r\n")
+        .unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     let mut got = Vec::new();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     s.read_to_end(&mut got).unwrap();
     let body = message(1, 3 * 1024 * 1024);
     let header = format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n", body.len());
@@ -45,7 +47,10 @@ fn idle_session_is_closed_after_the_idle_timeout() {
     let stack = Stack::start("[relay]\nidle_timeout = \"1s\"\n");
     let mut c = ImapClient::connect(stack.imap()).unwrap();
     assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
-    assert!(c.read_raw_line().is_err(), "the proxy closes an idle session");
+    assert!(
+        c.read_raw_line().is_err(),
+        "the proxy closes an idle session"
+    );
     let line = &stack.mailgate.wait_for_session_ends("imap", 1)[0];
     assert!(line.contains("outcome=\"idle_timeout\""), "{line}");
 }
@@ -60,10 +65,16 @@ fn many_concurrent_sessions_relay_without_loss() {
         .map(|i| {
             std::thread::spawn(move || {
                 let mut c = ImapClient::connect(addr).unwrap();
-                assert!(c.login(&format!("user{i}@example.org"), "pw").unwrap().is_ok());
+                assert!(c
+                    .login(&format!("user{i}@example.org"), "pw")
+                    .unwrap()
+                    .is_ok());
                 let n = 1 + i % 2;
                 let body = c.fetch_message(n).unwrap();
-                assert!(body == message(n, [20_000, 150_000][n - 1]), "session {i} got a different body");
+                assert!(
+                    body == message(n, [20_000, 150_000][n - 1]),
+                    "session {i} got a different body"
+                );
                 c.logout().unwrap();
             })
         })

@@ -23,14 +23,13 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
-    let invalid = |span: Option<std::ops::Range<usize>>, key: String, reason: String| {
-        ConfigError::Invalid {
+    let invalid =
+        |span: Option<std::ops::Range<usize>>, key: String, reason: String| ConfigError::Invalid {
             path: path.to_owned(),
             line: span.map_or(0, |s| line_of(text, s.start)),
             key,
             reason,
-        }
-    };
+        };
     if config.listen.is_empty() {
         return Err(invalid(
             None,
@@ -48,38 +47,37 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         }
     }
     check_positive(&config, &invalid)?;
-    let static_map = match config.directory.kind.get_ref() {
-        DirectoryKind::Ldap => {
-            return Err(invalid(
+    let static_map =
+        match config.directory.kind.get_ref() {
+            DirectoryKind::Ldap => return Err(invalid(
                 Some(config.directory.kind.span()),
                 "directory.kind".into(),
                 "the LDAP directory is not implemented yet in this build; use kind = \"static\""
                     .into(),
-            ))
-        }
-        DirectoryKind::Static => {
-            let Some(map) = &config.directory.map else {
-                return Err(invalid(
-                    Some(config.directory.kind.span()),
-                    "directory.map".into(),
-                    "kind = \"static\" needs `map = \"FILE\"`".into(),
-                ));
-            };
-            let map_path = base_dir.join(map.get_ref());
-            let map_text = std::fs::read_to_string(&map_path).map_err(|e| {
-                invalid(
-                    Some(map.span()),
-                    "directory.map".into(),
-                    format!("cannot read {}: {e}", map_path.display()),
-                )
-            })?;
-            Some(StaticMap::parse(
-                &map_text,
-                &map_path,
-                config.directory.local_part_case_sensitive,
-            )?)
-        }
-    };
+            )),
+            DirectoryKind::Static => {
+                let Some(map) = &config.directory.map else {
+                    return Err(invalid(
+                        Some(config.directory.kind.span()),
+                        "directory.map".into(),
+                        "kind = \"static\" needs `map = \"FILE\"`".into(),
+                    ));
+                };
+                let map_path = base_dir.join(map.get_ref());
+                let map_text = std::fs::read_to_string(&map_path).map_err(|e| {
+                    invalid(
+                        Some(map.span()),
+                        "directory.map".into(),
+                        format!("cannot read {}: {e}", map_path.display()),
+                    )
+                })?;
+                Some(StaticMap::parse(
+                    &map_text,
+                    &map_path,
+                    config.directory.local_part_case_sensitive,
+                )?)
+            }
+        };
     Ok(Loaded {
         config,
         static_map,
@@ -93,7 +91,10 @@ fn check_positive(
 ) -> Result<(), ConfigError> {
     let must_be_positive = [
         ("limits.max_line", config.limits.max_line == 0),
-        ("limits.max_auth_failures", config.limits.max_auth_failures == 0),
+        (
+            "limits.max_auth_failures",
+            config.limits.max_auth_failures == 0,
+        ),
         ("relay.buffer_size", config.relay.buffer_size == 0),
         ("runtime.ring_entries", config.runtime.ring_entries == 0),
         ("backend.imap_port", config.backend.imap_port == 0),

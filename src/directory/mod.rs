@@ -33,7 +33,8 @@ pub enum DirectoryError {
 }
 
 /// The boxed future a lookup returns (workers are single-threaded, so not `Send`).
-pub type LookupFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Route>, DirectoryError>> + 'a>>;
+pub type LookupFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Route>, DirectoryError>> + 'a>>;
 
 /// A source of routes. `Ok(None)` means the user is unknown (or inactive).
 pub trait Directory {

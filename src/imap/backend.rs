@@ -25,7 +25,9 @@ enum Step {
     Greeting,
     Capability,
     /// Login sent (maybe in part); `pending` chunks wait for `+` each.
-    LoggingIn { pending: VecDeque<Zeroizing<Vec<u8>>> },
+    LoggingIn {
+        pending: VecDeque<Zeroizing<Vec<u8>>>,
+    },
     Done,
 }
 
@@ -60,7 +62,9 @@ impl ImapBackendLogin {
     }
 
     fn has_capability(&self, name: &str) -> bool {
-        self.capabilities.iter().any(|c| c.eq_ignore_ascii_case(name))
+        self.capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name))
     }
 
     fn done(&mut self, outcome: BackendOutcome) -> BackendEvent {
@@ -74,10 +78,7 @@ impl ImapBackendLogin {
 
     fn on_greeting(&mut self, line: &[u8]) -> Option<BackendEvent> {
         let Some(rest) = line.strip_prefix(b"* OK") else {
-            return Some(self.unavailable(format!(
-                "unexpected greeting: {}",
-                printable(line)
-            )));
+            return Some(self.unavailable(format!("unexpected greeting: {}", printable(line))));
         };
         if let Some(caps) = capability_code(rest) {
             self.capabilities = split_caps(&caps);
@@ -171,7 +172,10 @@ impl ImapBackendLogin {
                 current.extend_from_slice(value);
             } else {
                 current.extend_from_slice(format!("{{{}}}\r\n", value.len()).as_bytes());
-                chunks.push_back(std::mem::replace(&mut current, Zeroizing::new(value.to_vec())));
+                chunks.push_back(std::mem::replace(
+                    &mut current,
+                    Zeroizing::new(value.to_vec()),
+                ));
             }
         }
         current.extend_from_slice(b"\r\n");
@@ -264,7 +268,10 @@ impl BackendLogin for ImapBackendLogin {
 
 /// Quoted strings carry 7-bit text without CR, LF or NUL.
 fn can_quote(value: &[u8]) -> bool {
-    value.len() <= 1024 && value.iter().all(|&b| (0x01..0x80).contains(&b) && b != b'\r' && b != b'\n')
+    value.len() <= 1024
+        && value
+            .iter()
+            .all(|&b| (0x01..0x80).contains(&b) && b != b'\r' && b != b'\n')
 }
 
 fn strip_prefix_ci<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {

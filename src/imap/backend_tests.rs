@@ -44,7 +44,10 @@ fn plain_without_sasl_ir_waits_for_continuation() {
     let (_, out) = step(&mut m, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n");
     assert_eq!(out, "mg1 AUTHENTICATE PLAIN\r\n");
     let (_, out) = step(&mut m, b"+ \r\n");
-    assert_eq!(out, format!("{}\r\n", auth::encode_base64(b"\0alice@example.org\0pw")));
+    assert_eq!(
+        out,
+        format!("{}\r\n", auth::encode_base64(b"\0alice@example.org\0pw"))
+    );
 }
 
 #[test]
@@ -79,15 +82,24 @@ fn login_uses_sync_literal_without_literal_plus() {
     assert_eq!(ev, BackendEvent::NeedInput);
     assert_eq!(out, "p\r\nw\r\n");
     let (ev, _) = step(&mut m, b"mg1 OK Logged in\r\n");
-    assert!(matches!(ev, BackendEvent::Done(BackendOutcome::LoggedIn { .. })));
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn { .. })
+    ));
 }
 
 #[test]
 fn wrong_password_is_rejected() {
     let mut m = login(ImapBackendAuth::Auto, b"bad");
     step(&mut m, DOVECOT_GREETING);
-    let (ev, _) = step(&mut m, b"mg1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
-    assert_eq!(ev, BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed)));
+    let (ev, _) = step(
+        &mut m,
+        b"mg1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+    );
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
 }
 
 #[test]
@@ -96,20 +108,33 @@ fn temporary_codes_are_unavailable_not_auth_failures() {
         let mut m = login(ImapBackendAuth::Auto, b"pw");
         step(&mut m, DOVECOT_GREETING);
         let (ev, _) = step(&mut m, format!("mg1 NO [{code}] try later\r\n").as_bytes());
-        assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))), "{code}");
+        assert!(
+            matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))),
+            "{code}"
+        );
     }
     let mut m = login(ImapBackendAuth::Auto, b"pw");
     step(&mut m, DOVECOT_GREETING);
     let (ev, _) = step(&mut m, b"mg1 NO [INUSE] locked\r\n");
-    assert_eq!(ev, BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::InUse)));
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::InUse))
+    );
 }
 
 #[test]
 fn bad_greetings_are_unavailable() {
-    for greeting in [&b"* BYE too busy\r\n"[..], b"* PREAUTH hi\r\n", b"garbage\r\n"] {
+    for greeting in [
+        &b"* BYE too busy\r\n"[..],
+        b"* PREAUTH hi\r\n",
+        b"garbage\r\n",
+    ] {
         let mut m = login(ImapBackendAuth::Auto, b"pw");
         let (ev, _) = step(&mut m, greeting);
-        assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))));
+        assert!(matches!(
+            ev,
+            BackendEvent::Done(BackendOutcome::Unavailable(_))
+        ));
     }
 }
 
@@ -117,7 +142,10 @@ fn bad_greetings_are_unavailable() {
 fn post_login_untagged_capability_is_used() {
     let mut m = login(ImapBackendAuth::Auto, b"pw");
     step(&mut m, DOVECOT_GREETING);
-    let (ev, _) = step(&mut m, b"* CAPABILITY IMAP4rev1 X\r\n* OK [ALERT] hi\r\nmg1 OK done\r\n");
+    let (ev, _) = step(
+        &mut m,
+        b"* CAPABILITY IMAP4rev1 X\r\n* OK [ALERT] hi\r\nmg1 OK done\r\n",
+    );
     assert_eq!(
         ev,
         BackendEvent::Done(BackendOutcome::LoggedIn {
@@ -134,14 +162,20 @@ fn post_login_untagged_capability_is_used() {
 fn logindisabled_without_plain_is_unavailable() {
     let mut m = login(ImapBackendAuth::Auto, b"pw");
     let (ev, _) = step(&mut m, b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] hi\r\n");
-    assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))));
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(_))
+    ));
 }
 
 #[test]
 fn endless_backend_line_is_bounded() {
     let mut m = login(ImapBackendAuth::Auto, b"pw");
     let (ev, _) = step(&mut m, &vec![b'x'; MAX_BACKEND_LINE + 10]);
-    assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))));
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(_))
+    ));
 }
 
 #[test]
@@ -151,5 +185,7 @@ fn replies_split_across_reads_are_reassembled() {
         m.receive(chunk);
         m.poll();
     }
-    assert!(String::from_utf8(m.take_output()).unwrap().starts_with("mg1 AUTHENTICATE PLAIN "));
+    assert!(String::from_utf8(m.take_output())
+        .unwrap()
+        .starts_with("mg1 AUTHENTICATE PLAIN "));
 }

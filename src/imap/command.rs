@@ -67,7 +67,8 @@ pub fn is_tag_char(b: u8) -> bool {
 }
 
 fn is_atom_char(b: u8) -> bool {
-    (0x21..0x7f).contains(&b) && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+    (0x21..0x7f).contains(&b)
+        && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
 }
 
 fn is_astring_char(b: u8) -> bool {
@@ -229,7 +230,10 @@ impl<'a> Cursor<'a> {
             return Err("literal must end its line");
         }
         let end = self.pos.checked_add(size).ok_or("invalid literal")?;
-        let data = self.buf.get(self.pos..end).ok_or("literal shorter than announced")?;
+        let data = self
+            .buf
+            .get(self.pos..end)
+            .ok_or("literal shorter than announced")?;
         if data.contains(&0) {
             return Err("NUL byte in literal");
         }
@@ -253,13 +257,19 @@ mod tests {
     fn login_with_atoms() {
         let c = parse(b"a1 login alice@example.org secret\r\n").unwrap();
         assert_eq!((c.tag, c.name.as_str()), ("a1", "LOGIN"));
-        assert_eq!(strings(&c), vec![b"alice@example.org".to_vec(), b"secret".to_vec()]);
+        assert_eq!(
+            strings(&c),
+            vec![b"alice@example.org".to_vec(), b"secret".to_vec()]
+        );
     }
 
     #[test]
     fn login_with_quoted_escapes_and_utf8() {
         let c = parse("t LOGIN \"al ice\" \"p\\\"w\\\\d é\"\r\n".as_bytes()).unwrap();
-        assert_eq!(strings(&c), vec![b"al ice".to_vec(), "p\"w\\d é".as_bytes().to_vec()]);
+        assert_eq!(
+            strings(&c),
+            vec![b"al ice".to_vec(), "p\"w\\d é".as_bytes().to_vec()]
+        );
     }
 
     #[test]
@@ -281,9 +291,15 @@ mod tests {
     #[test]
     fn hostile_inputs_are_errors_with_tag() {
         for (input, reason) in [
-            (&b"t LOGIN \"unterminated\r\n"[..], "unterminated quoted string"),
+            (
+                &b"t LOGIN \"unterminated\r\n"[..],
+                "unterminated quoted string",
+            ),
             (b"t LOGIN \"a\\x\" b\r\n", "invalid escape in quoted string"),
-            (b"t LOGIN \"a\0b\" c\r\n", "invalid character in quoted string"),
+            (
+                b"t LOGIN \"a\0b\" c\r\n",
+                "invalid character in quoted string",
+            ),
             (b"t LOGIN {3}\r\na\0b c\r\n", "NUL byte in literal"),
             (b"t LOGIN {9}\r\nab\r\n", "literal shorter than announced"),
             (b"t LOGIN  a b\r\n", "invalid character in argument"),

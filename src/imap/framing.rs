@@ -171,7 +171,12 @@ mod tests {
     #[test]
     fn partial_line_waits() {
         let mut f = framer();
-        assert_eq!(f.scan(b"a NO"), Frame::Incomplete { continue_literal: false });
+        assert_eq!(
+            f.scan(b"a NO"),
+            Frame::Incomplete {
+                continue_literal: false
+            }
+        );
         assert_eq!(f.scan(b"a NOOP\r\n"), Frame::Complete(8));
     }
 
@@ -179,11 +184,26 @@ mod tests {
     fn sync_literal_asks_for_continuation_once() {
         let mut f = framer();
         let buf = b"a LOGIN {5}\r\n".to_vec();
-        assert_eq!(f.scan(&buf), Frame::Incomplete { continue_literal: true });
-        assert_eq!(f.scan(&buf), Frame::Incomplete { continue_literal: false });
+        assert_eq!(
+            f.scan(&buf),
+            Frame::Incomplete {
+                continue_literal: true
+            }
+        );
+        assert_eq!(
+            f.scan(&buf),
+            Frame::Incomplete {
+                continue_literal: false
+            }
+        );
         let mut more = buf.clone();
         more.extend_from_slice(b"ali");
-        assert_eq!(f.scan(&more), Frame::Incomplete { continue_literal: false });
+        assert_eq!(
+            f.scan(&more),
+            Frame::Incomplete {
+                continue_literal: false
+            }
+        );
         more.extend_from_slice(b"ce pw\r\n");
         assert_eq!(f.scan(&more), Frame::Complete(more.len()));
     }
@@ -192,7 +212,12 @@ mod tests {
     fn non_sync_literal_needs_no_continuation() {
         let buf = b"a LOGIN {5+}\r\nalice {2+}\r\npw\r\n";
         let mut f = framer();
-        assert_eq!(f.scan(&buf[..14]), Frame::Incomplete { continue_literal: false });
+        assert_eq!(
+            f.scan(&buf[..14]),
+            Frame::Incomplete {
+                continue_literal: false
+            }
+        );
         assert_eq!(f.scan(buf), Frame::Complete(buf.len()));
     }
 
@@ -219,26 +244,45 @@ mod tests {
         );
         assert_eq!(
             framer().scan(&[b'x'; 64]),
-            Frame::Incomplete { continue_literal: false }
+            Frame::Incomplete {
+                continue_literal: false
+            }
         );
     }
 
     #[test]
     fn literal_limit_boundaries() {
-        let at = |n: usize, plus: &str| framer().scan(format!("a LOGIN {{{n}{plus}}}\r\n").as_bytes());
-        assert_eq!(at(15, ""), Frame::Incomplete { continue_literal: true });
-        assert_eq!(at(16, ""), Frame::Incomplete { continue_literal: true });
+        let at =
+            |n: usize, plus: &str| framer().scan(format!("a LOGIN {{{n}{plus}}}\r\n").as_bytes());
+        assert_eq!(
+            at(15, ""),
+            Frame::Incomplete {
+                continue_literal: true
+            }
+        );
+        assert_eq!(
+            at(16, ""),
+            Frame::Incomplete {
+                continue_literal: true
+            }
+        );
         assert_eq!(
             at(17, ""),
-            Frame::Error(FrameError::LiteralTooLarge { non_synchronizing: false })
+            Frame::Error(FrameError::LiteralTooLarge {
+                non_synchronizing: false
+            })
         );
         assert_eq!(
             at(17, "+"),
-            Frame::Error(FrameError::LiteralTooLarge { non_synchronizing: true })
+            Frame::Error(FrameError::LiteralTooLarge {
+                non_synchronizing: true
+            })
         );
         assert_eq!(
             at(9_999_999_999, ""),
-            Frame::Error(FrameError::LiteralTooLarge { non_synchronizing: false })
+            Frame::Error(FrameError::LiteralTooLarge {
+                non_synchronizing: false
+            })
         );
         // More digits than any size: not a literal; the parser refuses the line.
         assert!(matches!(at(99_999_999_999, ""), Frame::Complete(_)));
@@ -248,7 +292,9 @@ mod tests {
     fn many_literals_hit_the_command_bound() {
         let mut f = Framer::new(64, 16);
         let mut buf = Vec::new();
-        let mut last = Frame::Incomplete { continue_literal: false };
+        let mut last = Frame::Incomplete {
+            continue_literal: false,
+        };
         for _ in 0..10 {
             buf.extend_from_slice(b"{16+}\r\n");
             buf.extend_from_slice(&[b'y'; 16]);

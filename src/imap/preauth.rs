@@ -162,7 +162,9 @@ impl ImapPreAuth {
             args.get(1).and_then(Token::as_astring),
             args.len(),
         ) else {
-            self.reply(format_args!("{tag} BAD LOGIN expects a user name and a password."));
+            self.reply(format_args!(
+                "{tag} BAD LOGIN expects a user name and a password."
+            ));
             return None;
         };
         match std::str::from_utf8(user) {
@@ -199,13 +201,16 @@ impl ImapPreAuth {
             }
             (Some(b"PLAIN"), Some(ir)) => self.sasl_plain(tag, ir),
             (Some(b"LOGIN"), None) => {
-                self.output.extend_from_slice(SASL_USERNAME_PROMPT.as_bytes());
+                self.output
+                    .extend_from_slice(SASL_USERNAME_PROMPT.as_bytes());
                 self.state = State::SaslLoginUser { tag };
                 None
             }
             (Some(b"LOGIN"), Some(ir)) => self.sasl_login_user(tag, ir),
             (Some(_), _) => {
-                self.reply(format_args!("{tag} NO Unsupported authentication mechanism."));
+                self.reply(format_args!(
+                    "{tag} NO Unsupported authentication mechanism."
+                ));
                 None
             }
             (None, _) => {
@@ -235,7 +240,8 @@ impl ImapPreAuth {
         };
         match String::from_utf8(user.to_vec()) {
             Ok(user) if !user.is_empty() => {
-                self.output.extend_from_slice(SASL_PASSWORD_PROMPT.as_bytes());
+                self.output
+                    .extend_from_slice(SASL_PASSWORD_PROMPT.as_bytes());
                 self.state = State::SaslLoginPassword { tag, user };
                 None
             }
@@ -341,7 +347,8 @@ impl PreAuth for ImapPreAuth {
                     }
                     Frame::Incomplete { continue_literal } => {
                         if continue_literal {
-                            self.output.extend_from_slice(b"+ Ready for literal data.\r\n");
+                            self.output
+                                .extend_from_slice(b"+ Ready for literal data.\r\n");
                         }
                         return PreAuthEvent::NeedInput;
                     }

@@ -24,7 +24,10 @@ fn machine() -> ImapPreAuth {
 fn feed(m: &mut ImapPreAuth, bytes: &[u8]) -> (PreAuthEvent, String) {
     m.receive(bytes);
     let event = m.poll();
-    (event, String::from_utf8_lossy(&m.take_output()).into_owned())
+    (
+        event,
+        String::from_utf8_lossy(&m.take_output()).into_owned(),
+    )
 }
 
 fn expect_login(event: PreAuthEvent, user: &str, password: &[u8]) {
@@ -40,7 +43,10 @@ fn expect_login(event: PreAuthEvent, user: &str, password: &[u8]) {
 #[test]
 fn capability_noop_and_id_are_answered_locally() {
     let mut m = machine();
-    let (ev, out) = feed(&mut m, b"a CAPABILITY\r\nb NOOP\r\nc ID (\"name\" \"curl\")\r\nd ID NIL\r\n");
+    let (ev, out) = feed(
+        &mut m,
+        b"a CAPABILITY\r\nb NOOP\r\nc ID (\"name\" \"curl\")\r\nd ID NIL\r\n",
+    );
     assert_eq!(ev, PreAuthEvent::NeedInput);
     assert_eq!(
         out,
@@ -75,9 +81,15 @@ fn login_with_atom_quoted_and_literals() {
 
     let mut m = machine();
     let (ev, out) = feed(&mut m, b"a LOGIN {5}\r\n");
-    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n"));
+    assert_eq!(
+        (ev, out.as_str()),
+        (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n")
+    );
     let (ev, out) = feed(&mut m, b"carol {3}\r\n");
-    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n"));
+    assert_eq!(
+        (ev, out.as_str()),
+        (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n")
+    );
     let (ev, out) = feed(&mut m, b"x y\r\n");
     assert_eq!(out, "");
     expect_login(ev, "carol", b"x y");
@@ -90,7 +102,10 @@ fn login_with_atom_quoted_and_literals() {
 #[test]
 fn successful_login_forwards_pipelined_commands_and_backend_capability() {
     let mut m = machine();
-    let (ev, _) = feed(&mut m, b"a LOGIN u p\r\nb SELECT INBOX\r\nc FETCH 1 BODY[]\r\n");
+    let (ev, _) = feed(
+        &mut m,
+        b"a LOGIN u p\r\nb SELECT INBOX\r\nc FETCH 1 BODY[]\r\n",
+    );
     expect_login(ev, "u", b"p");
     let done = m.login_succeeded(&BackendGreeting {
         capability: Some("IMAP4rev1 IDLE".into()),
@@ -100,7 +115,10 @@ fn successful_login_forwards_pipelined_commands_and_backend_capability() {
         done.to_client,
         b"* OK [ALERT] hi\r\na OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n".to_vec()
     );
-    assert_eq!(done.to_backend, b"b SELECT INBOX\r\nc FETCH 1 BODY[]\r\n".to_vec());
+    assert_eq!(
+        done.to_backend,
+        b"b SELECT INBOX\r\nc FETCH 1 BODY[]\r\n".to_vec()
+    );
 }
 
 #[test]
@@ -137,7 +155,11 @@ fn too_many_failures_close_at_the_limit() {
         m.login_failed(LoginFailure::AuthFailed);
         let out = String::from_utf8(m.take_output()).unwrap();
         assert!(out.starts_with("a NO [AUTHENTICATIONFAILED]"));
-        assert_eq!(out.contains("* BYE"), attempt == 3, "attempt {attempt}: {out}");
+        assert_eq!(
+            out.contains("* BYE"),
+            attempt == 3,
+            "attempt {attempt}: {out}"
+        );
     }
     assert_eq!(m.poll(), PreAuthEvent::Close);
 }
@@ -160,7 +182,10 @@ fn unavailable_and_in_use_do_not_count_as_failures() {
 #[test]
 fn authenticate_plain_with_and_without_initial_response() {
     let b64 = auth::encode_base64(b"\0alice\0pw");
-    let (ev, _) = feed(&mut machine(), format!("a AUTHENTICATE PLAIN {b64}\r\n").as_bytes());
+    let (ev, _) = feed(
+        &mut machine(),
+        format!("a AUTHENTICATE PLAIN {b64}\r\n").as_bytes(),
+    );
     expect_login(ev, "alice", b"pw");
 
     let mut m = machine();
@@ -175,7 +200,10 @@ fn authenticate_cancel_and_bad_base64() {
     let mut m = machine();
     feed(&mut m, b"a AUTHENTICATE PLAIN\r\n");
     let (ev, out) = feed(&mut m, b"*\r\n");
-    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "a BAD AUTHENTICATE cancelled.\r\n"));
+    assert_eq!(
+        (ev, out.as_str()),
+        (PreAuthEvent::NeedInput, "a BAD AUTHENTICATE cancelled.\r\n")
+    );
     let (_, out) = feed(&mut m, b"b AUTHENTICATE PLAIN !!!\r\n");
     assert_eq!(out, "b BAD Invalid base64 data.\r\n");
     let (_, out) = feed(&mut m, b"c AUTHENTICATE CRAM-MD5\r\n");
@@ -185,9 +213,15 @@ fn authenticate_cancel_and_bad_base64() {
 #[test]
 fn authenticate_plain_with_foreign_authzid_fails_without_backend() {
     let b64 = auth::encode_base64(b"admin\0alice\0pw");
-    let (ev, out) = feed(&mut machine(), format!("a AUTHENTICATE PLAIN {b64}\r\n").as_bytes());
+    let (ev, out) = feed(
+        &mut machine(),
+        format!("a AUTHENTICATE PLAIN {b64}\r\n").as_bytes(),
+    );
     assert_eq!(ev, PreAuthEvent::NeedInput);
-    assert_eq!(out, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+    assert_eq!(
+        out,
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
 }
 
 #[test]
@@ -195,9 +229,15 @@ fn authenticate_login_mechanism() {
     let mut m = machine();
     let (_, out) = feed(&mut m, b"a AUTHENTICATE LOGIN\r\n");
     assert_eq!(out, SASL_USERNAME_PROMPT);
-    let (_, out) = feed(&mut m, format!("{}\r\n", auth::encode_base64(b"erin")).as_bytes());
+    let (_, out) = feed(
+        &mut m,
+        format!("{}\r\n", auth::encode_base64(b"erin")).as_bytes(),
+    );
     assert_eq!(out, SASL_PASSWORD_PROMPT);
-    let (ev, _) = feed(&mut m, format!("{}\r\n", auth::encode_base64(b"pw pw")).as_bytes());
+    let (ev, _) = feed(
+        &mut m,
+        format!("{}\r\n", auth::encode_base64(b"pw pw")).as_bytes(),
+    );
     expect_login(ev, "erin", b"pw pw");
 
     let ir = auth::encode_base64(b"frank");
@@ -208,7 +248,10 @@ fn authenticate_login_mechanism() {
 
 #[test]
 fn other_commands_get_tagged_bad() {
-    let (ev, out) = feed(&mut machine(), b"t1 SELECT INBOX\r\nt2 LOGIN onlyuser\r\nt3 NOOP extra\r\n");
+    let (ev, out) = feed(
+        &mut machine(),
+        b"t1 SELECT INBOX\r\nt2 LOGIN onlyuser\r\nt3 NOOP extra\r\n",
+    );
     assert_eq!(ev, PreAuthEvent::NeedInput);
     assert_eq!(
         out,
@@ -268,15 +311,23 @@ fn one_mebibyte_line_is_refused_with_bounded_memory() {
             break;
         }
     }
-    assert!(closed, "a 1 MiB line must be refused before it is all buffered");
-    assert!(String::from_utf8(m.take_output()).unwrap().contains("BAD [TOOBIG]"));
+    assert!(
+        closed,
+        "a 1 MiB line must be refused before it is all buffered"
+    );
+    assert!(String::from_utf8(m.take_output())
+        .unwrap()
+        .contains("BAD [TOOBIG]"));
     assert!(m.input.capacity() < 64 * 1024);
 }
 
 #[test]
 fn literal_limit_boundaries() {
     let (ev, out) = feed(&mut machine(), b"a LOGIN {32}\r\n");
-    assert_eq!((ev, out.as_str()), (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n"));
+    assert_eq!(
+        (ev, out.as_str()),
+        (PreAuthEvent::NeedInput, "+ Ready for literal data.\r\n")
+    );
     let (ev, out) = feed(&mut machine(), b"a LOGIN {33}\r\n");
     assert_eq!(ev, PreAuthEvent::Close);
     assert!(out.starts_with("a BAD [TOOBIG] literal too large"), "{out}");
@@ -308,7 +359,10 @@ fn byte_by_byte_input_gives_the_same_login() {
         }
     }
     let c = login.expect("login seen");
-    assert_eq!((c.user.as_str(), c.password.expose()), ("alice", &b"pw"[..]));
+    assert_eq!(
+        (c.user.as_str(), c.password.expose()),
+        ("alice", &b"pw"[..])
+    );
     let done = m.login_succeeded(&BackendGreeting::default());
     assert_eq!(done.to_backend, b"b NOOP\r\n".to_vec());
 }
@@ -316,5 +370,8 @@ fn byte_by_byte_input_gives_the_same_login() {
 #[test]
 fn non_utf8_user_fails_like_a_wrong_password() {
     let (_, out) = feed(&mut machine(), b"a LOGIN \"\xff\" pw\r\n");
-    assert_eq!(out, "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+    assert_eq!(
+        out,
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
 }

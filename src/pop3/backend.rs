@@ -67,7 +67,11 @@ impl Pop3BackendLogin {
             self.step = Step::AuthPlain;
             return None;
         }
-        if self.login_user.bytes().any(|b| b == b' ' || b == b'\r' || b == b'\n') {
+        if self
+            .login_user
+            .bytes()
+            .any(|b| b == b' ' || b == b'\r' || b == b'\n')
+        {
             return Some(self.done(BackendOutcome::Rejected(LoginFailure::AuthFailed)));
         }
         let user = std::mem::take(&mut self.login_user);
@@ -251,7 +255,10 @@ mod tests {
     #[test]
     fn response_codes_classify_failures() {
         for (reply, expected) in [
-            (&b"-ERR [AUTH] Authentication failed.\r\n"[..], Some(LoginFailure::AuthFailed)),
+            (
+                &b"-ERR [AUTH] Authentication failed.\r\n"[..],
+                Some(LoginFailure::AuthFailed),
+            ),
             (b"-ERR nope\r\n", Some(LoginFailure::AuthFailed)),
             (b"-ERR [IN-USE] locked\r\n", Some(LoginFailure::InUse)),
             (b"-ERR [SYS/TEMP] later\r\n", None),
@@ -262,7 +269,10 @@ mod tests {
             match (ev, expected) {
                 (BackendEvent::Done(BackendOutcome::Rejected(f)), Some(e)) => assert_eq!(f, e),
                 (BackendEvent::Done(BackendOutcome::Unavailable(_)), None) => {}
-                (ev, e) => panic!("{:?}: got {ev:?}, expected {e:?}", String::from_utf8_lossy(reply)),
+                (ev, e) => panic!(
+                    "{:?}: got {ev:?}, expected {e:?}",
+                    String::from_utf8_lossy(reply)
+                ),
             }
         }
     }
@@ -271,14 +281,21 @@ mod tests {
     fn bad_greeting_is_unavailable() {
         let mut m = login(Pop3BackendAuth::Auto, b"pw");
         let (ev, _) = step(&mut m, b"-ERR go away\r\n");
-        assert!(matches!(ev, BackendEvent::Done(BackendOutcome::Unavailable(_))));
+        assert!(matches!(
+            ev,
+            BackendEvent::Done(BackendOutcome::Unavailable(_))
+        ));
     }
 
     #[test]
     fn user_mode_cannot_send_user_with_space() {
-        let mut m = Pop3BackendLogin::new("a b", Secret::new(b"pw".to_vec()), Pop3BackendAuth::User);
+        let mut m =
+            Pop3BackendLogin::new("a b", Secret::new(b"pw".to_vec()), Pop3BackendAuth::User);
         let (ev, _) = step(&mut m, b"+OK hi\r\n");
-        assert_eq!(ev, BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed)));
+        assert_eq!(
+            ev,
+            BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub struct Pop3Settings {
 }
 
 /// Default `CAPA` entries (what Dovecot offers after login).
-pub const DEFAULT_CAPABILITIES: [&str; 5] = ["TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"];
+pub const DEFAULT_CAPABILITIES: [&str; 5] =
+    ["TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"];
 
 impl Default for Pop3Settings {
     fn default() -> Self {
@@ -116,7 +117,9 @@ impl Pop3PreAuth {
             }
             "AUTH" => return self.auth(arg),
             "QUIT" => return Some(self.close_with("+OK Bye.")),
-            "APOP" => self.reply("-ERR APOP is not supported by this proxy; use USER/PASS or AUTH PLAIN."),
+            "APOP" => {
+                self.reply("-ERR APOP is not supported by this proxy; use USER/PASS or AUTH PLAIN.")
+            }
             "STLS" => self.reply("-ERR STLS is not offered here."),
             "CAPA" => self.reply("-ERR CAPA takes no argument."),
             _ => self.reply("-ERR Unknown command or not allowed before login."),
@@ -213,7 +216,9 @@ impl PreAuth for Pop3PreAuth {
             LoginFailure::AuthFailed => {
                 self.failures += 1;
                 if self.failures >= self.settings.max_auth_failures {
-                    self.close_with("-ERR [AUTH] Authentication failed; too many failures, closing connection.");
+                    self.close_with(
+                        "-ERR [AUTH] Authentication failed; too many failures, closing connection.",
+                    );
                 } else {
                     self.reply("-ERR [AUTH] Authentication failed.");
                 }

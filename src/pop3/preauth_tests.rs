@@ -32,7 +32,10 @@ fn expect_login(ev: PreAuthEvent, user: &str, password: &[u8]) {
 #[test]
 fn capa_lists_configured_and_login_capabilities() {
     let (_, out) = feed(&mut machine(), b"capa\r\n");
-    assert_eq!(out, "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n.\r\n");
+    assert_eq!(
+        out,
+        "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n.\r\n"
+    );
 }
 
 #[test]
@@ -77,7 +80,10 @@ fn auth_cancel_list_and_unknown_mechanism() {
 
 #[test]
 fn apop_gets_a_clear_error() {
-    let (_, out) = feed(&mut machine(), b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+    let (_, out) = feed(
+        &mut machine(),
+        b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n",
+    );
     assert!(out.starts_with("-ERR APOP is not supported"), "{out}");
 }
 
@@ -85,7 +91,10 @@ fn apop_gets_a_clear_error() {
 fn quit_closes_and_unknown_commands_get_err() {
     let (ev, out) = feed(&mut machine(), b"STAT\r\nQUIT\r\n");
     assert_eq!(ev, PreAuthEvent::Close);
-    assert_eq!(out, "-ERR Unknown command or not allowed before login.\r\n+OK Bye.\r\n");
+    assert_eq!(
+        out,
+        "-ERR Unknown command or not allowed before login.\r\n+OK Bye.\r\n"
+    );
 }
 
 #[test]
@@ -94,7 +103,10 @@ fn failures_answer_with_resp_codes_and_close_at_limit() {
     let (ev, _) = feed(&mut m, b"USER u\r\nPASS bad\r\n");
     expect_login(ev, "u", b"bad");
     m.login_failed(LoginFailure::Unavailable);
-    assert_eq!(m.take_output(), b"-ERR [SYS/TEMP] Temporary failure, try again later.\r\n".to_vec());
+    assert_eq!(
+        m.take_output(),
+        b"-ERR [SYS/TEMP] Temporary failure, try again later.\r\n".to_vec()
+    );
     for attempt in 1..=2 {
         let (ev, _) = feed(&mut m, b"USER u\r\nPASS bad\r\n");
         expect_login(ev, "u", b"bad");
@@ -145,5 +157,8 @@ fn timeout_closes() {
     let mut m = machine();
     m.timed_out();
     assert_eq!(m.poll(), PreAuthEvent::Close);
-    assert_eq!(m.take_output(), b"-ERR Autologout; idle for too long.\r\n".to_vec());
+    assert_eq!(
+        m.take_output(),
+        b"-ERR Autologout; idle for too long.\r\n".to_vec()
+    );
 }

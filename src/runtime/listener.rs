@@ -24,7 +24,11 @@ pub fn bind_reuseport(address: SocketAddr, count: usize) -> io::Result<Vec<TcpLi
 
 fn bind_one(address: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     if address.is_ipv6() {
@@ -43,7 +47,10 @@ mod tests {
     #[test]
     fn port_zero_is_shared_by_all_workers() {
         let sockets = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
-        let ports: Vec<u16> = sockets.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
         assert_ne!(ports[0], 0);
         assert!(ports.iter().all(|&p| p == ports[0]), "{ports:?}");
     }

@@ -13,7 +13,7 @@ pub mod worker;
 use crate::config::{Loaded, Protocol};
 use crate::directory::Directory;
 use crate::imap::ImapSettings;
-use crate::pop3::{Pop3Settings, preauth::DEFAULT_CAPABILITIES};
+use crate::pop3::{preauth::DEFAULT_CAPABILITIES, Pop3Settings};
 use crate::relay::RelaySettings;
 use crate::session::SessionContext;
 use std::net::SocketAddr;
@@ -113,11 +113,13 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
                 source,
             }
         })?;
-        let bound = sockets[0].local_addr().map_err(|source| RuntimeError::Bind {
-            protocol: listen.protocol,
-            address: listen.address,
-            source,
-        })?;
+        let bound = sockets[0]
+            .local_addr()
+            .map_err(|source| RuntimeError::Bind {
+                protocol: listen.protocol,
+                address: listen.address,
+                source,
+            })?;
         addresses.push((listen.protocol, bound));
         for (worker, socket) in sockets.into_iter().enumerate() {
             let loaded = loaded.clone();
@@ -165,7 +167,10 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
 fn session_context(loaded: &Arc<Loaded>, index: usize) -> SessionContext {
     let config = &loaded.config;
     let listen = &config.listen[index];
-    let greeting = listen.greeting.clone().unwrap_or_else(|| "mailgate ready.".into());
+    let greeting = listen
+        .greeting
+        .clone()
+        .unwrap_or_else(|| "mailgate ready.".into());
     let limits = &config.limits;
     let directory: Rc<dyn Directory> = Rc::new(loaded.clone());
     SessionContext {
@@ -204,9 +209,9 @@ impl Directory for Arc<Loaded> {
     fn lookup<'a>(&'a self, user: &'a str) -> crate::directory::LookupFuture<'a> {
         match &self.static_map {
             Some(map) => map.lookup(user),
-            None => Box::pin(std::future::ready(Err(crate::directory::DirectoryError::Unavailable(
-                "no directory configured".into(),
-            )))),
+            None => Box::pin(std::future::ready(Err(
+                crate::directory::DirectoryError::Unavailable("no directory configured".into()),
+            ))),
         }
     }
 }

@@ -42,10 +42,15 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeError>>) {
     if let Some(core) = plan.core {
         if !core_affinity::set_for_current(core) {
-            tracing::warn!(worker = plan.index, core = core.id, "could not pin worker to its CPU");
+            tracing::warn!(
+                worker = plan.index,
+                core = core.id,
+                "could not pin worker to its CPU"
+            );
         }
     }
-    let runtime = match tokio_uring::Runtime::new(tokio_uring::builder().entries(plan.ring_entries)) {
+    let runtime = match tokio_uring::Runtime::new(tokio_uring::builder().entries(plan.ring_entries))
+    {
         Ok(rt) => rt,
         Err(source) => {
             let _ = ready.send(Err(RuntimeError::IoUring { source }));
@@ -69,7 +74,11 @@ async fn serve(mut plan: WorkerPlan) {
         }
         let ctx = Rc::new(factory());
         let listener = tokio_uring::net::TcpListener::from_std(listener);
-        accept_tasks.push(tokio_uring::spawn(accept_loop(listener, ctx, active.clone())));
+        accept_tasks.push(tokio_uring::spawn(accept_loop(
+            listener,
+            ctx,
+            active.clone(),
+        )));
     }
     let _ = plan.shutdown.wait_for(|stop| *stop).await;
     for stopper in &stoppers {
@@ -83,11 +92,19 @@ async fn serve(mut plan: WorkerPlan) {
         tokio::time::sleep(DRAIN_POLL).await;
     }
     if active.get() > 0 {
-        tracing::info!(worker = plan.index, sessions = active.get(), "grace period over, closing sessions");
+        tracing::info!(
+            worker = plan.index,
+            sessions = active.get(),
+            "grace period over, closing sessions"
+        );
     }
 }
 
-async fn accept_loop(listener: tokio_uring::net::TcpListener, ctx: Rc<SessionContext>, active: Rc<Cell<usize>>) {
+async fn accept_loop(
+    listener: tokio_uring::net::TcpListener,
+    ctx: Rc<SessionContext>,
+    active: Rc<Cell<usize>>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

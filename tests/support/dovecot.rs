@@ -34,7 +34,10 @@ const MAIL_GID: u32 = 8;
 impl Dovecot {
     /// Starts Dovecot with these users; panics with its log if it fails.
     pub fn start(users: &[TestUser]) -> Self {
-        let dir = tempfile::Builder::new().prefix("mailgate-dovecot-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("mailgate-dovecot-")
+            .tempdir()
+            .expect("temp dir");
         let root = dir.path();
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
         let imap_port = free_port();

@@ -22,7 +22,10 @@ impl Mailgate {
 
     /// Starts mailgate with `config` (TOML) and the static map `map`.
     pub fn start(config: &str, map: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("mailgate-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("mailgate-test-")
+            .tempdir()
+            .expect("temp dir");
         let config_path = dir.path().join("mailgate.toml");
         std::fs::write(&config_path, config).unwrap();
         std::fs::write(dir.path().join("users.map"), map).unwrap();
@@ -47,10 +50,18 @@ impl Mailgate {
         };
         let start = Instant::now();
         while !ready.exists() {
-            if let Some(status) = mailgate.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = mailgate
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("mailgate exited with {status}:\n{}", mailgate.log());
             }
-            assert!(start.elapsed() < START_DEADLINE, "mailgate not ready:\n{}", mailgate.log());
+            assert!(
+                start.elapsed() < START_DEADLINE,
+                "mailgate not ready:\n{}",
+                mailgate.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         mailgate.addresses = std::fs::read_to_string(&ready)
@@ -65,7 +76,11 @@ impl Mailgate {
     pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Some(status);
             }
@@ -102,7 +117,10 @@ impl Mailgate {
             if log.contains(needle) {
                 return log;
             }
-            assert!(start.elapsed() < deadline, "log never showed {needle:?}:\n{log}");
+            assert!(
+                start.elapsed() < deadline,
+                "log never showed {needle:?}:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -123,7 +141,10 @@ impl Mailgate {
             if lines.len() >= count {
                 return lines;
             }
-            assert!(start.elapsed() < START_DEADLINE, "{count} {protocol} session ends not logged:\n{log}");
+            assert!(
+                start.elapsed() < START_DEADLINE,
+                "{count} {protocol} session ends not logged:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

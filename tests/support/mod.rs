@@ -39,7 +39,10 @@ pub fn wait_for_port(addr: SocketAddr, deadline: Duration) {
 }
 
 /// Sends SIGTERM to `child`, waits up to `grace`, then kills it.
-pub fn terminate(child: &mut std::process::Child, grace: Duration) -> Option<std::process::ExitStatus> {
+pub fn terminate(
+    child: &mut std::process::Child,
+    grace: Duration,
+) -> Option<std::process::ExitStatus> {
     // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);

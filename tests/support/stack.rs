@@ -18,7 +18,11 @@ pub const ALICE_SIZES: [usize; 3] = [1_500, 70_000, 5 * 1024 * 1024];
 
 /// Alice's messages as stored.
 pub fn alice_messages() -> Vec<Vec<u8>> {
-    ALICE_SIZES.iter().enumerate().map(|(i, &s)| message(i + 1, s)).collect()
+    ALICE_SIZES
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| message(i + 1, s))
+        .collect()
 }
 
 /// Dovecot plus mailgate (IMAP listener 0, POP3 listener 1).
@@ -49,8 +53,12 @@ impl Stack {
                 messages: vec![message(7, 900)],
             },
         ]);
-        let map = format!("*@example.org  127.0.0.1\n{GHOST}  127.0.0.1:{}\n", free_port());
-        let config = super::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), backend, extra);
+        let map = format!(
+            "*@example.org  127.0.0.1\n{GHOST}  127.0.0.1:{}\n",
+            free_port()
+        );
+        let config =
+            super::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), backend, extra);
         let mailgate = Mailgate::start(&config, &map);
         Self { mailgate, dovecot }
     }
