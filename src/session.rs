@@ -210,7 +210,11 @@ async fn drive<C: Connector, P: PreAuth>(
                     }
                     Err(e) => {
                         record.failed_logins += 1;
-                        tracing::debug!(client = %record.peer, user = %credentials.user, reason = %e.reason, "login failed");
+                        if e.failure == LoginFailure::Unavailable {
+                            tracing::warn!(client = %record.peer, user = %credentials.user, reason = %e.reason, "login failed: temporary failure");
+                        } else {
+                            tracing::debug!(client = %record.peer, user = %credentials.user, reason = %e.reason, "login failed");
+                        }
                         machine.login_failed(e.failure);
                     }
                 }
