@@ -125,6 +125,9 @@ pop3_port = $POP3_PORT
 
 [runtime]
 shutdown_grace = "1s"
+
+[relay]
+buffer_size = ${BUFFER_SIZE:-65536}
 CONF
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 MAILGATE_LOG=${MAILGATE_LOG:-info} $MG run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready" 2>"$WORK/mailgate.log" &

@@ -2,17 +2,45 @@
 //!
 //! Each direction reads into one owned buffer and writes it all before
 //! reading again (so at most `buffer_size` bytes per direction are in flight).
+//! A quiet direction waits with a small buffer ([`QUIET_READ_SIZE`]); a read
+//! that fills it switches to a full-size buffer taken from a per-worker pool,
+//! and the big buffer goes back to the pool when the stream slows down. So an
+//! idle session (IMAP IDLE) holds two small buffers, not two large ones.
 //! EOF from one side becomes a write shutdown towards the other (half-close),
 //! and the other direction keeps draining. An error in either direction ends
 //! both. The session ends after `idle_timeout` without a byte in either
 //! direction. This is the copy path; zero-copy splice is a separate path.
 
 use crate::runtime::transport::Stream;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::Shutdown;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Read size while a direction is quiet.
+pub const QUIET_READ_SIZE: usize = 2048;
+/// Large buffers kept per worker for reuse.
+const POOL_LIMIT: usize = 256;
+
+thread_local! {
+    /// Each worker thread's spare large buffers (no sharing across cores).
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_large(size: usize) -> Vec<u8> {
+    POOL.with_borrow_mut(|pool| pool.pop())
+        .filter(|b| b.capacity() == size)
+        .unwrap_or_else(|| Vec::with_capacity(size))
+}
+
+fn give_back(buf: Vec<u8>) {
+    POOL.with_borrow_mut(|pool| {
+        if pool.len() < POOL_LIMIT {
+            pool.push(buf);
+        }
+    });
+}
 
 /// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +139,8 @@ async fn pump<S: Stream>(
     total: &Cell<u64>,
     buffer_size: usize,
 ) {
-    let mut buf = Vec::with_capacity(buffer_size);
+    let quiet_size = QUIET_READ_SIZE.min(buffer_size);
+    let mut buf = Vec::with_capacity(quiet_size);
     loop {
         let (res, b) = from.read(buf).await;
         buf = b;
@@ -134,6 +163,12 @@ async fn pump<S: Stream>(
         }
         total.set(total.get() + n as u64);
         shared.last_activity.set(Instant::now());
+        let capacity = buf.capacity();
+        if n == capacity && capacity < buffer_size {
+            buf = take_large(buffer_size);
+        } else if capacity == buffer_size && n < buffer_size / 4 && capacity > quiet_size {
+            give_back(std::mem::replace(&mut buf, Vec::with_capacity(quiet_size)));
+        }
     }
 }
 

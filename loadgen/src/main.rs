@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "mailgate-loadgen", version, about = "Load generator for IMAP/POP3 proxies")]
+#[command(
+    name = "mailgate-loadgen",
+    version,
+    about = "Load generator for IMAP/POP3 proxies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -102,7 +102,9 @@ fn run_threads(
         first_error: None,
     };
     for t in threads {
-        let r = t.join().map_err(|_| anyhow::anyhow!("client thread panicked"))?;
+        let r = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
         summary.operations += r.operations;
         summary.errors += r.errors;
         summary.bytes += r.bytes;
@@ -183,7 +185,14 @@ fn fetch_loop(
             r.bytes += body.len() as u64;
             let _ = r.latency.record(start.elapsed().as_micros() as u64);
         } else {
-            record_error(r, format!("body differs: {} bytes, expected {}", body.len(), expected.len()));
+            record_error(
+                r,
+                format!(
+                    "body differs: {} bytes, expected {}",
+                    body.len(),
+                    expected.len()
+                ),
+            );
         }
     };
     if o.pop3 {
@@ -208,7 +217,9 @@ fn fetch_loop(
         }
         while Instant::now() < deadline {
             let start = Instant::now();
-            let mut resp = c.command(&format!("FETCH {message} BODY.PEEK[]")).map_err(err)?;
+            let mut resp = c
+                .command(&format!("FETCH {message} BODY.PEEK[]"))
+                .map_err(err)?;
             if !resp.is_ok() || resp.literals.len() != 1 {
                 return Err(format!("FETCH failed: {} {}", resp.status, resp.text));
             }
