@@ -20,6 +20,8 @@ pub mod check_client;
 pub mod config;
 pub mod demo;
 pub mod directory;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod imap;
 pub mod login;
 pub mod pop3;

@@ -54,7 +54,10 @@ fn silent_rude_and_closing_back_ends_give_temporary_failures() {
         let r = imap.login(user, "pw").unwrap();
         assert_eq!(r.status, "NO", "{user}");
         assert!(r.text.starts_with("[UNAVAILABLE]"), "{user}: {}", r.text);
-        assert!(imap.command("NOOP").unwrap().is_ok(), "{user}: session still usable");
+        assert!(
+            imap.command("NOOP").unwrap().is_ok(),
+            "{user}: session still usable"
+        );
 
         let mut pop3 = Pop3Client::connect(mailgate.addr(1)).unwrap();
         let status = pop3.login(user, "pw").unwrap();

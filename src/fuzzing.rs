@@ -1,0 +1,215 @@
+//! Entry points that feed arbitrary bytes to the sans-I/O machines, shared by
+//! the cargo-fuzz targets in `fuzz/` and by the randomized tests below.
+//!
+//! Each driver splits the input into reads of varying size, runs the machine
+//! to quiescence after each, answers logins alternately with failure and
+//! success, and checks what must hold for any input: no panic, bounded output
+//! per step, and a timed-out machine always closes. (Bounds on buffered input
+//! are pinned by the limit tests of each machine.)
+
+use crate::auth::Secret;
+use crate::config::{ImapBackendAuth, Pop3BackendAuth};
+use crate::imap::{ImapBackendLogin, ImapPreAuth, ImapSettings};
+use crate::login::{
+    BackendEvent, BackendGreeting, BackendLogin, LoginFailure, PreAuth, PreAuthEvent,
+};
+use crate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
+use std::rc::Rc;
+
+/// Output allowed per step: replies are short, and each step answers at most
+/// what one read could contain (every command gets at most a few lines).
+const MAX_OUTPUT_PER_STEP: usize = 1 << 20;
+
+/// Splits `data` into chunks whose sizes come from the data itself.
+fn chunks(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let (&size, tail) = rest.split_first()?;
+        let take = (usize::from(size) % 64 + 1).min(tail.len());
+        let (chunk, after) = tail.split_at(take);
+        rest = after;
+        (!chunk.is_empty()).then_some(chunk)
+    })
+}
+
+fn drive_preauth<P: PreAuth>(mut machine: P, data: &[u8]) {
+    let _ = machine.take_output();
+    let mut logins = 0u32;
+    for chunk in chunks(data) {
+        machine.receive(chunk);
+        loop {
+            match machine.poll() {
+                PreAuthEvent::NeedInput => break,
+                PreAuthEvent::Close => {
+                    assert!(machine.take_output().len() <= MAX_OUTPUT_PER_STEP);
+                    return;
+                }
+                PreAuthEvent::Login(_) => {
+                    logins += 1;
+                    if logins % 3 == 0 {
+                        let done = machine.login_succeeded(&BackendGreeting::default());
+                        assert!(done.to_client.len() <= MAX_OUTPUT_PER_STEP);
+                        return;
+                    }
+                    machine.login_failed(if logins % 2 == 0 {
+                        LoginFailure::Unavailable
+                    } else {
+                        LoginFailure::AuthFailed
+                    });
+                }
+            }
+        }
+        assert!(machine.take_output().len() <= MAX_OUTPUT_PER_STEP);
+    }
+    machine.timed_out();
+    assert_eq!(machine.poll(), PreAuthEvent::Close);
+}
+
+/// Arbitrary client bytes into the IMAP pre-auth machine.
+pub fn imap_preauth(data: &[u8]) {
+    let settings = ImapSettings {
+        max_line: 256,
+        max_literal: 128,
+        max_auth_failures: 5,
+        ..ImapSettings::default()
+    };
+    drive_preauth(ImapPreAuth::new(Rc::new(settings)), data);
+}
+
+/// Arbitrary client bytes into the POP3 pre-auth machine.
+pub fn pop3_preauth(data: &[u8]) {
+    let settings = Pop3Settings {
+        max_line: 256,
+        max_auth_failures: 5,
+        ..Pop3Settings::default()
+    };
+    drive_preauth(Pop3PreAuth::new(Rc::new(settings)), data);
+}
+
+fn drive_backend<B: BackendLogin>(mut machine: B, data: &[u8]) {
+    for chunk in chunks(data) {
+        machine.receive(chunk);
+        let event = machine.poll();
+        assert!(machine.take_output().len() <= MAX_OUTPUT_PER_STEP);
+        if let BackendEvent::Done(_) = event {
+            return;
+        }
+    }
+}
+
+/// Arbitrary server bytes into both back-end login machines, every method.
+pub fn backend_login(data: &[u8]) {
+    let password = || Secret::new(b"p\"w\\ \xc3\xa9".to_vec());
+    for method in [
+        ImapBackendAuth::Auto,
+        ImapBackendAuth::Plain,
+        ImapBackendAuth::Login,
+    ] {
+        drive_backend(
+            ImapBackendLogin::new("user@example.org", password(), method),
+            data,
+        );
+    }
+    for method in [
+        Pop3BackendAuth::Auto,
+        Pop3BackendAuth::Plain,
+        Pop3BackendAuth::User,
+    ] {
+        drive_backend(
+            Pop3BackendLogin::new("user@example.org", password(), method),
+            data,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A few thousand structured random inputs on every test run; the fuzz
+    //! targets explore much further.
+
+    use super::*;
+
+    /// Fragments that make random inputs reach deep states.
+    const FRAGMENTS: &[&[u8]] = &[
+        b"a LOGIN ",
+        b"AUTHENTICATE PLAIN",
+        b" LOGIN",
+        b"{5}\r\n",
+        b"{3+}\r\n",
+        b"{999999}\r\n",
+        b"\"",
+        b"\\",
+        b"\r\n",
+        b"\n",
+        b" ",
+        b"*\r\n",
+        b"AGFAYg==",
+        b"=",
+        b"\0",
+        b"\xff",
+        b"(",
+        b")",
+        b"ID",
+        b"NIL",
+        b"CAPABILITY",
+        b"LOGOUT",
+        b"USER x\r\n",
+        b"PASS y\r\n",
+        b"AUTH PLAIN ",
+        b"QUIT",
+        b"CAPA",
+        b"+OK",
+        b"-ERR [SYS/TEMP]",
+        b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR LITERAL+]",
+        b"mg1 OK",
+        b"mg1 NO [UNAVAILABLE]",
+        b"mg0 OK",
+        b"+ ",
+        b".\r\n",
+        b"SASL PLAIN",
+        b"* CAPABILITY X",
+    ];
+
+    fn random_input(seed: u64) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut out = Vec::new();
+        for _ in 0..(next() % 60) {
+            let r = next();
+            if r % 4 == 0 {
+                out.push((r >> 8) as u8);
+            } else {
+                out.extend_from_slice(FRAGMENTS[(r >> 8) as usize % FRAGMENTS.len()]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn random_inputs_never_break_the_machines() {
+        for seed in 0..3000 {
+            let input = random_input(seed);
+            imap_preauth(&input);
+            pop3_preauth(&input);
+            backend_login(&input);
+        }
+    }
+
+    #[test]
+    fn endless_input_without_line_end_is_cut_off() {
+        let mut input = vec![0u8];
+        input.extend(std::iter::repeat_n(b'x', 100_000));
+        let with_sizes: Vec<u8> = input
+            .chunks(63)
+            .flat_map(|c| [&[62u8][..], c].concat())
+            .collect();
+        imap_preauth(&with_sizes);
+        pop3_preauth(&with_sizes);
+        backend_login(&with_sizes);
+    }
+}
