@@ -108,7 +108,7 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
+                // TCP_NODELAY is inherited from the listening socket.
                 let ctx = ctx.clone();
                 let active = active.clone();
                 active.set(active.get() + 1);
