@@ -102,6 +102,17 @@ pub trait BackendLogin {
     fn take_output(&mut self) -> Vec<u8>;
 }
 
+/// Where a client connected from and to, passed on to back ends that accept
+/// it (IMAP `ID` with `x-originating-ip` …, POP3 `XCLIENT`), so their logs,
+/// per-IP limits and auth penalties apply to the real client, not the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress {
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// The proxy address the client connected to.
+    pub local: std::net::SocketAddr,
+}
+
 /// Longest back-end line accepted during login (capability lists can be long).
 pub const MAX_BACKEND_LINE: usize = 64 * 1024;
 

@@ -11,8 +11,8 @@ use crate::config::{ImapBackendAuth, Pop3BackendAuth, Protocol};
 use crate::directory::{Directory, Route};
 use crate::imap::{ImapBackendLogin, ImapPreAuth, ImapSettings};
 use crate::login::{
-    BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, LoginFailure, PreAuth,
-    PreAuthEvent,
+    BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
+    PreAuth, PreAuthEvent,
 };
 use crate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
 use crate::relay::{self, RelayEnd, RelaySettings};
@@ -46,6 +46,8 @@ pub struct SessionContext {
     pub imap_auth: ImapBackendAuth,
     /// POP3 back-end login method.
     pub pop3_auth: Pop3BackendAuth,
+    /// Pass the client's address to back ends that accept it.
+    pub forward_client_address: bool,
     /// Client connect → login bound.
     pub preauth_timeout: Duration,
     /// Relay settings.
@@ -188,7 +190,19 @@ async fn drive<C: Connector, P: PreAuth>(
             },
             PreAuthEvent::Login(credentials) => {
                 record.user = Some(credentials.user.clone());
-                let attempt = timeout_at(deadline, log_in(ctx, connector, &credentials)).await;
+                let client_address = ctx
+                    .forward_client_address
+                    .then(|| client.local_addr().ok())
+                    .flatten()
+                    .map(|local| ClientAddress {
+                        peer: record.peer,
+                        local,
+                    });
+                let attempt = timeout_at(
+                    deadline,
+                    log_in(ctx, connector, &credentials, client_address),
+                )
+                .await;
                 match attempt.unwrap_or_else(|_| {
                     Err(LoginError::temporary("pre-auth time ran out during login"))
                 }) {
@@ -276,6 +290,7 @@ async fn log_in<C: Connector>(
     ctx: &SessionContext,
     connector: &C,
     credentials: &Credentials,
+    client_address: Option<ClientAddress>,
 ) -> Result<Backend<C::Stream>, LoginError> {
     let route = match ctx.directory.lookup(&credentials.user).await {
         Ok(Some(route)) => route,
@@ -293,18 +308,18 @@ async fn log_in<C: Connector>(
     let exchange = async {
         match ctx.protocol {
             Protocol::Imap => {
-                backend_login(
-                    &stream,
-                    ImapBackendLogin::new(login_user, password, ctx.imap_auth),
-                )
-                .await
+                let mut machine = ImapBackendLogin::new(login_user, password, ctx.imap_auth);
+                if let Some(client) = client_address {
+                    machine = machine.with_client_address(client);
+                }
+                backend_login(&stream, machine).await
             }
             Protocol::Pop3 => {
-                backend_login(
-                    &stream,
-                    Pop3BackendLogin::new(login_user, password, ctx.pop3_auth),
-                )
-                .await
+                let mut machine = Pop3BackendLogin::new(login_user, password, ctx.pop3_auth);
+                if let Some(client) = client_address {
+                    machine = machine.with_client_address(client);
+                }
+                backend_login(&stream, machine).await
             }
         }
     };

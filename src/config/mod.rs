@@ -161,6 +161,10 @@ pub struct BackendConfig {
     pub imap_auth: ImapBackendAuth,
     /// POP3 login method.
     pub pop3_auth: Pop3BackendAuth,
+    /// Tell back ends the client's address (IMAP `ID x-originating-ip`,
+    /// POP3 `XCLIENT`); Dovecot uses it when the proxy is in its
+    /// `login_trusted_networks`.
+    pub forward_client_address: bool,
 }
 
 impl Default for BackendConfig {
@@ -172,6 +176,7 @@ impl Default for BackendConfig {
             login_timeout: Duration::from_secs(15),
             imap_auth: ImapBackendAuth::Auto,
             pop3_auth: Pop3BackendAuth::Auto,
+            forward_client_address: true,
         }
     }
 }

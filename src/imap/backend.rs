@@ -11,7 +11,7 @@
 use crate::auth::{self, Secret};
 use crate::config::ImapBackendAuth;
 use crate::login::{
-    self, BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, LoginFailure,
+    self, BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
     MAX_BACKEND_LINE,
 };
 use std::collections::VecDeque;
@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 const CAPABILITY_TAG: &str = "mg0";
 const LOGIN_TAG: &str = "mg1";
+const ID_TAG: &str = "mgid";
 
 #[derive(Debug)]
 enum Step {
@@ -43,6 +44,9 @@ pub struct ImapBackendLogin {
     capabilities: Vec<String>,
     post_login_capability: Option<String>,
     untagged: Vec<u8>,
+    client: Option<ClientAddress>,
+    /// An `ID` with the client's address was sent and its reply is pending.
+    awaiting_id_reply: bool,
 }
 
 impl ImapBackendLogin {
@@ -58,7 +62,28 @@ impl ImapBackendLogin {
             capabilities: Vec::new(),
             post_login_capability: None,
             untagged: Vec::new(),
+            client: None,
+            awaiting_id_reply: false,
         }
+    }
+
+    /// Tells back ends that support `ID` (RFC 2971) where the client connected
+    /// from, with Dovecot's `x-originating-ip`/`x-connected-ip` fields (used by
+    /// Dovecot when the proxy is in its `login_trusted_networks`).
+    pub fn with_client_address(mut self, client: ClientAddress) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    fn id_command(&self) -> Option<String> {
+        let client = self.client.filter(|_| self.has_capability("ID"))?;
+        Some(format!(
+            "{ID_TAG} ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-connected-ip\" \"{}\" \"x-connected-port\" \"{}\")\r\n",
+            client.peer.ip(),
+            client.peer.port(),
+            client.local.ip(),
+            client.local.port()
+        ))
     }
 
     fn has_capability(&self, name: &str) -> bool {
@@ -120,6 +145,10 @@ impl ImapBackendLogin {
                 None => return Some(self.done(BackendOutcome::Rejected(LoginFailure::AuthFailed))),
             }
         };
+        if let Some(id) = self.id_command() {
+            self.output.extend_from_slice(id.as_bytes());
+            self.awaiting_id_reply = true;
+        }
         let first = chunks.pop_front().expect("a login has at least one chunk");
         self.output.extend_from_slice(&first);
         self.step = Step::LoggingIn { pending: chunks };
@@ -184,6 +213,16 @@ impl ImapBackendLogin {
     }
 
     fn on_login_reply(&mut self, line: &[u8]) -> Option<BackendEvent> {
+        if self.awaiting_id_reply {
+            // The reply to our ID comes first: `* ID …` then `mgid OK|NO|BAD`.
+            if line.starts_with(format!("{ID_TAG} ").as_bytes()) {
+                self.awaiting_id_reply = false;
+                return None;
+            }
+            if strip_prefix_ci(line, b"* ID ").is_some() {
+                return None;
+            }
+        }
         if line.starts_with(b"+") {
             let Step::LoggingIn { pending } = &mut self.step else {
                 return None;

@@ -189,3 +189,47 @@ fn replies_split_across_reads_are_reassembled() {
         .unwrap()
         .starts_with("mg1 AUTHENTICATE PLAIN "));
 }
+
+#[test]
+fn client_address_goes_in_an_id_before_the_login_and_its_reply_is_skipped() {
+    let client = ClientAddress {
+        peer: "192.0.2.7:40000".parse().unwrap(),
+        local: "[2001:db8::1]:143".parse().unwrap(),
+    };
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_client_address(client);
+    let (_, out) = step(&mut m, DOVECOT_GREETING);
+    assert!(
+        out.starts_with(
+            "mgid ID (\"x-originating-ip\" \"192.0.2.7\" \"x-originating-port\" \"40000\" \"x-connected-ip\" \"2001:db8::1\" \"x-connected-port\" \"143\")\r\nmg1 AUTHENTICATE PLAIN "
+        ),
+        "{out}"
+    );
+    let (ev, _) = step(
+        &mut m,
+        b"* ID (\"name\" \"Dovecot\")\r\nmgid OK ID completed.\r\nmg1 OK [CAPABILITY IMAP4rev1] Logged in\r\n",
+    );
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn {
+            greeting: BackendGreeting {
+                capability: Some("IMAP4rev1".into()),
+                untagged: vec![],
+            },
+            leftover: vec![],
+        })
+    );
+}
+
+#[test]
+fn no_id_without_the_capability() {
+    let client = ClientAddress {
+        peer: "192.0.2.7:40000".parse().unwrap(),
+        local: "198.51.100.1:143".parse().unwrap(),
+    };
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_client_address(client);
+    let (_, out) = step(
+        &mut m,
+        b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n",
+    );
+    assert!(out.starts_with("mg1 AUTHENTICATE PLAIN "), "{out}");
+}

@@ -10,14 +10,22 @@ use crate::auth::{self, Secret};
 use crate::config::Pop3BackendAuth;
 use crate::imap::backend::printable;
 use crate::login::{
-    self, BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, LoginFailure,
+    self, BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
     MAX_BACKEND_LINE,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Greeting,
-    Capa { status_seen: bool, plain: bool },
+    Capa {
+        status_seen: bool,
+        plain: bool,
+        xclient: bool,
+    },
+    /// `XCLIENT` sent; then log in with PLAIN or not.
+    Xclient {
+        plain: bool,
+    },
     AuthPlain,
     User,
     Pass,
@@ -33,6 +41,9 @@ pub struct Pop3BackendLogin {
     step: Step,
     input: Vec<u8>,
     output: Vec<u8>,
+    client: Option<ClientAddress>,
+    /// The back end offered XCLIENT (Dovecot: `+OK [XCLIENT]` greeting).
+    xclient_offered: bool,
 }
 
 impl Pop3BackendLogin {
@@ -45,7 +56,17 @@ impl Pop3BackendLogin {
             step: Step::Greeting,
             input: Vec::new(),
             output: Vec::new(),
+            client: None,
+            xclient_offered: false,
         }
+    }
+
+    /// Tells back ends that offer `XCLIENT` (Dovecot does so in its greeting,
+    /// `+OK [XCLIENT]`, to its `login_trusted_networks`; others may list it in
+    /// `CAPA`) where the client connected from.
+    pub fn with_client_address(mut self, client: ClientAddress) -> Self {
+        self.client = Some(client);
+        self
     }
 
     fn done(&mut self, outcome: BackendOutcome) -> BackendEvent {
@@ -58,6 +79,39 @@ impl Pop3BackendLogin {
             self.output.extend_from_slice(part);
         }
         self.output.extend_from_slice(b"\r\n");
+    }
+
+    fn after_greeting(&mut self) -> Option<BackendEvent> {
+        match self.method {
+            Pop3BackendAuth::Auto => {
+                self.send(&[b"CAPA"]);
+                self.step = Step::Capa {
+                    status_seen: false,
+                    plain: false,
+                    xclient: false,
+                };
+                None
+            }
+            Pop3BackendAuth::Plain => self.introduce_client_then_auth(true),
+            Pop3BackendAuth::User => self.introduce_client_then_auth(false),
+        }
+    }
+
+    /// Sends `XCLIENT` first when offered and a client address is known.
+    fn introduce_client_then_auth(&mut self, plain: bool) -> Option<BackendEvent> {
+        match self.client.filter(|_| self.xclient_offered) {
+            Some(client) => {
+                let command = format!(
+                    "XCLIENT ADDR={} PORT={}",
+                    client.peer.ip(),
+                    client.peer.port()
+                );
+                self.send(&[command.as_bytes()]);
+                self.step = Step::Xclient { plain };
+                None
+            }
+            None => self.start_auth(plain),
+        }
     }
 
     fn start_auth(&mut self, plain: bool) -> Option<BackendEvent> {
@@ -84,18 +138,10 @@ impl Pop3BackendLogin {
     fn on_line(&mut self, line: &[u8]) -> Option<BackendEvent> {
         let ok = line.starts_with(b"+OK");
         match self.step {
-            Step::Greeting if ok => match self.method {
-                Pop3BackendAuth::Auto => {
-                    self.send(&[b"CAPA"]);
-                    self.step = Step::Capa {
-                        status_seen: false,
-                        plain: false,
-                    };
-                    None
-                }
-                Pop3BackendAuth::Plain => self.start_auth(true),
-                Pop3BackendAuth::User => self.start_auth(false),
-            },
+            Step::Greeting if ok => {
+                self.xclient_offered = line.starts_with(b"+OK [XCLIENT]");
+                self.after_greeting()
+            }
             Step::Capa {
                 status_seen: false, ..
             } => {
@@ -103,6 +149,7 @@ impl Pop3BackendLogin {
                     self.step = Step::Capa {
                         status_seen: true,
                         plain: false,
+                        xclient: false,
                     };
                     None
                 } else {
@@ -112,9 +159,11 @@ impl Pop3BackendLogin {
             Step::Capa {
                 status_seen: true,
                 plain,
+                xclient,
             } => {
                 if line == b"." {
-                    return self.start_auth(plain);
+                    self.xclient_offered |= xclient;
+                    return self.introduce_client_then_auth(plain);
                 }
                 let (keyword, rest) = super::split_command(line);
                 let offers_plain = keyword == "SASL"
@@ -124,9 +173,12 @@ impl Pop3BackendLogin {
                 self.step = Step::Capa {
                     status_seen: true,
                     plain: plain || offers_plain,
+                    xclient: xclient || keyword == "XCLIENT",
                 };
                 None
             }
+            // Whatever the back end thinks of XCLIENT, the login goes on.
+            Step::Xclient { plain } => self.start_auth(plain),
             Step::User if ok => {
                 let password = self.password.clone();
                 if password.expose().iter().any(|&b| b == b'\r' || b == b'\n') {
@@ -296,6 +348,39 @@ mod tests {
             ev,
             BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
         );
+    }
+
+    #[test]
+    fn xclient_is_sent_when_offered_and_a_client_address_is_known() {
+        let client = ClientAddress {
+            peer: "192.0.2.7:40000".parse().unwrap(),
+            local: "198.51.100.1:110".parse().unwrap(),
+        };
+        let mut m = login(Pop3BackendAuth::Auto, b"pw").with_client_address(client);
+        step(&mut m, b"+OK hi\r\n");
+        let (_, out) = step(&mut m, b"+OK\r\nXCLIENT\r\nSASL PLAIN\r\n.\r\n");
+        assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
+        let (_, out) = step(&mut m, b"-ERR not trusted\r\n");
+        assert!(out.starts_with("AUTH PLAIN "), "{out}");
+
+        // Not offered: straight to the login.
+        let mut m = login(Pop3BackendAuth::Auto, b"pw").with_client_address(client);
+        step(&mut m, b"+OK hi\r\n");
+        let (_, out) = step(&mut m, b"+OK\r\nSASL PLAIN\r\n.\r\n");
+        assert!(out.starts_with("AUTH PLAIN "), "{out}");
+    }
+
+    #[test]
+    fn xclient_announced_in_the_greeting_is_used_in_every_mode() {
+        let client = ClientAddress {
+            peer: "192.0.2.7:40000".parse().unwrap(),
+            local: "198.51.100.1:110".parse().unwrap(),
+        };
+        let mut m = login(Pop3BackendAuth::Plain, b"pw").with_client_address(client);
+        let (_, out) = step(&mut m, b"+OK [XCLIENT] Dovecot ready.\r\n");
+        assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
+        let (_, out) = step(&mut m, b"+OK\r\n");
+        assert!(out.starts_with("AUTH PLAIN "), "{out}");
     }
 
     #[test]

@@ -196,6 +196,7 @@ fn session_context(loaded: &Arc<Loaded>, index: usize) -> SessionContext {
         login_timeout: config.backend.login_timeout,
         imap_auth: config.backend.imap_auth,
         pop3_auth: config.backend.pop3_auth,
+        forward_client_address: config.backend.forward_client_address,
         preauth_timeout: limits.preauth_timeout,
         relay: RelaySettings {
             buffer_size: config.relay.buffer_size,

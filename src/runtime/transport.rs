@@ -19,6 +19,8 @@ pub trait Stream: AsRawFd {
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
     /// Shuts down one or both directions.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    /// The local address of the connection.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
 /// How outgoing connections are made.
@@ -84,6 +86,13 @@ impl Stream for UringStream {
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.0.shutdown(how)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket2::SockRef::from(self)
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
     }
 }
 

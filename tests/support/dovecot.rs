@@ -34,6 +34,11 @@ const MAIL_GID: u32 = 8;
 impl Dovecot {
     /// Starts Dovecot with these users; panics with its log if it fails.
     pub fn start(users: &[TestUser]) -> Self {
+        Self::start_with(users, "")
+    }
+
+    /// Like `start`, with `extra` appended to dovecot.conf.
+    pub fn start_with(users: &[TestUser], extra: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-dovecot-")
             .tempdir()
@@ -52,7 +57,7 @@ impl Dovecot {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
         let conf = root.join("dovecot.conf");
-        std::fs::write(&conf, config(root, imap_port, pop3_port)).unwrap();
+        std::fs::write(&conf, config(root, imap_port, pop3_port) + extra).unwrap();
         let child = Command::new("dovecot")
             .arg("-F")
             .arg("-c")

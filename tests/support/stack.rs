@@ -41,18 +41,26 @@ impl Stack {
 
     /// Starts both; `backend` is added to `[backend]`, `extra` appended.
     pub fn start_with(backend: &str, extra: &str) -> Self {
-        let dovecot = Dovecot::start(&[
-            TestUser {
-                name: ALICE.into(),
-                password: ALICE_PW.into(),
-                messages: alice_messages(),
-            },
-            TestUser {
-                name: BOB.into(),
-                password: BOB_PW.into(),
-                messages: vec![message(7, 900)],
-            },
-        ]);
+        Self::start_full(backend, extra, "")
+    }
+
+    /// Like `start_with`, with `dovecot_extra` appended to dovecot.conf.
+    pub fn start_full(backend: &str, extra: &str, dovecot_extra: &str) -> Self {
+        let dovecot = Dovecot::start_with(
+            &[
+                TestUser {
+                    name: ALICE.into(),
+                    password: ALICE_PW.into(),
+                    messages: alice_messages(),
+                },
+                TestUser {
+                    name: BOB.into(),
+                    password: BOB_PW.into(),
+                    messages: vec![message(7, 900)],
+                },
+            ],
+            dovecot_extra,
+        );
         let map = format!(
             "*@example.org  127.0.0.1\n{GHOST}  127.0.0.1:{}\n",
             free_port()
