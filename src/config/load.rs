@@ -1,7 +1,6 @@
 //! Reading a config file, then validating what serde cannot.
 
-use super::{Config, ConfigError, DirectoryKind, Loaded, TlsMode};
-use crate::directory::StaticMap;
+use super::{Config, ConfigError, Loaded, TlsMode};
 use std::path::{Path, PathBuf};
 
 /// Reads, parses and validates `path`, loading the static map it names.
@@ -23,72 +22,58 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
-    let invalid =
-        |span: Option<std::ops::Range<usize>>, key: String, reason: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            line: span.map_or(0, |s| line_of(text, s.start)),
-            key,
-            reason,
-        };
+    let at = Locator { text, path };
     if config.listen.is_empty() {
-        return Err(invalid(
+        return Err(at.invalid(
             None,
-            "listen".into(),
+            "listen",
             "no [[listen]] table: add at least one listener".into(),
         ));
     }
     for (i, l) in config.listen.iter().enumerate() {
         if let Some(tls) = l.tls.as_ref().filter(|t| *t.get_ref() != TlsMode::None) {
-            return Err(invalid(
+            return Err(at.invalid(
                 Some(tls.span()),
-                format!("listen[{i}].tls"),
+                &format!("listen[{i}].tls"),
                 "TLS listeners are not implemented yet in this build; use tls = \"none\"".into(),
             ));
         }
     }
-    check_positive(&config, &invalid)?;
-    let static_map =
-        match config.directory.kind.get_ref() {
-            DirectoryKind::Ldap => return Err(invalid(
-                Some(config.directory.kind.span()),
-                "directory.kind".into(),
-                "the LDAP directory is not implemented yet in this build; use kind = \"static\""
-                    .into(),
-            )),
-            DirectoryKind::Static => {
-                let Some(map) = &config.directory.map else {
-                    return Err(invalid(
-                        Some(config.directory.kind.span()),
-                        "directory.map".into(),
-                        "kind = \"static\" needs `map = \"FILE\"`".into(),
-                    ));
-                };
-                let map_path = base_dir.join(map.get_ref());
-                let map_text = std::fs::read_to_string(&map_path).map_err(|e| {
-                    invalid(
-                        Some(map.span()),
-                        "directory.map".into(),
-                        format!("cannot read {}: {e}", map_path.display()),
-                    )
-                })?;
-                Some(StaticMap::parse(
-                    &map_text,
-                    &map_path,
-                    config.directory.local_part_case_sensitive,
-                )?)
-            }
-        };
+    check_positive(&config, &at)?;
+    let directory = super::directory::build(&config.directory, &at, base_dir)?;
     Ok(Loaded {
         config,
-        static_map,
+        static_map: directory.static_map,
+        ldap: directory.ldap,
+        cache: directory.cache,
         base_dir: base_dir.to_owned(),
     })
 }
 
-fn check_positive(
-    config: &Config,
-    invalid: &impl Fn(Option<std::ops::Range<usize>>, String, String) -> ConfigError,
-) -> Result<(), ConfigError> {
+/// Builds errors that point at a line of the config text.
+pub(super) struct Locator<'a> {
+    pub text: &'a str,
+    pub path: &'a Path,
+}
+
+impl Locator<'_> {
+    /// An `Invalid` error for `key`, at the line of `span` if given.
+    pub fn invalid(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: &str,
+        reason: String,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: span.map_or(0, |s| line_of(self.text, s.start)),
+            key: key.to_owned(),
+            reason,
+        }
+    }
+}
+
+fn check_positive(config: &Config, at: &Locator) -> Result<(), ConfigError> {
     let must_be_positive = [
         ("limits.max_line", config.limits.max_line == 0),
         (
@@ -102,7 +87,7 @@ fn check_positive(
     ];
     for (key, is_zero) in must_be_positive {
         if is_zero {
-            return Err(invalid(None, key.into(), "must be greater than 0".into()));
+            return Err(at.invalid(None, key, "must be greater than 0".into()));
         }
     }
     Ok(())
@@ -167,10 +152,10 @@ pop3_port = 10110
     }
 
     #[test]
-    fn ldap_directory_is_rejected_with_line() {
+    fn ldap_directory_without_url_is_rejected_with_line() {
         let text = MINIMAL.replace("kind = \"static\"", "kind = \"ldap\"");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("test.toml:8: `directory.kind`"), "{err}");
+        assert!(err.starts_with("test.toml:8: `directory.url`"), "{err}");
     }
 
     #[test]

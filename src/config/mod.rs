@@ -5,6 +5,7 @@
 //! Nothing here performs network I/O; the static map file named by
 //! `[directory] map` is read and checked here so that `check-config` catches it.
 
+mod directory;
 mod error;
 mod load;
 
@@ -100,7 +101,7 @@ pub struct Listener {
 pub enum DirectoryKind {
     /// A map file (`user host[:port]` per line).
     Static,
-    /// LDAP (not implemented yet; rejected at load).
+    /// LDAP.
     Ldap,
 }
 
@@ -115,6 +116,94 @@ pub struct DirectoryConfig {
     /// Whether `Alice@x` and `alice@x` are different users (domains never are).
     #[serde(default)]
     pub local_part_case_sensitive: bool,
+    /// LDAP: Perdition-compatible RFC 4516 URL(s).
+    pub url: Option<toml::Spanned<String>>,
+    /// LDAP: servers in failover order (overrides the URL's).
+    pub servers: Option<Vec<String>>,
+    /// LDAP: search base (overrides the URL's).
+    pub base: Option<String>,
+    /// LDAP: `base`, `one` or `sub` (overrides the URL's).
+    pub scope: Option<toml::Spanned<String>>,
+    /// LDAP: filter with `%s` for the key (overrides the URL's).
+    pub filter: Option<toml::Spanned<String>>,
+    /// LDAP: attribute naming the back-end login (overrides the URL's first).
+    pub user_attribute: Option<String>,
+    /// LDAP: attribute naming the back-end host (overrides the URL's second).
+    pub host_attribute: Option<String>,
+    /// LDAP: attribute naming the back-end port (overrides the URL's third).
+    pub port_attribute: Option<String>,
+    /// LDAP: simple bind DN (anonymous without).
+    pub bind_dn: Option<String>,
+    /// LDAP: file holding the bind password (never inline).
+    pub bind_password_file: Option<toml::Spanned<PathBuf>>,
+    /// LDAP: StartTLS on `ldap://` servers.
+    #[serde(default)]
+    pub starttls: bool,
+    /// LDAP: CA certificates (PEM) for `ldaps://` and StartTLS.
+    pub ca_file: Option<toml::Spanned<PathBuf>>,
+    /// LDAP: bound on connect, bind and each search.
+    #[serde(default = "default_ldap_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// LDAP: connections per worker.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Key template: `\U` full name, `\u` local part, `\d` domain.
+    pub query_key: Option<String>,
+    /// Drop `@domain` from the key.
+    #[serde(default)]
+    pub strip_domain: bool,
+    /// Lower-case the key.
+    #[serde(default)]
+    pub lower_case: bool,
+    /// Domain added to names without one.
+    pub default_domain: Option<String>,
+    /// Suffix for bare host names (`box1` → `box1.vpn`).
+    pub host_suffix: Option<String>,
+    /// Host name → address rewrites.
+    #[serde(default)]
+    pub hosts: std::collections::HashMap<String, String>,
+    /// `[directory.cache]`.
+    pub cache: Option<CacheConfig>,
+}
+
+fn default_ldap_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_pool_size() -> usize {
+    1
+}
+
+/// `[directory.cache]`: per-worker LRU with TTLs (on by default for LDAP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Whether to cache.
+    pub enabled: bool,
+    /// Entries per worker.
+    pub capacity: usize,
+    /// Lifetime of a found route.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Lifetime of "no such user".
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// Oldest entry served while the directory fails.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        let d = crate::directory::CacheSettings::default();
+        Self {
+            enabled: true,
+            capacity: d.capacity,
+            ttl: d.ttl,
+            negative_ttl: d.negative_ttl,
+            max_stale: d.max_stale,
+        }
+    }
 }
 
 /// How the proxy logs in to POP3 back ends.
@@ -260,6 +349,10 @@ pub struct Loaded {
     pub config: Config,
     /// The static map, when `kind = "static"`.
     pub static_map: Option<crate::directory::StaticMap>,
+    /// LDAP settings, when `kind = "ldap"`.
+    pub ldap: Option<std::sync::Arc<crate::directory::ldap::LdapSettings>>,
+    /// Cache settings, when caching is on.
+    pub cache: Option<crate::directory::CacheSettings>,
     /// Folder holding the config file (relative paths start here).
     pub base_dir: PathBuf,
 }

@@ -6,8 +6,14 @@
 //! Implementations are created once per worker; lookups must not block the
 //! worker's thread (the static map is in memory; network directories are async).
 
+pub mod cache;
+pub mod host_rewrite;
+pub mod ldap;
 mod static_map;
 
+pub use cache::{CacheSettings, CachedDirectory, Invalidations};
+pub use host_rewrite::HostRewrite;
+pub use ldap::LdapDirectory;
 pub use static_map::{StaticMap, StaticMapError};
 
 use std::future::Future;

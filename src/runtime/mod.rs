@@ -11,7 +11,7 @@ pub mod transport;
 pub mod worker;
 
 use crate::config::{Loaded, Protocol};
-use crate::directory::Directory;
+use crate::directory::{CachedDirectory, Directory, Invalidations, LdapDirectory};
 use crate::imap::ImapSettings;
 use crate::pop3::{preauth::DEFAULT_CAPABILITIES, Pop3Settings};
 use crate::relay::RelaySettings;
@@ -58,6 +58,7 @@ pub enum RuntimeError {
 /// A started server.
 pub struct RunningServer {
     addresses: Vec<(Protocol, SocketAddr)>,
+    invalidations: Arc<Invalidations>,
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -66,6 +67,11 @@ impl RunningServer {
     /// The bound address of each configured listener, in config order.
     pub fn addresses(&self) -> &[(Protocol, SocketAddr)] {
         &self.addresses
+    }
+
+    /// Drops cached routes of a user on every worker.
+    pub fn invalidations(&self) -> Arc<Invalidations> {
+        self.invalidations.clone()
     }
 
     /// Number of worker threads.
@@ -123,10 +129,12 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
         addresses.push((listen.protocol, bound));
         for (worker, socket) in sockets.into_iter().enumerate() {
             let loaded = loaded.clone();
-            let factory: worker::ContextFactory = Box::new(move || session_context(&loaded, index));
+            let factory: worker::ContextFactory =
+                Box::new(move |directory| session_context(&loaded, index, directory));
             per_worker[worker].push((socket, factory));
         }
     }
+    let invalidations = Arc::new(Invalidations::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);
     let mut readies = Vec::with_capacity(count);
@@ -137,6 +145,11 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
             core,
             ring_entries: config.runtime.ring_entries,
             listeners,
+            directory: {
+                let loaded = loaded.clone();
+                let invalidations = invalidations.clone();
+                Box::new(move || build_directory(&loaded, invalidations))
+            },
             shutdown: shutdown_rx.clone(),
             grace: config.runtime.shutdown_grace,
         };
@@ -149,6 +162,7 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
     }
     let server = RunningServer {
         addresses,
+        invalidations,
         shutdown,
         threads,
     };
@@ -163,8 +177,27 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
     Ok(server)
 }
 
+/// A worker's directory: LDAP or the static map, behind the cache if configured.
+pub fn build_directory(
+    loaded: &Arc<Loaded>,
+    invalidations: Arc<Invalidations>,
+) -> Rc<dyn Directory> {
+    let base: Rc<dyn Directory> = match &loaded.ldap {
+        Some(settings) => Rc::new(LdapDirectory::new(settings.clone())),
+        None => Rc::new(loaded.clone()),
+    };
+    match loaded.cache {
+        Some(settings) => Rc::new(CachedDirectory::new(base, settings, invalidations)),
+        None => base,
+    }
+}
+
 /// The context for listener `index`, built on a worker's thread.
-fn session_context(loaded: &Arc<Loaded>, index: usize) -> SessionContext {
+fn session_context(
+    loaded: &Arc<Loaded>,
+    index: usize,
+    directory: Rc<dyn Directory>,
+) -> SessionContext {
     let config = &loaded.config;
     let listen = &config.listen[index];
     let greeting = listen
@@ -172,7 +205,6 @@ fn session_context(loaded: &Arc<Loaded>, index: usize) -> SessionContext {
         .clone()
         .unwrap_or_else(|| "mailgate ready.".into());
     let limits = &config.limits;
-    let directory: Rc<dyn Directory> = Rc::new(loaded.clone());
     SessionContext {
         protocol: listen.protocol,
         imap: Rc::new(ImapSettings {

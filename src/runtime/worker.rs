@@ -6,6 +6,7 @@
 
 use super::transport::{UringConnector, UringStream};
 use super::RuntimeError;
+use crate::directory::Directory;
 use crate::session::{self, SessionContext};
 use std::cell::Cell;
 use std::net::{Shutdown, TcpListener};
@@ -23,6 +24,8 @@ pub struct WorkerPlan {
     pub ring_entries: u32,
     /// This worker's listening sockets, each with the context of its listener.
     pub listeners: Vec<(TcpListener, ContextFactory)>,
+    /// Builds this worker's directory (shared by its listeners).
+    pub directory: DirectoryFactory,
     /// Becomes `true` when the server should stop.
     pub shutdown: watch::Receiver<bool>,
     /// How long sessions may run after shutdown begins.
@@ -30,8 +33,11 @@ pub struct WorkerPlan {
 }
 
 /// Builds a listener's session context on the worker's thread (so it may
-/// hold `Rc`s and per-worker state).
-pub type ContextFactory = Box<dyn FnOnce() -> SessionContext + Send>;
+/// hold `Rc`s and per-worker state such as the directory).
+pub type ContextFactory = Box<dyn FnOnce(Rc<dyn Directory>) -> SessionContext + Send>;
+
+/// Builds a worker's directory (LDAP pool, cache) on its own thread.
+pub type DirectoryFactory = Box<dyn FnOnce() -> Rc<dyn Directory> + Send>;
 
 /// Pause after a failed accept (e.g. EMFILE), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -63,6 +69,7 @@ pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeEr
 
 async fn serve(mut plan: WorkerPlan) {
     let active = Rc::new(Cell::new(0usize));
+    let directory = (plan.directory)();
     let mut accept_tasks = Vec::new();
     let mut stoppers = Vec::new();
     for (listener, factory) in plan.listeners.drain(..) {
@@ -72,7 +79,7 @@ async fn serve(mut plan: WorkerPlan) {
             Ok(stopper) => stoppers.push(stopper),
             Err(e) => tracing::warn!(error = %e, "cannot keep a handle to stop the listener"),
         }
-        let ctx = Rc::new(factory());
+        let ctx = Rc::new(factory(directory.clone()));
         let listener = tokio_uring::net::TcpListener::from_std(listener);
         accept_tasks.push(tokio_uring::spawn(accept_loop(
             listener,

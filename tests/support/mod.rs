@@ -6,6 +6,7 @@
 
 pub mod dovecot;
 pub mod mailgate;
+pub mod slapd;
 pub mod stack;
 
 pub use dovecot::{Dovecot, TestUser};

@@ -1,0 +1,281 @@
+//! Validating `[directory]` into a static map or LDAP settings, and the cache.
+
+use super::load::Locator;
+use super::{ConfigError, DirectoryConfig, DirectoryKind};
+use crate::auth::Secret;
+use crate::directory::ldap::query::{self, KeyFormat, Scope};
+use crate::directory::ldap::LdapSettings;
+use crate::directory::{CacheSettings, HostRewrite, StaticMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The directory part of a loaded config.
+pub(super) struct BuiltDirectory {
+    pub static_map: Option<StaticMap>,
+    pub ldap: Option<Arc<LdapSettings>>,
+    pub cache: Option<CacheSettings>,
+}
+
+pub(super) fn build(
+    d: &DirectoryConfig,
+    at: &Locator,
+    base_dir: &Path,
+) -> Result<BuiltDirectory, ConfigError> {
+    let (static_map, ldap) = match d.kind.get_ref() {
+        DirectoryKind::Static => (Some(static_map(d, at, base_dir)?), None),
+        DirectoryKind::Ldap => (None, Some(Arc::new(ldap(d, at, base_dir)?))),
+    };
+    let cache_on = d.cache.as_ref().map_or(ldap.is_some(), |c| c.enabled);
+    let cache = cache_on.then(|| {
+        let c = d.cache.clone().unwrap_or_default();
+        CacheSettings {
+            capacity: c.capacity.max(1),
+            ttl: c.ttl,
+            negative_ttl: c.negative_ttl,
+            max_stale: c.max_stale,
+        }
+    });
+    Ok(BuiltDirectory {
+        static_map,
+        ldap,
+        cache,
+    })
+}
+
+fn static_map(
+    d: &DirectoryConfig,
+    at: &Locator,
+    base_dir: &Path,
+) -> Result<StaticMap, ConfigError> {
+    let Some(map) = &d.map else {
+        return Err(at.invalid(
+            Some(d.kind.span()),
+            "directory.map",
+            "kind = \"static\" needs `map = \"FILE\"`".into(),
+        ));
+    };
+    let map_path = base_dir.join(map.get_ref());
+    let map_text = std::fs::read_to_string(&map_path).map_err(|e| {
+        at.invalid(
+            Some(map.span()),
+            "directory.map",
+            format!("cannot read {}: {e}", map_path.display()),
+        )
+    })?;
+    Ok(StaticMap::parse(
+        &map_text,
+        &map_path,
+        d.local_part_case_sensitive,
+    )?)
+}
+
+fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettings, ConfigError> {
+    let mut spec = match (&d.url, &d.servers) {
+        (Some(url), _) => query::parse_url(url.get_ref())
+            .map_err(|e| at.invalid(Some(url.span()), "directory.url", e))?,
+        (None, Some(_)) => query::parse_url("ldap://placeholder/")
+            .expect("a valid URL"),
+        (None, None) => {
+            return Err(at.invalid(
+                Some(d.kind.span()),
+                "directory.url",
+                "kind = \"ldap\" needs `url = \"ldap://host/base?user,host?sub?(filter=%s)\"` or `servers`".into(),
+            ))
+        }
+    };
+    if let Some(servers) = &d.servers {
+        if servers.is_empty()
+            || servers
+                .iter()
+                .any(|s| !s.starts_with("ldap://") && !s.starts_with("ldaps://"))
+        {
+            return Err(at.invalid(
+                None,
+                "directory.servers",
+                "a list of ldap:// or ldaps:// URLs".into(),
+            ));
+        }
+        spec.servers = servers.clone();
+    }
+    if let Some(base) = &d.base {
+        spec.base = base.clone();
+    }
+    if let Some(scope) = &d.scope {
+        spec.scope = Scope::parse(scope.get_ref()).ok_or_else(|| {
+            at.invalid(
+                Some(scope.span()),
+                "directory.scope",
+                "one of base, one, sub".into(),
+            )
+        })?;
+    }
+    if let Some(filter) = &d.filter {
+        spec.filter = filter.get_ref().clone();
+    }
+    if !spec.filter.contains("%s") {
+        let span = d.filter.as_ref().or(d.url.as_ref()).map(|s| s.span());
+        return Err(at.invalid(
+            span,
+            "directory.filter",
+            format!("`{}` has no %s for the user", spec.filter),
+        ));
+    }
+    if let Some(a) = &d.user_attribute {
+        spec.user_attribute = Some(a.clone());
+    }
+    if let Some(a) = &d.host_attribute {
+        spec.host_attribute = a.clone();
+    }
+    if let Some(a) = &d.port_attribute {
+        spec.port_attribute = Some(a.clone());
+    }
+    let bind_password = match &d.bind_password_file {
+        Some(file) => {
+            let path = base_dir.join(file.get_ref());
+            let text = std::fs::read(&path).map_err(|e| {
+                at.invalid(
+                    Some(file.span()),
+                    "directory.bind_password_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let trimmed = text.strip_suffix(b"\n").unwrap_or(&text);
+            Some(Secret::new(
+                trimmed.strip_suffix(b"\r").unwrap_or(trimmed).to_vec(),
+            ))
+        }
+        None => None,
+    };
+    if d.bind_dn.is_some() != bind_password.is_some() {
+        return Err(at.invalid(
+            None,
+            "directory.bind_dn",
+            "bind_dn and bind_password_file go together".into(),
+        ));
+    }
+    let tls = match &d.ca_file {
+        Some(file) => Some(
+            tls_config(&base_dir.join(file.get_ref()))
+                .map_err(|e| at.invalid(Some(file.span()), "directory.ca_file", e))?,
+        ),
+        None => None,
+    };
+    let hosts = HostRewrite::new(&d.hosts, d.host_suffix.clone())
+        .map_err(|e| at.invalid(None, "directory.hosts", e))?;
+    Ok(LdapSettings {
+        query: spec,
+        key: KeyFormat {
+            template: d.query_key.clone(),
+            strip_domain: d.strip_domain,
+            lower_case: d.lower_case,
+            default_domain: d.default_domain.clone(),
+        },
+        hosts,
+        bind_dn: d.bind_dn.clone(),
+        bind_password,
+        starttls: d.starttls,
+        tls,
+        timeout: d.timeout,
+        pool_size: d.pool_size.max(1),
+    })
+}
+
+/// A rustls client config trusting the CA certificates in `path`.
+fn tls_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_str;
+    use std::path::Path;
+
+    fn parse(directory: &str) -> Result<super::super::Loaded, super::super::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bind.pw"), "s3cret\n").unwrap();
+        let text = format!("[[listen]]\nprotocol = \"imap\"\naddress = \"127.0.0.1:0\"\n\n[directory]\n{directory}");
+        parse_str(&text, Path::new("t.toml"), dir.path())
+    }
+
+    const URL: &str = "url = \"ldap://127.0.0.1/ou=People,dc=infra,dc=org,o=Anarchy?mail,host?sub?(&(mail=%s)(status=active))\"\n";
+
+    #[test]
+    fn ldap_with_perdition_url_and_cache_by_default() {
+        let loaded = parse(&format!("kind = \"ldap\"\n{URL}")).unwrap();
+        let ldap = loaded.ldap.unwrap();
+        assert_eq!(ldap.query.servers, vec!["ldap://127.0.0.1"]);
+        assert_eq!(loaded.cache.unwrap().ttl.as_secs(), 60);
+    }
+
+    #[test]
+    fn explicit_keys_override_the_url() {
+        let loaded = parse(&format!(
+            "kind = \"ldap\"\n{URL}servers = [\"ldap://a:1\", \"ldap://b:2\"]\nfilter = \"(uid=%s)\"\nhost_attribute = \"mailHost\"\nbind_dn = \"cn=proxy\"\nbind_password_file = \"bind.pw\"\n[directory.hosts]\nbox1 = \"10.8.0.1\"\n[directory.cache]\nttl = \"5s\"\n"
+        ))
+        .unwrap();
+        let ldap = loaded.ldap.unwrap();
+        assert_eq!(ldap.query.servers.len(), 2);
+        assert_eq!(ldap.query.filter, "(uid=%s)");
+        assert_eq!(ldap.query.host_attribute, "mailHost");
+        assert_eq!(ldap.bind_password.as_ref().unwrap().expose(), b"s3cret");
+        assert_eq!(loaded.cache.unwrap().ttl.as_secs(), 5);
+    }
+
+    #[test]
+    fn filter_without_placeholder_points_at_its_line() {
+        let err = parse(&format!("kind = \"ldap\"\n{URL}filter = \"(uid=x)\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml:8: `directory.filter`"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_and_missing_password_file_point_at_their_lines() {
+        let err = parse("kind = \"ldap\"\nurl = \"http://x/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml:7: `directory.url`"), "{err}");
+        let err = parse(&format!(
+            "kind = \"ldap\"\n{URL}bind_dn = \"cn=x\"\nbind_password_file = \"nope\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("t.toml:9: `directory.bind_password_file`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn static_map_cache_is_opt_in() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m"), "* 1.2.3.4\n").unwrap();
+        let text = "[[listen]]\nprotocol = \"imap\"\naddress = \"127.0.0.1:0\"\n[directory]\nkind = \"static\"\nmap = \"m\"\n";
+        assert!(parse_str(text, Path::new("t"), dir.path())
+            .unwrap()
+            .cache
+            .is_none());
+        let text = format!("{text}[directory.cache]\nenabled = true\n");
+        assert!(parse_str(&text, Path::new("t"), dir.path())
+            .unwrap()
+            .cache
+            .is_some());
+    }
+}

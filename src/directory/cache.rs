@@ -1,0 +1,277 @@
+//! A per-worker LRU cache in front of any directory: short TTL, negative TTL,
+//! single-flight, stale-if-error, and invalidation by user from any thread.
+//!
+//! Each worker has its own cache, so lookups take no lock shared across cores.
+//! Invalidations (mailbox moves, from the admin interface) go through a shared
+//! [`Invalidations`] log: a worker checks one atomic generation number per
+//! lookup and only locks the log when it changed. A cached route is never a
+//! credential: the back end still checks every password.
+
+use super::{Directory, DirectoryError, LookupFuture, Route};
+use lru::LruCache;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Cache bounds and lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// Entries per worker.
+    pub capacity: usize,
+    /// How long a found route is used without asking again.
+    pub ttl: Duration,
+    /// How long "no such user" is remembered.
+    pub negative_ttl: Duration,
+    /// How old an entry may be and still be served when the directory fails.
+    pub max_stale: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(10),
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Counters of one worker's cache.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Answered from a fresh positive entry.
+    pub hits: u64,
+    /// Answered from a fresh negative entry.
+    pub negative_hits: u64,
+    /// Went to the directory.
+    pub misses: u64,
+    /// Waited for another session's lookup of the same user.
+    pub coalesced: u64,
+    /// Directory failed; a stale entry was served.
+    pub stale: u64,
+    /// Directory failed and nothing usable was cached.
+    pub errors: u64,
+}
+
+/// Invalidation requests, shared by every worker's cache.
+#[derive(Debug, Default)]
+pub struct Invalidations {
+    generation: AtomicU64,
+    recent: Mutex<VecDeque<(u64, String)>>,
+}
+
+/// Invalidations remembered for lagging workers; older ones clear a whole cache.
+const INVALIDATIONS_KEPT: usize = 4096;
+
+impl Invalidations {
+    /// Drops `user`'s cached route on every worker (at its next lookup).
+    pub fn invalidate(&self, user: &str) {
+        let mut recent = self.recent.lock().expect("invalidation log poisoned");
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        recent.push_back((generation, user.to_lowercase()));
+        if recent.len() > INVALIDATIONS_KEPT {
+            recent.pop_front();
+        }
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Users invalidated after `seen`, or `None` when the log no longer
+    /// reaches back that far (the caller then forgets everything).
+    fn since(&self, seen: u64) -> Option<Vec<String>> {
+        let recent = self.recent.lock().expect("invalidation log poisoned");
+        match recent.front() {
+            Some((first, _)) if *first > seen + 1 => None,
+            _ => Some(
+                recent
+                    .iter()
+                    .filter(|(g, _)| *g > seen)
+                    .map(|(_, u)| u.clone())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    route: Option<Route>,
+    fetched: Instant,
+}
+
+type Shared = Option<Result<Option<Route>, DirectoryError>>;
+
+/// The caching wrapper.
+pub struct CachedDirectory<D> {
+    inner: D,
+    settings: CacheSettings,
+    entries: RefCell<LruCache<String, Entry>>,
+    in_flight: RefCell<HashMap<String, watch::Receiver<Shared>>>,
+    invalidations: std::sync::Arc<Invalidations>,
+    seen_generation: Cell<u64>,
+    stats: Cell<CacheStats>,
+}
+
+impl<D: Directory> CachedDirectory<D> {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: D,
+        settings: CacheSettings,
+        invalidations: std::sync::Arc<Invalidations>,
+    ) -> Self {
+        let capacity = NonZeroUsize::new(settings.capacity.max(1)).expect("at least one");
+        Self {
+            inner,
+            settings,
+            entries: RefCell::new(LruCache::new(capacity)),
+            in_flight: RefCell::new(HashMap::new()),
+            seen_generation: Cell::new(invalidations.generation.load(Ordering::Acquire)),
+            invalidations,
+            stats: Cell::new(CacheStats::default()),
+        }
+    }
+
+    /// This worker's counters.
+    pub fn stats(&self) -> CacheStats {
+        self.stats.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut CacheStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    fn apply_invalidations(&self) {
+        let current = self.invalidations.generation.load(Ordering::Acquire);
+        if current == self.seen_generation.get() {
+            return;
+        }
+        let mut entries = self.entries.borrow_mut();
+        match self.invalidations.since(self.seen_generation.get()) {
+            None => entries.clear(),
+            Some(users) => {
+                let doomed: Vec<String> = entries
+                    .iter()
+                    .filter(|(k, _)| users.iter().any(|u| *u == k.to_lowercase()))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in doomed {
+                    entries.pop(&key);
+                }
+            }
+        }
+        self.seen_generation.set(current);
+    }
+
+    fn fresh(&self, user: &str) -> Option<Option<Route>> {
+        let mut entries = self.entries.borrow_mut();
+        let entry = entries.get(user)?;
+        let age = entry.fetched.elapsed();
+        let ttl = if entry.route.is_some() {
+            self.settings.ttl
+        } else {
+            self.settings.negative_ttl
+        };
+        (age < ttl).then(|| entry.route.clone())
+    }
+
+    fn stale(&self, user: &str) -> Option<Option<Route>> {
+        let entries = self.entries.borrow();
+        let entry = entries.peek(user)?;
+        (entry.fetched.elapsed() < self.settings.max_stale).then(|| entry.route.clone())
+    }
+
+    async fn lookup_cached(&self, user: &str) -> Result<Option<Route>, DirectoryError> {
+        self.apply_invalidations();
+        loop {
+            if let Some(route) = self.fresh(user) {
+                self.count(|s| {
+                    if route.is_some() {
+                        s.hits += 1
+                    } else {
+                        s.negative_hits += 1
+                    }
+                });
+                return Ok(route);
+            }
+            let waiting = self.in_flight.borrow().get(user).cloned();
+            let Some(mut rx) = waiting else { break };
+            self.count(|s| s.coalesced += 1);
+            let outcome = match rx.wait_for(Option::is_some).await {
+                Ok(result) => result.clone(),
+                // The leading lookup was abandoned (its client went away): lead anew.
+                Err(_) => None,
+            };
+            if let Some(result) = outcome {
+                return result;
+            }
+        }
+        self.count(|s| s.misses += 1);
+        let (tx, rx) = watch::channel(None);
+        self.in_flight.borrow_mut().insert(user.to_owned(), rx);
+        let _leader = InFlightGuard {
+            cache: &self.in_flight,
+            user,
+        };
+        let result = match self.inner.lookup(user).await {
+            Ok(route) => {
+                self.entries.borrow_mut().put(
+                    user.to_owned(),
+                    Entry {
+                        route: route.clone(),
+                        fetched: Instant::now(),
+                    },
+                );
+                Ok(route)
+            }
+            Err(e) => match self.stale(user) {
+                Some(route) => {
+                    self.count(|s| s.stale += 1);
+                    tracing::warn!(user, error = %e, "directory failed; serving a stale cached route");
+                    Ok(route)
+                }
+                None => {
+                    self.count(|s| s.errors += 1);
+                    Err(e)
+                }
+            },
+        };
+        let _ = tx.send(Some(result.clone()));
+        result
+    }
+}
+
+/// Removes the in-flight marker however the leading lookup ends.
+struct InFlightGuard<'a> {
+    cache: &'a RefCell<HashMap<String, watch::Receiver<Shared>>>,
+    user: &'a str,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.cache.borrow_mut().remove(self.user);
+    }
+}
+
+impl<D: Directory> Directory for CachedDirectory<D> {
+    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+        Box::pin(self.lookup_cached(user))
+    }
+}
+
+impl<D: Directory + ?Sized> Directory for Rc<D> {
+    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+        (**self).lookup(user)
+    }
+}
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

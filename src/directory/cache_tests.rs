@@ -1,0 +1,233 @@
+//! The cache against a scripted directory that counts its lookups, with
+//! tokio's paused clock standing in for time.
+
+use super::*;
+use std::sync::Arc;
+
+/// Answers from a table; counts lookups; can be made to fail; answers slowly.
+#[derive(Default)]
+struct Scripted {
+    routes: RefCell<HashMap<String, Route>>,
+    failing: Cell<bool>,
+    lookups: Cell<usize>,
+}
+
+impl Directory for Scripted {
+    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+        Box::pin(async move {
+            self.lookups.set(self.lookups.get() + 1);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.failing.get() {
+                return Err(DirectoryError::Unavailable("scripted failure".into()));
+            }
+            Ok(self.routes.borrow().get(user).cloned())
+        })
+    }
+}
+
+fn route(host: &str) -> Route {
+    Route {
+        host: host.into(),
+        port: None,
+        login_user: None,
+    }
+}
+
+fn setup() -> (
+    Rc<Scripted>,
+    CachedDirectory<Rc<Scripted>>,
+    Arc<Invalidations>,
+) {
+    let inner = Rc::new(Scripted::default());
+    inner
+        .routes
+        .borrow_mut()
+        .insert("alice".into(), route("box1"));
+    let invalidations = Arc::new(Invalidations::default());
+    let cache = CachedDirectory::new(
+        inner.clone(),
+        CacheSettings {
+            capacity: 3,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(10),
+            max_stale: Duration::from_secs(3600),
+        },
+        invalidations.clone(),
+    );
+    (inner, cache, invalidations)
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn fresh_entries_spare_the_directory_until_the_ttl() {
+    run(async {
+        let (inner, cache, _) = setup();
+        for _ in 0..5 {
+            assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box1")));
+        }
+        assert_eq!(inner.lookups.get(), 1);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        cache.lookup("alice").await.unwrap();
+        assert_eq!(inner.lookups.get(), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        inner
+            .routes
+            .borrow_mut()
+            .insert("alice".into(), route("box2"));
+        assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box2")));
+        assert_eq!(inner.lookups.get(), 2);
+        assert_eq!(cache.stats().hits, 5);
+    });
+}
+
+#[test]
+fn unknown_users_are_remembered_for_the_negative_ttl() {
+    run(async {
+        let (inner, cache, _) = setup();
+        assert_eq!(cache.lookup("mallory").await.unwrap(), None);
+        assert_eq!(cache.lookup("mallory").await.unwrap(), None);
+        assert_eq!(inner.lookups.get(), 1);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(cache.lookup("mallory").await.unwrap(), None);
+        assert_eq!(inner.lookups.get(), 2);
+        assert_eq!(cache.stats().negative_hits, 1);
+    });
+}
+
+#[test]
+fn concurrent_lookups_of_one_user_make_one_query() {
+    run(async {
+        let (inner, cache, _) = setup();
+        let lookups: Vec<_> = (0..20).map(|_| cache.lookup("alice")).collect();
+        let results = futures_join_all(lookups).await;
+        assert!(results
+            .iter()
+            .all(|r| r.as_ref().unwrap() == &Some(route("box1"))));
+        assert_eq!(inner.lookups.get(), 1);
+        assert_eq!(cache.stats().coalesced, 19);
+    });
+}
+
+#[test]
+fn an_abandoned_leader_does_not_strand_the_followers() {
+    run(async {
+        let (inner, cache, _) = setup();
+        let leader = cache.lookup("alice");
+        let follower = cache.lookup("alice");
+        // Poll the leader once, then drop it mid-lookup.
+        let mut leader = Box::pin(leader);
+        assert!(futures_poll_once(&mut leader).await.is_none());
+        drop(leader);
+        assert_eq!(follower.await.unwrap(), Some(route("box1")));
+        assert_eq!(inner.lookups.get(), 2);
+    });
+}
+
+#[test]
+fn failures_serve_stale_entries_up_to_max_stale() {
+    run(async {
+        let (inner, cache, _) = setup();
+        cache.lookup("alice").await.unwrap();
+        inner.failing.set(true);
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box1")));
+        assert_eq!(cache.stats().stale, 1);
+        // Never seen: a temporary failure.
+        assert!(cache.lookup("bob").await.is_err());
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(cache.lookup("alice").await.is_err(), "older than max_stale");
+        inner.failing.set(false);
+        assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box1")));
+    });
+}
+
+#[test]
+fn invalidation_forces_a_new_query_on_every_cache() {
+    run(async {
+        let (inner, cache, invalidations) = setup();
+        let other_worker = CachedDirectory::new(
+            inner.clone(),
+            CacheSettings::default(),
+            invalidations.clone(),
+        );
+        cache.lookup("alice").await.unwrap();
+        other_worker.lookup("alice").await.unwrap();
+        assert_eq!(inner.lookups.get(), 2);
+        inner
+            .routes
+            .borrow_mut()
+            .insert("alice".into(), route("box9"));
+        invalidations.invalidate("ALICE");
+        assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box9")));
+        assert_eq!(
+            other_worker.lookup("alice").await.unwrap(),
+            Some(route("box9"))
+        );
+        assert_eq!(inner.lookups.get(), 4);
+    });
+}
+
+#[test]
+fn a_worker_far_behind_the_invalidation_log_clears_everything() {
+    run(async {
+        let (inner, cache, invalidations) = setup();
+        cache.lookup("alice").await.unwrap();
+        for i in 0..(INVALIDATIONS_KEPT + 10) {
+            invalidations.invalidate(&format!("user{i}"));
+        }
+        cache.lookup("alice").await.unwrap();
+        assert_eq!(inner.lookups.get(), 2);
+    });
+}
+
+#[test]
+fn capacity_bounds_the_entries() {
+    run(async {
+        let (inner, cache, _) = setup();
+        for u in ["a", "b", "c", "d"] {
+            cache.lookup(u).await.unwrap();
+        }
+        assert_eq!(cache.entries.borrow().len(), 3);
+        cache.lookup("a").await.unwrap(); // evicted: asked again
+        assert_eq!(inner.lookups.get(), 5);
+    });
+}
+
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("completed")).collect()
+}
+
+async fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *f).poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}

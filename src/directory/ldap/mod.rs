@@ -1,0 +1,246 @@
+//! The LDAP directory: a per-worker pool of bound connections (ldap3 on the
+//! worker's tokio runtime), failover across servers in order, reconnect with
+//! backoff, and a bounded time for every lookup.
+//!
+//! A lookup escapes the key into the filter (RFC 4515), takes the first entry
+//! found, reads the host (rewritten by [`HostRewrite`]), the optional port and
+//! the optional back-end login name. Inactive or unknown users are simply not
+//! found by the configured filter, which the proxy answers exactly like a
+//! wrong password. Trouble with the servers is `DirectoryError::Unavailable`.
+
+pub mod query;
+
+use super::host_rewrite::HostRewrite;
+use super::static_map::parse_target;
+use super::{Directory, DirectoryError, LookupFuture, Route};
+use crate::auth::Secret;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, SearchEntry};
+use query::{KeyFormat, QuerySpec, Scope};
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Longest pause between reconnection attempts while every server is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First pause after every server failed.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Everything needed to build an LDAP directory on a worker.
+#[derive(Debug, Clone)]
+pub struct LdapSettings {
+    /// What to search.
+    pub query: QuerySpec,
+    /// How login names become keys.
+    pub key: KeyFormat,
+    /// `host` rewriting.
+    pub hosts: HostRewrite,
+    /// Simple bind DN, if not anonymous.
+    pub bind_dn: Option<String>,
+    /// Its password (read from `bind_password_file`).
+    pub bind_password: Option<Secret>,
+    /// StartTLS on `ldap://` connections.
+    pub starttls: bool,
+    /// TLS client config (CA roots) for `ldaps://` and StartTLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Bound on connect, bind, and each search.
+    pub timeout: Duration,
+    /// Connections per worker (each multiplexes concurrent searches).
+    pub pool_size: usize,
+}
+
+/// One worker's LDAP directory.
+pub struct LdapDirectory {
+    settings: Arc<LdapSettings>,
+    attributes: Vec<String>,
+    connections: RefCell<Vec<Option<Ldap>>>,
+    next: Cell<usize>,
+    connecting: tokio::sync::Mutex<()>,
+    retry_at: Cell<Option<Instant>>,
+    backoff: Cell<Duration>,
+}
+
+impl LdapDirectory {
+    /// A directory that connects on first use.
+    pub fn new(settings: Arc<LdapSettings>) -> Self {
+        let q = &settings.query;
+        let attributes = [
+            Some(&q.host_attribute),
+            q.user_attribute.as_ref(),
+            q.port_attribute.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        Self {
+            connections: RefCell::new(vec![None; settings.pool_size.max(1)]),
+            settings,
+            attributes,
+            next: Cell::new(0),
+            connecting: tokio::sync::Mutex::new(()),
+            retry_at: Cell::new(None),
+            backoff: Cell::new(FIRST_BACKOFF),
+        }
+    }
+
+    async fn lookup_route(&self, user: &str) -> Result<Option<Route>, DirectoryError> {
+        let key = self.settings.key.key(user);
+        let filter = query::filter_for(&self.settings.query.filter, &key);
+        let slot = self.next.get() % self.settings.pool_size.max(1);
+        self.next.set(self.next.get().wrapping_add(1));
+        // A pooled connection may have died (server restarted): one retry on
+        // a fresh connection before giving up.
+        let mut last_error = String::new();
+        for _attempt in 0..2 {
+            let mut ldap = self.connection(slot).await?;
+            match self.search(&mut ldap, &filter).await {
+                Ok(entries) => return Ok(self.route_from(user, entries)),
+                Err(e) => {
+                    self.connections.borrow_mut()[slot] = None;
+                    last_error = e;
+                }
+            }
+        }
+        Err(DirectoryError::Unavailable(last_error))
+    }
+
+    async fn search(&self, ldap: &mut Ldap, filter: &str) -> Result<Vec<SearchEntry>, String> {
+        let q = &self.settings.query;
+        let scope = match q.scope {
+            Scope::Base => ldap3::Scope::Base,
+            Scope::One => ldap3::Scope::OneLevel,
+            Scope::Sub => ldap3::Scope::Subtree,
+        };
+        let result = ldap
+            .with_timeout(self.settings.timeout)
+            .search(&q.base, scope, filter, &self.attributes)
+            .await
+            .map_err(|e| format!("search on {}: {e}", q.base))?;
+        let (entries, _) = result
+            .success()
+            .map_err(|e| format!("search on {}: {e}", q.base))?;
+        Ok(entries.into_iter().map(SearchEntry::construct).collect())
+    }
+
+    fn route_from(&self, user: &str, entries: Vec<SearchEntry>) -> Option<Route> {
+        let q = &self.settings.query;
+        if entries.len() > 1 {
+            tracing::warn!(
+                user,
+                entries = entries.len(),
+                "several LDAP entries match; using the first"
+            );
+        }
+        let entry = entries.into_iter().next()?;
+        let attr = |name: &str| {
+            entry
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.first().cloned())
+        };
+        let Some(host) = attr(&q.host_attribute) else {
+            tracing::warn!(user, dn = %entry.dn, attribute = %q.host_attribute, "LDAP entry has no host");
+            return None;
+        };
+        let mut route = match parse_target(&host) {
+            Ok(route) => route,
+            Err(e) => {
+                tracing::warn!(user, dn = %entry.dn, "LDAP host value unusable: {e}");
+                return None;
+            }
+        };
+        if let Some(port) = q.port_attribute.as_deref().and_then(attr) {
+            route.port = port.trim().parse().ok().or(route.port);
+        }
+        route.login_user = q.user_attribute.as_deref().and_then(attr);
+        Some(self.settings.hosts.apply(route))
+    }
+
+    /// The pooled connection in `slot`, connecting (with failover) if needed.
+    async fn connection(&self, slot: usize) -> Result<Ldap, DirectoryError> {
+        if let Some(ldap) = self.live(slot) {
+            return Ok(ldap);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(ldap) = self.live(slot) {
+            return Ok(ldap);
+        }
+        if let Some(at) = self.retry_at.get() {
+            if Instant::now() < at {
+                return Err(DirectoryError::Unavailable(
+                    "every LDAP server failed recently; waiting before reconnecting".into(),
+                ));
+            }
+        }
+        let mut errors = Vec::new();
+        for server in &self.settings.query.servers {
+            match self.connect(server).await {
+                Ok(ldap) => {
+                    self.retry_at.set(None);
+                    self.backoff.set(FIRST_BACKOFF);
+                    self.connections.borrow_mut()[slot] = Some(ldap.clone());
+                    return Ok(ldap);
+                }
+                Err(e) => {
+                    tracing::warn!(server, "LDAP server unusable: {e}");
+                    errors.push(format!("{server}: {e}"));
+                }
+            }
+        }
+        let backoff = self.backoff.get();
+        self.retry_at.set(Some(Instant::now() + backoff));
+        self.backoff.set((backoff * 2).min(MAX_BACKOFF));
+        Err(DirectoryError::Unavailable(errors.join("; ")))
+    }
+
+    fn live(&self, slot: usize) -> Option<Ldap> {
+        let mut connections = self.connections.borrow_mut();
+        let slot = &mut connections[slot];
+        if slot.as_mut().is_some_and(|ldap| !ldap.is_closed()) {
+            return slot.clone();
+        }
+        *slot = None;
+        None
+    }
+
+    async fn connect(&self, server: &str) -> Result<Ldap, String> {
+        let s = &self.settings;
+        let mut conn_settings = LdapConnSettings::new()
+            .set_conn_timeout(s.timeout)
+            .set_starttls(s.starttls && server.starts_with("ldap://"));
+        if let Some(tls) = &s.tls {
+            conn_settings = conn_settings.set_config(tls.clone());
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, server)
+            .await
+            .map_err(|e| e.to_string())?;
+        ldap3::drive!(conn);
+        if let (Some(dn), Some(password)) = (&s.bind_dn, &s.bind_password) {
+            let password =
+                std::str::from_utf8(password.expose()).map_err(|_| "bind password is not UTF-8")?;
+            ldap.with_timeout(s.timeout)
+                .simple_bind(dn, password)
+                .await
+                .and_then(|r| r.success())
+                .map_err(|e| format!("bind as {dn}: {e}"))?;
+        }
+        Ok(ldap)
+    }
+}
+
+impl Directory for LdapDirectory {
+    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+        Box::pin(async move {
+            // Bound the whole lookup: connect + bind + search (+ one retry).
+            let limit = self.settings.timeout * 3;
+            match tokio::time::timeout(limit, self.lookup_route(user)).await {
+                Ok(result) => result,
+                Err(_) => Err(DirectoryError::Unavailable(format!(
+                    "LDAP lookup timed out after {limit:?}"
+                ))),
+            }
+        })
+    }
+}
