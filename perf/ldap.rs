@@ -26,7 +26,12 @@ fn user(i: usize) -> String {
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
@@ -48,7 +53,11 @@ fn storm(mg: &Mailgate) -> (usize, f64) {
     let addr = mg.addr(0);
     let before = cpu_ticks(mg.pid());
     let threads: Vec<_> = (0..STORM_THREADS)
-        .map(|t| std::thread::spawn(move || (0..STORM_LOGINS_PER_THREAD).for_each(|i| drop(login(addr, (t + i) % USERS)))))
+        .map(|t| {
+            std::thread::spawn(move || {
+                (0..STORM_LOGINS_PER_THREAD).for_each(|i| drop(login(addr, (t + i) % USERS)))
+            })
+        })
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
     let logins = STORM_THREADS * STORM_LOGINS_PER_THREAD;
@@ -60,11 +69,22 @@ fn storm(mg: &Mailgate) -> (usize, f64) {
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn ldap_directory_figures() {
     let names: Vec<String> = (0..USERS).map(user).collect();
-    let people: Vec<Person> = names.iter().map(|m| Person { mail: m, host: "box1", status: "active" }).collect();
+    let people: Vec<Person> = names
+        .iter()
+        .map(|m| Person {
+            mail: m,
+            host: "box1",
+            status: "active",
+        })
+        .collect();
     let slapd = Slapd::start(&people, false);
     let users: Vec<TestUser> = names
         .iter()
-        .map(|n| TestUser { name: n.clone(), password: "pw".into(), messages: vec![] })
+        .map(|n| TestUser {
+            name: n.clone(),
+            password: "pw".into(),
+            messages: vec![],
+        })
         .collect();
     let dovecot = Dovecot::start(&users);
     let base = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "");
@@ -96,8 +116,14 @@ fn ldap_directory_figures() {
     println!("| --- | --- |");
     println!("| LDAP queries for {total_logins} logins (cold pass, warm pass, storm of {storm_logins}) | {queries} ({:.3} per login; cold pass alone: {queries_cold}) |", queries as f64 / total_logins as f64);
     println!("| ideal: unique users × workers | {} |", USERS * workers);
-    println!("| login latency median, cold cache (LDAP query) | {:.2} ms |", median(cold).as_secs_f64() * 1e3);
-    println!("| login latency median, warm cache | {:.2} ms |", median(warm).as_secs_f64() * 1e3);
+    println!(
+        "| login latency median, cold cache (LDAP query) | {:.2} ms |",
+        median(cold).as_secs_f64() * 1e3
+    );
+    println!(
+        "| login latency median, warm cache | {:.2} ms |",
+        median(warm).as_secs_f64() * 1e3
+    );
     println!("| mailgate CPU per login, LDAP directory (warm) | {ldap_cpu:.3} ms |");
     println!("| mailgate CPU per login, static map, same run | {static_cpu:.3} ms |");
 }

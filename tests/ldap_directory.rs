@@ -361,3 +361,37 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     .await;
     out.into_iter().map(|o| o.unwrap()).collect()
 }
+
+#[test]
+fn ldaps_and_starttls_with_a_ca_file() {
+    let ca = support::certs::TestCa::new();
+    let (cert, key) = ca.issue("slapd", &["localhost"], &["127.0.0.1"]);
+    let slapd = Slapd::start_with_tls(&people(), false, Some((&cert, &key)));
+    let dovecot = dovecot();
+    let ca_file = format!("ca_file = \"{}\"", ca.ca().display());
+    let ldaps = format!("ldaps://127.0.0.1:{}", slapd.tls_port.unwrap());
+    let mg = mailgate(&dovecot, &ldap_directory(&ldaps, &ca_file), "");
+    assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK", "{}", mg.log());
+    drop(mg);
+    let mg = mailgate(
+        &dovecot,
+        &ldap_directory(&slapd.url(), &format!("{ca_file}\nstarttls = true")),
+        "",
+    );
+    assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK", "{}", mg.log());
+    drop(mg);
+    // A CA that did not sign slapd's certificate: the directory is unavailable.
+    let other = support::certs::TestCa::new();
+    let wrong = format!("ca_file = \"{}\"", other.ca().display());
+    for url in [ldaps.as_str(), &format!("{}\nstarttls = true", slapd.url())] {
+        let (url, extra) = url.split_once('\n').unwrap_or((url, ""));
+        let mg = mailgate(
+            &dovecot,
+            &ldap_directory(url, &format!("{wrong}\n{extra}")),
+            "",
+        );
+        let (status, text) = imap_login(&mg, ALICE, ALICE_PW);
+        assert_eq!(status, "NO", "{url}");
+        assert!(text.starts_with("[UNAVAILABLE]"), "{url}: {text}");
+    }
+}

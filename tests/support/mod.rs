@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod dovecot;
 pub mod mailgate;
 pub mod slapd;

@@ -35,11 +35,23 @@ pub struct Slapd {
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its `ldaps://` port, when started with TLS.
+    pub tls_port: Option<u16>,
 }
 
 impl Slapd {
     /// Starts slapd with `people`; anonymous may read unless `require_bind`.
     pub fn start(people: &[Person], require_bind: bool) -> Self {
+        Self::start_with_tls(people, require_bind, None)
+    }
+
+    /// Like `start`; with `tls = Some((cert, key))` slapd also offers StartTLS
+    /// and listens for `ldaps://` on `tls_port`.
+    pub fn start_with_tls(
+        people: &[Person],
+        require_bind: bool,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-slapd-")
             .tempdir()
@@ -62,6 +74,14 @@ impl Slapd {
             schema = manifest.join("mailgate.schema").display(),
             root = root.display(),
         );
+        let conf = match tls {
+            Some((cert, key)) => format!(
+                "TLSCertificateFile {}\nTLSCertificateKeyFile {}\n{conf}",
+                cert.display(),
+                key.display()
+            ),
+            None => conf,
+        };
         std::fs::write(root.join("slapd.conf"), conf).unwrap();
         let mut ldif = std::fs::read_to_string(manifest.join("base.ldif")).unwrap();
         for p in people {
@@ -84,6 +104,7 @@ impl Slapd {
             child: None,
             dir,
             port: free_port(),
+            tls_port: tls.map(|_| free_port()),
         };
         slapd.run();
         slapd
@@ -102,7 +123,10 @@ impl Slapd {
             .arg("-f")
             .arg(root.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg(match self.tls_port {
+                Some(tls) => format!("ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{tls}/", self.port),
+                None => format!("ldap://127.0.0.1:{}/", self.port),
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
