@@ -55,7 +55,9 @@ fn storm(mg: &Mailgate) -> (usize, f64) {
     let threads: Vec<_> = (0..STORM_THREADS)
         .map(|t| {
             std::thread::spawn(move || {
-                (0..STORM_LOGINS_PER_THREAD).for_each(|i| drop(login(addr, (t + i) % USERS)))
+                (0..STORM_LOGINS_PER_THREAD).for_each(|i| {
+                    login(addr, (t + i) % USERS);
+                })
             })
         })
         .collect();
