@@ -40,6 +40,7 @@ fn drive_preauth<P: PreAuth>(mut machine: P, data: &[u8]) {
         loop {
             match machine.poll() {
                 PreAuthEvent::NeedInput => break,
+                PreAuthEvent::StartTls => machine.tls_started(),
                 PreAuthEvent::Close => {
                     assert!(machine.take_output().len() <= MAX_OUTPUT_PER_STEP);
                     return;
@@ -71,6 +72,8 @@ pub fn imap_preauth(data: &[u8]) {
         max_line: 256,
         max_literal: 128,
         max_auth_failures: 5,
+        starttls: data.first().is_some_and(|b| b & 1 == 1),
+        require_tls: data.first().is_some_and(|b| b & 2 == 2),
         ..ImapSettings::default()
     };
     drive_preauth(ImapPreAuth::new(Rc::new(settings)), data);
@@ -81,6 +84,8 @@ pub fn pop3_preauth(data: &[u8]) {
     let settings = Pop3Settings {
         max_line: 256,
         max_auth_failures: 5,
+        starttls: data.first().is_some_and(|b| b & 1 == 1),
+        require_tls: data.first().is_some_and(|b| b & 2 == 2),
         ..Pop3Settings::default()
     };
     drive_preauth(Pop3PreAuth::new(Rc::new(settings)), data);

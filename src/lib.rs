@@ -29,3 +29,4 @@ pub mod relay;
 pub mod runtime;
 pub mod session;
 pub mod simulated_backend;
+pub mod tls;

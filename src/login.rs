@@ -19,6 +19,9 @@ pub enum PreAuthEvent {
     Login(Credentials),
     /// Send the pending output, then close the connection.
     Close,
+    /// Send the pending output, then run a TLS handshake on the connection
+    /// and report with `tls_started` (pipelined plaintext was discarded).
+    StartTls,
 }
 
 /// Why a login attempt did not succeed, as the client will be told.
@@ -64,6 +67,9 @@ pub trait PreAuth {
     fn login_succeeded(self, backend: &BackendGreeting) -> LoggedIn;
     /// The pre-auth time ran out: queue a goodbye; `poll` then returns `Close`.
     fn timed_out(&mut self);
+    /// The TLS handshake after `StartTls` succeeded: commands resume, with
+    /// capabilities recomputed.
+    fn tls_started(&mut self);
 }
 
 /// What a back-end login machine needs next.

@@ -73,7 +73,15 @@ fn real_main() -> anyhow::Result<()> {
             if let Some(path) = ready_file {
                 write_ready_file(&path, server.addresses()).context("writing the ready file")?;
             }
-            wait_for_stop_signal()?;
+            wait_for_stop_signal_or(|| match mailgate::config::load_file(&config) {
+                Ok(reloaded) => {
+                    server.reload_tls(reloaded.tls);
+                    tracing::info!("SIGHUP: certificates reloaded");
+                }
+                Err(e) => {
+                    tracing::error!("SIGHUP: reload failed, keeping the current certificates: {e}")
+                }
+            })?;
             tracing::info!("stopping: no new connections, draining sessions");
             server.shutdown();
             server.join();
@@ -98,10 +106,21 @@ fn init_logging() {
 
 /// Blocks until SIGTERM or SIGINT; a second signal exits at once.
 fn wait_for_stop_signal() -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    wait_for_stop_signal_or(|| tracing::info!("SIGHUP ignored here"))
+}
+
+/// Like `wait_for_stop_signal`, running `on_hangup` for each SIGHUP.
+fn wait_for_stop_signal_or(mut on_hangup: impl FnMut()) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("installing signal handlers")?;
-    signals.forever().next();
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            on_hangup();
+        } else {
+            break;
+        }
+    }
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             eprintln!("mailgate: second signal, exiting now");

@@ -73,16 +73,16 @@ pub struct RelaySettings {
     pub idle_timeout: Duration,
 }
 
-struct Shared<'a, S> {
-    client: &'a S,
-    backend: &'a S,
+struct Shared<'a, A, B> {
+    client: &'a A,
+    backend: &'a B,
     last_activity: Cell<Instant>,
     error: Cell<Option<io::ErrorKind>>,
     client_to_backend: Cell<u64>,
     backend_to_client: Cell<u64>,
 }
 
-impl<S: Stream> Shared<'_, S> {
+impl<A: Stream, B: Stream> Shared<'_, A, B> {
     fn abort(&self, kind: io::ErrorKind) {
         if self.error.get().is_none() {
             self.error.set(Some(kind));
@@ -93,7 +93,11 @@ impl<S: Stream> Shared<'_, S> {
 }
 
 /// Relays until both directions are closed, one fails, or the idle timeout.
-pub async fn relay<S: Stream>(client: &S, backend: &S, settings: RelaySettings) -> RelayStats {
+pub async fn relay<A: Stream, B: Stream>(
+    client: &A,
+    backend: &B,
+    settings: RelaySettings,
+) -> RelayStats {
     let shared = Shared {
         client,
         backend,
@@ -132,10 +136,10 @@ pub async fn relay<S: Stream>(client: &S, backend: &S, settings: RelaySettings) 
 }
 
 /// Copies `from` → `to` until EOF or error, counting into `total`.
-async fn pump<S: Stream>(
-    shared: &Shared<'_, S>,
-    from: &S,
-    to: &S,
+async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
+    shared: &Shared<'_, A, B>,
+    from: &F,
+    to: &T,
     total: &Cell<u64>,
     buffer_size: usize,
 ) {
@@ -146,7 +150,7 @@ async fn pump<S: Stream>(
         buf = b;
         let n = match res {
             Ok(0) => {
-                let _ = to.shutdown(Shutdown::Write);
+                let _ = to.close_write().await;
                 return;
             }
             Ok(n) => n,
@@ -172,7 +176,7 @@ async fn pump<S: Stream>(
     }
 }
 
-async fn idle_watchdog<S: Stream>(shared: &Shared<'_, S>, idle: Duration) {
+async fn idle_watchdog<A: Stream, B: Stream>(shared: &Shared<'_, A, B>, idle: Duration) {
     loop {
         let deadline = shared.last_activity.get() + idle;
         if Instant::now() >= deadline {

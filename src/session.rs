@@ -7,7 +7,7 @@
 //! as [`Credentials`], whose password prints as `***`.
 
 use crate::auth::Credentials;
-use crate::config::{ImapBackendAuth, Pop3BackendAuth, Protocol};
+use crate::config::{ImapBackendAuth, Pop3BackendAuth, Protocol, TlsMode};
 use crate::directory::{Directory, Route};
 use crate::imap::{ImapBackendLogin, ImapPreAuth, ImapSettings};
 use crate::login::{
@@ -17,9 +17,12 @@ use crate::login::{
 use crate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
 use crate::relay::{self, RelayEnd, RelaySettings};
 use crate::runtime::transport::{Connector, Stream};
+use crate::tls::TlsStream;
+use arc_swap::ArcSwap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -52,6 +55,12 @@ pub struct SessionContext {
     pub preauth_timeout: Duration,
     /// Relay settings.
     pub relay: RelaySettings,
+    /// TLS mode of the listener.
+    pub tls_mode: TlsMode,
+    /// The listener's TLS config (swapped on reload).
+    pub tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    /// Bound on a TLS handshake.
+    pub handshake_timeout: Duration,
 }
 
 /// How a session ended, for the log line.
@@ -69,6 +78,8 @@ pub enum Outcome {
     PreAuthTimeout,
     /// A socket error before login.
     ClientError,
+    /// The TLS handshake failed or timed out.
+    TlsFailed,
 }
 
 impl Outcome {
@@ -80,6 +91,7 @@ impl Outcome {
             Outcome::ClosedBeforeLogin => "closed_before_login",
             Outcome::PreAuthTimeout => "preauth_timeout",
             Outcome::ClientError => "client_error",
+            Outcome::TlsFailed => "tls_failed",
         }
     }
 }
@@ -96,6 +108,8 @@ struct SessionRecord {
     backend_to_client: u64,
     started: Instant,
     outcome: Outcome,
+    /// `full` or `resumed` when the client used TLS.
+    tls: Option<&'static str>,
 }
 
 impl SessionRecord {
@@ -104,6 +118,7 @@ impl SessionRecord {
             target: "mailgate::session",
             client = %self.peer,
             protocol = %self.protocol,
+            tls = self.tls.unwrap_or("none"),
             user = self.user.as_deref().unwrap_or("-"),
             backend = %self.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             failed_logins = self.failed_logins,
@@ -133,18 +148,85 @@ pub async fn run<C: Connector>(
         backend_to_client: 0,
         started: Instant::now(),
         outcome: Outcome::ClosedBeforeLogin,
+        tls: None,
     };
+    let deadline = Instant::now() + ctx.preauth_timeout;
     match ctx.protocol {
         Protocol::Imap => {
-            let machine = ImapPreAuth::new(ctx.imap.clone());
-            drive(&ctx, &connector, client, machine, &mut record).await
+            let machine = |tls| ImapPreAuth::with_tls(ctx.imap.clone(), tls);
+            serve(&ctx, &connector, client, machine, deadline, &mut record).await
         }
         Protocol::Pop3 => {
-            let machine = Pop3PreAuth::new(ctx.pop3.clone());
-            drive(&ctx, &connector, client, machine, &mut record).await
+            let machine = |tls| Pop3PreAuth::with_tls(ctx.pop3.clone(), tls);
+            serve(&ctx, &connector, client, machine, deadline, &mut record).await
         }
     }
     record.log();
+}
+
+/// Pre-auth in plaintext or TLS (implicit, or after STARTTLS), then login and relay.
+async fn serve<C: Connector, P: PreAuth>(
+    ctx: &SessionContext,
+    connector: &C,
+    client: C::Stream,
+    new_machine: impl FnOnce(bool) -> P,
+    deadline: Instant,
+    record: &mut SessionRecord,
+) {
+    if ctx.tls_mode == TlsMode::Implicit {
+        let Some(client) = tls_handshake(ctx, client, deadline, record).await else {
+            return;
+        };
+        drive(ctx, connector, client, new_machine(true), deadline, record).await;
+        return;
+    }
+    let Some((client, mut machine)) =
+        drive(ctx, connector, client, new_machine(false), deadline, record).await
+    else {
+        return;
+    };
+    let Some(client) = tls_handshake(ctx, client, deadline, record).await else {
+        return;
+    };
+    machine.tls_started();
+    drive(ctx, connector, client, machine, deadline, record).await;
+}
+
+/// Server-side TLS handshake, bounded by the handshake timeout and the
+/// pre-auth deadline. `None` when it failed (the reason is in the record).
+async fn tls_handshake<S: Stream>(
+    ctx: &SessionContext,
+    client: S,
+    deadline: Instant,
+    record: &mut SessionRecord,
+) -> Option<TlsStream<S>> {
+    let config = ctx.tls.as_ref()?.load_full();
+    let conn = match rustls::ServerConnection::new(config) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(client = %record.peer, "TLS setup failed: {e}");
+            record.outcome = Outcome::TlsFailed;
+            return None;
+        }
+    };
+    let stream = TlsStream::new(client, conn);
+    let limit = deadline.min(Instant::now() + ctx.handshake_timeout);
+    match timeout_at(limit, stream.handshake()).await {
+        Ok(Ok(())) => {
+            record.tls = Some(if stream.resumed() { "resumed" } else { "full" });
+            Some(stream)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(client = %record.peer, "TLS handshake failed: {e}");
+            record.outcome = Outcome::TlsFailed;
+            None
+        }
+        Err(_) => {
+            tracing::debug!(client = %record.peer, "TLS handshake timed out");
+            record.outcome = Outcome::TlsFailed;
+            None
+        }
+    }
 }
 
 async fn write<S: Stream>(stream: &S, bytes: Vec<u8>) -> io::Result<()> {
@@ -154,38 +236,41 @@ async fn write<S: Stream>(stream: &S, bytes: Vec<u8>) -> io::Result<()> {
     stream.write_all(bytes).await.0
 }
 
-async fn drive<C: Connector, P: PreAuth>(
+/// Runs the pre-auth machine on `client` until the session ends, or until
+/// the client asks for STARTTLS: then the stream and machine come back.
+async fn drive<C: Connector, S: Stream, P: PreAuth>(
     ctx: &SessionContext,
     connector: &C,
-    client: C::Stream,
+    client: S,
     mut machine: P,
+    deadline: Instant,
     record: &mut SessionRecord,
-) {
-    let deadline = Instant::now() + ctx.preauth_timeout;
+) -> Option<(S, P)> {
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
     loop {
         let event = machine.poll();
         if write(&client, machine.take_output()).await.is_err() {
             record.outcome = Outcome::ClientError;
-            return;
+            return None;
         }
         match event {
-            PreAuthEvent::Close => return,
+            PreAuthEvent::Close => return None,
+            PreAuthEvent::StartTls => return Some((client, machine)),
             PreAuthEvent::NeedInput => match timeout_at(deadline, client.read(buf)).await {
                 Err(_elapsed) => {
                     record.outcome = Outcome::PreAuthTimeout;
                     machine.timed_out();
                     let _ = write(&client, machine.take_output()).await;
-                    return;
+                    return None;
                 }
-                Ok((Ok(0), _)) => return,
+                Ok((Ok(0), _)) => return None,
                 Ok((Ok(n), b)) => {
                     machine.receive(&b[..n]);
                     buf = b;
                 }
                 Ok((Err(_), _)) => {
                     record.outcome = Outcome::ClientError;
-                    return;
+                    return None;
                 }
             },
             PreAuthEvent::Login(credentials) => {
@@ -220,7 +305,7 @@ async fn drive<C: Connector, P: PreAuth>(
                             record,
                         )
                         .await;
-                        return;
+                        return None;
                     }
                     Err(e) => {
                         record.failed_logins += 1;
@@ -237,10 +322,10 @@ async fn drive<C: Connector, P: PreAuth>(
     }
 }
 
-async fn relay_session<S: Stream>(
+async fn relay_session<S: Stream, B: Stream>(
     ctx: &SessionContext,
     client: S,
-    backend: S,
+    backend: B,
     to_client: Vec<u8>,
     to_backend: Vec<u8>,
     record: &mut SessionRecord,

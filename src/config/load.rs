@@ -1,6 +1,6 @@
 //! Reading a config file, then validating what serde cannot.
 
-use super::{Config, ConfigError, Loaded, TlsMode};
+use super::{Config, ConfigError, Loaded};
 use std::path::{Path, PathBuf};
 
 /// Reads, parses and validates `path`, loading the static map it names.
@@ -30,22 +30,18 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
             "no [[listen]] table: add at least one listener".into(),
         ));
     }
-    for (i, l) in config.listen.iter().enumerate() {
-        if let Some(tls) = l.tls.as_ref().filter(|t| *t.get_ref() != TlsMode::None) {
-            return Err(at.invalid(
-                Some(tls.span()),
-                &format!("listen[{i}].tls"),
-                "TLS listeners are not implemented yet in this build; use tls = \"none\"".into(),
-            ));
-        }
-    }
     check_positive(&config, &at)?;
+    let tls = crate::tls::server_configs(&config, base_dir).map_err(|(index, reason)| {
+        let span = config.listen[index].tls.as_ref().map(|t| t.span());
+        at.invalid(span, &format!("listen[{index}].tls"), reason)
+    })?;
     let directory = super::directory::build(&config.directory, &at, base_dir)?;
     Ok(Loaded {
         config,
         static_map: directory.static_map,
         ldap: directory.ldap,
         cache: directory.cache,
+        tls,
         base_dir: base_dir.to_owned(),
     })
 }
@@ -145,10 +141,11 @@ pop3_port = 10110
     }
 
     #[test]
-    fn tls_listener_is_rejected_with_line() {
+    fn tls_listener_without_certificate_is_rejected_with_line() {
         let text = MINIMAL.replace("tls = \"none\"", "tls = \"implicit\"");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.starts_with("test.toml:5: `listen[0].tls`"), "{err}");
+        assert!(err.contains("cert"), "{err}");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Config {
     /// Worker threads and shutdown.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Certificates for TLS listeners.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Mail protocol spoken on a listener.
@@ -87,12 +89,63 @@ pub struct Listener {
     pub protocol: Protocol,
     /// Address to bind; port 0 picks a free port (see `--ready-file`).
     pub address: SocketAddr,
-    /// TLS mode (default `none`); only `none` is implemented so far.
+    /// TLS mode (default `none`).
     #[serde(default)]
     pub tls: Option<toml::Spanned<TlsMode>>,
+    /// On STARTTLS listeners: no login before TLS (default true).
+    #[serde(default)]
+    pub require_tls: Option<bool>,
+    /// Certificate chain (PEM) for this listener, instead of `[tls] cert`.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) for this listener, instead of `[tls] key`.
+    pub key: Option<PathBuf>,
     /// Text of the greeting; never the back end's banner.
     #[serde(default)]
     pub greeting: Option<String>,
+}
+
+impl Listener {
+    /// The TLS mode (default none).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.as_ref().map_or(TlsMode::None, |t| *t.get_ref())
+    }
+
+    /// Whether login waits for TLS (STARTTLS listeners, unless turned off).
+    pub fn requires_tls(&self) -> bool {
+        self.tls_mode() == TlsMode::Starttls && self.require_tls.unwrap_or(true)
+    }
+}
+
+/// `[tls]`: certificates shared by TLS listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Default certificate chain (PEM, leaf first).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Certificates chosen by SNI name.
+    #[serde(default)]
+    pub certificates: Vec<NamedCertificate>,
+    /// Bound on a TLS handshake.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[[tls.certificates]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedCertificate {
+    /// Server names (`mail.example.org`, `*.example.org`).
+    pub names: Vec<String>,
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
 }
 
 /// Kind of directory.
@@ -353,6 +406,8 @@ pub struct Loaded {
     pub ldap: Option<std::sync::Arc<crate::directory::ldap::LdapSettings>>,
     /// Cache settings, when caching is on.
     pub cache: Option<crate::directory::CacheSettings>,
+    /// Per listener: its TLS server config, for TLS listeners.
+    pub tls: Vec<Option<std::sync::Arc<rustls::ServerConfig>>>,
     /// Folder holding the config file (relative paths start here).
     pub base_dir: PathBuf,
 }

@@ -13,8 +13,12 @@ use crate::auth::{self, Credentials, SaslError, Secret};
 use crate::login::{self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent};
 use std::rc::Rc;
 
-/// Capabilities offered before login (STARTTLS is added only with TLS).
+/// Capabilities offered before login when login is allowed; `STARTTLS` is
+/// added on STARTTLS listeners before TLS.
 pub const PREAUTH_CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID AUTH=PLAIN AUTH=LOGIN";
+/// Capabilities before TLS when login needs TLS (RFC 3501 §6.2.3, RFC 9051):
+/// no mechanisms offered, `LOGINDISABLED`.
+const PRETLS_CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID STARTTLS LOGINDISABLED";
 
 /// Settings shared by all IMAP sessions of a listener.
 #[derive(Debug, Clone)]
@@ -27,6 +31,10 @@ pub struct ImapSettings {
     pub max_literal: usize,
     /// Failed logins before the connection is closed.
     pub max_auth_failures: u32,
+    /// This listener offers STARTTLS.
+    pub starttls: bool,
+    /// Login only after TLS (STARTTLS listeners).
+    pub require_tls: bool,
 }
 
 impl Default for ImapSettings {
@@ -36,6 +44,8 @@ impl Default for ImapSettings {
             max_line: crate::config::DEFAULT_MAX_LINE,
             max_literal: crate::config::DEFAULT_MAX_LITERAL,
             max_auth_failures: crate::config::DEFAULT_MAX_AUTH_FAILURES,
+            starttls: false,
+            require_tls: false,
         }
     }
 }
@@ -47,6 +57,7 @@ enum State {
     SaslLoginUser { tag: String },
     SaslLoginPassword { tag: String, user: String },
     LoggingIn { tag: String },
+    StartingTls,
     Closed,
 }
 
@@ -59,27 +70,51 @@ pub struct ImapPreAuth {
     framer: Framer,
     state: State,
     failures: u32,
+    tls_active: bool,
 }
 
 const SASL_USERNAME_PROMPT: &str = "+ VXNlcm5hbWU6\r\n"; // "Username:"
 const SASL_PASSWORD_PROMPT: &str = "+ UGFzc3dvcmQ6\r\n"; // "Password:"
 
 impl ImapPreAuth {
-    /// A new connection; the greeting is queued at once.
+    /// A new plaintext connection; the greeting is queued at once.
     pub fn new(settings: Rc<ImapSettings>) -> Self {
-        let output = format!(
-            "* OK [CAPABILITY {PREAUTH_CAPABILITIES}] {}\r\n",
-            settings.greeting
-        )
-        .into_bytes();
-        Self {
+        Self::with_tls(settings, false)
+    }
+
+    /// A new connection, `tls_active` when TLS was on from the first byte.
+    pub fn with_tls(settings: Rc<ImapSettings>, tls_active: bool) -> Self {
+        let mut machine = Self {
             framer: Framer::new(settings.max_line, settings.max_literal),
             settings,
             input: Vec::new(),
-            output,
+            output: Vec::new(),
             state: State::Commands,
             failures: 0,
+            tls_active,
+        };
+        let greeting = format!(
+            "* OK [CAPABILITY {}] {}\r\n",
+            machine.capabilities(),
+            machine.settings.greeting
+        );
+        machine.output = greeting.into_bytes();
+        machine
+    }
+
+    /// Capabilities for the current state (recomputed after STARTTLS).
+    pub fn capabilities(&self) -> String {
+        if !self.login_allowed() {
+            PRETLS_CAPABILITIES.to_owned()
+        } else if self.settings.starttls && !self.tls_active {
+            format!("{PREAUTH_CAPABILITIES} STARTTLS")
+        } else {
+            PREAUTH_CAPABILITIES.to_owned()
         }
+    }
+
+    fn login_allowed(&self) -> bool {
+        self.tls_active || !self.settings.require_tls
     }
 
     fn reply(&mut self, line: std::fmt::Arguments) {
@@ -121,6 +156,12 @@ impl ImapPreAuth {
         };
         self.input = input;
         self.consume(len);
+        if outcome == Some(PreAuthEvent::StartTls) {
+            // Whatever followed STARTTLS in plaintext was sent before the
+            // handshake and must never be interpreted after it (CVE-2011-0411).
+            let pipelined = self.input.len();
+            self.consume(pipelined);
+        }
         outcome
     }
 
@@ -129,7 +170,8 @@ impl ImapPreAuth {
         let no_args = cmd.args.is_empty();
         match cmd.name.as_str() {
             "CAPABILITY" if no_args => {
-                self.reply(format_args!("* CAPABILITY {PREAUTH_CAPABILITIES}"));
+                let caps = self.capabilities();
+                self.reply(format_args!("* CAPABILITY {caps}"));
                 self.reply(format_args!("{tag} OK Capability completed."));
             }
             "NOOP" if no_args => self.reply(format_args!("{tag} OK NOOP completed.")),
@@ -143,8 +185,16 @@ impl ImapPreAuth {
                 self.reply(format_args!("* ID NIL"));
                 self.reply(format_args!("{tag} OK ID completed."));
             }
+            "LOGIN" | "AUTHENTICATE" if !self.login_allowed() => self.reply(format_args!(
+                "{tag} NO [PRIVACYREQUIRED] Login is only allowed after STARTTLS."
+            )),
             "LOGIN" => return self.login(tag, &cmd.args),
             "AUTHENTICATE" => return self.authenticate(tag, &cmd.args),
+            "STARTTLS" if no_args && self.settings.starttls && !self.tls_active => {
+                self.reply(format_args!("{tag} OK Begin TLS negotiation now."));
+                self.state = State::StartingTls;
+                return Some(PreAuthEvent::StartTls);
+            }
             "CAPABILITY" | "NOOP" | "LOGOUT" | "ID" => {
                 self.reply(format_args!("{tag} BAD Invalid arguments."))
             }
@@ -338,7 +388,7 @@ impl PreAuth for ImapPreAuth {
         loop {
             match &self.state {
                 State::Closed => return PreAuthEvent::Close,
-                State::LoggingIn { .. } => return PreAuthEvent::NeedInput,
+                State::LoggingIn { .. } | State::StartingTls => return PreAuthEvent::NeedInput,
                 State::Commands => match self.framer.scan(&self.input) {
                     Frame::Complete(len) => {
                         if let Some(event) = self.command(len) {
@@ -424,6 +474,13 @@ impl PreAuth for ImapPreAuth {
 
     fn timed_out(&mut self) {
         self.close_with("Autologout; idle for too long.");
+    }
+
+    fn tls_started(&mut self) {
+        self.tls_active = true;
+        self.input.clear();
+        self.framer.reset();
+        self.state = State::Commands;
     }
 }
 

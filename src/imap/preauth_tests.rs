@@ -8,6 +8,7 @@ fn settings() -> Rc<ImapSettings> {
         max_line: 128,
         max_literal: 32,
         max_auth_failures: 3,
+        ..ImapSettings::default()
     })
 }
 
@@ -374,4 +375,92 @@ fn non_utf8_user_fails_like_a_wrong_password() {
         out,
         "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
     );
+}
+
+fn starttls_machine(require_tls: bool) -> ImapPreAuth {
+    let mut m = ImapPreAuth::new(Rc::new(ImapSettings {
+        starttls: true,
+        require_tls,
+        ..ImapSettings::default()
+    }));
+    m.take_output();
+    m
+}
+
+#[test]
+fn starttls_listener_requiring_tls_disables_login_until_tls() {
+    let mut m = starttls_machine(true);
+    let (_, out) = feed(&mut m, b"a CAPABILITY\r\n");
+    assert!(
+        out.contains("STARTTLS") && out.contains("LOGINDISABLED") && !out.contains("AUTH="),
+        "{out}"
+    );
+    let (ev, out) = feed(&mut m, b"b LOGIN u p\r\nc AUTHENTICATE PLAIN\r\n");
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert_eq!(
+        out,
+        "b NO [PRIVACYREQUIRED] Login is only allowed after STARTTLS.\r\n\
+         c NO [PRIVACYREQUIRED] Login is only allowed after STARTTLS.\r\n"
+    );
+    let (ev, out) = feed(&mut m, b"d STARTTLS\r\n");
+    assert_eq!(
+        (ev, out.as_str()),
+        (
+            PreAuthEvent::StartTls,
+            "d OK Begin TLS negotiation now.\r\n"
+        )
+    );
+    m.tls_started();
+    let (_, out) = feed(&mut m, b"e CAPABILITY\r\n");
+    assert!(
+        !out.contains("STARTTLS") && !out.contains("LOGINDISABLED") && out.contains("AUTH=PLAIN"),
+        "{out}"
+    );
+    let (ev, _) = feed(&mut m, b"f LOGIN u p\r\n");
+    expect_login(ev, "u", b"p");
+}
+
+#[test]
+fn commands_pipelined_after_starttls_are_discarded() {
+    let mut m = starttls_machine(false);
+    let (ev, out) = feed(&mut m, b"a STARTTLS\r\nb LOGIN injected pw\r\nc NOOP\r\n");
+    assert_eq!(
+        (ev, out.as_str()),
+        (
+            PreAuthEvent::StartTls,
+            "a OK Begin TLS negotiation now.\r\n"
+        )
+    );
+    m.tls_started();
+    assert_eq!(
+        m.poll(),
+        PreAuthEvent::NeedInput,
+        "nothing left to interpret"
+    );
+    assert!(m.take_output().is_empty());
+}
+
+#[test]
+fn starttls_is_refused_after_tls_and_where_not_offered() {
+    let mut m = starttls_machine(false);
+    feed(&mut m, b"a STARTTLS\r\n");
+    m.tls_started();
+    let (_, out) = feed(&mut m, b"b STARTTLS\r\n");
+    assert_eq!(out, "b BAD STARTTLS is not offered here.\r\n");
+    let mut implicit = ImapPreAuth::with_tls(Rc::new(ImapSettings::default()), true);
+    assert!(!String::from_utf8(implicit.take_output())
+        .unwrap()
+        .contains("STARTTLS"));
+}
+
+#[test]
+fn starttls_offered_but_not_required_allows_plaintext_login() {
+    let mut m = starttls_machine(false);
+    let (_, out) = feed(&mut m, b"a CAPABILITY\r\n");
+    assert!(
+        out.contains("STARTTLS") && out.contains("AUTH=PLAIN") && !out.contains("LOGINDISABLED"),
+        "{out}"
+    );
+    let (ev, _) = feed(&mut m, b"b LOGIN u p\r\n");
+    expect_login(ev, "u", b"p");
 }

@@ -22,6 +22,10 @@ pub struct Pop3Settings {
     /// Capabilities listed by `CAPA` besides `USER` and `SASL PLAIN`:
     /// promises about the back ends, so configurable.
     pub capabilities: Vec<String>,
+    /// This listener offers STLS.
+    pub starttls: bool,
+    /// Login only after TLS (STLS listeners).
+    pub require_tls: bool,
 }
 
 /// Default `CAPA` entries (what Dovecot offers after login).
@@ -35,6 +39,8 @@ impl Default for Pop3Settings {
             max_line: crate::config::DEFAULT_MAX_LINE,
             max_auth_failures: crate::config::DEFAULT_MAX_AUTH_FAILURES,
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            starttls: false,
+            require_tls: false,
         }
     }
 }
@@ -44,6 +50,7 @@ enum State {
     Authorization { user: Option<String> },
     SaslPlain,
     LoggingIn,
+    StartingTls,
     Closed,
 }
 
@@ -55,11 +62,17 @@ pub struct Pop3PreAuth {
     output: Vec<u8>,
     state: State,
     failures: u32,
+    tls_active: bool,
 }
 
 impl Pop3PreAuth {
-    /// A new connection; the greeting is queued at once.
+    /// A new plaintext connection; the greeting is queued at once.
     pub fn new(settings: Rc<Pop3Settings>) -> Self {
+        Self::with_tls(settings, false)
+    }
+
+    /// A new connection, `tls_active` when TLS was on from the first byte.
+    pub fn with_tls(settings: Rc<Pop3Settings>, tls_active: bool) -> Self {
         let output = format!("+OK {}\r\n", settings.greeting).into_bytes();
         Self {
             settings,
@@ -67,7 +80,16 @@ impl Pop3PreAuth {
             output,
             state: State::Authorization { user: None },
             failures: 0,
+            tls_active,
         }
+    }
+
+    fn login_allowed(&self) -> bool {
+        self.tls_active || !self.settings.require_tls
+    }
+
+    fn offers_stls(&self) -> bool {
+        self.settings.starttls && !self.tls_active
     }
 
     fn reply(&mut self, line: &str) {
@@ -84,6 +106,21 @@ impl Pop3PreAuth {
 
     fn command(&mut self, line: &[u8]) -> Option<PreAuthEvent> {
         let (keyword, arg) = super::split_command(line);
+        if matches!(keyword.as_str(), "USER" | "PASS" | "AUTH" | "APOP") && !self.login_allowed() {
+            self.reply("-ERR [AUTH] Plaintext authentication is disabled here; use STLS first.");
+            return None;
+        }
+        if keyword == "STLS" && arg.is_empty() && self.offers_stls() {
+            self.reply("+OK Begin TLS negotiation now.");
+            self.state = State::StartingTls;
+            // Plaintext pipelined after STLS must never be read after the
+            // handshake (CVE-2011-0411).
+            self.input.fill(0);
+            self.input.clear();
+            return Some(PreAuthEvent::StartTls);
+        }
+        let offers_stls = self.offers_stls();
+        let login_allowed = self.login_allowed();
         let user = match &mut self.state {
             State::Authorization { user } => user,
             _ => return None,
@@ -95,7 +132,13 @@ impl Pop3PreAuth {
                     text.push_str(cap);
                     text.push_str("\r\n");
                 }
-                text.push_str("USER\r\nSASL PLAIN\r\n.\r\n");
+                if offers_stls {
+                    text.push_str("STLS\r\n");
+                }
+                if login_allowed {
+                    text.push_str("USER\r\nSASL PLAIN\r\n");
+                }
+                text.push_str(".\r\n");
                 self.output.extend_from_slice(text.as_bytes());
             }
             "USER" => match std::str::from_utf8(arg) {
@@ -177,7 +220,7 @@ impl PreAuth for Pop3PreAuth {
         loop {
             match self.state {
                 State::Closed => return PreAuthEvent::Close,
-                State::LoggingIn => return PreAuthEvent::NeedInput,
+                State::LoggingIn | State::StartingTls => return PreAuthEvent::NeedInput,
                 State::Authorization { .. } | State::SaslPlain => {}
             }
             let mut line = match login::take_line(&mut self.input, self.settings.max_line) {
@@ -241,6 +284,12 @@ impl PreAuth for Pop3PreAuth {
 
     fn timed_out(&mut self) {
         self.close_with("-ERR Autologout; idle for too long.");
+    }
+
+    fn tls_started(&mut self) {
+        self.tls_active = true;
+        self.input.clear();
+        self.state = State::Authorization { user: None };
     }
 }
 

@@ -8,6 +8,7 @@ fn machine() -> Pop3PreAuth {
         max_line: 64,
         max_auth_failures: 2,
         capabilities: vec!["TOP".into(), "UIDL".into()],
+        ..Pop3Settings::default()
     }));
     assert_eq!(m.take_output(), b"+OK test ready.\r\n".to_vec());
     m
@@ -161,4 +162,48 @@ fn timeout_closes() {
         m.take_output(),
         b"-ERR Autologout; idle for too long.\r\n".to_vec()
     );
+}
+
+fn stls_machine() -> Pop3PreAuth {
+    let mut m = Pop3PreAuth::new(Rc::new(Pop3Settings {
+        capabilities: vec![],
+        starttls: true,
+        require_tls: true,
+        ..Pop3Settings::default()
+    }));
+    m.take_output();
+    m
+}
+
+#[test]
+fn stls_required_before_login_and_capa_recomputed_after() {
+    let mut m = stls_machine();
+    let (_, out) = feed(&mut m, b"CAPA\r\n");
+    assert_eq!(out, "+OK Capability list follows\r\nSTLS\r\n.\r\n");
+    for cmd in ["USER u\r\n", "PASS p\r\n", "AUTH PLAIN\r\n"] {
+        let (ev, out) = feed(&mut m, cmd.as_bytes());
+        assert_eq!(ev, PreAuthEvent::NeedInput);
+        assert!(
+            out.starts_with("-ERR [AUTH] Plaintext authentication is disabled"),
+            "{cmd}: {out}"
+        );
+    }
+    let (ev, out) = feed(&mut m, b"STLS\r\nUSER injected\r\nPASS injected\r\n");
+    assert_eq!(
+        (ev, out.as_str()),
+        (PreAuthEvent::StartTls, "+OK Begin TLS negotiation now.\r\n")
+    );
+    m.tls_started();
+    assert_eq!(
+        m.poll(),
+        PreAuthEvent::NeedInput,
+        "injected commands were dropped"
+    );
+    let (_, out) = feed(&mut m, b"CAPA\r\n");
+    assert_eq!(
+        out,
+        "+OK Capability list follows\r\nUSER\r\nSASL PLAIN\r\n.\r\n"
+    );
+    let (ev, _) = feed(&mut m, b"USER u\r\nPASS p\r\n");
+    expect_login(ev, "u", b"p");
 }

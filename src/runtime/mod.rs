@@ -10,7 +10,11 @@ pub mod listener;
 pub mod transport;
 pub mod worker;
 
-use crate::config::{Loaded, Protocol};
+use crate::config::{Loaded, Protocol, TlsMode};
+use arc_swap::ArcSwap;
+
+/// A listener's TLS config, swapped on reload.
+type TlsHolder = Arc<ArcSwap<rustls::ServerConfig>>;
 use crate::directory::{CachedDirectory, Directory, Invalidations, LdapDirectory};
 use crate::imap::ImapSettings;
 use crate::pop3::{preauth::DEFAULT_CAPABILITIES, Pop3Settings};
@@ -59,6 +63,7 @@ pub enum RuntimeError {
 pub struct RunningServer {
     addresses: Vec<(Protocol, SocketAddr)>,
     invalidations: Arc<Invalidations>,
+    tls: Vec<Option<TlsHolder>>,
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -67,6 +72,16 @@ impl RunningServer {
     /// The bound address of each configured listener, in config order.
     pub fn addresses(&self) -> &[(Protocol, SocketAddr)] {
         &self.addresses
+    }
+
+    /// Puts new TLS configs (one per listener, as from `tls::server_configs`)
+    /// in place: new connections use them, running sessions keep theirs.
+    pub fn reload_tls(&self, configs: Vec<Option<Arc<rustls::ServerConfig>>>) {
+        for (holder, config) in self.tls.iter().zip(configs) {
+            if let (Some(holder), Some(config)) = (holder, config) {
+                holder.store(config);
+            }
+        }
     }
 
     /// Drops cached routes of a user on every worker.
@@ -111,6 +126,11 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
     let (count, pins) = plan_cores(config.runtime.workers, config.runtime.pin_workers);
     let mut per_worker: Vec<Vec<_>> = (0..count).map(|_| Vec::new()).collect();
     let mut addresses = Vec::new();
+    let tls: Vec<Option<TlsHolder>> = loaded
+        .tls
+        .iter()
+        .map(|c| c.clone().map(|c| Arc::new(ArcSwap::new(c))))
+        .collect();
     for (index, listen) in config.listen.iter().enumerate() {
         let sockets = listener::bind_reuseport(listen.address, count).map_err(|source| {
             RuntimeError::Bind {
@@ -129,8 +149,9 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
         addresses.push((listen.protocol, bound));
         for (worker, socket) in sockets.into_iter().enumerate() {
             let loaded = loaded.clone();
+            let tls = tls[index].clone();
             let factory: worker::ContextFactory =
-                Box::new(move |directory| session_context(&loaded, index, directory));
+                Box::new(move |directory| session_context(&loaded, index, directory, tls));
             per_worker[worker].push((socket, factory));
         }
     }
@@ -163,6 +184,7 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
     let server = RunningServer {
         addresses,
         invalidations,
+        tls,
         shutdown,
         threads,
     };
@@ -197,6 +219,7 @@ fn session_context(
     loaded: &Arc<Loaded>,
     index: usize,
     directory: Rc<dyn Directory>,
+    tls: Option<TlsHolder>,
 ) -> SessionContext {
     let config = &loaded.config;
     let listen = &config.listen[index];
@@ -212,12 +235,16 @@ fn session_context(
             max_line: limits.max_line,
             max_literal: limits.max_literal,
             max_auth_failures: limits.max_auth_failures,
+            starttls: listen.tls_mode() == TlsMode::Starttls,
+            require_tls: listen.requires_tls(),
         }),
         pop3: Rc::new(Pop3Settings {
             greeting,
             max_line: limits.max_line,
             max_auth_failures: limits.max_auth_failures,
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            starttls: listen.tls_mode() == TlsMode::Starttls,
+            require_tls: listen.requires_tls(),
         }),
         directory,
         backend_port: match listen.protocol {
@@ -234,6 +261,12 @@ fn session_context(
             buffer_size: config.relay.buffer_size,
             idle_timeout: config.relay.idle_timeout,
         },
+        tls_mode: listen.tls_mode(),
+        tls,
+        handshake_timeout: config
+            .tls
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |t| t.handshake_timeout),
     }
 }
 

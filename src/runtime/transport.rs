@@ -21,6 +21,10 @@ pub trait Stream: AsRawFd {
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
     /// The local address of the connection.
     fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// Ends the sending direction cleanly (TLS: close_notify first).
+    async fn close_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
 }
 
 /// How outgoing connections are made.

@@ -1,0 +1,243 @@
+//! A rustls connection (server or client side) over an owned-buffer stream.
+//!
+//! Reads pull ciphertext from the socket into a reused buffer (small while the
+//! peer is quiet, large while it sends), feed rustls, and hand out plaintext;
+//! writes give plaintext to rustls and flush the records it produced. Records
+//! leaving the socket are serialized by a lock so that the two relay
+//! directions cannot interleave partial writes. Nothing here allocates per
+//! record: rustls encrypts into its own buffer, which is drained into one
+//! reused `Vec`.
+
+use crate::runtime::transport::Stream;
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+
+/// Ciphertext read size while the peer is quiet.
+const QUIET_READ: usize = 4096;
+/// Ciphertext read size while the peer sends (a few full records).
+const BUSY_READ: usize = 64 * 1024;
+
+/// TLS over `S`.
+pub struct TlsStream<S> {
+    inner: S,
+    conn: RefCell<rustls::Connection>,
+    /// Ciphertext received but not yet taken by rustls.
+    pending: RefCell<Vec<u8>>,
+    read_buf: Cell<Option<Vec<u8>>>,
+    write_buf: Cell<Option<Vec<u8>>>,
+    write_lock: tokio::sync::Mutex<()>,
+    eof: Cell<bool>,
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<S: Stream> TlsStream<S> {
+    /// Wraps `inner`; call [`TlsStream::handshake`] next.
+    pub fn new(inner: S, conn: impl Into<rustls::Connection>) -> Self {
+        Self {
+            inner,
+            conn: RefCell::new(conn.into()),
+            pending: RefCell::new(Vec::new()),
+            read_buf: Cell::new(None),
+            write_buf: Cell::new(None),
+            write_lock: tokio::sync::Mutex::new(()),
+            eof: Cell::new(false),
+        }
+    }
+
+    /// Runs the handshake to completion (the caller bounds the time).
+    pub async fn handshake(&self) -> io::Result<()> {
+        loop {
+            self.flush().await?;
+            if !self.conn.borrow().is_handshaking() {
+                return Ok(());
+            }
+            if !self.receive().await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed during the TLS handshake",
+                ));
+            }
+        }
+    }
+
+    /// The SNI name the client asked for, if any (server side).
+    pub fn server_name(&self) -> Option<String> {
+        match &*self.conn.borrow() {
+            rustls::Connection::Server(c) => c.server_name().map(str::to_owned),
+            rustls::Connection::Client(_) => None,
+        }
+    }
+
+    /// Whether the session was resumed (an abbreviated handshake).
+    pub fn resumed(&self) -> bool {
+        matches!(
+            self.conn.borrow().handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        )
+    }
+
+    /// Writes every record rustls has ready.
+    async fn flush(&self) -> io::Result<()> {
+        let _serialized = self.write_lock.lock().await;
+        loop {
+            let mut out = self.write_buf.take().unwrap_or_default();
+            out.clear();
+            {
+                let mut conn = self.conn.borrow_mut();
+                while conn.wants_write() {
+                    conn.write_tls(&mut out)?;
+                }
+            }
+            if out.is_empty() {
+                self.write_buf.set(Some(out));
+                return Ok(());
+            }
+            let (res, out) = self.inner.write_all(out).await;
+            self.write_buf.set(Some(out));
+            res?;
+        }
+    }
+
+    /// Feeds rustls ciphertext already received, then reads more from the
+    /// socket if it had none. False at the peer's EOF.
+    async fn receive(&self) -> io::Result<bool> {
+        if !self.pending.borrow().is_empty() {
+            self.feed_pending()?;
+            return Ok(true);
+        }
+        let buf = self
+            .read_buf
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(QUIET_READ));
+        let (res, mut buf) = self.inner.read(buf).await;
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => {
+                self.read_buf.set(Some(buf));
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            self.eof.set(true);
+            self.read_buf.set(Some(buf));
+            return Ok(false);
+        }
+        self.pending.borrow_mut().extend_from_slice(&buf[..n]);
+        // Adapt the next read to the peer's pace.
+        let capacity = buf.capacity();
+        if n == capacity && capacity < BUSY_READ {
+            buf = Vec::with_capacity(BUSY_READ);
+        } else if n < QUIET_READ && capacity > QUIET_READ {
+            buf = Vec::with_capacity(QUIET_READ);
+        }
+        self.read_buf.set(Some(buf));
+        self.feed_pending()?;
+        Ok(true)
+    }
+
+    fn feed_pending(&self) -> io::Result<()> {
+        let mut conn = self.conn.borrow_mut();
+        let mut pending = self.pending.borrow_mut();
+        let mut offset = 0;
+        while offset < pending.len() {
+            let mut rest = &pending[offset..];
+            let taken = conn.read_tls(&mut rest)?;
+            if taken == 0 {
+                break; // rustls is full: plaintext must be read first
+            }
+            offset += taken;
+            conn.process_new_packets().map_err(tls_error)?;
+        }
+        pending.drain(..offset);
+        Ok(())
+    }
+
+    /// Plaintext into `buf`'s capacity: `Some(n)` when any is ready or the
+    /// stream ended, `None` when more ciphertext is needed.
+    fn take_plaintext(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        let capacity = buf.capacity();
+        buf.resize(capacity, 0);
+        let result = self.conn.borrow_mut().reader().read(buf);
+        match result {
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(Some(n)) // 0: close_notify received
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buf.clear();
+                Ok(None)
+            }
+            // EOF without close_notify: treat as the end of the stream.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                buf.clear();
+                Ok(Some(0))
+            }
+            Err(e) => {
+                buf.clear();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<S: Stream> AsRawFd for TlsStream<S> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl<S: Stream> Stream for TlsStream<S> {
+    async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        loop {
+            match self.take_plaintext(&mut buf) {
+                Ok(Some(n)) => return (Ok(n), buf),
+                Ok(None) => {}
+                Err(e) => return (Err(e), buf),
+            }
+            // Answer what rustls wants to say (handshake, key update, alerts).
+            if let Err(e) = self.flush().await {
+                return (Err(e), buf);
+            }
+            if self.eof.get() && self.pending.borrow().is_empty() {
+                return (Ok(0), buf);
+            }
+            if let Err(e) = self.receive().await {
+                return (Err(e), buf);
+            }
+        }
+    }
+
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let mut written = 0;
+        while written < buf.len() {
+            let accepted = self.conn.borrow_mut().writer().write(&buf[written..]);
+            match accepted {
+                Ok(n) => written += n,
+                Err(e) => return (Err(e), buf),
+            }
+            if let Err(e) = self.flush().await {
+                return (Err(e), buf);
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.shutdown(how)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn close_write(&self) -> io::Result<()> {
+        self.conn.borrow_mut().send_close_notify();
+        self.flush().await?;
+        self.inner.shutdown(Shutdown::Write)
+    }
+}
