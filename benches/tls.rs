@@ -34,7 +34,12 @@ fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
 /// Moves every pending record from `from` to `to`, draining `to`'s
 /// plaintext into `sink` so that it never refuses input. Returns whether
 /// anything moved.
-fn transfer(from: &mut rustls::Connection, to: &mut rustls::Connection, buf: &mut Vec<u8>, sink: &mut [u8]) -> (bool, usize) {
+fn transfer(
+    from: &mut rustls::Connection,
+    to: &mut rustls::Connection,
+    buf: &mut Vec<u8>,
+    sink: &mut [u8],
+) -> (bool, usize) {
     let mut moved = false;
     let mut plaintext = 0;
     while from.wants_write() {
@@ -72,7 +77,10 @@ fn exchange(client: &mut rustls::Connection, server: &mut rustls::Connection) ->
     }
 }
 
-fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> (rustls::Connection, rustls::Connection) {
+fn handshake(
+    server: &Arc<ServerConfig>,
+    client: &Arc<ClientConfig>,
+) -> (rustls::Connection, rustls::Connection) {
     let name = ServerName::try_from("localhost").unwrap();
     let mut c = rustls::Connection::from(ClientConnection::new(client.clone(), name).unwrap());
     let mut s = rustls::Connection::from(ServerConnection::new(server.clone()).unwrap());

@@ -79,6 +79,9 @@ pub enum BackendEvent {
     NeedInput,
     /// The exchange is over.
     Done(BackendOutcome),
+    /// The back end agreed to STARTTLS/STLS: send the pending output, run a
+    /// TLS handshake as client, then call `tls_started`.
+    StartTls,
 }
 
 /// How a back-end login ended.
@@ -106,6 +109,8 @@ pub trait BackendLogin {
     fn poll(&mut self) -> BackendEvent;
     /// Takes the bytes queued for the back end.
     fn take_output(&mut self) -> Vec<u8>;
+    /// The TLS handshake after `StartTls` succeeded; capabilities are asked anew.
+    fn tls_started(&mut self);
 }
 
 /// Where a client connected from and to, passed on to back ends that accept

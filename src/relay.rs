@@ -84,6 +84,7 @@ struct Shared<'a, A, B> {
 
 impl<A: Stream, B: Stream> Shared<'_, A, B> {
     fn abort(&self, kind: io::ErrorKind) {
+        tracing::debug!(error = %kind, "relay ends on an error");
         if self.error.get().is_none() {
             self.error.set(Some(kind));
         }
@@ -155,6 +156,7 @@ async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
             }
             Ok(n) => n,
             Err(e) => {
+                tracing::debug!("relay read: {e}");
                 shared.abort(e.kind());
                 return;
             }

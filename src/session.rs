@@ -17,7 +17,7 @@ use crate::login::{
 use crate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
 use crate::relay::{self, RelayEnd, RelaySettings};
 use crate::runtime::transport::{Connector, Stream};
-use crate::tls::TlsStream;
+use crate::tls::{MaybeTls, TlsStream};
 use arc_swap::ArcSwap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -61,6 +61,10 @@ pub struct SessionContext {
     pub tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     /// Bound on a TLS handshake.
     pub handshake_timeout: Duration,
+    /// TLS towards back ends.
+    pub backend_tls_mode: TlsMode,
+    /// The TLS client config for back ends.
+    pub backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// How a session ended, for the log line.
@@ -349,7 +353,7 @@ async fn relay_session<S: Stream, B: Stream>(
 
 /// A logged-in back-end connection.
 struct Backend<S> {
-    stream: S,
+    stream: MaybeTls<S>,
     address: SocketAddr,
     greeting: BackendGreeting,
     leftover: Vec<u8>,
@@ -390,29 +394,48 @@ async fn log_in<C: Connector>(
     let (stream, address) = connect(ctx, connector, &route).await?;
     let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
     let password = credentials.password.clone();
+    let starttls = ctx.backend_tls_mode == TlsMode::Starttls;
     let exchange = async {
+        let stream = match ctx.backend_tls_mode {
+            TlsMode::Implicit => MaybeTls::Tls(backend_handshake(ctx, stream, &route.host).await?),
+            _ => MaybeTls::Plain(stream),
+        };
         match ctx.protocol {
             Protocol::Imap => {
                 let mut machine = ImapBackendLogin::new(login_user, password, ctx.imap_auth);
                 if let Some(client) = client_address {
                     machine = machine.with_client_address(client);
                 }
-                backend_login(&stream, machine).await
+                if starttls {
+                    machine = machine.with_starttls();
+                }
+                backend_login(ctx, stream, &route.host, machine).await
             }
             Protocol::Pop3 => {
                 let mut machine = Pop3BackendLogin::new(login_user, password, ctx.pop3_auth);
                 if let Some(client) = client_address {
                     machine = machine.with_client_address(client);
                 }
-                backend_login(&stream, machine).await
+                if starttls {
+                    machine = machine.with_starttls();
+                }
+                backend_login(ctx, stream, &route.host, machine).await
             }
         }
     };
-    let outcome = timeout(ctx.login_timeout, exchange)
-        .await
-        .unwrap_or_else(|_| {
-            BackendOutcome::Unavailable(format!("back end {address}: login timed out"))
-        });
+    let (stream, outcome) = match timeout(ctx.login_timeout, exchange).await {
+        Ok(Ok((stream, outcome))) => (stream, outcome),
+        Ok(Err(reason)) => {
+            return Err(LoginError::temporary(format!(
+                "back end {address}: {reason}"
+            )))
+        }
+        Err(_) => {
+            return Err(LoginError::temporary(format!(
+                "back end {address}: login timed out"
+            )))
+        }
+    };
     match outcome {
         BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
             stream,
@@ -428,6 +451,24 @@ async fn log_in<C: Connector>(
             "back end {address}: {reason}"
         ))),
     }
+}
+
+/// Client-side TLS handshake with a back end, verifying its certificate
+/// against `[backend] ca_file` and the route's host name (or IP address).
+async fn backend_handshake<S: Stream>(
+    ctx: &SessionContext,
+    stream: S,
+    host: &str,
+) -> Result<TlsStream<S>, String> {
+    let config = ctx.backend_tls.clone().ok_or("no TLS client config")?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("`{host}` cannot be checked against a certificate: {e}"))?;
+    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let tls = TlsStream::new(stream, conn);
+    tls.handshake()
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    Ok(tls)
 }
 
 async fn connect<C: Connector>(
@@ -473,23 +514,40 @@ async fn connect<C: Connector>(
     Err(LoginError::temporary(last_error))
 }
 
-async fn backend_login<S: Stream, B: BackendLogin>(stream: &S, mut machine: B) -> BackendOutcome {
+async fn backend_login<S: Stream, B: BackendLogin>(
+    ctx: &SessionContext,
+    mut stream: MaybeTls<S>,
+    host: &str,
+    mut machine: B,
+) -> Result<(MaybeTls<S>, BackendOutcome), String> {
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
     loop {
         let event = machine.poll();
-        if let Err(e) = write(stream, machine.take_output()).await {
-            return BackendOutcome::Unavailable(format!("writing: {e}"));
+        if let Err(e) = write(&stream, machine.take_output()).await {
+            return Ok((stream, BackendOutcome::Unavailable(format!("writing: {e}"))));
         }
         match event {
-            BackendEvent::Done(outcome) => return outcome,
+            BackendEvent::Done(outcome) => return Ok((stream, outcome)),
+            BackendEvent::StartTls => {
+                let MaybeTls::Plain(plain) = stream else {
+                    return Err("STARTTLS inside TLS".into());
+                };
+                stream = MaybeTls::Tls(backend_handshake(ctx, plain, host).await?);
+                machine.tls_started();
+            }
             BackendEvent::NeedInput => {
                 let (res, b) = stream.read(buf).await;
                 match res {
                     Ok(0) => {
-                        return BackendOutcome::Unavailable("connection closed during login".into())
+                        return Ok((
+                            stream,
+                            BackendOutcome::Unavailable("connection closed during login".into()),
+                        ))
                     }
                     Ok(n) => machine.receive(&b[..n]),
-                    Err(e) => return BackendOutcome::Unavailable(format!("reading: {e}")),
+                    Err(e) => {
+                        return Ok((stream, BackendOutcome::Unavailable(format!("reading: {e}"))))
+                    }
                 }
                 buf = b;
             }

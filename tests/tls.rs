@@ -143,13 +143,19 @@ ca, user, pw = sys.argv[1:4]
 starttls, imaps, stls, pop3s = (int(p) for p in sys.argv[4:8])
 ctx = ssl.create_default_context(cafile=ca)
 m = imaplib.IMAP4_SSL('127.0.0.1', imaps, ssl_context=ctx)
-m.login(user, pw); m.select('INBOX'); typ, data = m.fetch('1', '(BODY.PEEK[])'); assert typ == 'OK'; m.logout()
+m.login(user, pw); m.select('INBOX'); typ, data = m.fetch('1', '(BODY.PEEK[])'); assert typ == 'OK'
+# A large upload through TLS (client to back end) comes back byte for byte.
+big = b''.join(b'line %07d of an appended message through IMAPS\r\n' % i for i in range(60000))
+big = b'Subject: big\r\n\r\n' + big
+typ, data = m.append('INBOX', None, None, big); assert typ == 'OK', data
+m.select('INBOX'); typ, data = m.fetch('4', '(BODY.PEEK[])'); assert typ == 'OK' and data[0][1] == big, 'appended message differs'
+m.logout()
 m = imaplib.IMAP4('127.0.0.1', starttls)
 assert 'LOGINDISABLED' in m.capabilities and 'STARTTLS' in m.capabilities, m.capabilities
 m.starttls(ssl_context=ctx)
 assert 'LOGINDISABLED' not in m.capabilities and 'STARTTLS' not in m.capabilities, m.capabilities
 m.login(user, pw); m.logout()
-p = poplib.POP3_SSL('127.0.0.1', pop3s, context=ctx); p.user(user); p.pass_(pw); assert p.stat()[0] == 3; p.quit()
+p = poplib.POP3_SSL('127.0.0.1', pop3s, context=ctx); p.user(user); p.pass_(pw); assert p.stat()[0] == 4; p.quit()
 p = poplib.POP3('127.0.0.1', stls); assert 'STLS' in p.capa(); p.stls(context=ctx); p.user(user); p.pass_(pw); p.quit()
 print('ok')
 "#;

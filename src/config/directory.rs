@@ -155,7 +155,7 @@ fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettin
     }
     let tls = match &d.ca_file {
         Some(file) => Some(
-            tls_config(&base_dir.join(file.get_ref()))
+            crate::tls::client_config(&base_dir.join(file.get_ref()))
                 .map_err(|e| at.invalid(Some(file.span()), "directory.ca_file", e))?,
         ),
         None => None,
@@ -178,28 +178,6 @@ fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettin
         timeout: d.timeout,
         pool_size: d.pool_size.max(1),
     })
-}
-
-/// A rustls client config trusting the CA certificates in `path`.
-fn tls_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no certificate found", path.display()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

@@ -36,12 +36,27 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         at.invalid(span, &format!("listen[{index}].tls"), reason)
     })?;
     let directory = super::directory::build(&config.directory, &at, base_dir)?;
+    let backend_tls = match (config.backend.tls.get_ref(), &config.backend.ca_file) {
+        (super::TlsMode::None, _) => None,
+        (_, Some(ca)) => Some(
+            crate::tls::client_config(&base_dir.join(ca))
+                .map_err(|e| at.invalid(None, "backend.ca_file", e))?,
+        ),
+        (_, None) => {
+            return Err(at.invalid(
+                Some(config.backend.tls.span()),
+                "backend.tls",
+                "TLS to back ends needs `ca_file` (the CA their certificates chain to)".into(),
+            ))
+        }
+    };
     Ok(Loaded {
         config,
         static_map: directory.static_map,
         ldap: directory.ldap,
         cache: directory.cache,
         tls,
+        backend_tls,
         base_dir: base_dir.to_owned(),
     })
 }

@@ -307,6 +307,10 @@ pub struct BackendConfig {
     /// POP3 `XCLIENT`); Dovecot uses it when the proxy is in its
     /// `login_trusted_networks`.
     pub forward_client_address: bool,
+    /// TLS towards back ends: `none`, `implicit` or `starttls`.
+    pub tls: toml::Spanned<TlsMode>,
+    /// CA certificates (PEM) that back-end certificates must chain to.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for BackendConfig {
@@ -319,6 +323,8 @@ impl Default for BackendConfig {
             imap_auth: ImapBackendAuth::Auto,
             pop3_auth: Pop3BackendAuth::Auto,
             forward_client_address: true,
+            tls: toml::Spanned::new(0..0, TlsMode::None),
+            ca_file: None,
         }
     }
 }
@@ -406,6 +412,8 @@ pub struct Loaded {
     pub ldap: Option<std::sync::Arc<crate::directory::ldap::LdapSettings>>,
     /// Cache settings, when caching is on.
     pub cache: Option<crate::directory::CacheSettings>,
+    /// TLS client config towards back ends, when `[backend] tls` is on.
+    pub backend_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Per listener: its TLS server config, for TLS listeners.
     pub tls: Vec<Option<std::sync::Arc<rustls::ServerConfig>>>,
     /// Folder holding the config file (relative paths start here).

@@ -20,10 +20,15 @@ use zeroize::Zeroizing;
 const CAPABILITY_TAG: &str = "mg0";
 const LOGIN_TAG: &str = "mg1";
 const ID_TAG: &str = "mgid";
+const STARTTLS_TAG: &str = "mgtls";
 
 #[derive(Debug)]
 enum Step {
     Greeting,
+    /// `STARTTLS` sent, its reply pending.
+    StartingTls,
+    /// Waiting for the driver's handshake.
+    AwaitingTls,
     Capability,
     /// Login sent (maybe in part); `pending` chunks wait for `+` each.
     LoggingIn {
@@ -47,6 +52,8 @@ pub struct ImapBackendLogin {
     client: Option<ClientAddress>,
     /// An `ID` with the client's address was sent and its reply is pending.
     awaiting_id_reply: bool,
+    /// Upgrade the connection with STARTTLS before logging in.
+    starttls: bool,
 }
 
 impl ImapBackendLogin {
@@ -64,7 +71,29 @@ impl ImapBackendLogin {
             untagged: Vec::new(),
             client: None,
             awaiting_id_reply: false,
+            starttls: false,
         }
+    }
+
+    /// Upgrades the connection with `STARTTLS` (RFC 2595) before the login.
+    pub fn with_starttls(mut self) -> Self {
+        self.starttls = true;
+        self
+    }
+
+    fn on_starttls_reply(&mut self, line: &[u8]) -> Option<BackendEvent> {
+        if line.starts_with(b"* ") {
+            return None;
+        }
+        if line.starts_with(format!("{STARTTLS_TAG} OK").as_bytes()) {
+            if !self.input.is_empty() {
+                // Bytes after the OK would be plaintext injected before TLS.
+                return Some(self.unavailable("back end sent data after its STARTTLS reply"));
+            }
+            self.step = Step::AwaitingTls;
+            return Some(BackendEvent::StartTls);
+        }
+        Some(self.unavailable(format!("STARTTLS refused: {}", printable(line))))
     }
 
     /// Tells back ends that support `ID` (RFC 2971) where the client connected
@@ -105,6 +134,12 @@ impl ImapBackendLogin {
         let Some(rest) = line.strip_prefix(b"* OK") else {
             return Some(self.unavailable(format!("unexpected greeting: {}", printable(line))));
         };
+        if self.starttls {
+            self.output
+                .extend_from_slice(format!("{STARTTLS_TAG} STARTTLS\r\n").as_bytes());
+            self.step = Step::StartingTls;
+            return None;
+        }
         if let Some(caps) = capability_code(rest) {
             self.capabilities = split_caps(&caps);
             return self.start_login();
@@ -290,6 +325,10 @@ impl BackendLogin for ImapBackendLogin {
             };
             let event = match self.step {
                 Step::Greeting => self.on_greeting(&line),
+                Step::StartingTls => self.on_starttls_reply(&line),
+                Step::AwaitingTls => {
+                    Some(self.unavailable("back end sent data during the TLS upgrade"))
+                }
                 Step::Capability => self.on_capability_reply(&line),
                 Step::LoggingIn { .. } => self.on_login_reply(&line),
                 Step::Done => None,
@@ -302,6 +341,14 @@ impl BackendLogin for ImapBackendLogin {
 
     fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
+    }
+
+    fn tls_started(&mut self) {
+        // Capabilities seen before TLS are void (RFC 3501 §6.2.1).
+        self.capabilities.clear();
+        self.output
+            .extend_from_slice(format!("{CAPABILITY_TAG} CAPABILITY\r\n").as_bytes());
+        self.step = Step::Capability;
     }
 }
 

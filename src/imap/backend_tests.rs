@@ -233,3 +233,44 @@ fn no_id_without_the_capability() {
     );
     assert!(out.starts_with("mg1 AUTHENTICATE PLAIN "), "{out}");
 }
+
+#[test]
+fn starttls_upgrades_then_asks_capabilities_again() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_starttls();
+    let (ev, out) = step(&mut m, DOVECOT_GREETING);
+    assert_eq!(
+        (ev, out.as_str()),
+        (BackendEvent::NeedInput, "mgtls STARTTLS\r\n")
+    );
+    let (ev, _) = step(&mut m, b"mgtls OK Begin TLS negotiation now.\r\n");
+    assert_eq!(ev, BackendEvent::StartTls);
+    m.tls_started();
+    let (ev, out) = step(&mut m, b"");
+    assert_eq!(
+        (ev, out.as_str()),
+        (BackendEvent::NeedInput, "mg0 CAPABILITY\r\n")
+    );
+    let (_, out) = step(
+        &mut m,
+        b"* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR\r\nmg0 OK done\r\n",
+    );
+    assert!(out.starts_with("mg1 AUTHENTICATE PLAIN "), "{out}");
+}
+
+#[test]
+fn starttls_refused_or_with_injected_bytes_is_unavailable() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_starttls();
+    step(&mut m, DOVECOT_GREETING);
+    let (ev, _) = step(&mut m, b"mgtls BAD no TLS here\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(_))
+    ));
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_starttls();
+    step(&mut m, DOVECOT_GREETING);
+    let (ev, _) = step(&mut m, b"mgtls OK go\r\n* OK injected\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(_))
+    ));
+}

@@ -17,6 +17,10 @@ use crate::login::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Greeting,
+    /// `STLS` sent, its reply pending.
+    Stls,
+    /// Waiting for the driver's handshake.
+    AwaitingTls,
     Capa {
         status_seen: bool,
         plain: bool,
@@ -44,6 +48,8 @@ pub struct Pop3BackendLogin {
     client: Option<ClientAddress>,
     /// The back end offered XCLIENT (Dovecot: `+OK [XCLIENT]` greeting).
     xclient_offered: bool,
+    /// Upgrade the connection with STLS before logging in.
+    starttls: bool,
 }
 
 impl Pop3BackendLogin {
@@ -58,7 +64,14 @@ impl Pop3BackendLogin {
             output: Vec::new(),
             client: None,
             xclient_offered: false,
+            starttls: false,
         }
+    }
+
+    /// Upgrades the connection with `STLS` (RFC 2595) before the login.
+    pub fn with_starttls(mut self) -> Self {
+        self.starttls = true;
+        self
     }
 
     /// Tells back ends that offer `XCLIENT` (Dovecot does so in its greeting,
@@ -140,7 +153,16 @@ impl Pop3BackendLogin {
         match self.step {
             Step::Greeting if ok => {
                 self.xclient_offered = line.starts_with(b"+OK [XCLIENT]");
+                if self.starttls {
+                    self.send(&[b"STLS"]);
+                    self.step = Step::Stls;
+                    return None;
+                }
                 self.after_greeting()
+            }
+            Step::Stls if ok && self.input.is_empty() => {
+                self.step = Step::AwaitingTls;
+                Some(BackendEvent::StartTls)
             }
             Step::Capa {
                 status_seen: false, ..
@@ -248,6 +270,10 @@ impl BackendLogin for Pop3BackendLogin {
 
     fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
+    }
+
+    fn tls_started(&mut self) {
+        self.after_greeting();
     }
 }
 
@@ -381,6 +407,25 @@ mod tests {
         assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
         let (_, out) = step(&mut m, b"+OK\r\n");
         assert!(out.starts_with("AUTH PLAIN "), "{out}");
+    }
+
+    #[test]
+    fn stls_upgrades_before_the_login() {
+        let mut m = login(Pop3BackendAuth::Plain, b"pw").with_starttls();
+        let (_, out) = step(&mut m, b"+OK hi\r\n");
+        assert_eq!(out, "STLS\r\n");
+        let (ev, _) = step(&mut m, b"+OK Begin TLS\r\n");
+        assert_eq!(ev, BackendEvent::StartTls);
+        m.tls_started();
+        let (_, out) = step(&mut m, b"");
+        assert!(out.starts_with("AUTH PLAIN "), "{out}");
+        let mut refused = login(Pop3BackendAuth::Plain, b"pw").with_starttls();
+        step(&mut refused, b"+OK hi\r\n");
+        let (ev, _) = step(&mut refused, b"-ERR no\r\n");
+        assert!(matches!(
+            ev,
+            BackendEvent::Done(BackendOutcome::Unavailable(_))
+        ));
     }
 
     #[test]

@@ -263,6 +263,8 @@ fn session_context(
         },
         tls_mode: listen.tls_mode(),
         tls,
+        backend_tls_mode: *config.backend.tls.get_ref(),
+        backend_tls: loaded.backend_tls.clone(),
         handshake_timeout: config
             .tls
             .as_ref()

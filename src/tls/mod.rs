@@ -10,7 +10,7 @@
 mod resolver;
 mod stream;
 
-pub use stream::TlsStream;
+pub use stream::{MaybeTls, TlsStream};
 
 use crate::config::{Config, Protocol, TlsMode};
 use resolver::SniResolver;
@@ -103,4 +103,26 @@ fn certified_key(
         .keys_match()
         .map_err(|e| format!("{} does not match {}: {e}", key.display(), cert.display()))?;
     Ok(certified)
+}
+
+/// A client config trusting the CA certificates (PEM) in `path`.
+pub fn client_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }

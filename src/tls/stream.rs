@@ -144,7 +144,9 @@ impl<S: Stream> TlsStream<S> {
         let mut conn = self.conn.borrow_mut();
         let mut pending = self.pending.borrow_mut();
         let mut offset = 0;
-        while offset < pending.len() {
+        // rustls stops wanting input while its plaintext buffer is full: the
+        // rest waits here until the reader has taken plaintext.
+        while offset < pending.len() && conn.wants_read() {
             let mut rest = &pending[offset..];
             let taken = conn.read_tls(&mut rest)?;
             if taken == 0 {
@@ -239,5 +241,60 @@ impl<S: Stream> Stream for TlsStream<S> {
         self.conn.borrow_mut().send_close_notify();
         self.flush().await?;
         self.inner.shutdown(Shutdown::Write)
+    }
+}
+
+/// A connection that may have been upgraded to TLS (back ends: `tls = "none"`,
+/// `"implicit"` or after `STARTTLS`).
+pub enum MaybeTls<S> {
+    /// Plaintext.
+    Plain(S),
+    /// TLS over the same socket.
+    Tls(TlsStream<S>),
+}
+
+impl<S: Stream> AsRawFd for MaybeTls<S> {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            MaybeTls::Plain(s) => s.as_raw_fd(),
+            MaybeTls::Tls(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl<S: Stream> Stream for MaybeTls<S> {
+    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            MaybeTls::Plain(s) => s.read(buf).await,
+            MaybeTls::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        match self {
+            MaybeTls::Plain(s) => s.write_all(buf).await,
+            MaybeTls::Tls(s) => s.write_all(buf).await,
+        }
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.shutdown(how),
+            MaybeTls::Tls(s) => s.shutdown(how),
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            MaybeTls::Plain(s) => s.local_addr(),
+            MaybeTls::Tls(s) => s.local_addr(),
+        }
+    }
+
+    async fn close_write(&self) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.close_write().await,
+            MaybeTls::Tls(s) => s.close_write().await,
+        }
     }
 }
