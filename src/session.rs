@@ -397,7 +397,9 @@ async fn log_in<C: Connector>(
     let starttls = ctx.backend_tls_mode == TlsMode::Starttls;
     let exchange = async {
         let stream = match ctx.backend_tls_mode {
-            TlsMode::Implicit => MaybeTls::Tls(backend_handshake(ctx, stream, &route.host).await?),
+            TlsMode::Implicit => {
+                MaybeTls::Tls(Box::new(backend_handshake(ctx, stream, &route.host).await?))
+            }
             _ => MaybeTls::Plain(stream),
         };
         match ctx.protocol {
@@ -532,7 +534,7 @@ async fn backend_login<S: Stream, B: BackendLogin>(
                 let MaybeTls::Plain(plain) = stream else {
                     return Err("STARTTLS inside TLS".into());
                 };
-                stream = MaybeTls::Tls(backend_handshake(ctx, plain, host).await?);
+                stream = MaybeTls::Tls(Box::new(backend_handshake(ctx, plain, host).await?));
                 machine.tls_started();
             }
             BackendEvent::NeedInput => {

@@ -250,7 +250,7 @@ pub enum MaybeTls<S> {
     /// Plaintext.
     Plain(S),
     /// TLS over the same socket.
-    Tls(TlsStream<S>),
+    Tls(Box<TlsStream<S>>),
 }
 
 impl<S: Stream> AsRawFd for MaybeTls<S> {
