@@ -114,6 +114,8 @@ struct SessionRecord {
     outcome: Outcome,
     /// `full` or `resumed` when the client used TLS.
     tls: Option<&'static str>,
+    /// `splice` or `copy` once relaying.
+    relay: Option<&'static str>,
 }
 
 impl SessionRecord {
@@ -123,6 +125,7 @@ impl SessionRecord {
             client = %self.peer,
             protocol = %self.protocol,
             tls = self.tls.unwrap_or("none"),
+            relay = self.relay.unwrap_or("-"),
             user = self.user.as_deref().unwrap_or("-"),
             backend = %self.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             failed_logins = self.failed_logins,
@@ -153,6 +156,7 @@ pub async fn run<C: Connector>(
         started: Instant::now(),
         outcome: Outcome::ClosedBeforeLogin,
         tls: None,
+        relay: None,
     };
     let deadline = Instant::now() + ctx.preauth_timeout;
     match ctx.protocol {
@@ -342,6 +346,7 @@ async fn relay_session<S: Stream, B: Stream>(
         return;
     }
     let stats = relay::relay(&client, &backend, ctx.relay).await;
+    record.relay = Some(stats.method.as_str());
     record.client_to_backend += stats.client_to_backend;
     record.backend_to_client += stats.backend_to_client;
     record.outcome = match stats.end {

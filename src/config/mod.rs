@@ -364,6 +364,10 @@ pub struct RelayConfig {
     /// Session closed after this long without a byte in either direction.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Zero-copy splice when both sides are plain sockets.
+    pub splice: bool,
+    /// Pipe capacity for splice.
+    pub pipe_size: usize,
 }
 
 impl Default for RelayConfig {
@@ -371,6 +375,8 @@ impl Default for RelayConfig {
         Self {
             buffer_size: 64 * 1024,
             idle_timeout: Duration::from_secs(30 * 60),
+            splice: true,
+            pipe_size: 1024 * 1024,
         }
     }
 }

@@ -260,6 +260,8 @@ fn session_context(
         relay: RelaySettings {
             buffer_size: config.relay.buffer_size,
             idle_timeout: config.relay.idle_timeout,
+            splice: config.relay.splice,
+            pipe_size: config.relay.pipe_size.max(4096),
         },
         tls_mode: listen.tls_mode(),
         tls,

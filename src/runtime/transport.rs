@@ -25,6 +25,11 @@ pub trait Stream: AsRawFd {
     async fn close_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
+    /// The socket, when bytes may be spliced to and from it directly (a
+    /// plain socket, not TLS).
+    fn splice_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// How outgoing connections are made.
@@ -90,6 +95,10 @@ impl Stream for UringStream {
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.0.shutdown(how)
+    }
+
+    fn splice_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.0.as_raw_fd())
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

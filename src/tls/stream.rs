@@ -297,4 +297,11 @@ impl<S: Stream> Stream for MaybeTls<S> {
             MaybeTls::Tls(s) => s.close_write().await,
         }
     }
+
+    fn splice_fd(&self) -> Option<RawFd> {
+        match self {
+            MaybeTls::Plain(s) => s.splice_fd(),
+            MaybeTls::Tls(_) => None,
+        }
+    }
 }

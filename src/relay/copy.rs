@@ -1,0 +1,88 @@
+//! The copy path: user-space buffers, for sessions with a TLS side.
+//!
+//! Each direction reads into one owned buffer and writes it all before
+//! reading again (so at most `buffer_size` bytes per direction are in flight).
+//! A quiet direction waits with a small buffer ([`QUIET_READ_SIZE`]); a read
+//! that fills it switches to a full-size buffer taken from a per-worker pool,
+//! and the big buffer goes back to the pool when the stream slows down. So an
+//! idle session (IMAP IDLE) holds two small buffers, not two large ones.
+
+use super::{run_both, RelayMethod, RelaySettings, RelayStats, Shared};
+use crate::runtime::transport::Stream;
+use std::cell::{Cell, RefCell};
+use tokio::time::Instant;
+
+/// Read size while a direction is quiet.
+pub const QUIET_READ_SIZE: usize = 2048;
+/// Large buffers kept per worker for reuse.
+const POOL_LIMIT: usize = 256;
+
+thread_local! {
+    /// Each worker thread's spare large buffers (no sharing across cores).
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_large(size: usize) -> Vec<u8> {
+    POOL.with_borrow_mut(|pool| pool.pop())
+        .filter(|b| b.capacity() == size)
+        .unwrap_or_else(|| Vec::with_capacity(size))
+}
+
+fn give_back(buf: Vec<u8>) {
+    POOL.with_borrow_mut(|pool| {
+        if pool.len() < POOL_LIMIT {
+            pool.push(buf);
+        }
+    });
+}
+
+/// Relays by copying until both directions are closed, one fails, or the idle timeout.
+pub async fn relay<A: Stream, B: Stream>(client: &A, backend: &B, settings: RelaySettings) -> RelayStats {
+    let shared = Shared::new(client, backend);
+    let up = pump(&shared, client, backend, &shared.client_to_backend, settings.buffer_size);
+    let down = pump(&shared, backend, client, &shared.backend_to_client, settings.buffer_size);
+    run_both(&shared, up, down, settings.idle_timeout, RelayMethod::Copy).await
+}
+
+/// Copies `from` → `to` until EOF or error, counting into `total`.
+async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
+    shared: &Shared<'_, A, B>,
+    from: &F,
+    to: &T,
+    total: &Cell<u64>,
+    buffer_size: usize,
+) {
+    let quiet_size = QUIET_READ_SIZE.min(buffer_size);
+    let mut buf = Vec::with_capacity(quiet_size);
+    loop {
+        let (res, b) = from.read(buf).await;
+        buf = b;
+        let n = match res {
+            Ok(0) => {
+                let _ = to.close_write().await;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("relay read: {e}");
+                shared.abort(e.kind());
+                return;
+            }
+        };
+        let (res, b) = to.write_all(buf).await;
+        buf = b;
+        if let Err(e) = res {
+            shared.abort(e.kind());
+            return;
+        }
+        total.set(total.get() + n as u64);
+        shared.last_activity.set(Instant::now());
+        let capacity = buf.capacity();
+        if n == capacity && capacity < buffer_size {
+            buf = take_large(buffer_size);
+        } else if capacity == buffer_size && n < buffer_size / 4 && capacity > quiet_size {
+            give_back(std::mem::replace(&mut buf, Vec::with_capacity(quiet_size)));
+        }
+    }
+}
+

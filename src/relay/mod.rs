@@ -1,0 +1,158 @@
+//! Post-login relay: bytes both ways, byte-exact, until both sides are done.
+//!
+//! Two paths share one contract: EOF from one side becomes a write shutdown
+//! towards the other (half-close) while the other direction keeps draining;
+//! an error in either direction ends both (logged once); the session ends
+//! after `idle_timeout` without a byte in either direction.
+//!
+//! * [`splice`]: when both sides are plain sockets, bytes go socket → pipe →
+//!   socket with `splice(2)` and never enter user space; pipes come from a
+//!   per-worker pool and are held only while bytes are in flight.
+//! * [`copy`]: otherwise (a TLS side), through user-space buffers.
+
+pub mod copy;
+pub mod pipes;
+pub mod splice;
+
+use crate::runtime::transport::Stream;
+use std::cell::Cell;
+use std::io;
+use std::net::Shutdown;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// Both sides closed their sending direction.
+    Closed,
+    /// No byte moved for the idle timeout.
+    IdleTimeout,
+    /// A read or write failed (reset, broken pipe, …).
+    Error(io::ErrorKind),
+}
+
+/// Totals of one relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Bytes from the client to the back end.
+    pub client_to_backend: u64,
+    /// Bytes from the back end to the client.
+    pub backend_to_client: u64,
+    /// Why it ended.
+    pub end: RelayEnd,
+    /// Which path moved the bytes.
+    pub method: RelayMethod,
+}
+
+/// Relay settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySettings {
+    /// Bytes per read, per direction (copy path).
+    pub buffer_size: usize,
+    /// Idle limit.
+    pub idle_timeout: Duration,
+    /// Use splice when both sides are plain sockets.
+    pub splice: bool,
+    /// Pipe capacity for splice (bytes; rounded by the kernel).
+    pub pipe_size: usize,
+}
+
+/// Which path relayed a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayMethod {
+    /// Zero-copy `splice(2)`.
+    Splice,
+    /// User-space copy.
+    Copy,
+}
+
+impl RelayMethod {
+    /// `splice` or `copy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayMethod::Splice => "splice",
+            RelayMethod::Copy => "copy",
+        }
+    }
+}
+
+/// Relays `client` ⇄ `backend` with splice when possible, else by copying.
+pub async fn relay<A: Stream, B: Stream>(client: &A, backend: &B, settings: RelaySettings) -> RelayStats {
+    if settings.splice {
+        if let (Some(c), Some(b)) = (client.splice_fd(), backend.splice_fd()) {
+            match splice::relay(client, backend, c, b, settings).await {
+                Ok(stats) => return stats,
+                Err(e) => tracing::warn!("splice unavailable, copying instead: {e}"),
+            }
+        }
+    }
+    copy::relay(client, backend, settings).await
+}
+
+pub(crate) struct Shared<'a, A, B> {
+    pub client: &'a A,
+    pub backend: &'a B,
+    pub last_activity: Cell<Instant>,
+    pub error: Cell<Option<io::ErrorKind>>,
+    pub client_to_backend: Cell<u64>,
+    pub backend_to_client: Cell<u64>,
+}
+
+impl<'a, A: Stream, B: Stream> Shared<'a, A, B> {
+    /// Both sides, idle clock at now, no bytes yet.
+    pub fn new(client: &'a A, backend: &'a B) -> Self {
+        Self {
+            client,
+            backend,
+            last_activity: Cell::new(Instant::now()),
+            error: Cell::new(None),
+            client_to_backend: Cell::new(0),
+            backend_to_client: Cell::new(0),
+        }
+    }
+
+    /// Ends both directions after an error (the first error is kept).
+    pub fn abort(&self, kind: io::ErrorKind) {
+        tracing::debug!(error = %kind, "relay ends on an error");
+        if self.error.get().is_none() {
+            self.error.set(Some(kind));
+        }
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.backend.shutdown(Shutdown::Both);
+    }
+}
+
+/// Runs both directions against the idle watchdog; the stats when done.
+pub(crate) async fn run_both<A: Stream, B: Stream>(
+    shared: &Shared<'_, A, B>,
+    up: impl std::future::Future<Output = ()>,
+    down: impl std::future::Future<Output = ()>,
+    idle: Duration,
+    method: RelayMethod,
+) -> RelayStats {
+    let both = async { tokio::join!(up, down) };
+    let end = tokio::select! {
+        _ = both => shared.error.get().map_or(RelayEnd::Closed, RelayEnd::Error),
+        () = idle_watchdog(shared, idle) => {
+            shared.abort(io::ErrorKind::TimedOut);
+            RelayEnd::IdleTimeout
+        }
+    };
+    RelayStats {
+        client_to_backend: shared.client_to_backend.get(),
+        backend_to_client: shared.backend_to_client.get(),
+        end,
+        method,
+    }
+}
+
+async fn idle_watchdog<A: Stream, B: Stream>(shared: &Shared<'_, A, B>, idle: Duration) {
+    loop {
+        let deadline = shared.last_activity.get() + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}

@@ -1,0 +1,154 @@
+//! The splice path: socket → pipe → socket with `splice(2)`, driven by
+//! readiness on the worker's own reactor.
+//!
+//! Why not io_uring's `IORING_OP_SPLICE`: the kernel runs socket splices
+//! submitted through io_uring in its async worker threads, off the pinned
+//! worker's CPU, and measured no cheaper (see `docs/performance.md` and
+//! `../shared/DESIGN.md`). A non-blocking splice attempted when epoll says the
+//! socket is readable stays on the worker's core. While a direction is quiet
+//! it waits for readiness without any buffer or pipe.
+
+use super::{pipes, run_both, RelayMethod, RelaySettings, RelayStats, Shared};
+use crate::runtime::transport::Stream;
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::time::Instant;
+
+/// A socket descriptor owned elsewhere (by the session's stream), registered
+/// with the reactor for the relay's duration.
+struct Borrowed(RawFd);
+
+impl AsRawFd for Borrowed {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the duration of the call (the
+    // sockets belong to the session's streams, which outlive the relay; the
+    // pipe is owned by the caller); null offsets are required for pipes and
+    // sockets.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Puts a socket in non-blocking mode: `SPLICE_F_NONBLOCK` only covers the
+/// pipe side, and a blocking socket would stall the whole worker. io_uring
+/// operations are unaffected by the flag.
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor that stays open for the call (owned by
+    // the session's stream); F_GETFL/F_SETFL only read and set status flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Relays with splice; `Err` only if the sockets cannot be registered.
+pub async fn relay<A: Stream, B: Stream>(
+    client: &A,
+    backend: &B,
+    client_fd: RawFd,
+    backend_fd: RawFd,
+    settings: RelaySettings,
+) -> io::Result<RelayStats> {
+    set_nonblocking(client_fd)?;
+    set_nonblocking(backend_fd)?;
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    // SAFETY: the descriptors belong to `client` and `backend`, which are
+    // borrowed for this whole function, so they stay open and keep referring
+    // to the same sockets for the lifetime of both registrations (dropped,
+    // and so deregistered, before this function returns).
+    let client_io = unsafe { AsyncFd::register_with_interest(Borrowed(client_fd), interest)? };
+    // SAFETY: as above.
+    let backend_io = unsafe { AsyncFd::register_with_interest(Borrowed(backend_fd), interest)? };
+    let shared = Shared::new(client, backend);
+    let size = settings.pipe_size;
+    let up = pump(&shared, &client_io, &backend_io, backend, &shared.client_to_backend, size);
+    let down = pump(&shared, &backend_io, &client_io, client, &shared.backend_to_client, size);
+    Ok(run_both(&shared, up, down, settings.idle_timeout, RelayMethod::Splice).await)
+}
+
+/// One direction until EOF (then a write shutdown of `to`) or an error.
+async fn pump<A: Stream, B: Stream, T: Stream>(
+    shared: &Shared<'_, A, B>,
+    from: &AsyncFd<Borrowed>,
+    to: &AsyncFd<Borrowed>,
+    to_stream: &T,
+    total: &Cell<u64>,
+    pipe_size: usize,
+) {
+    loop {
+        let mut ready = match from.readable().await {
+            Ok(guard) => guard,
+            Err(e) => return shared.abort(e.kind()),
+        };
+        let pipe = match pipes::take(pipe_size) {
+            Ok(pipe) => pipe,
+            Err(e) => return shared.abort(e.kind()),
+        };
+        // Move bytes while the socket has them; the pipe is drained each time.
+        loop {
+            match splice(from.as_raw_fd(), pipe.write_fd(), pipe_size) {
+                Ok(0) => {
+                    pipes::give_back(pipe);
+                    let _ = to_stream.close_write().await;
+                    return;
+                }
+                Ok(n) => {
+                    if let Err(e) = drain(&pipe, to, n).await {
+                        tracing::debug!("splice out: {e}");
+                        return shared.abort(e.kind()); // the pipe (not empty) is dropped
+                    }
+                    total.set(total.get() + n as u64);
+                    shared.last_activity.set(Instant::now());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready.clear_ready();
+                    pipes::give_back(pipe);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!("splice in: {e}");
+                    return shared.abort(e.kind());
+                }
+            }
+        }
+    }
+}
+
+/// Moves `len` bytes from the pipe to the socket.
+async fn drain(pipe: &pipes::Pipe, to: &AsyncFd<Borrowed>, mut len: usize) -> io::Result<()> {
+    while len > 0 {
+        let mut ready = to.writable().await?;
+        match splice(pipe.read_fd(), to.as_raw_fd(), len) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => len -= n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
