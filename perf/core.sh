@@ -46,7 +46,7 @@ while len(body) < size - 2:
     body += bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz ") for _ in range(70)) + b"\r\n"
 body = bytes(body[:size - 2]) + b"\r\n"
 open(os.path.join(work, "message.eml"), "wb").write(body)
-for i in range(clients + 1):
+for i in range(64):
     cur = os.path.join(work, "home", "user%d@example.org" % i, "Maildir", "cur")
     for d in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(os.path.dirname(cur), d), exist_ok=True)
@@ -137,6 +137,34 @@ for _ in $(seq 100); do [ -f "$WORK/ready" ] && break; sleep 0.05; done
 MG_ADDR=$(awk '/^imap/{print $2}' "$WORK/ready")
 DIRECT="127.0.0.1:$IMAP_PORT"
 
+# The same proxy with the copy path, and HAProxy (TCP mode, splice) as baselines.
+sed 's/^buffer_size = .*/&\nsplice = false/' "$WORK/mailgate.toml" > "$WORK/mailgate-copy.toml"
+$MG run --config "$WORK/mailgate-copy.toml" --ready-file "$WORK/ready-copy" 2>"$WORK/mailgate-copy.log" &
+MGC_PID=$!
+PIDS+=("$MGC_PID")
+for _ in $(seq 100); do [ -f "$WORK/ready-copy" ] && break; sleep 0.05; done
+MGC_ADDR=$(awk '/^imap/{print $2}' "$WORK/ready-copy")
+HA_PORT=$(free_port)
+if command -v haproxy >/dev/null; then
+  cat > "$WORK/haproxy.cfg" <<CONF
+global
+  maxconn 5000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  option splice-auto
+listen imap
+  bind 127.0.0.1:$HA_PORT
+  server dovecot 127.0.0.1:$IMAP_PORT
+CONF
+  haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
+  HA_PID=$!
+  PIDS+=("$HA_PID")
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$HA_PORT) 2>/dev/null && break; sleep 0.05; done
+fi
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 json_field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
@@ -153,14 +181,29 @@ T0=$(cpu_ticks "$MG_PID")
 L_PROXY=$(run logins "$MG_ADDR" --clients $CLIENTS)
 T1=$(cpu_ticks "$MG_PID")
 
+fetch() { run fetch "$1" --clients "$2" --user 'user{i}@example.org' --expect-file "$WORK/message.eml"; }
 echo "fetch direct..." >&2
-F_DIRECT=$(run fetch "$DIRECT" --clients 1 --user user0@example.org --expect-file "$WORK/message.eml")
-echo "fetch via mailgate..." >&2
+F_DIRECT=$(fetch "$DIRECT" 1)
+echo "fetch via mailgate (splice)..." >&2
 T2=$(cpu_ticks "$MG_PID")
-F_PROXY=$(run fetch "$MG_ADDR" --clients 1 --user user0@example.org --expect-file "$WORK/message.eml")
+F_PROXY=$(fetch "$MG_ADDR" 1)
 T3=$(cpu_ticks "$MG_PID")
+echo "fetch via mailgate (copy)..." >&2
+C0=$(cpu_ticks "$MGC_PID")
+F_COPY=$(fetch "$MGC_ADDR" 1)
+C1=$(cpu_ticks "$MGC_PID")
+F_HA='{"mib_per_second":0,"seconds":1,"errors":0,"operations":0}'; H0=0; H1=0
+if [ -n "${HA_PID:-}" ]; then
+  echo "fetch via haproxy..." >&2
+  H0=$(cpu_ticks "$HA_PID")
+  F_HA=$(fetch "127.0.0.1:$HA_PORT" 1)
+  H1=$(cpu_ticks "$HA_PID")
+fi
+echo "64 sessions direct / mailgate..." >&2
+F64_DIRECT=$(fetch "$DIRECT" 64)
+F64_PROXY=$(fetch "$MG_ADDR" 64)
 
-for v in L_DIRECT L_PROXY F_DIRECT F_PROXY; do
+for v in L_DIRECT L_PROXY F_DIRECT F_PROXY F_COPY F_HA F64_DIRECT F64_PROXY; do
   [ "$(json_field "${!v}" errors)" = "0" ] || { echo "$v had errors: ${!v}" >&2; exit 1; }
 done
 
@@ -193,23 +236,36 @@ RSS1=$(rss_kib "$MG_PID")
 FDS=$(ls /proc/$MG_PID/fd | wc -l)
 kill "$IDLE_PID"
 
-python3 - "$L_DIRECT" "$L_PROXY" "$F_DIRECT" "$F_PROXY" "$T0" "$T1" "$T2" "$T3" "$TICK" "$RSS0" "$RSS1" "$IDLE" "$FDS" <<'PY' | tee "perf/results/core-$(date -u +%Y%m%dT%H%M%SZ).md"
+python3 - "$L_DIRECT" "$L_PROXY" "$F_DIRECT" "$F_PROXY" "$T0" "$T1" "$T2" "$T3" "$TICK" "$RSS0" "$RSS1" "$IDLE" "$FDS" "$F_COPY" "$C0" "$C1" "$F_HA" "$H0" "$H1" "$F64_DIRECT" "$F64_PROXY" <<'PY' | tee "perf/results/core-$(date -u +%Y%m%dT%H%M%SZ).md"
 import json, sys, platform, os
 ld, lp, fd, fp = (json.loads(a) for a in sys.argv[1:5])
 t0, t1, t2, t3, tick = (int(a) for a in sys.argv[5:10])
 rss0, rss1, idle, fds = (int(a) for a in sys.argv[10:14])
+fc = json.loads(sys.argv[14]); c0, c1 = int(sys.argv[15]), int(sys.argv[16])
+fh = json.loads(sys.argv[17]); h0, h1 = int(sys.argv[18]), int(sys.argv[19])
+f64d, f64p = json.loads(sys.argv[20]), json.loads(sys.argv[21])
 cpu_login_ms = (t1 - t0) / tick / max(lp["operations"], 1) * 1000
-gib = fp["mib_per_second"] * fp["seconds"] / 1024
-cpu_gib = (t3 - t2) / tick / gib if gib else float("nan")
+def cpu_per_gib(f, a, b):
+    gib = f["mib_per_second"] * f["seconds"] / 1024
+    return (b - a) / tick / gib if gib else float("nan")
+cpu_gib = cpu_per_gib(fp, t2, t3)
 print(f"# core proxy, {os.cpu_count()} CPUs, {platform.release()}\n")
 print("| figure | direct to Dovecot | through mailgate | ratio |")
 print("| --- | --- | --- | --- |")
 print(f"| LOGIN+LOGOUT/s, 4 closed-loop clients | {ld['per_second']:.0f} | {lp['per_second']:.0f} | {lp['per_second']/ld['per_second']:.2f} |")
 print(f"| login p50 / p99 ms | {ld['p50_ms']:.2f} / {ld['p99_ms']:.2f} | {lp['p50_ms']:.2f} / {lp['p99_ms']:.2f} | |")
-print(f"| one session fetching a 4 MiB message, MiB/s | {fd['mib_per_second']:.0f} | {fp['mib_per_second']:.0f} | {fp['mib_per_second']/fd['mib_per_second']:.2f} |")
+print(f"| one session fetching a 4 MiB message, MiB/s (splice) | {fd['mib_per_second']:.0f} | {fp['mib_per_second']:.0f} | {fp['mib_per_second']/fd['mib_per_second']:.2f} |")
+print(f"| same, mailgate copy path | {fd['mib_per_second']:.0f} | {fc['mib_per_second']:.0f} | {fc['mib_per_second']/fd['mib_per_second']:.2f} |")
+if fh["operations"]:
+    print(f"| same, HAProxy 2.6 tcp + splice-auto | {fd['mib_per_second']:.0f} | {fh['mib_per_second']:.0f} | {fh['mib_per_second']/fd['mib_per_second']:.2f} |")
+print(f"| 64 sessions fetching, MiB/s total | {f64d['mib_per_second']:.0f} | {f64p['mib_per_second']:.0f} | {f64p['mib_per_second']/f64d['mib_per_second']:.2f} |")
 print(f"| mailgate CPU per login (ms) | | {cpu_login_ms:.3f} | Perdition ~13, nginx ~0.6 |")
-print(f"| mailgate CPU seconds per GiB relayed (copy path) | | {cpu_gib:.2f} | HAProxy ~1.0 |")
+print(f"| CPU seconds per GiB relayed: mailgate splice | | {cpu_gib:.2f} | |")
+print(f"| CPU seconds per GiB relayed: mailgate copy | | {cpu_per_gib(fc, c0, c1):.2f} | splice/copy {cpu_gib/cpu_per_gib(fc, c0, c1):.2f} |")
+if fh["operations"]:
+    print(f"| CPU seconds per GiB relayed: HAProxy | | {cpu_per_gib(fh, h0, h1):.2f} | mailgate splice/HAProxy {cpu_gib/cpu_per_gib(fh, h0, h1):.2f} |")
 print(f"| mailgate RSS per idle logged-in session (KiB), {idle} sessions | | {(rss1-rss0)/idle:.1f} | nginx ~9 |")
 print(f"| descriptors held with {idle} idle sessions | | {fds} | |")
-print(f"\nEvery fetched body was compared with the stored message ({fd['operations']} + {fp['operations']} fetches, 0 differences).")
+total = sum(f["operations"] for f in (fd, fp, fc, fh, f64d, f64p))
+print(f"\nEvery fetched body was compared with the stored message ({total} fetches, 0 differences).")
 PY

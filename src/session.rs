@@ -182,10 +182,18 @@ async fn serve<C: Connector, P: PreAuth>(
     record: &mut SessionRecord,
 ) {
     if ctx.tls_mode == TlsMode::Implicit {
-        let Some(client) = tls_handshake(ctx, client, deadline, record).await else {
+        let Some(client) = Box::pin(tls_handshake(ctx, client, deadline, record)).await else {
             return;
         };
-        drive(ctx, connector, client, new_machine(true), deadline, record).await;
+        Box::pin(drive(
+            ctx,
+            connector,
+            client,
+            new_machine(true),
+            deadline,
+            record,
+        ))
+        .await;
         return;
     }
     let Some((client, mut machine)) =
@@ -193,11 +201,11 @@ async fn serve<C: Connector, P: PreAuth>(
     else {
         return;
     };
-    let Some(client) = tls_handshake(ctx, client, deadline, record).await else {
+    let Some(client) = Box::pin(tls_handshake(ctx, client, deadline, record)).await else {
         return;
     };
     machine.tls_started();
-    drive(ctx, connector, client, machine, deadline, record).await;
+    Box::pin(drive(ctx, connector, client, machine, deadline, record)).await;
 }
 
 /// Server-side TLS handshake, bounded by the handshake timeout and the
@@ -207,7 +215,7 @@ async fn tls_handshake<S: Stream>(
     client: S,
     deadline: Instant,
     record: &mut SessionRecord,
-) -> Option<TlsStream<S>> {
+) -> Option<Box<TlsStream<S>>> {
     let config = ctx.tls.as_ref()?.load_full();
     let conn = match rustls::ServerConnection::new(config) {
         Ok(conn) => conn,
@@ -217,7 +225,7 @@ async fn tls_handshake<S: Stream>(
             return None;
         }
     };
-    let stream = TlsStream::new(client, conn);
+    let stream = Box::new(TlsStream::new(client, conn));
     let limit = deadline.min(Instant::now() + ctx.handshake_timeout);
     match timeout_at(limit, stream.handshake()).await {
         Ok(Ok(())) => {
@@ -291,27 +299,29 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                         peer: record.peer,
                         local,
                     });
+                // Boxed phases keep the session task small while it idles.
                 let attempt = timeout_at(
                     deadline,
-                    log_in(ctx, connector, &credentials, client_address),
+                    Box::pin(log_in(ctx, connector, &credentials, client_address)),
                 )
                 .await;
                 match attempt.unwrap_or_else(|_| {
                     Err(LoginError::temporary("pre-auth time ran out during login"))
                 }) {
                     Ok(backend) => {
+                        drop(std::mem::take(&mut buf)); // no pre-auth buffer while relaying
                         record.backend = Some(backend.address);
                         let logged_in = machine.login_succeeded(&backend.greeting);
                         let mut to_client = logged_in.to_client;
                         to_client.extend_from_slice(&backend.leftover);
-                        relay_session(
+                        Box::pin(relay_session(
                             ctx,
                             client,
                             backend.stream,
                             to_client,
                             logged_in.to_backend,
                             record,
-                        )
+                        ))
                         .await;
                         return None;
                     }

@@ -81,7 +81,12 @@ fn serve(mut stream: TcpStream, after: AfterLogin) {
 }
 
 fn mailgate(backend: SocketAddr, splice: bool) -> Mailgate {
-    let config = support::mailgate::config(backend.port(), backend.port(), "", &format!("[relay]\nsplice = {splice}\n"));
+    let config = support::mailgate::config(
+        backend.port(),
+        backend.port(),
+        "",
+        &format!("[relay]\nsplice = {splice}\n"),
+    );
     Mailgate::start(&config, "* 127.0.0.1\n")
 }
 
@@ -118,14 +123,30 @@ fn echo_payloads_are_byte_exact_on_both_paths_with_client_half_close() {
     let backend = test_backend(AfterLogin::Echo);
     for splice in [true, false] {
         let mg = mailgate(backend, splice);
-        for (i, len) in [1usize, 7, 4096, 65_537, 1 << 20, 64 << 20].into_iter().enumerate() {
+        for (i, len) in [1usize, 7, 4096, 65_537, 1 << 20, 64 << 20]
+            .into_iter()
+            .enumerate()
+        {
             let data = payload(len, i as u64 + 1);
             let echoed = echo_roundtrip(logged_in(&mg), data.clone());
-            assert!(echoed == data, "splice={splice} len={len}: {} bytes back", echoed.len());
+            assert!(
+                echoed == data,
+                "splice={splice} len={len}: {} bytes back",
+                echoed.len()
+            );
         }
         let lines = mg.wait_for_session_ends("imap", 6);
-        let method = if splice { "relay=\"splice\"" } else { "relay=\"copy\"" };
-        assert!(lines.iter().all(|l| l.contains(method) && l.contains("outcome=\"relayed\"")), "{lines:?}");
+        let method = if splice {
+            "relay=\"splice\""
+        } else {
+            "relay=\"copy\""
+        };
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains(method) && l.contains("outcome=\"relayed\"")),
+            "{lines:?}"
+        );
     }
 }
 
@@ -138,7 +159,11 @@ fn back_end_half_close_delivers_everything_and_the_client_may_still_send() {
         let mut s = logged_in(&mg);
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
-        assert!(got == payload(len, len as u64), "splice={splice}: {} bytes", got.len());
+        assert!(
+            got == payload(len, len as u64),
+            "splice={splice}: {} bytes",
+            got.len()
+        );
         // The back end closed only its sending side: the client can still send.
         s.write_all(b"still here\r\n").unwrap();
         s.shutdown(Shutdown::Write).unwrap();

@@ -37,10 +37,26 @@ fn give_back(buf: Vec<u8>) {
 }
 
 /// Relays by copying until both directions are closed, one fails, or the idle timeout.
-pub async fn relay<A: Stream, B: Stream>(client: &A, backend: &B, settings: RelaySettings) -> RelayStats {
+pub async fn relay<A: Stream, B: Stream>(
+    client: &A,
+    backend: &B,
+    settings: RelaySettings,
+) -> RelayStats {
     let shared = Shared::new(client, backend);
-    let up = pump(&shared, client, backend, &shared.client_to_backend, settings.buffer_size);
-    let down = pump(&shared, backend, client, &shared.backend_to_client, settings.buffer_size);
+    let up = pump(
+        &shared,
+        client,
+        backend,
+        &shared.client_to_backend,
+        settings.buffer_size,
+    );
+    let down = pump(
+        &shared,
+        backend,
+        client,
+        &shared.backend_to_client,
+        settings.buffer_size,
+    );
     run_both(&shared, up, down, settings.idle_timeout, RelayMethod::Copy).await
 }
 
@@ -85,4 +101,3 @@ async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
         }
     }
 }
-

@@ -78,16 +78,20 @@ impl RelayMethod {
 }
 
 /// Relays `client` ⇄ `backend` with splice when possible, else by copying.
-pub async fn relay<A: Stream, B: Stream>(client: &A, backend: &B, settings: RelaySettings) -> RelayStats {
+pub async fn relay<A: Stream, B: Stream>(
+    client: &A,
+    backend: &B,
+    settings: RelaySettings,
+) -> RelayStats {
     if settings.splice {
         if let (Some(c), Some(b)) = (client.splice_fd(), backend.splice_fd()) {
-            match splice::relay(client, backend, c, b, settings).await {
+            match Box::pin(splice::relay(client, backend, c, b, settings)).await {
                 Ok(stats) => return stats,
                 Err(e) => tracing::warn!("splice unavailable, copying instead: {e}"),
             }
         }
     }
-    copy::relay(client, backend, settings).await
+    Box::pin(copy::relay(client, backend, settings)).await
 }
 
 pub(crate) struct Shared<'a, A, B> {

@@ -84,9 +84,30 @@ pub async fn relay<A: Stream, B: Stream>(
     let backend_io = unsafe { AsyncFd::register_with_interest(Borrowed(backend_fd), interest)? };
     let shared = Shared::new(client, backend);
     let size = settings.pipe_size;
-    let up = pump(&shared, &client_io, &backend_io, backend, &shared.client_to_backend, size);
-    let down = pump(&shared, &backend_io, &client_io, client, &shared.backend_to_client, size);
-    Ok(run_both(&shared, up, down, settings.idle_timeout, RelayMethod::Splice).await)
+    let up = pump(
+        &shared,
+        &client_io,
+        &backend_io,
+        backend,
+        &shared.client_to_backend,
+        size,
+    );
+    let down = pump(
+        &shared,
+        &backend_io,
+        &client_io,
+        client,
+        &shared.backend_to_client,
+        size,
+    );
+    Ok(run_both(
+        &shared,
+        up,
+        down,
+        settings.idle_timeout,
+        RelayMethod::Splice,
+    )
+    .await)
 }
 
 /// One direction until EOF (then a write shutdown of `to`) or an error.

@@ -32,6 +32,32 @@ pub trait Stream: AsRawFd {
     }
 }
 
+impl<T: Stream> Stream for Box<T> {
+    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        (**self).read(buf).await
+    }
+
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        (**self).write_all(buf).await
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        (**self).shutdown(how)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        (**self).local_addr()
+    }
+
+    async fn close_write(&self) -> io::Result<()> {
+        (**self).close_write().await
+    }
+
+    fn splice_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).splice_fd()
+    }
+}
+
 /// How outgoing connections are made.
 #[allow(async_fn_in_trait)]
 pub trait Connector {

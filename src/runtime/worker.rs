@@ -119,9 +119,11 @@ async fn accept_loop(
                 let ctx = ctx.clone();
                 let active = active.clone();
                 active.set(active.get() + 1);
+                let session = session::run(ctx, UringConnector, UringStream(stream), peer);
+                tracing::trace!(bytes = std::mem::size_of_val(&session), "session task size");
                 tokio_uring::spawn(async move {
                     let _guard = ActiveGuard(active);
-                    session::run(ctx, UringConnector, UringStream(stream), peer).await;
+                    session.await;
                 });
             }
             Err(e) => {
