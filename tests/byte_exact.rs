@@ -50,6 +50,11 @@ fn imap_fetch_and_pop3_retr_equal_the_files_on_disk() {
         let down: u64 = field(line, "bytes_down").parse().unwrap();
         assert!(down > total, "{line}");
         assert_eq!(field(line, "outcome"), "\"relayed\"", "{line}");
+        assert_eq!(
+            field(line, "relay"),
+            "\"splice\"",
+            "plaintext both sides: {line}"
+        );
     }
 }
 
