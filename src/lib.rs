@@ -24,6 +24,7 @@ pub mod directory;
 pub mod fuzzing;
 pub mod imap;
 pub mod login;
+pub mod metrics;
 pub mod pop3;
 pub mod relay;
 pub mod runtime;

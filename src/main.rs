@@ -64,14 +64,16 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, ready_file } => {
-            let loaded = mailgate::config::load_file(&config)?;
+            let loaded = Arc::new(mailgate::config::load_file(&config)?);
             raise_fd_limit();
-            let server = mailgate::runtime::start(Arc::new(loaded))?;
+            let server = mailgate::runtime::start(loaded.clone())?;
             for (protocol, address) in server.addresses() {
                 tracing::info!(%protocol, %address, workers = server.workers(), "listening");
             }
+            let admin = start_admin(&loaded, &server)?;
             if let Some(path) = ready_file {
-                write_ready_file(&path, server.addresses()).context("writing the ready file")?;
+                write_ready_file(&path, server.addresses(), admin)
+                    .context("writing the ready file")?;
             }
             wait_for_stop_signal_or(|| match mailgate::config::load_file(&config) {
                 Ok(reloaded) => {
@@ -130,15 +132,51 @@ fn wait_for_stop_signal_or(mut on_hangup: impl FnMut()) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `<protocol> <address>` lines atomically (write, then rename).
+/// Starts the admin listener when `[admin]` is configured; its address.
+fn start_admin(
+    loaded: &mailgate::config::Loaded,
+    server: &mailgate::runtime::RunningServer,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(admin) = &loaded.config.admin else {
+        return Ok(None);
+    };
+    let token = match &admin.token_file {
+        Some(file) => {
+            let path = loaded.base_dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the admin token file {}", path.display()))?;
+            Some(text.trim().to_owned())
+        }
+        None => None,
+    };
+    let listener = std::net::TcpListener::bind(admin.address)
+        .with_context(|| format!("cannot listen on {} (admin)", admin.address))?;
+    let address = listener.local_addr()?;
+    mailgate::metrics::admin::spawn(
+        listener,
+        mailgate::metrics::admin::Admin {
+            workers: server.workers_state.clone(),
+            invalidations: server.invalidations(),
+            token,
+        },
+    )?;
+    tracing::info!(%address, "admin listening");
+    Ok(Some(address))
+}
+
+/// Writes `<protocol> <address>` lines (and `admin <address>`) atomically.
 fn write_ready_file(
     path: &std::path::Path,
     addresses: &[(mailgate::config::Protocol, std::net::SocketAddr)],
+    admin: Option<std::net::SocketAddr>,
 ) -> std::io::Result<()> {
-    let text: String = addresses
+    let mut text: String = addresses
         .iter()
         .map(|(p, a)| format!("{p} {a}\n"))
         .collect();
+    if let Some(a) = admin {
+        text.push_str(&format!("admin {a}\n"));
+    }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, path)

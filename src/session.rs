@@ -14,6 +14,8 @@ use crate::login::{
     BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
     PreAuth, PreAuthEvent,
 };
+use crate::metrics::registry::Registry;
+use crate::metrics::{self, LoginOutcome, SharedRecorder};
 use crate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
 use crate::relay::{self, RelayEnd, RelaySettings};
 use crate::runtime::transport::{Connector, Stream};
@@ -65,6 +67,10 @@ pub struct SessionContext {
     pub backend_tls_mode: TlsMode,
     /// The TLS client config for back ends.
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
+    /// This worker's recorder.
+    pub metrics: SharedRecorder,
+    /// This worker's relaying sessions.
+    pub registry: Arc<Registry>,
 }
 
 /// How a session ended, for the log line.
@@ -159,6 +165,7 @@ pub async fn run<C: Connector>(
         relay: None,
     };
     let deadline = Instant::now() + ctx.preauth_timeout;
+    metrics::with(&ctx.metrics, |r| r.preauth_sessions += 1);
     match ctx.protocol {
         Protocol::Imap => {
             let machine = |tls| ImapPreAuth::with_tls(ctx.imap.clone(), tls);
@@ -169,6 +176,20 @@ pub async fn run<C: Connector>(
             serve(&ctx, &connector, client, machine, deadline, &mut record).await
         }
     }
+    metrics::with(&ctx.metrics, |r| {
+        if record.relay.is_none() {
+            r.preauth_sessions -= 1;
+        }
+        r.session_end(record.protocol, record.started.elapsed());
+        if let Some(backend) = record.backend {
+            r.relayed(
+                backend,
+                record.client_to_backend,
+                record.backend_to_client,
+                record.relay == Some("splice"),
+            );
+        }
+    });
     record.log();
 }
 
@@ -310,6 +331,10 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                 }) {
                     Ok(backend) => {
                         drop(std::mem::take(&mut buf)); // no pre-auth buffer while relaying
+                        let latency = record.started.elapsed();
+                        metrics::with(&ctx.metrics, |r| {
+                            r.login(ctx.protocol, LoginOutcome::Ok, latency)
+                        });
                         record.backend = Some(backend.address);
                         let logged_in = machine.login_succeeded(&backend.greeting);
                         let mut to_client = logged_in.to_client;
@@ -327,6 +352,13 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                     }
                     Err(e) => {
                         record.failed_logins += 1;
+                        let outcome = match (e.failure, e.from_directory) {
+                            (LoginFailure::Unavailable, true) => LoginOutcome::DirectoryUnavailable,
+                            (LoginFailure::Unavailable, false) => LoginOutcome::BackendUnavailable,
+                            _ => LoginOutcome::AuthFailed,
+                        };
+                        let latency = record.started.elapsed();
+                        metrics::with(&ctx.metrics, |r| r.login(ctx.protocol, outcome, latency));
                         if e.failure == LoginFailure::Unavailable {
                             tracing::warn!(client = %record.peer, user = %credentials.user, reason = %e.reason, "login failed: temporary failure");
                         } else {
@@ -350,6 +382,23 @@ async fn relay_session<S: Stream, B: Stream>(
 ) {
     record.client_to_backend = to_backend.len() as u64;
     record.backend_to_client = to_client.len() as u64;
+    record.relay = Some("copy");
+    metrics::with(&ctx.metrics, |r| {
+        r.preauth_sessions -= 1;
+        r.relaying_sessions += 1;
+    });
+    let _relaying = RelayingGauge(&ctx.metrics);
+    // Declared after the streams: dropped (unregistered) before they close.
+    let _registration = match (record.user.as_deref(), record.backend) {
+        (Some(user), Some(backend_addr)) => Some(ctx.registry.register(
+            user,
+            record.peer,
+            backend_addr,
+            client.as_raw_fd(),
+            backend.as_raw_fd(),
+        )),
+        _ => None,
+    };
     let first = tokio::join!(write(&client, to_client), write(&backend, to_backend));
     if first.0.is_err() || first.1.is_err() {
         record.outcome = Outcome::RelayError;
@@ -366,6 +415,15 @@ async fn relay_session<S: Stream, B: Stream>(
     };
 }
 
+/// Counts a relaying session until dropped.
+struct RelayingGauge<'a>(&'a SharedRecorder);
+
+impl Drop for RelayingGauge<'_> {
+    fn drop(&mut self) {
+        metrics::with(self.0, |r| r.relaying_sessions -= 1);
+    }
+}
+
 /// A logged-in back-end connection.
 struct Backend<S> {
     stream: MaybeTls<S>,
@@ -379,6 +437,8 @@ struct Backend<S> {
 struct LoginError {
     failure: LoginFailure,
     reason: String,
+    /// The directory, not the back end, failed.
+    from_directory: bool,
 }
 
 impl LoginError {
@@ -386,6 +446,7 @@ impl LoginError {
         Self {
             failure: LoginFailure::Unavailable,
             reason: reason.into(),
+            from_directory: false,
         }
     }
 }
@@ -402,9 +463,15 @@ async fn log_in<C: Connector>(
             return Err(LoginError {
                 failure: LoginFailure::AuthFailed,
                 reason: "unknown user".into(),
+                from_directory: false,
             })
         }
-        Err(e) => return Err(LoginError::temporary(e.to_string())),
+        Err(e) => {
+            return Err(LoginError {
+                from_directory: true,
+                ..LoginError::temporary(e.to_string())
+            })
+        }
     };
     let (stream, address) = connect(ctx, connector, &route).await?;
     let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
@@ -463,6 +530,7 @@ async fn log_in<C: Connector>(
         BackendOutcome::Rejected(failure) => Err(LoginError {
             failure,
             reason: format!("back end {address} refused the login"),
+            from_directory: false,
         }),
         BackendOutcome::Unavailable(reason) => Err(LoginError::temporary(format!(
             "back end {address}: {reason}"

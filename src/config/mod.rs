@@ -47,10 +47,27 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Certificates for TLS listeners.
     pub tls: Option<TlsConfig>,
+    /// The admin listener (off unless this table is present).
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where to listen (loopback by default).
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+    /// File holding the bearer token required for actions.
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9143))
 }
 
 /// Mail protocol spoken on a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// IMAP4rev1 / IMAP4rev2.

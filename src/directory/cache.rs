@@ -60,6 +60,43 @@ pub struct CacheStats {
     pub errors: u64,
 }
 
+/// Counters readable from other threads (the admin interface): relaxed
+/// atomics owned by one worker, so incrementing them contends with nobody.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    hits: AtomicU64,
+    negative_hits: AtomicU64,
+    misses: AtomicU64,
+    coalesced: AtomicU64,
+    stale: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl CacheCounters {
+    /// The current values.
+    pub fn snapshot(&self) -> CacheStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            hits: get(&self.hits),
+            negative_hits: get(&self.negative_hits),
+            misses: get(&self.misses),
+            coalesced: get(&self.coalesced),
+            stale: get(&self.stale),
+            errors: get(&self.errors),
+        }
+    }
+
+    fn store(&self, s: &CacheStats) {
+        let set = |a: &AtomicU64, v| a.store(v, Ordering::Relaxed);
+        set(&self.hits, s.hits);
+        set(&self.negative_hits, s.negative_hits);
+        set(&self.misses, s.misses);
+        set(&self.coalesced, s.coalesced);
+        set(&self.stale, s.stale);
+        set(&self.errors, s.errors);
+    }
+}
+
 /// Invalidation requests, shared by every worker's cache.
 #[derive(Debug, Default)]
 pub struct Invalidations {
@@ -116,6 +153,7 @@ pub struct CachedDirectory<D> {
     invalidations: std::sync::Arc<Invalidations>,
     seen_generation: Cell<u64>,
     stats: Cell<CacheStats>,
+    counters: Option<std::sync::Arc<CacheCounters>>,
 }
 
 impl<D: Directory> CachedDirectory<D> {
@@ -134,7 +172,14 @@ impl<D: Directory> CachedDirectory<D> {
             seen_generation: Cell::new(invalidations.generation.load(Ordering::Acquire)),
             invalidations,
             stats: Cell::new(CacheStats::default()),
+            counters: None,
         }
+    }
+
+    /// Also publishes the counters for other threads (the admin interface).
+    pub fn with_counters(mut self, counters: std::sync::Arc<CacheCounters>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// This worker's counters.
@@ -146,6 +191,9 @@ impl<D: Directory> CachedDirectory<D> {
         let mut s = self.stats.get();
         f(&mut s);
         self.stats.set(s);
+        if let Some(counters) = &self.counters {
+            counters.store(&s);
+        }
     }
 
     fn apply_invalidations(&self) {

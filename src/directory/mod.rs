@@ -11,7 +11,7 @@ pub mod host_rewrite;
 pub mod ldap;
 mod static_map;
 
-pub use cache::{CacheSettings, CachedDirectory, Invalidations};
+pub use cache::{CacheCounters, CacheSettings, CacheStats, CachedDirectory, Invalidations};
 pub use host_rewrite::HostRewrite;
 pub use ldap::LdapDirectory;
 pub use static_map::{StaticMap, StaticMapError};

@@ -15,8 +15,10 @@ use arc_swap::ArcSwap;
 
 /// A listener's TLS config, swapped on reload.
 type TlsHolder = Arc<ArcSwap<rustls::ServerConfig>>;
-use crate::directory::{CachedDirectory, Directory, Invalidations, LdapDirectory};
+use crate::directory::{CacheCounters, CachedDirectory, Directory, Invalidations, LdapDirectory};
 use crate::imap::ImapSettings;
+use crate::metrics::registry::Registry;
+use crate::metrics::SharedRecorder;
 use crate::pop3::{preauth::DEFAULT_CAPABILITIES, Pop3Settings};
 use crate::relay::RelaySettings;
 use crate::session::SessionContext;
@@ -59,9 +61,22 @@ pub enum RuntimeError {
     WorkerLost(usize),
 }
 
+/// What the admin interface reads of one worker.
+#[derive(Clone)]
+pub struct WorkerState {
+    /// Counters and histograms.
+    pub metrics: SharedRecorder,
+    /// Relaying sessions.
+    pub registry: Arc<Registry>,
+    /// Directory cache counters.
+    pub cache: Arc<CacheCounters>,
+}
+
 /// A started server.
 pub struct RunningServer {
     addresses: Vec<(Protocol, SocketAddr)>,
+    /// Per worker: recorder, relaying sessions, cache counters.
+    pub workers_state: Vec<WorkerState>,
     invalidations: Arc<Invalidations>,
     tls: Vec<Option<TlsHolder>>,
     shutdown: watch::Sender<bool>,
@@ -150,12 +165,20 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
         for (worker, socket) in sockets.into_iter().enumerate() {
             let loaded = loaded.clone();
             let tls = tls[index].clone();
-            let factory: worker::ContextFactory =
-                Box::new(move |directory| session_context(&loaded, index, directory, tls));
+            let factory: worker::ContextFactory = Box::new(move |directory, metrics, registry| {
+                session_context(&loaded, index, directory, tls, metrics, registry)
+            });
             per_worker[worker].push((socket, factory));
         }
     }
     let invalidations = Arc::new(Invalidations::default());
+    let workers_state: Vec<WorkerState> = (0..count)
+        .map(|_| WorkerState {
+            metrics: SharedRecorder::default(),
+            registry: Arc::new(Registry::default()),
+            cache: Arc::new(CacheCounters::default()),
+        })
+        .collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);
     let mut readies = Vec::with_capacity(count);
@@ -169,8 +192,11 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
             directory: {
                 let loaded = loaded.clone();
                 let invalidations = invalidations.clone();
-                Box::new(move || build_directory(&loaded, invalidations))
+                let counters = workers_state[index].cache.clone();
+                Box::new(move || build_directory(&loaded, invalidations, counters))
             },
+            metrics: workers_state[index].metrics.clone(),
+            registry: workers_state[index].registry.clone(),
             shutdown: shutdown_rx.clone(),
             grace: config.runtime.shutdown_grace,
         };
@@ -183,6 +209,7 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
     }
     let server = RunningServer {
         addresses,
+        workers_state,
         invalidations,
         tls,
         shutdown,
@@ -203,13 +230,16 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
 pub fn build_directory(
     loaded: &Arc<Loaded>,
     invalidations: Arc<Invalidations>,
+    counters: Arc<CacheCounters>,
 ) -> Rc<dyn Directory> {
     let base: Rc<dyn Directory> = match &loaded.ldap {
         Some(settings) => Rc::new(LdapDirectory::new(settings.clone())),
         None => Rc::new(loaded.clone()),
     };
     match loaded.cache {
-        Some(settings) => Rc::new(CachedDirectory::new(base, settings, invalidations)),
+        Some(settings) => {
+            Rc::new(CachedDirectory::new(base, settings, invalidations).with_counters(counters))
+        }
         None => base,
     }
 }
@@ -220,6 +250,8 @@ fn session_context(
     index: usize,
     directory: Rc<dyn Directory>,
     tls: Option<TlsHolder>,
+    metrics: SharedRecorder,
+    registry: Arc<Registry>,
 ) -> SessionContext {
     let config = &loaded.config;
     let listen = &config.listen[index];
@@ -267,6 +299,8 @@ fn session_context(
         tls,
         backend_tls_mode: *config.backend.tls.get_ref(),
         backend_tls: loaded.backend_tls.clone(),
+        metrics,
+        registry,
         handshake_timeout: config
             .tls
             .as_ref()

@@ -7,10 +7,13 @@
 use super::transport::{UringConnector, UringStream};
 use super::RuntimeError;
 use crate::directory::Directory;
+use crate::metrics::registry::Registry;
+use crate::metrics::SharedRecorder;
 use crate::session::{self, SessionContext};
 use std::cell::Cell;
 use std::net::{Shutdown, TcpListener};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -26,6 +29,10 @@ pub struct WorkerPlan {
     pub listeners: Vec<(TcpListener, ContextFactory)>,
     /// Builds this worker's directory (shared by its listeners).
     pub directory: DirectoryFactory,
+    /// This worker's recorder.
+    pub metrics: SharedRecorder,
+    /// This worker's relaying sessions.
+    pub registry: Arc<Registry>,
     /// Becomes `true` when the server should stop.
     pub shutdown: watch::Receiver<bool>,
     /// How long sessions may run after shutdown begins.
@@ -34,7 +41,8 @@ pub struct WorkerPlan {
 
 /// Builds a listener's session context on the worker's thread (so it may
 /// hold `Rc`s and per-worker state such as the directory).
-pub type ContextFactory = Box<dyn FnOnce(Rc<dyn Directory>) -> SessionContext + Send>;
+pub type ContextFactory =
+    Box<dyn FnOnce(Rc<dyn Directory>, SharedRecorder, Arc<Registry>) -> SessionContext + Send>;
 
 /// Builds a worker's directory (LDAP pool, cache) on its own thread.
 pub type DirectoryFactory = Box<dyn FnOnce() -> Rc<dyn Directory> + Send>;
@@ -79,7 +87,11 @@ async fn serve(mut plan: WorkerPlan) {
             Ok(stopper) => stoppers.push(stopper),
             Err(e) => tracing::warn!(error = %e, "cannot keep a handle to stop the listener"),
         }
-        let ctx = Rc::new(factory(directory.clone()));
+        let ctx = Rc::new(factory(
+            directory.clone(),
+            plan.metrics.clone(),
+            plan.registry.clone(),
+        ));
         let listener = tokio_uring::net::TcpListener::from_std(listener);
         accept_tasks.push(tokio_uring::spawn(accept_loop(
             listener,

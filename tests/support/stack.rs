@@ -44,8 +44,17 @@ impl Stack {
         Self::start_full(backend, extra, "")
     }
 
+    /// Like `start`, with a single worker (one cache: exact cache counts).
+    pub fn start_one_worker(extra: &str) -> Self {
+        Self::start_workers(1, "", extra, "")
+    }
+
     /// Like `start_with`, with `dovecot_extra` appended to dovecot.conf.
     pub fn start_full(backend: &str, extra: &str, dovecot_extra: &str) -> Self {
+        Self::start_workers(2, backend, extra, dovecot_extra)
+    }
+
+    fn start_workers(workers: usize, backend: &str, extra: &str, dovecot_extra: &str) -> Self {
         let dovecot = Dovecot::start_with(
             &[
                 TestUser {
@@ -66,7 +75,8 @@ impl Stack {
             free_port()
         );
         let config =
-            super::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), backend, extra);
+            super::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), backend, extra)
+                .replace("workers = 2", &format!("workers = {workers}"));
         let mailgate = Mailgate::start(&config, &map);
         Self { mailgate, dovecot }
     }

@@ -132,7 +132,7 @@ pub fn parse_url(text: &str) -> Result<QuerySpec, String> {
 }
 
 /// Decodes `%XX` escapes and leaves everything else (notably `%s`) alone.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,0 +1,144 @@
+//! Per-worker recorders and their export.
+//!
+//! Each worker records into its own [`Recorder`] (counters and HdrHistograms)
+//! behind a mutex that only that worker and, occasionally, the admin reader
+//! take: nothing on the per-connection path is shared across cores. The admin
+//! interface merges all workers' recorders when it renders `/metrics`.
+
+pub mod admin;
+pub mod prometheus;
+pub mod registry;
+
+use crate::config::Protocol;
+use hdrhistogram::Histogram;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How a login attempt ended, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoginOutcome {
+    /// Logged in.
+    Ok,
+    /// Wrong password (back end refused), unknown or inactive user.
+    AuthFailed,
+    /// Back end down, slow or misbehaving.
+    BackendUnavailable,
+    /// The directory failed.
+    DirectoryUnavailable,
+}
+
+impl LoginOutcome {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginOutcome::Ok => "ok",
+            LoginOutcome::AuthFailed => "auth_failed",
+            LoginOutcome::BackendUnavailable => "backend_unavailable",
+            LoginOutcome::DirectoryUnavailable => "directory_unavailable",
+        }
+    }
+}
+
+/// One worker's numbers.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// Logins by protocol and outcome.
+    pub logins: HashMap<(Protocol, LoginOutcome), u64>,
+    /// Accept → login complete, microseconds, by protocol.
+    pub login_latency: HashMap<Protocol, Histogram<u64>>,
+    /// Session duration, milliseconds, by protocol.
+    pub session_duration: HashMap<Protocol, Histogram<u64>>,
+    /// Bytes client → back end and back end → client, by back end.
+    pub backend_bytes: HashMap<SocketAddr, (u64, u64)>,
+    /// Bytes moved by splice and by copying.
+    pub spliced_bytes: u64,
+    /// Bytes moved by the copy path.
+    pub copied_bytes: u64,
+    /// Sessions before login.
+    pub preauth_sessions: i64,
+    /// Sessions relaying.
+    pub relaying_sessions: i64,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
+}
+
+impl Recorder {
+    /// Counts a login attempt; `latency` is accept → this moment.
+    pub fn login(&mut self, protocol: Protocol, outcome: LoginOutcome, latency: Duration) {
+        *self.logins.entry((protocol, outcome)).or_default() += 1;
+        if outcome == LoginOutcome::Ok {
+            let us = (latency.as_micros() as u64).max(1);
+            let _ = self
+                .login_latency
+                .entry(protocol)
+                .or_insert_with(histogram)
+                .record(us);
+        }
+    }
+
+    /// Records a finished session.
+    pub fn session_end(&mut self, protocol: Protocol, duration: Duration) {
+        let ms = (duration.as_millis() as u64).max(1);
+        let _ = self
+            .session_duration
+            .entry(protocol)
+            .or_insert_with(histogram)
+            .record(ms);
+    }
+
+    /// Adds relayed bytes for `backend`.
+    pub fn relayed(&mut self, backend: SocketAddr, up: u64, down: u64, spliced: bool) {
+        let entry = self.backend_bytes.entry(backend).or_default();
+        entry.0 += up;
+        entry.1 += down;
+        if spliced {
+            self.spliced_bytes += up + down;
+        } else {
+            self.copied_bytes += up + down;
+        }
+    }
+
+    /// Adds `other` into `self` (for export).
+    pub fn merge(&mut self, other: &Recorder) {
+        for (k, v) in &other.logins {
+            *self.logins.entry(*k).or_default() += v;
+        }
+        for (k, h) in &other.login_latency {
+            let _ = self
+                .login_latency
+                .entry(*k)
+                .or_insert_with(histogram)
+                .add(h);
+        }
+        for (k, h) in &other.session_duration {
+            let _ = self
+                .session_duration
+                .entry(*k)
+                .or_insert_with(histogram)
+                .add(h);
+        }
+        for (k, (up, down)) in &other.backend_bytes {
+            let e = self.backend_bytes.entry(*k).or_default();
+            e.0 += up;
+            e.1 += down;
+        }
+        self.spliced_bytes += other.spliced_bytes;
+        self.copied_bytes += other.copied_bytes;
+        self.preauth_sessions += other.preauth_sessions;
+        self.relaying_sessions += other.relaying_sessions;
+    }
+}
+
+/// A worker's recorder, shared with the admin reader.
+pub type SharedRecorder = Arc<Mutex<Recorder>>;
+
+/// Runs `f` on the recorder (never poisoned in practice: no panics inside).
+pub fn with(recorder: &SharedRecorder, f: impl FnOnce(&mut Recorder)) {
+    if let Ok(mut r) = recorder.lock() {
+        f(&mut r);
+    }
+}

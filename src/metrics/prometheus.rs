@@ -1,0 +1,196 @@
+//! Prometheus text exposition (format 0.0.4) of merged recorders.
+//!
+//! Latency histograms become Prometheus histograms (`_bucket`, `_sum`,
+//! `_count`) whose buckets are read off the HdrHistogram data.
+
+use super::{LoginOutcome, Recorder};
+use crate::config::Protocol;
+use crate::directory::CacheStats;
+use hdrhistogram::Histogram;
+use std::fmt::Write;
+
+/// Bucket bounds for login latency, seconds.
+const LOGIN_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+/// Bucket bounds for session duration, seconds.
+const SESSION_BUCKETS: [f64; 10] = [
+    1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 86400.0,
+];
+
+fn protocols() -> [Protocol; 2] {
+    [Protocol::Imap, Protocol::Pop3]
+}
+
+/// Renders `recorder` (already merged) and the cache counters.
+pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP mailgate_logins_total Login attempts by protocol and outcome.\n# TYPE mailgate_logins_total counter\n");
+    for protocol in protocols() {
+        for outcome in [
+            LoginOutcome::Ok,
+            LoginOutcome::AuthFailed,
+            LoginOutcome::BackendUnavailable,
+            LoginOutcome::DirectoryUnavailable,
+        ] {
+            let n = recorder
+                .logins
+                .get(&(protocol, outcome))
+                .copied()
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "mailgate_logins_total{{protocol=\"{protocol}\",outcome=\"{}\"}} {n}",
+                outcome.as_str()
+            );
+        }
+    }
+    histogram_family(
+        &mut out,
+        "mailgate_login_duration_seconds",
+        "Accept to login complete, successful logins.",
+        &LOGIN_BUCKETS,
+        1e-6,
+        |p| recorder.login_latency.get(&p),
+    );
+    histogram_family(
+        &mut out,
+        "mailgate_session_duration_seconds",
+        "Session duration.",
+        &SESSION_BUCKETS,
+        1e-3,
+        |p| recorder.session_duration.get(&p),
+    );
+    out.push_str("# HELP mailgate_backend_bytes_total Bytes relayed, by back end and direction.\n# TYPE mailgate_backend_bytes_total counter\n");
+    let mut backends: Vec<_> = recorder.backend_bytes.iter().collect();
+    backends.sort_by_key(|(addr, _)| **addr);
+    for (addr, (up, down)) in backends {
+        let _ = writeln!(
+            out,
+            "mailgate_backend_bytes_total{{backend=\"{addr}\",direction=\"to_backend\"}} {up}"
+        );
+        let _ = writeln!(
+            out,
+            "mailgate_backend_bytes_total{{backend=\"{addr}\",direction=\"to_client\"}} {down}"
+        );
+    }
+    out.push_str("# HELP mailgate_relay_bytes_total Bytes relayed, by method.\n# TYPE mailgate_relay_bytes_total counter\n");
+    let _ = writeln!(
+        out,
+        "mailgate_relay_bytes_total{{method=\"splice\"}} {}",
+        recorder.spliced_bytes
+    );
+    let _ = writeln!(
+        out,
+        "mailgate_relay_bytes_total{{method=\"copy\"}} {}",
+        recorder.copied_bytes
+    );
+    out.push_str(
+        "# HELP mailgate_sessions Open sessions by phase.\n# TYPE mailgate_sessions gauge\n",
+    );
+    let _ = writeln!(
+        out,
+        "mailgate_sessions{{phase=\"preauth\"}} {}",
+        recorder.preauth_sessions
+    );
+    let _ = writeln!(
+        out,
+        "mailgate_sessions{{phase=\"relaying\"}} {}",
+        recorder.relaying_sessions
+    );
+    out.push_str("# HELP mailgate_directory_cache_total Directory cache lookups by result.\n# TYPE mailgate_directory_cache_total counter\n");
+    for (result, n) in [
+        ("hit", cache.hits),
+        ("negative_hit", cache.negative_hits),
+        ("miss", cache.misses),
+        ("coalesced", cache.coalesced),
+        ("stale", cache.stale),
+        ("error", cache.errors),
+    ] {
+        let _ = writeln!(
+            out,
+            "mailgate_directory_cache_total{{result=\"{result}\"}} {n}"
+        );
+    }
+    out
+}
+
+fn histogram_family<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    unit_seconds: f64,
+    get: impl Fn(Protocol) -> Option<&'a Histogram<u64>>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for protocol in protocols() {
+        let (counts, sum, total) = match get(protocol) {
+            Some(h) => {
+                let counts: Vec<u64> = buckets
+                    .iter()
+                    .map(|le| h.count_between(0, (le / unit_seconds) as u64))
+                    .collect();
+                let sum: f64 = h
+                    .iter_recorded()
+                    .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+                    .sum();
+                (counts, sum * unit_seconds, h.len())
+            }
+            None => (vec![0; buckets.len()], 0.0, 0),
+        };
+        for (le, count) in buckets.iter().zip(counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{protocol=\"{protocol}\",le=\"{le}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{protocol=\"{protocol}\",le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(out, "{name}_sum{{protocol=\"{protocol}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{protocol=\"{protocol}\"}} {total}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn counts_and_buckets_follow_what_was_recorded() {
+        let mut r = Recorder::default();
+        for ms in [1, 3, 40] {
+            r.login(Protocol::Imap, LoginOutcome::Ok, Duration::from_millis(ms));
+        }
+        r.login(
+            Protocol::Imap,
+            LoginOutcome::AuthFailed,
+            Duration::from_millis(5),
+        );
+        r.relayed("10.0.0.1:143".parse().unwrap(), 10, 2000, true);
+        let text = render(&r, &CacheStats::default());
+        assert!(
+            text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"ok\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"auth_failed\"} 1\n")
+        );
+        assert!(
+            text.contains(
+                "mailgate_login_duration_seconds_bucket{protocol=\"imap\",le=\"0.002\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(text
+            .contains("mailgate_login_duration_seconds_bucket{protocol=\"imap\",le=\"0.05\"} 3\n"));
+        assert!(text.contains("mailgate_login_duration_seconds_count{protocol=\"imap\"} 3\n"));
+        assert!(text.contains(
+            "mailgate_backend_bytes_total{backend=\"10.0.0.1:143\",direction=\"to_client\"} 2000\n"
+        ));
+        assert!(text.contains("mailgate_relay_bytes_total{method=\"splice\"} 2010\n"));
+    }
+}

@@ -1,0 +1,113 @@
+//! The relaying sessions of one worker, for `GET /sessions` and kicking a
+//! user's sessions after a mailbox move.
+//!
+//! An entry is removed before its session's sockets are closed (the guard is
+//! dropped first), so a kick that finds an entry under the lock always shuts
+//! down the session's own sockets, never a reused descriptor.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// One relaying session.
+#[derive(Debug, Clone)]
+pub struct SessionEntry {
+    /// Login name.
+    pub user: String,
+    /// Client address.
+    pub client: SocketAddr,
+    /// Back-end address.
+    pub backend: SocketAddr,
+    /// When the relay started.
+    pub since: SystemTime,
+    client_fd: RawFd,
+    backend_fd: RawFd,
+}
+
+/// A worker's registry, shared with the admin thread.
+#[derive(Debug, Default)]
+pub struct Registry {
+    next: Mutex<u64>,
+    entries: Mutex<HashMap<u64, SessionEntry>>,
+}
+
+/// Removes the entry when the relay ends.
+pub struct Registration {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut entries) = self.registry.entries.lock() {
+            entries.remove(&self.id);
+        }
+    }
+}
+
+impl Registry {
+    /// Registers a relaying session; keep the guard until the relay ends,
+    /// declared after the streams so that it drops first.
+    pub fn register(
+        self: &Arc<Self>,
+        user: &str,
+        client: SocketAddr,
+        backend: SocketAddr,
+        client_fd: RawFd,
+        backend_fd: RawFd,
+    ) -> Registration {
+        let id = {
+            let mut next = self.next.lock().expect("registry lock");
+            *next += 1;
+            *next
+        };
+        let entry = SessionEntry {
+            user: user.to_owned(),
+            client,
+            backend,
+            since: SystemTime::now(),
+            client_fd,
+            backend_fd,
+        };
+        self.entries
+            .lock()
+            .expect("registry lock")
+            .insert(id, entry);
+        Registration {
+            registry: self.clone(),
+            id,
+        }
+    }
+
+    /// Sessions of `user` (all when `None`).
+    pub fn list(&self, user: Option<&str>) -> Vec<SessionEntry> {
+        let entries = self.entries.lock().expect("registry lock");
+        entries
+            .values()
+            .filter(|e| user.is_none_or(|u| e.user.eq_ignore_ascii_case(u)))
+            .cloned()
+            .collect()
+    }
+
+    /// Shuts down the sockets of every session of `user`; their relays end
+    /// and the clients reconnect (to the mailbox's new box). The count.
+    pub fn kick(&self, user: &str) -> usize {
+        let entries = self.entries.lock().expect("registry lock");
+        let mut kicked = 0;
+        for entry in entries
+            .values()
+            .filter(|e| e.user.eq_ignore_ascii_case(user))
+        {
+            for fd in [entry.client_fd, entry.backend_fd] {
+                // SAFETY: the entry exists, so its session has not closed its
+                // sockets yet (entries are removed before the streams drop,
+                // under this same lock): the descriptors are the session's own.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
+            kicked += 1;
+        }
+        kicked
+    }
+}

@@ -1,0 +1,257 @@
+//! The admin listener after real sessions through mailgate to Dovecot:
+//! `/metrics` content, kick, session list, cache invalidation, and the token.
+
+mod support;
+
+use mailgate::check_client::ImapClient;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use support::stack::*;
+
+const TOKEN: &str = "s3cret-admin-token";
+
+fn stack() -> (Stack, tempfile::TempDir) {
+    stack_with(2)
+}
+
+fn stack_with(workers: usize) -> (Stack, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let extra = format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n[directory.cache]\nenabled = true\n",
+        token_file.display()
+    );
+    let stack = if workers == 1 {
+        Stack::start_one_worker(&extra)
+    } else {
+        Stack::start(&extra)
+    };
+    (stack, dir)
+}
+
+fn http(admin: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(admin).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .and_then(|v| v.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("{name_and_labels} missing:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Every sample line is `name{labels} value` with a float value; every
+/// family has HELP and TYPE (the text format 0.0.4).
+fn assert_exposition_format(text: &str) {
+    let mut typed = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            typed.insert(rest.split(' ').next().unwrap().to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        assert!(value.parse::<f64>().is_ok(), "bad value in {line:?}");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad name in {line:?}"
+        );
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        assert!(
+            typed.contains(name) || typed.contains(family),
+            "no TYPE for {line:?}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "bad labels {line:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn metrics_count_what_the_sessions_did() {
+    let (stack, _dir) = stack();
+    let admin = stack.mailgate.addr(2);
+    let mut received = 0u64;
+    for _ in 0..3 {
+        let mut c = ImapClient::connect(stack.imap()).unwrap();
+        assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+        received += c.fetch_message(2).unwrap().len() as u64;
+        c.logout().unwrap();
+    }
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    assert_eq!(c.login(ALICE, "wrong").unwrap().status, "NO");
+    drop(c);
+    stack.mailgate.wait_for_session_ends("imap", 4);
+    let (status, text) = http(admin, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert_exposition_format(&text);
+    assert_eq!(
+        metric(
+            &text,
+            "mailgate_logins_total{protocol=\"imap\",outcome=\"ok\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "mailgate_logins_total{protocol=\"imap\",outcome=\"auth_failed\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "mailgate_login_duration_seconds_count{protocol=\"imap\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "mailgate_login_duration_seconds_bucket{protocol=\"imap\",le=\"+Inf\"}"
+        ),
+        3.0
+    );
+    let backend = format!("127.0.0.1:{}", stack.dovecot.imap.port());
+    let to_client = metric(
+        &text,
+        &format!("mailgate_backend_bytes_total{{backend=\"{backend}\",direction=\"to_client\"}}"),
+    );
+    assert!(to_client >= received as f64, "{to_client} < {received}");
+    assert!(metric(&text, "mailgate_relay_bytes_total{method=\"splice\"}") >= received as f64);
+    assert_eq!(metric(&text, "mailgate_sessions{phase=\"relaying\"}"), 0.0);
+    let (status, _) = http(admin, "GET", "/healthz", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn kick_closes_only_that_users_sessions_and_needs_the_token() {
+    let (stack, _dir) = stack();
+    let admin = stack.mailgate.addr(2);
+    let mut alice = ImapClient::connect(stack.imap()).unwrap();
+    assert!(alice.login(ALICE, ALICE_PW).unwrap().is_ok());
+    let mut bob = ImapClient::connect(stack.imap()).unwrap();
+    assert!(bob.login(BOB, BOB_PW).unwrap().is_ok());
+    assert!(alice.command("SELECT INBOX").unwrap().is_ok());
+
+    assert_eq!(
+        http(
+            admin,
+            "POST",
+            "/sessions/kick?user=alice%40example.org",
+            None
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            admin,
+            "POST",
+            "/sessions/kick?user=alice%40example.org",
+            Some("wrong")
+        )
+        .0,
+        401
+    );
+    let (status, body) = http(
+        admin,
+        "GET",
+        "/sessions?user=bob%40example.org",
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"bob@example.org\"") && !body.contains("alice"),
+        "{body}"
+    );
+
+    let (status, body) = http(
+        admin,
+        "POST",
+        "/sessions/kick?user=alice%40example.org",
+        Some(TOKEN),
+    );
+    assert_eq!((status, body.as_str()), (200, "kicked 1\n"));
+    assert!(alice.command("NOOP").is_err(), "alice's session is closed");
+    assert!(
+        bob.command("NOOP").unwrap().is_ok(),
+        "bob's session is untouched"
+    );
+}
+
+#[test]
+fn invalidation_makes_the_next_login_ask_the_directory_again() {
+    let (stack, _dir) = stack_with(1);
+    let admin = stack.mailgate.addr(2);
+    let misses = || {
+        metric(
+            &http(admin, "GET", "/metrics", None).1,
+            "mailgate_directory_cache_total{result=\"miss\"}",
+        )
+    };
+    let login = || {
+        let mut c = ImapClient::connect(stack.imap()).unwrap();
+        assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    };
+    login();
+    login();
+    login();
+    let before = misses();
+    assert_eq!(
+        before, 1.0,
+        "one worker, one cache: one miss for three logins"
+    );
+    assert_eq!(
+        http(
+            admin,
+            "POST",
+            "/cache/invalidate?user=alice%40example.org",
+            None
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            admin,
+            "POST",
+            "/cache/invalidate?user=alice%40example.org",
+            Some(TOKEN)
+        )
+        .0,
+        200
+    );
+    login();
+    assert_eq!(misses(), before + 1.0);
+    login();
+    assert_eq!(misses(), before + 1.0, "cached again");
+}
