@@ -31,12 +31,44 @@ enum Command {
         /// Configuration file (TOML).
         config: PathBuf,
     },
+    /// Talk to a running mailgate's admin listener.
+    Admin {
+        /// Admin address (the `[admin] address` of the running instance).
+        #[arg(long, default_value = "127.0.0.1:9143")]
+        address: std::net::SocketAddr,
+        /// File holding the bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Start on loopback with an embedded config, a static map and a
     /// simulated back end; print how to connect.
     Demo {
         /// Run one IMAP and one POP3 session through the proxy and exit.
         #[arg(long)]
         check: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Print the Prometheus metrics.
+    Metrics,
+    /// Drop a user's cached route on every worker.
+    Invalidate {
+        /// Login name.
+        user: String,
+    },
+    /// Close a user's sessions so that clients reconnect (mailbox moves).
+    Kick {
+        /// Login name.
+        user: String,
+    },
+    /// List relaying sessions (of one user, or all).
+    Sessions {
+        /// Login name.
+        user: Option<String>,
     },
 }
 
@@ -89,6 +121,49 @@ fn real_main() -> anyhow::Result<()> {
             server.join();
             Ok(())
         }
+        Command::Admin {
+            address,
+            token_file,
+            action,
+        } => {
+            let token = match token_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
+            let encode = |u: &str| -> String {
+                u.bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect()
+            };
+            let (method, path) = match &action {
+                AdminAction::Metrics => ("GET", "/metrics".to_owned()),
+                AdminAction::Invalidate { user } => {
+                    ("POST", format!("/cache/invalidate?user={}", encode(user)))
+                }
+                AdminAction::Kick { user } => {
+                    ("POST", format!("/sessions/kick?user={}", encode(user)))
+                }
+                AdminAction::Sessions { user } => (
+                    "GET",
+                    user.as_deref().map_or("/sessions".to_owned(), |u| {
+                        format!("/sessions?user={}", encode(u))
+                    }),
+                ),
+            };
+            let (status, body) =
+                admin_request(address, method, &path, token.as_deref().map(str::trim))?;
+            print!("{body}");
+            anyhow::ensure!(status == 200, "admin answered {status}");
+            Ok(())
+        }
         Command::Demo { check } => {
             raise_fd_limit();
             mailgate::demo::run(check, wait_for_stop_signal)
@@ -130,6 +205,37 @@ fn wait_for_stop_signal_or(mut on_hangup: impl FnMut()) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// One HTTP request to the admin listener: status and body.
+fn admin_request(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))
+            .with_context(|| format!("connecting to the admin listener {address}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .context("malformed admin response")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    Ok((status, body))
 }
 
 /// Starts the admin listener when `[admin]` is configured; its address.

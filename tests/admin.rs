@@ -255,3 +255,37 @@ fn invalidation_makes_the_next_login_ask_the_directory_again() {
     login();
     assert_eq!(misses(), before + 1.0, "cached again");
 }
+
+#[test]
+fn the_admin_subcommand_wraps_the_endpoints() {
+    let (stack, dir) = stack();
+    let admin = stack.mailgate.addr(2).to_string();
+    let token = dir.path().join("admin.token");
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::Mailgate::binary())
+            .args([
+                "admin",
+                "--address",
+                &admin,
+                "--token-file",
+                token.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["metrics"]);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("mailgate_logins_total")
+    );
+    let out = run(&["kick", ALICE]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kicked 0\n");
+    assert!(run(&["invalidate", ALICE]).status.success());
+    let no_token = std::process::Command::new(support::Mailgate::binary())
+        .args(["admin", "--address", &admin, "kick", ALICE])
+        .output()
+        .unwrap();
+    assert!(!no_token.status.success(), "refused without the token");
+}

@@ -1,0 +1,45 @@
+//! The cost of recording (per login and per session end) and of rendering
+//! `/metrics` from two workers' recorders.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use mailgate::config::Protocol;
+use mailgate::directory::CacheStats;
+use mailgate::metrics::{prometheus, LoginOutcome, Recorder, SharedRecorder};
+use std::time::Duration;
+
+fn metrics(c: &mut Criterion) {
+    let shared = SharedRecorder::default();
+    let backend = "10.8.0.2:10143".parse().unwrap();
+    let mut group = c.benchmark_group("metrics");
+    group.bench_function("record_login_and_session_end", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            mailgate::metrics::with(&shared, |r| {
+                r.login(Protocol::Imap, LoginOutcome::Ok, Duration::from_micros(500 + i % 5000));
+                r.session_end(Protocol::Imap, Duration::from_millis(10 + i % 100_000));
+                r.relayed(backend, 100, 4096, true);
+            })
+        })
+    });
+    let mut workers = vec![Recorder::default(), Recorder::default()];
+    for (w, r) in workers.iter_mut().enumerate() {
+        for i in 0..10_000u64 {
+            r.login(Protocol::Imap, LoginOutcome::Ok, Duration::from_micros(100 + i * (w as u64 + 1)));
+            r.relayed(format!("10.8.0.{}:143", i % 16).parse().unwrap(), 10, 1000, i % 2 == 0);
+        }
+    }
+    group.bench_function("merge_and_render_two_workers", |b| {
+        b.iter(|| {
+            let mut merged = Recorder::default();
+            for r in &workers {
+                merged.merge(r);
+            }
+            prometheus::render(&merged, &CacheStats::default())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, metrics);
+criterion_main!(benches);
