@@ -16,7 +16,11 @@ fn metrics(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             mailgate::metrics::with(&shared, |r| {
-                r.login(Protocol::Imap, LoginOutcome::Ok, Duration::from_micros(500 + i % 5000));
+                r.login(
+                    Protocol::Imap,
+                    LoginOutcome::Ok,
+                    Duration::from_micros(500 + i % 5000),
+                );
                 r.session_end(Protocol::Imap, Duration::from_millis(10 + i % 100_000));
                 r.relayed(backend, 100, 4096, true);
             })
@@ -25,8 +29,17 @@ fn metrics(c: &mut Criterion) {
     let mut workers = vec![Recorder::default(), Recorder::default()];
     for (w, r) in workers.iter_mut().enumerate() {
         for i in 0..10_000u64 {
-            r.login(Protocol::Imap, LoginOutcome::Ok, Duration::from_micros(100 + i * (w as u64 + 1)));
-            r.relayed(format!("10.8.0.{}:143", i % 16).parse().unwrap(), 10, 1000, i % 2 == 0);
+            r.login(
+                Protocol::Imap,
+                LoginOutcome::Ok,
+                Duration::from_micros(100 + i * (w as u64 + 1)),
+            );
+            r.relayed(
+                format!("10.8.0.{}:143", i % 16).parse().unwrap(),
+                10,
+                1000,
+                i % 2 == 0,
+            );
         }
     }
     group.bench_function("merge_and_render_two_workers", |b| {

@@ -267,6 +267,16 @@ fn start_admin(
         },
     )?;
     tracing::info!(%address, "admin listening");
+    if let Some(path) = &admin.hlog {
+        let path = loaded.base_dir.join(path);
+        let workers = server
+            .workers_state
+            .iter()
+            .map(|w| w.metrics.clone())
+            .collect();
+        mailgate::metrics::hlog::spawn(path.clone(), admin.hlog_interval, workers)
+            .with_context(|| format!("opening the hlog {}", path.display()))?;
+    }
     Ok(Some(address))
 }
 

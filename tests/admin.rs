@@ -289,3 +289,49 @@ fn the_admin_subcommand_wraps_the_endpoints() {
         .unwrap();
     assert!(!no_token.status.success(), "refused without the token");
 }
+
+#[test]
+fn hlog_holds_the_login_latencies_readable_by_hdrhistogram() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let dir = tempfile::tempdir().unwrap();
+    let hlog = dir.path().join("latency.hlog");
+    let extra = format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\nhlog = \"{}\"\nhlog_interval = \"200ms\"\n",
+        hlog.display()
+    );
+    let stack = Stack::start(&extra);
+    for _ in 0..5 {
+        let mut c = ImapClient::connect(stack.imap()).unwrap();
+        assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    }
+    // Wait (bounded) until the intervals holding the 5 logins are written.
+    let count_logins = || -> u64 {
+        let bytes = std::fs::read(&hlog).unwrap_or_default();
+        let mut total = 0;
+        for entry in IntervalLogIterator::new(&bytes) {
+            if let Ok(LogEntry::Interval(h)) = entry {
+                if h.tag().map(|t| t.as_str().to_owned()) == Some("login_us.imap".into()) {
+                    let raw = base64_decode(h.encoded_histogram());
+                    let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
+                        .deserialize(&mut raw.as_slice())
+                        .unwrap();
+                    total += histogram.len();
+                }
+            }
+        }
+        total
+    };
+    let start = std::time::Instant::now();
+    while count_logins() < 5 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(count_logins(), 5);
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}

@@ -60,6 +60,15 @@ pub struct AdminConfig {
     pub address: SocketAddr,
     /// File holding the bearer token required for actions.
     pub token_file: Option<PathBuf>,
+    /// HdrHistogram interval log to append to.
+    pub hlog: Option<PathBuf>,
+    /// Interval of the log.
+    #[serde(default = "default_hlog_interval", with = "humantime_serde")]
+    pub hlog_interval: Duration,
+}
+
+fn default_hlog_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_admin_address() -> SocketAddr {

@@ -6,6 +6,7 @@
 //! interface merges all workers' recorders when it renders `/metrics`.
 
 pub mod admin;
+pub mod hlog;
 pub mod prometheus;
 pub mod registry;
 
