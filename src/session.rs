@@ -247,10 +247,19 @@ async fn tls_handshake<S: Stream>(
         }
     };
     let stream = Box::new(TlsStream::new(client, conn));
-    let limit = deadline.min(Instant::now() + ctx.handshake_timeout);
+    let started = Instant::now();
+    let limit = deadline.min(started + ctx.handshake_timeout);
     match timeout_at(limit, stream.handshake()).await {
         Ok(Ok(())) => {
-            record.tls = Some(if stream.resumed() { "resumed" } else { "full" });
+            let resumed = stream.resumed();
+            record.tls = Some(if resumed { "resumed" } else { "full" });
+            let phase = if resumed {
+                "tls_handshake_resumed"
+            } else {
+                "tls_handshake_full"
+            };
+            let took = started.elapsed();
+            metrics::with(&ctx.metrics, |r| r.phase(phase, took));
             Some(stream)
         }
         Ok(Err(e)) => {
@@ -457,7 +466,11 @@ async fn log_in<C: Connector>(
     credentials: &Credentials,
     client_address: Option<ClientAddress>,
 ) -> Result<Backend<C::Stream>, LoginError> {
-    let route = match ctx.directory.lookup(&credentials.user).await {
+    let lookup_started = Instant::now();
+    let looked_up = ctx.directory.lookup(&credentials.user).await;
+    let lookup_time = lookup_started.elapsed();
+    metrics::with(&ctx.metrics, |r| r.phase("directory_lookup", lookup_time));
+    let route = match looked_up {
         Ok(Some(route)) => route,
         Ok(None) => {
             return Err(LoginError {
@@ -473,7 +486,11 @@ async fn log_in<C: Connector>(
             })
         }
     };
+    let connect_started = Instant::now();
     let (stream, address) = connect(ctx, connector, &route).await?;
+    let connect_time = connect_started.elapsed();
+    metrics::with(&ctx.metrics, |r| r.phase("backend_connect", connect_time));
+    let login_started = Instant::now();
     let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
     let password = credentials.password.clone();
     let starttls = ctx.backend_tls_mode == TlsMode::Starttls;
@@ -520,6 +537,8 @@ async fn log_in<C: Connector>(
             )))
         }
     };
+    let login_time = login_started.elapsed();
+    metrics::with(&ctx.metrics, |r| r.phase("backend_login", login_time));
     match outcome {
         BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
             stream,

@@ -112,6 +112,35 @@ fn metrics_count_what_the_sessions_did() {
     let (status, text) = http(admin, "GET", "/metrics", None);
     assert_eq!(status, 200);
     assert_exposition_format(&text);
+    // And a real exposition-format parser accepts it, with typed families.
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+    let ok_logins = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "mailgate_logins_total"
+                && s.labels.get("outcome") == Some("ok")
+                && s.labels.get("protocol") == Some("imap")
+        })
+        .expect("login counter");
+    assert!(
+        matches!(ok_logins.value, prometheus_parse::Value::Counter(v) if v == 3.0),
+        "{:?}",
+        ok_logins.value
+    );
+    assert!(scrape
+        .samples
+        .iter()
+        .any(|s| s.metric == "mailgate_login_duration_seconds"
+            && matches!(s.value, prometheus_parse::Value::Histogram(_))));
+    for phase in ["directory_lookup", "backend_connect", "backend_login"] {
+        let count = metric(
+            &text,
+            &format!("mailgate_phase_duration_seconds_count{{phase=\"{phase}\"}}"),
+        );
+        assert_eq!(count, 4.0, "{phase}: 3 good logins and 1 bad one");
+    }
     assert_eq!(
         metric(
             &text,

@@ -61,7 +61,18 @@ pub struct Recorder {
     pub preauth_sessions: i64,
     /// Sessions relaying.
     pub relaying_sessions: i64,
+    /// Durations of login phases, microseconds, by phase name.
+    pub phases: HashMap<&'static str, Histogram<u64>>,
 }
+
+/// Login phases timed separately.
+pub const PHASES: [&str; 5] = [
+    "directory_lookup",
+    "backend_connect",
+    "backend_login",
+    "tls_handshake_full",
+    "tls_handshake_resumed",
+];
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
@@ -79,6 +90,16 @@ impl Recorder {
                 .or_insert_with(histogram)
                 .record(us);
         }
+    }
+
+    /// Records the duration of one login phase (one of [`PHASES`]).
+    pub fn phase(&mut self, phase: &'static str, duration: Duration) {
+        let us = (duration.as_micros() as u64).max(1);
+        let _ = self
+            .phases
+            .entry(phase)
+            .or_insert_with(histogram)
+            .record(us);
     }
 
     /// Records a finished session.
@@ -126,6 +147,9 @@ impl Recorder {
             let e = self.backend_bytes.entry(*k).or_default();
             e.0 += up;
             e.1 += down;
+        }
+        for (k, h) in &other.phases {
+            let _ = self.phases.entry(k).or_insert_with(histogram).add(h);
         }
         self.spliced_bytes += other.spliced_bytes;
         self.copied_bytes += other.copied_bytes;

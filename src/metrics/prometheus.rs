@@ -61,6 +61,7 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
         1e-3,
         |p| recorder.session_duration.get(&p),
     );
+    phase_family(&mut out, recorder);
     out.push_str("# HELP mailgate_backend_bytes_total Bytes relayed, by back end and direction.\n# TYPE mailgate_backend_bytes_total counter\n");
     let mut backends: Vec<_> = recorder.backend_bytes.iter().collect();
     backends.sort_by_key(|(addr, _)| **addr);
@@ -113,6 +114,37 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
         );
     }
     out
+}
+
+fn phase_family(out: &mut String, recorder: &Recorder) {
+    let name = "mailgate_phase_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Duration of login phases.\n# TYPE {name} histogram"
+    );
+    for phase in super::PHASES {
+        let h = recorder.phases.get(phase);
+        let total = h.map_or(0, |h| h.len());
+        for le in LOGIN_BUCKETS {
+            let count = h.map_or(0, |h| h.count_between(0, (le / 1e-6) as u64));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{phase=\"{phase}\",le=\"{le}\"}} {count}"
+            );
+        }
+        let sum: f64 = h.map_or(0.0, |h| {
+            h.iter_recorded()
+                .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+                .sum::<f64>()
+                * 1e-6
+        });
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{phase=\"{phase}\",le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(out, "{name}_sum{{phase=\"{phase}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{phase=\"{phase}\"}} {total}");
+    }
 }
 
 fn histogram_family<'a>(
