@@ -364,3 +364,30 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .unwrap()
 }
+
+#[test]
+fn readyz_fails_while_the_directory_is_unreachable_and_the_cache_is_cold() {
+    let closed = support::free_port();
+    let config = support::mailgate::config(1, 1, "", "[admin]\naddress = \"127.0.0.1:0\"\n")
+        .replace(
+            "kind = \"static\"\nmap = \"users.map\"\n",
+            &format!("kind = \"ldap\"\nurl = \"ldap://127.0.0.1:{closed}/dc=x?mail,host?sub?(mail=%s)\"\ntimeout = \"1s\"\n"),
+        )
+        .replace("workers = 2", "workers = 1");
+    let mg = support::Mailgate::start(&config, "");
+    let admin = mg.addr(2);
+    assert_eq!(
+        http(admin, "GET", "/readyz", None).0,
+        200,
+        "no lookup failed yet"
+    );
+    let mut c = ImapClient::connect(mg.addr(0)).unwrap();
+    let r = c.login(ALICE, ALICE_PW).unwrap();
+    assert!(r.text.starts_with("[UNAVAILABLE]"), "{}", r.text);
+    assert_eq!(http(admin, "GET", "/readyz", None).0, 503);
+    assert_eq!(
+        http(admin, "GET", "/healthz", None).0,
+        200,
+        "alive all the same"
+    );
+}

@@ -113,7 +113,13 @@ impl Admin {
         }
         match (req.method.as_str(), req.path.as_str(), req.user) {
             ("GET", "/healthz", _) => respond(&mut stream, 200, "ok\n"),
-            ("GET", "/readyz", _) => respond(&mut stream, 200, "ready\n"),
+            ("GET", "/readyz", _) => {
+                if self.ready() {
+                    respond(&mut stream, 200, "ready\n")
+                } else {
+                    respond(&mut stream, 503, "directory unreachable and cache cold\n")
+                }
+            }
             ("GET", "/metrics", _) => respond(&mut stream, 200, &self.metrics()),
             ("POST", "/cache/invalidate", Some(user)) => {
                 self.invalidations.invalidate(&user);
@@ -148,6 +154,17 @@ impl Admin {
         }
     }
 
+    /// Listeners are bound once this runs; ready unless no worker's
+    /// directory reached its servers last time and no cache has served a
+    /// route (hits or stale answers).
+    fn ready(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.workers.iter().any(|w| {
+            let cache = w.cache.snapshot();
+            w.directory_ok.load(Ordering::Relaxed) || cache.hits + cache.stale > 0
+        })
+    }
+
     fn metrics(&self) -> String {
         let mut merged = super::Recorder::default();
         let mut cache = CacheStats::default();
@@ -170,6 +187,7 @@ fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<(
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        503 => "Service Unavailable",
         _ => "Not Found",
     };
     let content_type = if body.starts_with("# HELP") {

@@ -70,6 +70,8 @@ pub struct WorkerState {
     pub registry: Arc<Registry>,
     /// Directory cache counters.
     pub cache: Arc<CacheCounters>,
+    /// Whether this worker's directory reached its servers last time.
+    pub directory_ok: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A started server.
@@ -177,6 +179,7 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
             metrics: SharedRecorder::default(),
             registry: Arc::new(Registry::default()),
             cache: Arc::new(CacheCounters::default()),
+            directory_ok: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
         .collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -193,7 +196,8 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
                 let loaded = loaded.clone();
                 let invalidations = invalidations.clone();
                 let counters = workers_state[index].cache.clone();
-                Box::new(move || build_directory(&loaded, invalidations, counters))
+                let health = workers_state[index].directory_ok.clone();
+                Box::new(move || build_directory(&loaded, invalidations, counters, health))
             },
             metrics: workers_state[index].metrics.clone(),
             registry: workers_state[index].registry.clone(),
@@ -231,9 +235,10 @@ pub fn build_directory(
     loaded: &Arc<Loaded>,
     invalidations: Arc<Invalidations>,
     counters: Arc<CacheCounters>,
+    health: Arc<std::sync::atomic::AtomicBool>,
 ) -> Rc<dyn Directory> {
     let base: Rc<dyn Directory> = match &loaded.ldap {
-        Some(settings) => Rc::new(LdapDirectory::new(settings.clone())),
+        Some(settings) => Rc::new(LdapDirectory::new(settings.clone()).with_health(health)),
         None => Rc::new(loaded.clone()),
     };
     match loaded.cache {

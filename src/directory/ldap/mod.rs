@@ -17,6 +17,7 @@ use crate::auth::Secret;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, SearchEntry};
 use query::{KeyFormat, QuerySpec, Scope};
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -58,6 +59,8 @@ pub struct LdapDirectory {
     connecting: tokio::sync::Mutex<()>,
     retry_at: Cell<Option<Instant>>,
     backoff: Cell<Duration>,
+    /// Whether the last lookup reached a server (read by `/readyz`).
+    health: Arc<AtomicBool>,
 }
 
 impl LdapDirectory {
@@ -81,7 +84,15 @@ impl LdapDirectory {
             connecting: tokio::sync::Mutex::new(()),
             retry_at: Cell::new(None),
             backoff: Cell::new(FIRST_BACKOFF),
+            health: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Publishes reachability to `health` (true until a lookup fails to
+    /// reach any server, true again after the next success).
+    pub fn with_health(mut self, health: Arc<AtomicBool>) -> Self {
+        self.health = health;
+        self
     }
 
     async fn lookup_route(&self, user: &str) -> Result<Option<Route>, DirectoryError> {
@@ -93,15 +104,25 @@ impl LdapDirectory {
         // a fresh connection before giving up.
         let mut last_error = String::new();
         for _attempt in 0..2 {
-            let mut ldap = self.connection(slot).await?;
+            let mut ldap = match self.connection(slot).await {
+                Ok(ldap) => ldap,
+                Err(e) => {
+                    self.health.store(false, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
             match self.search(&mut ldap, &filter).await {
-                Ok(entries) => return Ok(self.route_from(user, entries)),
+                Ok(entries) => {
+                    self.health.store(true, Ordering::Relaxed);
+                    return Ok(self.route_from(user, entries));
+                }
                 Err(e) => {
                     self.connections.borrow_mut()[slot] = None;
                     last_error = e;
                 }
             }
         }
+        self.health.store(false, Ordering::Relaxed);
         Err(DirectoryError::Unavailable(last_error))
     }
 
