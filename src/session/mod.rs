@@ -4,29 +4,29 @@
 //! This is the only place where protocol machines meet sockets. It owns the
 //! time bounds (pre-auth timeout, connect and login timeouts) and writes the
 //! single log line per session. It never logs a password: credentials travel
-//! as [`Credentials`], whose password prints as `***`.
+//! as [`crate::auth::Credentials`], whose password prints as `***`. The
+//! back-end half of a login lives in [`backend`].
 
-use crate::auth::Credentials;
+mod backend;
+
 use crate::config::{ImapBackendAuth, Pop3BackendAuth, Protocol, TlsMode};
-use crate::directory::{Directory, Route};
-use crate::imap::{ImapBackendLogin, ImapPreAuth, ImapSettings};
-use crate::login::{
-    BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
-    PreAuth, PreAuthEvent,
-};
+use crate::directory::Directory;
+use crate::imap::{ImapPreAuth, ImapSettings};
+use crate::login::{ClientAddress, LoginFailure, PreAuth, PreAuthEvent};
 use crate::metrics::registry::Registry;
 use crate::metrics::{self, LoginOutcome, SharedRecorder};
-use crate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
+use crate::pop3::{Pop3PreAuth, Pop3Settings};
 use crate::relay::{self, RelayEnd, RelaySettings};
 use crate::runtime::transport::{Connector, Stream};
-use crate::tls::{MaybeTls, TlsStream};
+use crate::tls::TlsStream;
 use arc_swap::ArcSwap;
+use backend::{log_in, LoginError};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout_at, Instant};
 
 /// Read size while before login (commands are small; bounded by the limits).
 const PREAUTH_READ_SIZE: usize = 4096;
@@ -430,231 +430,5 @@ struct RelayingGauge<'a>(&'a SharedRecorder);
 impl Drop for RelayingGauge<'_> {
     fn drop(&mut self) {
         metrics::with(self.0, |r| r.relaying_sessions -= 1);
-    }
-}
-
-/// A logged-in back-end connection.
-struct Backend<S> {
-    stream: MaybeTls<S>,
-    address: SocketAddr,
-    greeting: BackendGreeting,
-    leftover: Vec<u8>,
-}
-
-/// A failed login: what the client is told and why (for the log).
-#[derive(Debug)]
-struct LoginError {
-    failure: LoginFailure,
-    reason: String,
-    /// The directory, not the back end, failed.
-    from_directory: bool,
-}
-
-impl LoginError {
-    fn temporary(reason: impl Into<String>) -> Self {
-        Self {
-            failure: LoginFailure::Unavailable,
-            reason: reason.into(),
-            from_directory: false,
-        }
-    }
-}
-
-async fn log_in<C: Connector>(
-    ctx: &SessionContext,
-    connector: &C,
-    credentials: &Credentials,
-    client_address: Option<ClientAddress>,
-) -> Result<Backend<C::Stream>, LoginError> {
-    let lookup_started = Instant::now();
-    let looked_up = ctx.directory.lookup(&credentials.user).await;
-    let lookup_time = lookup_started.elapsed();
-    metrics::with(&ctx.metrics, |r| r.phase("directory_lookup", lookup_time));
-    let route = match looked_up {
-        Ok(Some(route)) => route,
-        Ok(None) => {
-            return Err(LoginError {
-                failure: LoginFailure::AuthFailed,
-                reason: "unknown user".into(),
-                from_directory: false,
-            })
-        }
-        Err(e) => {
-            return Err(LoginError {
-                from_directory: true,
-                ..LoginError::temporary(e.to_string())
-            })
-        }
-    };
-    let connect_started = Instant::now();
-    let (stream, address) = connect(ctx, connector, &route).await?;
-    let connect_time = connect_started.elapsed();
-    metrics::with(&ctx.metrics, |r| r.phase("backend_connect", connect_time));
-    let login_started = Instant::now();
-    let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
-    let password = credentials.password.clone();
-    let starttls = ctx.backend_tls_mode == TlsMode::Starttls;
-    let exchange = async {
-        let stream = match ctx.backend_tls_mode {
-            TlsMode::Implicit => {
-                MaybeTls::Tls(Box::new(backend_handshake(ctx, stream, &route.host).await?))
-            }
-            _ => MaybeTls::Plain(stream),
-        };
-        match ctx.protocol {
-            Protocol::Imap => {
-                let mut machine = ImapBackendLogin::new(login_user, password, ctx.imap_auth);
-                if let Some(client) = client_address {
-                    machine = machine.with_client_address(client);
-                }
-                if starttls {
-                    machine = machine.with_starttls();
-                }
-                backend_login(ctx, stream, &route.host, machine).await
-            }
-            Protocol::Pop3 => {
-                let mut machine = Pop3BackendLogin::new(login_user, password, ctx.pop3_auth);
-                if let Some(client) = client_address {
-                    machine = machine.with_client_address(client);
-                }
-                if starttls {
-                    machine = machine.with_starttls();
-                }
-                backend_login(ctx, stream, &route.host, machine).await
-            }
-        }
-    };
-    let (stream, outcome) = match timeout(ctx.login_timeout, exchange).await {
-        Ok(Ok((stream, outcome))) => (stream, outcome),
-        Ok(Err(reason)) => {
-            return Err(LoginError::temporary(format!(
-                "back end {address}: {reason}"
-            )))
-        }
-        Err(_) => {
-            return Err(LoginError::temporary(format!(
-                "back end {address}: login timed out"
-            )))
-        }
-    };
-    let login_time = login_started.elapsed();
-    metrics::with(&ctx.metrics, |r| r.phase("backend_login", login_time));
-    match outcome {
-        BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
-            stream,
-            address,
-            greeting,
-            leftover,
-        }),
-        BackendOutcome::Rejected(failure) => Err(LoginError {
-            failure,
-            reason: format!("back end {address} refused the login"),
-            from_directory: false,
-        }),
-        BackendOutcome::Unavailable(reason) => Err(LoginError::temporary(format!(
-            "back end {address}: {reason}"
-        ))),
-    }
-}
-
-/// Client-side TLS handshake with a back end, verifying its certificate
-/// against `[backend] ca_file` and the route's host name (or IP address).
-async fn backend_handshake<S: Stream>(
-    ctx: &SessionContext,
-    stream: S,
-    host: &str,
-) -> Result<TlsStream<S>, String> {
-    let config = ctx.backend_tls.clone().ok_or("no TLS client config")?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| format!("`{host}` cannot be checked against a certificate: {e}"))?;
-    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-    let tls = TlsStream::new(stream, conn);
-    tls.handshake()
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    Ok(tls)
-}
-
-async fn connect<C: Connector>(
-    ctx: &SessionContext,
-    connector: &C,
-    route: &Route,
-) -> Result<(C::Stream, SocketAddr), LoginError> {
-    let port = route.port.unwrap_or(ctx.backend_port);
-    let addresses: Vec<SocketAddr> = match route.host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => {
-            let lookup = tokio::net::lookup_host((route.host.as_str(), port));
-            match timeout(ctx.connect_timeout, lookup).await {
-                Ok(Ok(found)) => found.collect(),
-                Ok(Err(e)) => {
-                    return Err(LoginError::temporary(format!(
-                        "resolving {}: {e}",
-                        route.host
-                    )))
-                }
-                Err(_) => {
-                    return Err(LoginError::temporary(format!(
-                        "resolving {}: timed out",
-                        route.host
-                    )))
-                }
-            }
-        }
-    };
-    let mut last_error = format!("{}: no address", route.host);
-    for address in addresses {
-        match timeout(ctx.connect_timeout, connector.connect(address)).await {
-            Ok(Ok(stream)) => return Ok((stream, address)),
-            Ok(Err(e)) => last_error = format!("connecting to {address}: {e}"),
-            Err(_) => {
-                last_error = format!(
-                    "connecting to {address}: timed out after {:?}",
-                    ctx.connect_timeout
-                )
-            }
-        }
-    }
-    Err(LoginError::temporary(last_error))
-}
-
-async fn backend_login<S: Stream, B: BackendLogin>(
-    ctx: &SessionContext,
-    mut stream: MaybeTls<S>,
-    host: &str,
-    mut machine: B,
-) -> Result<(MaybeTls<S>, BackendOutcome), String> {
-    let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
-    loop {
-        let event = machine.poll();
-        if let Err(e) = write(&stream, machine.take_output()).await {
-            return Ok((stream, BackendOutcome::Unavailable(format!("writing: {e}"))));
-        }
-        match event {
-            BackendEvent::Done(outcome) => return Ok((stream, outcome)),
-            BackendEvent::StartTls => {
-                let MaybeTls::Plain(plain) = stream else {
-                    return Err("STARTTLS inside TLS".into());
-                };
-                stream = MaybeTls::Tls(Box::new(backend_handshake(ctx, plain, host).await?));
-                machine.tls_started();
-            }
-            BackendEvent::NeedInput => {
-                let (res, b) = stream.read(buf).await;
-                match res {
-                    Ok(0) => {
-                        return Ok((
-                            stream,
-                            BackendOutcome::Unavailable("connection closed during login".into()),
-                        ))
-                    }
-                    Ok(n) => machine.receive(&b[..n]),
-                    Err(e) => {
-                        return Ok((stream, BackendOutcome::Unavailable(format!("reading: {e}"))))
-                    }
-                }
-                buf = b;
-            }
-        }
     }
 }
