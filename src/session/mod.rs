@@ -5,7 +5,7 @@
 //! time bounds (pre-auth timeout, connect and login timeouts) and writes the
 //! single log line per session. It never logs a password: credentials travel
 //! as [`crate::auth::Credentials`], whose password prints as `***`. The
-//! back-end half of a login lives in [`backend`].
+//! back-end half of a login lives in `session/backend.rs`.
 
 mod backend;
 
