@@ -134,7 +134,24 @@ fn metrics_count_what_the_sessions_did() {
         .iter()
         .any(|s| s.metric == "mailgate_login_duration_seconds"
             && matches!(s.value, prometheus_parse::Value::Histogram(_))));
-    for phase in ["directory_lookup", "backend_connect", "backend_login"] {
+    let hits = metric(
+        &text,
+        "mailgate_phase_duration_seconds_count{phase=\"directory_cache_hit\"}",
+    );
+    let misses = metric(
+        &text,
+        "mailgate_phase_duration_seconds_count{phase=\"directory_cache_miss\"}",
+    );
+    assert_eq!(
+        hits + misses,
+        4.0,
+        "every login looked up through the cache"
+    );
+    assert!(
+        (1.0..=2.0).contains(&misses),
+        "one miss per worker at most: {misses}"
+    );
+    for phase in ["backend_connect", "backend_login"] {
         let count = metric(
             &text,
             &format!("mailgate_phase_duration_seconds_count{{phase=\"{phase}\"}}"),

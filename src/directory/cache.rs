@@ -154,6 +154,7 @@ pub struct CachedDirectory<D> {
     seen_generation: Cell<u64>,
     stats: Cell<CacheStats>,
     counters: Option<std::sync::Arc<CacheCounters>>,
+    last_cached: Cell<bool>,
 }
 
 impl<D: Directory> CachedDirectory<D> {
@@ -173,6 +174,7 @@ impl<D: Directory> CachedDirectory<D> {
             invalidations,
             stats: Cell::new(CacheStats::default()),
             counters: None,
+            last_cached: Cell::new(false),
         }
     }
 
@@ -237,6 +239,13 @@ impl<D: Directory> CachedDirectory<D> {
     }
 
     async fn lookup_cached(&self, user: &str) -> Result<Option<Route>, DirectoryError> {
+        let (result, cached) = self.lookup_inner(user).await;
+        // Set on completion, so the caller reads its own lookup's answer.
+        self.last_cached.set(cached);
+        result
+    }
+
+    async fn lookup_inner(&self, user: &str) -> (Result<Option<Route>, DirectoryError>, bool) {
         self.apply_invalidations();
         loop {
             if let Some(route) = self.fresh(user) {
@@ -247,7 +256,7 @@ impl<D: Directory> CachedDirectory<D> {
                         s.negative_hits += 1
                     }
                 });
-                return Ok(route);
+                return (Ok(route), true);
             }
             let waiting = self.in_flight.borrow().get(user).cloned();
             let Some(mut rx) = waiting else { break };
@@ -258,7 +267,7 @@ impl<D: Directory> CachedDirectory<D> {
                 Err(_) => None,
             };
             if let Some(result) = outcome {
-                return result;
+                return (result, false);
             }
         }
         self.count(|s| s.misses += 1);
@@ -292,7 +301,7 @@ impl<D: Directory> CachedDirectory<D> {
             },
         };
         let _ = tx.send(Some(result.clone()));
-        result
+        (result, false)
     }
 }
 
@@ -312,11 +321,19 @@ impl<D: Directory> Directory for CachedDirectory<D> {
     fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
         Box::pin(self.lookup_cached(user))
     }
+
+    fn last_lookup_cached(&self) -> Option<bool> {
+        Some(self.last_cached.get())
+    }
 }
 
 impl<D: Directory + ?Sized> Directory for Rc<D> {
     fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
         (**self).lookup(user)
+    }
+
+    fn last_lookup_cached(&self) -> Option<bool> {
+        (**self).last_lookup_cached()
     }
 }
 

@@ -231,3 +231,14 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<
     })
     .await
 }
+
+#[test]
+fn the_last_lookup_says_whether_it_was_cached() {
+    run(async {
+        let (_, cache, _) = setup();
+        cache.lookup("alice").await.unwrap();
+        assert_eq!(cache.last_lookup_cached(), Some(false));
+        cache.lookup("alice").await.unwrap();
+        assert_eq!(cache.last_lookup_cached(), Some(true));
+    });
+}

@@ -46,4 +46,10 @@ pub type LookupFuture<'a> =
 pub trait Directory {
     /// Looks up `user` as typed by the client.
     fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a>;
+
+    /// For caches: whether the lookup that completed last was answered from
+    /// the cache (read right after awaiting a lookup, before yielding).
+    fn last_lookup_cached(&self) -> Option<bool> {
+        None
+    }
 }

@@ -66,8 +66,10 @@ pub struct Recorder {
 }
 
 /// Login phases timed separately.
-pub const PHASES: [&str; 5] = [
+pub const PHASES: [&str; 7] = [
     "directory_lookup",
+    "directory_cache_hit",
+    "directory_cache_miss",
     "backend_connect",
     "backend_login",
     "tls_handshake_full",

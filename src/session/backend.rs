@@ -53,7 +53,12 @@ pub(super) async fn log_in<C: Connector>(
     let lookup_started = Instant::now();
     let looked_up = ctx.directory.lookup(&credentials.user).await;
     let lookup_time = lookup_started.elapsed();
-    metrics::with(&ctx.metrics, |r| r.phase("directory_lookup", lookup_time));
+    let phase = match ctx.directory.last_lookup_cached() {
+        Some(true) => "directory_cache_hit",
+        Some(false) => "directory_cache_miss",
+        None => "directory_lookup",
+    };
+    metrics::with(&ctx.metrics, |r| r.phase(phase, lookup_time));
     let route = match looked_up {
         Ok(Some(route)) => route,
         Ok(None) => {
