@@ -70,6 +70,10 @@ pub trait PreAuth {
     /// The TLS handshake after `StartTls` succeeded: commands resume, with
     /// capabilities recomputed.
     fn tls_started(&mut self);
+    /// Commands refused as malformed, unknown or oversized since the last
+    /// call (IMAP `BAD`, POP3 `-ERR` other than a failed login), for the
+    /// metrics.
+    fn take_protocol_errors(&mut self) -> u32;
 }
 
 /// What a back-end login machine needs next.

@@ -108,7 +108,14 @@ fn metrics_count_what_the_sessions_did() {
     let mut c = ImapClient::connect(stack.imap()).unwrap();
     assert_eq!(c.login(ALICE, "wrong").unwrap().status, "NO");
     drop(c);
-    stack.mailgate.wait_for_session_ends("imap", 4);
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    assert_eq!(c.command("FROB").unwrap().status, "BAD");
+    assert_eq!(
+        c.login("nobody@elsewhere.invalid", "x").unwrap().status,
+        "NO"
+    );
+    drop(c);
+    stack.mailgate.wait_for_session_ends("imap", 5);
     let (status, text) = http(admin, "GET", "/metrics", None);
     assert_eq!(status, 200);
     assert_exposition_format(&text);
@@ -144,12 +151,12 @@ fn metrics_count_what_the_sessions_did() {
     );
     assert_eq!(
         hits + misses,
-        4.0,
+        5.0,
         "every login looked up through the cache"
     );
     assert!(
-        (1.0..=2.0).contains(&misses),
-        "one miss per worker at most: {misses}"
+        (2.0..=3.0).contains(&misses),
+        "one miss for the unknown user, one for alice per worker at most: {misses}"
     );
     for phase in ["backend_connect", "backend_login"] {
         let count = metric(
@@ -165,13 +172,23 @@ fn metrics_count_what_the_sessions_did() {
         ),
         3.0
     );
-    assert_eq!(
-        metric(
-            &text,
-            "mailgate_logins_total{protocol=\"imap\",outcome=\"auth_failed\"}"
-        ),
-        1.0
-    );
+    for (outcome, expected) in [
+        ("bad_password", 1.0),
+        ("unknown_user", 1.0),
+        ("protocol_error", 1.0),
+        ("rate_limited", 0.0),
+        ("backend_unavailable", 0.0),
+        ("directory_unavailable", 0.0),
+    ] {
+        assert_eq!(
+            metric(
+                &text,
+                &format!("mailgate_logins_total{{protocol=\"imap\",outcome=\"{outcome}\"}}")
+            ),
+            expected,
+            "{outcome}"
+        );
+    }
     assert_eq!(
         metric(
             &text,
@@ -406,5 +423,83 @@ fn readyz_fails_while_the_directory_is_unreachable_and_the_cache_is_cold() {
         http(admin, "GET", "/healthz", None).0,
         200,
         "alive all the same"
+    );
+}
+
+#[test]
+fn failed_logins_from_one_address_are_rate_limited_before_the_back_end() {
+    let stack = Stack::start_one_worker(
+        "[admin]\naddress = \"127.0.0.1:0\"\n[limits]\nmax_failures_per_address = 2\nfailure_window = \"10m\"\n",
+    );
+    let admin = stack.mailgate.addr(2);
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    assert_eq!(c.login(ALICE, "wrong").unwrap().status, "NO");
+    assert_eq!(
+        c.login("nobody@elsewhere.invalid", "x").unwrap().status,
+        "NO"
+    );
+    drop(c);
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    let refused = c.login(ALICE, ALICE_PW).unwrap();
+    assert_eq!(refused.status, "NO");
+    assert!(
+        refused.text.starts_with("[UNAVAILABLE]"),
+        "a temporary failure, even with the right password: {}",
+        refused.text
+    );
+    drop(c);
+    let mut p = mailgate::check_client::Pop3Client::connect(stack.pop3()).unwrap();
+    let status = p.login(ALICE, ALICE_PW).unwrap();
+    assert!(status.starts_with("-ERR [SYS/TEMP]"), "{status}");
+    drop(p);
+    stack.mailgate.wait_for_session_ends("imap", 2);
+    stack.mailgate.wait_for_session_ends("pop3", 1);
+    let (_, text) = http(admin, "GET", "/metrics", None);
+    for (protocol, outcome, expected) in [
+        ("imap", "bad_password", 1.0),
+        ("imap", "unknown_user", 1.0),
+        ("imap", "rate_limited", 1.0),
+        ("pop3", "rate_limited", 1.0),
+        ("imap", "ok", 0.0),
+        ("pop3", "ok", 0.0),
+    ] {
+        assert_eq!(
+            metric(
+                &text,
+                &format!("mailgate_logins_total{{protocol=\"{protocol}\",outcome=\"{outcome}\"}}")
+            ),
+            expected,
+            "{protocol} {outcome}"
+        );
+    }
+    assert_eq!(
+        metric(
+            &text,
+            "mailgate_phase_duration_seconds_count{phase=\"backend_login\"}"
+        ),
+        1.0,
+        "only the wrong password reached the back end"
+    );
+}
+
+#[test]
+fn metrics_off_records_nothing_but_admin_actions_still_work() {
+    let stack = Stack::start_one_worker("[admin]\naddress = \"127.0.0.1:0\"\nmetrics = false\n");
+    let admin = stack.mailgate.addr(2);
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    let (status, body) = http(admin, "GET", "/sessions?user=alice%40example.org", None);
+    assert_eq!(status, 200);
+    assert!(body.contains("alice@example.org"), "{body}");
+    c.logout().unwrap();
+    drop(c);
+    stack.mailgate.wait_for_session_ends("imap", 1);
+    let (_, text) = http(admin, "GET", "/metrics", None);
+    assert_eq!(
+        metric(
+            &text,
+            "mailgate_logins_total{protocol=\"imap\",outcome=\"ok\"}"
+        ),
+        0.0
     );
 }

@@ -50,8 +50,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         message: usize,
         /// File holding the expected message bytes.
-        #[arg(long)]
-        expect_file: PathBuf,
+        #[arg(long, required_unless_present = "expect_size")]
+        expect_file: Option<PathBuf>,
+        /// Expect the simulated back end's message of this size instead.
+        #[arg(long, conflicts_with = "expect_file")]
+        expect_size: Option<usize>,
     },
 }
 
@@ -106,8 +109,13 @@ fn main() -> anyhow::Result<()> {
             common,
             message,
             expect_file,
+            expect_size,
         } => {
-            let expected = std::fs::read(&expect_file)?;
+            let expected = match (expect_file, expect_size) {
+                (Some(file), _) => std::fs::read(&file)?,
+                (None, Some(size)) => mailgate::simulated_backend::message(message, size),
+                (None, None) => anyhow::bail!("--expect-file or --expect-size is required"),
+            };
             let summary = scenarios::fetch(&common.clone().into(), message, expected)?;
             summary.print(common.json);
         }

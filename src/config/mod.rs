@@ -65,6 +65,15 @@ pub struct AdminConfig {
     /// Interval of the log.
     #[serde(default = "default_hlog_interval", with = "humantime_serde")]
     pub hlog_interval: Duration,
+    /// Record metrics (counters, histograms). Off, `/metrics` and the
+    /// `.hlog` stay empty; the admin actions still work. Without an
+    /// `[admin]` section nothing is recorded.
+    #[serde(default = "default_true")]
+    pub metrics: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_hlog_interval() -> Duration {
@@ -368,6 +377,13 @@ pub struct Limits {
     /// Time a client may take from connect to successful login.
     #[serde(with = "humantime_serde")]
     pub preauth_timeout: Duration,
+    /// Failed logins (wrong password, unknown user) from one client address
+    /// (IPv6: one /64) after which its logins are refused for the rest of
+    /// `failure_window`; counted per worker; 0 turns the limit off.
+    pub max_failures_per_address: u32,
+    /// The window of `max_failures_per_address`.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
 }
 
 impl Default for Limits {
@@ -377,6 +393,8 @@ impl Default for Limits {
             max_literal: DEFAULT_MAX_LITERAL,
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
             preauth_timeout: Duration::from_secs(60),
+            max_failures_per_address: 30,
+            failure_window: Duration::from_secs(300),
         }
     }
 }

@@ -71,6 +71,7 @@ pub struct ImapPreAuth {
     state: State,
     failures: u32,
     tls_active: bool,
+    protocol_errors: u32,
 }
 
 const SASL_USERNAME_PROMPT: &str = "+ VXNlcm5hbWU6\r\n"; // "Username:"
@@ -92,6 +93,7 @@ impl ImapPreAuth {
             state: State::Commands,
             failures: 0,
             tls_active,
+            protocol_errors: 0,
         };
         let greeting = format!(
             "* OK [CAPABILITY {}] {}\r\n",
@@ -117,9 +119,18 @@ impl ImapPreAuth {
         self.tls_active || !self.settings.require_tls
     }
 
+    /// Queues one response line; a tagged or untagged `BAD` is counted as a
+    /// protocol error.
     fn reply(&mut self, line: std::fmt::Arguments) {
         use std::io::Write;
+        let start = self.output.len();
         let _ = self.output.write_fmt(line);
+        let written = &self.output[start..];
+        if let Some(space) = written.iter().position(|&b| b == b' ') {
+            if written[space + 1..].starts_with(b"BAD") {
+                self.protocol_errors += 1;
+            }
+        }
         self.output.extend_from_slice(b"\r\n");
     }
 
@@ -481,6 +492,10 @@ impl PreAuth for ImapPreAuth {
         self.input.clear();
         self.framer.reset();
         self.state = State::Commands;
+    }
+
+    fn take_protocol_errors(&mut self) -> u32 {
+        std::mem::take(&mut self.protocol_errors)
     }
 }
 

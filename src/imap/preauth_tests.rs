@@ -464,3 +464,20 @@ fn starttls_offered_but_not_required_allows_plaintext_login() {
     let (ev, _) = feed(&mut m, b"b LOGIN u p\r\n");
     expect_login(ev, "u", b"p");
 }
+
+#[test]
+fn every_bad_is_counted_as_a_protocol_error_and_failed_logins_are_not() {
+    let mut m = machine();
+    let (_, out) = feed(&mut m, b"a FROB\r\nb LOGIN onlyuser\r\nc NOOP\r\n");
+    assert_eq!(out.matches(" BAD ").count(), 2, "{out}");
+    assert_eq!(m.take_protocol_errors(), 2);
+    assert_eq!(m.take_protocol_errors(), 0, "taking resets the count");
+    let (ev, _) = feed(&mut m, b"d LOGIN u p\r\n");
+    expect_login(ev, "u", b"p");
+    m.login_failed(LoginFailure::AuthFailed);
+    let _ = m.poll();
+    assert_eq!(m.take_protocol_errors(), 0);
+    let (_, out) = feed(&mut m, &[b'x'; 200]);
+    assert!(out.contains("BAD [TOOBIG]"), "{out}");
+    assert_eq!(m.take_protocol_errors(), 1);
+}

@@ -22,22 +22,48 @@ use std::time::Duration;
 pub enum LoginOutcome {
     /// Logged in.
     Ok,
-    /// Wrong password (back end refused), unknown or inactive user.
-    AuthFailed,
+    /// The back end refused the credentials (wrong password).
+    BadPassword,
+    /// The directory has no active entry for the user.
+    UnknownUser,
+    /// The back end refused because the mailbox is locked (POP3 `[IN-USE]`).
+    InUse,
     /// Back end down, slow or misbehaving.
     BackendUnavailable,
     /// The directory failed.
     DirectoryUnavailable,
+    /// Refused before any lookup: too many failed logins from the client's
+    /// address.
+    RateLimited,
+    /// A pre-auth command refused as malformed, unknown or oversized (each
+    /// IMAP `BAD`, each POP3 `-ERR` that is not a login failure).
+    ProtocolError,
 }
 
 impl LoginOutcome {
+    /// Every outcome, in export order.
+    pub const ALL: [LoginOutcome; 8] = [
+        LoginOutcome::Ok,
+        LoginOutcome::BadPassword,
+        LoginOutcome::UnknownUser,
+        LoginOutcome::InUse,
+        LoginOutcome::BackendUnavailable,
+        LoginOutcome::DirectoryUnavailable,
+        LoginOutcome::RateLimited,
+        LoginOutcome::ProtocolError,
+    ];
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
             LoginOutcome::Ok => "ok",
-            LoginOutcome::AuthFailed => "auth_failed",
+            LoginOutcome::BadPassword => "bad_password",
+            LoginOutcome::UnknownUser => "unknown_user",
+            LoginOutcome::InUse => "in_use",
             LoginOutcome::BackendUnavailable => "backend_unavailable",
             LoginOutcome::DirectoryUnavailable => "directory_unavailable",
+            LoginOutcome::RateLimited => "rate_limited",
+            LoginOutcome::ProtocolError => "protocol_error",
         }
     }
 }
@@ -92,6 +118,14 @@ impl Recorder {
                 .or_insert_with(histogram)
                 .record(us);
         }
+    }
+
+    /// Counts pre-auth commands refused as protocol errors.
+    pub fn protocol_errors(&mut self, protocol: Protocol, count: u32) {
+        *self
+            .logins
+            .entry((protocol, LoginOutcome::ProtocolError))
+            .or_default() += u64::from(count);
     }
 
     /// Records the duration of one login phase (one of [`PHASES`]).

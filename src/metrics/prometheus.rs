@@ -27,12 +27,7 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
     let mut out = String::new();
     out.push_str("# HELP mailgate_logins_total Login attempts by protocol and outcome.\n# TYPE mailgate_logins_total counter\n");
     for protocol in protocols() {
-        for outcome in [
-            LoginOutcome::Ok,
-            LoginOutcome::AuthFailed,
-            LoginOutcome::BackendUnavailable,
-            LoginOutcome::DirectoryUnavailable,
-        ] {
+        for outcome in LoginOutcome::ALL {
             let n = recorder
                 .logins
                 .get(&(protocol, outcome))
@@ -199,9 +194,10 @@ mod tests {
         }
         r.login(
             Protocol::Imap,
-            LoginOutcome::AuthFailed,
+            LoginOutcome::BadPassword,
             Duration::from_millis(5),
         );
+        r.protocol_errors(Protocol::Pop3, 2);
         r.relayed("10.0.0.1:143".parse().unwrap(), 10, 2000, true);
         let text = render(&r, &CacheStats::default());
         assert!(
@@ -209,7 +205,12 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"auth_failed\"} 1\n")
+            text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"bad_password\"} 1\n")
+        );
+        assert!(text
+            .contains("mailgate_logins_total{protocol=\"pop3\",outcome=\"protocol_error\"} 2\n"));
+        assert!(
+            text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"rate_limited\"} 0\n")
         );
         assert!(
             text.contains(

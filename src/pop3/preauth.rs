@@ -63,6 +63,7 @@ pub struct Pop3PreAuth {
     state: State,
     failures: u32,
     tls_active: bool,
+    protocol_errors: u32,
 }
 
 impl Pop3PreAuth {
@@ -81,6 +82,7 @@ impl Pop3PreAuth {
             state: State::Authorization { user: None },
             failures: 0,
             tls_active,
+            protocol_errors: 0,
         }
     }
 
@@ -97,6 +99,12 @@ impl Pop3PreAuth {
         self.output.extend_from_slice(b"\r\n");
     }
 
+    /// Refuses a malformed, unknown or disallowed command (counted).
+    fn refuse(&mut self, line: &str) {
+        self.protocol_errors += 1;
+        self.reply(line);
+    }
+
     fn close_with(&mut self, line: &str) -> PreAuthEvent {
         self.reply(line);
         self.state = State::Closed;
@@ -107,7 +115,7 @@ impl Pop3PreAuth {
     fn command(&mut self, line: &[u8]) -> Option<PreAuthEvent> {
         let (keyword, arg) = super::split_command(line);
         if matches!(keyword.as_str(), "USER" | "PASS" | "AUTH" | "APOP") && !self.login_allowed() {
-            self.reply("-ERR [AUTH] Plaintext authentication is disabled here; use STLS first.");
+            self.refuse("-ERR [AUTH] Plaintext authentication is disabled here; use STLS first.");
             return None;
         }
         if keyword == "STLS" && arg.is_empty() && self.offers_stls() {
@@ -146,11 +154,11 @@ impl Pop3PreAuth {
                     *user = Some(name.to_owned());
                     self.reply("+OK");
                 }
-                _ => self.reply("-ERR USER expects a user name."),
+                _ => self.refuse("-ERR USER expects a user name."),
             },
             "PASS" => {
                 let Some(name) = user.take() else {
-                    self.reply("-ERR No user name given: send USER first.");
+                    self.refuse("-ERR No user name given: send USER first.");
                     return None;
                 };
                 return Some(self.start_login(Credentials {
@@ -160,12 +168,11 @@ impl Pop3PreAuth {
             }
             "AUTH" => return self.auth(arg),
             "QUIT" => return Some(self.close_with("+OK Bye.")),
-            "APOP" => {
-                self.reply("-ERR APOP is not supported by this proxy; use USER/PASS or AUTH PLAIN.")
-            }
-            "STLS" => self.reply("-ERR STLS is not offered here."),
-            "CAPA" => self.reply("-ERR CAPA takes no argument."),
-            _ => self.reply("-ERR Unknown command or not allowed before login."),
+            "APOP" => self
+                .refuse("-ERR APOP is not supported by this proxy; use USER/PASS or AUTH PLAIN."),
+            "STLS" => self.refuse("-ERR STLS is not offered here."),
+            "CAPA" => self.refuse("-ERR CAPA takes no argument."),
+            _ => self.refuse("-ERR Unknown command or not allowed before login."),
         }
         None
     }
@@ -182,7 +189,7 @@ impl Pop3PreAuth {
                 self.state = State::SaslPlain;
             }
             (b"PLAIN", Some(ir)) => return self.sasl_plain(ir),
-            _ => self.reply("-ERR Unsupported authentication mechanism."),
+            _ => self.refuse("-ERR Unsupported authentication mechanism."),
         }
         None
     }
@@ -192,7 +199,7 @@ impl Pop3PreAuth {
         match auth::decode_plain(response) {
             Ok(credentials) => Some(self.start_login(credentials)),
             Err(SaslError::Base64) => {
-                self.reply("-ERR Invalid base64 data.");
+                self.refuse("-ERR Invalid base64 data.");
                 None
             }
             Err(_) => {
@@ -226,12 +233,15 @@ impl PreAuth for Pop3PreAuth {
             let mut line = match login::take_line(&mut self.input, self.settings.max_line) {
                 Ok(Some(line)) => line,
                 Ok(None) => return PreAuthEvent::NeedInput,
-                Err(()) => return self.close_with("-ERR Line too long, closing connection."),
+                Err(()) => {
+                    self.protocol_errors += 1;
+                    return self.close_with("-ERR Line too long, closing connection.");
+                }
             };
             let event = if matches!(self.state, State::SaslPlain) {
                 if line == b"*" {
                     self.state = State::Authorization { user: None };
-                    self.reply("-ERR AUTH cancelled.");
+                    self.refuse("-ERR AUTH cancelled.");
                     None
                 } else {
                     self.sasl_plain(&line)
@@ -290,6 +300,10 @@ impl PreAuth for Pop3PreAuth {
         self.tls_active = true;
         self.input.clear();
         self.state = State::Authorization { user: None };
+    }
+
+    fn take_protocol_errors(&mut self) -> u32 {
+        std::mem::take(&mut self.protocol_errors)
     }
 }
 

@@ -207,3 +207,18 @@ fn stls_required_before_login_and_capa_recomputed_after() {
     let (ev, _) = feed(&mut m, b"USER u\r\nPASS p\r\n");
     expect_login(ev, "u", b"p");
 }
+
+#[test]
+fn refused_commands_are_counted_as_protocol_errors_and_failed_logins_are_not() {
+    let mut m = machine();
+    let (_, out) = feed(&mut m, b"FROB\r\nPASS early\r\nAPOP u d\r\nNOOP x\r\n");
+    assert_eq!(out.matches("-ERR").count(), 4, "{out}");
+    assert_eq!(m.take_protocol_errors(), 4);
+    let (ev, _) = feed(&mut m, b"USER u\r\nPASS p\r\n");
+    expect_login(ev, "u", b"p");
+    m.login_failed(LoginFailure::AuthFailed);
+    assert_eq!(m.take_protocol_errors(), 0);
+    let (_, out) = feed(&mut m, &[b'x'; 100]);
+    assert!(out.contains("Line too long"), "{out}");
+    assert_eq!(m.take_protocol_errors(), 1);
+}

@@ -167,9 +167,8 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
         for (worker, socket) in sockets.into_iter().enumerate() {
             let loaded = loaded.clone();
             let tls = tls[index].clone();
-            let factory: worker::ContextFactory = Box::new(move |directory, metrics, registry| {
-                session_context(&loaded, index, directory, tls, metrics, registry)
-            });
+            let factory: worker::ContextFactory =
+                Box::new(move |parts| session_context(&loaded, index, parts, tls));
             per_worker[worker].push((socket, factory));
         }
     }
@@ -201,6 +200,10 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
             },
             metrics: workers_state[index].metrics.clone(),
             registry: workers_state[index].registry.clone(),
+            login_limit: (
+                config.limits.max_failures_per_address,
+                config.limits.failure_window,
+            ),
             shutdown: shutdown_rx.clone(),
             grace: config.runtime.shutdown_grace,
         };
@@ -253,10 +256,8 @@ pub fn build_directory(
 fn session_context(
     loaded: &Arc<Loaded>,
     index: usize,
-    directory: Rc<dyn Directory>,
+    parts: &worker::WorkerParts,
     tls: Option<TlsHolder>,
-    metrics: SharedRecorder,
-    registry: Arc<Registry>,
 ) -> SessionContext {
     let config = &loaded.config;
     let listen = &config.listen[index];
@@ -283,7 +284,7 @@ fn session_context(
             starttls: listen.tls_mode() == TlsMode::Starttls,
             require_tls: listen.requires_tls(),
         }),
-        directory,
+        directory: parts.directory.clone(),
         backend_port: match listen.protocol {
             Protocol::Imap => config.backend.imap_port,
             Protocol::Pop3 => config.backend.pop3_port,
@@ -304,8 +305,13 @@ fn session_context(
         tls,
         backend_tls_mode: *config.backend.tls.get_ref(),
         backend_tls: loaded.backend_tls.clone(),
-        metrics,
-        registry,
+        metrics: config
+            .admin
+            .as_ref()
+            .is_some_and(|admin| admin.metrics)
+            .then(|| parts.metrics.clone()),
+        registry: parts.registry.clone(),
+        login_limit: parts.login_limit.clone(),
         handshake_timeout: config
             .tls
             .as_ref()

@@ -9,8 +9,9 @@ use super::RuntimeError;
 use crate::directory::Directory;
 use crate::metrics::registry::Registry;
 use crate::metrics::SharedRecorder;
+use crate::session::rate_limit::{self, LoginRateLimit};
 use crate::session::{self, SessionContext};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, TcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct WorkerPlan {
     pub metrics: SharedRecorder,
     /// This worker's relaying sessions.
     pub registry: Arc<Registry>,
+    /// `[limits] max_failures_per_address` and `failure_window`.
+    pub login_limit: (u32, Duration),
     /// Becomes `true` when the server should stop.
     pub shutdown: watch::Receiver<bool>,
     /// How long sessions may run after shutdown begins.
@@ -41,8 +44,19 @@ pub struct WorkerPlan {
 
 /// Builds a listener's session context on the worker's thread (so it may
 /// hold `Rc`s and per-worker state such as the directory).
-pub type ContextFactory =
-    Box<dyn FnOnce(Rc<dyn Directory>, SharedRecorder, Arc<Registry>) -> SessionContext + Send>;
+pub type ContextFactory = Box<dyn FnOnce(&WorkerParts) -> SessionContext + Send>;
+
+/// Per-worker state shared by the worker's listeners.
+pub struct WorkerParts {
+    /// The directory (LDAP pool, cache).
+    pub directory: Rc<dyn Directory>,
+    /// The recorder.
+    pub metrics: SharedRecorder,
+    /// Relaying sessions, for the admin actions.
+    pub registry: Arc<Registry>,
+    /// Failed logins per client address; `None` when the limit is off.
+    pub login_limit: Option<Rc<RefCell<LoginRateLimit>>>,
+}
 
 /// Builds a worker's directory (LDAP pool, cache) on its own thread.
 pub type DirectoryFactory = Box<dyn FnOnce() -> Rc<dyn Directory> + Send>;
@@ -77,7 +91,14 @@ pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeEr
 
 async fn serve(mut plan: WorkerPlan) {
     let active = Rc::new(Cell::new(0usize));
-    let directory = (plan.directory)();
+    let (max_failures, window) = plan.login_limit;
+    let parts = WorkerParts {
+        directory: (plan.directory)(),
+        metrics: plan.metrics.clone(),
+        registry: plan.registry.clone(),
+        login_limit: LoginRateLimit::new(max_failures, window, rate_limit::DEFAULT_CAPACITY)
+            .map(|limit| Rc::new(RefCell::new(limit))),
+    };
     let mut accept_tasks = Vec::new();
     let mut stoppers = Vec::new();
     for (listener, factory) in plan.listeners.drain(..) {
@@ -87,11 +108,7 @@ async fn serve(mut plan: WorkerPlan) {
             Ok(stopper) => stoppers.push(stopper),
             Err(e) => tracing::warn!(error = %e, "cannot keep a handle to stop the listener"),
         }
-        let ctx = Rc::new(factory(
-            directory.clone(),
-            plan.metrics.clone(),
-            plan.registry.clone(),
-        ));
+        let ctx = Rc::new(factory(&parts));
         let listener = tokio_uring::net::TcpListener::from_std(listener);
         accept_tasks.push(tokio_uring::spawn(accept_loop(
             listener,

@@ -10,7 +10,7 @@ use crate::imap::ImapBackendLogin;
 use crate::login::{
     BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
 };
-use crate::metrics;
+use crate::metrics::LoginOutcome;
 use crate::pop3::Pop3BackendLogin;
 use crate::runtime::transport::{Connector, Stream};
 use crate::tls::{MaybeTls, TlsStream};
@@ -30,16 +30,17 @@ pub(super) struct Backend<S> {
 pub(super) struct LoginError {
     pub(super) failure: LoginFailure,
     pub(super) reason: String,
-    /// The directory, not the back end, failed.
-    pub(super) from_directory: bool,
+    /// How it is counted.
+    pub(super) outcome: LoginOutcome,
 }
 
 impl LoginError {
+    /// The back end failed (down, slow, misbehaving).
     pub(super) fn temporary(reason: impl Into<String>) -> Self {
         Self {
             failure: LoginFailure::Unavailable,
             reason: reason.into(),
-            from_directory: false,
+            outcome: LoginOutcome::BackendUnavailable,
         }
     }
 }
@@ -58,19 +59,19 @@ pub(super) async fn log_in<C: Connector>(
         Some(false) => "directory_cache_miss",
         None => "directory_lookup",
     };
-    metrics::with(&ctx.metrics, |r| r.phase(phase, lookup_time));
+    ctx.record(|r| r.phase(phase, lookup_time));
     let route = match looked_up {
         Ok(Some(route)) => route,
         Ok(None) => {
             return Err(LoginError {
                 failure: LoginFailure::AuthFailed,
                 reason: "unknown user".into(),
-                from_directory: false,
+                outcome: LoginOutcome::UnknownUser,
             })
         }
         Err(e) => {
             return Err(LoginError {
-                from_directory: true,
+                outcome: LoginOutcome::DirectoryUnavailable,
                 ..LoginError::temporary(e.to_string())
             })
         }
@@ -78,7 +79,7 @@ pub(super) async fn log_in<C: Connector>(
     let connect_started = Instant::now();
     let (stream, address) = connect(ctx, connector, &route).await?;
     let connect_time = connect_started.elapsed();
-    metrics::with(&ctx.metrics, |r| r.phase("backend_connect", connect_time));
+    ctx.record(|r| r.phase("backend_connect", connect_time));
     let login_started = Instant::now();
     let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
     let password = credentials.password.clone();
@@ -127,7 +128,7 @@ pub(super) async fn log_in<C: Connector>(
         }
     };
     let login_time = login_started.elapsed();
-    metrics::with(&ctx.metrics, |r| r.phase("backend_login", login_time));
+    ctx.record(|r| r.phase("backend_login", login_time));
     match outcome {
         BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
             stream,
@@ -138,7 +139,11 @@ pub(super) async fn log_in<C: Connector>(
         BackendOutcome::Rejected(failure) => Err(LoginError {
             failure,
             reason: format!("back end {address} refused the login"),
-            from_directory: false,
+            outcome: match failure {
+                LoginFailure::InUse => LoginOutcome::InUse,
+                LoginFailure::Unavailable => LoginOutcome::BackendUnavailable,
+                LoginFailure::AuthFailed => LoginOutcome::BadPassword,
+            },
         }),
         BackendOutcome::Unavailable(reason) => Err(LoginError::temporary(format!(
             "back end {address}: {reason}"

@@ -8,19 +8,22 @@
 //! back-end half of a login lives in `session/backend.rs`.
 
 mod backend;
+pub mod rate_limit;
 
 use crate::config::{ImapBackendAuth, Pop3BackendAuth, Protocol, TlsMode};
 use crate::directory::Directory;
 use crate::imap::{ImapPreAuth, ImapSettings};
 use crate::login::{ClientAddress, LoginFailure, PreAuth, PreAuthEvent};
 use crate::metrics::registry::Registry;
-use crate::metrics::{self, LoginOutcome, SharedRecorder};
+use crate::metrics::{self, LoginOutcome, Recorder, SharedRecorder};
 use crate::pop3::{Pop3PreAuth, Pop3Settings};
 use crate::relay::{self, RelayEnd, RelaySettings};
 use crate::runtime::transport::{Connector, Stream};
 use crate::tls::TlsStream;
 use arc_swap::ArcSwap;
 use backend::{log_in, LoginError};
+use rate_limit::LoginRateLimit;
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -67,10 +70,40 @@ pub struct SessionContext {
     pub backend_tls_mode: TlsMode,
     /// The TLS client config for back ends.
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
-    /// This worker's recorder.
-    pub metrics: SharedRecorder,
+    /// This worker's recorder; `None` when metrics are off.
+    pub metrics: Option<SharedRecorder>,
     /// This worker's relaying sessions.
     pub registry: Arc<Registry>,
+    /// This worker's failed-login counts per client address; `None` when
+    /// the limit is off.
+    pub login_limit: Option<Rc<RefCell<LoginRateLimit>>>,
+}
+
+impl SessionContext {
+    /// Records into this worker's recorder, if metrics are on.
+    fn record(&self, f: impl FnOnce(&mut Recorder)) {
+        if let Some(recorder) = &self.metrics {
+            metrics::with(recorder, f);
+        }
+    }
+
+    /// Whether logins from `peer` are refused for now.
+    fn login_limited(&self, peer: SocketAddr) -> bool {
+        self.login_limit.as_ref().is_some_and(|limit| {
+            limit
+                .borrow_mut()
+                .is_limited(peer.ip(), std::time::Instant::now())
+        })
+    }
+
+    /// Counts a failed login from `peer` towards its limit.
+    fn login_failed_from(&self, peer: SocketAddr) {
+        if let Some(limit) = &self.login_limit {
+            limit
+                .borrow_mut()
+                .record_failure(peer.ip(), std::time::Instant::now());
+        }
+    }
 }
 
 /// How a session ended, for the log line.
@@ -165,7 +198,7 @@ pub async fn run<C: Connector>(
         relay: None,
     };
     let deadline = Instant::now() + ctx.preauth_timeout;
-    metrics::with(&ctx.metrics, |r| r.preauth_sessions += 1);
+    ctx.record(|r| r.preauth_sessions += 1);
     match ctx.protocol {
         Protocol::Imap => {
             let machine = |tls| ImapPreAuth::with_tls(ctx.imap.clone(), tls);
@@ -176,7 +209,7 @@ pub async fn run<C: Connector>(
             serve(&ctx, &connector, client, machine, deadline, &mut record).await
         }
     }
-    metrics::with(&ctx.metrics, |r| {
+    ctx.record(|r| {
         if record.relay.is_none() {
             r.preauth_sessions -= 1;
         }
@@ -259,7 +292,7 @@ async fn tls_handshake<S: Stream>(
                 "tls_handshake_full"
             };
             let took = started.elapsed();
-            metrics::with(&ctx.metrics, |r| r.phase(phase, took));
+            ctx.record(|r| r.phase(phase, took));
             Some(stream)
         }
         Ok(Err(e)) => {
@@ -295,6 +328,10 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
     loop {
         let event = machine.poll();
+        let protocol_errors = machine.take_protocol_errors();
+        if protocol_errors > 0 {
+            ctx.record(|r| r.protocol_errors(ctx.protocol, protocol_errors));
+        }
         if write(&client, machine.take_output()).await.is_err() {
             record.outcome = Outcome::ClientError;
             return None;
@@ -321,6 +358,14 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
             },
             PreAuthEvent::Login(credentials) => {
                 record.user = Some(credentials.user.clone());
+                if ctx.login_limited(record.peer) {
+                    record.failed_logins += 1;
+                    let latency = record.started.elapsed();
+                    ctx.record(|r| r.login(ctx.protocol, LoginOutcome::RateLimited, latency));
+                    tracing::info!(client = %record.peer, user = %credentials.user, "login refused: too many failed logins from this address");
+                    machine.login_failed(LoginFailure::Unavailable);
+                    continue;
+                }
                 let client_address = ctx
                     .forward_client_address
                     .then(|| client.local_addr().ok())
@@ -341,9 +386,7 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                     Ok(backend) => {
                         drop(std::mem::take(&mut buf)); // no pre-auth buffer while relaying
                         let latency = record.started.elapsed();
-                        metrics::with(&ctx.metrics, |r| {
-                            r.login(ctx.protocol, LoginOutcome::Ok, latency)
-                        });
+                        ctx.record(|r| r.login(ctx.protocol, LoginOutcome::Ok, latency));
                         record.backend = Some(backend.address);
                         let logged_in = machine.login_succeeded(&backend.greeting);
                         let mut to_client = logged_in.to_client;
@@ -361,13 +404,15 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                     }
                     Err(e) => {
                         record.failed_logins += 1;
-                        let outcome = match (e.failure, e.from_directory) {
-                            (LoginFailure::Unavailable, true) => LoginOutcome::DirectoryUnavailable,
-                            (LoginFailure::Unavailable, false) => LoginOutcome::BackendUnavailable,
-                            _ => LoginOutcome::AuthFailed,
-                        };
+                        let outcome = e.outcome;
+                        if matches!(
+                            outcome,
+                            LoginOutcome::BadPassword | LoginOutcome::UnknownUser
+                        ) {
+                            ctx.login_failed_from(record.peer);
+                        }
                         let latency = record.started.elapsed();
-                        metrics::with(&ctx.metrics, |r| r.login(ctx.protocol, outcome, latency));
+                        ctx.record(|r| r.login(ctx.protocol, outcome, latency));
                         if e.failure == LoginFailure::Unavailable {
                             tracing::warn!(client = %record.peer, user = %credentials.user, reason = %e.reason, "login failed: temporary failure");
                         } else {
@@ -392,11 +437,11 @@ async fn relay_session<S: Stream, B: Stream>(
     record.client_to_backend = to_backend.len() as u64;
     record.backend_to_client = to_client.len() as u64;
     record.relay = Some("copy");
-    metrics::with(&ctx.metrics, |r| {
+    ctx.record(|r| {
         r.preauth_sessions -= 1;
         r.relaying_sessions += 1;
     });
-    let _relaying = RelayingGauge(&ctx.metrics);
+    let _relaying = RelayingGauge(ctx);
     // Declared after the streams: dropped (unregistered) before they close.
     let _registration = match (record.user.as_deref(), record.backend) {
         (Some(user), Some(backend_addr)) => Some(ctx.registry.register(
@@ -425,10 +470,10 @@ async fn relay_session<S: Stream, B: Stream>(
 }
 
 /// Counts a relaying session until dropped.
-struct RelayingGauge<'a>(&'a SharedRecorder);
+struct RelayingGauge<'a>(&'a SessionContext);
 
 impl Drop for RelayingGauge<'_> {
     fn drop(&mut self) {
-        metrics::with(self.0, |r| r.relaying_sessions -= 1);
+        self.0.record(|r| r.relaying_sessions -= 1);
     }
 }
