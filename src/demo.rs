@@ -47,6 +47,7 @@ pub fn run(check: bool, wait: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Re
     let backend = SimulatedBackend::start(Mailbox {
         password: DEMO_PASSWORD.into(),
         message_sizes: DEMO_MESSAGE_SIZES.to_vec(),
+        corrupt: false,
     })
     .context("starting the simulated back end")?;
     let dir = tempfile_dir()?;

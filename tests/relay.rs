@@ -14,6 +14,7 @@ fn simulated(sizes: Vec<usize>) -> SimulatedBackend {
     SimulatedBackend::start(Mailbox {
         password: "pw".into(),
         message_sizes: sizes,
+        corrupt: false,
     })
     .unwrap()
 }
