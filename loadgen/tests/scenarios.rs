@@ -1,0 +1,502 @@
+//! The loadgen against its own simulated back end, directly and through a
+//! real mailgate process: every scenario's summary counts, TLS, a corrupted
+//! byte failing the run, the HTML report and the interval log, per-address
+//! limits reached through spread source addresses, and the cluster mode's
+//! VPN share.
+
+use mailgate::simulated_backend::{Mailbox, SimulatedBackend};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SIZES: &str = "2000,300000";
+
+fn loadgen() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mailgate-loadgen"))
+}
+
+/// mailgate, built by the same `cargo test --workspace` into the same folder.
+fn mailgate_binary() -> PathBuf {
+    let path = loadgen().with_file_name("mailgate");
+    assert!(
+        path.exists(),
+        "{} missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+fn backend(corrupt: bool) -> SimulatedBackend {
+    SimulatedBackend::start(Mailbox {
+        password: "pw".into(),
+        message_sizes: vec![2000, 300_000],
+        corrupt,
+    })
+    .unwrap()
+}
+
+/// A mailgate process in front of `backend` (killed when dropped).
+struct Mailgate {
+    child: Child,
+    addresses: Vec<(String, SocketAddr)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Mailgate {
+    fn start(backend: &SimulatedBackend, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.path().join("users.map"), "*  127.0.0.1\n").unwrap();
+        let listen = |protocol: &str, tls: &str| {
+            format!("[[listen]]\nprotocol = \"{protocol}\"\naddress = \"127.0.0.1:0\"\ntls = \"{tls}\"\n\n")
+        };
+        let config = format!(
+            "{}{}{}{}{}[directory]\nkind = \"static\"\nmap = \"users.map\"\n\n\
+             [backend]\nimap_port = {}\npop3_port = {}\n\n\
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\n\n\
+             [runtime]\nworkers = 1\npin_workers = false\nshutdown_grace = \"1s\"\n\n{extra}",
+            listen("imap", "none"),
+            listen("pop3", "none"),
+            listen("imap", "implicit"),
+            listen("imap", "starttls"),
+            listen("pop3", "starttls"),
+            backend.imap.port(),
+            backend.pop3.port(),
+            cert.display(),
+            key.display(),
+        );
+        let config_path = dir.path().join("mailgate.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let ready = dir.path().join("ready");
+        let child = Command::new(mailgate_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut mailgate = Mailgate {
+            child,
+            addresses: Vec::new(),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let text = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "mailgate did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        mailgate.addresses = text
+            .lines()
+            .filter_map(|l| {
+                let (name, addr) = l.split_once(' ')?;
+                Some((name.to_owned(), addr.parse().ok()?))
+            })
+            .collect();
+        mailgate
+    }
+
+    /// The `n`-th listener of that name in config order (`imap` 0: plain, 1: implicit, 2: STARTTLS).
+    fn addr(&self, name: &str, n: usize) -> String {
+        self.addresses
+            .iter()
+            .filter(|(p, _)| p == name)
+            .nth(n)
+            .unwrap_or_else(|| panic!("no {name} #{n} in {:?}", self.addresses))
+            .1
+            .to_string()
+    }
+}
+
+impl Drop for Mailgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(loadgen())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mailgate-loadgen")
+}
+
+/// Runs a scenario with `--json` and returns its summary (the run must succeed).
+fn summary(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--json", "--quiet"]);
+    let out = run(&all);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+    })
+}
+
+fn count(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} missing in {v}"))
+}
+
+fn all_ok(v: &Value, n: u64) {
+    assert_eq!(
+        (count(v, "attempted"), count(v, "ok"), count(v, "errors")),
+        (n, n, 0),
+        "{v}"
+    );
+}
+
+#[test]
+fn logins_closed_and_open_loop_directly_and_through_mailgate() {
+    let be = backend(false);
+    let mg = Mailgate::start(&be, "");
+    let direct = be.imap.to_string();
+    let proxied = mg.addr("imap", 0);
+    for target in [&direct, &proxied] {
+        let v = summary(&[
+            "logins",
+            "--target",
+            target,
+            "--count",
+            "40",
+            "--clients",
+            "4",
+            "--duration",
+            "60s",
+        ]);
+        all_ok(&v, 40);
+        let v = summary(&[
+            "logins",
+            "--target",
+            target,
+            "--count",
+            "30",
+            "--rate",
+            "300",
+            "--duration",
+            "60s",
+        ]);
+        all_ok(&v, 30);
+        assert!(v["load"].as_str().unwrap().contains("open loop"), "{v}");
+    }
+    let pop3 = mg.addr("pop3", 0);
+    let v = summary(&[
+        "logins",
+        "--target",
+        &pop3,
+        "--protocol",
+        "pop3",
+        "--count",
+        "20",
+    ]);
+    all_ok(&v, 20);
+}
+
+#[test]
+fn fetch_and_retr_check_every_body_directly_and_through_mailgate() {
+    let be = backend(false);
+    let mg = Mailgate::start(&be, "");
+    for (scenario, target) in [
+        ("fetch", be.imap.to_string()),
+        ("fetch", mg.addr("imap", 0)),
+        ("retr", be.pop3.to_string()),
+        ("retr", mg.addr("pop3", 0)),
+    ] {
+        let v = summary(&[
+            scenario,
+            "--target",
+            &target,
+            "--sizes",
+            SIZES,
+            "--clients",
+            "2",
+            "--count",
+            "20",
+            "--duration",
+            "60s",
+        ]);
+        all_ok(&v, 20);
+        assert_eq!(
+            count(&v, "bytes"),
+            10 * 2000 + 10 * 300_000,
+            "{scenario} {target}: {v}"
+        );
+    }
+}
+
+#[test]
+fn idle_sessions_stay_up_through_mailgate() {
+    let be = backend(false);
+    let mg = Mailgate::start(&be, "");
+    for (target, protocol) in [(mg.addr("imap", 0), "imap"), (mg.addr("pop3", 0), "pop3")] {
+        let v = summary(&[
+            "idle",
+            "--target",
+            &target,
+            "--protocol",
+            protocol,
+            "--sessions",
+            "30",
+            "--duration",
+            "1500ms",
+        ]);
+        all_ok(&v, 30);
+        assert_eq!(v["counts"]["stayed_up"], 30, "{v}");
+        assert_eq!(v["counts"]["sessions_up_peak"], 30, "{v}");
+    }
+}
+
+#[test]
+fn mix_runs_all_three_populations() {
+    let be = backend(false);
+    let mg = Mailgate::start(&be, "");
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("mix.toml");
+    std::fs::write(
+        &profile,
+        "[idle]\nclients = 5\n[pollers]\nclients = 4\ninterval = \"500ms\"\n\
+         [webmail]\nbursts_per_second = 10\nsessions_per_burst = 2\n\
+         [messages]\nsizes = [2000, 300000]\nweights = [3, 1]\n",
+    )
+    .unwrap();
+    let v = summary(&[
+        "mix",
+        "--target",
+        &mg.addr("imap", 0),
+        "--pop3-target",
+        &mg.addr("pop3", 0),
+        "--profile",
+        profile.to_str().unwrap(),
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(count(&v, "errors"), 0, "{v}");
+    assert_eq!(v["counts"]["stayed_up"], 5, "{v}");
+    assert!(v["counts"]["polls"].as_i64().unwrap() >= 8, "{v}");
+    assert!(
+        v["counts"]["webmail_sessions"].as_i64().unwrap() >= 30,
+        "{v}"
+    );
+}
+
+#[test]
+fn tls_clients_implicit_starttls_and_stls() {
+    let be = backend(false);
+    let mg = Mailgate::start(&be, "");
+    for (target, protocol, tls) in [
+        (mg.addr("imap", 1), "imap", "implicit"),
+        (mg.addr("imap", 2), "imap", "starttls"),
+        (mg.addr("pop3", 1), "pop3", "starttls"),
+    ] {
+        let v = summary(&[
+            "logins",
+            "--target",
+            &target,
+            "--protocol",
+            protocol,
+            "--tls",
+            tls,
+            "--insecure",
+            "--count",
+            "10",
+        ]);
+        all_ok(&v, 10);
+    }
+    let v = summary(&[
+        "fetch",
+        "--target",
+        &mg.addr("imap", 1),
+        "--tls",
+        "implicit",
+        "--insecure",
+        "--sizes",
+        SIZES,
+        "--count",
+        "6",
+    ]);
+    all_ok(&v, 6);
+    // Without --insecure the self-signed certificate is refused.
+    let v = summary(&[
+        "logins",
+        "--target",
+        &mg.addr("imap", 1),
+        "--tls",
+        "implicit",
+        "--count",
+        "2",
+    ]);
+    assert_eq!(v["errors_by_kind"]["tls"], 2, "{v}");
+}
+
+#[test]
+fn a_flipped_byte_fails_the_run_directly_and_through_mailgate() {
+    let be = backend(true);
+    let mg = Mailgate::start(&be, "");
+    for (scenario, target) in [
+        ("fetch", be.imap.to_string()),
+        ("fetch", mg.addr("imap", 0)),
+        ("retr", mg.addr("pop3", 0)),
+    ] {
+        let out = run(&[
+            scenario, "--target", &target, "--sizes", SIZES, "--count", "4", "--json", "--quiet",
+        ]);
+        assert!(!out.status.success(), "{scenario} via {target} must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("differed"), "{stderr}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["errors_by_kind"]["mismatch"], 4, "{v}");
+    }
+}
+
+#[test]
+fn report_and_interval_log_are_written() {
+    let be = backend(false);
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let hlog = dir.path().join("run.hlog");
+    let v = summary(&[
+        "logins",
+        "--target",
+        &be.imap.to_string(),
+        "--duration",
+        "1500ms",
+        "--report",
+        html.to_str().unwrap(),
+        "--hlog",
+        hlog.to_str().unwrap(),
+    ]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg").count(), 3, "three inline charts");
+    for caption in [
+        "Latency by percentile",
+        "Throughput over time",
+        "Errors by kind",
+    ] {
+        assert!(page.contains(caption), "{caption}");
+    }
+    assert_eq!(
+        hlog_total(&hlog),
+        count(&v, "ok"),
+        "the interval log holds every login"
+    );
+}
+
+fn hlog_total(path: &Path) -> u64 {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let text = std::fs::read(path).unwrap();
+    let mut total = 0;
+    for entry in IntervalLogIterator::new(&text) {
+        if let Ok(LogEntry::Interval(h)) = entry {
+            let bytes = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                h.encoded_histogram(),
+            )
+            .unwrap();
+            let hist: hdrhistogram::Histogram<u64> = Deserializer::new()
+                .deserialize(&mut bytes.as_slice())
+                .unwrap();
+            total += hist.len();
+        }
+    }
+    total
+}
+
+#[test]
+fn spread_source_addresses_meet_the_per_address_limit() {
+    let be = backend(false);
+    let mg = Mailgate::start(
+        &be,
+        "[limits]\nmax_failures_per_address = 2\nmax_auth_failures = 10\n",
+    );
+    let v = summary(&[
+        "logins",
+        "--target",
+        &mg.addr("imap", 0),
+        "--password",
+        "wrong",
+        "--source-addresses",
+        "3",
+        "--clients",
+        "1",
+        "--count",
+        "12",
+    ]);
+    // Each of the 3 addresses: 2 rejected logins, then refused by the limit.
+    assert_eq!(v["errors_by_kind"]["login_rejected"], 6, "{v}");
+    assert_eq!(v["errors_by_kind"]["unavailable"], 6, "{v}");
+}
+
+#[test]
+fn cluster_of_three_boxes_sends_two_thirds_over_the_vpn() {
+    let out = run(&[
+        "cluster",
+        "--boxes",
+        "3",
+        "--users",
+        "90",
+        "--sessions",
+        "300",
+        "--clients",
+        "6",
+        "--message-size",
+        "50000",
+        "--mailgate",
+        mailgate_binary().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(count(&v, "sessions_ok"), 300, "{v}");
+    let share = v["vpn_share"].as_f64().unwrap();
+    assert!((share - 2.0 / 3.0).abs() < 0.08, "VPN share {share}: {v}");
+    let client = v["client_remote_share"].as_f64().unwrap();
+    assert!(
+        (client - share).abs() < 0.02,
+        "clients {client} vs mailgate {share}"
+    );
+    assert!(v["projection"]["proxy_vpn_mbit_avg"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["projection"]["per_box_vpn_mbit_avg"], 0.0);
+}
