@@ -177,10 +177,15 @@ impl Summary {
         if let Some(e) = &self.first_error {
             let _ = writeln!(page, "<p>First error: <code>{}</code></p>", escape(e));
         }
+        let errors_title = if self.errors == 0 {
+            "Errors by kind: none"
+        } else {
+            "Errors by kind"
+        };
         for (title, svg) in [
             ("Latency by percentile", self.percentile_chart()),
             ("Throughput over time", self.throughput_chart()),
-            ("Errors by kind", self.error_chart()),
+            (errors_title, self.error_chart()),
         ] {
             let _ = writeln!(
                 page,
@@ -211,6 +216,7 @@ impl Summary {
             {
                 let _ = chart
                     .configure_mesh()
+                    .x_labels(x_max.ceil() as usize + 1)
                     .x_desc("percentile")
                     .y_desc("latency (ms)")
                     .x_label_formatter(&|x| format!("{}%", percent_label(*x)))
@@ -229,17 +235,21 @@ impl Summary {
             let root = SVGBackend::with_string(&mut svg, (800, 360)).into_drawing_area();
             let _ = root.fill(&WHITE);
             let mut last = 0.0;
+            // A last interval cut short by the end of the run is left out:
+            // a few operations over a few milliseconds make no rate.
             let rates: Vec<(f64, f64, f64)> = self
                 .timeline
                 .iter()
-                .map(|i| {
-                    let width = (i.at_seconds - last).max(1e-3);
+                .filter_map(|i| {
+                    let width = i.at_seconds - last;
                     last = i.at_seconds;
-                    (
-                        i.at_seconds,
-                        i.ok as f64 / width,
-                        i.bytes as f64 / width / (1024.0 * 1024.0),
-                    )
+                    (width >= 0.25).then(|| {
+                        (
+                            i.at_seconds,
+                            i.ok as f64 / width,
+                            i.bytes as f64 / width / (1024.0 * 1024.0),
+                        )
+                    })
                 })
                 .collect();
             let x_max = rates.last().map_or(1.0, |r| r.0).max(1.0);
