@@ -263,10 +263,14 @@ fn fetch_and_retr_check_every_body_directly_and_through_mailgate() {
 }
 
 #[test]
-fn idle_sessions_stay_up_through_mailgate() {
+fn idle_sessions_stay_up_directly_and_through_mailgate() {
     let be = backend(false);
     let mg = Mailgate::start(&be, "");
-    for (target, protocol) in [(mg.addr("imap", 0), "imap"), (mg.addr("pop3", 0), "pop3")] {
+    for (target, protocol) in [
+        (be.imap.to_string(), "imap"),
+        (mg.addr("imap", 0), "imap"),
+        (mg.addr("pop3", 0), "pop3"),
+    ] {
         let v = summary(&[
             "idle",
             "--target",
