@@ -115,7 +115,8 @@ struct FetchArgs {
     /// Concurrent sessions.
     #[arg(long, default_value_t = 1)]
     clients: usize,
-    /// Message numbers to fetch in turn (default: all of --sizes).
+    /// Message numbers to fetch in turn (default: all of --sizes; 1 with
+    /// --expect-file or --expect-size).
     #[arg(long, value_delimiter = ',')]
     messages: Vec<usize>,
     /// The simulated back end's message sizes, to know what to expect.
@@ -301,10 +302,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
 }
 
 fn fetch(args: FetchArgs, scenario: &'static str) -> anyhow::Result<()> {
-    let messages = if args.messages.is_empty() {
-        (1..=args.sizes.len()).collect()
-    } else {
+    let messages = if !args.messages.is_empty() {
         args.messages.clone()
+    } else if args.expect_file.is_some() || args.expect_size.is_some() {
+        vec![1]
+    } else {
+        (1..=args.sizes.len()).collect()
     };
     if messages.is_empty() {
         bail!("no messages to fetch");
