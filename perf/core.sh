@@ -199,11 +199,14 @@ if [ -n "${HA_PID:-}" ]; then
   F_HA=$(fetch "127.0.0.1:$HA_PORT" 1)
   H1=$(cpu_ticks "$HA_PID")
 fi
-echo "64 sessions direct / mailgate..." >&2
+echo "64 sessions direct / mailgate / copy / haproxy..." >&2
 F64_DIRECT=$(fetch "$DIRECT" 64)
 F64_PROXY=$(fetch "$MG_ADDR" 64)
+F64_COPY=$(fetch "$MGC_ADDR" 64)
+F64_HA='{"mib_per_second":0,"seconds":1,"errors":0,"operations":0}'
+[ -n "${HA_PID:-}" ] && F64_HA=$(fetch "127.0.0.1:$HA_PORT" 64)
 
-for v in L_DIRECT L_PROXY F_DIRECT F_PROXY F_COPY F_HA F64_DIRECT F64_PROXY; do
+for v in L_DIRECT L_PROXY F_DIRECT F_PROXY F_COPY F_HA F64_DIRECT F64_PROXY F64_COPY F64_HA; do
   [ "$(json_field "${!v}" errors)" = "0" ] || { echo "$v had errors: ${!v}" >&2; exit 1; }
 done
 
@@ -236,7 +239,7 @@ RSS1=$(rss_kib "$MG_PID")
 FDS=$(ls /proc/$MG_PID/fd | wc -l)
 kill "$IDLE_PID"
 
-python3 - "$L_DIRECT" "$L_PROXY" "$F_DIRECT" "$F_PROXY" "$T0" "$T1" "$T2" "$T3" "$TICK" "$RSS0" "$RSS1" "$IDLE" "$FDS" "$F_COPY" "$C0" "$C1" "$F_HA" "$H0" "$H1" "$F64_DIRECT" "$F64_PROXY" <<'PY' | tee "perf/results/core-$(date -u +%Y%m%dT%H%M%SZ).md"
+python3 - "$L_DIRECT" "$L_PROXY" "$F_DIRECT" "$F_PROXY" "$T0" "$T1" "$T2" "$T3" "$TICK" "$RSS0" "$RSS1" "$IDLE" "$FDS" "$F_COPY" "$C0" "$C1" "$F_HA" "$H0" "$H1" "$F64_DIRECT" "$F64_PROXY" "$F64_COPY" "$F64_HA" <<'PY' | tee "perf/results/core-$(date -u +%Y%m%dT%H%M%SZ).md"
 import json, sys, platform, os
 ld, lp, fd, fp = (json.loads(a) for a in sys.argv[1:5])
 t0, t1, t2, t3, tick = (int(a) for a in sys.argv[5:10])
@@ -244,6 +247,7 @@ rss0, rss1, idle, fds = (int(a) for a in sys.argv[10:14])
 fc = json.loads(sys.argv[14]); c0, c1 = int(sys.argv[15]), int(sys.argv[16])
 fh = json.loads(sys.argv[17]); h0, h1 = int(sys.argv[18]), int(sys.argv[19])
 f64d, f64p = json.loads(sys.argv[20]), json.loads(sys.argv[21])
+f64c, f64h = json.loads(sys.argv[22]), json.loads(sys.argv[23])
 cpu_login_ms = (t1 - t0) / tick / max(lp["operations"], 1) * 1000
 def cpu_per_gib(f, a, b):
     gib = f["mib_per_second"] * f["seconds"] / 1024
@@ -258,7 +262,10 @@ print(f"| one session fetching a 4 MiB message, MiB/s (splice) | {fd['mib_per_se
 print(f"| same, mailgate copy path | {fd['mib_per_second']:.0f} | {fc['mib_per_second']:.0f} | {fc['mib_per_second']/fd['mib_per_second']:.2f} |")
 if fh["operations"]:
     print(f"| same, HAProxy 2.6 tcp + splice-auto | {fd['mib_per_second']:.0f} | {fh['mib_per_second']:.0f} | {fh['mib_per_second']/fd['mib_per_second']:.2f} |")
-print(f"| 64 sessions fetching, MiB/s total | {f64d['mib_per_second']:.0f} | {f64p['mib_per_second']:.0f} | {f64p['mib_per_second']/f64d['mib_per_second']:.2f} |")
+print(f"| 64 sessions fetching, MiB/s total (splice) | {f64d['mib_per_second']:.0f} | {f64p['mib_per_second']:.0f} | {f64p['mib_per_second']/f64d['mib_per_second']:.2f} |")
+print(f"| same, mailgate copy path | {f64d['mib_per_second']:.0f} | {f64c['mib_per_second']:.0f} | {f64c['mib_per_second']/f64d['mib_per_second']:.2f} |")
+if f64h["operations"]:
+    print(f"| same, HAProxy | {f64d['mib_per_second']:.0f} | {f64h['mib_per_second']:.0f} | {f64h['mib_per_second']/f64d['mib_per_second']:.2f} |")
 print(f"| mailgate CPU per login (ms) | | {cpu_login_ms:.3f} | Perdition ~13, nginx ~0.6 |")
 print(f"| CPU seconds per GiB relayed: mailgate splice | | {cpu_gib:.2f} | |")
 print(f"| CPU seconds per GiB relayed: mailgate copy | | {cpu_per_gib(fc, c0, c1):.2f} | splice/copy {cpu_gib/cpu_per_gib(fc, c0, c1):.2f} |")
@@ -266,6 +273,6 @@ if fh["operations"]:
     print(f"| CPU seconds per GiB relayed: HAProxy | | {cpu_per_gib(fh, h0, h1):.2f} | mailgate splice/HAProxy {cpu_gib/cpu_per_gib(fh, h0, h1):.2f} |")
 print(f"| mailgate RSS per idle logged-in session (KiB), {idle} sessions | | {(rss1-rss0)/idle:.1f} | nginx ~9 |")
 print(f"| descriptors held with {idle} idle sessions | | {fds} | |")
-total = sum(f["operations"] for f in (fd, fp, fc, fh, f64d, f64p))
+total = sum(f["operations"] for f in (fd, fp, fc, fh, f64d, f64p, f64c, f64h))
 print(f"\nEvery fetched body was compared with the stored message ({total} fetches, 0 differences).")
 PY

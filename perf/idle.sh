@@ -1,43 +1,34 @@
 #!/usr/bin/env bash
-# Memory and descriptors per idle logged-in session through mailgate, for
-# plaintext sessions (splice path: no buffer, no pipe while idle) and TLS
-# sessions (copy path through rustls), against a minimal asyncio back end so
-# that only mailgate is measured.
+# Memory and descriptors per idle IMAP IDLE session through one mailgate:
+# `mailgate-loadgen idle` opens N sessions (plaintext: splice path, no
+# buffer and no pipe while idle; implicit TLS: rustls, copy path), logs them
+# in and holds them in IDLE against the simulated back end, so only mailgate
+# is measured. RSS (smaps_rollup) and descriptors are read while all N are
+# up; the run then checks that every session stayed up.
 #
-#   perf/idle.sh [sessions (default 9000)]
+#   perf/idle.sh [sessions (default 9950)] [hold seconds (default 20)]
 #
-# RLIMIT_NOFILE bounds the count: each session holds two descriptors in
-# mailgate. Where the hard limit cannot be raised (this sandbox: 20000,
-# EPERM above), ~9 900 sessions is the ceiling per mailgate process.
+# RLIMIT_NOFILE bounds N: mailgate holds two descriptors per session and
+# raises its soft limit to the hard one. Where the hard limit cannot be
+# raised (this sandbox: 20000, no CAP_SYS_RESOURCE), ~9 980 sessions is the
+# ceiling for one mailgate process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-9000}
-cargo build --release -q -p mailgate
-MG=target/release/mailgate
+N=${1:-9950}
+HOLD=${2:-20}
+cargo build --release -q -p mailgate -p mailgate-loadgen
+MG=$PWD/target/release/mailgate
+LG=$PWD/target/release/mailgate-loadgen
 WORK=$(mktemp -d /tmp/mailgate-idle.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BACKEND_PORT=$(free_port)
 
-python3 - "$BACKEND_PORT" <<'PY' &
-import asyncio, sys
-async def handle(r, w):
-    w.write(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] stub\r\n")
-    line = await r.readline()
-    w.write(line.split(b" ")[0] + b" OK Logged in\r\n")
-    await w.drain()
-    while await r.read(65536):
-        pass
-    w.close()
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=4096)
-    await server.serve_forever()
-asyncio.run(main())
-PY
+"$LG" backend --threads 1 --sizes 2000 > "$WORK/backend.addr" &
 PIDS+=($!)
+for _ in $(seq 100); do grep -q pop3 "$WORK/backend.addr" 2>/dev/null && break; sleep 0.05; done
+BACKEND_PORT=$(awk '/^imap/{split($2,a,":"); print a[2]}' "$WORK/backend.addr")
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 1 -subj /CN=localhost 2>/dev/null
 echo "* 127.0.0.1" > "$WORK/users.map"
 cat > "$WORK/mailgate.toml" <<CONF
@@ -58,6 +49,9 @@ map = "users.map"
 imap_port = $BACKEND_PORT
 pop3_port = $BACKEND_PORT
 
+[relay]
+idle_timeout = "1h"
+
 [tls]
 cert = "cert.pem"
 key = "key.pem"
@@ -70,47 +64,29 @@ grep "open files" /proc/$MG_PID/limits >&2
 PLAIN=$(sed -n 1p "$WORK/ready" | awk '{print $2}')
 TLS=$(sed -n 2p "$WORK/ready" | awk '{print $2}')
 
-python3 - "$MG_PID" "$PLAIN" "$TLS" "$N" <<'PY' | tee "perf/results/idle-$(date -u +%Y%m%dT%H%M%SZ).md"
-import os, socket, ssl, sys, time
-pid, plain, tls, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-def rss_kib():
-    for line in open(f"/proc/{pid}/smaps_rollup"):
-        if line.startswith("Rss:"):
-            return int(line.split()[1])
-def fds():
-    return len(os.listdir(f"/proc/{pid}/fd"))
-def open_sessions(addr, wrap):
-    host, port = addr.rsplit(":", 1)
-    socks = []
-    for i in range(n):
-        s = wrap(socket.create_connection((host, int(port))))
-        f = s.makefile("rb")
-        f.readline()
-        s.sendall(b"a LOGIN user%d pw\r\n" % i)
-        line = f.readline()
-        assert line.startswith(b"a OK"), (i, line)
-        socks.append((s, f))
-    return socks
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-rows = []
-for name, addr, wrap in (("plaintext (splice path)", plain, lambda s: s), ("implicit TLS (rustls, copy path)", tls, lambda s: ctx.wrap_socket(s, server_hostname="localhost"))):
-    time.sleep(1)
-    before, fd0 = rss_kib(), fds()
-    socks = open_sessions(addr, wrap)
-    time.sleep(1)
-    after, fd1 = rss_kib(), fds()
-    rows.append((name, (after - before) / n, (fd1 - fd0) / n))
-    for s, f in socks:
-        f.close()
-        s.close()
-    del socks
-    deadline = time.time() + 60
-    while fds() > fd0 + 10 and time.time() < deadline:
-        time.sleep(0.2)
-print(f"# idle logged-in IMAP sessions through mailgate: {n} at once, {os.cpu_count()} CPUs\n")
-print("| sessions | RSS per session (KiB) | descriptors per session |")
-print("| --- | --- | --- |")
-for name, kib, d in rows:
-    print(f"| {name} | {kib:.1f} | {d:.2f} |")
-print("\nTargets (issue): ≤ 16 KiB plaintext, ≤ 64 KiB TLS; nginx ~9 KiB (DESIGN.md).")
-PY
+rss_kib() { awk '/^Rss:/{print $2}' "/proc/$MG_PID/smaps_rollup"; }
+fds() { ls "/proc/$MG_PID/fd" | wc -l; }
+ROWS=()
+for mode in plain tls; do
+  if [ $mode = plain ]; then target=$PLAIN; tls=(--tls none); name="plaintext (splice path)"; else target=$TLS; tls=(--tls implicit --insecure); name="implicit TLS (rustls, copy path)"; fi
+  sleep 1
+  RSS0=$(rss_kib); FD0=$(fds)
+  "$LG" idle --target "$target" "${tls[@]}" --sessions "$N" --connect-rate 2000 --duration "${HOLD}s" --json --quiet > "$WORK/$mode.json" &
+  LG_PID=$!
+  # Wait until all N sessions are relaying (two descriptors each), then measure.
+  for _ in $(seq $((HOLD * 10))); do [ "$(fds)" -ge $((FD0 + 2 * N - N / 100)) ] && break; sleep 0.1; done
+  sleep 1
+  RSS1=$(rss_kib); FD1=$(fds)
+  wait "$LG_PID"
+  ROWS+=("$name|$(python3 -c "print(f'{($RSS1-$RSS0)/$N:.1f}|{($FD1-$FD0)/$N:.2f}')")|$(python3 -c "import json; s=json.load(open('$WORK/$mode.json')); print(f\"{s['counts'].get('stayed_up',0)} of {s['attempted']}\")")")
+  for _ in $(seq 100); do [ "$(fds)" -le $((FD0 + 10)) ] && break; sleep 0.2; done
+done
+{
+  echo "# IMAP IDLE sessions through one mailgate: $N at once, $(nproc) CPUs, held ${HOLD} s"
+  echo
+  echo "| sessions | RSS per session (KiB) | descriptors per session | stayed up |"
+  echo "| --- | --- | --- | --- |"
+  for r in "${ROWS[@]}"; do echo "| ${r//|/ | } |"; done
+  echo
+  echo "Targets (issue 5): ≤ 16 KiB plaintext, ≤ 64 KiB TLS; nginx ~9 KiB (DESIGN.md)."
+} | tee "perf/results/idle-$(date -u +%Y%m%dT%H%M%SZ).md"

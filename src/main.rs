@@ -97,7 +97,7 @@ fn real_main() -> anyhow::Result<()> {
         }
         Command::Run { config, ready_file } => {
             let loaded = Arc::new(mailgate::config::load_file(&config)?);
-            raise_fd_limit();
+            mailgate::runtime::raise_fd_limit();
             let server = mailgate::runtime::start(loaded.clone())?;
             for (protocol, address) in server.addresses() {
                 tracing::info!(%protocol, %address, workers = server.workers(), "listening");
@@ -165,7 +165,7 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { check } => {
-            raise_fd_limit();
+            mailgate::runtime::raise_fd_limit();
             mailgate::demo::run(check, wait_for_stop_signal)
         }
     }
@@ -298,28 +298,3 @@ fn write_ready_file(
     std::fs::rename(tmp, path)
 }
 
-/// Each session holds two descriptors: raise the soft limit to the hard one.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which
-    // lives on this stack frame for the duration of the calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                tracing::debug!(
-                    from = limit.rlim_cur,
-                    to = limit.rlim_max,
-                    "raised RLIMIT_NOFILE"
-                );
-            }
-        }
-    }
-}

@@ -330,3 +330,30 @@ impl Directory for Arc<Loaded> {
         }
     }
 }
+
+/// Each session holds two descriptors: raise the soft `RLIMIT_NOFILE` to
+/// the hard one (the hard one needs `CAP_SYS_RESOURCE` or the operator).
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which
+    // lives on this stack frame for the duration of the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                tracing::debug!(
+                    from = limit.rlim_cur,
+                    to = limit.rlim_max,
+                    "raised RLIMIT_NOFILE"
+                );
+            }
+        }
+    }
+}
