@@ -120,7 +120,7 @@ impl Stats {
         });
     }
 
-    /// Bytes moved outside a counted operation (e.g. the login of a fetch session).
+    /// An operation (or the session setup it needed) failed.
     pub fn failure(&self, failure: &Failure) {
         self.with(|i| {
             *i.errors.entry(failure.kind).or_default() += 1;
