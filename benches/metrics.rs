@@ -4,12 +4,16 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use mailgate::config::Protocol;
 use mailgate::directory::CacheStats;
-use mailgate::metrics::{prometheus, LoginOutcome, Recorder, SharedRecorder};
+use mailgate::metrics::{prometheus, Listener, LoginOutcome, Recorder, SharedRecorder};
 use std::time::Duration;
 
 fn metrics(c: &mut Criterion) {
     let shared = SharedRecorder::default();
     let backend = "10.8.0.2:10143".parse().unwrap();
+    let listener = Listener {
+        protocol: Protocol::Imap,
+        address: "0.0.0.0:143".parse().unwrap(),
+    };
     let mut group = c.benchmark_group("metrics");
     group.bench_function("record_login_and_session_end", |b| {
         let mut i = 0u64;
@@ -17,11 +21,11 @@ fn metrics(c: &mut Criterion) {
             i += 1;
             mailgate::metrics::with(&shared, |r| {
                 r.login(
-                    Protocol::Imap,
+                    listener,
                     LoginOutcome::Ok,
                     Duration::from_micros(500 + i % 5000),
                 );
-                r.session_end(Protocol::Imap, Duration::from_millis(10 + i % 100_000));
+                r.session_end(listener, Duration::from_millis(10 + i % 100_000));
                 r.relayed(backend, 100, 4096, true);
             })
         })
@@ -30,7 +34,7 @@ fn metrics(c: &mut Criterion) {
     for (w, r) in workers.iter_mut().enumerate() {
         for i in 0..10_000u64 {
             r.login(
-                Protocol::Imap,
+                listener,
                 LoginOutcome::Ok,
                 Duration::from_micros(100 + i * (w as u64 + 1)),
             );

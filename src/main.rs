@@ -297,4 +297,3 @@ fn write_ready_file(
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, path)
 }
-

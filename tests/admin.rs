@@ -46,15 +46,36 @@ fn http(admin: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u1
     (status, body)
 }
 
-fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name_and_labels)
-                .and_then(|v| v.strip_prefix(' '))
+/// The sum of the samples `selector` (`name{a="x",b="y"}`) picks: every line
+/// of that name whose labels include the selector's (a series may carry
+/// more labels, e.g. `listener`).
+fn metric(text: &str, selector: &str) -> f64 {
+    fn split(series: &str) -> (&str, Vec<&str>) {
+        match series.split_once('{') {
+            Some((name, labels)) => (
+                name,
+                labels
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter(|l| !l.is_empty())
+                    .collect(),
+            ),
+            None => (series, Vec::new()),
+        }
+    }
+    let (name, wanted) = split(selector);
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (n, labels) = split(series);
+            n == name && wanted.iter().all(|w| labels.contains(w))
         })
-        .unwrap_or_else(|| panic!("{name_and_labels} missing:\n{text}"))
-        .parse()
-        .unwrap()
+        .map(|(_, v)| v.parse().unwrap())
+        .collect();
+    assert!(!values.is_empty(), "{selector} missing:\n{text}");
+    values.iter().sum()
 }
 
 /// Every sample line is `name{labels} value` with a float value; every
@@ -193,6 +214,17 @@ fn metrics_count_what_the_sessions_did() {
         metric(
             &text,
             "mailgate_login_duration_seconds_count{protocol=\"imap\"}"
+        ),
+        3.0
+    );
+    // Series carry the listener: all of these went to the plaintext IMAP one.
+    assert_eq!(
+        metric(
+            &text,
+            &format!(
+                "mailgate_logins_total{{listener=\"{}\",outcome=\"ok\"}}",
+                stack.imap()
+            )
         ),
         3.0
     );
@@ -494,12 +526,11 @@ fn metrics_off_records_nothing_but_admin_actions_still_work() {
     c.logout().unwrap();
     drop(c);
     stack.mailgate.wait_for_session_ends("imap", 1);
-    let (_, text) = http(admin, "GET", "/metrics", None);
-    assert_eq!(
-        metric(
-            &text,
-            "mailgate_logins_total{protocol=\"imap\",outcome=\"ok\"}"
-        ),
-        0.0
+    let (status, text) = http(admin, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        !text.lines().any(|l| l.starts_with("mailgate_logins_total{")
+            || l.starts_with("mailgate_session_duration_seconds_count{")),
+        "nothing recorded:\n{text}"
     );
 }

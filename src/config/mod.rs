@@ -85,7 +85,7 @@ fn default_admin_address() -> SocketAddr {
 }
 
 /// Mail protocol spoken on a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// IMAP4rev1 / IMAP4rev2.

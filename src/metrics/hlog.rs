@@ -40,8 +40,11 @@ fn snapshot(workers: &[SharedRecorder]) -> HashMap<&'static str, Histogram<u64>>
         } else {
             &merged.session_duration
         };
-        if let Some(h) = source.get(&protocol) {
-            out.insert(tag, h.clone());
+        // Tags are per protocol: the listeners of one protocol add up.
+        for (listener, h) in source {
+            if listener.protocol == protocol {
+                let _ = out.entry(tag).or_insert_with(super::histogram).add(h);
+            }
         }
     }
     out

@@ -68,15 +68,24 @@ impl LoginOutcome {
     }
 }
 
+/// A listener, as labelled: its protocol and bound address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Listener {
+    /// What it speaks.
+    pub protocol: Protocol,
+    /// Where it is bound (e.g. `0.0.0.0:993`).
+    pub address: SocketAddr,
+}
+
 /// One worker's numbers.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    /// Logins by protocol and outcome.
-    pub logins: HashMap<(Protocol, LoginOutcome), u64>,
-    /// Accept → login complete, microseconds, by protocol.
-    pub login_latency: HashMap<Protocol, Histogram<u64>>,
-    /// Session duration, milliseconds, by protocol.
-    pub session_duration: HashMap<Protocol, Histogram<u64>>,
+    /// Logins by listener and outcome.
+    pub logins: HashMap<(Listener, LoginOutcome), u64>,
+    /// Accept → login complete, microseconds, by listener.
+    pub login_latency: HashMap<Listener, Histogram<u64>>,
+    /// Session duration, milliseconds, by listener.
+    pub session_duration: HashMap<Listener, Histogram<u64>>,
     /// Bytes client → back end and back end → client, by back end.
     pub backend_bytes: HashMap<SocketAddr, (u64, u64)>,
     /// Bytes moved by splice and by copying.
@@ -102,29 +111,29 @@ pub const PHASES: [&str; 7] = [
     "tls_handshake_resumed",
 ];
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
 }
 
 impl Recorder {
     /// Counts a login attempt; `latency` is accept → this moment.
-    pub fn login(&mut self, protocol: Protocol, outcome: LoginOutcome, latency: Duration) {
-        *self.logins.entry((protocol, outcome)).or_default() += 1;
+    pub fn login(&mut self, listener: Listener, outcome: LoginOutcome, latency: Duration) {
+        *self.logins.entry((listener, outcome)).or_default() += 1;
         if outcome == LoginOutcome::Ok {
             let us = (latency.as_micros() as u64).max(1);
             let _ = self
                 .login_latency
-                .entry(protocol)
+                .entry(listener)
                 .or_insert_with(histogram)
                 .record(us);
         }
     }
 
     /// Counts pre-auth commands refused as protocol errors.
-    pub fn protocol_errors(&mut self, protocol: Protocol, count: u32) {
+    pub fn protocol_errors(&mut self, listener: Listener, count: u32) {
         *self
             .logins
-            .entry((protocol, LoginOutcome::ProtocolError))
+            .entry((listener, LoginOutcome::ProtocolError))
             .or_default() += u64::from(count);
     }
 
@@ -139,11 +148,11 @@ impl Recorder {
     }
 
     /// Records a finished session.
-    pub fn session_end(&mut self, protocol: Protocol, duration: Duration) {
+    pub fn session_end(&mut self, listener: Listener, duration: Duration) {
         let ms = (duration.as_millis() as u64).max(1);
         let _ = self
             .session_duration
-            .entry(protocol)
+            .entry(listener)
             .or_insert_with(histogram)
             .record(ms);
     }
@@ -158,6 +167,20 @@ impl Recorder {
         } else {
             self.copied_bytes += up + down;
         }
+    }
+
+    /// Every listener that has seen a session, sorted.
+    pub fn listeners(&self) -> Vec<Listener> {
+        let mut all: Vec<Listener> = self
+            .logins
+            .keys()
+            .map(|(l, _)| *l)
+            .chain(self.login_latency.keys().copied())
+            .chain(self.session_duration.keys().copied())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// Adds `other` into `self` (for export).

@@ -3,8 +3,7 @@
 //! Latency histograms become Prometheus histograms (`_bucket`, `_sum`,
 //! `_count`) whose buckets are read off the HdrHistogram data.
 
-use super::{LoginOutcome, Recorder};
-use crate::config::Protocol;
+use super::{Listener, LoginOutcome, Recorder};
 use crate::directory::CacheStats;
 use hdrhistogram::Histogram;
 use std::fmt::Write;
@@ -18,24 +17,27 @@ const SESSION_BUCKETS: [f64; 10] = [
     1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 86400.0,
 ];
 
-fn protocols() -> [Protocol; 2] {
-    [Protocol::Imap, Protocol::Pop3]
+/// `protocol="…",listener="…"`.
+fn labels(l: &Listener) -> String {
+    format!("protocol=\"{}\",listener=\"{}\"", l.protocol, l.address)
 }
 
 /// Renders `recorder` (already merged) and the cache counters.
 pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
     let mut out = String::new();
-    out.push_str("# HELP mailgate_logins_total Login attempts by protocol and outcome.\n# TYPE mailgate_logins_total counter\n");
-    for protocol in protocols() {
+    let listeners = recorder.listeners();
+    out.push_str("# HELP mailgate_logins_total Login attempts by listener and outcome.\n# TYPE mailgate_logins_total counter\n");
+    for listener in &listeners {
         for outcome in LoginOutcome::ALL {
             let n = recorder
                 .logins
-                .get(&(protocol, outcome))
+                .get(&(*listener, outcome))
                 .copied()
                 .unwrap_or(0);
             let _ = writeln!(
                 out,
-                "mailgate_logins_total{{protocol=\"{protocol}\",outcome=\"{}\"}} {n}",
+                "mailgate_logins_total{{{},outcome=\"{}\"}} {n}",
+                labels(listener),
                 outcome.as_str()
             );
         }
@@ -46,7 +48,8 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
         "Accept to login complete, successful logins.",
         &LOGIN_BUCKETS,
         1e-6,
-        |p| recorder.login_latency.get(&p),
+        &listeners,
+        |l| recorder.login_latency.get(l),
     );
     histogram_family(
         &mut out,
@@ -54,7 +57,8 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
         "Session duration.",
         &SESSION_BUCKETS,
         1e-3,
-        |p| recorder.session_duration.get(&p),
+        &listeners,
+        |l| recorder.session_duration.get(l),
     );
     phase_family(&mut out, recorder);
     out.push_str("# HELP mailgate_backend_bytes_total Bytes relayed, by back end and direction.\n# TYPE mailgate_backend_bytes_total counter\n");
@@ -148,11 +152,12 @@ fn histogram_family<'a>(
     help: &str,
     buckets: &[f64],
     unit_seconds: f64,
-    get: impl Fn(Protocol) -> Option<&'a Histogram<u64>>,
+    listeners: &[Listener],
+    get: impl Fn(&Listener) -> Option<&'a Histogram<u64>>,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for protocol in protocols() {
-        let (counts, sum, total) = match get(protocol) {
+    for listener in listeners {
+        let (counts, sum, total) = match get(listener) {
             Some(h) => {
                 let counts: Vec<u64> = buckets
                     .iter()
@@ -166,61 +171,69 @@ fn histogram_family<'a>(
             }
             None => (vec![0; buckets.len()], 0.0, 0),
         };
+        let labels = labels(listener);
         for (le, count) in buckets.iter().zip(counts) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{protocol=\"{protocol}\",le=\"{le}\"}} {count}"
-            );
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {count}");
         }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{protocol=\"{protocol}\",le=\"+Inf\"}} {total}"
-        );
-        let _ = writeln!(out, "{name}_sum{{protocol=\"{protocol}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{protocol=\"{protocol}\"}} {total}");
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Protocol;
     use std::time::Duration;
+
+    fn listener(protocol: Protocol, address: &str) -> Listener {
+        Listener {
+            protocol,
+            address: address.parse().unwrap(),
+        }
+    }
 
     #[test]
     fn counts_and_buckets_follow_what_was_recorded() {
+        let imap = listener(Protocol::Imap, "0.0.0.0:143");
+        let imaps = listener(Protocol::Imap, "0.0.0.0:993");
+        let pop3 = listener(Protocol::Pop3, "0.0.0.0:110");
         let mut r = Recorder::default();
         for ms in [1, 3, 40] {
-            r.login(Protocol::Imap, LoginOutcome::Ok, Duration::from_millis(ms));
+            r.login(imap, LoginOutcome::Ok, Duration::from_millis(ms));
         }
-        r.login(
-            Protocol::Imap,
-            LoginOutcome::BadPassword,
-            Duration::from_millis(5),
-        );
-        r.protocol_errors(Protocol::Pop3, 2);
+        r.login(imaps, LoginOutcome::Ok, Duration::from_millis(7));
+        r.login(imap, LoginOutcome::BadPassword, Duration::from_millis(5));
+        r.protocol_errors(pop3, 2);
         r.relayed("10.0.0.1:143".parse().unwrap(), 10, 2000, true);
         let text = render(&r, &CacheStats::default());
         assert!(
-            text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"ok\"} 3\n"),
+            text.contains("mailgate_logins_total{protocol=\"imap\",listener=\"0.0.0.0:143\",outcome=\"ok\"} 3\n"),
             "{text}"
         );
         assert!(
-            text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"bad_password\"} 1\n")
+            text.contains("mailgate_logins_total{protocol=\"imap\",listener=\"0.0.0.0:143\",outcome=\"bad_password\"} 1\n")
         );
         assert!(text
-            .contains("mailgate_logins_total{protocol=\"pop3\",outcome=\"protocol_error\"} 2\n"));
+            .contains("mailgate_logins_total{protocol=\"pop3\",listener=\"0.0.0.0:110\",outcome=\"protocol_error\"} 2\n"));
         assert!(
-            text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"rate_limited\"} 0\n")
+            text.contains("mailgate_logins_total{protocol=\"imap\",listener=\"0.0.0.0:143\",outcome=\"rate_limited\"} 0\n")
         );
         assert!(
             text.contains(
-                "mailgate_login_duration_seconds_bucket{protocol=\"imap\",le=\"0.002\"} 1\n"
+                "mailgate_login_duration_seconds_bucket{protocol=\"imap\",listener=\"0.0.0.0:143\",le=\"0.002\"} 1\n"
             ),
             "{text}"
         );
         assert!(text
-            .contains("mailgate_login_duration_seconds_bucket{protocol=\"imap\",le=\"0.05\"} 3\n"));
-        assert!(text.contains("mailgate_login_duration_seconds_count{protocol=\"imap\"} 3\n"));
+            .contains("mailgate_login_duration_seconds_bucket{protocol=\"imap\",listener=\"0.0.0.0:143\",le=\"0.05\"} 3\n"));
+        assert!(text.contains(
+            "mailgate_login_duration_seconds_count{protocol=\"imap\",listener=\"0.0.0.0:143\"} 3\n"
+        ));
+        assert!(text.contains(
+            "mailgate_logins_total{protocol=\"imap\",listener=\"0.0.0.0:993\",outcome=\"ok\"} 1\n"
+        ));
         assert!(text.contains(
             "mailgate_backend_bytes_total{backend=\"10.0.0.1:143\",direction=\"to_client\"} 2000\n"
         ));

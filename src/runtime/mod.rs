@@ -168,7 +168,7 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
             let loaded = loaded.clone();
             let tls = tls[index].clone();
             let factory: worker::ContextFactory =
-                Box::new(move |parts| session_context(&loaded, index, parts, tls));
+                Box::new(move |parts| session_context(&loaded, index, bound, parts, tls));
             per_worker[worker].push((socket, factory));
         }
     }
@@ -256,6 +256,7 @@ pub fn build_directory(
 fn session_context(
     loaded: &Arc<Loaded>,
     index: usize,
+    bound: std::net::SocketAddr,
     parts: &worker::WorkerParts,
     tls: Option<TlsHolder>,
 ) -> SessionContext {
@@ -268,6 +269,10 @@ fn session_context(
     let limits = &config.limits;
     SessionContext {
         protocol: listen.protocol,
+        listener: crate::metrics::Listener {
+            protocol: listen.protocol,
+            address: bound,
+        },
         imap: Rc::new(ImapSettings {
             greeting: greeting.clone(),
             max_line: limits.max_line,

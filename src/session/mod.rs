@@ -38,6 +38,8 @@ const PREAUTH_READ_SIZE: usize = 4096;
 pub struct SessionContext {
     /// Protocol of the listener.
     pub protocol: Protocol,
+    /// The listener, as metrics label it.
+    pub listener: metrics::Listener,
     /// IMAP pre-auth settings.
     pub imap: Rc<ImapSettings>,
     /// POP3 pre-auth settings.
@@ -213,7 +215,7 @@ pub async fn run<C: Connector>(
         if record.relay.is_none() {
             r.preauth_sessions -= 1;
         }
-        r.session_end(record.protocol, record.started.elapsed());
+        r.session_end(ctx.listener, record.started.elapsed());
         if let Some(backend) = record.backend {
             r.relayed(
                 backend,
@@ -330,7 +332,7 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
         let event = machine.poll();
         let protocol_errors = machine.take_protocol_errors();
         if protocol_errors > 0 {
-            ctx.record(|r| r.protocol_errors(ctx.protocol, protocol_errors));
+            ctx.record(|r| r.protocol_errors(ctx.listener, protocol_errors));
         }
         if write(&client, machine.take_output()).await.is_err() {
             record.outcome = Outcome::ClientError;
@@ -361,7 +363,7 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                 if ctx.login_limited(record.peer) {
                     record.failed_logins += 1;
                     let latency = record.started.elapsed();
-                    ctx.record(|r| r.login(ctx.protocol, LoginOutcome::RateLimited, latency));
+                    ctx.record(|r| r.login(ctx.listener, LoginOutcome::RateLimited, latency));
                     tracing::info!(client = %record.peer, user = %credentials.user, "login refused: too many failed logins from this address");
                     machine.login_failed(LoginFailure::Unavailable);
                     continue;
@@ -386,7 +388,7 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                     Ok(backend) => {
                         drop(std::mem::take(&mut buf)); // no pre-auth buffer while relaying
                         let latency = record.started.elapsed();
-                        ctx.record(|r| r.login(ctx.protocol, LoginOutcome::Ok, latency));
+                        ctx.record(|r| r.login(ctx.listener, LoginOutcome::Ok, latency));
                         record.backend = Some(backend.address);
                         let logged_in = machine.login_succeeded(&backend.greeting);
                         let mut to_client = logged_in.to_client;
@@ -412,7 +414,7 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                             ctx.login_failed_from(record.peer);
                         }
                         let latency = record.started.elapsed();
-                        ctx.record(|r| r.login(ctx.protocol, outcome, latency));
+                        ctx.record(|r| r.login(ctx.listener, outcome, latency));
                         if e.failure == LoginFailure::Unavailable {
                             tracing::warn!(client = %record.peer, user = %credentials.user, reason = %e.reason, "login failed: temporary failure");
                         } else {
