@@ -362,28 +362,76 @@ impl Conn {
         Ok(body.len() as u64)
     }
 
+    /// Reads a multi-line POP3 answer up to its `.` line, un-stuffing
+    /// leading dots, a buffer at a time (not a line at a time: this is the
+    /// hot loop of `retr`).
     async fn pop3_multiline(&mut self, size_hint: usize) -> Result<Vec<u8>> {
+        #[derive(Clone, Copy)]
+        enum At {
+            LineStart,
+            InLine,
+            /// A `.` opened the line: a second `.` (stuffed) or CRLF (the end).
+            Dot,
+            /// `.` CR: only LF may follow.
+            DotCr,
+        }
         let mut body = Vec::with_capacity(size_hint + 2);
+        let mut at = At::LineStart;
         loop {
-            let start = body.len();
-            let n = (&mut self.stream)
-                .take(64 * 1024)
-                .read_until(b'\n', &mut body)
-                .await?;
-            if n == 0 {
+            let buf = self.stream.fill_buf().await?;
+            if buf.is_empty() {
                 return Err(Failure::new(ErrorKind::Closed, "connection closed in RETR"));
             }
-            self.bytes_in += n as u64;
-            if !body.ends_with(b"\n") {
-                return Err(Failure::new(ErrorKind::Protocol, "RETR line too long"));
-            }
-            if body[start] == b'.' {
-                if &body[start..] == b".\r\n" {
-                    body.truncate(start);
-                    return Ok(body);
+            let mut i = 0;
+            let mut done = false;
+            while i < buf.len() {
+                match at {
+                    At::LineStart if buf[i] == b'.' => {
+                        at = At::Dot;
+                        i += 1;
+                    }
+                    At::LineStart => at = At::InLine,
+                    At::Dot if buf[i] == b'\r' => {
+                        at = At::DotCr;
+                        i += 1;
+                    }
+                    // The stuffed dot is dropped; this byte is content.
+                    At::Dot => at = At::InLine,
+                    At::DotCr if buf[i] == b'\n' => {
+                        i += 1;
+                        done = true;
+                        break;
+                    }
+                    At::DotCr => {
+                        return Err(Failure::new(ErrorKind::Protocol, "bad terminator in RETR"))
+                    }
+                    // Copy in bulk up to the next line that starts with a dot.
+                    At::InLine => match memchr::memmem::find(&buf[i..], b"\n.") {
+                        Some(p) => {
+                            body.extend_from_slice(&buf[i..=i + p]);
+                            i += p + 1;
+                            at = At::LineStart;
+                        }
+                        None => {
+                            body.extend_from_slice(&buf[i..]);
+                            if buf.ends_with(b"\n") {
+                                at = At::LineStart;
+                            }
+                            i = buf.len();
+                        }
+                    },
                 }
-                body.copy_within(start + 1.., start);
-                body.pop();
+            }
+            self.bytes_in += i as u64;
+            self.stream.consume(i);
+            if done {
+                return Ok(body);
+            }
+            if body.len() > size_hint.saturating_mul(2) + (1 << 20) {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    "RETR answer far larger than expected",
+                ));
             }
         }
     }
@@ -529,6 +577,39 @@ mod tests {
             check_body(b"ab", b"abc").unwrap_err().kind,
             ErrorKind::Mismatch
         );
+    }
+
+    #[tokio::test]
+    async fn retr_bodies_are_unstuffed_across_any_buffer_boundary() {
+        let body = mailgate::simulated_backend::message(3, 5000);
+        assert!(
+            body.windows(2).any(|w| w == b"\n."),
+            "the body has dot lines"
+        );
+        let mut wire = b".starts with a dot\r\n".to_vec();
+        wire.extend_from_slice(&mailgate::simulated_backend::dot_stuff(&body));
+        wire.extend_from_slice(b".\r\nNEXT");
+        let mut expected = b"starts with a dot\r\n".to_vec();
+        expected.extend_from_slice(&body);
+        for capacity in [1, 2, 3, 5, 7, 64, 4096] {
+            let (mut server, client) = tokio::io::duplex(1 << 20);
+            server.write_all(&wire).await.unwrap();
+            drop(server); // a missed terminator ends in EOF, not a hang
+            let mut conn = Conn {
+                stream: BufReader::with_capacity(capacity, AnyStream(Box::new(client))),
+                protocol: Protocol::Pop3,
+                next_tag: 0,
+                bytes_in: 0,
+                line: Vec::new(),
+            };
+            let got = conn.pop3_multiline(expected.len()).await.unwrap();
+            assert!(got == expected, "capacity {capacity}");
+            assert_eq!(
+                conn.bytes_in as usize,
+                wire.len() - 4,
+                "capacity {capacity}"
+            );
+        }
     }
 
     #[test]

@@ -267,7 +267,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             let label = format!("{sessions} sessions at {connect_rate}/s");
             execute("idle", &common, label, |run| {
-                scenarios::idle(run, sessions, connect_rate)
+                scenarios::idle(run, sessions, connect_rate, None)
             })
         }
         Command::Mix {

@@ -34,9 +34,20 @@ pub struct Summary {
     pub max_ms: f64,
     /// Scenario-specific counts (e.g. `stayed_up`).
     pub counts: BTreeMap<String, i64>,
+    /// Latency per kind of operation (`mix`: idle_login, poll, webmail_session).
+    pub latency_by_kind: BTreeMap<String, KindLatency>,
     pub timeline: Vec<Interval>,
     /// Latency at each percentile of the distribution chart.
     pub percentiles: Vec<(f64, f64)>,
+}
+
+/// One kind's latency.
+#[derive(Debug, serde::Serialize)]
+pub struct KindLatency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 impl Summary {
@@ -89,6 +100,22 @@ impl Summary {
             p999_ms: q(0.999),
             max_ms: t.latency.max() as f64 / 1000.0,
             counts: t.gauges,
+            latency_by_kind: t
+                .by_kind
+                .iter()
+                .map(|(k, h)| {
+                    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+                    (
+                        k.clone(),
+                        KindLatency {
+                            count: h.len(),
+                            p50_ms: q(0.5),
+                            p99_ms: q(0.99),
+                            max_ms: h.max() as f64 / 1000.0,
+                        },
+                    )
+                })
+                .collect(),
             timeline: t.timeline,
             percentiles,
         }
@@ -131,6 +158,13 @@ impl Summary {
             "  latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
             self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
         );
+        for (k, l) in &self.latency_by_kind {
+            let _ = writeln!(
+                s,
+                "  {k}: {} ok, latency ms p50 {:.3}  p99 {:.3}  max {:.3}",
+                l.count, l.p50_ms, l.p99_ms, l.max_ms
+            );
+        }
         for (k, v) in &self.counts {
             let _ = writeln!(s, "  {k}: {v}");
         }
@@ -174,6 +208,21 @@ impl Summary {
             let _ = writeln!(page, "<tr><th>{}</th><td>{v}</td></tr>", escape(k));
         }
         page.push_str("</table>\n");
+        if !self.latency_by_kind.is_empty() {
+            page.push_str("<h2>By kind</h2>\n<table><tr><th>kind</th><th>ok</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>\n");
+            for (k, l) in &self.latency_by_kind {
+                let _ = writeln!(
+                    page,
+                    "<tr><th>{}</th><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+                    escape(k),
+                    l.count,
+                    l.p50_ms,
+                    l.p99_ms,
+                    l.max_ms
+                );
+            }
+            page.push_str("</table>\n");
+        }
         if let Some(e) = &self.first_error {
             let _ = writeln!(page, "<p>First error: <code>{}</code></p>", escape(e));
         }
@@ -386,6 +435,7 @@ mod tests {
             first_error: Some("timeout: <slow>".into()),
             latency,
             gauges: BTreeMap::new(),
+            by_kind: BTreeMap::new(),
             timeline: vec![Interval {
                 at_seconds: 1.0,
                 ok: 5,

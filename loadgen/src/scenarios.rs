@@ -211,7 +211,7 @@ pub async fn fetch(run: Run, clients: usize, messages: Vec<usize>, expected: Exp
 /// holds them in IDLE (POP3: connected) until the deadline, then ends them.
 /// A session that is still up at the end (its `DONE`/`NOOP` answered)
 /// counts as ok; its latency is its login time.
-pub async fn idle(run: Run, sessions: u64, connect_rate: f64) {
+pub async fn idle(run: Run, sessions: u64, connect_rate: f64, kind: Option<&'static str>) {
     let period = Duration::from_secs_f64(1.0 / connect_rate.max(1e-3));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -242,7 +242,10 @@ pub async fn idle(run: Run, sessions: u64, connect_rate: f64) {
             match held {
                 Ok(()) => {
                     let _ = run.bounded(conn.logout()).await;
-                    run.stats.success(login_time, conn.bytes_in);
+                    match kind {
+                        Some(kind) => run.stats.success_as(kind, login_time, conn.bytes_in),
+                        None => run.stats.success(login_time, conn.bytes_in),
+                    }
                     run.stats.gauge("stayed_up", 1);
                 }
                 Err(e) => run.stats.failure(&e),
@@ -339,7 +342,12 @@ impl MixMessages {
 pub async fn mix(run: Run, pop3: Endpoint, profile: MixProfile, expected: Expected) {
     let mut tasks = Vec::new();
     if profile.idle.clients > 0 {
-        tasks.push(tokio::spawn(idle(run.clone(), profile.idle.clients, 500.0)));
+        tasks.push(tokio::spawn(idle(
+            run.clone(),
+            profile.idle.clients,
+            500.0,
+            Some("idle_login"),
+        )));
     }
     for p in 0..profile.pollers.clients {
         let run = Run {
@@ -372,7 +380,7 @@ pub async fn mix(run: Run, pop3: Endpoint, profile: MixProfile, expected: Expect
                     .await;
                 match result {
                     Ok(bytes) => {
-                        run.stats.success(due.elapsed(), bytes);
+                        run.stats.success_as("poll", due.elapsed(), bytes);
                         run.stats.gauge("polls", 1);
                     }
                     Err(e) => run.stats.failure(&e),
@@ -416,7 +424,8 @@ pub async fn mix(run: Run, pop3: Endpoint, profile: MixProfile, expected: Expect
                             .await;
                         match result {
                             Ok(bytes) => {
-                                run.stats.success(due.elapsed(), bytes);
+                                run.stats
+                                    .success_as("webmail_session", due.elapsed(), bytes);
                                 run.stats.gauge("webmail_sessions", 1);
                             }
                             Err(e) => run.stats.failure(&e),

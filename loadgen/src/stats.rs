@@ -45,6 +45,7 @@ struct Inner {
     interval_errors: u64,
     interval_bytes: u64,
     gauges: BTreeMap<&'static str, (i64, i64)>,
+    by_kind: BTreeMap<&'static str, Histogram<u64>>,
     timeline: Vec<Interval>,
 }
 
@@ -66,6 +67,8 @@ pub struct Totals {
     pub latency: Histogram<u64>,
     /// Gauges at the end, and `<name>_peak` where the peak was higher.
     pub gauges: BTreeMap<String, i64>,
+    /// Latency per kind of operation (`mix`).
+    pub by_kind: BTreeMap<String, Histogram<u64>>,
     pub timeline: Vec<Interval>,
     pub elapsed: Duration,
 }
@@ -91,6 +94,7 @@ impl Stats {
                 interval_errors: 0,
                 interval_bytes: 0,
                 gauges: BTreeMap::new(),
+                by_kind: BTreeMap::new(),
                 timeline: Vec::new(),
             })),
             started: Instant::now(),
@@ -117,6 +121,16 @@ impl Stats {
             i.interval_bytes += bytes;
             let _ = i.latency.record(us);
             let _ = i.interval.record(us);
+        });
+    }
+
+    /// Like [`Stats::success`], also counted under `kind` (a `mix`
+    /// population), which gets its own latency distribution.
+    pub fn success_as(&self, kind: &'static str, latency: Duration, bytes: u64) {
+        self.success(latency, bytes);
+        let us = (latency.as_micros() as u64).max(1);
+        self.with(|i| {
+            let _ = i.by_kind.entry(kind).or_insert_with(histogram).record(us);
         });
     }
 
@@ -184,6 +198,11 @@ impl Stats {
                     let peak = (peak > current).then(|| (format!("{name}_peak"), *peak));
                     std::iter::once(((*name).to_owned(), *current)).chain(peak)
                 })
+                .collect(),
+            by_kind: i
+                .by_kind
+                .iter()
+                .map(|(k, h)| ((*k).to_owned(), h.clone()))
                 .collect(),
             timeline: i.timeline.clone(),
             elapsed,
