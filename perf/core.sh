@@ -8,6 +8,12 @@
 # Needs: dovecot-imapd (tests/setup.sh installs it). Runs as root (Dovecot
 # drops to the `mail` user). Everything listens on 127.0.0.1 and is stopped
 # at the end.
+#
+# SPLIT=1 separates the proxy from the rest, as a front end on its own box
+# would be: Dovecot and the loadgen on CPU 0, the proxies (mailgate with one
+# worker, HAProxy) on CPU 1. Direct runs then have CPU 0 only, so the ratio
+# shows whether the proxy is what limits throughput. Default: everything
+# shares every CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -106,7 +112,9 @@ service anvil {
 }
 CONF
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-dovecot -c "$WORK/dovecot.conf"
+ON_CLIENT=(); ON_PROXY=(); MG_WORKERS=0; MG_PIN=true
+if [ -n "${SPLIT:-}" ]; then ON_CLIENT=(taskset -c 0); ON_PROXY=(taskset -c 1); MG_WORKERS=1; MG_PIN=false; fi
+"${ON_CLIENT[@]}" dovecot -c "$WORK/dovecot.conf"
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$IMAP_PORT) 2>/dev/null && break; sleep 0.1; done
 
 echo "* 127.0.0.1" > "$WORK/users.map"
@@ -125,12 +133,14 @@ pop3_port = $POP3_PORT
 
 [runtime]
 shutdown_grace = "1s"
+workers = $MG_WORKERS
+pin_workers = $MG_PIN
 
 [relay]
 buffer_size = ${BUFFER_SIZE:-65536}
 CONF
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-MAILGATE_LOG=${MAILGATE_LOG:-info} $MG run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready" 2>"$WORK/mailgate.log" &
+MAILGATE_LOG=${MAILGATE_LOG:-info} "${ON_PROXY[@]}" $MG run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready" 2>"$WORK/mailgate.log" &
 MG_PID=$!
 PIDS+=("$MG_PID")
 for _ in $(seq 100); do [ -f "$WORK/ready" ] && break; sleep 0.05; done
@@ -139,7 +149,7 @@ DIRECT="127.0.0.1:$IMAP_PORT"
 
 # The same proxy with the copy path, and HAProxy (TCP mode, splice) as baselines.
 sed 's/^buffer_size = .*/&\nsplice = false/' "$WORK/mailgate.toml" > "$WORK/mailgate-copy.toml"
-$MG run --config "$WORK/mailgate-copy.toml" --ready-file "$WORK/ready-copy" 2>"$WORK/mailgate-copy.log" &
+"${ON_PROXY[@]}" $MG run --config "$WORK/mailgate-copy.toml" --ready-file "$WORK/ready-copy" 2>"$WORK/mailgate-copy.log" &
 MGC_PID=$!
 PIDS+=("$MGC_PID")
 for _ in $(seq 100); do [ -f "$WORK/ready-copy" ] && break; sleep 0.05; done
@@ -159,7 +169,7 @@ listen imap
   bind 127.0.0.1:$HA_PORT
   server dovecot 127.0.0.1:$IMAP_PORT
 CONF
-  haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
+  "${ON_PROXY[@]}" haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
   HA_PID=$!
   PIDS+=("$HA_PID")
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$HA_PORT) 2>/dev/null && break; sleep 0.05; done
@@ -171,7 +181,7 @@ json_field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.ar
 
 run() { # scenario target extra...
   local scenario=$1 target=$2; shift 2
-  $LG "$scenario" --target "$target" --duration "${SECS}s" --password pw --json "$@"
+  "${ON_CLIENT[@]}" $LG "$scenario" --target "$target" --duration "${SECS}s" --password pw --json "$@"
 }
 
 echo "logins direct..." >&2
@@ -253,7 +263,8 @@ def cpu_per_gib(f, a, b):
     gib = f["mib_per_second"] * f["seconds"] / 1024
     return (b - a) / tick / gib if gib else float("nan")
 cpu_gib = cpu_per_gib(fp, t2, t3)
-print(f"# core proxy, {os.cpu_count()} CPUs, {platform.release()}\n")
+split = " (SPLIT: Dovecot + loadgen on CPU 0, proxies on CPU 1)" if os.environ.get("SPLIT") else ""
+print(f"# core proxy, {os.cpu_count()} CPUs, {platform.release()}{split}\n")
 print("| figure | direct to Dovecot | through mailgate | ratio |")
 print("| --- | --- | --- | --- |")
 print(f"| LOGIN+LOGOUT/s, 4 closed-loop clients | {ld['per_second']:.0f} | {lp['per_second']:.0f} | {lp['per_second']/ld['per_second']:.2f} |")
