@@ -21,7 +21,7 @@ use crate::relay::{self, RelayEnd, RelaySettings};
 use crate::runtime::transport::{Connector, Stream};
 use crate::tls::TlsStream;
 use arc_swap::ArcSwap;
-use backend::{log_in, LoginError};
+use backend::{log_in, Backend, LoginError};
 use rate_limit::LoginRateLimit;
 use std::cell::RefCell;
 use std::io;
@@ -386,17 +386,27 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                     Err(LoginError::temporary("pre-auth time ran out during login"))
                 }) {
                     Ok(backend) => {
-                        drop(std::mem::take(&mut buf)); // no pre-auth buffer while relaying
                         let latency = record.started.elapsed();
                         ctx.record(|r| r.login(ctx.listener, LoginOutcome::Ok, latency));
-                        record.backend = Some(backend.address);
-                        let logged_in = machine.login_succeeded(&backend.greeting);
+                        let Backend {
+                            stream,
+                            address,
+                            greeting,
+                            leftover,
+                        } = backend;
+                        record.backend = Some(address);
+                        let logged_in = machine.login_succeeded(&greeting);
                         let mut to_client = logged_in.to_client;
-                        to_client.extend_from_slice(&backend.leftover);
+                        to_client.extend_from_slice(&leftover);
+                        // Nothing of the login outlives it: no pre-auth
+                        // buffer, back-end input or greeting while relaying,
+                        // and the password leaves memory now, not when the
+                        // session ends hours later.
+                        drop((std::mem::take(&mut buf), greeting, leftover, credentials));
                         Box::pin(relay_session(
                             ctx,
                             client,
-                            backend.stream,
+                            stream,
                             to_client,
                             logged_in.to_backend,
                             record,
