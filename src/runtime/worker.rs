@@ -145,15 +145,16 @@ async fn accept_loop(
         match listener.accept().await {
             Ok((stream, peer)) => {
                 // TCP_NODELAY is inherited from the listening socket.
-                let ctx = ctx.clone();
-                let active = active.clone();
                 active.set(active.get() + 1);
-                let session = session::run(ctx, UringConnector, UringStream(stream), peer);
+                let session = session::run(
+                    ctx.clone(),
+                    UringConnector,
+                    UringStream(stream),
+                    peer,
+                    ActiveGuard(active.clone()),
+                );
                 tracing::trace!(bytes = std::mem::size_of_val(&session), "session task size");
-                tokio_uring::spawn(async move {
-                    let _guard = ActiveGuard(active);
-                    session.await;
-                });
+                tokio_uring::spawn(session);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");

@@ -19,7 +19,7 @@ use crate::metrics::{self, LoginOutcome, Recorder, SharedRecorder};
 use crate::pop3::{Pop3PreAuth, Pop3Settings};
 use crate::relay::{self, RelayEnd, RelaySettings};
 use crate::runtime::transport::{Connector, Stream};
-use crate::tls::TlsStream;
+use crate::tls::{MaybeTls, TlsStream};
 use arc_swap::ArcSwap;
 use backend::{log_in, Backend, LoginError};
 use rate_limit::LoginRateLimit;
@@ -180,12 +180,18 @@ impl SessionRecord {
 }
 
 /// Runs one client connection to its end.
-pub async fn run<C: Connector>(
+///
+/// `held` is kept until the session ends (the worker's session count): passing
+/// it in, rather than wrapping this future in another that holds it, keeps
+/// one copy of the session's state per task instead of two.
+pub async fn run<C: Connector, H: 'static>(
     ctx: Rc<SessionContext>,
     connector: C,
     client: C::Stream,
     peer: SocketAddr,
+    held: H,
 ) {
+    let _held = held;
     let mut record = SessionRecord {
         peer,
         protocol: ctx.protocol,
@@ -237,11 +243,14 @@ async fn serve<C: Connector, P: PreAuth>(
     deadline: Instant,
     record: &mut SessionRecord,
 ) {
+    // Every phase is boxed and awaited here, one after the other, so the
+    // long-lived session future holds none of the pre-auth state (buffers,
+    // machines, timers) while it relays.
     if ctx.tls_mode == TlsMode::Implicit {
         let Some(client) = Box::pin(tls_handshake(ctx, client, deadline, record)).await else {
             return;
         };
-        Box::pin(drive(
+        let end = Box::pin(drive(
             ctx,
             connector,
             client,
@@ -250,18 +259,35 @@ async fn serve<C: Connector, P: PreAuth>(
             record,
         ))
         .await;
+        if let PreAuthEnd::LoggedIn(session) = end {
+            Box::pin(relay_session(ctx, session, record)).await;
+        }
         return;
     }
-    let Some((client, mut machine)) =
-        drive(ctx, connector, client, new_machine(false), deadline, record).await
-    else {
-        return;
+    let end = Box::pin(drive(
+        ctx,
+        connector,
+        client,
+        new_machine(false),
+        deadline,
+        record,
+    ))
+    .await;
+    let (client, mut machine) = match end {
+        PreAuthEnd::Closed => return,
+        PreAuthEnd::LoggedIn(session) => {
+            return Box::pin(relay_session(ctx, session, record)).await
+        }
+        PreAuthEnd::StartTls(client, machine) => (client, machine),
     };
     let Some(client) = Box::pin(tls_handshake(ctx, client, deadline, record)).await else {
         return;
     };
     machine.tls_started();
-    Box::pin(drive(ctx, connector, client, machine, deadline, record)).await;
+    let end = Box::pin(drive(ctx, connector, client, machine, deadline, record)).await;
+    if let PreAuthEnd::LoggedIn(session) = end {
+        Box::pin(relay_session(ctx, session, record)).await;
+    }
 }
 
 /// Server-side TLS handshake, bounded by the handshake timeout and the
@@ -317,8 +343,29 @@ async fn write<S: Stream>(stream: &S, bytes: Vec<u8>) -> io::Result<()> {
     stream.write_all(bytes).await.0
 }
 
-/// Runs the pre-auth machine on `client` until the session ends, or until
-/// the client asks for STARTTLS: then the stream and machine come back.
+/// How the pre-auth phase ended.
+enum PreAuthEnd<S, P, B> {
+    /// The session is over (logout, error, timeout, limits).
+    Closed,
+    /// The client asked for STARTTLS: the stream and machine come back.
+    StartTls(S, P),
+    /// Logged in: relay between these two.
+    LoggedIn(LoggedIn<S, B>),
+}
+
+/// A logged-in session, ready to relay.
+struct LoggedIn<S, B> {
+    client: S,
+    backend: B,
+    /// The login answer and back-end bytes that followed it.
+    to_client: Vec<u8>,
+    /// Client bytes pipelined after the login.
+    to_backend: Vec<u8>,
+}
+
+/// Runs the pre-auth machine on `client` until the session ends, the client
+/// asks for STARTTLS, or a login succeeds. The caller relays (after dropping
+/// this future, so no pre-auth state stays alive while the session idles).
 async fn drive<C: Connector, S: Stream, P: PreAuth>(
     ctx: &SessionContext,
     connector: &C,
@@ -326,7 +373,7 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
     mut machine: P,
     deadline: Instant,
     record: &mut SessionRecord,
-) -> Option<(S, P)> {
+) -> PreAuthEnd<S, P, MaybeTls<C::Stream>> {
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
     loop {
         let event = machine.poll();
@@ -336,26 +383,26 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
         }
         if write(&client, machine.take_output()).await.is_err() {
             record.outcome = Outcome::ClientError;
-            return None;
+            return PreAuthEnd::Closed;
         }
         match event {
-            PreAuthEvent::Close => return None,
-            PreAuthEvent::StartTls => return Some((client, machine)),
+            PreAuthEvent::Close => return PreAuthEnd::Closed,
+            PreAuthEvent::StartTls => return PreAuthEnd::StartTls(client, machine),
             PreAuthEvent::NeedInput => match timeout_at(deadline, client.read(buf)).await {
                 Err(_elapsed) => {
                     record.outcome = Outcome::PreAuthTimeout;
                     machine.timed_out();
                     let _ = write(&client, machine.take_output()).await;
-                    return None;
+                    return PreAuthEnd::Closed;
                 }
-                Ok((Ok(0), _)) => return None,
+                Ok((Ok(0), _)) => return PreAuthEnd::Closed,
                 Ok((Ok(n), b)) => {
                     machine.receive(&b[..n]);
                     buf = b;
                 }
                 Ok((Err(_), _)) => {
                     record.outcome = Outcome::ClientError;
-                    return None;
+                    return PreAuthEnd::Closed;
                 }
             },
             PreAuthEvent::Login(credentials) => {
@@ -403,16 +450,12 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                         // and the password leaves memory now, not when the
                         // session ends hours later.
                         drop((std::mem::take(&mut buf), greeting, leftover, credentials));
-                        Box::pin(relay_session(
-                            ctx,
+                        return PreAuthEnd::LoggedIn(LoggedIn {
                             client,
-                            stream,
+                            backend: stream,
                             to_client,
-                            logged_in.to_backend,
-                            record,
-                        ))
-                        .await;
-                        return None;
+                            to_backend: logged_in.to_backend,
+                        });
                     }
                     Err(e) => {
                         record.failed_logins += 1;
@@ -440,12 +483,15 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
 
 async fn relay_session<S: Stream, B: Stream>(
     ctx: &SessionContext,
-    client: S,
-    backend: B,
-    to_client: Vec<u8>,
-    to_backend: Vec<u8>,
+    session: LoggedIn<S, B>,
     record: &mut SessionRecord,
 ) {
+    let LoggedIn {
+        client,
+        backend,
+        to_client,
+        to_backend,
+    } = session;
     record.client_to_backend = to_backend.len() as u64;
     record.backend_to_client = to_client.len() as u64;
     record.relay = Some("copy");
@@ -465,7 +511,11 @@ async fn relay_session<S: Stream, B: Stream>(
         )),
         _ => None,
     };
-    let first = tokio::join!(write(&client, to_client), write(&backend, to_backend));
+    // Boxed: the two write futures are large and done in a moment; inline
+    // they would size this future (alive for the whole session) for good.
+    let first =
+        Box::pin(async { tokio::join!(write(&client, to_client), write(&backend, to_backend)) })
+            .await;
     if first.0.is_err() || first.1.is_err() {
         record.outcome = Outcome::RelayError;
         return;
