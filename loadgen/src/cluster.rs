@@ -17,7 +17,6 @@
 //! no VPN bytes, but every user configures their box's name and a mailbox
 //! move means reconfiguring clients).
 
-use crate::box_address;
 use crate::client::{Conn, Endpoint, ErrorKind, Failure, Protocol, TlsMode};
 use anyhow::{bail, Context};
 use mailgate::simulated_backend::{Mailbox, SimulatedBackend};
@@ -31,6 +30,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "pw";
+
+/// Loopback address of box `i` (0-based): 127.0.1.(i+1).
+fn box_address(i: usize) -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, (i + 1) as u8))
+}
 const MIB: f64 = 1024.0 * 1024.0;
 
 #[derive(clap::Args, Clone, Debug)]

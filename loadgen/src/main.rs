@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use client::{Endpoint, Protocol, TlsMode};
 use scenarios::{Expected, Load, Run};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -462,9 +462,4 @@ where
         );
     }
     Ok(())
-}
-
-/// Loopback address of box `i` (0-based) in cluster mode: 127.0.1.(i+1).
-pub fn box_address(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 1, (i + 1) as u8))
 }

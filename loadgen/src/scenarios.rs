@@ -368,23 +368,15 @@ pub async fn mix(run: Run, pop3: Endpoint, profile: MixProfile, expected: Expect
                 }
                 run.stats.attempt();
                 let number = profile.messages.pick(&mut rng);
-                let result = run
-                    .bounded(async {
-                        let mut conn = run.logged_in(1_000_000 + p).await?;
-                        conn.pop3_command("STAT").await?;
-                        let body = expected.get(&number).map(Vec::as_slice).unwrap_or(&[]);
-                        conn.fetch(number, body).await?;
-                        conn.logout().await?;
-                        Ok(conn.bytes_in)
-                    })
-                    .await;
-                match result {
-                    Ok(bytes) => {
-                        run.stats.success_as("poll", due.elapsed(), bytes);
-                        run.stats.gauge("polls", 1);
-                    }
-                    Err(e) => run.stats.failure(&e),
-                }
+                short_session(
+                    &run,
+                    1_000_000 + p,
+                    number,
+                    &expected,
+                    due,
+                    ("poll", "polls"),
+                )
+                .await;
                 due += interval;
             }
         }));
@@ -412,24 +404,8 @@ pub async fn mix(run: Run, pop3: Endpoint, profile: MixProfile, expected: Expect
                     let expected = expected.clone();
                     let i = 2_000_000 + burst * profile.webmail.sessions_per_burst + s;
                     sessions.push(tokio::spawn(async move {
-                        let result = run
-                            .bounded(async {
-                                let mut conn = run.logged_in(i).await?;
-                                conn.select().await?;
-                                let body = expected.get(&number).map(Vec::as_slice).unwrap_or(&[]);
-                                conn.fetch(number, body).await?;
-                                conn.logout().await?;
-                                Ok(conn.bytes_in)
-                            })
-                            .await;
-                        match result {
-                            Ok(bytes) => {
-                                run.stats
-                                    .success_as("webmail_session", due.elapsed(), bytes);
-                                run.stats.gauge("webmail_sessions", 1);
-                            }
-                            Err(e) => run.stats.failure(&e),
-                        }
+                        let counted = ("webmail_session", "webmail_sessions");
+                        short_session(&run, i, number, &expected, due, counted).await;
                     }));
                 }
                 sessions.retain(|t| !t.is_finished());
@@ -441,6 +417,39 @@ pub async fn mix(run: Run, pop3: Endpoint, profile: MixProfile, expected: Expect
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+/// One short `mix` session due at `due`: log in, `SELECT` (IMAP) or `STAT`
+/// (POP3), fetch message `number` and check it, log out. Counted as `kind`
+/// (latency from `due`) and on the `gauge`.
+async fn short_session(
+    run: &Run,
+    i: u64,
+    number: usize,
+    expected: &Expected,
+    due: Instant,
+    (kind, gauge): (&'static str, &'static str),
+) {
+    let result = run
+        .bounded(async {
+            let mut conn = run.logged_in(i).await?;
+            match run.endpoint.protocol {
+                Protocol::Imap => conn.select().await?,
+                Protocol::Pop3 => conn.pop3_command("STAT").await?,
+            }
+            let body = expected.get(&number).map(Vec::as_slice).unwrap_or(&[]);
+            conn.fetch(number, body).await?;
+            conn.logout().await?;
+            Ok(conn.bytes_in)
+        })
+        .await;
+    match result {
+        Ok(bytes) => {
+            run.stats.success_as(kind, due.elapsed(), bytes);
+            run.stats.gauge(gauge, 1);
+        }
+        Err(e) => run.stats.failure(&e),
     }
 }
 

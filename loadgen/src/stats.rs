@@ -113,6 +113,16 @@ impl Stats {
 
     /// An operation succeeded after `latency`, having moved `bytes`.
     pub fn success(&self, latency: Duration, bytes: u64) {
+        self.record_success(None, latency, bytes);
+    }
+
+    /// Like [`Stats::success`], also counted under `kind` (a `mix`
+    /// population), which gets its own latency distribution.
+    pub fn success_as(&self, kind: &'static str, latency: Duration, bytes: u64) {
+        self.record_success(Some(kind), latency, bytes);
+    }
+
+    fn record_success(&self, kind: Option<&'static str>, latency: Duration, bytes: u64) {
         let us = (latency.as_micros() as u64).max(1);
         self.with(|i| {
             i.ok += 1;
@@ -121,16 +131,9 @@ impl Stats {
             i.interval_bytes += bytes;
             let _ = i.latency.record(us);
             let _ = i.interval.record(us);
-        });
-    }
-
-    /// Like [`Stats::success`], also counted under `kind` (a `mix`
-    /// population), which gets its own latency distribution.
-    pub fn success_as(&self, kind: &'static str, latency: Duration, bytes: u64) {
-        self.success(latency, bytes);
-        let us = (latency.as_micros() as u64).max(1);
-        self.with(|i| {
-            let _ = i.by_kind.entry(kind).or_insert_with(histogram).record(us);
+            if let Some(kind) = kind {
+                let _ = i.by_kind.entry(kind).or_insert_with(histogram).record(us);
+            }
         });
     }
 

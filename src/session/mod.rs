@@ -21,7 +21,7 @@ use crate::relay::{self, RelayEnd, RelaySettings};
 use crate::runtime::transport::{Connector, Stream};
 use crate::tls::{MaybeTls, TlsStream};
 use arc_swap::ArcSwap;
-use backend::{log_in, Backend, LoginError};
+use backend::{log_in, LoginError};
 use rate_limit::LoginRateLimit;
 use std::cell::RefCell;
 use std::io;
@@ -435,24 +435,16 @@ async fn drive<C: Connector, S: Stream, P: PreAuth>(
                     Ok(backend) => {
                         let latency = record.started.elapsed();
                         ctx.record(|r| r.login(ctx.listener, LoginOutcome::Ok, latency));
-                        let Backend {
-                            stream,
-                            address,
-                            greeting,
-                            leftover,
-                        } = backend;
-                        record.backend = Some(address);
-                        let logged_in = machine.login_succeeded(&greeting);
+                        record.backend = Some(backend.address);
+                        let logged_in = machine.login_succeeded(&backend.greeting);
                         let mut to_client = logged_in.to_client;
-                        to_client.extend_from_slice(&leftover);
-                        // Nothing of the login outlives it: no pre-auth
-                        // buffer, back-end input or greeting while relaying,
-                        // and the password leaves memory now, not when the
-                        // session ends hours later.
-                        drop((std::mem::take(&mut buf), greeting, leftover, credentials));
+                        to_client.extend_from_slice(&backend.leftover);
+                        // Returning ends this future: the read buffer, the
+                        // back-end greeting and input and the password are
+                        // freed before the relay starts.
                         return PreAuthEnd::LoggedIn(LoggedIn {
                             client,
-                            backend: stream,
+                            backend: backend.stream,
                             to_client,
                             to_backend: logged_in.to_backend,
                         });
