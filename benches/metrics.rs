@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use mailgate::config::Protocol;
 use mailgate::directory::CacheStats;
-use mailgate::metrics::{prometheus, Listener, LoginOutcome, Recorder, SharedRecorder};
+use mailgate::metrics::{prometheus, Listener, LoginOutcome, Recorder, RelayMethod, SharedRecorder};
 use std::time::Duration;
 
 fn metrics(c: &mut Criterion) {
@@ -26,7 +26,7 @@ fn metrics(c: &mut Criterion) {
                     Duration::from_micros(500 + i % 5000),
                 );
                 r.session_end(listener, Duration::from_millis(10 + i % 100_000));
-                r.relayed(backend, 100, 4096, true);
+                r.relayed(backend, 100, 4096, RelayMethod::Splice);
             })
         })
     });
@@ -42,7 +42,7 @@ fn metrics(c: &mut Criterion) {
                 format!("10.8.0.{}:143", i % 16).parse().unwrap(),
                 10,
                 1000,
-                i % 2 == 0,
+                if i % 2 == 0 { RelayMethod::Splice } else { RelayMethod::Copy },
             );
         }
     }

@@ -4,11 +4,10 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use mailgate::auth::Secret;
-use mailgate::config::{ImapBackendAuth, Pop3BackendAuth};
 use mailgate::imap::framing::Framer;
-use mailgate::imap::{ImapBackendLogin, ImapPreAuth, ImapSettings};
+use mailgate::imap::{ImapBackendAuth, ImapBackendLogin, ImapPreAuth, ImapSettings};
 use mailgate::login::{BackendEvent, BackendLogin, PreAuth, PreAuthEvent};
-use mailgate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
+use mailgate::pop3::{Pop3BackendAuth, Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
 use std::rc::Rc;
 
 fn client_side(c: &mut Criterion) {

@@ -58,7 +58,8 @@ pub fn run(check: bool, wait: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Re
     std::fs::write(&config_path, config_text)?;
     std::fs::write(dir.join("users.map"), DEMO_MAP)?;
     let loaded = crate::config::load_file(&config_path)?;
-    let server = crate::runtime::start(Arc::new(loaded))?;
+    let live = crate::runtime::Live::build(Arc::new(loaded))?;
+    let server = crate::runtime::start(live)?;
     let imap = server.addresses()[0].1;
     let pop3 = server.addresses()[1].1;
     println!("mailgate demo: {} worker(s)", server.workers());

@@ -8,12 +8,11 @@
 //! are pinned by the limit tests of each machine.)
 
 use crate::auth::Secret;
-use crate::config::{ImapBackendAuth, Pop3BackendAuth};
-use crate::imap::{ImapBackendLogin, ImapPreAuth, ImapSettings};
+use crate::imap::{ImapBackendAuth, ImapBackendLogin, ImapPreAuth, ImapSettings};
 use crate::login::{
     BackendEvent, BackendGreeting, BackendLogin, LoginFailure, PreAuth, PreAuthEvent,
 };
-use crate::pop3::{Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
+use crate::pop3::{Pop3BackendAuth, Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
 use std::rc::Rc;
 
 /// Output allowed per step: replies are short, and each step answers at most

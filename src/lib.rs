@@ -10,28 +10,51 @@
 //!  admin thread (loopback): /metrics, /healthz, /readyz, invalidate, kick — reads per-worker recorders
 //! ```
 //!
+//! Modules depend one way, each only on modules listed before it (checked by
+//! `tests/module_graph.rs`):
+//!
+//! * [`auth`], [`login`]: credentials, SASL, and the contract between the
+//!   protocol machines and the session.
 //! * [`imap`], [`pop3`]: sans-I/O protocol machines behind the [`login`] contract.
 //! * [`directory`]: user → back-end routes (static map, LDAP, cache).
-//! * [`runtime`]: worker threads, CPU pinning, listeners, the io_uring transport.
-//! * [`session`]: one connection's life, generic over the transport.
-//! * [`tls`]: rustls configs and the TLS stream.
+//! * [`metrics`]: per-worker recorders, Prometheus and `.hlog` export.
+//! * [`registry`]: each worker's relaying sessions, for the admin actions.
+//! * [`transport`]: the `Stream`/`Connector` seam and its io_uring implementation.
+//! * [`tls`]: rustls configs and the TLS stream (on `transport`).
 //! * [`relay`]: splice and copy paths with half-close and idle timeout.
-//! * [`metrics`]: recorders, Prometheus and `.hlog` export, the admin listener.
+//! * [`config`]: TOML into the settings types of the modules above.
+//! * [`session`]: one connection's life, generic over the transport.
+//! * [`runtime`]: builds live objects, runs the worker threads and listeners.
+//! * [`admin`]: the admin listener and its client.
 //! * [`demo`], [`simulated_backend`], [`check_client`]: the single-command demo.
 
+#![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod auth;
-pub mod check_client;
-pub mod config;
-pub mod demo;
+pub mod login;
+
+pub mod imap;
+pub mod pop3;
+
 pub mod directory;
+pub mod metrics;
+pub mod registry;
+pub mod transport;
+
+pub mod relay;
+pub mod tls;
+
+pub mod config;
+
+pub mod session;
+
+pub mod runtime;
+
+pub mod admin;
+
+pub mod check_client;
+pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod imap;
-pub mod login;
-pub mod metrics;
-pub mod pop3;
-pub mod relay;
-pub mod runtime;
-pub mod session;
 pub mod simulated_backend;
-pub mod tls;

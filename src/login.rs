@@ -8,8 +8,49 @@
 //! (and fuzzable) without a socket.
 
 use crate::auth::Credentials;
+use serde::Deserialize;
+
+/// Mail protocol spoken on a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// IMAP4rev1 / IMAP4rev2.
+    Imap,
+    /// POP3.
+    Pop3,
+}
+
+impl Protocol {
+    /// `imap` or `pop3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Greeting text when a listener sets none (never the back end's banner).
+pub const DEFAULT_GREETING: &str = "mailgate ready.";
+/// Default longest command line accepted before login (bytes, CRLF excluded).
+pub const DEFAULT_MAX_LINE: usize = 8 * 1024;
+/// Default largest IMAP literal accepted before login (bytes).
+pub const DEFAULT_MAX_LITERAL: usize = 8 * 1024;
+/// Default number of failed logins after which a connection is closed.
+pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 3;
+/// Longest back-end line accepted during login (capability lists can be long).
+pub const MAX_BACKEND_LINE: usize = 64 * 1024;
+/// Bytes of a back-end line kept when it is quoted in an error (for logs).
+pub const MAX_QUOTED_LINE: usize = 200;
 
 /// What a pre-auth machine needs next.
+#[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum PreAuthEvent {
     /// Send the pending output, then read more client bytes.
@@ -77,6 +118,7 @@ pub trait PreAuth {
 }
 
 /// What a back-end login machine needs next.
+#[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum BackendEvent {
     /// Send the pending output, then read more back-end bytes.
@@ -101,8 +143,49 @@ pub enum BackendOutcome {
     },
     /// The back end refused the credentials.
     Rejected(LoginFailure),
-    /// The back end misbehaved or refused service; the reason is for logs.
-    Unavailable(String),
+    /// The back end misbehaved or refused service (for logs and metrics;
+    /// the client hears a temporary failure).
+    Unavailable(BackendFault),
+}
+
+/// How a back end failed a login exchange, as logged. Quoted lines are the
+/// back end's own, made printable and cut at [`MAX_QUOTED_LINE`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendFault {
+    /// The greeting was not `* OK` / `+OK`.
+    #[error("unexpected greeting: {0}")]
+    UnexpectedGreeting(String),
+    /// STARTTLS/STLS was refused.
+    #[error("STARTTLS refused: {0}")]
+    StartTlsRefused(String),
+    /// Bytes followed the STARTTLS reply before the handshake (they would be
+    /// plaintext injected before TLS).
+    #[error("back end sent data after its STARTTLS reply")]
+    DataAfterStartTls,
+    /// Bytes arrived while the driver ran the TLS handshake.
+    #[error("back end sent data during the TLS upgrade")]
+    DataDuringTlsUpgrade,
+    /// `CAPABILITY` failed.
+    #[error("CAPABILITY failed: {0}")]
+    CapabilityFailed(String),
+    /// `LOGINDISABLED` without a mechanism the proxy can use.
+    #[error("back end advertises LOGINDISABLED and no AUTH=PLAIN")]
+    LoginDisabled,
+    /// A continuation request that no pending literal or SASL step explains.
+    #[error("unexpected continuation request during login")]
+    UnexpectedContinuation,
+    /// A reply that fits no step of the exchange.
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
+    /// The back end refused service (`NO [UNAVAILABLE]`, `-ERR [SYS/TEMP]`…).
+    #[error("back end refused service: {0}")]
+    ServiceRefused(String),
+    /// A line longer than [`MAX_BACKEND_LINE`].
+    #[error("back-end line longer than {MAX_BACKEND_LINE} bytes")]
+    LineTooLong,
+    /// `poll` was called after the exchange ended (a driver bug).
+    #[error("login exchange already finished")]
+    AlreadyFinished,
 }
 
 /// A back-end login exchange.
@@ -128,12 +211,14 @@ pub struct ClientAddress {
     pub local: std::net::SocketAddr,
 }
 
-/// Longest back-end line accepted during login (capability lists can be long).
-pub const MAX_BACKEND_LINE: usize = 64 * 1024;
+/// No line end within the allowed length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("line too long")]
+pub struct LineTooLong;
 
 /// Removes and returns the first line (without CR LF) from `buf`, if complete.
 /// Errors when no line end appears within `max` bytes.
-pub(crate) fn take_line(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, ()> {
+pub fn take_line(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, LineTooLong> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(lf) if lf <= max + 1 => {
             let mut line: Vec<u8> = buf.drain(..=lf).collect();
@@ -143,10 +228,17 @@ pub(crate) fn take_line(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>
             }
             Ok(Some(line))
         }
-        Some(_) => Err(()),
-        None if buf.len() > max + 1 => Err(()),
+        Some(_) => Err(LineTooLong),
+        None if buf.len() > max + 1 => Err(LineTooLong),
         None => Ok(None),
     }
+}
+
+/// A peer's line for a log message: lossy, escaped, at most
+/// [`MAX_QUOTED_LINE`] bytes of it.
+pub fn printable(line: &[u8]) -> String {
+    let shown = &line[..line.len().min(MAX_QUOTED_LINE)];
+    String::from_utf8_lossy(shown).escape_debug().to_string()
 }
 
 #[cfg(test)]
@@ -160,10 +252,18 @@ mod tests {
         assert_eq!(buf, b"def");
         assert_eq!(take_line(&mut buf, 3), Ok(None));
         let mut long = b"abcd\r\n".to_vec();
-        assert_eq!(take_line(&mut long, 3), Err(()));
+        assert_eq!(take_line(&mut long, 3), Err(LineTooLong));
         let mut long_unterminated = b"abcde".to_vec();
-        assert_eq!(take_line(&mut long_unterminated, 3), Err(()));
+        assert_eq!(take_line(&mut long_unterminated, 3), Err(LineTooLong));
         let mut lf_only = b"ab\nc".to_vec();
         assert_eq!(take_line(&mut lf_only, 3), Ok(Some(b"ab".to_vec())));
+    }
+
+    #[test]
+    fn printable_escapes_and_cuts_at_the_limit() {
+        let long = vec![b'a'; MAX_QUOTED_LINE + 1];
+        assert_eq!(printable(&long).len(), MAX_QUOTED_LINE);
+        assert_eq!(printable(&long[..MAX_QUOTED_LINE - 1]).len(), MAX_QUOTED_LINE - 1);
+        assert_eq!(printable(b"a\r\nb"), "a\\r\\nb");
     }
 }

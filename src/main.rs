@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use mailgate::admin::client::{Action, AdminClient};
+use mailgate::runtime::Live;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[global_allocator]
@@ -85,90 +87,85 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::CheckConfig { config } => {
-            let loaded = mailgate::config::load_file(&config)?;
-            println!(
-                "{}: ok ({} listener(s), {} static map entries)",
-                config.display(),
-                loaded.config.listen.len(),
-                loaded.static_map.as_ref().map_or(0, |m| m.len())
-            );
-            Ok(())
-        }
-        Command::Run { config, ready_file } => {
-            let loaded = Arc::new(mailgate::config::load_file(&config)?);
-            mailgate::runtime::raise_fd_limit();
-            let server = mailgate::runtime::start(loaded.clone())?;
-            for (protocol, address) in server.addresses() {
-                tracing::info!(%protocol, %address, workers = server.workers(), "listening");
-            }
-            let admin = start_admin(&loaded, &server)?;
-            if let Some(path) = ready_file {
-                write_ready_file(&path, server.addresses(), admin)
-                    .context("writing the ready file")?;
-            }
-            wait_for_stop_signal_or(|| match mailgate::config::load_file(&config) {
-                Ok(reloaded) => {
-                    server.reload_tls(reloaded.tls);
-                    tracing::info!("SIGHUP: certificates reloaded");
-                }
-                Err(e) => {
-                    tracing::error!("SIGHUP: reload failed, keeping the current certificates: {e}")
-                }
-            })?;
-            tracing::info!("stopping: no new connections, draining sessions");
-            server.shutdown();
-            server.join();
-            Ok(())
-        }
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config, ready_file } => run(&config, ready_file),
         Command::Admin {
             address,
             token_file,
             action,
-        } => {
-            let token = match token_file {
-                Some(f) => Some(
-                    std::fs::read_to_string(&f)
-                        .with_context(|| format!("reading {}", f.display()))?,
-                ),
-                None => None,
-            };
-            let encode = |u: &str| -> String {
-                u.bytes()
-                    .map(|b| match b {
-                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => {
-                            (b as char).to_string()
-                        }
-                        _ => format!("%{b:02X}"),
-                    })
-                    .collect()
-            };
-            let (method, path) = match &action {
-                AdminAction::Metrics => ("GET", "/metrics".to_owned()),
-                AdminAction::Invalidate { user } => {
-                    ("POST", format!("/cache/invalidate?user={}", encode(user)))
-                }
-                AdminAction::Kick { user } => {
-                    ("POST", format!("/sessions/kick?user={}", encode(user)))
-                }
-                AdminAction::Sessions { user } => (
-                    "GET",
-                    user.as_deref().map_or("/sessions".to_owned(), |u| {
-                        format!("/sessions?user={}", encode(u))
-                    }),
-                ),
-            };
-            let (status, body) =
-                admin_request(address, method, &path, token.as_deref().map(str::trim))?;
-            print!("{body}");
-            anyhow::ensure!(status == 200, "admin answered {status}");
-            Ok(())
-        }
+        } => admin(address, token_file, action),
         Command::Demo { check } => {
             mailgate::runtime::raise_fd_limit();
             mailgate::demo::run(check, wait_for_stop_signal)
         }
     }
+}
+
+/// Loads `path` and everything it names, as `run` would.
+fn load(path: &Path) -> anyhow::Result<Live> {
+    let loaded = mailgate::config::load_file(path)?;
+    Ok(Live::build(Arc::new(loaded))?)
+}
+
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let live = load(path)?;
+    println!(
+        "{}: ok ({} listener(s), {} static map entries)",
+        path.display(),
+        live.loaded.config.listen.len(),
+        live.static_map.as_ref().map_or(0, |m| m.len())
+    );
+    Ok(())
+}
+
+fn run(path: &Path, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let live = load(path)?;
+    let loaded = live.loaded.clone();
+    mailgate::runtime::raise_fd_limit();
+    let server = mailgate::runtime::start(live)?;
+    for (protocol, address) in server.addresses() {
+        tracing::info!(%protocol, %address, workers = server.workers(), "listening");
+    }
+    let admin = start_admin(&loaded, &server)?;
+    if let Some(path) = ready_file {
+        write_ready_file(&path, server.addresses(), admin).context("writing the ready file")?;
+    }
+    wait_for_stop_signal_or(|| match load(path) {
+        Ok(reloaded) => {
+            server.reload_tls(reloaded.listener_tls);
+            tracing::info!("SIGHUP: certificates reloaded");
+        }
+        Err(e) => {
+            tracing::error!("SIGHUP: reload failed, keeping the current certificates: {e:#}")
+        }
+    })?;
+    tracing::info!("stopping: no new connections, draining sessions");
+    server.shutdown();
+    server.join();
+    Ok(())
+}
+
+fn admin(
+    address: std::net::SocketAddr,
+    token_file: Option<PathBuf>,
+    action: AdminAction,
+) -> anyhow::Result<()> {
+    let token = match token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+        ),
+        None => None,
+    };
+    let action = match action {
+        AdminAction::Metrics => Action::Metrics,
+        AdminAction::Invalidate { user } => Action::Invalidate(user),
+        AdminAction::Kick { user } => Action::Kick(user),
+        AdminAction::Sessions { user } => Action::Sessions(user),
+    };
+    let answer = AdminClient::new(address, token).run(&action)?;
+    print!("{}", answer.body);
+    anyhow::ensure!(answer.status == 200, "admin answered {}", answer.status);
+    Ok(())
 }
 
 fn init_logging() {
@@ -207,37 +204,6 @@ fn wait_for_stop_signal_or(mut on_hangup: impl FnMut()) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One HTTP request to the admin listener: status and body.
-fn admin_request(
-    address: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> anyhow::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))
-            .with_context(|| format!("connecting to the admin listener {address}"))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .context("malformed admin response")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    Ok((status, body))
-}
-
 /// Starts the admin listener when `[admin]` is configured; its address.
 fn start_admin(
     loaded: &mailgate::config::Loaded,
@@ -258,9 +224,9 @@ fn start_admin(
     let listener = std::net::TcpListener::bind(admin.address)
         .with_context(|| format!("cannot listen on {} (admin)", admin.address))?;
     let address = listener.local_addr()?;
-    mailgate::metrics::admin::spawn(
+    mailgate::admin::spawn(
         listener,
-        mailgate::metrics::admin::Admin {
+        mailgate::admin::Admin {
             workers: server.workers_state.clone(),
             invalidations: server.invalidations(),
             token,

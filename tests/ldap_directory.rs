@@ -4,7 +4,7 @@
 mod support;
 
 use mailgate::check_client::{ImapClient, Pop3Client};
-use mailgate::directory::{CachedDirectory, Directory, Invalidations, LdapDirectory};
+use mailgate::directory::{Directory, Invalidations};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -265,12 +265,12 @@ fn with_directory<T>(
     let loaded =
         mailgate::config::parse_str(&text, std::path::Path::new("t.toml"), dir.path()).unwrap();
     let invalidations = Arc::new(Invalidations::default());
-    let ldap = LdapDirectory::new(loaded.ldap.unwrap());
-    let cached: Rc<dyn Directory> = Rc::new(CachedDirectory::new(
-        ldap,
-        loaded.cache.unwrap(),
+    let live = mailgate::runtime::Live::build(Arc::new(loaded)).unwrap();
+    let cached = live.directory(
         invalidations.clone(),
-    ));
+        Default::default(),
+        Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    );
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -284,7 +284,7 @@ fn concurrent_logins_of_one_user_make_one_ldap_query() {
     with_directory(&slapd, "60s", async |directory, _| {
         let lookups: Vec<_> = (0..50).map(|_| directory.lookup(ALICE)).collect();
         for route in join_all(lookups).await {
-            assert_eq!(route.unwrap().unwrap().login_user.as_deref(), Some(ALICE));
+            assert_eq!(route.unwrap().route.unwrap().login_user.as_deref(), Some(ALICE));
         }
     });
     assert_eq!(slapd.searches_for("alice"), 1, "{:?}", slapd.searches());
@@ -294,7 +294,7 @@ fn concurrent_logins_of_one_user_make_one_ldap_query() {
 fn invalidation_takes_effect_at_once() {
     let slapd = Slapd::start(&people(), false);
     with_directory(&slapd, "1h", async |directory, invalidations| {
-        let host = async |d: &Rc<dyn Directory>| d.lookup(ALICE).await.unwrap().unwrap();
+        let host = async |d: &Rc<dyn Directory>| d.lookup(ALICE).await.unwrap().route.unwrap();
         assert_eq!(host(&directory).await.host, "127.0.0.1");
         slapd.set_host(ALICE, "box9.example");
         assert_eq!(

@@ -1,75 +1,85 @@
-//! Validating `[directory]` into a static map or LDAP settings, and the cache.
+//! Validating `[directory]` into directory settings and the cache's.
 
 use super::load::Locator;
-use super::{ConfigError, DirectoryConfig, DirectoryKind};
+use super::{ConfigError, DirectoryConfig, DirectoryKind, DirectorySettings};
 use crate::auth::Secret;
-use crate::directory::ldap::query::{self, KeyFormat, Scope};
+use crate::directory::ldap::query::{self, KeyFormat, QuerySpec, Scope};
 use crate::directory::ldap::LdapSettings;
-use crate::directory::{CacheSettings, HostRewrite, StaticMap};
+use crate::directory::{CacheSettings, HostRewrite};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The directory part of a loaded config.
-pub(super) struct BuiltDirectory {
-    pub static_map: Option<StaticMap>,
-    pub ldap: Option<Arc<LdapSettings>>,
-    pub cache: Option<CacheSettings>,
-}
-
+/// The directory settings and, when caching is on, the cache's.
 pub(super) fn build(
     d: &DirectoryConfig,
-    at: &Locator,
+    at: &mut Locator,
     base_dir: &Path,
-) -> Result<BuiltDirectory, ConfigError> {
-    let (static_map, ldap) = match d.kind.get_ref() {
-        DirectoryKind::Static => (Some(static_map(d, at, base_dir)?), None),
-        DirectoryKind::Ldap => (None, Some(Arc::new(ldap(d, at, base_dir)?))),
+) -> Result<(DirectorySettings, Option<CacheSettings>), ConfigError> {
+    let settings = match d.kind.get_ref() {
+        DirectoryKind::Static => {
+            let Some(map) = &d.map else {
+                return Err(at.invalid(
+                    Some(d.kind.span()),
+                    "directory.map",
+                    "kind = \"static\" needs `map = \"FILE\"`".into(),
+                ));
+            };
+            at.locate("directory.map", Some(map.span()));
+            DirectorySettings::Static {
+                map: base_dir.join(map.get_ref()),
+                local_part_case_sensitive: d.local_part_case_sensitive,
+            }
+        }
+        DirectoryKind::Ldap => {
+            at.locate("directory.ca_file", d.ca_file.as_ref().map(|f| f.span()));
+            DirectorySettings::Ldap(Arc::new(ldap(d, at, base_dir)?))
+        }
     };
-    let cache_on = d.cache.as_ref().map_or(ldap.is_some(), |c| c.enabled);
+    let is_ldap = matches!(settings, DirectorySettings::Ldap(_));
+    let cache_on = d.cache.as_ref().map_or(is_ldap, |c| c.enabled);
     let cache = cache_on.then(|| {
         let c = d.cache.clone().unwrap_or_default();
         CacheSettings {
-            capacity: c.capacity.max(1),
+            capacity: c.capacity,
             ttl: c.ttl,
             negative_ttl: c.negative_ttl,
             max_stale: c.max_stale,
         }
     });
-    Ok(BuiltDirectory {
-        static_map,
-        ldap,
-        cache,
-    })
-}
-
-fn static_map(
-    d: &DirectoryConfig,
-    at: &Locator,
-    base_dir: &Path,
-) -> Result<StaticMap, ConfigError> {
-    let Some(map) = &d.map else {
-        return Err(at.invalid(
-            Some(d.kind.span()),
-            "directory.map",
-            "kind = \"static\" needs `map = \"FILE\"`".into(),
-        ));
-    };
-    let map_path = base_dir.join(map.get_ref());
-    let map_text = std::fs::read_to_string(&map_path).map_err(|e| {
-        at.invalid(
-            Some(map.span()),
-            "directory.map",
-            format!("cannot read {}: {e}", map_path.display()),
-        )
-    })?;
-    Ok(StaticMap::parse(
-        &map_text,
-        &map_path,
-        d.local_part_case_sensitive,
-    )?)
+    Ok((settings, cache))
 }
 
 fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettings, ConfigError> {
+    let bind_password = bind_password(d, at, base_dir)?;
+    if d.bind_dn.is_some() != bind_password.is_some() {
+        return Err(at.invalid(
+            None,
+            "directory.bind_dn",
+            "bind_dn and bind_password_file go together".into(),
+        ));
+    }
+    let hosts = HostRewrite::new(&d.hosts, d.host_suffix.clone())
+        .map_err(|e| at.invalid(None, "directory.hosts", e))?;
+    Ok(LdapSettings {
+        query: query_spec(d, at)?,
+        key: KeyFormat {
+            template: d.query_key.clone(),
+            strip_domain: d.strip_domain,
+            lower_case: d.lower_case,
+            default_domain: d.default_domain.clone(),
+        },
+        hosts,
+        bind_dn: d.bind_dn.clone(),
+        bind_password,
+        starttls: d.starttls,
+        ca_file: d.ca_file.as_ref().map(|f| base_dir.join(f.get_ref())),
+        timeout: d.timeout,
+        pool_size: d.pool_size,
+    })
+}
+
+/// The Perdition-style URL with the explicit keys laid over it.
+fn query_spec(d: &DirectoryConfig, at: &Locator) -> Result<QuerySpec, ConfigError> {
     let mut spec = match (&d.url, &d.servers) {
         (Some(url), _) => query::parse_url(url.get_ref())
             .map_err(|e| at.invalid(Some(url.span()), "directory.url", e))?,
@@ -129,60 +139,36 @@ fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettin
     if let Some(a) = &d.port_attribute {
         spec.port_attribute = Some(a.clone());
     }
-    let bind_password = match &d.bind_password_file {
-        Some(file) => {
-            let path = base_dir.join(file.get_ref());
-            let text = std::fs::read(&path).map_err(|e| {
-                at.invalid(
-                    Some(file.span()),
-                    "directory.bind_password_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let trimmed = text.strip_suffix(b"\n").unwrap_or(&text);
-            Some(Secret::new(
-                trimmed.strip_suffix(b"\r").unwrap_or(trimmed).to_vec(),
-            ))
-        }
-        None => None,
+    Ok(spec)
+}
+
+/// The bind password from its file (one trailing line end dropped).
+fn bind_password(
+    d: &DirectoryConfig,
+    at: &Locator,
+    base_dir: &Path,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(file) = &d.bind_password_file else {
+        return Ok(None);
     };
-    if d.bind_dn.is_some() != bind_password.is_some() {
-        return Err(at.invalid(
-            None,
-            "directory.bind_dn",
-            "bind_dn and bind_password_file go together".into(),
-        ));
-    }
-    let tls = match &d.ca_file {
-        Some(file) => Some(
-            crate::tls::client_config(&base_dir.join(file.get_ref()))
-                .map_err(|e| at.invalid(Some(file.span()), "directory.ca_file", e))?,
-        ),
-        None => None,
-    };
-    let hosts = HostRewrite::new(&d.hosts, d.host_suffix.clone())
-        .map_err(|e| at.invalid(None, "directory.hosts", e))?;
-    Ok(LdapSettings {
-        query: spec,
-        key: KeyFormat {
-            template: d.query_key.clone(),
-            strip_domain: d.strip_domain,
-            lower_case: d.lower_case,
-            default_domain: d.default_domain.clone(),
-        },
-        hosts,
-        bind_dn: d.bind_dn.clone(),
-        bind_password,
-        starttls: d.starttls,
-        tls,
-        timeout: d.timeout,
-        pool_size: d.pool_size.max(1),
-    })
+    let path = base_dir.join(file.get_ref());
+    let text = std::fs::read(&path).map_err(|e| {
+        at.invalid(
+            Some(file.span()),
+            "directory.bind_password_file",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let trimmed = text.strip_suffix(b"\n").unwrap_or(&text);
+    Ok(Some(Secret::new(
+        trimmed.strip_suffix(b"\r").unwrap_or(trimmed).to_vec(),
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::parse_str;
+    use super::*;
     use std::path::Path;
 
     fn parse(directory: &str) -> Result<super::super::Loaded, super::super::ConfigError> {
@@ -194,12 +180,19 @@ mod tests {
 
     const URL: &str = "url = \"ldap://127.0.0.1/ou=People,dc=infra,dc=org,o=Anarchy?mail,host?sub?(&(mail=%s)(status=active))\"\n";
 
+    fn ldap_of(loaded: &super::super::Loaded) -> &LdapSettings {
+        match &loaded.directory {
+            DirectorySettings::Ldap(ldap) => ldap,
+            other => panic!("not LDAP: {other:?}"),
+        }
+    }
+
     #[test]
     fn ldap_with_perdition_url_and_cache_by_default() {
         let loaded = parse(&format!("kind = \"ldap\"\n{URL}")).unwrap();
-        let ldap = loaded.ldap.unwrap();
+        let ldap = ldap_of(&loaded);
         assert_eq!(ldap.query.servers, vec!["ldap://127.0.0.1"]);
-        assert_eq!(loaded.cache.unwrap().ttl.as_secs(), 60);
+        assert_eq!(loaded.cache.as_ref().unwrap().ttl.as_secs(), 60);
     }
 
     #[test]
@@ -208,12 +201,12 @@ mod tests {
             "kind = \"ldap\"\n{URL}servers = [\"ldap://a:1\", \"ldap://b:2\"]\nfilter = \"(uid=%s)\"\nhost_attribute = \"mailHost\"\nbind_dn = \"cn=proxy\"\nbind_password_file = \"bind.pw\"\n[directory.hosts]\nbox1 = \"10.8.0.1\"\n[directory.cache]\nttl = \"5s\"\n"
         ))
         .unwrap();
-        let ldap = loaded.ldap.unwrap();
+        let ldap = ldap_of(&loaded);
         assert_eq!(ldap.query.servers.len(), 2);
         assert_eq!(ldap.query.filter, "(uid=%s)");
         assert_eq!(ldap.query.host_attribute, "mailHost");
         assert_eq!(ldap.bind_password.as_ref().unwrap().expose(), b"s3cret");
-        assert_eq!(loaded.cache.unwrap().ttl.as_secs(), 5);
+        assert_eq!(loaded.cache.as_ref().unwrap().ttl.as_secs(), 5);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Reading a config file, then validating what serde cannot.
 
-use super::{Config, ConfigError, Loaded};
+use super::{Config, ConfigError, Loaded, Origin, TlsMode};
+use crate::relay::{RelaySettings, MIN_PIPE_SIZE};
+use crate::tls::{CertificateFiles, NamedCertificate, ServerTlsSettings};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Reads, parses and validates `path`, loading the static map it names.
@@ -22,7 +25,11 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
-    let at = Locator { text, path };
+    let mut at = Locator {
+        text,
+        path,
+        lines: HashMap::new(),
+    };
     if config.listen.is_empty() {
         return Err(at.invalid(
             None,
@@ -31,17 +38,11 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         ));
     }
     check_positive(&config, &at)?;
-    let tls = crate::tls::server_configs(&config, base_dir).map_err(|(index, reason)| {
-        let span = config.listen[index].tls.as_ref().map(|t| t.span());
-        at.invalid(span, &format!("listen[{index}].tls"), reason)
-    })?;
-    let directory = super::directory::build(&config.directory, &at, base_dir)?;
-    let backend_tls = match (config.backend.tls.get_ref(), &config.backend.ca_file) {
-        (super::TlsMode::None, _) => None,
-        (_, Some(ca)) => Some(
-            crate::tls::client_config(&base_dir.join(ca))
-                .map_err(|e| at.invalid(None, "backend.ca_file", e))?,
-        ),
+    let listener_tls = listener_tls(&config, &mut at, base_dir)?;
+    let (directory, cache) = super::directory::build(&config.directory, &mut at, base_dir)?;
+    let backend_ca = match (config.backend.tls.get_ref(), &config.backend.ca_file) {
+        (TlsMode::None, _) => None,
+        (_, Some(ca)) => Some(base_dir.join(ca)),
         (_, None) => {
             return Err(at.invalid(
                 Some(config.backend.tls.span()),
@@ -50,24 +51,93 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
             ))
         }
     };
+    at.locate("backend.ca_file", Some(config.backend.tls.span()));
+    let relay = RelaySettings {
+        buffer_size: config.relay.buffer_size,
+        idle_timeout: config.relay.idle_timeout,
+        splice: config.relay.splice,
+        pipe_size: config.relay.pipe_size,
+    };
     Ok(Loaded {
-        config,
-        static_map: directory.static_map,
-        ldap: directory.ldap,
-        cache: directory.cache,
-        tls,
-        backend_tls,
+        directory,
+        cache,
+        listener_tls,
+        backend_ca,
+        relay,
         base_dir: base_dir.to_owned(),
+        origin: Origin {
+            path: path.to_owned(),
+            lines: at.lines,
+        },
+        config,
     })
 }
 
-/// Builds errors that point at a line of the config text.
+/// What each TLS listener serves: its own certificate or `[tls]`'s, and the
+/// SNI certificates of `[[tls.certificates]]`.
+fn listener_tls(
+    config: &Config,
+    at: &mut Locator,
+    base_dir: &Path,
+) -> Result<Vec<Option<ServerTlsSettings>>, ConfigError> {
+    let global = config.tls.as_ref();
+    let files = |cert: &PathBuf, key: &PathBuf| CertificateFiles {
+        cert: base_dir.join(cert),
+        key: base_dir.join(key),
+    };
+    let named: Vec<NamedCertificate> = global
+        .map(|t| t.certificates.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|n| NamedCertificate {
+            names: n.names.clone(),
+            files: files(&n.cert, &n.key),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(config.listen.len());
+    for (index, listen) in config.listen.iter().enumerate() {
+        let key_name = format!("listen[{index}].tls");
+        at.locate(&key_name, listen.tls.as_ref().map(|t| t.span()));
+        if listen.tls_mode() == TlsMode::None {
+            out.push(None);
+            continue;
+        }
+        let cert = listen.cert.as_ref().or(global.and_then(|t| t.cert.as_ref()));
+        let key = listen.key.as_ref().or(global.and_then(|t| t.key.as_ref()));
+        let (Some(cert), Some(key)) = (cert, key) else {
+            return Err(at.invalid(
+                listen.tls.as_ref().map(|t| t.span()),
+                &key_name,
+                "a TLS listener needs a certificate: `cert` and `key` in [tls] or in this [[listen]]"
+                    .into(),
+            ));
+        };
+        out.push(Some(ServerTlsSettings {
+            protocol: listen.protocol,
+            default: files(cert, key),
+            named: named.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// Builds errors that point at a line of the config text, and remembers the
+/// line of keys that the runtime may report on later.
 pub(super) struct Locator<'a> {
     pub text: &'a str,
     pub path: &'a Path,
+    pub lines: HashMap<String, usize>,
 }
 
 impl Locator<'_> {
+    /// Remembers the line of `key` (at `span`) for [`Loaded::invalid`].
+    pub fn locate(&mut self, key: &str, span: Option<std::ops::Range<usize>>) {
+        if let Some(span) = span {
+            self.lines
+                .insert(key.to_owned(), line_of(self.text, span.start));
+        }
+    }
+
     /// An `Invalid` error for `key`, at the line of `span` if given.
     pub fn invalid(
         &self,
@@ -92,6 +162,11 @@ fn check_positive(config: &Config, at: &Locator) -> Result<(), ConfigError> {
             config.limits.max_auth_failures == 0,
         ),
         ("relay.buffer_size", config.relay.buffer_size == 0),
+        ("directory.pool_size", config.directory.pool_size == 0),
+        (
+            "directory.cache.capacity",
+            config.directory.cache.as_ref().is_some_and(|c| c.capacity == 0),
+        ),
         ("runtime.ring_entries", config.runtime.ring_entries == 0),
         ("backend.imap_port", config.backend.imap_port == 0),
         ("backend.pop3_port", config.backend.pop3_port == 0),
@@ -100,6 +175,13 @@ fn check_positive(config: &Config, at: &Locator) -> Result<(), ConfigError> {
         if is_zero {
             return Err(at.invalid(None, key, "must be greater than 0".into()));
         }
+    }
+    if config.relay.pipe_size < MIN_PIPE_SIZE {
+        return Err(at.invalid(
+            None,
+            "relay.pipe_size",
+            format!("must be at least {MIN_PIPE_SIZE} (one page)"),
+        ));
     }
     Ok(())
 }
@@ -143,7 +225,10 @@ pop3_port = 10110
         let loaded = parse(MINIMAL).expect("minimal config loads");
         assert_eq!(loaded.config.listen.len(), 1);
         assert_eq!(loaded.config.backend.imap_port, 10143);
-        assert!(loaded.static_map.is_some());
+        assert!(matches!(
+            loaded.directory,
+            super::super::DirectorySettings::Static { .. }
+        ));
     }
 
     #[test]
@@ -178,11 +263,20 @@ pop3_port = 10110
     }
 
     #[test]
-    fn missing_map_file_names_the_path() {
-        let text = MINIMAL.replace("users.map", "nope.map");
-        let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("nope.map"), "{err}");
-        assert!(err.contains("directory.map"), "{err}");
+    fn pipe_size_below_one_page_is_refused_at_the_boundary() {
+        let at = |size: usize| parse(&format!("{MINIMAL}\n[relay]\npipe_size = {size}\n"));
+        let err = at(MIN_PIPE_SIZE - 1).unwrap_err().to_string();
+        assert!(err.contains("relay.pipe_size"), "{err}");
+        assert_eq!(at(MIN_PIPE_SIZE).unwrap().relay.pipe_size, MIN_PIPE_SIZE);
+        assert!(at(MIN_PIPE_SIZE + 1).is_ok());
+    }
+
+    #[test]
+    fn a_zero_cache_capacity_or_pool_is_refused() {
+        let err = parse(&format!("{MINIMAL}\n[directory.cache]\ncapacity = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("directory.cache.capacity"), "{err}");
     }
 
     #[test]

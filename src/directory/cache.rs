@@ -7,12 +7,11 @@
 //! lookup and only locks the log when it changed. A cached route is never a
 //! credential: the back end still checks every password.
 
-use super::{Directory, DirectoryError, LookupFuture, Route};
+use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServedBy};
 use lru::LruCache;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -58,6 +57,18 @@ pub struct CacheStats {
     pub stale: u64,
     /// Directory failed and nothing usable was cached.
     pub errors: u64,
+}
+
+impl CacheStats {
+    /// Adds `other` (another worker's counters) into `self`.
+    pub fn add(&mut self, other: &CacheStats) {
+        self.hits += other.hits;
+        self.negative_hits += other.negative_hits;
+        self.misses += other.misses;
+        self.coalesced += other.coalesced;
+        self.stale += other.stale;
+        self.errors += other.errors;
+    }
 }
 
 /// Counters readable from other threads (the admin interface): relaxed
@@ -154,7 +165,6 @@ pub struct CachedDirectory<D> {
     seen_generation: Cell<u64>,
     stats: Cell<CacheStats>,
     counters: Option<std::sync::Arc<CacheCounters>>,
-    last_cached: Cell<bool>,
 }
 
 impl<D: Directory> CachedDirectory<D> {
@@ -174,7 +184,6 @@ impl<D: Directory> CachedDirectory<D> {
             invalidations,
             stats: Cell::new(CacheStats::default()),
             counters: None,
-            last_cached: Cell::new(false),
         }
     }
 
@@ -238,14 +247,12 @@ impl<D: Directory> CachedDirectory<D> {
         (entry.fetched.elapsed() < self.settings.max_stale).then(|| entry.route.clone())
     }
 
-    async fn lookup_cached(&self, user: &str) -> Result<Option<Route>, DirectoryError> {
-        let (result, cached) = self.lookup_inner(user).await;
-        // Set on completion, so the caller reads its own lookup's answer.
-        self.last_cached.set(cached);
-        result
+    async fn lookup_cached(&self, user: &str) -> Result<Lookup, DirectoryError> {
+        let (result, served_by) = self.lookup_inner(user).await;
+        result.map(|route| Lookup { route, served_by })
     }
 
-    async fn lookup_inner(&self, user: &str) -> (Result<Option<Route>, DirectoryError>, bool) {
+    async fn lookup_inner(&self, user: &str) -> (Result<Option<Route>, DirectoryError>, ServedBy) {
         self.apply_invalidations();
         loop {
             if let Some(route) = self.fresh(user) {
@@ -256,7 +263,7 @@ impl<D: Directory> CachedDirectory<D> {
                         s.negative_hits += 1
                     }
                 });
-                return (Ok(route), true);
+                return (Ok(route), ServedBy::CacheHit);
             }
             let waiting = self.in_flight.borrow().get(user).cloned();
             let Some(mut rx) = waiting else { break };
@@ -267,7 +274,7 @@ impl<D: Directory> CachedDirectory<D> {
                 Err(_) => None,
             };
             if let Some(result) = outcome {
-                return (result, false);
+                return (result, ServedBy::CacheMiss);
             }
         }
         self.count(|s| s.misses += 1);
@@ -277,7 +284,7 @@ impl<D: Directory> CachedDirectory<D> {
             cache: &self.in_flight,
             user,
         };
-        let result = match self.inner.lookup(user).await {
+        let result = match self.inner.lookup(user).await.map(|l| l.route) {
             Ok(route) => {
                 self.entries.borrow_mut().put(
                     user.to_owned(),
@@ -301,7 +308,7 @@ impl<D: Directory> CachedDirectory<D> {
             },
         };
         let _ = tx.send(Some(result.clone()));
-        (result, false)
+        (result, ServedBy::CacheMiss)
     }
 }
 
@@ -321,21 +328,8 @@ impl<D: Directory> Directory for CachedDirectory<D> {
     fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
         Box::pin(self.lookup_cached(user))
     }
-
-    fn last_lookup_cached(&self) -> Option<bool> {
-        Some(self.last_cached.get())
-    }
 }
 
-impl<D: Directory + ?Sized> Directory for Rc<D> {
-    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
-        (**self).lookup(user)
-    }
-
-    fn last_lookup_cached(&self) -> Option<bool> {
-        (**self).last_lookup_cached()
-    }
-}
 
 #[cfg(test)]
 #[path = "cache_tests.rs"]

@@ -2,6 +2,7 @@
 //! tokio's paused clock standing in for time.
 
 use super::*;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Answers from a table; counts lookups; can be made to fail; answers slowly.
@@ -18,9 +19,9 @@ impl Directory for Scripted {
             self.lookups.set(self.lookups.get() + 1);
             tokio::time::sleep(Duration::from_millis(50)).await;
             if self.failing.get() {
-                return Err(DirectoryError::Unavailable("scripted failure".into()));
+                return Err(DirectoryError::BackingOff(Duration::from_secs(1)));
             }
-            Ok(self.routes.borrow().get(user).cloned())
+            Ok(Lookup::direct(self.routes.borrow().get(user).cloned()))
         })
     }
 }
@@ -71,7 +72,7 @@ fn fresh_entries_spare_the_directory_until_the_ttl() {
     run(async {
         let (inner, cache, _) = setup();
         for _ in 0..5 {
-            assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box1")));
+            assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box1")));
         }
         assert_eq!(inner.lookups.get(), 1);
         tokio::time::advance(Duration::from_secs(59)).await;
@@ -82,7 +83,7 @@ fn fresh_entries_spare_the_directory_until_the_ttl() {
             .routes
             .borrow_mut()
             .insert("alice".into(), route("box2"));
-        assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box2")));
+        assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box2")));
         assert_eq!(inner.lookups.get(), 2);
         assert_eq!(cache.stats().hits, 5);
     });
@@ -92,11 +93,11 @@ fn fresh_entries_spare_the_directory_until_the_ttl() {
 fn unknown_users_are_remembered_for_the_negative_ttl() {
     run(async {
         let (inner, cache, _) = setup();
-        assert_eq!(cache.lookup("mallory").await.unwrap(), None);
-        assert_eq!(cache.lookup("mallory").await.unwrap(), None);
+        assert_eq!(cache.lookup("mallory").await.unwrap().route, None);
+        assert_eq!(cache.lookup("mallory").await.unwrap().route, None);
         assert_eq!(inner.lookups.get(), 1);
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(cache.lookup("mallory").await.unwrap(), None);
+        assert_eq!(cache.lookup("mallory").await.unwrap().route, None);
         assert_eq!(inner.lookups.get(), 2);
         assert_eq!(cache.stats().negative_hits, 1);
     });
@@ -110,7 +111,7 @@ fn concurrent_lookups_of_one_user_make_one_query() {
         let results = futures_join_all(lookups).await;
         assert!(results
             .iter()
-            .all(|r| r.as_ref().unwrap() == &Some(route("box1"))));
+            .all(|r| r.as_ref().unwrap().route == Some(route("box1"))));
         assert_eq!(inner.lookups.get(), 1);
         assert_eq!(cache.stats().coalesced, 19);
     });
@@ -126,7 +127,7 @@ fn an_abandoned_leader_does_not_strand_the_followers() {
         let mut leader = Box::pin(leader);
         assert!(futures_poll_once(&mut leader).await.is_none());
         drop(leader);
-        assert_eq!(follower.await.unwrap(), Some(route("box1")));
+        assert_eq!(follower.await.unwrap().route, Some(route("box1")));
         assert_eq!(inner.lookups.get(), 2);
     });
 }
@@ -138,14 +139,14 @@ fn failures_serve_stale_entries_up_to_max_stale() {
         cache.lookup("alice").await.unwrap();
         inner.failing.set(true);
         tokio::time::advance(Duration::from_secs(120)).await;
-        assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box1")));
+        assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box1")));
         assert_eq!(cache.stats().stale, 1);
         // Never seen: a temporary failure.
         assert!(cache.lookup("bob").await.is_err());
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(cache.lookup("alice").await.is_err(), "older than max_stale");
         inner.failing.set(false);
-        assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box1")));
+        assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box1")));
     });
 }
 
@@ -166,9 +167,9 @@ fn invalidation_forces_a_new_query_on_every_cache() {
             .borrow_mut()
             .insert("alice".into(), route("box9"));
         invalidations.invalidate("ALICE");
-        assert_eq!(cache.lookup("alice").await.unwrap(), Some(route("box9")));
+        assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box9")));
         assert_eq!(
-            other_worker.lookup("alice").await.unwrap(),
+            other_worker.lookup("alice").await.unwrap().route,
             Some(route("box9"))
         );
         assert_eq!(inner.lookups.get(), 4);
@@ -233,12 +234,12 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<
 }
 
 #[test]
-fn the_last_lookup_says_whether_it_was_cached() {
+fn each_answer_says_whether_the_cache_gave_it() {
     run(async {
         let (_, cache, _) = setup();
-        cache.lookup("alice").await.unwrap();
-        assert_eq!(cache.last_lookup_cached(), Some(false));
-        cache.lookup("alice").await.unwrap();
-        assert_eq!(cache.last_lookup_cached(), Some(true));
+        let first = cache.lookup("alice").await.unwrap();
+        assert_eq!(first.served_by, ServedBy::CacheMiss);
+        let second = cache.lookup("alice").await.unwrap();
+        assert_eq!(second.served_by, ServedBy::CacheHit);
     });
 }

@@ -5,6 +5,8 @@
 //! is not a credential, the back end decides whether the password is right.
 //! Implementations are created once per worker; lookups must not block the
 //! worker's thread (the static map is in memory; network directories are async).
+//! Directories are built by the runtime (one per worker, with its cache) from
+//! the settings types defined here; nothing here reads the configuration.
 
 pub mod cache;
 pub mod host_rewrite;
@@ -30,26 +32,93 @@ pub struct Route {
     pub login_user: Option<String>,
 }
 
-/// Why a lookup could not be answered (as opposed to "no such user").
-#[derive(Debug, Clone, thiserror::Error)]
+/// A lookup's answer and who gave it (for the latency metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The route; `None` when the user is unknown (or inactive).
+    pub route: Option<Route>,
+    /// Who answered.
+    pub served_by: ServedBy,
+}
+
+impl Lookup {
+    /// An answer from the directory itself (no cache in between).
+    pub fn direct(route: Option<Route>) -> Self {
+        Self {
+            route,
+            served_by: ServedBy::Directory,
+        }
+    }
+}
+
+/// Who answered a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedBy {
+    /// The directory, with no cache in front of it.
+    Directory,
+    /// A fresh cache entry.
+    CacheHit,
+    /// The cache, after asking the directory (or waiting for another
+    /// session's lookup of the same user, or serving a stale entry).
+    CacheMiss,
+}
+
+/// Why a lookup could not be answered (as opposed to "no such user"); the
+/// client gets a temporary failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirectoryError {
-    /// The directory service failed or timed out; the client gets a temporary failure.
-    #[error("directory unavailable: {0}")]
-    Unavailable(String),
+    /// The whole lookup (connect, bind, search, one retry) ran out of time.
+    #[error("LDAP lookup timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// Every server failed a moment ago; lookups wait for the backoff.
+    #[error("every LDAP server failed recently; waiting {0:?} before reconnecting")]
+    BackingOff(std::time::Duration),
+    /// No server could be connected to (or bound to).
+    #[error("no LDAP server usable: {0}")]
+    NoServer(ServerFailures),
+    /// A search failed on a connected server.
+    #[error("search of {base}: {detail}")]
+    Search {
+        /// The search base.
+        base: String,
+        /// What the LDAP client said.
+        detail: String,
+    },
+}
+
+/// Each server tried and why it failed, in failover order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerFailures(pub Vec<(String, String)>);
+
+impl std::fmt::Display for ServerFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (server, why)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{server}: {why}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The boxed future a lookup returns (workers are single-threaded, so not `Send`).
-pub type LookupFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<Route>, DirectoryError>> + 'a>>;
+pub type LookupFuture<'a> = Pin<Box<dyn Future<Output = Result<Lookup, DirectoryError>> + 'a>>;
 
-/// A source of routes. `Ok(None)` means the user is unknown (or inactive).
+/// A source of routes.
 pub trait Directory {
     /// Looks up `user` as typed by the client.
     fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a>;
+}
 
-    /// For caches: whether the lookup that completed last was answered from
-    /// the cache (read right after awaiting a lookup, before yielding).
-    fn last_lookup_cached(&self) -> Option<bool> {
-        None
+impl<D: Directory + ?Sized> Directory for std::rc::Rc<D> {
+    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+        (**self).lookup(user)
+    }
+}
+
+impl<D: Directory + ?Sized> Directory for std::sync::Arc<D> {
+    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+        (**self).lookup(user)
     }
 }

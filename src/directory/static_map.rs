@@ -119,7 +119,7 @@ impl StaticMap {
 impl Directory for StaticMap {
     fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
         let route = self.route(user).cloned();
-        Box::pin(std::future::ready(Ok(route)))
+        Box::pin(std::future::ready(Ok(super::Lookup::direct(route))))
     }
 }
 

@@ -9,13 +9,29 @@
 //! anything unexpected → unavailable. Never performs I/O.
 
 use crate::auth::{self, Secret};
-use crate::config::ImapBackendAuth;
 use crate::login::{
-    self, BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
-    MAX_BACKEND_LINE,
+    self, printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
+    ClientAddress, LoginFailure, MAX_BACKEND_LINE,
 };
+use serde::Deserialize;
 use std::collections::VecDeque;
 use zeroize::Zeroizing;
+
+/// How the proxy logs in to IMAP back ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapBackendAuth {
+    /// `AUTHENTICATE PLAIN` when the back end offers `AUTH=PLAIN`, else `LOGIN`.
+    #[default]
+    Auto,
+    /// Always `AUTHENTICATE PLAIN`.
+    Plain,
+    /// Always `LOGIN` (quoted strings or literals as needed).
+    Login,
+}
+
+/// Longest value sent as a quoted string; longer ones go as literals.
+const MAX_QUOTED_VALUE: usize = 1024;
 
 const CAPABILITY_TAG: &str = "mg0";
 const LOGIN_TAG: &str = "mg1";
@@ -88,12 +104,12 @@ impl ImapBackendLogin {
         if line.starts_with(format!("{STARTTLS_TAG} OK").as_bytes()) {
             if !self.input.is_empty() {
                 // Bytes after the OK would be plaintext injected before TLS.
-                return Some(self.unavailable("back end sent data after its STARTTLS reply"));
+                return Some(self.unavailable(BackendFault::DataAfterStartTls));
             }
             self.step = Step::AwaitingTls;
             return Some(BackendEvent::StartTls);
         }
-        Some(self.unavailable(format!("STARTTLS refused: {}", printable(line))))
+        Some(self.unavailable(BackendFault::StartTlsRefused(printable(line))))
     }
 
     /// Tells back ends that support `ID` (RFC 2971) where the client connected
@@ -126,13 +142,13 @@ impl ImapBackendLogin {
         BackendEvent::Done(outcome)
     }
 
-    fn unavailable(&mut self, reason: impl Into<String>) -> BackendEvent {
-        self.done(BackendOutcome::Unavailable(reason.into()))
+    fn unavailable(&mut self, fault: BackendFault) -> BackendEvent {
+        self.done(BackendOutcome::Unavailable(fault))
     }
 
     fn on_greeting(&mut self, line: &[u8]) -> Option<BackendEvent> {
         let Some(rest) = line.strip_prefix(b"* OK") else {
-            return Some(self.unavailable(format!("unexpected greeting: {}", printable(line))));
+            return Some(self.unavailable(BackendFault::UnexpectedGreeting(printable(line))));
         };
         if self.starttls {
             self.output
@@ -159,7 +175,7 @@ impl ImapBackendLogin {
         } else if line.starts_with(format!("{CAPABILITY_TAG} OK").as_bytes()) {
             self.start_login()
         } else {
-            Some(self.unavailable(format!("CAPABILITY failed: {}", printable(line))))
+            Some(self.unavailable(BackendFault::CapabilityFailed(printable(line))))
         }
     }
 
@@ -170,7 +186,7 @@ impl ImapBackendLogin {
             ImapBackendAuth::Auto => self.has_capability("AUTH=PLAIN"),
         };
         if !use_plain && self.has_capability("LOGINDISABLED") {
-            return Some(self.unavailable("back end advertises LOGINDISABLED and no AUTH=PLAIN"));
+            return Some(self.unavailable(BackendFault::LoginDisabled));
         }
         let mut chunks = if use_plain {
             self.plain_chunks()
@@ -267,7 +283,7 @@ impl ImapBackendLogin {
                     self.output.extend_from_slice(&chunk);
                     None
                 }
-                None => Some(self.unavailable("unexpected continuation request during login")),
+                None => Some(self.unavailable(BackendFault::UnexpectedContinuation)),
             };
         }
         if let Some(caps) = strip_prefix_ci(line, b"* CAPABILITY ") {
@@ -283,7 +299,7 @@ impl ImapBackendLogin {
             .strip_prefix(LOGIN_TAG.as_bytes())
             .and_then(|r| r.strip_prefix(b" "))
         else {
-            return Some(self.unavailable(format!("unexpected reply: {}", printable(line))));
+            return Some(self.unavailable(BackendFault::UnexpectedReply(printable(line))));
         };
         if let Some(rest) = strip_prefix_ci(status, b"OK") {
             let capability = capability_code(rest).or(self.post_login_capability.take());
@@ -297,14 +313,14 @@ impl ImapBackendLogin {
         if let Some(rest) = strip_prefix_ci(status, b"NO") {
             let failure = match response_code(rest).as_deref() {
                 Some("UNAVAILABLE" | "SERVERBUG" | "LIMIT" | "CONTACTADMIN") => {
-                    return Some(self.unavailable(format!("back end: {}", printable(status))))
+                    return Some(self.unavailable(BackendFault::ServiceRefused(printable(status))))
                 }
                 Some("INUSE") => LoginFailure::InUse,
                 _ => LoginFailure::AuthFailed,
             };
             return Some(self.done(BackendOutcome::Rejected(failure)));
         }
-        Some(self.unavailable(format!("login refused: {}", printable(status))))
+        Some(self.unavailable(BackendFault::UnexpectedReply(printable(line))))
     }
 }
 
@@ -316,18 +332,18 @@ impl BackendLogin for ImapBackendLogin {
     fn poll(&mut self) -> BackendEvent {
         loop {
             if matches!(self.step, Step::Done) {
-                return self.unavailable("login exchange already finished");
+                return self.unavailable(BackendFault::AlreadyFinished);
             }
             let line = match login::take_line(&mut self.input, MAX_BACKEND_LINE) {
                 Ok(Some(line)) => line,
                 Ok(None) => return BackendEvent::NeedInput,
-                Err(()) => return self.unavailable("back-end line too long"),
+                Err(login::LineTooLong) => return self.unavailable(BackendFault::LineTooLong),
             };
             let event = match self.step {
                 Step::Greeting => self.on_greeting(&line),
                 Step::StartingTls => self.on_starttls_reply(&line),
                 Step::AwaitingTls => {
-                    Some(self.unavailable("back end sent data during the TLS upgrade"))
+                    Some(self.unavailable(BackendFault::DataDuringTlsUpgrade))
                 }
                 Step::Capability => self.on_capability_reply(&line),
                 Step::LoggingIn { .. } => self.on_login_reply(&line),
@@ -354,7 +370,7 @@ impl BackendLogin for ImapBackendLogin {
 
 /// Quoted strings carry 7-bit text without CR, LF or NUL.
 fn can_quote(value: &[u8]) -> bool {
-    value.len() <= 1024
+    value.len() <= MAX_QUOTED_VALUE
         && value
             .iter()
             .all(|&b| (0x01..0x80).contains(&b) && b != b'\r' && b != b'\n')
@@ -382,12 +398,6 @@ fn capability_code(rest: &[u8]) -> Option<String> {
 
 fn split_caps(caps: &str) -> Vec<String> {
     caps.split_ascii_whitespace().map(str::to_owned).collect()
-}
-
-/// A back-end line for a log message: lossy, bounded.
-pub(crate) fn printable(line: &[u8]) -> String {
-    let shown = &line[..line.len().min(200)];
-    String::from_utf8_lossy(shown).escape_debug().to_string()
 }
 
 #[cfg(test)]

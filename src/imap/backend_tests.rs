@@ -1,5 +1,8 @@
 //! Behaviour of the IMAP back-end login driver, fed scripted server replies.
 
+// Steps that only feed bytes ignore the event they return.
+#![allow(unused_must_use)]
+
 use super::*;
 
 fn login(method: ImapBackendAuth, password: &[u8]) -> ImapBackendLogin {

@@ -8,5 +8,5 @@ pub mod command;
 pub mod framing;
 pub mod preauth;
 
-pub use backend::ImapBackendLogin;
+pub use backend::{ImapBackendAuth, ImapBackendLogin};
 pub use preauth::{ImapPreAuth, ImapSettings};

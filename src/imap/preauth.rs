@@ -9,8 +9,12 @@
 
 use super::command::{self, Token};
 use super::framing::{Frame, FrameError, Framer};
-use crate::auth::{self, Credentials, SaslError, Secret};
-use crate::login::{self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent};
+use crate::auth::sasl::{Mechanism, SaslExchange, SaslStep};
+use crate::auth::{Credentials, SaslError, Secret};
+use crate::login::{
+    self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent, DEFAULT_GREETING,
+    DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL,
+};
 use std::rc::Rc;
 
 /// Capabilities offered before login when login is allowed; `STARTTLS` is
@@ -40,29 +44,29 @@ pub struct ImapSettings {
 impl Default for ImapSettings {
     fn default() -> Self {
         Self {
-            greeting: "mailgate ready.".into(),
-            max_line: crate::config::DEFAULT_MAX_LINE,
-            max_literal: crate::config::DEFAULT_MAX_LITERAL,
-            max_auth_failures: crate::config::DEFAULT_MAX_AUTH_FAILURES,
+            greeting: DEFAULT_GREETING.into(),
+            max_line: DEFAULT_MAX_LINE,
+            max_literal: DEFAULT_MAX_LITERAL,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
             starttls: false,
             require_tls: false,
         }
     }
 }
 
+/// Most key/value pairs accepted in an `ID` command (RFC 2971 allows 30).
+const MAX_ID_FIELDS: usize = 30;
+
 #[derive(Debug)]
 enum State {
     Commands,
-    SaslPlain { tag: String },
-    SaslLoginUser { tag: String },
-    SaslLoginPassword { tag: String, user: String },
+    Sasl { tag: String, exchange: SaslExchange },
     LoggingIn { tag: String },
     StartingTls,
     Closed,
 }
 
 /// Pre-authentication state of one IMAP client connection.
-#[derive(Debug)]
 pub struct ImapPreAuth {
     settings: Rc<ImapSettings>,
     input: Vec<u8>,
@@ -74,8 +78,18 @@ pub struct ImapPreAuth {
     protocol_errors: u32,
 }
 
-const SASL_USERNAME_PROMPT: &str = "+ VXNlcm5hbWU6\r\n"; // "Username:"
-const SASL_PASSWORD_PROMPT: &str = "+ UGFzc3dvcmQ6\r\n"; // "Password:"
+/// The state and counters only: the buffers may hold a password.
+impl std::fmt::Debug for ImapPreAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapPreAuth")
+            .field("state", &self.state)
+            .field("failures", &self.failures)
+            .field("tls_active", &self.tls_active)
+            .field("input_bytes", &self.input.len())
+            .field("output_bytes", &self.output.len())
+            .finish()
+    }
+}
 
 impl ImapPreAuth {
     /// A new plaintext connection; the greeting is queued at once.
@@ -134,10 +148,15 @@ impl ImapPreAuth {
         self.output.extend_from_slice(b"\r\n");
     }
 
-    fn close_with(&mut self, bye: &str) -> PreAuthEvent {
+    /// Says `* BYE` and closes: the next `poll` returns `Close`.
+    fn close(&mut self, bye: &str) {
         self.reply(format_args!("* BYE {bye}"));
         self.state = State::Closed;
         self.input.clear();
+    }
+
+    fn close_with(&mut self, bye: &str) -> PreAuthEvent {
+        self.close(bye);
         PreAuthEvent::Close
     }
 
@@ -241,10 +260,13 @@ impl ImapPreAuth {
     }
 
     fn authenticate(&mut self, tag: &str, args: &[Token]) -> Option<PreAuthEvent> {
-        let mechanism = args.first().and_then(|t| match t {
-            Token::Atom(a) => Some(a.to_ascii_uppercase()),
-            _ => None,
-        });
+        let mechanism = match args.first() {
+            Some(Token::Atom(name)) => Mechanism::parse(name),
+            _ => {
+                self.reply(format_args!("{tag} BAD Missing authentication mechanism."));
+                return None;
+            }
+        };
         let initial = match args.get(1) {
             None => None,
             Some(Token::Atom(ir)) if args.len() == 2 => Some(*ir),
@@ -253,103 +275,37 @@ impl ImapPreAuth {
                 return None;
             }
         };
-        let tag = tag.to_owned();
-        match (mechanism.as_deref(), initial) {
-            (Some(b"PLAIN"), None) => {
-                self.output.extend_from_slice(b"+ \r\n");
-                self.state = State::SaslPlain { tag };
-                None
-            }
-            (Some(b"PLAIN"), Some(ir)) => self.sasl_plain(tag, ir),
-            (Some(b"LOGIN"), None) => {
-                self.output
-                    .extend_from_slice(SASL_USERNAME_PROMPT.as_bytes());
-                self.state = State::SaslLoginUser { tag };
-                None
-            }
-            (Some(b"LOGIN"), Some(ir)) => self.sasl_login_user(tag, ir),
-            (Some(_), _) => {
-                self.reply(format_args!(
-                    "{tag} NO Unsupported authentication mechanism."
-                ));
-                None
-            }
-            (None, _) => {
-                self.reply(format_args!("{tag} BAD Missing authentication mechanism."));
-                None
-            }
-        }
+        let Some(mechanism) = mechanism else {
+            self.reply(format_args!(
+                "{tag} NO Unsupported authentication mechanism."
+            ));
+            return None;
+        };
+        self.sasl_step(tag.to_owned(), SaslExchange::start(mechanism, initial))
     }
 
-    fn sasl_plain(&mut self, tag: String, response: &[u8]) -> Option<PreAuthEvent> {
+    /// Acts on one step of an `AUTHENTICATE` exchange.
+    fn sasl_step(&mut self, tag: String, step: SaslStep) -> Option<PreAuthEvent> {
         self.state = State::Commands;
-        match auth::decode_plain(response) {
-            Ok(credentials) => Some(self.start_login(&tag, credentials)),
-            Err(SaslError::Base64) => {
+        match step {
+            SaslStep::Challenge { challenge, next } => {
+                self.reply(format_args!("+ {challenge}"));
+                self.state = State::Sasl {
+                    tag,
+                    exchange: next,
+                };
+                None
+            }
+            SaslStep::Done(credentials) => Some(self.start_login(&tag, credentials)),
+            SaslStep::Failed(SaslError::Cancelled) => {
+                self.reply(format_args!("{tag} BAD AUTHENTICATE cancelled."));
+                None
+            }
+            SaslStep::Failed(SaslError::Base64) => {
                 self.reply(format_args!("{tag} BAD Invalid base64 data."));
                 None
             }
-            Err(_) => self.fail_now(&tag),
-        }
-    }
-
-    fn sasl_login_user(&mut self, tag: String, response: &[u8]) -> Option<PreAuthEvent> {
-        self.state = State::Commands;
-        let Ok(user) = auth::decode_base64(response) else {
-            self.reply(format_args!("{tag} BAD Invalid base64 data."));
-            return None;
-        };
-        match String::from_utf8(user.to_vec()) {
-            Ok(user) if !user.is_empty() => {
-                self.output
-                    .extend_from_slice(SASL_PASSWORD_PROMPT.as_bytes());
-                self.state = State::SaslLoginPassword { tag, user };
-                None
-            }
-            _ => self.fail_now(&tag),
-        }
-    }
-
-    fn sasl_login_password(
-        &mut self,
-        tag: String,
-        user: String,
-        response: &[u8],
-    ) -> Option<PreAuthEvent> {
-        self.state = State::Commands;
-        match auth::decode_base64(response) {
-            Ok(password) => Some(self.start_login(
-                &tag,
-                Credentials {
-                    user,
-                    password: Secret::new(password.to_vec()),
-                },
-            )),
-            Err(_) => {
-                self.reply(format_args!("{tag} BAD Invalid base64 data."));
-                None
-            }
-        }
-    }
-
-    /// A SASL response line while a mechanism is in progress.
-    fn sasl_line(&mut self, line: &[u8]) -> Option<PreAuthEvent> {
-        let state = std::mem::replace(&mut self.state, State::Commands);
-        let tag = match &state {
-            State::SaslPlain { tag }
-            | State::SaslLoginUser { tag }
-            | State::SaslLoginPassword { tag, .. } => tag.clone(),
-            _ => unreachable!("sasl_line is only called in a SASL state"),
-        };
-        if line == b"*" {
-            self.reply(format_args!("{tag} BAD AUTHENTICATE cancelled."));
-            return None;
-        }
-        match state {
-            State::SaslPlain { tag } => self.sasl_plain(tag, line),
-            State::SaslLoginUser { tag } => self.sasl_login_user(tag, line),
-            State::SaslLoginPassword { tag, user } => self.sasl_login_password(tag, user, line),
-            _ => None,
+            SaslStep::Failed(_) => self.fail_now(&tag),
         }
     }
 
@@ -379,7 +335,7 @@ fn id_arguments_valid(args: &[Token]) -> bool {
         [nil] => nil.is_nil(),
         [Token::ListStart, pairs @ .., Token::ListEnd] => {
             pairs.len() % 2 == 0
-                && pairs.len() <= 60
+                && pairs.len() <= 2 * MAX_ID_FIELDS
                 && pairs
                     .iter()
                     .all(|t| matches!(t, Token::Quoted(_) | Token::Literal(_)) || t.is_nil())
@@ -415,19 +371,24 @@ impl PreAuth for ImapPreAuth {
                     }
                     Frame::Error(err) => return self.frame_error(err),
                 },
-                State::SaslPlain { .. }
-                | State::SaslLoginUser { .. }
-                | State::SaslLoginPassword { .. } => {
+                State::Sasl { .. } => {
                     match login::take_line(&mut self.input, self.settings.max_line) {
                         Ok(Some(mut line)) => {
-                            let event = self.sasl_line(&line);
+                            let State::Sasl { tag, exchange } =
+                                std::mem::replace(&mut self.state, State::Commands)
+                            else {
+                                unreachable!("matched just above");
+                            };
+                            let event = self.sasl_step(tag, exchange.respond(&line));
                             line.fill(0);
                             if let Some(event) = event {
                                 return event;
                             }
                         }
                         Ok(None) => return PreAuthEvent::NeedInput,
-                        Err(()) => return self.frame_error(FrameError::LineTooLong),
+                        Err(login::LineTooLong) => {
+                            return self.frame_error(FrameError::LineTooLong)
+                        }
                     }
                 }
             }
@@ -453,7 +414,7 @@ impl PreAuth for ImapPreAuth {
                     "{tag} NO [AUTHENTICATIONFAILED] Authentication failed."
                 ));
                 if self.failures >= self.settings.max_auth_failures {
-                    self.close_with("Too many authentication failures.");
+                    self.close("Too many authentication failures.");
                 }
             }
             LoginFailure::Unavailable => self.reply(format_args!(
@@ -484,7 +445,7 @@ impl PreAuth for ImapPreAuth {
     }
 
     fn timed_out(&mut self) {
-        self.close_with("Autologout; idle for too long.");
+        self.close("Autologout; idle for too long.");
     }
 
     fn tls_started(&mut self) {

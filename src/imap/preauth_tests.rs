@@ -1,6 +1,20 @@
 //! Behaviour of the IMAP pre-auth machine, fed bytes without sockets.
 
+// Steps that only feed bytes ignore the event they return.
+#![allow(unused_must_use)]
+
 use super::*;
+use crate::auth;
+use crate::auth::sasl::{LOGIN_PASSWORD_CHALLENGE, LOGIN_USER_CHALLENGE};
+
+const SASL_USERNAME_PROMPT: &str = "+ VXNlcm5hbWU6\r\n";
+const SASL_PASSWORD_PROMPT: &str = "+ UGFzc3dvcmQ6\r\n";
+
+#[test]
+fn login_prompts_are_the_sasl_challenges() {
+    assert_eq!(SASL_USERNAME_PROMPT, format!("+ {LOGIN_USER_CHALLENGE}\r\n"));
+    assert_eq!(SASL_PASSWORD_PROMPT, format!("+ {LOGIN_PASSWORD_CHALLENGE}\r\n"));
+}
 
 fn settings() -> Rc<ImapSettings> {
     Rc::new(ImapSettings {

@@ -7,7 +7,7 @@
 //! than one copy of their histograms.
 
 use super::{Recorder, SharedRecorder};
-use crate::config::Protocol;
+use crate::login::Protocol;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;

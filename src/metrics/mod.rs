@@ -4,13 +4,12 @@
 //! behind a mutex that only that worker and, occasionally, the admin reader
 //! take: nothing on the per-connection path is shared across cores. The admin
 //! interface merges all workers' recorders when it renders `/metrics`.
+//! Recorders know no runtime, socket or config: they are handed numbers.
 
-pub mod admin;
 pub mod hlog;
 pub mod prometheus;
-pub mod registry;
 
-use crate::config::Protocol;
+use crate::login::Protocol;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -68,6 +67,26 @@ impl LoginOutcome {
     }
 }
 
+/// How a session's bytes were relayed (the relay module's choice, counted
+/// here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelayMethod {
+    /// Zero-copy `splice(2)`.
+    Splice,
+    /// User-space copy.
+    Copy,
+}
+
+impl RelayMethod {
+    /// `splice` or `copy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayMethod::Splice => "splice",
+            RelayMethod::Copy => "copy",
+        }
+    }
+}
+
 /// A listener, as labelled: its protocol and bound address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Listener {
@@ -96,20 +115,54 @@ pub struct Recorder {
     pub preauth_sessions: i64,
     /// Sessions relaying.
     pub relaying_sessions: i64,
-    /// Durations of login phases, microseconds, by phase name.
-    pub phases: HashMap<&'static str, Histogram<u64>>,
+    /// Durations of login phases, microseconds.
+    pub phases: HashMap<Phase, Histogram<u64>>,
 }
 
 /// Login phases timed separately.
-pub const PHASES: [&str; 7] = [
-    "directory_lookup",
-    "directory_cache_hit",
-    "directory_cache_miss",
-    "backend_connect",
-    "backend_login",
-    "tls_handshake_full",
-    "tls_handshake_resumed",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Directory lookup without a cache.
+    DirectoryLookup,
+    /// Directory lookup answered by the cache.
+    DirectoryCacheHit,
+    /// Directory lookup through the cache that went to the directory.
+    DirectoryCacheMiss,
+    /// TCP connect to the back end.
+    BackendConnect,
+    /// Back-end greeting, optional TLS and the login exchange.
+    BackendLogin,
+    /// Client TLS handshake, full.
+    TlsHandshakeFull,
+    /// Client TLS handshake, resumed.
+    TlsHandshakeResumed,
+}
+
+impl Phase {
+    /// Every phase, in export order.
+    pub const ALL: [Phase; 7] = [
+        Phase::DirectoryLookup,
+        Phase::DirectoryCacheHit,
+        Phase::DirectoryCacheMiss,
+        Phase::BackendConnect,
+        Phase::BackendLogin,
+        Phase::TlsHandshakeFull,
+        Phase::TlsHandshakeResumed,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::DirectoryLookup => "directory_lookup",
+            Phase::DirectoryCacheHit => "directory_cache_hit",
+            Phase::DirectoryCacheMiss => "directory_cache_miss",
+            Phase::BackendConnect => "backend_connect",
+            Phase::BackendLogin => "backend_login",
+            Phase::TlsHandshakeFull => "tls_handshake_full",
+            Phase::TlsHandshakeResumed => "tls_handshake_resumed",
+        }
+    }
+}
 
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
@@ -137,8 +190,8 @@ impl Recorder {
             .or_default() += u64::from(count);
     }
 
-    /// Records the duration of one login phase (one of [`PHASES`]).
-    pub fn phase(&mut self, phase: &'static str, duration: Duration) {
+    /// Records the duration of one login phase.
+    pub fn phase(&mut self, phase: Phase, duration: Duration) {
         let us = (duration.as_micros() as u64).max(1);
         let _ = self
             .phases
@@ -157,12 +210,12 @@ impl Recorder {
             .record(ms);
     }
 
-    /// Adds relayed bytes for `backend`.
-    pub fn relayed(&mut self, backend: SocketAddr, up: u64, down: u64, spliced: bool) {
+    /// Adds relayed bytes for `backend`, moved by splice or by copying.
+    pub fn relayed(&mut self, backend: SocketAddr, up: u64, down: u64, method: RelayMethod) {
         let entry = self.backend_bytes.entry(backend).or_default();
         entry.0 += up;
         entry.1 += down;
-        if spliced {
+        if method == RelayMethod::Splice {
             self.spliced_bytes += up + down;
         } else {
             self.copied_bytes += up + down;
@@ -208,7 +261,7 @@ impl Recorder {
             e.1 += down;
         }
         for (k, h) in &other.phases {
-            let _ = self.phases.entry(k).or_insert_with(histogram).add(h);
+            let _ = self.phases.entry(*k).or_insert_with(histogram).add(h);
         }
         self.spliced_bytes += other.spliced_bytes;
         self.copied_bytes += other.copied_bytes;

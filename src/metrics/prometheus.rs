@@ -121,8 +121,9 @@ fn phase_family(out: &mut String, recorder: &Recorder) {
         out,
         "# HELP {name} Duration of login phases.\n# TYPE {name} histogram"
     );
-    for phase in super::PHASES {
-        let h = recorder.phases.get(phase);
+    for phase in super::Phase::ALL {
+        let h = recorder.phases.get(&phase);
+        let phase = phase.as_str();
         let total = h.map_or(0, |h| h.len());
         for le in LOGIN_BUCKETS {
             let count = h.map_or(0, |h| h.count_between(0, (le / 1e-6) as u64));
@@ -206,7 +207,7 @@ mod tests {
         r.login(imaps, LoginOutcome::Ok, Duration::from_millis(7));
         r.login(imap, LoginOutcome::BadPassword, Duration::from_millis(5));
         r.protocol_errors(pop3, 2);
-        r.relayed("10.0.0.1:143".parse().unwrap(), 10, 2000, true);
+        r.relayed("10.0.0.1:143".parse().unwrap(), 10, 2000, crate::metrics::RelayMethod::Splice);
         let text = render(&r, &CacheStats::default());
         assert!(
             text.contains("mailgate_logins_total{protocol=\"imap\",listener=\"0.0.0.0:143\",outcome=\"ok\"} 3\n"),

@@ -7,12 +7,24 @@
 //! anything else → authentication failed. Never performs I/O.
 
 use crate::auth::{self, Secret};
-use crate::config::Pop3BackendAuth;
-use crate::imap::backend::printable;
 use crate::login::{
-    self, BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
-    MAX_BACKEND_LINE,
+    self, printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
+    ClientAddress, LoginFailure, MAX_BACKEND_LINE,
 };
+use serde::Deserialize;
+
+/// How the proxy logs in to POP3 back ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Pop3BackendAuth {
+    /// Ask `CAPA`; use `AUTH PLAIN` when offered, else `USER`/`PASS`.
+    #[default]
+    Auto,
+    /// Always `AUTH PLAIN` (saves the CAPA round trip).
+    Plain,
+    /// Always `USER`/`PASS`.
+    User,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -50,6 +62,9 @@ pub struct Pop3BackendLogin {
     xclient_offered: bool,
     /// Upgrade the connection with STLS before logging in.
     starttls: bool,
+    /// An event decided outside `poll` (after the TLS upgrade), returned by
+    /// the next `poll`.
+    pending: Option<BackendEvent>,
 }
 
 impl Pop3BackendLogin {
@@ -65,6 +80,7 @@ impl Pop3BackendLogin {
             client: None,
             xclient_offered: false,
             starttls: false,
+            pending: None,
         }
     }
 
@@ -220,10 +236,21 @@ impl Pop3BackendLogin {
             Step::AuthPlain | Step::User | Step::Pass if line.starts_with(b"-ERR") => {
                 Some(self.rejected(line))
             }
-            _ => Some(self.done(BackendOutcome::Unavailable(format!(
-                "unexpected reply: {}",
-                printable(line)
-            )))),
+            Step::Greeting => Some(self.done(BackendOutcome::Unavailable(
+                BackendFault::UnexpectedGreeting(printable(line)),
+            ))),
+            Step::Stls if ok => Some(self.done(BackendOutcome::Unavailable(
+                BackendFault::DataAfterStartTls,
+            ))),
+            Step::Stls => Some(self.done(BackendOutcome::Unavailable(
+                BackendFault::StartTlsRefused(printable(line)),
+            ))),
+            Step::AwaitingTls => Some(self.done(BackendOutcome::Unavailable(
+                BackendFault::DataDuringTlsUpgrade,
+            ))),
+            _ => Some(self.done(BackendOutcome::Unavailable(
+                BackendFault::UnexpectedReply(printable(line)),
+            ))),
         }
     }
 
@@ -234,7 +261,7 @@ impl Pop3BackendLogin {
             .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase());
         let outcome = match code.as_deref() {
             Some(c) if c.starts_with("SYS/") => {
-                BackendOutcome::Unavailable(format!("back end: {}", printable(line)))
+                BackendOutcome::Unavailable(BackendFault::ServiceRefused(printable(line)))
             }
             Some("IN-USE") => BackendOutcome::Rejected(LoginFailure::InUse),
             _ => BackendOutcome::Rejected(LoginFailure::AuthFailed),
@@ -249,17 +276,20 @@ impl BackendLogin for Pop3BackendLogin {
     }
 
     fn poll(&mut self) -> BackendEvent {
+        if let Some(event) = self.pending.take() {
+            return event;
+        }
         loop {
             if self.step == Step::Done {
                 return BackendEvent::Done(BackendOutcome::Unavailable(
-                    "login exchange already finished".into(),
+                    BackendFault::AlreadyFinished,
                 ));
             }
             let line = match login::take_line(&mut self.input, MAX_BACKEND_LINE) {
                 Ok(Some(line)) => line,
                 Ok(None) => return BackendEvent::NeedInput,
-                Err(()) => {
-                    return self.done(BackendOutcome::Unavailable("back-end line too long".into()))
+                Err(login::LineTooLong) => {
+                    return self.done(BackendOutcome::Unavailable(BackendFault::LineTooLong))
                 }
             };
             if let Some(event) = self.on_line(&line) {
@@ -273,166 +303,12 @@ impl BackendLogin for Pop3BackendLogin {
     }
 
     fn tls_started(&mut self) {
-        self.after_greeting();
+        // The login may be decided right here (a user name USER cannot
+        // carry): keep that outcome for the next `poll`.
+        self.pending = self.after_greeting();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn login(method: Pop3BackendAuth, password: &[u8]) -> Pop3BackendLogin {
-        Pop3BackendLogin::new("alice@example.org", Secret::new(password.to_vec()), method)
-    }
-
-    fn step(m: &mut Pop3BackendLogin, server: &[u8]) -> (BackendEvent, String) {
-        m.receive(server);
-        let ev = m.poll();
-        (ev, String::from_utf8_lossy(&m.take_output()).into_owned())
-    }
-
-    fn logged_in(leftover: &[u8]) -> BackendEvent {
-        BackendEvent::Done(BackendOutcome::LoggedIn {
-            greeting: BackendGreeting::default(),
-            leftover: leftover.to_vec(),
-        })
-    }
-
-    #[test]
-    fn auto_prefers_auth_plain_when_capa_lists_it() {
-        let mut m = login(Pop3BackendAuth::Auto, b"pw");
-        let (_, out) = step(&mut m, b"+OK Dovecot ready.\r\n");
-        assert_eq!(out, "CAPA\r\n");
-        let (_, out) = step(&mut m, b"+OK\r\nCAPA\r\nTOP\r\nSASL PLAIN LOGIN\r\n.\r\n");
-        let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
-        assert_eq!(out, format!("AUTH PLAIN {b64}\r\n"));
-        let (ev, _) = step(&mut m, b"+OK Logged in.\r\n");
-        assert_eq!(ev, logged_in(b""));
-    }
-
-    #[test]
-    fn auto_falls_back_to_user_pass() {
-        let mut m = login(Pop3BackendAuth::Auto, b"p w");
-        step(&mut m, b"+OK hi\r\n");
-        let (_, out) = step(&mut m, b"+OK\r\nUSER\r\n.\r\n");
-        assert_eq!(out, "USER alice@example.org\r\n");
-        let (_, out) = step(&mut m, b"+OK\r\n");
-        assert_eq!(out, "PASS p w\r\n");
-        let (ev, _) = step(&mut m, b"+OK Logged in.\r\n");
-        assert_eq!(ev, logged_in(b""));
-    }
-
-    #[test]
-    fn capa_error_falls_back_to_user() {
-        let mut m = login(Pop3BackendAuth::Auto, b"pw");
-        step(&mut m, b"+OK hi\r\n");
-        let (_, out) = step(&mut m, b"-ERR unknown command\r\n");
-        assert_eq!(out, "USER alice@example.org\r\n");
-    }
-
-    #[test]
-    fn response_codes_classify_failures() {
-        for (reply, expected) in [
-            (
-                &b"-ERR [AUTH] Authentication failed.\r\n"[..],
-                Some(LoginFailure::AuthFailed),
-            ),
-            (b"-ERR nope\r\n", Some(LoginFailure::AuthFailed)),
-            (b"-ERR [IN-USE] locked\r\n", Some(LoginFailure::InUse)),
-            (b"-ERR [SYS/TEMP] later\r\n", None),
-        ] {
-            let mut m = login(Pop3BackendAuth::Plain, b"pw");
-            step(&mut m, b"+OK hi\r\n");
-            let (ev, _) = step(&mut m, reply);
-            match (ev, expected) {
-                (BackendEvent::Done(BackendOutcome::Rejected(f)), Some(e)) => assert_eq!(f, e),
-                (BackendEvent::Done(BackendOutcome::Unavailable(_)), None) => {}
-                (ev, e) => panic!(
-                    "{:?}: got {ev:?}, expected {e:?}",
-                    String::from_utf8_lossy(reply)
-                ),
-            }
-        }
-    }
-
-    #[test]
-    fn bad_greeting_is_unavailable() {
-        let mut m = login(Pop3BackendAuth::Auto, b"pw");
-        let (ev, _) = step(&mut m, b"-ERR go away\r\n");
-        assert!(matches!(
-            ev,
-            BackendEvent::Done(BackendOutcome::Unavailable(_))
-        ));
-    }
-
-    #[test]
-    fn user_mode_cannot_send_user_with_space() {
-        let mut m =
-            Pop3BackendLogin::new("a b", Secret::new(b"pw".to_vec()), Pop3BackendAuth::User);
-        let (ev, _) = step(&mut m, b"+OK hi\r\n");
-        assert_eq!(
-            ev,
-            BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
-        );
-    }
-
-    #[test]
-    fn xclient_is_sent_when_offered_and_a_client_address_is_known() {
-        let client = ClientAddress {
-            peer: "192.0.2.7:40000".parse().unwrap(),
-            local: "198.51.100.1:110".parse().unwrap(),
-        };
-        let mut m = login(Pop3BackendAuth::Auto, b"pw").with_client_address(client);
-        step(&mut m, b"+OK hi\r\n");
-        let (_, out) = step(&mut m, b"+OK\r\nXCLIENT\r\nSASL PLAIN\r\n.\r\n");
-        assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
-        let (_, out) = step(&mut m, b"-ERR not trusted\r\n");
-        assert!(out.starts_with("AUTH PLAIN "), "{out}");
-
-        // Not offered: straight to the login.
-        let mut m = login(Pop3BackendAuth::Auto, b"pw").with_client_address(client);
-        step(&mut m, b"+OK hi\r\n");
-        let (_, out) = step(&mut m, b"+OK\r\nSASL PLAIN\r\n.\r\n");
-        assert!(out.starts_with("AUTH PLAIN "), "{out}");
-    }
-
-    #[test]
-    fn xclient_announced_in_the_greeting_is_used_in_every_mode() {
-        let client = ClientAddress {
-            peer: "192.0.2.7:40000".parse().unwrap(),
-            local: "198.51.100.1:110".parse().unwrap(),
-        };
-        let mut m = login(Pop3BackendAuth::Plain, b"pw").with_client_address(client);
-        let (_, out) = step(&mut m, b"+OK [XCLIENT] Dovecot ready.\r\n");
-        assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
-        let (_, out) = step(&mut m, b"+OK\r\n");
-        assert!(out.starts_with("AUTH PLAIN "), "{out}");
-    }
-
-    #[test]
-    fn stls_upgrades_before_the_login() {
-        let mut m = login(Pop3BackendAuth::Plain, b"pw").with_starttls();
-        let (_, out) = step(&mut m, b"+OK hi\r\n");
-        assert_eq!(out, "STLS\r\n");
-        let (ev, _) = step(&mut m, b"+OK Begin TLS\r\n");
-        assert_eq!(ev, BackendEvent::StartTls);
-        m.tls_started();
-        let (_, out) = step(&mut m, b"");
-        assert!(out.starts_with("AUTH PLAIN "), "{out}");
-        let mut refused = login(Pop3BackendAuth::Plain, b"pw").with_starttls();
-        step(&mut refused, b"+OK hi\r\n");
-        let (ev, _) = step(&mut refused, b"-ERR no\r\n");
-        assert!(matches!(
-            ev,
-            BackendEvent::Done(BackendOutcome::Unavailable(_))
-        ));
-    }
-
-    #[test]
-    fn leftover_after_login_is_kept() {
-        let mut m = login(Pop3BackendAuth::Plain, b"pw");
-        step(&mut m, b"+OK hi\r\n");
-        let (ev, _) = step(&mut m, b"+OK Logged in.\r\n+OK 2 messages\r\n");
-        assert_eq!(ev, logged_in(b"+OK 2 messages\r\n"));
-    }
-}
+#[path = "backend_tests.rs"]
+mod tests;

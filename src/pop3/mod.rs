@@ -6,7 +6,7 @@
 pub mod backend;
 pub mod preauth;
 
-pub use backend::Pop3BackendLogin;
+pub use backend::{Pop3BackendAuth, Pop3BackendLogin};
 pub use preauth::{Pop3PreAuth, Pop3Settings};
 
 /// Splits a command line into an upper-cased keyword and the rest (after one space).

@@ -6,8 +6,12 @@
 //! else with `-ERR`. Commands pipelined after the login (RFC 2449 PIPELINING)
 //! are handed over on success. This module never performs I/O.
 
-use crate::auth::{self, Credentials, SaslError, Secret};
-use crate::login::{self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent};
+use crate::auth::sasl::{Mechanism, SaslExchange, SaslStep};
+use crate::auth::{Credentials, SaslError, Secret};
+use crate::login::{
+    self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent, DEFAULT_GREETING,
+    DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE,
+};
 use std::rc::Rc;
 
 /// Settings shared by all POP3 sessions of a listener.
@@ -35,9 +39,9 @@ pub const DEFAULT_CAPABILITIES: [&str; 5] =
 impl Default for Pop3Settings {
     fn default() -> Self {
         Self {
-            greeting: "mailgate ready.".into(),
-            max_line: crate::config::DEFAULT_MAX_LINE,
-            max_auth_failures: crate::config::DEFAULT_MAX_AUTH_FAILURES,
+            greeting: DEFAULT_GREETING.into(),
+            max_line: DEFAULT_MAX_LINE,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
             starttls: false,
             require_tls: false,
@@ -45,17 +49,15 @@ impl Default for Pop3Settings {
     }
 }
 
-#[derive(Debug)]
 enum State {
     Authorization { user: Option<String> },
-    SaslPlain,
+    Sasl(SaslExchange),
     LoggingIn,
     StartingTls,
     Closed,
 }
 
 /// Pre-authentication state of one POP3 client connection.
-#[derive(Debug)]
 pub struct Pop3PreAuth {
     settings: Rc<Pop3Settings>,
     input: Vec<u8>,
@@ -64,6 +66,27 @@ pub struct Pop3PreAuth {
     failures: u32,
     tls_active: bool,
     protocol_errors: u32,
+}
+
+/// The state and counters only: the buffers may hold a password, and a
+/// user name given with `USER` is client text.
+impl std::fmt::Debug for Pop3PreAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Authorization { .. } => "Authorization",
+            State::Sasl(_) => "Sasl",
+            State::LoggingIn => "LoggingIn",
+            State::StartingTls => "StartingTls",
+            State::Closed => "Closed",
+        };
+        f.debug_struct("Pop3PreAuth")
+            .field("state", &state)
+            .field("failures", &self.failures)
+            .field("tls_active", &self.tls_active)
+            .field("input_bytes", &self.input.len())
+            .field("output_bytes", &self.output.len())
+            .finish()
+    }
 }
 
 impl Pop3PreAuth {
@@ -105,10 +128,15 @@ impl Pop3PreAuth {
         self.reply(line);
     }
 
-    fn close_with(&mut self, line: &str) -> PreAuthEvent {
+    /// Sends `line` and closes: the next `poll` returns `Close`.
+    fn close(&mut self, line: &str) {
         self.reply(line);
         self.state = State::Closed;
         self.input.clear();
+    }
+
+    fn close_with(&mut self, line: &str) -> PreAuthEvent {
+        self.close(line);
         PreAuthEvent::Close
     }
 
@@ -182,27 +210,37 @@ impl Pop3PreAuth {
             Some(sp) => (&arg[..sp], Some(&arg[sp + 1..])),
             None => (arg, None),
         };
-        match (mechanism.to_ascii_uppercase().as_slice(), initial) {
-            (b"", None) => self.output.extend_from_slice(b"+OK\r\nPLAIN\r\n.\r\n"),
-            (b"PLAIN", None) => {
-                self.output.extend_from_slice(b"+ \r\n");
-                self.state = State::SaslPlain;
+        match (mechanism, Mechanism::parse(mechanism)) {
+            (b"", _) if initial.is_none() => {
+                self.output.extend_from_slice(b"+OK\r\nPLAIN\r\n.\r\n")
             }
-            (b"PLAIN", Some(ir)) => return self.sasl_plain(ir),
+            (_, Some(Mechanism::Plain)) => {
+                return self.sasl_step(SaslExchange::start(Mechanism::Plain, initial))
+            }
             _ => self.refuse("-ERR Unsupported authentication mechanism."),
         }
         None
     }
 
-    fn sasl_plain(&mut self, response: &[u8]) -> Option<PreAuthEvent> {
+    /// Acts on one step of an `AUTH` exchange.
+    fn sasl_step(&mut self, step: SaslStep) -> Option<PreAuthEvent> {
         self.state = State::Authorization { user: None };
-        match auth::decode_plain(response) {
-            Ok(credentials) => Some(self.start_login(credentials)),
-            Err(SaslError::Base64) => {
+        match step {
+            SaslStep::Challenge { challenge, next } => {
+                self.reply(&format!("+ {challenge}"));
+                self.state = State::Sasl(next);
+                None
+            }
+            SaslStep::Done(credentials) => Some(self.start_login(credentials)),
+            SaslStep::Failed(SaslError::Cancelled) => {
+                self.refuse("-ERR AUTH cancelled.");
+                None
+            }
+            SaslStep::Failed(SaslError::Base64) => {
                 self.refuse("-ERR Invalid base64 data.");
                 None
             }
-            Err(_) => {
+            SaslStep::Failed(_) => {
                 self.state = State::LoggingIn;
                 self.login_failed(LoginFailure::AuthFailed);
                 matches!(self.state, State::Closed).then_some(PreAuthEvent::Close)
@@ -228,26 +266,22 @@ impl PreAuth for Pop3PreAuth {
             match self.state {
                 State::Closed => return PreAuthEvent::Close,
                 State::LoggingIn | State::StartingTls => return PreAuthEvent::NeedInput,
-                State::Authorization { .. } | State::SaslPlain => {}
+                State::Authorization { .. } | State::Sasl(_) => {}
             }
             let mut line = match login::take_line(&mut self.input, self.settings.max_line) {
                 Ok(Some(line)) => line,
                 Ok(None) => return PreAuthEvent::NeedInput,
-                Err(()) => {
+                Err(login::LineTooLong) => {
                     self.protocol_errors += 1;
                     return self.close_with("-ERR Line too long, closing connection.");
                 }
             };
-            let event = if matches!(self.state, State::SaslPlain) {
-                if line == b"*" {
-                    self.state = State::Authorization { user: None };
-                    self.refuse("-ERR AUTH cancelled.");
-                    None
-                } else {
-                    self.sasl_plain(&line)
+            let event = match std::mem::replace(&mut self.state, State::LoggingIn) {
+                State::Sasl(exchange) => self.sasl_step(exchange.respond(&line)),
+                other => {
+                    self.state = other;
+                    self.command(&line)
                 }
-            } else {
-                self.command(&line)
             };
             line.fill(0);
             if let Some(event) = event {
@@ -269,7 +303,7 @@ impl PreAuth for Pop3PreAuth {
             LoginFailure::AuthFailed => {
                 self.failures += 1;
                 if self.failures >= self.settings.max_auth_failures {
-                    self.close_with(
+                    self.close(
                         "-ERR [AUTH] Authentication failed; too many failures, closing connection.",
                     );
                 } else {
@@ -293,7 +327,7 @@ impl PreAuth for Pop3PreAuth {
     }
 
     fn timed_out(&mut self) {
-        self.close_with("-ERR Autologout; idle for too long.");
+        self.close("-ERR Autologout; idle for too long.");
     }
 
     fn tls_started(&mut self) {

@@ -1,6 +1,10 @@
 //! Behaviour of the POP3 pre-auth machine, fed bytes without sockets.
 
+// Steps that only feed bytes ignore the event they return.
+#![allow(unused_must_use)]
+
 use super::*;
+use crate::auth;
 
 fn machine() -> Pop3PreAuth {
     let mut m = Pop3PreAuth::new(Rc::new(Pop3Settings {

@@ -8,7 +8,7 @@
 //! idle session (IMAP IDLE) holds two small buffers, not two large ones.
 
 use super::{run_both, RelayMethod, RelaySettings, RelayStats, Shared};
-use crate::runtime::transport::Stream;
+use crate::transport::Stream;
 use std::cell::{Cell, RefCell};
 use tokio::time::Instant;
 

@@ -14,7 +14,7 @@ pub mod copy;
 pub mod pipes;
 pub mod splice;
 
-use crate::runtime::transport::Stream;
+use crate::transport::Stream;
 use std::cell::Cell;
 use std::io;
 use std::net::Shutdown;
@@ -58,24 +58,10 @@ pub struct RelaySettings {
     pub pipe_size: usize,
 }
 
-/// Which path relayed a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayMethod {
-    /// Zero-copy `splice(2)`.
-    Splice,
-    /// User-space copy.
-    Copy,
-}
+pub use crate::metrics::RelayMethod;
 
-impl RelayMethod {
-    /// `splice` or `copy`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RelayMethod::Splice => "splice",
-            RelayMethod::Copy => "copy",
-        }
-    }
-}
+/// Smallest pipe capacity for splice (one page; the kernel rounds up).
+pub const MIN_PIPE_SIZE: usize = 4096;
 
 /// Relays `client` ⇄ `backend` with splice when possible, else by copying.
 pub async fn relay<A: Stream, B: Stream>(

@@ -9,7 +9,7 @@
 //! it waits for readiness without any buffer or pipe.
 
 use super::{pipes, run_both, RelayMethod, RelaySettings, RelayStats, Shared};
-use crate::runtime::transport::Stream;
+use crate::transport::Stream;
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

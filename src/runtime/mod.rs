@@ -1,4 +1,5 @@
-//! Threads, listeners and the io_uring reactors.
+//! Threads, listeners and the io_uring reactors; the only module that builds
+//! live objects ([`live`]).
 //!
 //! [`start`] binds every listener once per worker (`SO_REUSEPORT`), starts one
 //! pinned worker thread per CPU, each with its own tokio-uring runtime, and
@@ -7,23 +8,19 @@
 //! drain for the configured grace period.
 
 pub mod listener;
-pub mod transport;
+pub mod live;
 pub mod worker;
 
-use crate::config::{Loaded, Protocol, TlsMode};
-use arc_swap::ArcSwap;
+pub use live::Live;
 
-/// A listener's TLS config, swapped on reload.
-type TlsHolder = Arc<ArcSwap<rustls::ServerConfig>>;
-use crate::directory::{CacheCounters, CachedDirectory, Directory, Invalidations, LdapDirectory};
-use crate::imap::ImapSettings;
-use crate::metrics::registry::Registry;
+use crate::config::Protocol;
+use crate::directory::{CacheCounters, Invalidations};
 use crate::metrics::SharedRecorder;
-use crate::pop3::{preauth::DEFAULT_CAPABILITIES, Pop3Settings};
-use crate::relay::RelaySettings;
-use crate::session::SessionContext;
+use crate::registry::Registry;
+use crate::tls::SwappableServerConfig;
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -71,7 +68,19 @@ pub struct WorkerState {
     /// Directory cache counters.
     pub cache: Arc<CacheCounters>,
     /// Whether this worker's directory reached its servers last time.
-    pub directory_ok: Arc<std::sync::atomic::AtomicBool>,
+    pub directory_ok: Arc<AtomicBool>,
+}
+
+impl Default for WorkerState {
+    /// A directory counts as reachable until a lookup says otherwise.
+    fn default() -> Self {
+        Self {
+            metrics: SharedRecorder::default(),
+            registry: Arc::new(Registry::default()),
+            cache: Arc::new(CacheCounters::default()),
+            directory_ok: Arc::new(AtomicBool::new(true)),
+        }
+    }
 }
 
 /// A started server.
@@ -80,7 +89,7 @@ pub struct RunningServer {
     /// Per worker: recorder, relaying sessions, cache counters.
     pub workers_state: Vec<WorkerState>,
     invalidations: Arc<Invalidations>,
-    tls: Vec<Option<TlsHolder>>,
+    tls: Vec<Option<SwappableServerConfig>>,
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -91,7 +100,7 @@ impl RunningServer {
         &self.addresses
     }
 
-    /// Puts new TLS configs (one per listener, as from `tls::server_configs`)
+    /// Puts new TLS configs (one per listener, as in [`Live::listener_tls`])
     /// in place: new connections use them, running sessions keep theirs.
     pub fn reload_tls(&self, configs: Vec<Option<Arc<rustls::ServerConfig>>>) {
         for (holder, config) in self.tls.iter().zip(configs) {
@@ -137,50 +146,57 @@ fn plan_cores(configured: usize, pin: bool) -> (usize, Vec<Option<core_affinity:
     (count, pins)
 }
 
-/// Binds the listeners and starts the workers.
-pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
-    let config = &loaded.config;
-    let (count, pins) = plan_cores(config.runtime.workers, config.runtime.pin_workers);
-    let mut per_worker: Vec<Vec<_>> = (0..count).map(|_| Vec::new()).collect();
-    let mut addresses = Vec::new();
-    let tls: Vec<Option<TlsHolder>> = loaded
-        .tls
-        .iter()
-        .map(|c| c.clone().map(|c| Arc::new(ArcSwap::new(c))))
-        .collect();
+/// Every listener bound `count` times: per worker, its sockets.
+struct Bound {
+    addresses: Vec<(Protocol, SocketAddr)>,
+    per_worker: Vec<Vec<(std::net::TcpListener, worker::ListenerPlan)>>,
+    tls: Vec<Option<SwappableServerConfig>>,
+}
+
+fn bind_listeners(live: &Live, count: usize) -> Result<Bound, RuntimeError> {
+    let config = &live.loaded.config;
+    let mut bound = Bound {
+        addresses: Vec::new(),
+        per_worker: (0..count).map(|_| Vec::new()).collect(),
+        tls: live
+            .listener_tls
+            .iter()
+            .map(|c| c.clone().map(|c| Arc::new(ArcSwap::new(c))))
+            .collect(),
+    };
     for (index, listen) in config.listen.iter().enumerate() {
-        let sockets = listener::bind_reuseport(listen.address, count).map_err(|source| {
-            RuntimeError::Bind {
-                protocol: listen.protocol,
-                address: listen.address,
-                source,
-            }
-        })?;
-        let bound = sockets[0]
-            .local_addr()
-            .map_err(|source| RuntimeError::Bind {
-                protocol: listen.protocol,
-                address: listen.address,
-                source,
-            })?;
-        addresses.push((listen.protocol, bound));
+        let bind_error = |source| RuntimeError::Bind {
+            protocol: listen.protocol,
+            address: listen.address,
+            source,
+        };
+        let sockets = listener::bind_reuseport(listen.address, count).map_err(bind_error)?;
+        let address = sockets[0].local_addr().map_err(bind_error)?;
+        bound.addresses.push((listen.protocol, address));
         for (worker, socket) in sockets.into_iter().enumerate() {
-            let loaded = loaded.clone();
-            let tls = tls[index].clone();
-            let factory: worker::ContextFactory =
-                Box::new(move |parts| session_context(&loaded, index, bound, parts, tls));
-            per_worker[worker].push((socket, factory));
+            let plan = worker::ListenerPlan {
+                index,
+                address,
+                tls: bound.tls[index].clone(),
+            };
+            bound.per_worker[worker].push((socket, plan));
         }
     }
+    Ok(bound)
+}
+
+/// Binds the listeners and starts the workers.
+pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
+    let runtime = &live.loaded.config.runtime;
+    let (count, pins) = plan_cores(runtime.workers, runtime.pin_workers);
+    let Bound {
+        addresses,
+        per_worker,
+        tls,
+    } = bind_listeners(&live, count)?;
+    let live = Arc::new(live);
     let invalidations = Arc::new(Invalidations::default());
-    let workers_state: Vec<WorkerState> = (0..count)
-        .map(|_| WorkerState {
-            metrics: SharedRecorder::default(),
-            registry: Arc::new(Registry::default()),
-            cache: Arc::new(CacheCounters::default()),
-            directory_ok: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-        })
-        .collect();
+    let workers_state: Vec<WorkerState> = (0..count).map(|_| WorkerState::default()).collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);
     let mut readies = Vec::with_capacity(count);
@@ -189,23 +205,11 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
         let plan = worker::WorkerPlan {
             index,
             core,
-            ring_entries: config.runtime.ring_entries,
             listeners,
-            directory: {
-                let loaded = loaded.clone();
-                let invalidations = invalidations.clone();
-                let counters = workers_state[index].cache.clone();
-                let health = workers_state[index].directory_ok.clone();
-                Box::new(move || build_directory(&loaded, invalidations, counters, health))
-            },
-            metrics: workers_state[index].metrics.clone(),
-            registry: workers_state[index].registry.clone(),
-            login_limit: (
-                config.limits.max_failures_per_address,
-                config.limits.failure_window,
-            ),
+            live: live.clone(),
+            state: workers_state[index].clone(),
+            invalidations: invalidations.clone(),
             shutdown: shutdown_rx.clone(),
-            grace: config.runtime.shutdown_grace,
         };
         let thread = std::thread::Builder::new()
             .name(format!("mailgate-w{index}"))
@@ -231,109 +235,6 @@ pub fn start(loaded: Arc<Loaded>) -> Result<RunningServer, RuntimeError> {
         }
     }
     Ok(server)
-}
-
-/// A worker's directory: LDAP or the static map, behind the cache if configured.
-pub fn build_directory(
-    loaded: &Arc<Loaded>,
-    invalidations: Arc<Invalidations>,
-    counters: Arc<CacheCounters>,
-    health: Arc<std::sync::atomic::AtomicBool>,
-) -> Rc<dyn Directory> {
-    let base: Rc<dyn Directory> = match &loaded.ldap {
-        Some(settings) => Rc::new(LdapDirectory::new(settings.clone()).with_health(health)),
-        None => Rc::new(loaded.clone()),
-    };
-    match loaded.cache {
-        Some(settings) => {
-            Rc::new(CachedDirectory::new(base, settings, invalidations).with_counters(counters))
-        }
-        None => base,
-    }
-}
-
-/// The context for listener `index`, built on a worker's thread.
-fn session_context(
-    loaded: &Arc<Loaded>,
-    index: usize,
-    bound: std::net::SocketAddr,
-    parts: &worker::WorkerParts,
-    tls: Option<TlsHolder>,
-) -> SessionContext {
-    let config = &loaded.config;
-    let listen = &config.listen[index];
-    let greeting = listen
-        .greeting
-        .clone()
-        .unwrap_or_else(|| "mailgate ready.".into());
-    let limits = &config.limits;
-    SessionContext {
-        protocol: listen.protocol,
-        listener: crate::metrics::Listener {
-            protocol: listen.protocol,
-            address: bound,
-        },
-        imap: Rc::new(ImapSettings {
-            greeting: greeting.clone(),
-            max_line: limits.max_line,
-            max_literal: limits.max_literal,
-            max_auth_failures: limits.max_auth_failures,
-            starttls: listen.tls_mode() == TlsMode::Starttls,
-            require_tls: listen.requires_tls(),
-        }),
-        pop3: Rc::new(Pop3Settings {
-            greeting,
-            max_line: limits.max_line,
-            max_auth_failures: limits.max_auth_failures,
-            capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
-            starttls: listen.tls_mode() == TlsMode::Starttls,
-            require_tls: listen.requires_tls(),
-        }),
-        directory: parts.directory.clone(),
-        backend_port: match listen.protocol {
-            Protocol::Imap => config.backend.imap_port,
-            Protocol::Pop3 => config.backend.pop3_port,
-        },
-        connect_timeout: config.backend.connect_timeout,
-        login_timeout: config.backend.login_timeout,
-        imap_auth: config.backend.imap_auth,
-        pop3_auth: config.backend.pop3_auth,
-        forward_client_address: config.backend.forward_client_address,
-        preauth_timeout: limits.preauth_timeout,
-        relay: RelaySettings {
-            buffer_size: config.relay.buffer_size,
-            idle_timeout: config.relay.idle_timeout,
-            splice: config.relay.splice,
-            pipe_size: config.relay.pipe_size.max(4096),
-        },
-        tls_mode: listen.tls_mode(),
-        tls,
-        backend_tls_mode: *config.backend.tls.get_ref(),
-        backend_tls: loaded.backend_tls.clone(),
-        metrics: config
-            .admin
-            .as_ref()
-            .is_some_and(|admin| admin.metrics)
-            .then(|| parts.metrics.clone()),
-        registry: parts.registry.clone(),
-        login_limit: parts.login_limit.clone(),
-        handshake_timeout: config
-            .tls
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(10), |t| t.handshake_timeout),
-    }
-}
-
-/// The loaded config answers lookups from its static map.
-impl Directory for Arc<Loaded> {
-    fn lookup<'a>(&'a self, user: &'a str) -> crate::directory::LookupFuture<'a> {
-        match &self.static_map {
-            Some(map) => map.lookup(user),
-            None => Box::pin(std::future::ready(Err(
-                crate::directory::DirectoryError::Unavailable("no directory configured".into()),
-            ))),
-        }
-    }
 }
 
 /// Each session holds two descriptors: raise the soft `RLIMIT_NOFILE` to

@@ -1,22 +1,31 @@
 //! One worker: a pinned thread running its own io_uring reactor, accepting on
 //! its own listeners and running every session it accepted to the end.
 //!
-//! Nothing here is shared with other workers except the read-only config and
-//! the shutdown signal; session counts are per worker.
+//! Nothing here is shared with other workers except the read-only config, the
+//! invalidation log and the shutdown signal; session counts are per worker.
 
-use super::transport::{UringConnector, UringStream};
-use super::RuntimeError;
-use crate::directory::Directory;
-use crate::metrics::registry::Registry;
-use crate::metrics::SharedRecorder;
+use super::{Live, RuntimeError, WorkerState};
+use crate::directory::Invalidations;
 use crate::session::rate_limit::{self, LoginRateLimit};
-use crate::session::{self, SessionContext};
+use crate::session::{self, BackendPolicy, ListenerContext, SessionContext, WorkerShared};
+use crate::tls::SwappableServerConfig;
+use crate::transport::{UringConnector, UringStream};
 use std::cell::{Cell, RefCell};
-use std::net::{Shutdown, TcpListener};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// One listener, as a worker is given it.
+pub struct ListenerPlan {
+    /// Index in `[[listen]]`.
+    pub index: usize,
+    /// The bound address (port 0 resolved).
+    pub address: SocketAddr,
+    /// Its TLS config, shared with the reload.
+    pub tls: Option<SwappableServerConfig>,
+}
 
 /// What a worker is given at start.
 pub struct WorkerPlan {
@@ -24,42 +33,17 @@ pub struct WorkerPlan {
     pub index: usize,
     /// CPU to pin to, if pinning.
     pub core: Option<core_affinity::CoreId>,
-    /// io_uring submission queue size.
-    pub ring_entries: u32,
-    /// This worker's listening sockets, each with the context of its listener.
-    pub listeners: Vec<(TcpListener, ContextFactory)>,
-    /// Builds this worker's directory (shared by its listeners).
-    pub directory: DirectoryFactory,
-    /// This worker's recorder.
-    pub metrics: SharedRecorder,
-    /// This worker's relaying sessions.
-    pub registry: Arc<Registry>,
-    /// `[limits] max_failures_per_address` and `failure_window`.
-    pub login_limit: (u32, Duration),
+    /// This worker's listening sockets.
+    pub listeners: Vec<(TcpListener, ListenerPlan)>,
+    /// The configuration and what it loaded.
+    pub live: Arc<Live>,
+    /// What the admin interface reads of this worker.
+    pub state: WorkerState,
+    /// Cache invalidations from the admin interface.
+    pub invalidations: Arc<Invalidations>,
     /// Becomes `true` when the server should stop.
     pub shutdown: watch::Receiver<bool>,
-    /// How long sessions may run after shutdown begins.
-    pub grace: Duration,
 }
-
-/// Builds a listener's session context on the worker's thread (so it may
-/// hold `Rc`s and per-worker state such as the directory).
-pub type ContextFactory = Box<dyn FnOnce(&WorkerParts) -> SessionContext + Send>;
-
-/// Per-worker state shared by the worker's listeners.
-pub struct WorkerParts {
-    /// The directory (LDAP pool, cache).
-    pub directory: Rc<dyn Directory>,
-    /// The recorder.
-    pub metrics: SharedRecorder,
-    /// Relaying sessions, for the admin actions.
-    pub registry: Arc<Registry>,
-    /// Failed logins per client address; `None` when the limit is off.
-    pub login_limit: Option<Rc<RefCell<LoginRateLimit>>>,
-}
-
-/// Builds a worker's directory (LDAP pool, cache) on its own thread.
-pub type DirectoryFactory = Box<dyn FnOnce() -> Rc<dyn Directory> + Send>;
 
 /// Pause after a failed accept (e.g. EMFILE), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -77,8 +61,8 @@ pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeEr
             );
         }
     }
-    let runtime = match tokio_uring::Runtime::new(tokio_uring::builder().entries(plan.ring_entries))
-    {
+    let entries = plan.live.loaded.config.runtime.ring_entries;
+    let runtime = match tokio_uring::Runtime::new(tokio_uring::builder().entries(entries)) {
         Ok(rt) => rt,
         Err(source) => {
             let _ = ready.send(Err(RuntimeError::IoUring { source }));
@@ -89,26 +73,67 @@ pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeEr
     runtime.block_on(serve(plan));
 }
 
+/// The state this worker's sessions share, built on its thread.
+fn worker_shared(plan: &WorkerPlan) -> WorkerShared {
+    let config = &plan.live.loaded.config;
+    let limits = &config.limits;
+    let metrics_on = config.admin.as_ref().is_some_and(|admin| admin.metrics);
+    WorkerShared {
+        directory: plan.live.directory(
+            plan.invalidations.clone(),
+            plan.state.cache.clone(),
+            plan.state.directory_ok.clone(),
+        ),
+        metrics: metrics_on.then(|| plan.state.metrics.clone()),
+        registry: plan.state.registry.clone(),
+        login_limit: LoginRateLimit::new(
+            limits.max_failures_per_address,
+            limits.failure_window,
+            rate_limit::DEFAULT_CAPACITY,
+        )
+        .map(RefCell::new),
+    }
+}
+
+/// The context of each listener's sessions on this worker.
+fn contexts(plan: &WorkerPlan, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContext>> {
+    let loaded = &plan.live.loaded;
+    let config = &loaded.config;
+    let backend = Rc::new(BackendPolicy::new(loaded, plan.live.backend_tls.clone()));
+    let handshake_timeout = config
+        .tls
+        .as_ref()
+        .map_or(crate::config::DEFAULT_HANDSHAKE_TIMEOUT, |t| {
+            t.handshake_timeout
+        });
+    plan.listeners
+        .iter()
+        .map(|(_, listener)| {
+            let context = ListenerContext::new(
+                &config.listen[listener.index],
+                &config.limits,
+                handshake_timeout,
+                listener.address,
+                listener.tls.clone(),
+            );
+            Rc::new(SessionContext::new(context, backend.clone(), shared.clone()))
+        })
+        .collect()
+}
+
 async fn serve(mut plan: WorkerPlan) {
     let active = Rc::new(Cell::new(0usize));
-    let (max_failures, window) = plan.login_limit;
-    let parts = WorkerParts {
-        directory: (plan.directory)(),
-        metrics: plan.metrics.clone(),
-        registry: plan.registry.clone(),
-        login_limit: LoginRateLimit::new(max_failures, window, rate_limit::DEFAULT_CAPACITY)
-            .map(|limit| Rc::new(RefCell::new(limit))),
-    };
+    let shared = Rc::new(worker_shared(&plan));
+    let contexts = contexts(&plan, shared);
     let mut accept_tasks = Vec::new();
     let mut stoppers = Vec::new();
-    for (listener, factory) in plan.listeners.drain(..) {
+    for ((listener, _), ctx) in plan.listeners.drain(..).zip(contexts) {
         // A second handle on the same socket: shutting it down stops accepts
         // at once, even while an accept operation is in flight.
         match listener.try_clone() {
             Ok(stopper) => stoppers.push(stopper),
             Err(e) => tracing::warn!(error = %e, "cannot keep a handle to stop the listener"),
         }
-        let ctx = Rc::new(factory(&parts));
         let listener = tokio_uring::net::TcpListener::from_std(listener);
         accept_tasks.push(tokio_uring::spawn(accept_loop(
             listener,
@@ -123,7 +148,8 @@ async fn serve(mut plan: WorkerPlan) {
     for task in &accept_tasks {
         task.abort();
     }
-    let deadline = tokio::time::Instant::now() + plan.grace;
+    let grace = plan.live.loaded.config.runtime.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
     while active.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(DRAIN_POLL).await;
     }

@@ -1,127 +1,202 @@
-//! TLS towards clients with rustls: server configs per listener (certificate
+//! TLS with rustls: server configs built from certificate files (certificate
 //! chosen by SNI, ALPN `imap`/`pop3`, session tickets and a session cache for
-//! resumption), their reload on SIGHUP, and [`TlsStream`], which runs a rustls
-//! connection over any [`crate::runtime::transport::Stream`].
+//! resumption), client configs that trust a CA file, and [`TlsStream`], which
+//! runs a rustls connection over any [`crate::transport::Stream`].
 //!
-//! There is no kernel TLS on the hosts this was measured on, so records are
-//! encrypted and decrypted in user space; `TlsStream` keeps the seam for
-//! kTLS (rustls can export the traffic secrets after the handshake).
+//! It is handed file paths and a protocol, never the configuration; it knows
+//! no session. There is no kernel TLS on the hosts this was measured on, so
+//! records are encrypted and decrypted in user space; `TlsStream` keeps the
+//! seam for kTLS (rustls can export the traffic secrets after the handshake).
 
 mod resolver;
 mod stream;
 
 pub use stream::{MaybeTls, TlsStream};
 
-use crate::config::{Config, Protocol, TlsMode};
+use crate::login::Protocol;
 use resolver::SniResolver;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// One server config per listener (`None` for plaintext listeners).
-/// Errors carry the listener index and a reason naming the file.
-pub fn server_configs(
-    config: &Config,
-    base_dir: &Path,
-) -> Result<Vec<Option<Arc<rustls::ServerConfig>>>, (usize, String)> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ticketer =
-        rustls::crypto::ring::Ticketer::new().map_err(|e| (0, format!("session tickets: {e}")))?;
-    let mut named = Vec::new();
-    if let Some(tls) = &config.tls {
-        for entry in &tls.certificates {
-            let key = certified_key(
-                &base_dir.join(&entry.cert),
-                &base_dir.join(&entry.key),
-                &provider,
-            )
-            .map_err(|e| (0, format!("[[tls.certificates]] {:?}: {e}", entry.names)))?;
-            named.push((entry.names.clone(), Arc::new(key)));
-        }
-    }
-    let mut out = Vec::with_capacity(config.listen.len());
-    for (index, listen) in config.listen.iter().enumerate() {
-        if listen.tls_mode() == TlsMode::None {
-            out.push(None);
-            continue;
-        }
-        let global = config.tls.as_ref();
-        let cert = listen
-            .cert
-            .as_ref()
-            .or(global.and_then(|t| t.cert.as_ref()));
-        let key = listen.key.as_ref().or(global.and_then(|t| t.key.as_ref()));
-        let (Some(cert), Some(key)) = (cert, key) else {
-            return Err((
-                index,
-                "a TLS listener needs a certificate: `cert` and `key` in [tls] or in this [[listen]]".into(),
-            ));
-        };
-        let default = certified_key(&base_dir.join(cert), &base_dir.join(key), &provider)
-            .map_err(|e| (index, e))?;
-        let resolver = SniResolver::new(Arc::new(default), &named);
-        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| (index, e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
-        server.alpn_protocols = vec![match listen.protocol {
-            Protocol::Imap => b"imap".to_vec(),
-            Protocol::Pop3 => b"pop3".to_vec(),
-        }];
-        server.ticketer = ticketer.clone();
-        server.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
-        out.push(Some(Arc::new(server)));
-    }
-    Ok(out)
+/// A listener's server config, swapped in place on reload: running sessions
+/// keep the config they started with.
+pub type SwappableServerConfig = Arc<arc_swap::ArcSwap<rustls::ServerConfig>>;
+
+/// Server sessions remembered for resumption by session id, per listener.
+pub const SESSION_CACHE_SIZE: usize = 4096;
+
+/// A certificate chain (PEM, leaf first) and its private key (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    /// The chain.
+    pub cert: PathBuf,
+    /// The key.
+    pub key: PathBuf,
 }
 
-/// Reads a PEM chain (leaf first) and its key.
+/// A certificate served to clients asking for one of `names` by SNI
+/// (`mail.example.org`, `*.example.org`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedCertificate {
+    /// Server names.
+    pub names: Vec<String>,
+    /// Its files.
+    pub files: CertificateFiles,
+}
+
+/// What a TLS listener serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsSettings {
+    /// Protocol, for ALPN.
+    pub protocol: Protocol,
+    /// The certificate for clients without SNI or with an unknown name.
+    pub default: CertificateFiles,
+    /// Certificates chosen by SNI name.
+    pub named: Vec<NamedCertificate>,
+}
+
+/// Why a TLS config could not be built; each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// PEM that does not parse.
+    #[error("{path}: {source}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What rustls-pemfile said.
+        source: std::io::Error,
+    },
+    /// A file without the expected PEM section.
+    #[error("{path}: no {what} in it")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// `certificate` or `private key`.
+        what: &'static str,
+    },
+    /// rustls refused a certificate, a key or the pair.
+    #[error("{path}: {source}")]
+    Refused {
+        /// The file (the key file for a pair that does not match).
+        path: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// rustls refused to build the config itself.
+    #[error("TLS setup: {0}")]
+    Setup(rustls::Error),
+}
+
+/// One session-ticket key set for the whole process (every listener shares it,
+/// so a ticket from one worker resumes on another).
+pub fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, TlsConfigError> {
+    rustls::crypto::ring::Ticketer::new().map_err(TlsConfigError::Setup)
+}
+
+/// A server config for one TLS listener.
+pub fn server_config(
+    settings: &ServerTlsSettings,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut named = Vec::with_capacity(settings.named.len());
+    for entry in &settings.named {
+        let key = certified_key(&entry.files, &provider)?;
+        named.push((entry.names.clone(), Arc::new(key)));
+    }
+    let default = certified_key(&settings.default, &provider)?;
+    let resolver = SniResolver::new(Arc::new(default), &named);
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsConfigError::Setup)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    server.alpn_protocols = vec![settings.protocol.as_str().as_bytes().to_vec()];
+    server.ticketer = ticketer;
+    server.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+    Ok(Arc::new(server))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsConfigError> {
+    std::fs::read(path).map_err(|source| TlsConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a PEM chain (leaf first) and its key, and checks that they match.
 fn certified_key(
-    cert: &Path,
-    key: &Path,
+    files: &CertificateFiles,
     provider: &rustls::crypto::CryptoProvider,
-) -> Result<CertifiedKey, String> {
-    let pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+) -> Result<CertifiedKey, TlsConfigError> {
+    let pem_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| TlsConfigError::Pem { path, source }
+    };
+    let pem = read(&files.cert)?;
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(pem_error(&files.cert))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate in it", cert.display()));
+        return Err(TlsConfigError::Missing {
+            path: files.cert.clone(),
+            what: "certificate",
+        });
     }
-    let pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+    let pem = read(&files.key)?;
     let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| format!("{}: {e}", key.display()))?
-        .ok_or_else(|| format!("{}: no private key in it", key.display()))?;
+        .map_err(pem_error(&files.key))?
+        .ok_or_else(|| TlsConfigError::Missing {
+            path: files.key.clone(),
+            what: "private key",
+        })?;
+    let refused = |source| TlsConfigError::Refused {
+        path: files.key.clone(),
+        source,
+    };
     let signing = provider
         .key_provider
         .load_private_key(key_der)
-        .map_err(|e| format!("{}: {e}", key.display()))?;
+        .map_err(refused)?;
     let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|e| format!("{} does not match {}: {e}", key.display(), cert.display()))?;
+    certified.keys_match().map_err(refused)?;
     Ok(certified)
 }
 
 /// A client config trusting the CA certificates (PEM) in `path`.
-pub fn client_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn client_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    let pem = read(path)?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let cert = cert.map_err(|source| TlsConfigError::Pem {
+            path: path.to_owned(),
+            source,
+        })?;
+        roots.add(cert).map_err(|source| TlsConfigError::Refused {
+            path: path.to_owned(),
+            source,
+        })?;
     }
     if roots.is_empty() {
-        return Err(format!("{}: no certificate found", path.display()));
+        return Err(TlsConfigError::Missing {
+            path: path.to_owned(),
+            what: "certificate",
+        });
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsConfigError::Setup)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))

@@ -8,7 +8,7 @@
 //! record: rustls encrypts into its own buffer, which is drained into one
 //! reused `Vec`.
 
-use crate::runtime::transport::Stream;
+use crate::transport::Stream;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};

@@ -6,13 +6,13 @@
 //! found, reads the host (rewritten by [`HostRewrite`]), the optional port and
 //! the optional back-end login name. Inactive or unknown users are simply not
 //! found by the configured filter, which the proxy answers exactly like a
-//! wrong password. Trouble with the servers is `DirectoryError::Unavailable`.
+//! wrong password. Trouble with the servers is a [`DirectoryError`].
 
 pub mod query;
 
 use super::host_rewrite::HostRewrite;
 use super::static_map::parse_target;
-use super::{Directory, DirectoryError, LookupFuture, Route};
+use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServerFailures};
 use crate::auth::Secret;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, SearchEntry};
 use query::{KeyFormat, QuerySpec, Scope};
@@ -26,6 +26,9 @@ use tokio::time::Instant;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// First pause after every server failed.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// A lookup may take this many `timeout`s in all: connect (+ bind), the
+/// search, and one retry of the search on a fresh connection.
+const LOOKUP_TIMEOUTS: u32 = 3;
 
 /// Everything needed to build an LDAP directory on a worker.
 #[derive(Debug, Clone)]
@@ -42,8 +45,9 @@ pub struct LdapSettings {
     pub bind_password: Option<Secret>,
     /// StartTLS on `ldap://` connections.
     pub starttls: bool,
-    /// TLS client config (CA roots) for `ldaps://` and StartTLS.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// CA certificates (PEM) for `ldaps://` and StartTLS (the runtime builds
+    /// the client config from it).
+    pub ca_file: Option<std::path::PathBuf>,
     /// Bound on connect, bind, and each search.
     pub timeout: Duration,
     /// Connections per worker (each multiplexes concurrent searches).
@@ -53,6 +57,7 @@ pub struct LdapSettings {
 /// One worker's LDAP directory.
 pub struct LdapDirectory {
     settings: Arc<LdapSettings>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     attributes: Vec<String>,
     connections: RefCell<Vec<Option<Ldap>>>,
     next: Cell<usize>,
@@ -64,8 +69,9 @@ pub struct LdapDirectory {
 }
 
 impl LdapDirectory {
-    /// A directory that connects on first use.
-    pub fn new(settings: Arc<LdapSettings>) -> Self {
+    /// A directory that connects on first use; `tls` is the client config
+    /// built from `settings.ca_file`, if any.
+    pub fn new(settings: Arc<LdapSettings>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let q = &settings.query;
         let attributes = [
             Some(&q.host_attribute),
@@ -79,6 +85,7 @@ impl LdapDirectory {
         Self {
             connections: RefCell::new(vec![None; settings.pool_size.max(1)]),
             settings,
+            tls,
             attributes,
             next: Cell::new(0),
             connecting: tokio::sync::Mutex::new(()),
@@ -102,7 +109,7 @@ impl LdapDirectory {
         self.next.set(self.next.get().wrapping_add(1));
         // A pooled connection may have died (server restarted): one retry on
         // a fresh connection before giving up.
-        let mut last_error = String::new();
+        let mut last_error = None;
         for _attempt in 0..2 {
             let mut ldap = match self.connection(slot).await {
                 Ok(ldap) => ldap,
@@ -118,29 +125,35 @@ impl LdapDirectory {
                 }
                 Err(e) => {
                     self.connections.borrow_mut()[slot] = None;
-                    last_error = e;
+                    last_error = Some(e);
                 }
             }
         }
         self.health.store(false, Ordering::Relaxed);
-        Err(DirectoryError::Unavailable(last_error))
+        Err(last_error.expect("the loop ran and failed at least once"))
     }
 
-    async fn search(&self, ldap: &mut Ldap, filter: &str) -> Result<Vec<SearchEntry>, String> {
+    async fn search(
+        &self,
+        ldap: &mut Ldap,
+        filter: &str,
+    ) -> Result<Vec<SearchEntry>, DirectoryError> {
         let q = &self.settings.query;
         let scope = match q.scope {
             Scope::Base => ldap3::Scope::Base,
             Scope::One => ldap3::Scope::OneLevel,
             Scope::Sub => ldap3::Scope::Subtree,
         };
+        let failed = |e: ldap3::LdapError| DirectoryError::Search {
+            base: q.base.clone(),
+            detail: e.to_string(),
+        };
         let result = ldap
             .with_timeout(self.settings.timeout)
             .search(&q.base, scope, filter, &self.attributes)
             .await
-            .map_err(|e| format!("search on {}: {e}", q.base))?;
-        let (entries, _) = result
-            .success()
-            .map_err(|e| format!("search on {}: {e}", q.base))?;
+            .map_err(failed)?;
+        let (entries, _) = result.success().map_err(failed)?;
         Ok(entries.into_iter().map(SearchEntry::construct).collect())
     }
 
@@ -189,13 +202,12 @@ impl LdapDirectory {
             return Ok(ldap);
         }
         if let Some(at) = self.retry_at.get() {
-            if Instant::now() < at {
-                return Err(DirectoryError::Unavailable(
-                    "every LDAP server failed recently; waiting before reconnecting".into(),
-                ));
+            let now = Instant::now();
+            if now < at {
+                return Err(DirectoryError::BackingOff(at - now));
             }
         }
-        let mut errors = Vec::new();
+        let mut errors = ServerFailures::default();
         for server in &self.settings.query.servers {
             match self.connect(server).await {
                 Ok(ldap) => {
@@ -206,14 +218,14 @@ impl LdapDirectory {
                 }
                 Err(e) => {
                     tracing::warn!(server, "LDAP server unusable: {e}");
-                    errors.push(format!("{server}: {e}"));
+                    errors.0.push((server.clone(), e));
                 }
             }
         }
         let backoff = self.backoff.get();
         self.retry_at.set(Some(Instant::now() + backoff));
         self.backoff.set((backoff * 2).min(MAX_BACKOFF));
-        Err(DirectoryError::Unavailable(errors.join("; ")))
+        Err(DirectoryError::NoServer(errors))
     }
 
     fn live(&self, slot: usize) -> Option<Ldap> {
@@ -231,7 +243,7 @@ impl LdapDirectory {
         let mut conn_settings = LdapConnSettings::new()
             .set_conn_timeout(s.timeout)
             .set_starttls(s.starttls && server.starts_with("ldap://"));
-        if let Some(tls) = &s.tls {
+        if let Some(tls) = &self.tls {
             conn_settings = conn_settings.set_config(tls.clone());
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, server)
@@ -255,12 +267,10 @@ impl Directory for LdapDirectory {
     fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
         Box::pin(async move {
             // Bound the whole lookup: connect + bind + search (+ one retry).
-            let limit = self.settings.timeout * 3;
+            let limit = self.settings.timeout * LOOKUP_TIMEOUTS;
             match tokio::time::timeout(limit, self.lookup_route(user)).await {
-                Ok(result) => result,
-                Err(_) => Err(DirectoryError::Unavailable(format!(
-                    "LDAP lookup timed out after {limit:?}"
-                ))),
+                Ok(result) => result.map(Lookup::direct),
+                Err(_) => Err(DirectoryError::Timeout(limit)),
             }
         })
     }

@@ -2,7 +2,11 @@
 //!
 //! The password lives in [`Secret`]: zeroized on drop and printed as `***` by
 //! `Debug`/`Display`, so it cannot reach a log line by accident. This module
-//! also decodes and encodes SASL PLAIN (RFC 4616) messages.
+//! also decodes and encodes SASL PLAIN (RFC 4616) messages, and [`sasl`] runs
+//! the SASL exchanges (PLAIN, LOGIN) that IMAP `AUTHENTICATE` and POP3 `AUTH`
+//! share. Nothing here performs I/O or knows a protocol's syntax.
+
+pub mod sasl;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -60,6 +64,9 @@ pub enum SaslError {
     /// The user name is not UTF-8.
     #[error("user name is not UTF-8")]
     NotUtf8,
+    /// The client ended the exchange with `*`.
+    #[error("exchange cancelled by the client")]
+    Cancelled,
 }
 
 /// Decodes base64 (one SASL response line, `=` meaning empty).

@@ -1,0 +1,403 @@
+//! The TOML schema: one struct per table, `deny_unknown_fields` everywhere,
+//! defaults in one place. Validation beyond what serde checks, and the
+//! mapping into the settings types of other modules, live in `load.rs` and
+//! `directory.rs`.
+
+use crate::directory::CacheSettings;
+use crate::imap::ImapBackendAuth;
+use crate::login::{self, Protocol};
+use crate::pop3::Pop3BackendAuth;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Client-facing listeners; at least one.
+    #[serde(default)]
+    pub listen: Vec<Listener>,
+    /// Where users' mailboxes live.
+    pub directory: DirectoryConfig,
+    /// How to reach and log in to back ends.
+    #[serde(default)]
+    pub backend: BackendConfig,
+    /// Bounds on pre-login input.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Post-login relay.
+    #[serde(default)]
+    pub relay: RelayConfig,
+    /// Worker threads and shutdown.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Certificates for TLS listeners.
+    pub tls: Option<TlsConfig>,
+    /// The admin listener (off unless this table is present).
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where to listen (loopback by default).
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+    /// File holding the bearer token required for actions.
+    pub token_file: Option<PathBuf>,
+    /// HdrHistogram interval log to append to.
+    pub hlog: Option<PathBuf>,
+    /// Interval of the log.
+    #[serde(default = "default_hlog_interval", with = "humantime_serde")]
+    pub hlog_interval: Duration,
+    /// Record metrics (counters, histograms). Off, `/metrics` and the
+    /// `.hlog` stay empty; the admin actions still work. Without an
+    /// `[admin]` section nothing is recorded.
+    #[serde(default = "default_true")]
+    pub metrics: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_hlog_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9143))
+}
+
+/// How a listener uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plaintext only.
+    #[default]
+    None,
+    /// Plaintext, upgraded with STARTTLS / STLS.
+    Starttls,
+    /// TLS from the first byte (IMAPS 993, POP3S 995).
+    Implicit,
+}
+
+/// One `[[listen]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Protocol spoken to clients.
+    pub protocol: Protocol,
+    /// Address to bind; port 0 picks a free port (see `--ready-file`).
+    pub address: SocketAddr,
+    /// TLS mode (default `none`).
+    #[serde(default)]
+    pub tls: Option<toml::Spanned<TlsMode>>,
+    /// On STARTTLS listeners: no login before TLS (default true).
+    #[serde(default)]
+    pub require_tls: Option<bool>,
+    /// Certificate chain (PEM) for this listener, instead of `[tls] cert`.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) for this listener, instead of `[tls] key`.
+    pub key: Option<PathBuf>,
+    /// Text of the greeting; never the back end's banner.
+    #[serde(default)]
+    pub greeting: Option<String>,
+}
+
+impl Listener {
+    /// The TLS mode (default none).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.as_ref().map_or(TlsMode::None, |t| *t.get_ref())
+    }
+
+    /// Whether login waits for TLS (STARTTLS listeners, unless turned off).
+    pub fn requires_tls(&self) -> bool {
+        self.tls_mode() == TlsMode::Starttls && self.require_tls.unwrap_or(true)
+    }
+
+    /// The greeting text.
+    pub fn greeting(&self) -> &str {
+        self.greeting.as_deref().unwrap_or(login::DEFAULT_GREETING)
+    }
+}
+
+/// `[tls]`: certificates shared by TLS listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Default certificate chain (PEM, leaf first).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Certificates chosen by SNI name.
+    #[serde(default)]
+    pub certificates: Vec<NamedCertificate>,
+    /// Bound on a TLS handshake.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+/// Default bound on a TLS handshake with a client.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn default_handshake_timeout() -> Duration {
+    DEFAULT_HANDSHAKE_TIMEOUT
+}
+
+/// `[[tls.certificates]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedCertificate {
+    /// Server names (`mail.example.org`, `*.example.org`).
+    pub names: Vec<String>,
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Kind of directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryKind {
+    /// A map file (`user host[:port]` per line).
+    Static,
+    /// LDAP.
+    Ldap,
+}
+
+/// `[directory]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Which directory to use.
+    pub kind: toml::Spanned<DirectoryKind>,
+    /// Static map file, relative to the config file's folder.
+    pub map: Option<toml::Spanned<PathBuf>>,
+    /// Whether `Alice@x` and `alice@x` are different users (domains never are).
+    #[serde(default)]
+    pub local_part_case_sensitive: bool,
+    /// LDAP: Perdition-compatible RFC 4516 URL(s).
+    pub url: Option<toml::Spanned<String>>,
+    /// LDAP: servers in failover order (overrides the URL's).
+    pub servers: Option<Vec<String>>,
+    /// LDAP: search base (overrides the URL's).
+    pub base: Option<String>,
+    /// LDAP: `base`, `one` or `sub` (overrides the URL's).
+    pub scope: Option<toml::Spanned<String>>,
+    /// LDAP: filter with `%s` for the key (overrides the URL's).
+    pub filter: Option<toml::Spanned<String>>,
+    /// LDAP: attribute naming the back-end login (overrides the URL's first).
+    pub user_attribute: Option<String>,
+    /// LDAP: attribute naming the back-end host (overrides the URL's second).
+    pub host_attribute: Option<String>,
+    /// LDAP: attribute naming the back-end port (overrides the URL's third).
+    pub port_attribute: Option<String>,
+    /// LDAP: simple bind DN (anonymous without).
+    pub bind_dn: Option<String>,
+    /// LDAP: file holding the bind password (never inline).
+    pub bind_password_file: Option<toml::Spanned<PathBuf>>,
+    /// LDAP: StartTLS on `ldap://` servers.
+    #[serde(default)]
+    pub starttls: bool,
+    /// LDAP: CA certificates (PEM) for `ldaps://` and StartTLS.
+    pub ca_file: Option<toml::Spanned<PathBuf>>,
+    /// LDAP: bound on connect, bind and each search.
+    #[serde(default = "default_ldap_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// LDAP: connections per worker.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Key template: `\U` full name, `\u` local part, `\d` domain.
+    pub query_key: Option<String>,
+    /// Drop `@domain` from the key.
+    #[serde(default)]
+    pub strip_domain: bool,
+    /// Lower-case the key.
+    #[serde(default)]
+    pub lower_case: bool,
+    /// Domain added to names without one.
+    pub default_domain: Option<String>,
+    /// Suffix for bare host names (`box1` → `box1.vpn`).
+    pub host_suffix: Option<String>,
+    /// Host name → address rewrites.
+    #[serde(default)]
+    pub hosts: std::collections::HashMap<String, String>,
+    /// `[directory.cache]`.
+    pub cache: Option<CacheConfig>,
+}
+
+fn default_ldap_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_pool_size() -> usize {
+    1
+}
+
+/// `[directory.cache]`: per-worker LRU with TTLs (on by default for LDAP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Whether to cache.
+    pub enabled: bool,
+    /// Entries per worker.
+    pub capacity: usize,
+    /// Lifetime of a found route.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Lifetime of "no such user".
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// Oldest entry served while the directory fails.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        let d = CacheSettings::default();
+        Self {
+            enabled: true,
+            capacity: d.capacity,
+            ttl: d.ttl,
+            negative_ttl: d.negative_ttl,
+            max_stale: d.max_stale,
+        }
+    }
+}
+
+/// `[backend]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// IMAP port used when the directory gives a host without a port.
+    pub imap_port: u16,
+    /// POP3 port used when the directory gives a host without a port.
+    pub pop3_port: u16,
+    /// Bound on TCP connect to a back end.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Bound on greeting + login exchange with a back end.
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+    /// IMAP login method.
+    pub imap_auth: ImapBackendAuth,
+    /// POP3 login method.
+    pub pop3_auth: Pop3BackendAuth,
+    /// Tell back ends the client's address (IMAP `ID x-originating-ip`,
+    /// POP3 `XCLIENT`); Dovecot uses it when the proxy is in its
+    /// `login_trusted_networks`.
+    pub forward_client_address: bool,
+    /// TLS towards back ends: `none`, `implicit` or `starttls`.
+    pub tls: toml::Spanned<TlsMode>,
+    /// CA certificates (PEM) that back-end certificates must chain to.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            imap_port: 143,
+            pop3_port: 110,
+            connect_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(15),
+            imap_auth: ImapBackendAuth::Auto,
+            pop3_auth: Pop3BackendAuth::Auto,
+            forward_client_address: true,
+            tls: toml::Spanned::new(0..0, TlsMode::None),
+            ca_file: None,
+        }
+    }
+}
+
+/// `[limits]`: every pre-login input path is bounded by these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest command line (bytes, without CRLF and literal contents).
+    pub max_line: usize,
+    /// Largest IMAP literal before login.
+    pub max_literal: usize,
+    /// Failed logins after which the connection is closed.
+    pub max_auth_failures: u32,
+    /// Time a client may take from connect to successful login.
+    #[serde(with = "humantime_serde")]
+    pub preauth_timeout: Duration,
+    /// Failed logins (wrong password, unknown user) from one client address
+    /// (IPv6: one /64) after which its logins are refused for the rest of
+    /// `failure_window`; counted per worker; 0 turns the limit off.
+    pub max_failures_per_address: u32,
+    /// The window of `max_failures_per_address`.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_line: login::DEFAULT_MAX_LINE,
+            max_literal: login::DEFAULT_MAX_LITERAL,
+            max_auth_failures: login::DEFAULT_MAX_AUTH_FAILURES,
+            preauth_timeout: Duration::from_secs(60),
+            max_failures_per_address: 30,
+            failure_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[relay]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Size of each direction's copy buffer.
+    pub buffer_size: usize,
+    /// Session closed after this long without a byte in either direction.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Zero-copy splice when both sides are plain sockets.
+    pub splice: bool,
+    /// Pipe capacity for splice.
+    pub pipe_size: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            buffer_size: 64 * 1024,
+            idle_timeout: Duration::from_secs(30 * 60),
+            splice: true,
+            pipe_size: 1024 * 1024,
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Worker threads; 0 means one per CPU this process may run on.
+    pub workers: usize,
+    /// Pin each worker to one CPU.
+    pub pin_workers: bool,
+    /// After SIGTERM/SIGINT, how long running sessions may go on.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// io_uring submission queue entries per worker.
+    pub ring_entries: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            pin_workers: true,
+            shutdown_grace: Duration::from_secs(30),
+            ring_entries: 256,
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Behaviour of the POP3 back-end login machine, fed bytes without sockets.
+
+// Steps that only feed bytes ignore the event they return.
+#![allow(unused_must_use)]
+
+use super::*;
+
+fn login(method: Pop3BackendAuth, password: &[u8]) -> Pop3BackendLogin {
+    Pop3BackendLogin::new("alice@example.org", Secret::new(password.to_vec()), method)
+}
+
+fn step(m: &mut Pop3BackendLogin, server: &[u8]) -> (BackendEvent, String) {
+    m.receive(server);
+    let ev = m.poll();
+    (ev, String::from_utf8_lossy(&m.take_output()).into_owned())
+}
+
+fn logged_in(leftover: &[u8]) -> BackendEvent {
+    BackendEvent::Done(BackendOutcome::LoggedIn {
+        greeting: BackendGreeting::default(),
+        leftover: leftover.to_vec(),
+    })
+}
+
+#[test]
+fn auto_prefers_auth_plain_when_capa_lists_it() {
+    let mut m = login(Pop3BackendAuth::Auto, b"pw");
+    let (_, out) = step(&mut m, b"+OK Dovecot ready.\r\n");
+    assert_eq!(out, "CAPA\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\nCAPA\r\nTOP\r\nSASL PLAIN LOGIN\r\n.\r\n");
+    let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
+    assert_eq!(out, format!("AUTH PLAIN {b64}\r\n"));
+    let (ev, _) = step(&mut m, b"+OK Logged in.\r\n");
+    assert_eq!(ev, logged_in(b""));
+}
+
+#[test]
+fn auto_falls_back_to_user_pass() {
+    let mut m = login(Pop3BackendAuth::Auto, b"p w");
+    step(&mut m, b"+OK hi\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\nUSER\r\n.\r\n");
+    assert_eq!(out, "USER alice@example.org\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\n");
+    assert_eq!(out, "PASS p w\r\n");
+    let (ev, _) = step(&mut m, b"+OK Logged in.\r\n");
+    assert_eq!(ev, logged_in(b""));
+}
+
+#[test]
+fn capa_error_falls_back_to_user() {
+    let mut m = login(Pop3BackendAuth::Auto, b"pw");
+    step(&mut m, b"+OK hi\r\n");
+    let (_, out) = step(&mut m, b"-ERR unknown command\r\n");
+    assert_eq!(out, "USER alice@example.org\r\n");
+}
+
+#[test]
+fn response_codes_classify_failures() {
+    for (reply, expected) in [
+        (
+            &b"-ERR [AUTH] Authentication failed.\r\n"[..],
+            Some(LoginFailure::AuthFailed),
+        ),
+        (b"-ERR nope\r\n", Some(LoginFailure::AuthFailed)),
+        (b"-ERR [IN-USE] locked\r\n", Some(LoginFailure::InUse)),
+        (b"-ERR [SYS/TEMP] later\r\n", None),
+    ] {
+        let mut m = login(Pop3BackendAuth::Plain, b"pw");
+        step(&mut m, b"+OK hi\r\n");
+        let (ev, _) = step(&mut m, reply);
+        match (ev, expected) {
+            (BackendEvent::Done(BackendOutcome::Rejected(f)), Some(e)) => assert_eq!(f, e),
+            (BackendEvent::Done(BackendOutcome::Unavailable(_)), None) => {}
+            (ev, e) => panic!(
+                "{:?}: got {ev:?}, expected {e:?}",
+                String::from_utf8_lossy(reply)
+            ),
+        }
+    }
+}
+
+#[test]
+fn bad_greeting_is_unavailable() {
+    let mut m = login(Pop3BackendAuth::Auto, b"pw");
+    let (ev, _) = step(&mut m, b"-ERR go away\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(_))
+    ));
+}
+
+#[test]
+fn user_mode_cannot_send_user_with_space() {
+    let mut m =
+        Pop3BackendLogin::new("a b", Secret::new(b"pw".to_vec()), Pop3BackendAuth::User);
+    let (ev, _) = step(&mut m, b"+OK hi\r\n");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
+}
+
+#[test]
+fn xclient_is_sent_when_offered_and_a_client_address_is_known() {
+    let client = ClientAddress {
+        peer: "192.0.2.7:40000".parse().unwrap(),
+        local: "198.51.100.1:110".parse().unwrap(),
+    };
+    let mut m = login(Pop3BackendAuth::Auto, b"pw").with_client_address(client);
+    step(&mut m, b"+OK hi\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\nXCLIENT\r\nSASL PLAIN\r\n.\r\n");
+    assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
+    let (_, out) = step(&mut m, b"-ERR not trusted\r\n");
+    assert!(out.starts_with("AUTH PLAIN "), "{out}");
+
+    // Not offered: straight to the login.
+    let mut m = login(Pop3BackendAuth::Auto, b"pw").with_client_address(client);
+    step(&mut m, b"+OK hi\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\nSASL PLAIN\r\n.\r\n");
+    assert!(out.starts_with("AUTH PLAIN "), "{out}");
+}
+
+#[test]
+fn xclient_announced_in_the_greeting_is_used_in_every_mode() {
+    let client = ClientAddress {
+        peer: "192.0.2.7:40000".parse().unwrap(),
+        local: "198.51.100.1:110".parse().unwrap(),
+    };
+    let mut m = login(Pop3BackendAuth::Plain, b"pw").with_client_address(client);
+    let (_, out) = step(&mut m, b"+OK [XCLIENT] Dovecot ready.\r\n");
+    assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\n");
+    assert!(out.starts_with("AUTH PLAIN "), "{out}");
+}
+
+#[test]
+fn stls_upgrades_before_the_login() {
+    let mut m = login(Pop3BackendAuth::Plain, b"pw").with_starttls();
+    let (_, out) = step(&mut m, b"+OK hi\r\n");
+    assert_eq!(out, "STLS\r\n");
+    let (ev, _) = step(&mut m, b"+OK Begin TLS\r\n");
+    assert_eq!(ev, BackendEvent::StartTls);
+    m.tls_started();
+    let (_, out) = step(&mut m, b"");
+    assert!(out.starts_with("AUTH PLAIN "), "{out}");
+    let mut refused = login(Pop3BackendAuth::Plain, b"pw").with_starttls();
+    step(&mut refused, b"+OK hi\r\n");
+    let (ev, _) = step(&mut refused, b"-ERR no\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(_))
+    ));
+}
+
+#[test]
+fn a_login_refused_right_after_stls_is_a_failed_login_not_a_fault() {
+    // USER cannot carry a name with a space: after the TLS upgrade the
+    // machine refuses at once, and `poll` must report that refusal.
+    let mut m = Pop3BackendLogin::new("a b", Secret::new(b"pw".to_vec()), Pop3BackendAuth::User)
+        .with_starttls();
+    step(&mut m, b"+OK hi\r\n");
+    let (ev, _) = step(&mut m, b"+OK Begin TLS\r\n");
+    assert_eq!(ev, BackendEvent::StartTls);
+    m.tls_started();
+    let (ev, out) = step(&mut m, b"");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
+    assert_eq!(out, "");
+}
+
+#[test]
+fn leftover_after_login_is_kept() {
+    let mut m = login(Pop3BackendAuth::Plain, b"pw");
+    step(&mut m, b"+OK hi\r\n");
+    let (ev, _) = step(&mut m, b"+OK Logged in.\r\n+OK 2 messages\r\n");
+    assert_eq!(ev, logged_in(b"+OK 2 messages\r\n"));
+}

@@ -1,0 +1,157 @@
+//! The one place live objects are built from a loaded configuration: rustls
+//! server configs per TLS listener, the TLS client configs (back ends, LDAP),
+//! the static map, and — on each worker's thread — the directory with its
+//! cache. `check-config` builds the same [`Live`] as `run`, so what it
+//! accepts starts.
+
+use crate::config::{ConfigError, DirectorySettings, Loaded};
+use crate::directory::{
+    CacheCounters, CachedDirectory, Directory, Invalidations, LdapDirectory, StaticMap,
+};
+use crate::tls;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// A configuration with everything it names loaded and checked.
+pub struct Live {
+    /// The configuration.
+    pub loaded: Arc<Loaded>,
+    /// Per listener: its TLS server config (`None` for plaintext listeners).
+    pub listener_tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// TLS client config towards back ends, when `[backend] tls` is on.
+    pub backend_tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS client config towards LDAP servers, when `ca_file` is set.
+    ldap_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The static map, when `kind = "static"` (shared read-only by workers).
+    pub static_map: Option<Arc<StaticMap>>,
+}
+
+impl Live {
+    /// Loads certificates, CA files and the static map named by `loaded`;
+    /// errors name the file, line and key.
+    pub fn build(loaded: Arc<Loaded>) -> Result<Self, ConfigError> {
+        let ticketer = tls::ticketer().map_err(|e| loaded.invalid("tls", e.to_string()))?;
+        let listener_tls = loaded
+            .listener_tls
+            .iter()
+            .enumerate()
+            .map(|(index, settings)| {
+                settings
+                    .as_ref()
+                    .map(|s| tls::server_config(s, ticketer.clone()))
+                    .transpose()
+                    .map_err(|e| loaded.invalid(&format!("listen[{index}].tls"), e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let backend_tls = loaded
+            .backend_ca
+            .as_deref()
+            .map(tls::client_config)
+            .transpose()
+            .map_err(|e| loaded.invalid("backend.ca_file", e.to_string()))?;
+        let (ldap_tls, static_map) = match &loaded.directory {
+            DirectorySettings::Ldap(ldap) => {
+                let tls = ldap
+                    .ca_file
+                    .as_deref()
+                    .map(tls::client_config)
+                    .transpose()
+                    .map_err(|e| loaded.invalid("directory.ca_file", e.to_string()))?;
+                (tls, None)
+            }
+            DirectorySettings::Static {
+                map,
+                local_part_case_sensitive,
+            } => {
+                let text = std::fs::read_to_string(map).map_err(|e| {
+                    loaded.invalid(
+                        "directory.map",
+                        format!("cannot read {}: {e}", map.display()),
+                    )
+                })?;
+                let parsed = StaticMap::parse(&text, map, *local_part_case_sensitive)?;
+                (None, Some(Arc::new(parsed)))
+            }
+        };
+        Ok(Self {
+            loaded,
+            listener_tls,
+            backend_tls,
+            ldap_tls,
+            static_map,
+        })
+    }
+
+    /// A worker's directory: LDAP or the static map, behind the cache if
+    /// configured. Called on the worker's thread (the result is not `Send`).
+    pub fn directory(
+        &self,
+        invalidations: Arc<Invalidations>,
+        counters: Arc<CacheCounters>,
+        health: Arc<AtomicBool>,
+    ) -> Rc<dyn Directory> {
+        let base: Rc<dyn Directory> = match (&self.loaded.directory, &self.static_map) {
+            (DirectorySettings::Ldap(settings), _) => Rc::new(
+                LdapDirectory::new(settings.clone(), self.ldap_tls.clone()).with_health(health),
+            ),
+            (DirectorySettings::Static { .. }, Some(map)) => Rc::new(map.clone()),
+            (DirectorySettings::Static { .. }, None) => {
+                unreachable!("Live::build loads the map of a static directory")
+            }
+        };
+        match self.loaded.cache {
+            Some(settings) => {
+                Rc::new(CachedDirectory::new(base, settings, invalidations).with_counters(counters))
+            }
+            None => base,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn build(text: &str, map: Option<&str>) -> Result<Live, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(map) = map {
+            std::fs::write(dir.path().join("users.map"), map).unwrap();
+        }
+        let loaded = crate::config::parse_str(text, Path::new("test.toml"), dir.path())?;
+        Live::build(Arc::new(loaded))
+    }
+
+    const STATIC: &str = "[[listen]]\nprotocol = \"imap\"\naddress = \"127.0.0.1:0\"\n\n[directory]\nkind = \"static\"\nmap = \"users.map\"\n";
+
+    #[test]
+    fn missing_map_file_names_the_path_line_and_key() {
+        let err = build(STATIC, None).err().unwrap().to_string();
+        assert!(err.starts_with("test.toml:7: `directory.map`"), "{err}");
+        assert!(err.contains("users.map"), "{err}");
+    }
+
+    #[test]
+    fn malformed_map_names_its_line() {
+        let err = build(STATIC, Some("alice@x 127.0.0.1\nbob@x\n"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("users.map:2"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_certificate_names_the_listener_and_file() {
+        let text = STATIC.replace(
+            "address = \"127.0.0.1:0\"\n",
+            "address = \"127.0.0.1:0\"\ntls = \"implicit\"\ncert = \"nope.pem\"\nkey = \"nope.key\"\n",
+        );
+        let err = build(&text, Some("* 127.0.0.1\n"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("test.toml:4: `listen[0].tls`"), "{err}");
+        assert!(err.contains("nope.pem"), "{err}");
+    }
+}

@@ -1,0 +1,195 @@
+//! What a session knows, grouped by where it comes from: its listener
+//! ([`ListenerContext`]), the back-end policy ([`BackendPolicy`]) and the
+//! state its worker shares among sessions ([`WorkerShared`]). The runtime
+//! builds one [`SessionContext`] per listener per worker.
+
+use super::rate_limit::LoginRateLimit;
+use crate::config::{Limits, Listener, Loaded, Protocol, TlsMode};
+use crate::directory::Directory;
+use crate::imap::{ImapBackendAuth, ImapSettings};
+use crate::metrics::{self, Recorder, SharedRecorder};
+use crate::pop3::preauth::DEFAULT_CAPABILITIES;
+use crate::pop3::{Pop3BackendAuth, Pop3Settings};
+use crate::registry::Registry;
+use crate::relay::RelaySettings;
+use crate::tls::SwappableServerConfig;
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One listener, as its sessions see it.
+pub struct ListenerContext {
+    /// Protocol spoken to clients.
+    pub protocol: Protocol,
+    /// The listener, as metrics label it.
+    pub label: metrics::Listener,
+    /// IMAP pre-auth settings (IMAP listeners).
+    pub imap: Rc<ImapSettings>,
+    /// POP3 pre-auth settings (POP3 listeners).
+    pub pop3: Rc<Pop3Settings>,
+    /// TLS mode towards clients.
+    pub tls_mode: TlsMode,
+    /// The listener's TLS config (swapped on reload).
+    pub tls: Option<SwappableServerConfig>,
+    /// Bound on a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Client connect → login bound.
+    pub preauth_timeout: Duration,
+}
+
+impl ListenerContext {
+    /// The context of `listen`, bound at `bound`.
+    pub fn new(
+        listen: &Listener,
+        limits: &Limits,
+        handshake_timeout: Duration,
+        bound: SocketAddr,
+        tls: Option<SwappableServerConfig>,
+    ) -> Self {
+        let starttls = listen.tls_mode() == TlsMode::Starttls;
+        Self {
+            protocol: listen.protocol,
+            label: metrics::Listener {
+                protocol: listen.protocol,
+                address: bound,
+            },
+            imap: Rc::new(ImapSettings {
+                greeting: listen.greeting().to_owned(),
+                max_line: limits.max_line,
+                max_literal: limits.max_literal,
+                max_auth_failures: limits.max_auth_failures,
+                starttls,
+                require_tls: listen.requires_tls(),
+            }),
+            pop3: Rc::new(Pop3Settings {
+                greeting: listen.greeting().to_owned(),
+                max_line: limits.max_line,
+                max_auth_failures: limits.max_auth_failures,
+                capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+                starttls,
+                require_tls: listen.requires_tls(),
+            }),
+            tls_mode: listen.tls_mode(),
+            tls,
+            handshake_timeout,
+            preauth_timeout: limits.preauth_timeout,
+        }
+    }
+}
+
+/// How back ends are reached and logged in to, and how sessions relay.
+pub struct BackendPolicy {
+    /// IMAP port when a route names none.
+    pub imap_port: u16,
+    /// POP3 port when a route names none.
+    pub pop3_port: u16,
+    /// Back-end TCP connect bound.
+    pub connect_timeout: Duration,
+    /// Back-end greeting + login bound.
+    pub login_timeout: Duration,
+    /// IMAP back-end login method.
+    pub imap_auth: ImapBackendAuth,
+    /// POP3 back-end login method.
+    pub pop3_auth: Pop3BackendAuth,
+    /// Pass the client's address to back ends that accept it.
+    pub forward_client_address: bool,
+    /// TLS towards back ends.
+    pub tls_mode: TlsMode,
+    /// The TLS client config for back ends.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Relay settings.
+    pub relay: RelaySettings,
+}
+
+impl BackendPolicy {
+    /// The policy of `loaded`, with the back-end TLS client config built
+    /// from it.
+    pub fn new(loaded: &Loaded, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        let backend = &loaded.config.backend;
+        Self {
+            imap_port: backend.imap_port,
+            pop3_port: backend.pop3_port,
+            connect_timeout: backend.connect_timeout,
+            login_timeout: backend.login_timeout,
+            imap_auth: backend.imap_auth,
+            pop3_auth: backend.pop3_auth,
+            forward_client_address: backend.forward_client_address,
+            tls_mode: *backend.tls.get_ref(),
+            tls,
+            relay: loaded.relay,
+        }
+    }
+
+    /// The back-end port for `protocol` when a route names none.
+    pub fn port(&self, protocol: Protocol) -> u16 {
+        match protocol {
+            Protocol::Imap => self.imap_port,
+            Protocol::Pop3 => self.pop3_port,
+        }
+    }
+}
+
+/// What the sessions of one worker share.
+pub struct WorkerShared {
+    /// The directory (with this worker's cache).
+    pub directory: Rc<dyn Directory>,
+    /// This worker's recorder; `None` when metrics are off.
+    pub metrics: Option<SharedRecorder>,
+    /// This worker's relaying sessions.
+    pub registry: Arc<Registry>,
+    /// This worker's failed-login counts per client address; `None` when
+    /// the limit is off.
+    pub login_limit: Option<RefCell<LoginRateLimit>>,
+}
+
+/// Everything a session needs, shared by the sessions of one listener on one worker.
+pub struct SessionContext {
+    /// The listener.
+    pub listener: ListenerContext,
+    /// The back-end policy.
+    pub backend: Rc<BackendPolicy>,
+    /// The worker's shared state.
+    pub worker: Rc<WorkerShared>,
+}
+
+impl SessionContext {
+    /// Groups the three parts.
+    pub fn new(
+        listener: ListenerContext,
+        backend: Rc<BackendPolicy>,
+        worker: Rc<WorkerShared>,
+    ) -> Self {
+        Self {
+            listener,
+            backend,
+            worker,
+        }
+    }
+
+    /// Records into this worker's recorder, if metrics are on.
+    pub(super) fn record(&self, f: impl FnOnce(&mut Recorder)) {
+        if let Some(recorder) = &self.worker.metrics {
+            metrics::with(recorder, f);
+        }
+    }
+
+    /// Whether logins from `peer` are refused for now.
+    pub(super) fn login_limited(&self, peer: SocketAddr) -> bool {
+        self.worker.login_limit.as_ref().is_some_and(|limit| {
+            limit
+                .borrow_mut()
+                .is_limited(peer.ip(), std::time::Instant::now())
+        })
+    }
+
+    /// Counts a failed login from `peer` towards its limit.
+    pub(super) fn login_failed_from(&self, peer: SocketAddr) {
+        if let Some(limit) = &self.worker.login_limit {
+            limit
+                .borrow_mut()
+                .record_failure(peer.ip(), std::time::Instant::now());
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! One login attempt's back-end half: directory lookup, connect (with
+//! failover over the resolved addresses), optional TLS, and the login
+//! exchange driven by the sans-I/O machines of `imap::backend` /
+//! `pop3::backend`. Every failure is a [`LoginError`]: what the client is
+//! told, how it is counted, and why (for the log).
+
+use super::preauth::{write, PREAUTH_READ_SIZE};
+use super::Session;
+use crate::auth::Credentials;
+use crate::config::{Protocol, TlsMode};
+use crate::directory::{DirectoryError, Route, ServedBy};
+use crate::imap::ImapBackendLogin;
+use crate::login::{
+    BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress,
+    LoginFailure,
+};
+use crate::metrics::{LoginOutcome, Phase};
+use crate::pop3::Pop3BackendLogin;
+use crate::tls::{MaybeTls, TlsStream};
+use crate::transport::{Connector, Stream};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::time::{timeout, Instant};
+
+/// A logged-in back-end connection.
+pub(super) struct Backend<S> {
+    pub stream: MaybeTls<S>,
+    pub address: SocketAddr,
+    pub greeting: BackendGreeting,
+    pub leftover: Vec<u8>,
+}
+
+/// Why a login attempt failed, for the log.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LoginCause {
+    #[error("unknown user")]
+    UnknownUser,
+    #[error(transparent)]
+    Directory(DirectoryError),
+    #[error("resolving {host}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("resolving {host}: timed out after {after:?}")]
+    ResolveTimeout { host: String, after: Duration },
+    #[error("{host}: no address")]
+    NoAddress { host: String },
+    #[error("connecting to {address}: {source}")]
+    Connect {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {address}: timed out after {after:?}")]
+    ConnectTimeout {
+        address: SocketAddr,
+        after: Duration,
+    },
+    #[error("back end {address}: {source}")]
+    Tls {
+        address: SocketAddr,
+        source: BackendTlsError,
+    },
+    #[error("back end {address}: {fault}")]
+    Fault {
+        address: SocketAddr,
+        fault: BackendFault,
+    },
+    #[error("back end {address}: connection closed during login")]
+    Closed { address: SocketAddr },
+    #[error("back end {address}: {source}")]
+    Io {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("back end {address}: login timed out after {after:?}")]
+    LoginTimeout {
+        address: SocketAddr,
+        after: Duration,
+    },
+    #[error("back end {address} refused the login")]
+    Refused { address: SocketAddr },
+    #[error("pre-auth time ran out during login")]
+    PreAuthTimeout,
+}
+
+/// Why a TLS session with a back end could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BackendTlsError {
+    #[error("no TLS client config")]
+    NotConfigured,
+    #[error("`{host}` cannot be checked against a certificate")]
+    BadName { host: String },
+    #[error("TLS setup: {0}")]
+    Setup(rustls::Error),
+    #[error("TLS handshake: {0}")]
+    Handshake(std::io::Error),
+    #[error("STARTTLS inside TLS")]
+    AlreadyTls,
+}
+
+/// A failed login: what the client is told, how it is counted, and why.
+#[derive(Debug)]
+pub(super) struct LoginError {
+    pub failure: LoginFailure,
+    pub outcome: LoginOutcome,
+    pub cause: LoginCause,
+}
+
+impl LoginError {
+    /// The back end failed (down, slow, misbehaving): a temporary failure.
+    fn backend(cause: LoginCause) -> Self {
+        Self {
+            failure: LoginFailure::Unavailable,
+            outcome: LoginOutcome::BackendUnavailable,
+            cause,
+        }
+    }
+
+    /// The pre-auth deadline passed while logging in.
+    pub fn preauth_timeout() -> Self {
+        Self::backend(LoginCause::PreAuthTimeout)
+    }
+}
+
+/// Looks `credentials.user` up, connects to the route and logs in there.
+pub(super) async fn attempt<C: Connector>(
+    session: &Session<'_, C>,
+    credentials: &Credentials,
+    client_address: Option<ClientAddress>,
+) -> Result<Backend<C::Stream>, LoginError> {
+    let ctx = session.ctx;
+    let route = lookup(session, &credentials.user).await?;
+    let started = Instant::now();
+    let (stream, address) = connect(session, &route).await?;
+    let took = started.elapsed();
+    ctx.record(|r| r.phase(Phase::BackendConnect, took));
+    let started = Instant::now();
+    let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
+    let exchange = exchange(session, stream, &route.host, login_user, credentials, client_address);
+    let limit = ctx.backend.login_timeout;
+    let (stream, outcome) = match timeout(limit, exchange).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(cause)) => return Err(LoginError::backend(cause.at(address))),
+        Err(_) => {
+            return Err(LoginError::backend(LoginCause::LoginTimeout {
+                address,
+                after: limit,
+            }))
+        }
+    };
+    let took = started.elapsed();
+    ctx.record(|r| r.phase(Phase::BackendLogin, took));
+    match outcome {
+        BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
+            stream,
+            address,
+            greeting,
+            leftover,
+        }),
+        BackendOutcome::Rejected(failure) => Err(LoginError {
+            failure,
+            outcome: match failure {
+                LoginFailure::InUse => LoginOutcome::InUse,
+                LoginFailure::Unavailable => LoginOutcome::BackendUnavailable,
+                LoginFailure::AuthFailed => LoginOutcome::BadPassword,
+            },
+            cause: LoginCause::Refused { address },
+        }),
+        BackendOutcome::Unavailable(fault) => {
+            Err(LoginError::backend(LoginCause::Fault { address, fault }))
+        }
+    }
+}
+
+/// The user's route, with the lookup timed as a phase.
+async fn lookup<C>(session: &Session<'_, C>, user: &str) -> Result<Route, LoginError> {
+    let ctx = session.ctx;
+    let started = Instant::now();
+    let looked_up = ctx.worker.directory.lookup(user).await;
+    let took = started.elapsed();
+    match looked_up {
+        Ok(lookup) => {
+            let phase = match lookup.served_by {
+                ServedBy::CacheHit => Phase::DirectoryCacheHit,
+                ServedBy::CacheMiss => Phase::DirectoryCacheMiss,
+                ServedBy::Directory => Phase::DirectoryLookup,
+            };
+            ctx.record(|r| r.phase(phase, took));
+            lookup.route.ok_or(LoginError {
+                failure: LoginFailure::AuthFailed,
+                outcome: LoginOutcome::UnknownUser,
+                cause: LoginCause::UnknownUser,
+            })
+        }
+        Err(e) => Err(LoginError {
+            failure: LoginFailure::Unavailable,
+            outcome: LoginOutcome::DirectoryUnavailable,
+            cause: LoginCause::Directory(e),
+        }),
+    }
+}
+
+/// A failure of the exchange before the back end's address is attached.
+enum ExchangeError {
+    Tls(BackendTlsError),
+    Closed,
+    Io(std::io::Error),
+}
+
+impl ExchangeError {
+    fn at(self, address: SocketAddr) -> LoginCause {
+        match self {
+            ExchangeError::Tls(source) => LoginCause::Tls { address, source },
+            ExchangeError::Closed => LoginCause::Closed { address },
+            ExchangeError::Io(source) => LoginCause::Io { address, source },
+        }
+    }
+}
+
+/// Optional TLS, then the protocol's login exchange.
+async fn exchange<C: Connector>(
+    session: &Session<'_, C>,
+    stream: C::Stream,
+    host: &str,
+    login_user: &str,
+    credentials: &Credentials,
+    client_address: Option<ClientAddress>,
+) -> Result<(MaybeTls<C::Stream>, BackendOutcome), ExchangeError> {
+    let ctx = session.ctx;
+    let stream = match ctx.backend.tls_mode {
+        TlsMode::Implicit => MaybeTls::Tls(Box::new(
+            backend_handshake(session, stream, host)
+                .await
+                .map_err(ExchangeError::Tls)?,
+        )),
+        _ => MaybeTls::Plain(stream),
+    };
+    let starttls = ctx.backend.tls_mode == TlsMode::Starttls;
+    let password = credentials.password.clone();
+    match ctx.listener.protocol {
+        Protocol::Imap => {
+            let mut machine = ImapBackendLogin::new(login_user, password, ctx.backend.imap_auth);
+            if let Some(client) = client_address {
+                machine = machine.with_client_address(client);
+            }
+            if starttls {
+                machine = machine.with_starttls();
+            }
+            backend_login(session, stream, host, machine).await
+        }
+        Protocol::Pop3 => {
+            let mut machine = Pop3BackendLogin::new(login_user, password, ctx.backend.pop3_auth);
+            if let Some(client) = client_address {
+                machine = machine.with_client_address(client);
+            }
+            if starttls {
+                machine = machine.with_starttls();
+            }
+            backend_login(session, stream, host, machine).await
+        }
+    }
+}
+
+/// Client-side TLS handshake with a back end, verifying its certificate
+/// against `[backend] ca_file` and the route's host name (or IP address).
+async fn backend_handshake<C, S: Stream>(
+    session: &Session<'_, C>,
+    stream: S,
+    host: &str,
+) -> Result<TlsStream<S>, BackendTlsError> {
+    let config = session
+        .ctx
+        .backend
+        .tls
+        .clone()
+        .ok_or(BackendTlsError::NotConfigured)?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+        BackendTlsError::BadName {
+            host: host.to_owned(),
+        }
+    })?;
+    let conn = rustls::ClientConnection::new(config, name).map_err(BackendTlsError::Setup)?;
+    let tls = TlsStream::new(stream, conn);
+    tls.handshake().await.map_err(BackendTlsError::Handshake)?;
+    Ok(tls)
+}
+
+/// Connects to the route's addresses in turn; the first that answers.
+async fn connect<C: Connector>(
+    session: &Session<'_, C>,
+    route: &Route,
+) -> Result<(C::Stream, SocketAddr), LoginError> {
+    let ctx = session.ctx;
+    let port = route
+        .port
+        .unwrap_or(ctx.backend.port(ctx.listener.protocol));
+    let after = ctx.backend.connect_timeout;
+    let host = route.host.clone();
+    let addresses: Vec<SocketAddr> = match route.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            let lookup = tokio::net::lookup_host((route.host.as_str(), port));
+            match timeout(after, lookup).await {
+                Ok(Ok(found)) => found.collect(),
+                Ok(Err(source)) => {
+                    return Err(LoginError::backend(LoginCause::Resolve { host, source }))
+                }
+                Err(_) => {
+                    return Err(LoginError::backend(LoginCause::ResolveTimeout {
+                        host,
+                        after,
+                    }))
+                }
+            }
+        }
+    };
+    let mut last = LoginCause::NoAddress { host };
+    for address in addresses {
+        match timeout(after, session.connector.connect(address)).await {
+            Ok(Ok(stream)) => return Ok((stream, address)),
+            Ok(Err(source)) => last = LoginCause::Connect { address, source },
+            Err(_) => last = LoginCause::ConnectTimeout { address, after },
+        }
+    }
+    Err(LoginError::backend(last))
+}
+
+/// Drives a back-end login machine to its outcome.
+async fn backend_login<C, S: Stream, B: BackendLogin>(
+    session: &Session<'_, C>,
+    mut stream: MaybeTls<S>,
+    host: &str,
+    mut machine: B,
+) -> Result<(MaybeTls<S>, BackendOutcome), ExchangeError> {
+    let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
+    loop {
+        let event = machine.poll();
+        write(&stream, machine.take_output())
+            .await
+            .map_err(ExchangeError::Io)?;
+        match event {
+            BackendEvent::Done(outcome) => return Ok((stream, outcome)),
+            BackendEvent::StartTls => {
+                let MaybeTls::Plain(plain) = stream else {
+                    return Err(ExchangeError::Tls(BackendTlsError::AlreadyTls));
+                };
+                let tls = backend_handshake(session, plain, host)
+                    .await
+                    .map_err(ExchangeError::Tls)?;
+                stream = MaybeTls::Tls(Box::new(tls));
+                machine.tls_started();
+            }
+            BackendEvent::NeedInput => {
+                let (res, b) = stream.read(buf).await;
+                match res {
+                    Ok(0) => return Err(ExchangeError::Closed),
+                    Ok(n) => machine.receive(&b[..n]),
+                    Err(e) => return Err(ExchangeError::Io(e)),
+                }
+                buf = b;
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The pre-auth phase: the protocol machine fed with the client's bytes,
+//! its answers written back, logins attempted, and the server-side TLS
+//! handshakes (implicit, or after STARTTLS). Everything here runs under the
+//! session's pre-auth deadline.
+
+use super::login::{attempt, Backend, LoginError};
+use super::record::{Outcome, SessionRecord, TlsHandshake};
+use super::{Session, SessionContext};
+use crate::auth::Credentials;
+use crate::login::{ClientAddress, LoginFailure, PreAuth, PreAuthEvent};
+use crate::metrics::{LoginOutcome, Phase};
+use crate::tls::{MaybeTls, TlsStream};
+use crate::transport::{Connector, Stream};
+use tokio::time::{timeout_at, Instant};
+
+/// Read size while before login (commands are small; bounded by the limits).
+pub(super) const PREAUTH_READ_SIZE: usize = 4096;
+
+/// How the pre-auth phase ended.
+pub(super) enum PreAuthEnd<S, P, B> {
+    /// The session is over (logout, error, timeout, limits).
+    Closed,
+    /// The client asked for STARTTLS: the stream and machine come back.
+    StartTls(S, P),
+    /// Logged in: relay between these two.
+    LoggedIn(LoggedIn<S, B>),
+}
+
+/// A logged-in session, ready to relay.
+pub(super) struct LoggedIn<S, B> {
+    pub client: S,
+    pub backend: B,
+    /// The login answer and back-end bytes that followed it.
+    pub to_client: Vec<u8>,
+    /// Client bytes pipelined after the login.
+    pub to_backend: Vec<u8>,
+}
+
+/// Writes `bytes` (nothing when empty).
+pub(super) async fn write<S: Stream>(stream: &S, bytes: Vec<u8>) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(bytes).await.0
+}
+
+/// Server-side TLS handshake, bounded by the handshake timeout and the
+/// pre-auth deadline. `None` when it failed (the reason is in the record).
+pub(super) async fn tls_handshake<S: Stream>(
+    ctx: &SessionContext,
+    client: S,
+    deadline: Instant,
+    record: &mut SessionRecord,
+) -> Option<Box<TlsStream<S>>> {
+    let config = ctx.listener.tls.as_ref()?.load_full();
+    let conn = match rustls::ServerConnection::new(config) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(client = %record.peer, "TLS setup failed: {e}");
+            record.outcome = Outcome::TlsFailed;
+            return None;
+        }
+    };
+    let stream = Box::new(TlsStream::new(client, conn));
+    let started = Instant::now();
+    let limit = deadline.min(started + ctx.listener.handshake_timeout);
+    match timeout_at(limit, stream.handshake()).await {
+        Ok(Ok(())) => {
+            let (kind, phase) = if stream.resumed() {
+                (TlsHandshake::Resumed, Phase::TlsHandshakeResumed)
+            } else {
+                (TlsHandshake::Full, Phase::TlsHandshakeFull)
+            };
+            record.tls = Some(kind);
+            let took = started.elapsed();
+            ctx.record(|r| r.phase(phase, took));
+            Some(stream)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(client = %record.peer, "TLS handshake failed: {e}");
+            record.outcome = Outcome::TlsFailed;
+            None
+        }
+        Err(_) => {
+            tracing::debug!(client = %record.peer, "TLS handshake timed out");
+            record.outcome = Outcome::TlsFailed;
+            None
+        }
+    }
+}
+
+/// Runs the pre-auth machine on `client` until the session ends, the client
+/// asks for STARTTLS, or a login succeeds. The caller relays (after dropping
+/// this future, so no pre-auth state stays alive while the session idles).
+pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
+    session: &Session<'_, C>,
+    client: S,
+    mut machine: P,
+    record: &mut SessionRecord,
+) -> PreAuthEnd<S, P, MaybeTls<C::Stream>> {
+    let ctx = session.ctx;
+    let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
+    loop {
+        let event = machine.poll();
+        let protocol_errors = machine.take_protocol_errors();
+        if protocol_errors > 0 {
+            ctx.record(|r| r.protocol_errors(ctx.listener.label, protocol_errors));
+        }
+        if write(&client, machine.take_output()).await.is_err() {
+            record.outcome = Outcome::ClientError;
+            return PreAuthEnd::Closed;
+        }
+        let credentials = match event {
+            PreAuthEvent::Close => return PreAuthEnd::Closed,
+            PreAuthEvent::StartTls => return PreAuthEnd::StartTls(client, machine),
+            PreAuthEvent::NeedInput => {
+                match timeout_at(session.deadline, client.read(buf)).await {
+                    Err(_elapsed) => {
+                        record.outcome = Outcome::PreAuthTimeout;
+                        machine.timed_out();
+                        let _ = write(&client, machine.take_output()).await;
+                        return PreAuthEnd::Closed;
+                    }
+                    Ok((Ok(0), _)) => return PreAuthEnd::Closed,
+                    Ok((Ok(n), b)) => {
+                        machine.receive(&b[..n]);
+                        buf = b;
+                    }
+                    Ok((Err(_), _)) => {
+                        record.outcome = Outcome::ClientError;
+                        return PreAuthEnd::Closed;
+                    }
+                }
+                continue;
+            }
+            PreAuthEvent::Login(credentials) => credentials,
+        };
+        let Some(backend) = log_in(session, &client, &mut machine, credentials, record).await
+        else {
+            continue;
+        };
+        let logged_in = machine.login_succeeded(&backend.greeting);
+        let mut to_client = logged_in.to_client;
+        to_client.extend_from_slice(&backend.leftover);
+        // Returning ends this future: the read buffer, the back-end greeting
+        // and input and the password are freed before the relay starts.
+        return PreAuthEnd::LoggedIn(LoggedIn {
+            client,
+            backend: backend.stream,
+            to_client,
+            to_backend: logged_in.to_backend,
+        });
+    }
+}
+
+/// One login attempt with what the machine presented, counted and logged;
+/// the logged-in back end, or `None` after telling the machine why not.
+async fn log_in<C: Connector, S: Stream, P: PreAuth>(
+    session: &Session<'_, C>,
+    client: &S,
+    machine: &mut P,
+    credentials: Credentials,
+    record: &mut SessionRecord,
+) -> Option<Backend<C::Stream>> {
+    let ctx = session.ctx;
+    let label = ctx.listener.label;
+    record.user = Some(credentials.user.clone());
+    if ctx.login_limited(record.peer) {
+        record.failed_logins += 1;
+        let latency = record.started.elapsed();
+        ctx.record(|r| r.login(label, LoginOutcome::RateLimited, latency));
+        tracing::info!(client = %record.peer, user = %credentials.user, "login refused: too many failed logins from this address");
+        machine.login_failed(LoginFailure::Unavailable);
+        return None;
+    }
+    let client_address = ctx
+        .backend
+        .forward_client_address
+        .then(|| client.local_addr().ok())
+        .flatten()
+        .map(|local| ClientAddress {
+            peer: record.peer,
+            local,
+        });
+    // Boxed phases keep the session task small while it idles.
+    let login = Box::pin(attempt(session, &credentials, client_address));
+    let result = timeout_at(session.deadline, login)
+        .await
+        .unwrap_or(Err(LoginError::preauth_timeout()));
+    let latency = record.started.elapsed();
+    match result {
+        Ok(backend) => {
+            ctx.record(|r| r.login(label, LoginOutcome::Ok, latency));
+            record.backend = Some(backend.address);
+            Some(backend)
+        }
+        Err(e) => {
+            record.failed_logins += 1;
+            if matches!(e.outcome, LoginOutcome::BadPassword | LoginOutcome::UnknownUser) {
+                ctx.login_failed_from(record.peer);
+            }
+            ctx.record(|r| r.login(label, e.outcome, latency));
+            if e.failure == LoginFailure::Unavailable {
+                tracing::warn!(client = %record.peer, user = %credentials.user, reason = %e.cause, "login failed: temporary failure");
+            } else {
+                tracing::debug!(client = %record.peer, user = %credentials.user, reason = %e.cause, "login failed");
+            }
+            machine.login_failed(e.failure);
+            None
+        }
+    }
+}

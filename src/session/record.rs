@@ -1,0 +1,164 @@
+//! The one log line per session, and the gauges a session holds while it is
+//! in a phase.
+
+use super::SessionContext;
+use crate::config::Protocol;
+use crate::metrics::RelayMethod;
+use std::net::SocketAddr;
+use tokio::time::Instant;
+
+/// How a session ended, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Logged in and relayed until both sides closed.
+    Relayed,
+    /// Relay ended by the idle timeout.
+    IdleTimeout,
+    /// Relay ended by a socket error.
+    RelayError,
+    /// Closed before login (LOGOUT/QUIT, too many failures, limits, EOF).
+    ClosedBeforeLogin,
+    /// Pre-auth timeout.
+    PreAuthTimeout,
+    /// A socket error before login.
+    ClientError,
+    /// The TLS handshake failed or timed out.
+    TlsFailed,
+}
+
+impl Outcome {
+    /// Label in the log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Relayed => "relayed",
+            Outcome::IdleTimeout => "idle_timeout",
+            Outcome::RelayError => "relay_error",
+            Outcome::ClosedBeforeLogin => "closed_before_login",
+            Outcome::PreAuthTimeout => "preauth_timeout",
+            Outcome::ClientError => "client_error",
+            Outcome::TlsFailed => "tls_failed",
+        }
+    }
+}
+
+/// How the client's TLS session was set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsHandshake {
+    /// A full handshake.
+    Full,
+    /// A resumed session (ticket or session id).
+    Resumed,
+}
+
+impl TlsHandshake {
+    /// Label in the log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsHandshake::Full => "full",
+            TlsHandshake::Resumed => "resumed",
+        }
+    }
+}
+
+/// The record logged when a session ends.
+#[derive(Debug)]
+pub(super) struct SessionRecord {
+    pub peer: SocketAddr,
+    pub protocol: Protocol,
+    pub user: Option<String>,
+    pub backend: Option<SocketAddr>,
+    pub failed_logins: u32,
+    pub client_to_backend: u64,
+    pub backend_to_client: u64,
+    pub started: Instant,
+    pub outcome: Outcome,
+    /// Set when the client used TLS.
+    pub tls: Option<TlsHandshake>,
+    /// Set once relaying.
+    pub relay: Option<RelayMethod>,
+}
+
+impl SessionRecord {
+    pub fn new(peer: SocketAddr, protocol: Protocol) -> Self {
+        Self {
+            peer,
+            protocol,
+            user: None,
+            backend: None,
+            failed_logins: 0,
+            client_to_backend: 0,
+            backend_to_client: 0,
+            started: Instant::now(),
+            outcome: Outcome::ClosedBeforeLogin,
+            tls: None,
+            relay: None,
+        }
+    }
+
+    /// Counts the session's end and writes its log line.
+    pub fn finish(&self, ctx: &SessionContext) {
+        ctx.record(|r| {
+            r.session_end(ctx.listener.label, self.started.elapsed());
+            if let (Some(backend), Some(method)) = (self.backend, self.relay) {
+                r.relayed(
+                    backend,
+                    self.client_to_backend,
+                    self.backend_to_client,
+                    method,
+                );
+            }
+        });
+        tracing::info!(
+            target: "mailgate::session",
+            client = %self.peer,
+            protocol = %self.protocol,
+            tls = self.tls.map_or("none", TlsHandshake::as_str),
+            relay = self.relay.map_or("-", RelayMethod::as_str),
+            user = self.user.as_deref().unwrap_or("-"),
+            backend = %self.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            failed_logins = self.failed_logins,
+            bytes_up = self.client_to_backend,
+            bytes_down = self.backend_to_client,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            outcome = self.outcome.as_str(),
+            "session end"
+        );
+    }
+}
+
+/// Which session gauge a [`Gauge`] holds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GaugeKind {
+    /// `mailgate_sessions{phase="preauth"}`.
+    PreAuth,
+    /// `mailgate_sessions{phase="relaying"}`.
+    Relaying,
+}
+
+/// Counts a session in one phase's gauge until dropped, however the phase
+/// ends.
+pub(super) struct Gauge<'a> {
+    ctx: &'a SessionContext,
+    kind: GaugeKind,
+}
+
+impl<'a> Gauge<'a> {
+    pub fn enter(ctx: &'a SessionContext, kind: GaugeKind) -> Self {
+        ctx.record(|r| *Self::slot(r, kind) += 1);
+        Self { ctx, kind }
+    }
+
+    fn slot(r: &mut crate::metrics::Recorder, kind: GaugeKind) -> &mut i64 {
+        match kind {
+            GaugeKind::PreAuth => &mut r.preauth_sessions,
+            GaugeKind::Relaying => &mut r.relaying_sessions,
+        }
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        let kind = self.kind;
+        self.ctx.record(|r| *Self::slot(r, kind) -= 1);
+    }
+}

@@ -1,0 +1,56 @@
+//! The relay phase: the login answer and pipelined bytes written first, the
+//! session registered for the admin actions, then bytes both ways.
+
+use super::preauth::{write, LoggedIn};
+use super::record::{Gauge, GaugeKind, Outcome, SessionRecord};
+use super::SessionContext;
+use crate::metrics::RelayMethod;
+use crate::relay::{self, RelayEnd};
+use crate::transport::Stream;
+
+/// Relays a logged-in session until it ends.
+pub(super) async fn relay_session<S: Stream, B: Stream>(
+    ctx: &SessionContext,
+    session: LoggedIn<S, B>,
+    record: &mut SessionRecord,
+) {
+    let LoggedIn {
+        client,
+        backend,
+        to_client,
+        to_backend,
+    } = session;
+    record.client_to_backend = to_backend.len() as u64;
+    record.backend_to_client = to_client.len() as u64;
+    record.relay = Some(RelayMethod::Copy);
+    let _relaying = Gauge::enter(ctx, GaugeKind::Relaying);
+    // Declared after the streams: dropped (unregistered) before they close.
+    let _registration = match (record.user.as_deref(), record.backend) {
+        (Some(user), Some(backend_addr)) => Some(ctx.worker.registry.register(
+            user,
+            record.peer,
+            backend_addr,
+            client.as_raw_fd(),
+            backend.as_raw_fd(),
+        )),
+        _ => None,
+    };
+    // Boxed: the two write futures are large and done in a moment; inline
+    // they would size this future (alive for the whole session) for good.
+    let first =
+        Box::pin(async { tokio::join!(write(&client, to_client), write(&backend, to_backend)) })
+            .await;
+    if first.0.is_err() || first.1.is_err() {
+        record.outcome = Outcome::RelayError;
+        return;
+    }
+    let stats = relay::relay(&client, &backend, ctx.backend.relay).await;
+    record.relay = Some(stats.method);
+    record.client_to_backend += stats.client_to_backend;
+    record.backend_to_client += stats.backend_to_client;
+    record.outcome = match stats.end {
+        RelayEnd::Closed => Outcome::Relayed,
+        RelayEnd::IdleTimeout => Outcome::IdleTimeout,
+        RelayEnd::Error(_) => Outcome::RelayError,
+    };
+}

@@ -1,0 +1,145 @@
+//! Modules depend one way: each top-level module of `src/` may use only the
+//! modules listed before it in [`ORDER`] (protocols at the bottom, runtime
+//! and admin at the top). A `crate::x` path that points the other way — or a
+//! module missing from the list — fails this test, so a dependency cycle
+//! cannot creep in unnoticed. Test code (`*_tests.rs`, `#[cfg(test)]`
+//! modules) is not counted.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The allowed order, bottom first.
+const ORDER: &[&str] = &[
+    "auth",
+    "login",
+    "imap",
+    "pop3",
+    "directory",
+    "metrics",
+    "registry",
+    "transport",
+    "relay",
+    "tls",
+    "config",
+    "session",
+    "runtime",
+    "admin",
+    "check_client",
+    "simulated_backend",
+    "demo",
+    "fuzzing",
+];
+
+/// The protocol core: these may use nothing of the crate but each other's
+/// bottom layer (`auth`, `login`).
+const PROTOCOL_CORE: &[&str] = &["auth", "login", "imap", "pop3"];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `crate::x` names used by the non-test part of `text`.
+fn crate_uses(text: &str) -> BTreeSet<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let mut used = BTreeSet::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for part in group[..end].split(',') {
+                let name: String = part
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    used.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                used.insert(name);
+            }
+        }
+    }
+    used
+}
+
+/// (module, file, used module) for every `crate::` path in `src/`.
+fn edges() -> Vec<(String, PathBuf, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut edges = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let top = relative
+            .components()
+            .next()
+            .expect("a component")
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_owned();
+        let name = file.file_name().expect("a name").to_string_lossy();
+        if top == "lib" || top == "main" || name.ends_with("_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for used in crate_uses(&text) {
+            if used != top {
+                edges.push((top.clone(), relative.to_owned(), used));
+            }
+        }
+    }
+    edges
+}
+
+#[test]
+fn every_module_uses_only_modules_below_it() {
+    let rank = |m: &str| ORDER.iter().position(|o| *o == m);
+    let mut wrong = Vec::new();
+    for (module, file, used) in edges() {
+        match (rank(&module), rank(&used)) {
+            (None, _) => wrong.push(format!("{}: module `{module}` is not in ORDER", file.display())),
+            (_, None) => wrong.push(format!("{}: uses `crate::{used}`, not in ORDER", file.display())),
+            (Some(a), Some(b)) if b > a => wrong.push(format!(
+                "{}: `{module}` uses `crate::{used}`, which comes after it",
+                file.display()
+            )),
+            _ => {}
+        }
+    }
+    assert!(wrong.is_empty(), "dependencies pointing up:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_protocol_core_imports_only_auth_and_login() {
+    let wrong: Vec<String> = edges()
+        .into_iter()
+        .filter(|(module, _, used)| {
+            PROTOCOL_CORE.contains(&module.as_str())
+                && !["auth", "login"].contains(&used.as_str())
+        })
+        .map(|(module, file, used)| format!("{}: `{module}` uses `crate::{used}`", file.display()))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_checker_sees_grouped_and_plain_paths() {
+    let uses = crate_uses("use crate::{a, b::c};\nlet x = crate::d::e;\n#[cfg(test)]\nuse crate::f;");
+    assert_eq!(uses.into_iter().collect::<Vec<_>>(), ["a", "b", "d"]);
+}
