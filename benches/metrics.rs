@@ -4,7 +4,9 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use mailgate::config::Protocol;
 use mailgate::directory::CacheStats;
-use mailgate::metrics::{prometheus, Listener, LoginOutcome, Recorder, RelayMethod, SharedRecorder};
+use mailgate::metrics::{
+    prometheus, Listener, LoginOutcome, Recorder, RelayMethod, SharedRecorder,
+};
 use std::time::Duration;
 
 fn metrics(c: &mut Criterion) {
@@ -42,7 +44,11 @@ fn metrics(c: &mut Criterion) {
                 format!("10.8.0.{}:143", i % 16).parse().unwrap(),
                 10,
                 1000,
-                if i % 2 == 0 { RelayMethod::Splice } else { RelayMethod::Copy },
+                if i % 2 == 0 {
+                    RelayMethod::Splice
+                } else {
+                    RelayMethod::Copy
+                },
             );
         }
     }

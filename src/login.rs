@@ -263,7 +263,10 @@ mod tests {
     fn printable_escapes_and_cuts_at_the_limit() {
         let long = vec![b'a'; MAX_QUOTED_LINE + 1];
         assert_eq!(printable(&long).len(), MAX_QUOTED_LINE);
-        assert_eq!(printable(&long[..MAX_QUOTED_LINE - 1]).len(), MAX_QUOTED_LINE - 1);
+        assert_eq!(
+            printable(&long[..MAX_QUOTED_LINE - 1]).len(),
+            MAX_QUOTED_LINE - 1
+        );
         assert_eq!(printable(b"a\r\nb"), "a\\r\\nb");
     }
 }

@@ -151,9 +151,9 @@ fn admin(
     action: AdminAction,
 ) -> anyhow::Result<()> {
     let token = match token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
-        ),
+        Some(f) => {
+            Some(std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?)
+        }
         None => None,
     };
     let action = match action {

@@ -284,7 +284,10 @@ fn concurrent_logins_of_one_user_make_one_ldap_query() {
     with_directory(&slapd, "60s", async |directory, _| {
         let lookups: Vec<_> = (0..50).map(|_| directory.lookup(ALICE)).collect();
         for route in join_all(lookups).await {
-            assert_eq!(route.unwrap().route.unwrap().login_user.as_deref(), Some(ALICE));
+            assert_eq!(
+                route.unwrap().route.unwrap().login_user.as_deref(),
+                Some(ALICE)
+            );
         }
     });
     assert_eq!(slapd.searches_for("alice"), 1, "{:?}", slapd.searches());

@@ -113,8 +113,14 @@ fn every_module_uses_only_modules_below_it() {
     let mut wrong = Vec::new();
     for (module, file, used) in edges() {
         match (rank(&module), rank(&used)) {
-            (None, _) => wrong.push(format!("{}: module `{module}` is not in ORDER", file.display())),
-            (_, None) => wrong.push(format!("{}: uses `crate::{used}`, not in ORDER", file.display())),
+            (None, _) => wrong.push(format!(
+                "{}: module `{module}` is not in ORDER",
+                file.display()
+            )),
+            (_, None) => wrong.push(format!(
+                "{}: uses `crate::{used}`, not in ORDER",
+                file.display()
+            )),
             (Some(a), Some(b)) if b > a => wrong.push(format!(
                 "{}: `{module}` uses `crate::{used}`, which comes after it",
                 file.display()
@@ -122,7 +128,11 @@ fn every_module_uses_only_modules_below_it() {
             _ => {}
         }
     }
-    assert!(wrong.is_empty(), "dependencies pointing up:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "dependencies pointing up:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -130,8 +140,7 @@ fn the_protocol_core_imports_only_auth_and_login() {
     let wrong: Vec<String> = edges()
         .into_iter()
         .filter(|(module, _, used)| {
-            PROTOCOL_CORE.contains(&module.as_str())
-                && !["auth", "login"].contains(&used.as_str())
+            PROTOCOL_CORE.contains(&module.as_str()) && !["auth", "login"].contains(&used.as_str())
         })
         .map(|(module, file, used)| format!("{}: `{module}` uses `crate::{used}`", file.display()))
         .collect();
@@ -140,6 +149,7 @@ fn the_protocol_core_imports_only_auth_and_login() {
 
 #[test]
 fn the_checker_sees_grouped_and_plain_paths() {
-    let uses = crate_uses("use crate::{a, b::c};\nlet x = crate::d::e;\n#[cfg(test)]\nuse crate::f;");
+    let uses =
+        crate_uses("use crate::{a, b::c};\nlet x = crate::d::e;\n#[cfg(test)]\nuse crate::f;");
     assert_eq!(uses.into_iter().collect::<Vec<_>>(), ["a", "b", "d"]);
 }

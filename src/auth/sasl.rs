@@ -169,7 +169,10 @@ mod tests {
             Mechanism::Plain,
             Some(response.as_bytes()),
         ));
-        assert_eq!((c.user.as_str(), c.password.expose()), ("alice", &b"pw"[..]));
+        assert_eq!(
+            (c.user.as_str(), c.password.expose()),
+            ("alice", &b"pw"[..])
+        );
         let (text, next) = challenge(SaslExchange::start(Mechanism::Plain, None));
         assert_eq!(text, "");
         assert_eq!(done(next.respond(response.as_bytes())).user, "alice");
@@ -182,7 +185,10 @@ mod tests {
         let (text, next) = challenge(next.respond(encode_base64(b"bob").as_bytes()));
         assert_eq!(text, LOGIN_PASSWORD_CHALLENGE);
         let c = done(next.respond(encode_base64(b"p w\xff").as_bytes()));
-        assert_eq!((c.user.as_str(), c.password.expose()), ("bob", &b"p w\xff"[..]));
+        assert_eq!(
+            (c.user.as_str(), c.password.expose()),
+            ("bob", &b"p w\xff"[..])
+        );
     }
 
     #[test]

@@ -102,7 +102,10 @@ fn listener_tls(
             out.push(None);
             continue;
         }
-        let cert = listen.cert.as_ref().or(global.and_then(|t| t.cert.as_ref()));
+        let cert = listen
+            .cert
+            .as_ref()
+            .or(global.and_then(|t| t.cert.as_ref()));
         let key = listen.key.as_ref().or(global.and_then(|t| t.key.as_ref()));
         let (Some(cert), Some(key)) = (cert, key) else {
             return Err(at.invalid(
@@ -165,7 +168,11 @@ fn check_positive(config: &Config, at: &Locator) -> Result<(), ConfigError> {
         ("directory.pool_size", config.directory.pool_size == 0),
         (
             "directory.cache.capacity",
-            config.directory.cache.as_ref().is_some_and(|c| c.capacity == 0),
+            config
+                .directory
+                .cache
+                .as_ref()
+                .is_some_and(|c| c.capacity == 0),
         ),
         ("runtime.ring_entries", config.runtime.ring_entries == 0),
         ("backend.imap_port", config.backend.imap_port == 0),

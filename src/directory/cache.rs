@@ -330,7 +330,6 @@ impl<D: Directory> Directory for CachedDirectory<D> {
     }
 }
 
-
 #[cfg(test)]
 #[path = "cache_tests.rs"]
 mod tests;

@@ -72,7 +72,10 @@ fn fresh_entries_spare_the_directory_until_the_ttl() {
     run(async {
         let (inner, cache, _) = setup();
         for _ in 0..5 {
-            assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box1")));
+            assert_eq!(
+                cache.lookup("alice").await.unwrap().route,
+                Some(route("box1"))
+            );
         }
         assert_eq!(inner.lookups.get(), 1);
         tokio::time::advance(Duration::from_secs(59)).await;
@@ -83,7 +86,10 @@ fn fresh_entries_spare_the_directory_until_the_ttl() {
             .routes
             .borrow_mut()
             .insert("alice".into(), route("box2"));
-        assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box2")));
+        assert_eq!(
+            cache.lookup("alice").await.unwrap().route,
+            Some(route("box2"))
+        );
         assert_eq!(inner.lookups.get(), 2);
         assert_eq!(cache.stats().hits, 5);
     });
@@ -139,14 +145,20 @@ fn failures_serve_stale_entries_up_to_max_stale() {
         cache.lookup("alice").await.unwrap();
         inner.failing.set(true);
         tokio::time::advance(Duration::from_secs(120)).await;
-        assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box1")));
+        assert_eq!(
+            cache.lookup("alice").await.unwrap().route,
+            Some(route("box1"))
+        );
         assert_eq!(cache.stats().stale, 1);
         // Never seen: a temporary failure.
         assert!(cache.lookup("bob").await.is_err());
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(cache.lookup("alice").await.is_err(), "older than max_stale");
         inner.failing.set(false);
-        assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box1")));
+        assert_eq!(
+            cache.lookup("alice").await.unwrap().route,
+            Some(route("box1"))
+        );
     });
 }
 
@@ -167,7 +179,10 @@ fn invalidation_forces_a_new_query_on_every_cache() {
             .borrow_mut()
             .insert("alice".into(), route("box9"));
         invalidations.invalidate("ALICE");
-        assert_eq!(cache.lookup("alice").await.unwrap().route, Some(route("box9")));
+        assert_eq!(
+            cache.lookup("alice").await.unwrap().route,
+            Some(route("box9"))
+        );
         assert_eq!(
             other_worker.lookup("alice").await.unwrap().route,
             Some(route("box9"))

@@ -342,9 +342,7 @@ impl BackendLogin for ImapBackendLogin {
             let event = match self.step {
                 Step::Greeting => self.on_greeting(&line),
                 Step::StartingTls => self.on_starttls_reply(&line),
-                Step::AwaitingTls => {
-                    Some(self.unavailable(BackendFault::DataDuringTlsUpgrade))
-                }
+                Step::AwaitingTls => Some(self.unavailable(BackendFault::DataDuringTlsUpgrade)),
                 Step::Capability => self.on_capability_reply(&line),
                 Step::LoggingIn { .. } => self.on_login_reply(&line),
                 Step::Done => None,

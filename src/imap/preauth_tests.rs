@@ -12,8 +12,14 @@ const SASL_PASSWORD_PROMPT: &str = "+ UGFzc3dvcmQ6\r\n";
 
 #[test]
 fn login_prompts_are_the_sasl_challenges() {
-    assert_eq!(SASL_USERNAME_PROMPT, format!("+ {LOGIN_USER_CHALLENGE}\r\n"));
-    assert_eq!(SASL_PASSWORD_PROMPT, format!("+ {LOGIN_PASSWORD_CHALLENGE}\r\n"));
+    assert_eq!(
+        SASL_USERNAME_PROMPT,
+        format!("+ {LOGIN_USER_CHALLENGE}\r\n")
+    );
+    assert_eq!(
+        SASL_PASSWORD_PROMPT,
+        format!("+ {LOGIN_PASSWORD_CHALLENGE}\r\n")
+    );
 }
 
 fn settings() -> Rc<ImapSettings> {

@@ -3,7 +3,7 @@
 //! Latency histograms become Prometheus histograms (`_bucket`, `_sum`,
 //! `_count`) whose buckets are read off the HdrHistogram data.
 
-use super::{Listener, LoginOutcome, Recorder};
+use super::{Listener, LoginOutcome, Phase, Recorder, RelayMethod};
 use crate::directory::CacheStats;
 use hdrhistogram::Histogram;
 use std::fmt::Write;
@@ -26,7 +26,12 @@ fn labels(l: &Listener) -> String {
 pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
     let mut out = String::new();
     let listeners = recorder.listeners();
-    out.push_str("# HELP mailgate_logins_total Login attempts by listener and outcome.\n# TYPE mailgate_logins_total counter\n");
+    header(
+        &mut out,
+        "mailgate_logins_total",
+        "Login attempts by listener and outcome.",
+        "counter",
+    );
     for listener in &listeners {
         for outcome in LoginOutcome::ALL {
             let n = recorder
@@ -34,71 +39,56 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
                 .get(&(*listener, outcome))
                 .copied()
                 .unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "mailgate_logins_total{{{},outcome=\"{}\"}} {n}",
-                labels(listener),
-                outcome.as_str()
-            );
+            let labels = format!("{},outcome=\"{}\"", labels(listener), outcome.as_str());
+            sample(&mut out, "mailgate_logins_total", &labels, n);
         }
     }
-    histogram_family(
+    let name = "mailgate_login_duration_seconds";
+    header(
         &mut out,
-        "mailgate_login_duration_seconds",
+        name,
         "Accept to login complete, successful logins.",
-        &LOGIN_BUCKETS,
-        1e-6,
-        &listeners,
-        |l| recorder.login_latency.get(l),
+        "histogram",
     );
-    histogram_family(
-        &mut out,
-        "mailgate_session_duration_seconds",
-        "Session duration.",
-        &SESSION_BUCKETS,
-        1e-3,
-        &listeners,
-        |l| recorder.session_duration.get(l),
-    );
-    phase_family(&mut out, recorder);
-    out.push_str("# HELP mailgate_backend_bytes_total Bytes relayed, by back end and direction.\n# TYPE mailgate_backend_bytes_total counter\n");
-    let mut backends: Vec<_> = recorder.backend_bytes.iter().collect();
-    backends.sort_by_key(|(addr, _)| **addr);
-    for (addr, (up, down)) in backends {
-        let _ = writeln!(
-            out,
-            "mailgate_backend_bytes_total{{backend=\"{addr}\",direction=\"to_backend\"}} {up}"
-        );
-        let _ = writeln!(
-            out,
-            "mailgate_backend_bytes_total{{backend=\"{addr}\",direction=\"to_client\"}} {down}"
-        );
+    for l in &listeners {
+        let h = recorder.login_latency.get(l);
+        histogram(&mut out, name, &labels(l), h, &LOGIN_BUCKETS, 1e-6);
     }
-    out.push_str("# HELP mailgate_relay_bytes_total Bytes relayed, by method.\n# TYPE mailgate_relay_bytes_total counter\n");
-    let _ = writeln!(
-        out,
-        "mailgate_relay_bytes_total{{method=\"splice\"}} {}",
-        recorder.spliced_bytes
+    let name = "mailgate_session_duration_seconds";
+    header(&mut out, name, "Session duration.", "histogram");
+    for l in &listeners {
+        let h = recorder.session_duration.get(l);
+        histogram(&mut out, name, &labels(l), h, &SESSION_BUCKETS, 1e-3);
+    }
+    let name = "mailgate_phase_duration_seconds";
+    header(&mut out, name, "Duration of login phases.", "histogram");
+    for phase in Phase::ALL {
+        let labels = format!("phase=\"{}\"", phase.as_str());
+        let h = recorder.phases.get(&phase);
+        histogram(&mut out, name, &labels, h, &LOGIN_BUCKETS, 1e-6);
+    }
+    bytes(&mut out, recorder);
+    let name = "mailgate_sessions";
+    header(&mut out, name, "Open sessions by phase.", "gauge");
+    sample(
+        &mut out,
+        name,
+        "phase=\"preauth\"",
+        recorder.preauth_sessions,
     );
-    let _ = writeln!(
-        out,
-        "mailgate_relay_bytes_total{{method=\"copy\"}} {}",
-        recorder.copied_bytes
+    sample(
+        &mut out,
+        name,
+        "phase=\"relaying\"",
+        recorder.relaying_sessions,
     );
-    out.push_str(
-        "# HELP mailgate_sessions Open sessions by phase.\n# TYPE mailgate_sessions gauge\n",
+    let name = "mailgate_directory_cache_total";
+    header(
+        &mut out,
+        name,
+        "Directory cache lookups by result.",
+        "counter",
     );
-    let _ = writeln!(
-        out,
-        "mailgate_sessions{{phase=\"preauth\"}} {}",
-        recorder.preauth_sessions
-    );
-    let _ = writeln!(
-        out,
-        "mailgate_sessions{{phase=\"relaying\"}} {}",
-        recorder.relaying_sessions
-    );
-    out.push_str("# HELP mailgate_directory_cache_total Directory cache lookups by result.\n# TYPE mailgate_directory_cache_total counter\n");
     for (result, n) in [
         ("hit", cache.hits),
         ("negative_hit", cache.negative_hits),
@@ -107,79 +97,81 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
         ("stale", cache.stale),
         ("error", cache.errors),
     ] {
-        let _ = writeln!(
-            out,
-            "mailgate_directory_cache_total{{result=\"{result}\"}} {n}"
-        );
+        sample(&mut out, name, &format!("result=\"{result}\""), n);
     }
     out
 }
 
-fn phase_family(out: &mut String, recorder: &Recorder) {
-    let name = "mailgate_phase_duration_seconds";
-    let _ = writeln!(
+/// Bytes by back end and direction, and by relay method.
+fn bytes(out: &mut String, recorder: &Recorder) {
+    let name = "mailgate_backend_bytes_total";
+    header(
         out,
-        "# HELP {name} Duration of login phases.\n# TYPE {name} histogram"
+        name,
+        "Bytes relayed, by back end and direction.",
+        "counter",
     );
-    for phase in super::Phase::ALL {
-        let h = recorder.phases.get(&phase);
-        let phase = phase.as_str();
-        let total = h.map_or(0, |h| h.len());
-        for le in LOGIN_BUCKETS {
-            let count = h.map_or(0, |h| h.count_between(0, (le / 1e-6) as u64));
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{phase=\"{phase}\",le=\"{le}\"}} {count}"
-            );
-        }
-        let sum: f64 = h.map_or(0.0, |h| {
-            h.iter_recorded()
-                .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
-                .sum::<f64>()
-                * 1e-6
-        });
-        let _ = writeln!(
+    let mut backends: Vec<_> = recorder.backend_bytes.iter().collect();
+    backends.sort_by_key(|(addr, _)| **addr);
+    for (addr, (up, down)) in backends {
+        sample(
             out,
-            "{name}_bucket{{phase=\"{phase}\",le=\"+Inf\"}} {total}"
+            name,
+            &format!("backend=\"{addr}\",direction=\"to_backend\""),
+            *up,
         );
-        let _ = writeln!(out, "{name}_sum{{phase=\"{phase}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{phase=\"{phase}\"}} {total}");
+        sample(
+            out,
+            name,
+            &format!("backend=\"{addr}\",direction=\"to_client\""),
+            *down,
+        );
+    }
+    let name = "mailgate_relay_bytes_total";
+    header(out, name, "Bytes relayed, by method.", "counter");
+    for method in [RelayMethod::Splice, RelayMethod::Copy] {
+        let n = match method {
+            RelayMethod::Splice => recorder.spliced_bytes,
+            RelayMethod::Copy => recorder.copied_bytes,
+        };
+        sample(out, name, &format!("method=\"{}\"", method.as_str()), n);
     }
 }
 
-fn histogram_family<'a>(
+/// `# HELP` and `# TYPE` lines of a family.
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample line.
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+}
+
+/// The `_bucket`, `_sum` and `_count` lines of one histogram; values are
+/// recorded in units of `unit_seconds`.
+fn histogram(
     out: &mut String,
     name: &str,
-    help: &str,
+    labels: &str,
+    h: Option<&Histogram<u64>>,
     buckets: &[f64],
     unit_seconds: f64,
-    listeners: &[Listener],
-    get: impl Fn(&Listener) -> Option<&'a Histogram<u64>>,
 ) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for listener in listeners {
-        let (counts, sum, total) = match get(listener) {
-            Some(h) => {
-                let counts: Vec<u64> = buckets
-                    .iter()
-                    .map(|le| h.count_between(0, (le / unit_seconds) as u64))
-                    .collect();
-                let sum: f64 = h
-                    .iter_recorded()
-                    .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
-                    .sum();
-                (counts, sum * unit_seconds, h.len())
-            }
-            None => (vec![0; buckets.len()], 0.0, 0),
-        };
-        let labels = labels(listener);
-        for (le, count) in buckets.iter().zip(counts) {
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {count}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
+    let total = h.map_or(0, |h| h.len());
+    for le in buckets {
+        let count = h.map_or(0, |h| h.count_between(0, (le / unit_seconds) as u64));
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {count}");
     }
+    let sum: f64 = h.map_or(0.0, |h| {
+        h.iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+            .sum::<f64>()
+            * unit_seconds
+    });
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
 }
 
 #[cfg(test)]
@@ -207,7 +199,12 @@ mod tests {
         r.login(imaps, LoginOutcome::Ok, Duration::from_millis(7));
         r.login(imap, LoginOutcome::BadPassword, Duration::from_millis(5));
         r.protocol_errors(pop3, 2);
-        r.relayed("10.0.0.1:143".parse().unwrap(), 10, 2000, crate::metrics::RelayMethod::Splice);
+        r.relayed(
+            "10.0.0.1:143".parse().unwrap(),
+            10,
+            2000,
+            crate::metrics::RelayMethod::Splice,
+        );
         let text = render(&r, &CacheStats::default());
         assert!(
             text.contains("mailgate_logins_total{protocol=\"imap\",listener=\"0.0.0.0:143\",outcome=\"ok\"} 3\n"),

@@ -181,40 +181,10 @@ impl Pop3BackendLogin {
                 Some(BackendEvent::StartTls)
             }
             Step::Capa {
-                status_seen: false, ..
-            } => {
-                if ok {
-                    self.step = Step::Capa {
-                        status_seen: true,
-                        plain: false,
-                        xclient: false,
-                    };
-                    None
-                } else {
-                    self.start_auth(false)
-                }
-            }
-            Step::Capa {
-                status_seen: true,
+                status_seen,
                 plain,
                 xclient,
-            } => {
-                if line == b"." {
-                    self.xclient_offered |= xclient;
-                    return self.introduce_client_then_auth(plain);
-                }
-                let (keyword, rest) = super::split_command(line);
-                let offers_plain = keyword == "SASL"
-                    && rest
-                        .split(|&b| b == b' ')
-                        .any(|m| m.eq_ignore_ascii_case(b"PLAIN"));
-                self.step = Step::Capa {
-                    status_seen: true,
-                    plain: plain || offers_plain,
-                    xclient: xclient || keyword == "XCLIENT",
-                };
-                None
-            }
+            } => self.on_capa_line(line, ok, status_seen, plain, xclient),
             // Whatever the back end thinks of XCLIENT, the login goes on.
             Step::Xclient { plain } => self.start_auth(plain),
             Step::User if ok => {
@@ -236,22 +206,57 @@ impl Pop3BackendLogin {
             Step::AuthPlain | Step::User | Step::Pass if line.starts_with(b"-ERR") => {
                 Some(self.rejected(line))
             }
-            Step::Greeting => Some(self.done(BackendOutcome::Unavailable(
-                BackendFault::UnexpectedGreeting(printable(line)),
-            ))),
-            Step::Stls if ok => Some(self.done(BackendOutcome::Unavailable(
-                BackendFault::DataAfterStartTls,
-            ))),
-            Step::Stls => Some(self.done(BackendOutcome::Unavailable(
-                BackendFault::StartTlsRefused(printable(line)),
-            ))),
-            Step::AwaitingTls => Some(self.done(BackendOutcome::Unavailable(
-                BackendFault::DataDuringTlsUpgrade,
-            ))),
-            _ => Some(self.done(BackendOutcome::Unavailable(
-                BackendFault::UnexpectedReply(printable(line)),
-            ))),
+            _ => Some(self.unexpected(line, ok)),
         }
+    }
+
+    /// One line of the `CAPA` answer (its status line first).
+    fn on_capa_line(
+        &mut self,
+        line: &[u8],
+        ok: bool,
+        status_seen: bool,
+        plain: bool,
+        xclient: bool,
+    ) -> Option<BackendEvent> {
+        if !status_seen {
+            if !ok {
+                return self.start_auth(false);
+            }
+            self.step = Step::Capa {
+                status_seen: true,
+                plain: false,
+                xclient: false,
+            };
+            return None;
+        }
+        if line == b"." {
+            self.xclient_offered |= xclient;
+            return self.introduce_client_then_auth(plain);
+        }
+        let (keyword, rest) = super::split_command(line);
+        let offers_plain = keyword == "SASL"
+            && rest
+                .split(|&b| b == b' ')
+                .any(|m| m.eq_ignore_ascii_case(b"PLAIN"));
+        self.step = Step::Capa {
+            status_seen: true,
+            plain: plain || offers_plain,
+            xclient: xclient || keyword == "XCLIENT",
+        };
+        None
+    }
+
+    /// A line that fits no step: the back end is unusable.
+    fn unexpected(&mut self, line: &[u8], ok: bool) -> BackendEvent {
+        let fault = match self.step {
+            Step::Greeting => BackendFault::UnexpectedGreeting(printable(line)),
+            Step::Stls if ok => BackendFault::DataAfterStartTls,
+            Step::Stls => BackendFault::StartTlsRefused(printable(line)),
+            Step::AwaitingTls => BackendFault::DataDuringTlsUpgrade,
+            _ => BackendFault::UnexpectedReply(printable(line)),
+        };
+        self.done(BackendOutcome::Unavailable(fault))
     }
 
     fn rejected(&mut self, line: &[u8]) -> BackendEvent {

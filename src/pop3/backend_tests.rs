@@ -91,8 +91,7 @@ fn bad_greeting_is_unavailable() {
 
 #[test]
 fn user_mode_cannot_send_user_with_space() {
-    let mut m =
-        Pop3BackendLogin::new("a b", Secret::new(b"pw".to_vec()), Pop3BackendAuth::User);
+    let mut m = Pop3BackendLogin::new("a b", Secret::new(b"pw".to_vec()), Pop3BackendAuth::User);
     let (ev, _) = step(&mut m, b"+OK hi\r\n");
     assert_eq!(
         ev,

@@ -116,7 +116,11 @@ fn contexts(plan: &WorkerPlan, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContex
                 listener.address,
                 listener.tls.clone(),
             );
-            Rc::new(SessionContext::new(context, backend.clone(), shared.clone()))
+            Rc::new(SessionContext::new(
+                context,
+                backend.clone(),
+                shared.clone(),
+            ))
         })
         .collect()
 }

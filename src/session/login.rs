@@ -137,7 +137,14 @@ pub(super) async fn attempt<C: Connector>(
     ctx.record(|r| r.phase(Phase::BackendConnect, took));
     let started = Instant::now();
     let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
-    let exchange = exchange(session, stream, &route.host, login_user, credentials, client_address);
+    let exchange = exchange(
+        session,
+        stream,
+        &route.host,
+        login_user,
+        credentials,
+        client_address,
+    );
     let limit = ctx.backend.login_timeout;
     let (stream, outcome) = match timeout(limit, exchange).await {
         Ok(Ok(done)) => done,

@@ -87,7 +87,8 @@ impl<C: Connector> Session<'_, C> {
         record: &mut SessionRecord,
     ) {
         let gauge = Gauge::enter(self.ctx, GaugeKind::PreAuth);
-        let handshake = |client, record| Box::pin(tls_handshake(self.ctx, client, self.deadline, record));
+        let handshake =
+            |client, record| Box::pin(tls_handshake(self.ctx, client, self.deadline, record));
         if self.ctx.listener.tls_mode == TlsMode::Implicit {
             let Some(client) = handshake(client, &mut *record).await else {
                 return;

@@ -196,7 +196,10 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         }
         Err(e) => {
             record.failed_logins += 1;
-            if matches!(e.outcome, LoginOutcome::BadPassword | LoginOutcome::UnknownUser) {
+            if matches!(
+                e.outcome,
+                LoginOutcome::BadPassword | LoginOutcome::UnknownUser
+            ) {
                 ctx.login_failed_from(record.peer);
             }
             ctx.record(|r| r.login(label, e.outcome, latency));

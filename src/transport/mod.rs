@@ -71,4 +71,3 @@ pub trait Connector {
     /// Connects to `addr` (the caller bounds the time).
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream>;
 }
-
