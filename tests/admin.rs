@@ -4,8 +4,8 @@
 mod support;
 
 use mailgate::check_client::ImapClient;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use mailgate_testkit::admin::AdminClient;
+use std::net::SocketAddr;
 use support::stack::*;
 
 const TOKEN: &str = "s3cret-admin-token";
@@ -31,19 +31,10 @@ fn stack_with(workers: usize) -> (Stack, tempfile::TempDir) {
 }
 
 fn http(admin: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(admin).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let answer = AdminClient::new(admin, token.map(str::to_owned))
+        .request(method, path)
+        .unwrap();
+    (answer.status, answer.body)
 }
 
 /// The sum of the samples `selector` (`name{a="x",b="y"}`) picks: every line

@@ -2,7 +2,7 @@
 //! binary on loopback, each in its own temporary folder with ephemeral ports,
 //! stopped when dropped (also when a test panics).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod certs;
 pub mod dovecot;

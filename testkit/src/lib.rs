@@ -1,0 +1,15 @@
+//! What mailgate's tests (`tests/`, `loadgen/tests/`) and the load
+//! generator's cluster mode share, so it exists once:
+//!
+//! * [`process`]: a `mailgate run` process in a folder of its own, its
+//!   ready file read back, its log, stopped when dropped.
+//! * [`certs`]: a test CA and server certificates, made with `rcgen`.
+//! * [`config`]: config templates.
+//! * [`admin`]: the admin client (mailgate's own).
+
+pub mod certs;
+pub mod config;
+pub mod process;
+
+pub use mailgate::admin::client as admin;
+pub use process::{MailgateProcess, Ready, StartError};
