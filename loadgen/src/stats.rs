@@ -7,13 +7,12 @@
 //! loadgen process drives.
 
 use crate::client::{ErrorKind, Failure};
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
+use mailgate::metrics::hlog::IntervalLog;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// A latency histogram in microseconds.
 pub fn histogram() -> Histogram<u64> {
@@ -221,21 +220,12 @@ impl Stats {
         progress: indicatif::ProgressBar,
         mut stop: tokio::sync::oneshot::Receiver<()>,
     ) -> std::io::Result<()> {
-        let mut file = match &hlog {
-            Some(path) => Some(std::fs::File::create(path)?),
-            None => None,
-        };
-        let mut serializer = V2DeflateSerializer::new();
-        let start_time = SystemTime::now();
-        let mut log = match file.as_mut() {
-            Some(f) => Some(
-                IntervalLogWriterBuilder::new()
-                    .add_comment("mailgate-loadgen latency log, microseconds")
-                    .with_start_time(start_time)
-                    .with_base_time(start_time)
-                    .begin_log_with(f, &mut serializer)
-                    .map_err(std::io::Error::other)?,
-            ),
+        let log = match &hlog {
+            Some(path) => Some(IntervalLog::create(
+                path,
+                "mailgate-loadgen latency log, microseconds",
+                false,
+            )?),
             None => None,
         };
         let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -248,11 +238,8 @@ impl Stats {
             };
             let (interval, h, ok, errors) = self.tick();
             let now = Duration::from_secs_f64(interval.at_seconds);
-            if let Some(log) = log.as_mut() {
-                if !h.is_empty() {
-                    log.write_histogram(&h, interval_start, now - interval_start, Tag::new(tag))
-                        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-                }
+            if let Some(log) = &log {
+                log.record(tag, h, interval_start, now - interval_start);
             }
             interval_start = now;
             let secs = (now - Duration::ZERO).as_secs_f64().max(1e-9);
@@ -268,6 +255,6 @@ impl Stats {
             }
         }
         progress.finish_and_clear();
-        Ok(())
+        log.map_or(Ok(()), IntervalLog::finish)
     }
 }

@@ -5,11 +5,11 @@
 //! VPN share.
 
 use mailgate::simulated_backend::{Mailbox, SimulatedBackend};
+use mailgate_testkit::certs::TestCa;
+use mailgate_testkit::MailgateProcess;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 const SIZES: &str = "2000,300000";
 
@@ -37,40 +37,18 @@ fn backend(corrupt: bool) -> SimulatedBackend {
     .unwrap()
 }
 
-/// A mailgate process in front of `backend` (killed when dropped).
+/// A mailgate process in front of `backend` (stopped when dropped).
 struct Mailgate {
-    child: Child,
-    addresses: Vec<(String, SocketAddr)>,
+    process: MailgateProcess,
+    _ca: TestCa,
     _dir: tempfile::TempDir,
 }
 
 impl Mailgate {
     fn start(backend: &SimulatedBackend, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let cert = dir.path().join("cert.pem");
-        let key = dir.path().join("key.pem");
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=DNS:localhost"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let ca = TestCa::new();
+        let (cert, key) = ca.self_signed_localhost();
         std::fs::write(dir.path().join("users.map"), "*  127.0.0.1\n").unwrap();
         let listen = |protocol: &str, tls: &str| {
             format!("[[listen]]\nprotocol = \"{protocol}\"\naddress = \"127.0.0.1:0\"\ntls = \"{tls}\"\n\n")
@@ -90,59 +68,26 @@ impl Mailgate {
             cert.display(),
             key.display(),
         );
-        let config_path = dir.path().join("mailgate.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let ready = dir.path().join("ready");
-        let child = Command::new(mailgate_binary())
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut mailgate = Mailgate {
-            child,
-            addresses: Vec::new(),
+        let process =
+            MailgateProcess::start(&mailgate_binary(), dir.path(), "mailgate", &config, "info")
+                .unwrap_or_else(|e| panic!("{e}"));
+        Mailgate {
+            process,
+            _ca: ca,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let text = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                break text;
-            }
-            assert!(Instant::now() < deadline, "mailgate did not become ready");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        mailgate.addresses = text
-            .lines()
-            .filter_map(|l| {
-                let (name, addr) = l.split_once(' ')?;
-                Some((name.to_owned(), addr.parse().ok()?))
-            })
-            .collect();
-        mailgate
+        }
     }
 
     /// The `n`-th listener of that name in config order (`imap` 0: plain, 1: implicit, 2: STARTTLS).
     fn addr(&self, name: &str, n: usize) -> String {
-        self.addresses
+        let listeners = &self.process.ready.listeners;
+        listeners
             .iter()
             .filter(|(p, _)| p == name)
             .nth(n)
-            .unwrap_or_else(|| panic!("no {name} #{n} in {:?}", self.addresses))
+            .unwrap_or_else(|| panic!("no {name} #{n} in {listeners:?}"))
             .1
             .to_string()
-    }
-}
-
-impl Drop for Mailgate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

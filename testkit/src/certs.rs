@@ -54,8 +54,9 @@ impl TestCa {
     /// Issues `name.pem` (leaf + CA chain) and `name.key` for the DNS names
     /// and IP addresses given; their paths.
     pub fn issue(&self, name: &str, dns: &[&str], ips: &[&str]) -> (PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
-            .expect("valid DNS names");
+        let mut params =
+            CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+                .expect("valid DNS names");
         for ip in ips {
             let ip: IpAddr = ip.parse().expect("an IP address");
             params.subject_alt_names.push(SanType::IpAddress(ip));

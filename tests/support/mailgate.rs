@@ -32,8 +32,9 @@ impl Mailgate {
             .tempdir()
             .expect("temp dir");
         std::fs::write(dir.path().join("users.map"), map).unwrap();
-        let process = MailgateProcess::start(&Self::binary(), dir.path(), "mailgate", config, "debug")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let process =
+            MailgateProcess::start(&Self::binary(), dir.path(), "mailgate", config, "debug")
+                .unwrap_or_else(|e| panic!("{e}"));
         Self {
             addresses: process
                 .addresses()

@@ -1,0 +1,337 @@
+//! `mailgate-loadgen cluster`: the VPN cost of a front end on every box.
+//!
+//! Models B boxes on loopback: box i is 127.0.1.(i+1) and runs a simulated
+//! back end and a mailgate front end (one worker) with the same static map,
+//! user k living on box k mod B. Each session picks a front end uniformly at
+//! random, like DNS round robin on `mail.domain.org`, logs in as a random
+//! user, fetches and checks a message, and logs out. A session whose front
+//! end is not its mailbox's box sends every relayed byte over the VPN
+//! (back end on box j → front end on box i).
+//!
+//! The VPN share comes from mailgate's own `mailgate_backend_bytes_total`
+//! per back end on each front end (a back end on another box's address is
+//! VPN traffic), cross-checked with what the clients received in local and
+//! remote sessions. Expected: (B−1)/B. The projection scales the measured
+//! share and bytes per session to a population and traffic profile, next to
+//! the per-box-hostname alternative (clients go straight to their own box:
+//! no VPN bytes, but every user configures their box's name and a mailbox
+//! move means reconfiguring clients).
+
+//!
+//! `front_end.rs` runs the mailgate processes and reads their counters;
+//! `projection.rs` scales the measurement to a deployment and words it.
+
+mod front_end;
+mod projection;
+
+use crate::client::{Conn, Endpoint, ErrorKind, Failure, Protocol, TlsMode};
+use anyhow::{bail, Context};
+use front_end::FrontEnd;
+use mailgate::simulated_backend::{Mailbox, SimulatedBackend};
+use projection::{project, text, ClusterReport, MIB};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "pw";
+/// Bound on one session of the run.
+const SESSION_LIMIT: Duration = Duration::from_secs(60);
+
+/// Loopback address of box `i` (0-based): 127.0.1.(i+1).
+fn box_address(i: usize) -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, (i + 1) as u8))
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClusterArgs {
+    /// Boxes (each a front end and a back end).
+    #[arg(long, default_value_t = 3)]
+    pub(super) boxes: usize,
+    /// Users, spread over the boxes (user k on box k mod B).
+    #[arg(long, default_value_t = 300)]
+    pub(super) users: u64,
+    /// Sessions to run (the count bound).
+    #[arg(long, default_value_t = 300)]
+    pub(super) sessions: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    pub(super) clients: usize,
+    /// Size of the message each session fetches.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub(super) message_size: usize,
+    /// Fetches per session.
+    #[arg(long, default_value_t = 1)]
+    pub(super) fetches_per_session: usize,
+    /// Time bound of the run.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    pub(super) duration: Duration,
+    /// Seed of the front-end and user choices (same seed, same sessions).
+    #[arg(long, default_value_t = 1)]
+    pub(super) seed: u64,
+    /// The mailgate binary (default: next to this one).
+    #[arg(long)]
+    pub(super) mailgate: Option<PathBuf>,
+    /// Projection: users of the real deployment.
+    #[arg(long, default_value_t = 100_000)]
+    pub(super) population: u64,
+    /// Projection: sessions per user and day.
+    #[arg(long, default_value_t = 20.0)]
+    pub(super) sessions_per_user_day: f64,
+    /// Projection: MiB relayed per session (default: as measured here).
+    #[arg(long)]
+    pub(super) mib_per_session: Option<f64>,
+    /// Projection: peak-hour rate over the daily average.
+    #[arg(long, default_value_t = 3.0)]
+    pub(super) peak_factor: f64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    if !(2..=100).contains(&args.boxes) {
+        bail!("--boxes must be between 2 and 100");
+    }
+    if args.sessions == 0 || args.sessions > 1_000_000 || args.users == 0 {
+        bail!("--sessions must be 1 ..= 1 000 000 and --users at least 1");
+    }
+    let mailgate = match &args.mailgate {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join("mailgate"))
+            .context("locating mailgate")?,
+    };
+    if !mailgate.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release -p mailgate) or pass --mailgate",
+            mailgate.display()
+        );
+    }
+    let work = tempfile::Builder::new()
+        .prefix("mailgate-cluster.")
+        .tempdir()?;
+    let mut backends = Vec::new();
+    for b in 0..args.boxes {
+        backends.push(
+            SimulatedBackend::start_on(
+                box_address(b),
+                1,
+                Mailbox {
+                    password: PASSWORD.into(),
+                    message_sizes: vec![args.message_size],
+                    corrupt: false,
+                },
+            )
+            .with_context(|| format!("starting the back end of box {b} on {}", box_address(b)))?,
+        );
+    }
+    let mut map = String::new();
+    for k in 0..args.users {
+        let home = (k % args.boxes as u64) as usize;
+        map.push_str(&format!("{}  {}\n", user(k), backends[home].imap));
+    }
+    std::fs::write(work.path().join("users.map"), map)?;
+    let mut fronts = Vec::new();
+    for b in 0..args.boxes {
+        fronts.push(FrontEnd::start(&mailgate, work.path(), b, box_address(b))?);
+    }
+    let started = Instant::now();
+    let outcome = drive(&args, &fronts)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let sessions_ended = outcome.attempted;
+    let (vpn_bytes, local_bytes) = relayed_bytes(&fronts, sessions_ended)?;
+    drop(fronts);
+    drop(backends);
+
+    let report = report(&args, &outcome, seconds, vpn_bytes, local_bytes);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", text(&report));
+    }
+    if outcome.mismatches > 0 {
+        bail!(
+            "{} message bodies differed from what the back end holds",
+            outcome.mismatches
+        );
+    }
+    Ok(())
+}
+/// What was measured, with the projection.
+fn report(
+    args: &ClusterArgs,
+    outcome: &Outcome,
+    seconds: f64,
+    vpn_bytes: u64,
+    local_bytes: u64,
+) -> ClusterReport {
+    let b = args.boxes as f64;
+    let total = (vpn_bytes + local_bytes).max(1) as f64;
+    let vpn_share = vpn_bytes as f64 / total;
+    let client_total = (outcome.local_bytes + outcome.remote_bytes).max(1) as f64;
+    let ok = outcome.ok.max(1) as f64;
+    let mib_per_session = total / ok / MIB;
+    let projection = project(&args, vpn_share, mib_per_session);
+    ClusterReport {
+        boxes: args.boxes,
+        sessions_attempted: outcome.attempted,
+        sessions_ok: outcome.ok,
+        errors_by_kind: outcome
+            .errors
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), *v))
+            .collect(),
+        first_error: outcome.first_error.clone(),
+        seconds,
+        vpn_bytes,
+        local_bytes,
+        vpn_share,
+        expected_vpn_share: (b - 1.0) / b,
+        client_remote_share: outcome.remote_bytes as f64 / client_total,
+        remote_sessions: outcome.remote_sessions,
+        vpn_bytes_per_session: vpn_bytes as f64 / ok,
+        mib_per_session,
+        projection,
+    }
+}
+
+fn user(k: u64) -> String {
+    format!("user{k}@example.org")
+}
+#[derive(Default)]
+struct Outcome {
+    attempted: u64,
+    ok: u64,
+    errors: BTreeMap<ErrorKind, u64>,
+    first_error: Option<String>,
+    mismatches: u64,
+    local_bytes: u64,
+    remote_bytes: u64,
+    remote_sessions: u64,
+}
+
+/// Runs the sessions; returns what the clients saw.
+fn drive(args: &ClusterArgs, fronts: &[FrontEnd]) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let endpoints: Vec<Endpoint> = fronts
+        .iter()
+        .map(|f| Endpoint {
+            target: f.imap,
+            protocol: Protocol::Imap,
+            tls: TlsMode::None,
+            tls_config: None,
+            server_name: rustls::pki_types::ServerName::try_from("localhost").expect("valid"),
+        })
+        .collect();
+    let expected = Arc::new(mailgate::simulated_backend::message(1, args.message_size));
+    let next = Arc::new(AtomicU64::new(0));
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let deadline = tokio::time::Instant::now() + args.duration;
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..args.clients.max(1))
+            .map(|_| {
+                let (endpoints, expected, next, outcome) = (
+                    endpoints.clone(),
+                    expected.clone(),
+                    next.clone(),
+                    outcome.clone(),
+                );
+                let args = args.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let s = next.fetch_add(1, Ordering::Relaxed);
+                        if s >= args.sessions || tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                        let mut rng =
+                            fastrand::Rng::with_seed(args.seed.wrapping_mul(1_000_003) ^ s);
+                        let front = rng.usize(0..endpoints.len());
+                        let k = rng.u64(0..args.users);
+                        let remote = (k % args.boxes as u64) as usize != front;
+                        let session = one_session(&args, &endpoints[front], k, &expected).await;
+                        let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                        o.attempted += 1;
+                        match session {
+                            Ok(bytes) => {
+                                o.ok += 1;
+                                if remote {
+                                    o.remote_bytes += bytes;
+                                    o.remote_sessions += 1;
+                                } else {
+                                    o.local_bytes += bytes;
+                                }
+                            }
+                            Err(e) => {
+                                *o.errors.entry(e.kind).or_default() += 1;
+                                if e.kind == ErrorKind::Mismatch {
+                                    o.mismatches += 1;
+                                }
+                                o.first_error.get_or_insert_with(|| e.to_string());
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(outcome)
+}
+/// One session as user `k` through `endpoint`: login, select, fetches
+/// checked against `expected`, logout; the bytes received.
+async fn one_session(
+    args: &ClusterArgs,
+    endpoint: &Endpoint,
+    k: u64,
+    expected: &[u8],
+) -> Result<u64, Failure> {
+    let session = async {
+        let mut conn = Conn::open(endpoint, None).await?;
+        conn.login(&user(k), PASSWORD).await?;
+        conn.select().await?;
+        for _ in 0..args.fetches_per_session {
+            conn.fetch(1, expected).await?;
+        }
+        conn.logout().await?;
+        Ok::<_, Failure>(conn.bytes_in)
+    };
+    tokio::time::timeout(SESSION_LIMIT, session)
+        .await
+        .unwrap_or_else(|_| Err(Failure::new(ErrorKind::Timeout, "session over 60 s")))
+}
+
+/// Sums `mailgate_backend_bytes_total` over the front ends into (VPN,
+/// local), once every front end has recorded its sessions' ends.
+fn relayed_bytes(fronts: &[FrontEnd], sessions: u64) -> anyhow::Result<(u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut ended = 0.0;
+        let mut vpn = 0u64;
+        let mut local = 0u64;
+        for front in fronts {
+            let counts = front.counts()?;
+            ended += counts.sessions_ended;
+            for (backend, bytes) in counts.backend_bytes {
+                if backend.ip() == front.ip {
+                    local += bytes;
+                } else {
+                    vpn += bytes;
+                }
+            }
+        }
+        if ended as u64 >= sessions || Instant::now() > deadline {
+            return Ok((vpn, local));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
