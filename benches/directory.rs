@@ -1,5 +1,6 @@
 //! The directory cache's hot paths: a hit, a negative hit, and a miss through
 //! to an in-memory directory (so the cost of the cache itself is measured).
+#![allow(missing_docs)] // criterion_main! defines an undocumented `main`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mailgate::directory::{CacheSettings, CachedDirectory, Directory, Invalidations, StaticMap};

@@ -1,5 +1,6 @@
 //! The cost of recording (per login and per session end) and of rendering
 //! `/metrics` from two workers' recorders.
+#![allow(missing_docs)] // criterion_main! defines an undocumented `main`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mailgate::config::Protocol;

@@ -1,6 +1,7 @@
 //! The sans-I/O cost of one login: client pre-auth parsing and the back-end
 //! login exchange, per protocol, without sockets. The end-to-end CPU per login
 //! (perf/) is compared against this floor.
+#![allow(missing_docs)] // criterion_main! defines an undocumented `main`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use mailgate::auth::Secret;

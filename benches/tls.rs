@@ -1,6 +1,7 @@
 //! TLS costs on one core, in memory (no sockets): a full and a resumed
 //! handshake with mailgate's server settings (rustls + ring, ECDSA P-256,
 //! tickets), and the relay path: encrypting and decrypting 64 KiB.
+#![allow(missing_docs)] // criterion_main! defines an undocumented `main`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};

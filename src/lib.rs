@@ -28,7 +28,7 @@
 //! * [`admin`]: the admin listener and its client.
 //! * [`demo`], [`simulated_backend`], [`check_client`]: the single-command demo.
 
-#![warn(missing_docs)]
+// Non-test code says why a value must be there (`expect`) or handles its absence.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod auth;

@@ -1,5 +1,8 @@
 //! The `mailgate` command: run the proxy, check a config, or run the demo.
 
+// Non-test code says why a value must be there (`expect`) or handles its absence.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mailgate::admin::client::{Action, AdminClient};

@@ -8,6 +8,9 @@
 //! becoming a statistic. Every run is bounded by `--duration` (and
 //! optionally `--count`); targets are explicit and default to loopback.
 
+// Non-test code says why a value must be there (`expect`) or handles its absence.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 mod cli;
 mod client;
 mod cluster;

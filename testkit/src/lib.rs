@@ -7,6 +7,9 @@
 //! * [`config`]: config templates.
 //! * [`admin`]: the admin client (mailgate's own).
 
+// Non-test code says why a value must be there (`expect`) or handles its absence.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod certs;
 pub mod config;
 pub mod process;

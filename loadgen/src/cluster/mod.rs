@@ -175,7 +175,7 @@ fn report(
     let client_total = (outcome.local_bytes + outcome.remote_bytes).max(1) as f64;
     let ok = outcome.ok.max(1) as f64;
     let mib_per_session = total / ok / MIB;
-    let projection = project(&args, vpn_share, mib_per_session);
+    let projection = project(args, vpn_share, mib_per_session);
     ClusterReport {
         boxes: args.boxes,
         sessions_attempted: outcome.attempted,

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it on a clean clone: installs what the tests
+# drive (tests/setup.sh), then formatting, clippy with warnings as errors,
+# and the test suite of every workspace crate (which includes the module
+# dependency check, tests/module_graph.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests/setup.sh
+# clippy and rustfmt come with the toolchain here; add them where they do not.
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
