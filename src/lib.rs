@@ -14,7 +14,7 @@
 //! `tests/module_graph.rs`):
 //!
 //! * [`auth`], [`login`]: credentials, SASL, and the contract between the
-//!   protocol machines and the session.
+//!   protocol machines and the session; [`netaddr`]: networks and client keys.
 //! * [`imap`], [`pop3`]: sans-I/O protocol machines behind the [`login`] contract.
 //! * [`directory`]: user → back-end routes (static map, LDAP, cache).
 //! * [`metrics`]: per-worker recorders, Prometheus and `.hlog` export.
@@ -33,6 +33,7 @@
 
 pub mod auth;
 pub mod login;
+pub mod netaddr;
 
 pub mod imap;
 pub mod pop3;

@@ -44,6 +44,12 @@ pub const DEFAULT_MAX_LINE: usize = 8 * 1024;
 pub const DEFAULT_MAX_LITERAL: usize = 8 * 1024;
 /// Default number of failed logins after which a connection is closed.
 pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 3;
+/// Default number of commands a client may send before login.
+pub const DEFAULT_MAX_PREAUTH_COMMANDS: u32 = 50;
+/// Default number of refused commands a client may send before login.
+pub const DEFAULT_MAX_PROTOCOL_ERRORS: u32 = 10;
+/// Longest user name looked up; longer ones fail without a lookup.
+pub const MAX_USER_NAME: usize = 255;
 /// Longest back-end line accepted during login (capability lists can be long).
 pub const MAX_BACKEND_LINE: usize = 64 * 1024;
 /// Bytes of a back-end line kept when it is quoted in an error (for logs).
@@ -108,6 +114,8 @@ pub trait PreAuth {
     fn login_succeeded(self, backend: &BackendGreeting) -> LoggedIn;
     /// The pre-auth time ran out: queue a goodbye; `poll` then returns `Close`.
     fn timed_out(&mut self);
+    /// The server is stopping: queue a goodbye; `poll` then returns `Close`.
+    fn shutting_down(&mut self);
     /// The TLS handshake after `StartTls` succeeded: commands resume, with
     /// capabilities recomputed.
     fn tls_started(&mut self);
@@ -180,6 +188,9 @@ pub enum BackendFault {
     /// The back end refused service (`NO [UNAVAILABLE]`, `-ERR [SYS/TEMP]`…).
     #[error("back end refused service: {0}")]
     ServiceRefused(String),
+    /// More untagged lines during the login than a client should be handed.
+    #[error("too many untagged lines during the login")]
+    TooManyUntagged,
     /// A line longer than [`MAX_BACKEND_LINE`].
     #[error("back-end line longer than {MAX_BACKEND_LINE} bytes")]
     LineTooLong,
@@ -234,6 +245,16 @@ pub fn take_line(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, LineT
     }
 }
 
+/// Client-supplied text (a user name) in a log line: control characters,
+/// quotes and backslashes escaped, so no client can forge or split a line.
+pub struct LogText<'a>(pub &'a str);
+
+impl std::fmt::Display for LogText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0.escape_debug(), f)
+    }
+}
+
 /// A peer's line for a log message: lossy, escaped, at most
 /// [`MAX_QUOTED_LINE`] bytes of it.
 pub fn printable(line: &[u8]) -> String {
@@ -257,6 +278,16 @@ mod tests {
         assert_eq!(take_line(&mut long_unterminated, 3), Err(LineTooLong));
         let mut lf_only = b"ab\nc".to_vec();
         assert_eq!(take_line(&mut lf_only, 3), Ok(Some(b"ab".to_vec())));
+    }
+
+    #[test]
+    fn log_text_escapes_line_breaks_and_quotes() {
+        let shown = LogText("eve\r\nINFO forged \"line\"").to_string();
+        assert!(!shown.contains('\n') && !shown.contains('\r'), "{shown}");
+        assert!(
+            shown.contains("\\r\\n") && shown.contains("\\\""),
+            "{shown}"
+        );
     }
 
     #[test]

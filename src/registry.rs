@@ -24,6 +24,9 @@ pub struct SessionEntry {
     pub since: SystemTime,
     client_fd: RawFd,
     backend_fd: RawFd,
+    /// Said to the client when the server closes the session (`* BYE …`
+    /// for IMAP; nothing for POP3, which has no unsolicited answers).
+    goodbye: &'static [u8],
 }
 
 /// A worker's registry, shared with the admin thread.
@@ -57,6 +60,7 @@ impl Registry {
         backend: SocketAddr,
         client_fd: RawFd,
         backend_fd: RawFd,
+        goodbye: &'static [u8],
     ) -> Registration {
         let id = {
             let mut next = self.next.lock().expect("registry lock");
@@ -70,6 +74,7 @@ impl Registry {
             since: SystemTime::now(),
             client_fd,
             backend_fd,
+            goodbye,
         };
         self.entries
             .lock()
@@ -100,14 +105,42 @@ impl Registry {
             .values()
             .filter(|e| e.user.eq_ignore_ascii_case(user))
         {
-            for fd in [entry.client_fd, entry.backend_fd] {
-                // SAFETY: the entry exists, so its session has not closed its
-                // sockets yet (entries are removed before the streams drop,
-                // under this same lock): the descriptors are the session's own.
-                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-            }
+            close(entry, b"");
             kicked += 1;
         }
         kicked
+    }
+
+    /// Says goodbye to every session's client and shuts its sockets down
+    /// (the server is stopping and the grace period is over). The count.
+    pub fn close_all(&self) -> usize {
+        let entries = self.entries.lock().expect("registry lock");
+        for entry in entries.values() {
+            close(entry, entry.goodbye);
+        }
+        entries.len()
+    }
+}
+
+/// Writes `goodbye` to the client if its socket takes it at once, then shuts
+/// both sockets down. Called under the registry lock.
+fn close(entry: &SessionEntry, goodbye: &[u8]) {
+    if !goodbye.is_empty() {
+        // SAFETY: the entry exists, so its session has not closed its sockets
+        // yet (entries are removed before the streams drop, under the lock
+        // the caller holds): the descriptor is the session's own; `goodbye`
+        // is a live buffer.
+        unsafe {
+            libc::send(
+                entry.client_fd,
+                goodbye.as_ptr().cast(),
+                goodbye.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+    }
+    for fd in [entry.client_fd, entry.backend_fd] {
+        // SAFETY: as above, the descriptors are the session's own.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
 }

@@ -6,7 +6,12 @@ mod support;
 use mailgate::check_client::ImapClient;
 use mailgate_testkit::admin::AdminClient;
 use std::net::SocketAddr;
+use std::time::Duration;
+use support::metric;
 use support::stack::*;
+
+/// How long a log line may take to appear.
+const START: Duration = Duration::from_secs(10);
 
 const TOKEN: &str = "s3cret-admin-token";
 
@@ -35,38 +40,6 @@ fn http(admin: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u1
         .request(method, path)
         .unwrap();
     (answer.status, answer.body)
-}
-
-/// The sum of the samples `selector` (`name{a="x",b="y"}`) picks: every line
-/// of that name whose labels include the selector's (a series may carry
-/// more labels, e.g. `listener`).
-fn metric(text: &str, selector: &str) -> f64 {
-    fn split(series: &str) -> (&str, Vec<&str>) {
-        match series.split_once('{') {
-            Some((name, labels)) => (
-                name,
-                labels
-                    .trim_end_matches('}')
-                    .split(',')
-                    .filter(|l| !l.is_empty())
-                    .collect(),
-            ),
-            None => (series, Vec::new()),
-        }
-    }
-    let (name, wanted) = split(selector);
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            let (n, labels) = split(series);
-            n == name && wanted.iter().all(|w| labels.contains(w))
-        })
-        .map(|(_, v)| v.parse().unwrap())
-        .collect();
-    assert!(!values.is_empty(), "{selector} missing:\n{text}");
-    values.iter().sum()
 }
 
 /// Every sample line is `name{labels} value` with a float value; every
@@ -507,11 +480,22 @@ fn failed_logins_from_one_address_are_rate_limited_before_the_back_end() {
 
 #[test]
 fn metrics_off_records_nothing_but_admin_actions_still_work() {
-    let stack = Stack::start_one_worker("[admin]\naddress = \"127.0.0.1:0\"\nmetrics = false\n");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let stack = Stack::start_one_worker(&format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\nmetrics = false\ntoken_file = \"{}\"\n",
+        token_file.display()
+    ));
     let admin = stack.mailgate.addr(2);
     let mut c = ImapClient::connect(stack.imap()).unwrap();
     assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
-    let (status, body) = http(admin, "GET", "/sessions?user=alice%40example.org", None);
+    let (status, body) = http(
+        admin,
+        "GET",
+        "/sessions?user=alice%40example.org",
+        Some(TOKEN),
+    );
     assert_eq!(status, 200);
     assert!(body.contains("alice@example.org"), "{body}");
     c.logout().unwrap();
@@ -524,4 +508,44 @@ fn metrics_off_records_nothing_but_admin_actions_still_work() {
             || l.starts_with("mailgate_session_duration_seconds_count{")),
         "nothing recorded:\n{text}"
     );
+}
+
+#[test]
+fn without_a_token_file_actions_are_off_and_the_log_says_so() {
+    let stack = Stack::start_one_worker("[admin]\naddress = \"127.0.0.1:0\"\n");
+    let admin = stack.mailgate.addr(2);
+    stack.mailgate.wait_for_log(
+        "admin actions (kick, invalidate, session list) are off",
+        START,
+    );
+    for (method, path) in [
+        ("POST", "/sessions/kick?user=alice%40example.org"),
+        ("POST", "/cache/invalidate?user=alice%40example.org"),
+        ("GET", "/sessions"),
+    ] {
+        let (status, body) = http(admin, method, path, Some("anything"));
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(http(admin, "GET", path, None).0, 200, "{path} stays open");
+    }
+}
+
+#[test]
+fn a_slow_admin_client_does_not_stall_the_others() {
+    let (stack, _dir) = stack_with(1);
+    let admin = stack.mailgate.addr(2);
+    // Half a request head, then silence: the listener must go on serving.
+    let mut stalled = std::net::TcpStream::connect(admin).unwrap();
+    std::io::Write::write_all(&mut stalled, b"GET /metr").unwrap();
+    for _ in 0..3 {
+        assert_eq!(http(admin, "GET", "/healthz", None).0, 200);
+    }
+    // The stalled request is closed at the request deadline.
+    stalled
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stalled, &mut rest);
+    assert!(rest.is_empty() || !String::from_utf8_lossy(&rest).contains("200 OK"));
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const ORDER: &[&str] = &[
     "auth",
     "login",
+    "netaddr",
     "imap",
     "pop3",
     "directory",

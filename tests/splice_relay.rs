@@ -85,7 +85,8 @@ fn mailgate(backend: SocketAddr, splice: bool) -> Mailgate {
         backend.port(),
         backend.port(),
         "",
-        &format!("[relay]\nsplice = {splice}\n"),
+        // Every test client comes from 127.0.0.1: no per-address cap.
+        &format!("[relay]\nsplice = {splice}\n[limits]\nmax_connections_per_address = 0\n"),
     );
     Mailgate::start(&config, "* 127.0.0.1\n")
 }

@@ -68,6 +68,7 @@ impl Mailgate {
             cert.display(),
             key.display(),
         );
+        let config = mailgate_testkit::config::with_test_defaults(&config);
         let process =
             MailgateProcess::start(&mailgate_binary(), dir.path(), "mailgate", &config, "info")
                 .unwrap_or_else(|e| panic!("{e}"));

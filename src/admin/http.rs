@@ -2,12 +2,14 @@
 //! request line and headers (no body), the `user` query parameter and a
 //! bearer token; answers with `Connection: close`.
 //!
-//! The whole request head is bounded by [`MAX_HEAD`]; the caller bounds the
-//! time. Nothing here knows what a path means.
+//! The whole request head is bounded by [`MAX_HEAD`] bytes and by the
+//! caller's deadline (checked before every read, so a client dribbling a byte
+//! at a time cannot stretch it). Nothing here knows what a path means.
 
 use percent_encoding::percent_decode_str;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::time::Instant;
 
 /// Longest request head accepted (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -23,9 +25,31 @@ pub(super) struct Request {
     pub bearer: Option<String>,
 }
 
-/// Reads one request head; `None` for a malformed request line.
-pub(super) fn read_request(stream: &TcpStream) -> std::io::Result<Option<Request>> {
-    let mut reader = BufReader::new(stream.take(MAX_HEAD as u64));
+/// Reads from a socket, each read bounded by what is left until a deadline.
+struct UntilDeadline<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for UntilDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        (&*self.stream).read(buf)
+    }
+}
+
+/// Reads one request head before `deadline`; `None` for a malformed
+/// request line.
+pub(super) fn read_request(
+    stream: &TcpStream,
+    deadline: Instant,
+) -> std::io::Result<Option<Request>> {
+    let bounded = UntilDeadline { stream, deadline };
+    let mut reader = BufReader::new(bounded.take(MAX_HEAD as u64));
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
@@ -64,6 +88,7 @@ pub(super) enum Status {
     Ok,
     BadRequest,
     Unauthorized,
+    Forbidden,
     NotFound,
     Unavailable,
 }
@@ -74,6 +99,7 @@ impl Status {
             Status::Ok => "200 OK",
             Status::BadRequest => "400 Bad Request",
             Status::Unauthorized => "401 Unauthorized",
+            Status::Forbidden => "403 Forbidden",
             Status::NotFound => "404 Not Found",
             Status::Unavailable => "503 Service Unavailable",
         }
@@ -109,4 +135,30 @@ pub(super) fn respond(
         status.line(),
         body.len()
     )
+}
+
+/// Compares a secret in time that depends on the lengths only, not on where
+/// the first differing byte is.
+pub(super) fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    if expected.len() != given.len() {
+        return false;
+    }
+    let difference = expected
+        .iter()
+        .zip(given)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(same_secret(b"token", b"token"));
+        assert!(!same_secret(b"token", b"tokem"));
+        assert!(!same_secret(b"token", b"token2"));
+        assert!(!same_secret(b"token", b""));
+    }
 }

@@ -1,13 +1,15 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`,
 //! `/readyz`, and the actions a mailbox move needs — `POST
 //! /cache/invalidate?user=…`, `POST /sessions/kick?user=…`, `GET
-//! /sessions?user=…` — protected by a bearer token; and [`client`], the
-//! client for it.
+//! /sessions?user=…` — which always need the bearer token (without a
+//! `token_file` they are off: 403); and [`client`], the client for it.
 //!
-//! It runs on its own thread with blocking I/O: admin traffic is rare and
-//! small, and must never compete with the workers' reactors. It reads the
-//! workers' recorders and registries; it never touches a session's socket
-//! except through [`crate::registry::Registry::kick`].
+//! It runs on threads of its own with blocking I/O: admin traffic is rare and
+//! small, and must never compete with the workers' reactors. Each request
+//! gets a thread (at most [`MAX_CONCURRENT`] at once; more are answered 503)
+//! and [`REQUEST_TIMEOUT`] for the whole exchange, so a slow client stalls
+//! nobody. It reads the workers' recorders and registries; it never touches a
+//! session's socket except through [`crate::registry::Registry::kick`].
 
 pub mod client;
 mod http;
@@ -17,13 +19,16 @@ use crate::metrics::{self, prometheus, Recorder};
 use crate::runtime::WorkerState;
 use http::{Body, Status};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use http::MAX_HEAD;
 
-/// Bound on reading a request and on writing its answer.
+/// Bound on one whole request: reading its head and writing the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests served at once; more are answered 503 at once.
+pub const MAX_CONCURRENT: usize = 8;
 
 /// What the admin thread serves from.
 pub struct Admin {
@@ -31,20 +36,41 @@ pub struct Admin {
     pub workers: Vec<WorkerState>,
     /// Cache invalidation log.
     pub invalidations: Arc<Invalidations>,
-    /// Required bearer token for actions, if configured.
+    /// The bearer token actions need; `None` turns the actions off.
     pub token: Option<String>,
 }
 
-/// Serves `listener` forever on a new thread.
+/// Serves `listener` forever: an accepting thread, a thread per request.
 pub fn spawn(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
+    if admin.token.is_none() {
+        tracing::warn!(
+            "admin actions (kick, invalidate, session list) are off: set [admin] token_file to use them"
+        );
+    }
+    let admin = Arc::new(admin);
+    let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("mailgate-admin".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
-                let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-                if let Err(e) = admin.handle(stream) {
-                    tracing::debug!("admin request: {e}");
+                if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+                    let mut stream = stream;
+                    let _ = http::respond(&mut stream, Status::Unavailable, Body::Text, "busy\n");
+                    continue;
+                }
+                let (admin, busy) = (admin.clone(), busy.clone());
+                let served = std::thread::Builder::new()
+                    .name("mailgate-admin-request".into())
+                    .spawn(move || {
+                        if let Err(e) = admin.handle(stream) {
+                            tracing::debug!("admin request: {e}");
+                        }
+                        busy.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = served {
+                    tracing::warn!("admin request not served: {e}");
                 }
             }
         })?;
@@ -62,24 +88,35 @@ struct SessionLine<'a> {
 
 impl Admin {
     fn handle(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        let Some(req) = http::read_request(&stream)? else {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let Some(req) = http::read_request(&stream, deadline)? else {
             return http::respond(&mut stream, Status::BadRequest, Body::Text, "bad request\n");
         };
-        let authorized = match &self.token {
-            None => true,
-            Some(token) => req.bearer.as_deref() == Some(token.as_str()),
-        };
-        let needs_token = matches!(
+        stream.set_write_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))?;
+        let is_action = matches!(
             req.path.as_str(),
             "/cache/invalidate" | "/sessions/kick" | "/sessions"
         );
-        if needs_token && !authorized {
-            return http::respond(
-                &mut stream,
-                Status::Unauthorized,
-                Body::Text,
-                "a valid bearer token is required\n",
-            );
+        if is_action {
+            let refusal = match (&self.token, &req.bearer) {
+                (None, _) => Some((
+                    Status::Forbidden,
+                    "admin actions are off: no [admin] token_file is configured\n",
+                )),
+                (Some(token), Some(bearer))
+                    if http::same_secret(token.as_bytes(), bearer.as_bytes()) =>
+                {
+                    None
+                }
+                (Some(_), _) => Some((Status::Unauthorized, "a valid bearer token is required\n")),
+            };
+            if let Some((status, text)) = refusal {
+                return http::respond(&mut stream, status, Body::Text, text);
+            }
         }
         let (status, kind, body) = self.answer(&req);
         http::respond(&mut stream, status, kind, &body)

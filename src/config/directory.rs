@@ -41,6 +41,7 @@ pub(super) fn build(
         let c = d.cache.clone().unwrap_or_default();
         CacheSettings {
             capacity: c.capacity,
+            max_bytes: c.max_bytes,
             ttl: c.ttl,
             negative_ttl: c.negative_ttl,
             max_stale: c.max_stale,
@@ -75,6 +76,7 @@ fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettin
         ca_file: d.ca_file.as_ref().map(|f| base_dir.join(f.get_ref())),
         timeout: d.timeout,
         pool_size: d.pool_size,
+        ambiguous: d.ambiguous,
     })
 }
 

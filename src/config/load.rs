@@ -38,6 +38,18 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         ));
     }
     check_positive(&config, &at)?;
+    if let Some(admin) = &config.admin {
+        if !admin.address.ip().is_loopback() && admin.token_file.is_none() {
+            return Err(at.invalid(
+                None,
+                "admin.token_file",
+                format!(
+                    "the admin listener on {} is reachable from other hosts: set a token_file (its actions need the token)",
+                    admin.address
+                ),
+            ));
+        }
+    }
     let listener_tls = listener_tls(&config, &mut at, base_dir)?;
     let (directory, cache) = super::directory::build(&config.directory, &mut at, base_dir)?;
     let backend_ca = match (config.backend.tls.get_ref(), &config.backend.ca_file) {
@@ -57,6 +69,7 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         idle_timeout: config.relay.idle_timeout,
         splice: config.relay.splice,
         pipe_size: config.relay.pipe_size,
+        max_pipes: config.relay.max_pipes,
     };
     Ok(Loaded {
         directory,
@@ -276,6 +289,15 @@ pop3_port = 10110
         assert!(err.contains("relay.pipe_size"), "{err}");
         assert_eq!(at(MIN_PIPE_SIZE).unwrap().relay.pipe_size, MIN_PIPE_SIZE);
         assert!(at(MIN_PIPE_SIZE + 1).is_ok());
+    }
+
+    #[test]
+    fn a_non_loopback_admin_listener_needs_a_token() {
+        let at = |admin: &str| parse(&format!("{MINIMAL}\n[admin]\n{admin}"));
+        let err = at("address = \"0.0.0.0:9143\"\n").unwrap_err().to_string();
+        assert!(err.contains("admin.token_file"), "{err}");
+        assert!(at("address = \"127.0.0.1:9143\"\n").is_ok());
+        assert!(at("address = \"0.0.0.0:9143\"\ntoken_file = \"t\"\n").is_ok());
     }
 
     #[test]

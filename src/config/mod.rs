@@ -11,11 +11,13 @@
 
 mod directory;
 mod error;
+mod limits;
 mod load;
 mod schema;
 
 pub use crate::login::Protocol;
 pub use error::ConfigError;
+pub use limits::{DEFAULT_FAILURE_DELAY, DEFAULT_PREAUTH_TIMEOUT};
 pub use load::{load_file, parse_str};
 pub use schema::*;
 

@@ -3,9 +3,11 @@
 //! mapping into the settings types of other modules, live in `load.rs` and
 //! `directory.rs`.
 
+pub use super::limits::Limits;
 use crate::directory::CacheSettings;
 use crate::imap::ImapBackendAuth;
-use crate::login::{self, Protocol};
+use crate::login::Protocol;
+use crate::netaddr::Network;
 use crate::pop3::Pop3BackendAuth;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -121,7 +123,9 @@ impl Listener {
 
     /// The greeting text.
     pub fn greeting(&self) -> &str {
-        self.greeting.as_deref().unwrap_or(login::DEFAULT_GREETING)
+        self.greeting
+            .as_deref()
+            .unwrap_or(crate::login::DEFAULT_GREETING)
     }
 }
 
@@ -227,6 +231,11 @@ pub struct DirectoryConfig {
     /// Host name → address rewrites.
     #[serde(default)]
     pub hosts: std::collections::HashMap<String, String>,
+    /// LDAP: what several entries (or several host values) for one user
+    /// mean: an error (the default; the user gets a temporary failure) or
+    /// take the first.
+    #[serde(default)]
+    pub ambiguous: crate::directory::ldap::Ambiguity,
     /// `[directory.cache]`.
     pub cache: Option<CacheConfig>,
 }
@@ -247,6 +256,8 @@ pub struct CacheConfig {
     pub enabled: bool,
     /// Entries per worker.
     pub capacity: usize,
+    /// Bytes per worker, found and negative entries alike.
+    pub max_bytes: usize,
     /// Lifetime of a found route.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
@@ -264,6 +275,7 @@ impl Default for CacheConfig {
         Self {
             enabled: true,
             capacity: d.capacity,
+            max_bytes: d.max_bytes,
             ttl: d.ttl,
             negative_ttl: d.negative_ttl,
             max_stale: d.max_stale,
@@ -297,6 +309,12 @@ pub struct BackendConfig {
     pub tls: toml::Spanned<TlsMode>,
     /// CA certificates (PEM) that back-end certificates must chain to.
     pub ca_file: Option<PathBuf>,
+    /// Networks a route may point into (default: any); a route outside is
+    /// refused as a temporary failure and logged.
+    pub allowed_networks: Vec<Network>,
+    /// Ports a route may name (default: `imap_port`, `pop3_port`, 993 and
+    /// 995 with back-end TLS, and the ports the static map names).
+    pub allowed_ports: Vec<u16>,
 }
 
 impl Default for BackendConfig {
@@ -311,41 +329,8 @@ impl Default for BackendConfig {
             forward_client_address: true,
             tls: toml::Spanned::new(0..0, TlsMode::None),
             ca_file: None,
-        }
-    }
-}
-
-/// `[limits]`: every pre-login input path is bounded by these.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Longest command line (bytes, without CRLF and literal contents).
-    pub max_line: usize,
-    /// Largest IMAP literal before login.
-    pub max_literal: usize,
-    /// Failed logins after which the connection is closed.
-    pub max_auth_failures: u32,
-    /// Time a client may take from connect to successful login.
-    #[serde(with = "humantime_serde")]
-    pub preauth_timeout: Duration,
-    /// Failed logins (wrong password, unknown user) from one client address
-    /// (IPv6: one /64) after which its logins are refused for the rest of
-    /// `failure_window`; counted per worker; 0 turns the limit off.
-    pub max_failures_per_address: u32,
-    /// The window of `max_failures_per_address`.
-    #[serde(with = "humantime_serde")]
-    pub failure_window: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_line: login::DEFAULT_MAX_LINE,
-            max_literal: login::DEFAULT_MAX_LITERAL,
-            max_auth_failures: login::DEFAULT_MAX_AUTH_FAILURES,
-            preauth_timeout: Duration::from_secs(60),
-            max_failures_per_address: 30,
-            failure_window: Duration::from_secs(300),
+            allowed_networks: Network::ANY.to_vec(),
+            allowed_ports: Vec::new(),
         }
     }
 }
@@ -363,6 +348,18 @@ pub struct RelayConfig {
     pub splice: bool,
     /// Pipe capacity for splice.
     pub pipe_size: usize,
+    /// Pipes in existence at once, process-wide (each holds two
+    /// descriptors); a session that finds none relays by copying.
+    pub max_pipes: usize,
+    /// TCP keepalive on both legs after login: idle time before the first
+    /// probe (0 turns keepalive off).
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
+    /// `TCP_USER_TIMEOUT` on both legs after login: how long sent data may
+    /// stay unacknowledged before the connection is dropped (0: the
+    /// kernel's default).
+    #[serde(with = "humantime_serde")]
+    pub user_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -372,6 +369,9 @@ impl Default for RelayConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             splice: true,
             pipe_size: 1024 * 1024,
+            max_pipes: 1024,
+            keepalive: Duration::from_secs(60),
+            user_timeout: Duration::from_secs(120),
         }
     }
 }

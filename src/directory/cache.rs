@@ -7,11 +7,10 @@
 //! lookup and only locks the log when it changed. A cached route is never a
 //! credential: the back end still checks every password.
 
+use super::entries::{Entries, Entry};
 use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServedBy};
-use lru::LruCache;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +22,8 @@ use tokio::time::Instant;
 pub struct CacheSettings {
     /// Entries per worker.
     pub capacity: usize,
+    /// Bytes per worker (keys and routes, found and negative entries alike).
+    pub max_bytes: usize,
     /// How long a found route is used without asking again.
     pub ttl: Duration,
     /// How long "no such user" is remembered.
@@ -35,6 +36,7 @@ impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             capacity: 100_000,
+            max_bytes: 32 * 1024 * 1024,
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(10),
             max_stale: Duration::from_secs(3600),
@@ -147,19 +149,13 @@ impl Invalidations {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    route: Option<Route>,
-    fetched: Instant,
-}
-
 type Shared = Option<Result<Option<Route>, DirectoryError>>;
 
 /// The caching wrapper.
 pub struct CachedDirectory<D> {
     inner: D,
     settings: CacheSettings,
-    entries: RefCell<LruCache<String, Entry>>,
+    entries: RefCell<Entries>,
     in_flight: RefCell<HashMap<String, watch::Receiver<Shared>>>,
     invalidations: std::sync::Arc<Invalidations>,
     seen_generation: Cell<u64>,
@@ -174,11 +170,10 @@ impl<D: Directory> CachedDirectory<D> {
         settings: CacheSettings,
         invalidations: std::sync::Arc<Invalidations>,
     ) -> Self {
-        let capacity = NonZeroUsize::new(settings.capacity.max(1)).expect("at least one");
         Self {
             inner,
+            entries: RefCell::new(Entries::new(settings.capacity, settings.max_bytes)),
             settings,
-            entries: RefCell::new(LruCache::new(capacity)),
             in_flight: RefCell::new(HashMap::new()),
             seen_generation: Cell::new(invalidations.generation.load(Ordering::Acquire)),
             invalidations,
@@ -215,16 +210,7 @@ impl<D: Directory> CachedDirectory<D> {
         let mut entries = self.entries.borrow_mut();
         match self.invalidations.since(self.seen_generation.get()) {
             None => entries.clear(),
-            Some(users) => {
-                let doomed: Vec<String> = entries
-                    .iter()
-                    .filter(|(k, _)| users.iter().any(|u| *u == k.to_lowercase()))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for key in doomed {
-                    entries.pop(&key);
-                }
-            }
+            Some(users) => entries.remove_where(|k| users.iter().any(|u| *u == k.to_lowercase())),
         }
         self.seen_generation.set(current);
     }

@@ -49,6 +49,7 @@ fn setup() -> (
         inner.clone(),
         CacheSettings {
             capacity: 3,
+            max_bytes: usize::MAX,
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(10),
             max_stale: Duration::from_secs(3600),

@@ -31,6 +31,11 @@ impl HostRewrite {
         })
     }
 
+    /// The ports the table names.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.table.values().filter_map(|r| r.port)
+    }
+
     /// Applies the rules to `route` (a table port wins over the route's own).
     pub fn apply(&self, mut route: Route) -> Route {
         if let Some(target) = self.table.get(&route.host.to_ascii_lowercase()) {

@@ -9,9 +9,10 @@
 //! the settings types defined here; nothing here reads the configuration.
 
 pub mod cache;
+mod entries;
 pub mod host_rewrite;
 pub mod ldap;
-mod static_map;
+pub(crate) mod static_map;
 
 pub use cache::{CacheCounters, CacheSettings, CacheStats, CachedDirectory, Invalidations};
 pub use host_rewrite::HostRewrite;
@@ -76,6 +77,15 @@ pub enum DirectoryError {
     /// No server could be connected to (or bound to).
     #[error("no LDAP server usable: {0}")]
     NoServer(ServerFailures),
+    /// The directory's entry for a user cannot be used as it is (several
+    /// entries or values, a host or port that does not parse).
+    #[error("LDAP entry of {user:?} unusable: {detail}")]
+    BadEntry {
+        /// The user looked up.
+        user: String,
+        /// What is wrong, with the values.
+        detail: String,
+    },
     /// A search failed on a connected server.
     #[error("search of {base}: {detail}")]
     Search {

@@ -83,6 +83,15 @@ impl StaticMap {
         Ok(map)
     }
 
+    /// The ports the entries name.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.exact
+            .values()
+            .chain(self.domains.values())
+            .chain(self.fallback.iter())
+            .filter_map(|r| r.port)
+    }
+
     /// Number of entries (wildcards included).
     pub fn len(&self) -> usize {
         self.exact.len() + self.domains.len() + usize::from(self.fallback.is_some())

@@ -38,7 +38,6 @@ const LOGIN_TAG: &str = "mg1";
 const ID_TAG: &str = "mgid";
 const STARTTLS_TAG: &str = "mgtls";
 
-#[derive(Debug)]
 enum Step {
     Greeting,
     /// `STARTTLS` sent, its reply pending.
@@ -53,8 +52,11 @@ enum Step {
     Done,
 }
 
+/// Most bytes of untagged lines kept from the login exchange (for the
+/// client); more is a misbehaving back end.
+pub const MAX_UNTAGGED: usize = 64 * 1024;
+
 /// One back-end login exchange.
-#[derive(Debug)]
 pub struct ImapBackendLogin {
     login_user: String,
     password: Secret,
@@ -70,6 +72,26 @@ pub struct ImapBackendLogin {
     awaiting_id_reply: bool,
     /// Upgrade the connection with STARTTLS before logging in.
     starttls: bool,
+}
+
+/// The step and sizes only: the buffers hold the password.
+impl std::fmt::Debug for ImapBackendLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let step = match self.step {
+            Step::Greeting => "Greeting",
+            Step::StartingTls => "StartingTls",
+            Step::AwaitingTls => "AwaitingTls",
+            Step::Capability => "Capability",
+            Step::LoggingIn { .. } => "LoggingIn",
+            Step::Done => "Done",
+        };
+        f.debug_struct("ImapBackendLogin")
+            .field("step", &step)
+            .field("method", &self.method)
+            .field("input_bytes", &self.input.len())
+            .field("output_bytes", &self.output.len())
+            .finish()
+    }
 }
 
 impl ImapBackendLogin {
@@ -291,6 +313,9 @@ impl ImapBackendLogin {
             return None;
         }
         if line.starts_with(b"* ") {
+            if self.untagged.len() + line.len() + 2 > MAX_UNTAGGED {
+                return Some(self.unavailable(BackendFault::TooManyUntagged));
+            }
             self.untagged.extend_from_slice(line);
             self.untagged.extend_from_slice(b"\r\n");
             return None;

@@ -277,3 +277,42 @@ fn starttls_refused_or_with_injected_bytes_is_unavailable() {
         BackendEvent::Done(BackendOutcome::Unavailable(_))
     ));
 }
+
+#[test]
+fn untagged_lines_during_login_are_bounded_in_bytes() {
+    // One line of exactly `len` bytes with its CRLF.
+    let line = |len: usize| format!("* OK {}\r\n", "x".repeat(len - 7));
+    let at = |total: usize| {
+        let mut m = login(ImapBackendAuth::Auto, b"pw");
+        step(&mut m, DOVECOT_GREETING);
+        let mut lines = String::new();
+        let chunk = 1000;
+        for _ in 0..total / chunk {
+            lines.push_str(&line(chunk));
+        }
+        if total % chunk > 0 {
+            lines.push_str(&line(total % chunk));
+        }
+        lines.push_str("mg1 OK done\r\n");
+        step(&mut m, lines.as_bytes()).0
+    };
+    assert!(matches!(
+        at(MAX_UNTAGGED - 8),
+        BackendEvent::Done(BackendOutcome::LoggedIn { .. })
+    ));
+    assert!(matches!(
+        at(MAX_UNTAGGED),
+        BackendEvent::Done(BackendOutcome::LoggedIn { .. })
+    ));
+    assert_eq!(
+        at(MAX_UNTAGGED + 8),
+        BackendEvent::Done(BackendOutcome::Unavailable(BackendFault::TooManyUntagged))
+    );
+}
+
+#[test]
+fn debug_never_shows_the_password() {
+    let mut m = login(ImapBackendAuth::Login, b"hunter2");
+    step(&mut m, DOVECOT_GREETING);
+    assert!(!format!("{m:?}").contains("hunter2"));
+}

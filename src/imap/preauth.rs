@@ -12,7 +12,8 @@ use super::framing::{Frame, FrameError, Framer};
 use crate::auth::sasl::SaslExchange;
 use crate::login::{
     self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent, DEFAULT_GREETING,
-    DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL,
+    DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL, DEFAULT_MAX_PREAUTH_COMMANDS,
+    DEFAULT_MAX_PROTOCOL_ERRORS,
 };
 use std::rc::Rc;
 
@@ -34,6 +35,11 @@ pub struct ImapSettings {
     pub max_literal: usize,
     /// Failed logins before the connection is closed.
     pub max_auth_failures: u32,
+    /// Commands before login; the next one closes the connection.
+    pub max_commands: u32,
+    /// Refused commands (`BAD`) before login; the last one closes the
+    /// connection.
+    pub max_protocol_errors: u32,
     /// This listener offers STARTTLS.
     pub starttls: bool,
     /// Login only after TLS (STARTTLS listeners).
@@ -47,6 +53,8 @@ impl Default for ImapSettings {
             max_line: DEFAULT_MAX_LINE,
             max_literal: DEFAULT_MAX_LITERAL,
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            max_commands: DEFAULT_MAX_PREAUTH_COMMANDS,
+            max_protocol_errors: DEFAULT_MAX_PROTOCOL_ERRORS,
             starttls: false,
             require_tls: false,
         }
@@ -74,7 +82,12 @@ pub struct ImapPreAuth {
     state: State,
     failures: u32,
     tls_active: bool,
+    /// Refused commands not yet taken by `take_protocol_errors`.
     protocol_errors: u32,
+    /// Refused commands in all.
+    errors_total: u32,
+    /// Commands in all.
+    commands: u32,
 }
 
 /// The state and counters only: the buffers may hold a password.
@@ -107,6 +120,8 @@ impl ImapPreAuth {
             failures: 0,
             tls_active,
             protocol_errors: 0,
+            errors_total: 0,
+            commands: 0,
         };
         let greeting = format!(
             "* OK [CAPABILITY {}] {}\r\n",
@@ -142,6 +157,7 @@ impl ImapPreAuth {
         if let Some(space) = written.iter().position(|&b| b == b' ') {
             if written[space + 1..].starts_with(b"BAD") {
                 self.protocol_errors += 1;
+                self.errors_total += 1;
             }
         }
         self.output.extend_from_slice(b"\r\n");
@@ -174,6 +190,10 @@ impl ImapPreAuth {
     }
 
     fn command(&mut self, len: usize) -> Option<PreAuthEvent> {
+        self.commands += 1;
+        if self.commands > self.settings.max_commands {
+            return Some(self.close_with("Too many commands before login."));
+        }
         let input = std::mem::take(&mut self.input);
         let outcome = match command::parse(&input[..len]) {
             Err(e) => {
@@ -190,6 +210,9 @@ impl ImapPreAuth {
             // handshake and must never be interpreted after it (CVE-2011-0411).
             let pipelined = self.input.len();
             self.consume(pipelined);
+        }
+        if outcome.is_none() && self.errors_total >= self.settings.max_protocol_errors {
+            return Some(self.close_with("Too many invalid commands."));
         }
         outcome
     }
@@ -297,6 +320,10 @@ impl PreAuth for ImapPreAuth {
 
     fn timed_out(&mut self) {
         self.close("Autologout; idle for too long.");
+    }
+
+    fn shutting_down(&mut self) {
+        self.close("Server shutting down.");
     }
 
     fn tls_started(&mut self) {

@@ -67,6 +67,35 @@ impl LoginOutcome {
     }
 }
 
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// `max_connections` reached.
+    TooManyConnections,
+    /// `max_connections_per_address` reached for the client's address.
+    TooManyFromAddress,
+    /// `max_preauth_connections` reached.
+    TooManyPreAuth,
+}
+
+impl Refusal {
+    /// Every reason, in export order.
+    pub const ALL: [Refusal; 3] = [
+        Refusal::TooManyConnections,
+        Refusal::TooManyFromAddress,
+        Refusal::TooManyPreAuth,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "max_connections",
+            Refusal::TooManyFromAddress => "max_connections_per_address",
+            Refusal::TooManyPreAuth => "max_preauth_connections",
+        }
+    }
+}
+
 /// How a session's bytes were relayed (the relay module's choice, counted
 /// here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +146,8 @@ pub struct Recorder {
     pub relaying_sessions: i64,
     /// Durations of login phases, microseconds.
     pub phases: HashMap<Phase, Histogram<u64>>,
+    /// Connections refused at accept, by listener and reason.
+    pub refused: HashMap<(Listener, Refusal), u64>,
 }
 
 /// Login phases timed separately.
@@ -200,6 +231,11 @@ impl Recorder {
             .record(us);
     }
 
+    /// Counts a connection refused at accept.
+    pub fn refused(&mut self, listener: Listener, reason: Refusal) {
+        *self.refused.entry((listener, reason)).or_default() += 1;
+    }
+
     /// Records a finished session.
     pub fn session_end(&mut self, listener: Listener, duration: Duration) {
         let ms = (duration.as_millis() as u64).max(1);
@@ -230,6 +266,7 @@ impl Recorder {
             .map(|(l, _)| *l)
             .chain(self.login_latency.keys().copied())
             .chain(self.session_duration.keys().copied())
+            .chain(self.refused.keys().map(|(l, _)| *l))
             .collect();
         all.sort();
         all.dedup();
@@ -259,6 +296,9 @@ impl Recorder {
             let e = self.backend_bytes.entry(*k).or_default();
             e.0 += up;
             e.1 += down;
+        }
+        for (k, v) in &other.refused {
+            *self.refused.entry(*k).or_default() += v;
         }
         for (k, h) in &other.phases {
             let _ = self.phases.entry(*k).or_insert_with(histogram).add(h);

@@ -3,7 +3,7 @@
 //! Latency histograms become Prometheus histograms (`_bucket`, `_sum`,
 //! `_count`) whose buckets are read off the HdrHistogram data.
 
-use super::{Listener, LoginOutcome, Phase, Recorder, RelayMethod};
+use super::{Listener, LoginOutcome, Phase, Recorder, Refusal, RelayMethod};
 use crate::directory::CacheStats;
 use hdrhistogram::Histogram;
 use std::fmt::Write;
@@ -41,6 +41,24 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
                 .unwrap_or(0);
             let labels = format!("{},outcome=\"{}\"", labels(listener), outcome.as_str());
             sample(&mut out, "mailgate_logins_total", &labels, n);
+        }
+    }
+    let name = "mailgate_connections_refused_total";
+    header(
+        &mut out,
+        name,
+        "Connections refused at accept, by listener and cap.",
+        "counter",
+    );
+    for listener in &listeners {
+        for reason in Refusal::ALL {
+            let n = recorder
+                .refused
+                .get(&(*listener, reason))
+                .copied()
+                .unwrap_or(0);
+            let labels = format!("{},reason=\"{}\"", labels(listener), reason.as_str());
+            sample(&mut out, name, &labels, n);
         }
     }
     let name = "mailgate_login_duration_seconds";

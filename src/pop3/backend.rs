@@ -49,7 +49,6 @@ enum Step {
 }
 
 /// One POP3 back-end login exchange.
-#[derive(Debug)]
 pub struct Pop3BackendLogin {
     login_user: String,
     password: Secret,
@@ -65,6 +64,18 @@ pub struct Pop3BackendLogin {
     /// An event decided outside `poll` (after the TLS upgrade), returned by
     /// the next `poll`.
     pending: Option<BackendEvent>,
+}
+
+/// The step and sizes only: the buffers hold the password.
+impl std::fmt::Debug for Pop3BackendLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3BackendLogin")
+            .field("step", &self.step)
+            .field("method", &self.method)
+            .field("input_bytes", &self.input.len())
+            .field("output_bytes", &self.output.len())
+            .finish()
+    }
 }
 
 impl Pop3BackendLogin {

@@ -10,7 +10,8 @@ use crate::auth::sasl::{Mechanism, SaslExchange, SaslStep};
 use crate::auth::{Credentials, SaslError, Secret};
 use crate::login::{
     self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent, DEFAULT_GREETING,
-    DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE,
+    DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE, DEFAULT_MAX_PREAUTH_COMMANDS,
+    DEFAULT_MAX_PROTOCOL_ERRORS,
 };
 use std::rc::Rc;
 
@@ -23,6 +24,11 @@ pub struct Pop3Settings {
     pub max_line: usize,
     /// Failed logins before the connection is closed.
     pub max_auth_failures: u32,
+    /// Commands before login; the next one closes the connection.
+    pub max_commands: u32,
+    /// Refused commands (`-ERR` other than a failed login) before login;
+    /// the last one closes the connection.
+    pub max_protocol_errors: u32,
     /// Capabilities listed by `CAPA` besides `USER` and `SASL PLAIN`:
     /// promises about the back ends, so configurable.
     pub capabilities: Vec<String>,
@@ -42,6 +48,8 @@ impl Default for Pop3Settings {
             greeting: DEFAULT_GREETING.into(),
             max_line: DEFAULT_MAX_LINE,
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            max_commands: DEFAULT_MAX_PREAUTH_COMMANDS,
+            max_protocol_errors: DEFAULT_MAX_PROTOCOL_ERRORS,
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
             starttls: false,
             require_tls: false,
@@ -65,7 +73,12 @@ pub struct Pop3PreAuth {
     state: State,
     failures: u32,
     tls_active: bool,
+    /// Refused commands not yet taken by `take_protocol_errors`.
     protocol_errors: u32,
+    /// Refused commands in all.
+    errors_total: u32,
+    /// Commands in all.
+    commands: u32,
 }
 
 /// The state and counters only: the buffers may hold a password, and a
@@ -106,6 +119,8 @@ impl Pop3PreAuth {
             failures: 0,
             tls_active,
             protocol_errors: 0,
+            errors_total: 0,
+            commands: 0,
         }
     }
 
@@ -125,6 +140,7 @@ impl Pop3PreAuth {
     /// Refuses a malformed, unknown or disallowed command (counted).
     fn refuse(&mut self, line: &str) {
         self.protocol_errors += 1;
+        self.errors_total += 1;
         self.reply(line);
     }
 
@@ -141,6 +157,20 @@ impl Pop3PreAuth {
     }
 
     fn command(&mut self, line: &[u8]) -> Option<PreAuthEvent> {
+        self.commands += 1;
+        if self.commands > self.settings.max_commands {
+            return Some(
+                self.close_with("-ERR Too many commands before login, closing connection."),
+            );
+        }
+        let event = self.dispatch(line);
+        if event.is_none() && self.errors_total >= self.settings.max_protocol_errors {
+            return Some(self.close_with("-ERR Too many invalid commands, closing connection."));
+        }
+        event
+    }
+
+    fn dispatch(&mut self, line: &[u8]) -> Option<PreAuthEvent> {
         let (keyword, arg) = super::split_command(line);
         if matches!(keyword.as_str(), "USER" | "PASS" | "AUTH" | "APOP") && !self.login_allowed() {
             self.refuse("-ERR [AUTH] Plaintext authentication is disabled here; use STLS first.");
@@ -328,6 +358,10 @@ impl PreAuth for Pop3PreAuth {
 
     fn timed_out(&mut self) {
         self.close("-ERR Autologout; idle for too long.");
+    }
+
+    fn shutting_down(&mut self) {
+        self.close("-ERR [SYS/TEMP] Server shutting down.");
     }
 
     fn tls_started(&mut self) {

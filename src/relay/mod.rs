@@ -56,6 +56,8 @@ pub struct RelaySettings {
     pub splice: bool,
     /// Pipe capacity for splice (bytes; rounded by the kernel).
     pub pipe_size: usize,
+    /// Pipes in existence at once, all workers.
+    pub max_pipes: usize,
 }
 
 pub use crate::metrics::RelayMethod;

@@ -3,11 +3,18 @@
 //! A session takes a pipe only while bytes are in flight and gives it back
 //! empty, so idle sessions own none. Pipes are non-blocking, close-on-exec,
 //! sized with `F_SETPIPE_SZ`; the pool keeps at most [`POOL_LIMIT`] per worker
-//! and closes the rest.
+//! and closes the rest. Pipes in existence (pooled or in use, all workers)
+//! are bounded by `[relay] max_pipes`: each holds two descriptors and up to
+//! `pipe_size` bytes of kernel memory. A session that finds no pipe relays
+//! that burst by copying instead (`splice.rs`).
 
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Pipes in existence, all workers.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Empty pipes kept per worker.
 pub const POOL_LIMIT: usize = 64;
@@ -19,13 +26,21 @@ pub struct Pipe {
     write: OwnedFd,
 }
 
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Pipe {
+    /// A new pipe, counted in [`OPEN`] (the caller reserved its place).
     fn new(size: usize) -> io::Result<Self> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: pipe2 writes two descriptors into the array we own; on
         // success both are fresh and owned by nobody else.
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
         if rc != 0 {
+            OPEN.fetch_sub(1, Ordering::Relaxed);
             return Err(io::Error::last_os_error());
         }
         // SAFETY: pipe2 succeeded, so both descriptors are open and ours.
@@ -52,12 +67,32 @@ thread_local! {
     static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty pipe from this worker's pool, or a new one.
-pub fn take(size: usize) -> io::Result<Pipe> {
-    match POOL.with_borrow_mut(Vec::pop) {
-        Some(pipe) => Ok(pipe),
-        None => Pipe::new(size),
+/// An empty pipe from this worker's pool, or a new one if fewer than
+/// `max_open` exist; `None` when none can be had (the caller copies).
+pub fn take(size: usize, max_open: usize) -> Option<Pipe> {
+    if let Some(pipe) = POOL.with_borrow_mut(Vec::pop) {
+        return Some(pipe);
     }
+    let reserved = OPEN
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < max_open).then_some(n + 1)
+        })
+        .is_ok();
+    if !reserved {
+        return None;
+    }
+    match Pipe::new(size) {
+        Ok(pipe) => Some(pipe),
+        Err(e) => {
+            tracing::debug!("no pipe for splice: {e}");
+            None
+        }
+    }
+}
+
+/// Pipes in existence, all workers.
+pub fn open() -> usize {
+    OPEN.load(Ordering::Relaxed)
 }
 
 /// Returns an empty pipe to the pool (a pipe with bytes in it must be dropped).

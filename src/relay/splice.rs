@@ -84,14 +84,13 @@ pub async fn relay<A: Stream, B: Stream>(
     // SAFETY: as above.
     let backend_io = unsafe { AsyncFd::register_with_interest(Borrowed(backend_fd), interest)? };
     let shared = Shared::new(client, backend);
-    let size = settings.pipe_size;
     let up = pump(
         &shared,
         &client_io,
         &backend_io,
         backend,
         &shared.client_to_backend,
-        size,
+        &settings,
     );
     let down = pump(
         &shared,
@@ -99,7 +98,7 @@ pub async fn relay<A: Stream, B: Stream>(
         &client_io,
         client,
         &shared.backend_to_client,
-        size,
+        &settings,
     );
     Ok(run_both(
         &shared,
@@ -118,47 +117,156 @@ async fn pump<A: Stream, B: Stream, T: Stream>(
     to: &AsyncFd<Borrowed>,
     to_stream: &T,
     total: &Cell<u64>,
-    pipe_size: usize,
+    settings: &RelaySettings,
 ) {
     loop {
         let mut ready = match from.readable().await {
             Ok(guard) => guard,
             Err(e) => return shared.abort(e.kind()),
         };
-        let pipe = match pipes::take(pipe_size) {
-            Ok(pipe) => pipe,
-            Err(e) => return shared.abort(e.kind()),
+        let moved = match pipes::take(settings.pipe_size, settings.max_pipes) {
+            Some(pipe) => {
+                let end = splice_burst(from, to, &pipe, settings.pipe_size, total, shared).await;
+                if end.as_ref().is_ok_and(|e| *e != Burst::Failed) {
+                    pipes::give_back(pipe); // empty; a failed one is dropped
+                }
+                end
+            }
+            // No pipe to be had (the bound, or out of descriptors): this
+            // burst is copied, the session goes on.
+            None => copy_burst(from, to, settings.buffer_size, total, shared).await,
         };
-        // Move bytes while the socket has them; the pipe is drained each time.
-        loop {
-            match splice(from.as_raw_fd(), pipe.write_fd(), pipe_size) {
-                Ok(0) => {
-                    pipes::give_back(pipe);
-                    let _ = to_stream.close_write().await;
-                    return;
+        match moved {
+            Ok(Burst::Drained) => ready.clear_ready(),
+            Ok(Burst::Eof) => {
+                let _ = to_stream.close_write().await;
+                return;
+            }
+            Ok(Burst::Failed) | Err(_) => return,
+        }
+    }
+}
+
+/// How a burst of bytes ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Burst {
+    /// The socket has nothing more for now.
+    Drained,
+    /// The sender closed its direction.
+    Eof,
+    /// An error ended the relay (already aborted).
+    Failed,
+}
+
+/// Moves bytes through `pipe` while `from` has them; the pipe is empty
+/// afterwards unless the burst failed.
+async fn splice_burst<A: Stream, B: Stream>(
+    from: &AsyncFd<Borrowed>,
+    to: &AsyncFd<Borrowed>,
+    pipe: &pipes::Pipe,
+    pipe_size: usize,
+    total: &Cell<u64>,
+    shared: &Shared<'_, A, B>,
+) -> io::Result<Burst> {
+    loop {
+        match splice(from.as_raw_fd(), pipe.write_fd(), pipe_size) {
+            Ok(0) => return Ok(Burst::Eof),
+            Ok(n) => {
+                if let Err(e) = drain(pipe, to, n).await {
+                    tracing::debug!("splice out: {e}");
+                    shared.abort(e.kind());
+                    return Ok(Burst::Failed);
                 }
-                Ok(n) => {
-                    if let Err(e) = drain(&pipe, to, n).await {
-                        tracing::debug!("splice out: {e}");
-                        return shared.abort(e.kind()); // the pipe (not empty) is dropped
-                    }
-                    total.set(total.get() + n as u64);
-                    shared.last_activity.set(Instant::now());
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready.clear_ready();
-                    pipes::give_back(pipe);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::debug!("splice in: {e}");
-                    return shared.abort(e.kind());
-                }
+                total.set(total.get() + n as u64);
+                shared.last_activity.set(Instant::now());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!("splice in: {e}");
+                shared.abort(e.kind());
+                return Ok(Burst::Failed);
             }
         }
     }
 }
+
+/// Moves bytes by copying while `from` has them: the fallback when no pipe
+/// can be had.
+async fn copy_burst<A: Stream, B: Stream>(
+    from: &AsyncFd<Borrowed>,
+    to: &AsyncFd<Borrowed>,
+    buffer_size: usize,
+    total: &Cell<u64>,
+    shared: &Shared<'_, A, B>,
+) -> io::Result<Burst> {
+    let mut buf = vec![0u8; buffer_size.min(COPY_FALLBACK_BUFFER)];
+    loop {
+        // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes and
+        // the descriptor stays open for the call (owned by the session's
+        // stream, which outlives the relay).
+        let n = unsafe {
+            libc::recv(
+                from.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
+                io::ErrorKind::Interrupted => continue,
+                kind => {
+                    shared.abort(kind);
+                    return Ok(Burst::Failed);
+                }
+            }
+        }
+        if n == 0 {
+            return Ok(Burst::Eof);
+        }
+        let n = n as usize;
+        if let Err(e) = send_all(to, &buf[..n]).await {
+            shared.abort(e.kind());
+            return Ok(Burst::Failed);
+        }
+        total.set(total.get() + n as u64);
+        shared.last_activity.set(Instant::now());
+    }
+}
+
+/// Writes all of `bytes` to the socket, waiting for room as needed.
+async fn send_all(to: &AsyncFd<Borrowed>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let mut ready = to.writable().await?;
+        // SAFETY: `bytes` is a live buffer; the descriptor stays open for the
+        // call (owned by the session's stream, which outlives the relay).
+        let n = unsafe {
+            libc::send(
+                to.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => ready.clear_ready(),
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(e),
+            }
+            continue;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// Largest buffer the copy fallback reads into.
+const COPY_FALLBACK_BUFFER: usize = 64 * 1024;
 
 /// Moves `len` bytes from the pipe to the socket.
 async fn drain(pipe: &pipes::Pipe, to: &AsyncFd<Borrowed>, mut len: usize) -> io::Result<()> {

@@ -13,6 +13,11 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// The IANA port of IMAP over TLS.
+const IMAPS_PORT: u16 = 993;
+/// The IANA port of POP3 over TLS.
+const POP3S_PORT: u16 = 995;
+
 /// A configuration with everything it names loaded and checked.
 pub struct Live {
     /// The configuration.
@@ -81,6 +86,29 @@ impl Live {
             ldap_tls,
             static_map,
         })
+    }
+
+    /// The ports a route may name: `[backend] allowed_ports`, or by default
+    /// the configured back-end ports (993 and 995 too with back-end TLS),
+    /// the ports the static map and `[directory.hosts]` name.
+    pub fn allowed_ports(&self) -> Vec<u16> {
+        let backend = &self.loaded.config.backend;
+        if !backend.allowed_ports.is_empty() {
+            return backend.allowed_ports.clone();
+        }
+        let mut ports = vec![backend.imap_port, backend.pop3_port];
+        if *backend.tls.get_ref() != crate::config::TlsMode::None {
+            ports.extend([IMAPS_PORT, POP3S_PORT]);
+        }
+        if let Some(map) = &self.static_map {
+            ports.extend(map.ports());
+        }
+        if let DirectorySettings::Ldap(ldap) = &self.loaded.directory {
+            ports.extend(ldap.hosts.ports());
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 
     /// A worker's directory: LDAP or the static map, behind the cache if

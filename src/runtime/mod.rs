@@ -7,6 +7,7 @@
 //! could not be. [`RunningServer::shutdown`] stops accepting and lets sessions
 //! drain for the configured grace period.
 
+pub mod admission;
 pub mod listener;
 pub mod live;
 pub mod worker;
@@ -194,6 +195,17 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         per_worker,
         tls,
     } = bind_listeners(&live, count)?;
+    let admission = Arc::new(admission::Admission::new(
+        &live.loaded.config.limits,
+        descriptor_limit(),
+        live.loaded.relay.max_pipes,
+    ));
+    tracing::debug!(
+        max_connections = admission.max_total(),
+        max_preauth_connections = admission.max_preauth(),
+        "connection caps"
+    );
+    let allowed_ports = live.allowed_ports();
     let live = Arc::new(live);
     let invalidations = Arc::new(Invalidations::default());
     let workers_state: Vec<WorkerState> = (0..count).map(|_| WorkerState::default()).collect();
@@ -209,6 +221,8 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
             live: live.clone(),
             state: workers_state[index].clone(),
             invalidations: invalidations.clone(),
+            admission: admission.clone(),
+            allowed_ports: allowed_ports.clone(),
             shutdown: shutdown_rx.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -235,6 +249,20 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         }
     }
     Ok(server)
+}
+
+/// The soft `RLIMIT_NOFILE` (after [`raise_fd_limit`]).
+pub fn descriptor_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass, on this stack frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    }
 }
 
 /// Each session holds two descriptors: raise the soft `RLIMIT_NOFILE` to

@@ -4,10 +4,13 @@
 //! Nothing here is shared with other workers except the read-only config, the
 //! invalidation log and the shutdown signal; session counts are per worker.
 
+use super::admission::{Admission, Admitted};
 use super::{Live, RuntimeError, WorkerState};
+use crate::config::{Protocol, TlsMode};
 use crate::directory::Invalidations;
+use crate::metrics::{self, Refusal};
 use crate::session::rate_limit::{self, LoginRateLimit};
-use crate::session::{self, BackendPolicy, ListenerContext, SessionContext, WorkerShared};
+use crate::session::{self, BackendPolicy, ListenerContext, SessionContext, Ticket, WorkerShared};
 use crate::tls::SwappableServerConfig;
 use crate::transport::{UringConnector, UringStream};
 use std::cell::{Cell, RefCell};
@@ -16,6 +19,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// One listener, as a worker is given it.
 pub struct ListenerPlan {
@@ -41,14 +45,26 @@ pub struct WorkerPlan {
     pub state: WorkerState,
     /// Cache invalidations from the admin interface.
     pub invalidations: Arc<Invalidations>,
+    /// The connection caps, shared by every worker.
+    pub admission: Arc<Admission>,
+    /// Ports routes may name.
+    pub allowed_ports: Vec<u16>,
     /// Becomes `true` when the server should stop.
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Pause after a failed accept (e.g. EMFILE), so the loop does not spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// First pause after a failed accept (e.g. EMFILE), doubled up to
+/// [`ACCEPT_PAUSE_MAX`] while accepts keep failing, so the loop never spins.
+const ACCEPT_PAUSE_FIRST: Duration = Duration::from_millis(10);
+/// Longest pause after failed accepts.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// At most one log line per this interval about failed accepts or refused
+/// connections.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often draining checks whether sessions are gone.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// After the grace period: how long closed sessions get to finish (and log).
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs a worker to completion; `ready` learns whether io_uring came up.
 pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeError>>) {
@@ -92,6 +108,8 @@ fn worker_shared(plan: &WorkerPlan) -> WorkerShared {
             rate_limit::DEFAULT_CAPACITY,
         )
         .map(RefCell::new),
+        exempt_networks: limits.exempt_networks.clone(),
+        shutdown: plan.shutdown.clone(),
     }
 }
 
@@ -99,7 +117,11 @@ fn worker_shared(plan: &WorkerPlan) -> WorkerShared {
 fn contexts(plan: &WorkerPlan, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContext>> {
     let loaded = &plan.live.loaded;
     let config = &loaded.config;
-    let backend = Rc::new(BackendPolicy::new(loaded, plan.live.backend_tls.clone()));
+    let backend = Rc::new(BackendPolicy::new(
+        loaded,
+        plan.live.backend_tls.clone(),
+        plan.allowed_ports.clone(),
+    ));
     let handshake_timeout = config
         .tls
         .as_ref()
@@ -143,6 +165,7 @@ async fn serve(mut plan: WorkerPlan) {
             listener,
             ctx,
             active.clone(),
+            plan.admission.clone(),
         )));
     }
     let _ = plan.shutdown.wait_for(|stop| *stop).await;
@@ -163,6 +186,11 @@ async fn serve(mut plan: WorkerPlan) {
             sessions = active.get(),
             "grace period over, closing sessions"
         );
+        plan.state.registry.close_all();
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+        while active.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
     }
 }
 
@@ -170,27 +198,127 @@ async fn accept_loop(
     listener: tokio_uring::net::TcpListener,
     ctx: Rc<SessionContext>,
     active: Rc<Cell<usize>>,
+    admission: Arc<Admission>,
 ) {
+    let mut failures = AcceptFailures::default();
+    let mut refusals = Refusals::default();
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                // TCP_NODELAY is inherited from the listening socket.
-                active.set(active.get() + 1);
-                let session = session::run(
-                    ctx.clone(),
-                    UringConnector,
-                    UringStream(stream),
-                    peer,
-                    ActiveGuard(active.clone()),
-                );
-                tracing::trace!(bytes = std::mem::size_of_val(&session), "session task size");
-                tokio_uring::spawn(session);
-            }
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                tokio::time::sleep(failures.pause_after(&e)).await;
+                continue;
             }
+        };
+        failures.reset();
+        // TCP_NODELAY is inherited from the listening socket.
+        let admitted = match admission.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                refuse(&stream, &ctx, reason);
+                refusals.note(reason, peer);
+                continue;
+            }
+        };
+        active.set(active.get() + 1);
+        let ticket = SessionTicket {
+            _active: ActiveGuard(active.clone()),
+            admitted,
+        };
+        let session = session::run(
+            ctx.clone(),
+            UringConnector,
+            UringStream(stream),
+            peer,
+            ticket,
+        );
+        tracing::trace!(bytes = std::mem::size_of_val(&session), "session task size");
+        tokio_uring::spawn(session);
+    }
+}
+
+/// Tells a refused client why in one line (when the listener speaks
+/// plaintext first), counts the refusal, and closes.
+fn refuse(stream: &tokio_uring::net::TcpStream, ctx: &SessionContext, reason: Refusal) {
+    if ctx.listener.tls_mode != TlsMode::Implicit {
+        let line: &[u8] = match ctx.listener.protocol {
+            Protocol::Imap => b"* BYE [UNAVAILABLE] Too many connections, try again later.\r\n",
+            Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n",
+        };
+        // Best effort, never waiting: a fresh socket has room for one line.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+        // SAFETY: `fd` belongs to `stream`, borrowed for this whole call.
+        let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = socket2::SockRef::from(&socket)
+            .send_with_flags(line, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+    }
+    if let Some(recorder) = &ctx.worker.metrics {
+        metrics::with(recorder, |r| r.refused(ctx.listener.label, reason));
+    }
+}
+
+/// Failed accepts (out of descriptors, memory): an exponential pause, and
+/// one log line per [`LOG_INTERVAL`] however many fail.
+#[derive(Default)]
+struct AcceptFailures {
+    pause: Option<Duration>,
+    since_log: u64,
+    logged: Option<Instant>,
+}
+
+impl AcceptFailures {
+    fn pause_after(&mut self, error: &std::io::Error) -> Duration {
+        let pause = self
+            .pause
+            .map_or(ACCEPT_PAUSE_FIRST, |p| (p * 2).min(ACCEPT_PAUSE_MAX));
+        self.pause = Some(pause);
+        self.since_log += 1;
+        if self.logged.is_none_or(|at| at.elapsed() >= LOG_INTERVAL) {
+            tracing::warn!(%error, failed = self.since_log, ?pause, "accept failing; pausing");
+            self.logged = Some(Instant::now());
+            self.since_log = 0;
         }
+        pause
+    }
+
+    fn reset(&mut self) {
+        self.pause = None;
+    }
+}
+
+/// Refused connections: one log line per [`LOG_INTERVAL`].
+#[derive(Default)]
+struct Refusals {
+    since_log: u64,
+    logged: Option<Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, reason: Refusal, peer: SocketAddr) {
+        self.since_log += 1;
+        if self.logged.is_none_or(|at| at.elapsed() >= LOG_INTERVAL) {
+            tracing::warn!(
+                client = %peer,
+                cap = reason.as_str(),
+                refused = self.since_log,
+                "connections refused at a cap"
+            );
+            self.logged = Some(Instant::now());
+            self.since_log = 0;
+        }
+    }
+}
+
+/// What a session holds while it lives: its place in the worker's count and
+/// under the connection caps.
+struct SessionTicket {
+    _active: ActiveGuard,
+    admitted: Admitted,
+}
+
+impl Ticket for SessionTicket {
+    fn logged_in(&mut self) {
+        self.admitted.logged_in();
     }
 }
 

@@ -8,6 +8,7 @@ use crate::config::{Limits, Listener, Loaded, Protocol, TlsMode};
 use crate::directory::Directory;
 use crate::imap::{ImapBackendAuth, ImapSettings};
 use crate::metrics::{self, Recorder, SharedRecorder};
+use crate::netaddr::Network;
 use crate::pop3::preauth::DEFAULT_CAPABILITIES;
 use crate::pop3::{Pop3BackendAuth, Pop3Settings};
 use crate::registry::Registry;
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// One listener, as its sessions see it.
 pub struct ListenerContext {
@@ -37,6 +39,8 @@ pub struct ListenerContext {
     pub handshake_timeout: Duration,
     /// Client connect → login bound.
     pub preauth_timeout: Duration,
+    /// Delay before a failed login is answered.
+    pub failure_delay: Duration,
 }
 
 impl ListenerContext {
@@ -60,6 +64,8 @@ impl ListenerContext {
                 max_line: limits.max_line,
                 max_literal: limits.max_literal,
                 max_auth_failures: limits.max_auth_failures,
+                max_commands: limits.max_preauth_commands,
+                max_protocol_errors: limits.max_protocol_errors,
                 starttls,
                 require_tls: listen.requires_tls(),
             }),
@@ -67,6 +73,8 @@ impl ListenerContext {
                 greeting: listen.greeting().to_owned(),
                 max_line: limits.max_line,
                 max_auth_failures: limits.max_auth_failures,
+                max_commands: limits.max_preauth_commands,
+                max_protocol_errors: limits.max_protocol_errors,
                 capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
                 starttls,
                 require_tls: listen.requires_tls(),
@@ -75,6 +83,7 @@ impl ListenerContext {
             tls,
             handshake_timeout,
             preauth_timeout: limits.preauth_timeout,
+            failure_delay: limits.failure_delay,
         }
     }
 }
@@ -101,12 +110,24 @@ pub struct BackendPolicy {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Relay settings.
     pub relay: RelaySettings,
+    /// Networks a route may point into.
+    pub allowed_networks: Vec<Network>,
+    /// Ports a route may name.
+    pub allowed_ports: Vec<u16>,
+    /// TCP keepalive idle time on both legs after login (zero: off).
+    pub keepalive: Duration,
+    /// `TCP_USER_TIMEOUT` on both legs after login (zero: kernel default).
+    pub user_timeout: Duration,
 }
 
 impl BackendPolicy {
     /// The policy of `loaded`, with the back-end TLS client config built
-    /// from it.
-    pub fn new(loaded: &Loaded, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    /// from it and the ports routes may name.
+    pub fn new(
+        loaded: &Loaded,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        allowed_ports: Vec<u16>,
+    ) -> Self {
         let backend = &loaded.config.backend;
         Self {
             imap_port: backend.imap_port,
@@ -119,6 +140,10 @@ impl BackendPolicy {
             tls_mode: *backend.tls.get_ref(),
             tls,
             relay: loaded.relay,
+            allowed_networks: backend.allowed_networks.clone(),
+            allowed_ports,
+            keepalive: loaded.config.relay.keepalive,
+            user_timeout: loaded.config.relay.user_timeout,
         }
     }
 
@@ -142,6 +167,11 @@ pub struct WorkerShared {
     /// This worker's failed-login counts per client address; `None` when
     /// the limit is off.
     pub login_limit: Option<RefCell<LoginRateLimit>>,
+    /// Client networks the per-address failed-login limit skips.
+    pub exempt_networks: Vec<Network>,
+    /// Becomes `true` when the server stops: sessions before login say
+    /// goodbye and close.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Everything a session needs, shared by the sessions of one listener on one worker.
@@ -175,8 +205,18 @@ impl SessionContext {
         }
     }
 
+    fn exempt(&self, peer: SocketAddr) -> bool {
+        self.worker
+            .exempt_networks
+            .iter()
+            .any(|n| n.contains(peer.ip()))
+    }
+
     /// Whether logins from `peer` are refused for now.
     pub(super) fn login_limited(&self, peer: SocketAddr) -> bool {
+        if self.exempt(peer) {
+            return false;
+        }
         self.worker.login_limit.as_ref().is_some_and(|limit| {
             limit
                 .borrow_mut()
@@ -186,6 +226,9 @@ impl SessionContext {
 
     /// Counts a failed login from `peer` towards its limit.
     pub(super) fn login_failed_from(&self, peer: SocketAddr) {
+        if self.exempt(peer) {
+            return;
+        }
         if let Some(limit) = &self.worker.login_limit {
             limit
                 .borrow_mut()

@@ -12,7 +12,7 @@ use crate::directory::{DirectoryError, Route, ServedBy};
 use crate::imap::ImapBackendLogin;
 use crate::login::{
     BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress,
-    LoginFailure,
+    LoginFailure, MAX_USER_NAME,
 };
 use crate::metrics::{LoginOutcome, Phase};
 use crate::pop3::Pop3BackendLogin;
@@ -82,6 +82,10 @@ pub(super) enum LoginCause {
     Refused { address: SocketAddr },
     #[error("pre-auth time ran out during login")]
     PreAuthTimeout,
+    #[error("user name longer than {MAX_USER_NAME} bytes")]
+    UserNameTooLong,
+    #[error("route to {value} refused: {why}")]
+    RouteRefused { value: String, why: &'static str },
 }
 
 /// Why a TLS session with a back end could not be set up.
@@ -120,6 +124,19 @@ impl LoginError {
     /// The pre-auth deadline passed while logging in.
     pub fn preauth_timeout() -> Self {
         Self::backend(LoginCause::PreAuthTimeout)
+    }
+
+    /// A user name no directory is asked about: failed like an unknown user.
+    pub fn user_name_too_long() -> Self {
+        Self {
+            failure: LoginFailure::AuthFailed,
+            outcome: LoginOutcome::UnknownUser,
+            cause: LoginCause::UserNameTooLong,
+        }
+    }
+
+    fn route_refused(value: String, why: &'static str) -> Self {
+        Self::backend(LoginCause::RouteRefused { value, why })
     }
 }
 
@@ -302,6 +319,13 @@ async fn connect<C: Connector>(
     let port = route
         .port
         .unwrap_or(ctx.backend.port(ctx.listener.protocol));
+    if !ctx.backend.allowed_ports.contains(&port) {
+        let value = format!("{}:{port}", route.host);
+        return Err(LoginError::route_refused(
+            value,
+            "port not in [backend] allowed_ports",
+        ));
+    }
     let after = ctx.backend.connect_timeout;
     let host = route.host.clone();
     let addresses: Vec<SocketAddr> = match route.host.parse::<IpAddr>() {
@@ -322,6 +346,23 @@ async fn connect<C: Connector>(
             }
         }
     };
+    let allowed = |a: &SocketAddr| {
+        ctx.backend
+            .allowed_networks
+            .iter()
+            .any(|n| n.contains(a.ip()))
+    };
+    let (addresses, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addresses.into_iter().partition(allowed);
+    if addresses.is_empty() {
+        if let Some(first) = refused.first() {
+            let value = format!("{host} ({first})");
+            return Err(LoginError::route_refused(
+                value,
+                "address not in [backend] allowed_networks",
+            ));
+        }
+    }
     let mut last = LoginCause::NoAddress { host };
     for address in addresses {
         match timeout(after, session.connector.connect(address)).await {

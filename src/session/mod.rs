@@ -34,19 +34,25 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use tokio::time::Instant;
 
+/// What the runtime holds for a session while it lives (its admission: the
+/// worker's session count, connection caps); dropped when the session ends.
+pub trait Ticket: 'static {
+    /// The session logged in: it no longer counts as a pre-auth connection.
+    fn logged_in(&mut self);
+}
+
 /// Runs one client connection to its end.
 ///
-/// `held` is kept until the session ends (the worker's session count): passing
-/// it in, rather than wrapping this future in another that holds it, keeps
-/// one copy of the session's state per task instead of two.
-pub async fn run<C: Connector, H: 'static>(
+/// `ticket` is kept until the session ends: passing it in, rather than
+/// wrapping this future in another that holds it, keeps one copy of the
+/// session's state per task instead of two.
+pub async fn run<C: Connector, T: Ticket>(
     ctx: Rc<SessionContext>,
     connector: C,
     client: C::Stream,
     peer: SocketAddr,
-    held: H,
+    mut ticket: T,
 ) {
-    let _held = held;
     let mut record = SessionRecord::new(peer, ctx.listener.protocol);
     let deadline = Instant::now() + ctx.listener.preauth_timeout;
     let session = Session {
@@ -58,12 +64,16 @@ pub async fn run<C: Connector, H: 'static>(
         Protocol::Imap => {
             let settings = ctx.listener.imap.clone();
             let machine = |tls| ImapPreAuth::with_tls(settings, tls);
-            session.serve(client, machine, &mut record).await
+            session
+                .serve(client, machine, &mut record, &mut ticket)
+                .await
         }
         Protocol::Pop3 => {
             let settings = ctx.listener.pop3.clone();
             let machine = |tls| Pop3PreAuth::with_tls(settings, tls);
-            session.serve(client, machine, &mut record).await
+            session
+                .serve(client, machine, &mut record, &mut ticket)
+                .await
         }
     }
     record.finish(&ctx);
@@ -80,11 +90,12 @@ struct Session<'a, C> {
 impl<C: Connector> Session<'_, C> {
     /// Pre-auth in plaintext or TLS (implicit, or after STARTTLS), then
     /// login and relay.
-    async fn serve<P: PreAuth>(
+    async fn serve<P: PreAuth, T: Ticket>(
         &self,
         client: C::Stream,
         new_machine: impl FnOnce(bool) -> P,
         record: &mut SessionRecord,
+        ticket: &mut T,
     ) {
         let gauge = Gauge::enter(self.ctx, GaugeKind::PreAuth);
         let handshake =
@@ -94,7 +105,7 @@ impl<C: Connector> Session<'_, C> {
                 return;
             };
             let end = Box::pin(drive(self, client, new_machine(true), record)).await;
-            return self.relay_if_logged_in(end, gauge, record).await;
+            return self.relay_if_logged_in(end, gauge, record, ticket).await;
         }
         match Box::pin(drive(self, client, new_machine(false), record)).await {
             PreAuthEnd::StartTls(client, mut machine) => {
@@ -103,21 +114,23 @@ impl<C: Connector> Session<'_, C> {
                 };
                 machine.tls_started();
                 let end = Box::pin(drive(self, client, machine, record)).await;
-                self.relay_if_logged_in(end, gauge, record).await
+                self.relay_if_logged_in(end, gauge, record, ticket).await
             }
-            end => self.relay_if_logged_in(end, gauge, record).await,
+            end => self.relay_if_logged_in(end, gauge, record, ticket).await,
         }
     }
 
     /// Relays a logged-in session (counted as relaying from here on).
-    async fn relay_if_logged_in<S: Stream, P>(
+    async fn relay_if_logged_in<S: Stream, P, T: Ticket>(
         &self,
         end: PreAuthEnd<S, P, MaybeTls<C::Stream>>,
         preauth: Gauge<'_>,
         record: &mut SessionRecord,
+        ticket: &mut T,
     ) {
         if let PreAuthEnd::LoggedIn(session) = end {
             drop(preauth);
+            ticket.logged_in();
             Box::pin(relay::relay_session(self.ctx, session, record)).await;
         }
     }

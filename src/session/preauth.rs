@@ -7,7 +7,7 @@ use super::login::{attempt, Backend, LoginError};
 use super::record::{Outcome, SessionRecord, TlsHandshake};
 use super::{Session, SessionContext};
 use crate::auth::Credentials;
-use crate::login::{ClientAddress, LoginFailure, PreAuth, PreAuthEvent};
+use crate::login::{ClientAddress, LogText, LoginFailure, PreAuth, PreAuthEvent, MAX_USER_NAME};
 use crate::metrics::{LoginOutcome, Phase};
 use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
@@ -15,6 +15,8 @@ use tokio::time::{timeout_at, Instant};
 
 /// Read size while before login (commands are small; bounded by the limits).
 pub(super) const PREAUTH_READ_SIZE: usize = 4096;
+/// How long a goodbye may take once the pre-auth deadline has passed.
+const GOODBYE_WRITE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How the pre-auth phase ended.
 pub(super) enum PreAuthEnd<S, P, B> {
@@ -42,6 +44,19 @@ pub(super) async fn write<S: Stream>(stream: &S, bytes: Vec<u8>) -> std::io::Res
         return Ok(());
     }
     stream.write_all(bytes).await.0
+}
+
+/// Writes `bytes` before `deadline`: a client that does not read its answers
+/// is closed at the deadline like one that does not write.
+pub(super) async fn write_until<S: Stream>(
+    stream: &S,
+    bytes: Vec<u8>,
+    deadline: Instant,
+) -> std::io::Result<()> {
+    match timeout_at(deadline, write(stream, bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
 }
 
 /// Server-side TLS handshake, bounded by the handshake timeout and the
@@ -100,25 +115,42 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
 ) -> PreAuthEnd<S, P, MaybeTls<C::Stream>> {
     let ctx = session.ctx;
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
+    let mut shutdown = ctx.worker.shutdown.clone();
     loop {
         let event = machine.poll();
         let protocol_errors = machine.take_protocol_errors();
         if protocol_errors > 0 {
             ctx.record(|r| r.protocol_errors(ctx.listener.label, protocol_errors));
         }
-        if write(&client, machine.take_output()).await.is_err() {
-            record.outcome = Outcome::ClientError;
+        if let Err(e) = write_until(&client, machine.take_output(), session.deadline).await {
+            record.outcome = if e.kind() == std::io::ErrorKind::TimedOut {
+                Outcome::PreAuthTimeout
+            } else {
+                Outcome::ClientError
+            };
             return PreAuthEnd::Closed;
         }
         let credentials = match event {
             PreAuthEvent::Close => return PreAuthEnd::Closed,
             PreAuthEvent::StartTls => return PreAuthEnd::StartTls(client, machine),
             PreAuthEvent::NeedInput => {
-                match timeout_at(session.deadline, client.read(buf)).await {
+                let read = tokio::select! {
+                    read = timeout_at(session.deadline, client.read(buf)) => read,
+                    _ = shutdown.wait_for(|stop| *stop) => {
+                        record.outcome = Outcome::ServerShutdown;
+                        machine.shutting_down();
+                        let _ = write_until(&client, machine.take_output(), session.deadline).await;
+                        return PreAuthEnd::Closed;
+                    }
+                };
+                match read {
                     Err(_elapsed) => {
                         record.outcome = Outcome::PreAuthTimeout;
                         machine.timed_out();
-                        let _ = write(&client, machine.take_output()).await;
+                        // The deadline has passed: a goodbye only if the
+                        // socket takes it at once.
+                        let grace = Instant::now() + GOODBYE_WRITE;
+                        let _ = write_until(&client, machine.take_output(), grace).await;
                         return PreAuthEnd::Closed;
                     }
                     Ok((Ok(0), _)) => return PreAuthEnd::Closed,
@@ -164,12 +196,14 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
 ) -> Option<Backend<C::Stream>> {
     let ctx = session.ctx;
     let label = ctx.listener.label;
+    let asked = Instant::now();
+    let user = LogText(&credentials.user);
     record.user = Some(credentials.user.clone());
     if ctx.login_limited(record.peer) {
         record.failed_logins += 1;
         let latency = record.started.elapsed();
         ctx.record(|r| r.login(label, LoginOutcome::RateLimited, latency));
-        tracing::info!(client = %record.peer, user = %credentials.user, "login refused: too many failed logins from this address");
+        tracing::info!(client = %record.peer, %user, "login refused: too many failed logins from this address");
         machine.login_failed(LoginFailure::Unavailable);
         return None;
     }
@@ -182,11 +216,15 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             peer: record.peer,
             local,
         });
-    // Boxed phases keep the session task small while it idles.
-    let login = Box::pin(attempt(session, &credentials, client_address));
-    let result = timeout_at(session.deadline, login)
-        .await
-        .unwrap_or(Err(LoginError::preauth_timeout()));
+    let result = if credentials.user.len() > MAX_USER_NAME {
+        Err(LoginError::user_name_too_long())
+    } else {
+        // Boxed phases keep the session task small while it idles.
+        let login = Box::pin(attempt(session, &credentials, client_address));
+        timeout_at(session.deadline, login)
+            .await
+            .unwrap_or(Err(LoginError::preauth_timeout()))
+    };
     let latency = record.started.elapsed();
     match result {
         Ok(backend) => {
@@ -204,9 +242,13 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             }
             ctx.record(|r| r.login(label, e.outcome, latency));
             if e.failure == LoginFailure::Unavailable {
-                tracing::warn!(client = %record.peer, user = %credentials.user, reason = %e.cause, "login failed: temporary failure");
+                tracing::warn!(client = %record.peer, %user, reason = %e.cause, "login failed: temporary failure");
             } else {
-                tracing::debug!(client = %record.peer, user = %credentials.user, reason = %e.cause, "login failed");
+                tracing::debug!(client = %record.peer, %user, reason = %e.cause, "login failed");
+                // Every refused login is answered at the same moment after
+                // it was asked, whatever refused it: timing tells nothing.
+                let answer_at = (asked + ctx.listener.failure_delay).min(session.deadline);
+                tokio::time::sleep_until(answer_at).await;
             }
             machine.login_failed(e.failure);
             None

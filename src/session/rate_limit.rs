@@ -88,19 +88,7 @@ impl LoginRateLimit {
     }
 }
 
-/// IPv4 addresses (and IPv4-mapped IPv6) as they are; IPv6 by /64.
-fn key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
+use crate::netaddr::client_key as key;
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 
 use super::SessionContext;
 use crate::config::Protocol;
+use crate::login::LogText;
 use crate::metrics::RelayMethod;
 use std::net::SocketAddr;
 use tokio::time::Instant;
@@ -24,6 +25,8 @@ pub enum Outcome {
     ClientError,
     /// The TLS handshake failed or timed out.
     TlsFailed,
+    /// Closed before login because the server is stopping.
+    ServerShutdown,
 }
 
 impl Outcome {
@@ -37,6 +40,7 @@ impl Outcome {
             Outcome::PreAuthTimeout => "preauth_timeout",
             Outcome::ClientError => "client_error",
             Outcome::TlsFailed => "tls_failed",
+            Outcome::ServerShutdown => "server_shutdown",
         }
     }
 }
@@ -114,7 +118,7 @@ impl SessionRecord {
             protocol = %self.protocol,
             tls = self.tls.map_or("none", TlsHandshake::as_str),
             relay = self.relay.map_or("-", RelayMethod::as_str),
-            user = self.user.as_deref().unwrap_or("-"),
+            user = %LogText(self.user.as_deref().unwrap_or("-")),
             backend = %self.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             failed_logins = self.failed_logins,
             bytes_up = self.client_to_backend,

@@ -31,3 +31,47 @@ shutdown_grace = "2s"
 "#
     )
 }
+
+/// What the test kit adds to every config it starts mailgate with, unless
+/// the config sets the key itself: failed logins answered at once (the
+/// production default waits 2 s; tests that check the delay set their own).
+pub const TEST_DEFAULTS: &[(&str, &str, &str)] = &[("limits", "failure_delay", "\"0s\"")];
+
+/// `config` with [`TEST_DEFAULTS`] added where it does not set them: into
+/// the table when the config has it, else in a table of its own at the end.
+pub fn with_test_defaults(config: &str) -> String {
+    let mut out = config.to_owned();
+    for (table, key, value) in TEST_DEFAULTS {
+        let set = out.lines().any(|l| {
+            l.trim_start().starts_with(&format!("{key} "))
+                || l.trim_start().starts_with(&format!("{key}="))
+        });
+        if set {
+            continue;
+        }
+        let header = format!("[{table}]\n");
+        match out.find(&header) {
+            Some(at) => out.insert_str(at + header.len(), &format!("{key} = {value}\n")),
+            None => out.push_str(&format!("\n{header}{key} = {value}\n")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_defaults_go_into_an_existing_table_or_a_new_one() {
+        let merged = with_test_defaults("[limits]\nmax_line = 10\n");
+        assert_eq!(merged, "[limits]\nfailure_delay = \"0s\"\nmax_line = 10\n");
+        let added = with_test_defaults("[runtime]\nworkers = 1\n");
+        assert!(
+            added.ends_with("\n[limits]\nfailure_delay = \"0s\"\n"),
+            "{added}"
+        );
+        let own = "[limits]\nfailure_delay = \"2s\"\n";
+        assert_eq!(with_test_defaults(own), own);
+    }
+}

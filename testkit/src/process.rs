@@ -83,7 +83,8 @@ pub struct MailgateProcess {
 impl MailgateProcess {
     /// Writes `config` to `dir/name.toml` and starts `binary` with it,
     /// logging at `log_level` (`MAILGATE_LOG`); returns once the ready file
-    /// is written.
+    /// is written. Tests pass their config through
+    /// [`crate::config::with_test_defaults`] first.
     pub fn start(
         binary: &Path,
         dir: &Path,

@@ -68,3 +68,35 @@ pub fn have(program: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// The sum of the samples `selector` (`name{a="x",b="y"}`) picks: every line
+/// of that name whose labels include the selector's (a series may carry
+/// more labels, e.g. `listener`).
+pub fn metric(text: &str, selector: &str) -> f64 {
+    fn split(series: &str) -> (&str, Vec<&str>) {
+        match series.split_once('{') {
+            Some((name, labels)) => (
+                name,
+                labels
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter(|l| !l.is_empty())
+                    .collect(),
+            ),
+            None => (series, Vec::new()),
+        }
+    }
+    let (name, wanted) = split(selector);
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (n, labels) = split(series);
+            n == name && wanted.iter().all(|w| labels.contains(w))
+        })
+        .map(|(_, v)| v.parse().unwrap())
+        .collect();
+    assert!(!values.is_empty(), "{selector} missing:\n{text}");
+    values.iter().sum()
+}

@@ -2,16 +2,19 @@
 //! worker's tokio runtime), failover across servers in order, reconnect with
 //! backoff, and a bounded time for every lookup.
 //!
-//! A lookup escapes the key into the filter (RFC 4515), takes the first entry
-//! found, reads the host (rewritten by [`HostRewrite`]), the optional port and
-//! the optional back-end login name. Inactive or unknown users are simply not
+//! A lookup escapes the key into the filter (RFC 4515) and reads the one
+//! entry found (`entry.rs`): the host (rewritten by [`HostRewrite`]), the
+//! optional port and the optional back-end login name; several entries or
+//! values are an error unless `ambiguous = "first"`. Inactive or unknown users are simply not
 //! found by the configured filter, which the proxy answers exactly like a
 //! wrong password. Trouble with the servers is a [`DirectoryError`].
 
+mod entry;
 pub mod query;
 
+pub use entry::Ambiguity;
+
 use super::host_rewrite::HostRewrite;
-use super::static_map::parse_target;
 use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServerFailures};
 use crate::auth::Secret;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, SearchEntry};
@@ -52,6 +55,8 @@ pub struct LdapSettings {
     pub timeout: Duration,
     /// Connections per worker (each multiplexes concurrent searches).
     pub pool_size: usize,
+    /// What several entries or values for one user mean.
+    pub ambiguous: Ambiguity,
 }
 
 /// One worker's LDAP directory.
@@ -121,7 +126,7 @@ impl LdapDirectory {
             match self.search(&mut ldap, &filter).await {
                 Ok(entries) => {
                     self.health.store(true, Ordering::Relaxed);
-                    return Ok(self.route_from(user, entries));
+                    return entry::route_from(&self.settings, user, entries);
                 }
                 Err(e) => {
                     self.connections.borrow_mut()[slot] = None;
@@ -155,41 +160,6 @@ impl LdapDirectory {
             .map_err(failed)?;
         let (entries, _) = result.success().map_err(failed)?;
         Ok(entries.into_iter().map(SearchEntry::construct).collect())
-    }
-
-    fn route_from(&self, user: &str, entries: Vec<SearchEntry>) -> Option<Route> {
-        let q = &self.settings.query;
-        if entries.len() > 1 {
-            tracing::warn!(
-                user,
-                entries = entries.len(),
-                "several LDAP entries match; using the first"
-            );
-        }
-        let entry = entries.into_iter().next()?;
-        let attr = |name: &str| {
-            entry
-                .attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.first().cloned())
-        };
-        let Some(host) = attr(&q.host_attribute) else {
-            tracing::warn!(user, dn = %entry.dn, attribute = %q.host_attribute, "LDAP entry has no host");
-            return None;
-        };
-        let mut route = match parse_target(&host) {
-            Ok(route) => route,
-            Err(e) => {
-                tracing::warn!(user, dn = %entry.dn, "LDAP host value unusable: {e}");
-                return None;
-            }
-        };
-        if let Some(port) = q.port_attribute.as_deref().and_then(attr) {
-            route.port = port.trim().parse().ok().or(route.port);
-        }
-        route.login_user = q.user_attribute.as_deref().and_then(attr);
-        Some(self.settings.hosts.apply(route))
     }
 
     /// The pooled connection in `slot`, connecting (with failover) if needed.

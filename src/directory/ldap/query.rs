@@ -162,10 +162,7 @@ impl KeyFormat {
         let (local, domain) = full.rsplit_once('@').unwrap_or((&full, ""));
         let mut key = match &self.template {
             None => full.to_string(),
-            Some(t) => t
-                .replace("\\U", &full)
-                .replace("\\u", local)
-                .replace("\\d", domain),
+            Some(t) => expand(t, &full, local, domain),
         };
         if self.strip_domain {
             if let Some((l, _)) = key.rsplit_once('@') {
@@ -179,6 +176,31 @@ impl KeyFormat {
     }
 }
 
+/// `\\U`, `\\u` and `\\d` in `template` replaced in one pass: text taken
+/// from the user name is never expanded again (a user named `a\\d@x` stays
+/// `a\\d@x`).
+fn expand(template: &str, full: &str, local: &str, domain: &str) -> String {
+    let mut out = String::with_capacity(template.len() + full.len());
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('U') => out.push_str(full),
+            Some('u') => out.push_str(local),
+            Some('d') => out.push_str(domain),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 /// The filter for `key`: every `%s` replaced by the RFC 4515-escaped key.
 pub fn filter_for(template: &str, key: &str) -> String {
     template.replace("%s", &ldap3::ldap_escape(key))
@@ -190,6 +212,16 @@ mod tests {
 
     const PERDITION: &str =
         "ldap://127.0.0.1/ou=People,dc=infra,dc=org,o=Anarchy?mail,host?sub?(&(mail=%s)(status=active))";
+
+    #[test]
+    fn the_key_template_expands_once() {
+        let format = KeyFormat {
+            template: Some("\\u+\\d|\\U\\x".into()),
+            ..KeyFormat::default()
+        };
+        assert_eq!(format.key("a\\d@x.org"), "a\\d+x.org|a\\d@x.org\\x");
+        assert_eq!(format.key("bob@\\u"), "bob+\\u|bob@\\u\\x");
+    }
 
     #[test]
     fn perdition_url_parses() {
