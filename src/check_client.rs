@@ -65,6 +65,12 @@ pub struct ImapClient {
 }
 
 impl ImapClient {
+    /// The socket, for tests that go on by hand (bytes the client had
+    /// buffered are dropped: call between commands).
+    pub fn into_stream(self) -> TcpStream {
+        self.reader.into_inner()
+    }
+
     /// Connects and reads the greeting.
     pub fn connect(addr: SocketAddr) -> io::Result<Self> {
         let mut reader = connect(addr)?;

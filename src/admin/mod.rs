@@ -134,12 +134,12 @@ impl Admin {
             ("GET", "/metrics", _) => (Status::Ok, Body::Prometheus, self.metrics()),
             ("POST", "/cache/invalidate", Some(user)) => {
                 self.invalidations.invalidate(user);
-                tracing::info!(user = %user.escape_debug(), "admin: cache entry invalidated");
+                tracing::info!(user = user.as_str(), "admin: cache entry invalidated");
                 text(Status::Ok, &format!("invalidated {user}\n"))
             }
             ("POST", "/sessions/kick", Some(user)) => {
                 let kicked: usize = self.workers.iter().map(|w| w.registry.kick(user)).sum();
-                tracing::info!(user = %user.escape_debug(), kicked, "admin: sessions kicked");
+                tracing::info!(user = user.as_str(), kicked, "admin: sessions kicked");
                 text(Status::Ok, &format!("kicked {kicked}\n"))
             }
             ("GET", "/sessions", user) => (Status::Ok, Body::JsonLines, self.sessions(user)),

@@ -7,7 +7,7 @@ use super::login::{attempt, Backend, LoginError};
 use super::record::{Outcome, SessionRecord, TlsHandshake};
 use super::{Session, SessionContext};
 use crate::auth::Credentials;
-use crate::login::{ClientAddress, LogText, LoginFailure, PreAuth, PreAuthEvent, MAX_USER_NAME};
+use crate::login::{ClientAddress, LoginFailure, PreAuth, PreAuthEvent, MAX_USER_NAME};
 use crate::metrics::{LoginOutcome, Phase};
 use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
@@ -197,13 +197,14 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
     let ctx = session.ctx;
     let label = ctx.listener.label;
     let asked = Instant::now();
-    let user = LogText(&credentials.user);
+    // Written quoted and escaped: a string field, never `%` (Display).
+    let user = credentials.user.as_str();
     record.user = Some(credentials.user.clone());
     if ctx.login_limited(record.peer) {
         record.failed_logins += 1;
         let latency = record.started.elapsed();
         ctx.record(|r| r.login(label, LoginOutcome::RateLimited, latency));
-        tracing::info!(client = %record.peer, %user, "login refused: too many failed logins from this address");
+        tracing::info!(client = %record.peer, user, "login refused: too many failed logins from this address");
         machine.login_failed(LoginFailure::Unavailable);
         return None;
     }
@@ -216,6 +217,7 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             peer: record.peer,
             local,
         });
+    forced_panic(&credentials.user);
     let result = if credentials.user.len() > MAX_USER_NAME {
         Err(LoginError::user_name_too_long())
     } else {
@@ -242,9 +244,9 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             }
             ctx.record(|r| r.login(label, e.outcome, latency));
             if e.failure == LoginFailure::Unavailable {
-                tracing::warn!(client = %record.peer, %user, reason = %e.cause, "login failed: temporary failure");
+                tracing::warn!(client = %record.peer, user, reason = e.cause.to_string(), "login failed: temporary failure");
             } else {
-                tracing::debug!(client = %record.peer, %user, reason = %e.cause, "login failed");
+                tracing::debug!(client = %record.peer, user, reason = e.cause.to_string(), "login failed");
                 // Every refused login is answered at the same moment after
                 // it was asked, whatever refused it: timing tells nothing.
                 let answer_at = (asked + ctx.listener.failure_delay).min(session.deadline);
@@ -255,3 +257,16 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         }
     }
 }
+
+/// Test builds only: a login as the user named by `MAILGATE_TEST_PANIC_USER`
+/// panics inside its session, so a test can check that a panicking session
+/// leaves its worker and the other sessions running.
+#[cfg(debug_assertions)]
+fn forced_panic(user: &str) {
+    if std::env::var_os("MAILGATE_TEST_PANIC_USER").is_some_and(|u| u == user) {
+        panic!("forced by MAILGATE_TEST_PANIC_USER");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn forced_panic(_user: &str) {}

@@ -3,7 +3,6 @@
 
 use super::SessionContext;
 use crate::config::Protocol;
-use crate::login::LogText;
 use crate::metrics::RelayMethod;
 use std::net::SocketAddr;
 use tokio::time::Instant;
@@ -118,7 +117,9 @@ impl SessionRecord {
             protocol = %self.protocol,
             tls = self.tls.map_or("none", TlsHandshake::as_str),
             relay = self.relay.map_or("-", RelayMethod::as_str),
-            user = %LogText(self.user.as_deref().unwrap_or("-")),
+            // A string field is written quoted and escaped (`Debug`), so a
+            // user name with a line break cannot forge a log line.
+            user = self.user.as_deref().unwrap_or("-"),
             backend = %self.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             failed_logins = self.failed_logins,
             bytes_up = self.client_to_backend,

@@ -92,6 +92,18 @@ impl MailgateProcess {
         config: &str,
         log_level: &str,
     ) -> Result<Self, StartError> {
+        Self::start_with_env(binary, dir, name, config, log_level, &[])
+    }
+
+    /// Like [`MailgateProcess::start`], with `env` set for the process.
+    pub fn start_with_env(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        config: &str,
+        log_level: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self, StartError> {
         let spawn_error = |source| StartError::Spawn {
             binary: binary.to_owned(),
             source,
@@ -108,6 +120,7 @@ impl MailgateProcess {
             .arg("--ready-file")
             .arg(&ready_path)
             .env("MAILGATE_LOG", log_level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

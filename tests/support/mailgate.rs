@@ -27,14 +27,26 @@ impl Mailgate {
 
     /// Starts mailgate with `config` (TOML) and the static map `map`.
     pub fn start(config: &str, map: &str) -> Self {
+        Self::start_with_env(config, map, "debug", &[])
+    }
+
+    /// Like `start`, logging at `log_level`, with `env` set for the process.
+    pub fn start_with_env(config: &str, map: &str, log_level: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-test-")
             .tempdir()
             .expect("temp dir");
         std::fs::write(dir.path().join("users.map"), map).unwrap();
-        let process =
-            MailgateProcess::start(&Self::binary(), dir.path(), "mailgate", config, "debug")
-                .unwrap_or_else(|e| panic!("{e}"));
+        let config = mailgate_testkit::config::with_test_defaults(config);
+        let process = MailgateProcess::start_with_env(
+            &Self::binary(),
+            dir.path(),
+            "mailgate",
+            &config,
+            log_level,
+            env,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         Self {
             addresses: process
                 .addresses()
