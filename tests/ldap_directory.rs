@@ -251,6 +251,54 @@ fn ldap_outage_serves_cached_users_and_fails_new_ones_fast() {
     );
 }
 
+#[test]
+fn a_hung_ldap_server_serves_cached_users_fails_new_ones_in_bounded_time_and_recovers() {
+    let slapd = Slapd::start(&people(), false);
+    let dovecot = dovecot();
+    let mg = mailgate_with_workers(
+        &dovecot,
+        &ldap_directory(&slapd.url(), ""),
+        "[directory.cache]\nttl = \"1s\"\n",
+        1,
+    );
+    assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK");
+    slapd.pause();
+    std::thread::sleep(Duration::from_millis(1100)); // past the TTL
+    let thawed = ResumeOnDrop(&slapd);
+    assert_eq!(
+        imap_login(&mg, ALICE, ALICE_PW).0,
+        "OK",
+        "stale route served while the server hangs"
+    );
+    let (status, text) = imap_login(&mg, "carol@example.org", "carol-pw");
+    assert_eq!(status, "NO");
+    assert!(text.starts_with("[UNAVAILABLE]"), "{text}");
+    assert!(
+        mg.log().contains("timeout: deadline has elapsed"),
+        "the lookup was bounded:\n{}",
+        mg.log()
+    );
+    drop(thawed);
+    assert!(
+        eventually(Duration::from_secs(20), || imap_login(
+            &mg,
+            "carol@example.org",
+            "carol-pw"
+        )
+        .0 == "OK"),
+        "new users never worked again after slapd answered again"
+    );
+}
+
+/// Thaws a paused slapd however the test ends (a frozen child would outlive it).
+struct ResumeOnDrop<'a>(&'a Slapd);
+
+impl Drop for ResumeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
+}
+
 /// Library level: the cache in front of the real LDAP directory.
 fn with_directory<T>(
     slapd: &Slapd,

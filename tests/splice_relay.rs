@@ -81,12 +81,17 @@ fn serve(mut stream: TcpStream, after: AfterLogin) {
 }
 
 fn mailgate(backend: SocketAddr, splice: bool) -> Mailgate {
+    mailgate_with(backend, &format!("splice = {splice}\n"))
+}
+
+/// mailgate in front of `backend`, with `relay` in its `[relay]` table.
+fn mailgate_with(backend: SocketAddr, relay: &str) -> Mailgate {
     let config = support::mailgate::config(
         backend.port(),
         backend.port(),
         "",
         // Every test client comes from 127.0.0.1: no per-address cap.
-        &format!("[relay]\nsplice = {splice}\n[limits]\nmax_connections_per_address = 0\n"),
+        &format!("[relay]\n{relay}[limits]\nmax_connections_per_address = 0\n"),
     );
     Mailgate::start(&config, "* 127.0.0.1\n")
 }
@@ -149,6 +154,27 @@ fn echo_payloads_are_byte_exact_on_both_paths_with_client_half_close() {
             "{lines:?}"
         );
     }
+}
+
+#[test]
+fn without_a_pipe_to_be_had_a_splice_session_relays_by_copying() {
+    // No pipe may exist: every burst of every session is copied instead.
+    let mg = mailgate_with(
+        test_backend(AfterLogin::Echo),
+        "splice = true\nmax_pipes = 0\n",
+    );
+    for (i, len) in [1usize, 65_537, 8 << 20].into_iter().enumerate() {
+        let data = payload(len, i as u64 + 7);
+        let echoed = echo_roundtrip(logged_in(&mg), data.clone());
+        assert!(echoed == data, "len={len}: {} bytes back", echoed.len());
+    }
+    let lines = mg.wait_for_session_ends("imap", 3);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("relay=\"splice\"") && l.contains("outcome=\"relayed\"")),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -151,6 +151,25 @@ impl Slapd {
         }
     }
 
+    /// Freezes slapd (SIGSTOP): it keeps its sockets, the kernel still
+    /// accepts connections, but nothing answers — a hung server.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws slapd after `pause`.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: kill(2) on our own, not yet reaped child.
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
+        }
+    }
+
     /// Starts slapd again after `stop`.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "running");
