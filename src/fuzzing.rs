@@ -126,6 +126,48 @@ pub fn backend_login(data: &[u8]) {
     }
 }
 
+/// Arbitrary text as a Perdition-style LDAP URL: parsed or refused, never a
+/// panic; what parses names at least one server and expands any key into a
+/// filter.
+pub fn ldap_url(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(spec) = crate::directory::ldap::query::parse_url(&text) {
+        assert!(!spec.servers.is_empty());
+        let _ = crate::directory::ldap::query::filter_for(&spec.filter, &text);
+    }
+}
+
+/// Arbitrary text as a static map: parsed or refused with a line number,
+/// never a panic; a parsed map answers lookups.
+pub fn static_map(data: &[u8]) {
+    use crate::directory::Directory;
+    let text = String::from_utf8_lossy(data);
+    let path = std::path::Path::new("fuzz.map");
+    match crate::directory::StaticMap::parse(&text, path, data.first().is_some_and(|b| b & 1 == 1))
+    {
+        Ok(map) => {
+            for user in ["alice@example.org", "", "@", "x@", &*text] {
+                let answer = map.lookup(user);
+                drop(answer);
+            }
+            let _ = map.ports().count();
+        }
+        Err(e) => assert!(e.line >= 1),
+    }
+}
+
+/// Arbitrary text as a configuration file: loaded or refused with a message
+/// naming the file, never a panic. (Files it names are looked up in a folder
+/// that does not exist.)
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let path = std::path::Path::new("fuzz.toml");
+    let base = std::path::Path::new("/nonexistent/mailgate-fuzz");
+    if let Err(e) = crate::config::parse_str(&text, path, base) {
+        assert!(e.to_string().contains("fuzz.toml") || e.to_string().contains("fuzz"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! A few thousand structured random inputs on every test run; the fuzz
@@ -201,6 +243,60 @@ mod tests {
             imap_preauth(&input);
             pop3_preauth(&input);
             backend_login(&input);
+        }
+    }
+
+    /// Fragments of LDAP URLs, maps and configs.
+    const TEXT_FRAGMENTS: &[&[u8]] = &[
+        b"ldap://",
+        b"ldaps://",
+        b"3:",
+        b"2:",
+        b"/ou=People,dc=x?mail,host?sub?(mail=%s)",
+        b"?",
+        b"%2",
+        b"%28",
+        b" ",
+        b"\n",
+        b"[[listen]]\nprotocol = \"imap\"\naddress = \"127.0.0.1:0\"\n",
+        b"[directory]\nkind = \"ldap\"\n",
+        b"url = \"ldap://h/b?mail,host?sub?(m=%s)\"\n",
+        b"[directory]\nkind = \"static\"\nmap = \"m\"\n",
+        b"[limits]\nmax_line = 0\n",
+        b"[relay]\npipe_size = 1\n",
+        b"[backend]\nallowed_networks = [\"10.0.0.0/99\"]\n",
+        b"*@example.org 10.0.0.1:143\n",
+        b"* [::1]:0\n",
+        b"alice@x box:99999\n",
+        b"# comment\n",
+        b"\xff",
+        b"=",
+        b"\"",
+    ];
+
+    fn random_text(seed: u64) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+        let mut out = Vec::new();
+        for _ in 0..(state % 12) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if state % 5 == 0 {
+                out.push((state >> 16) as u8);
+            } else {
+                out.extend_from_slice(TEXT_FRAGMENTS[(state >> 8) as usize % TEXT_FRAGMENTS.len()]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn random_urls_maps_and_configs_never_panic() {
+        for seed in 0..2000 {
+            let input = random_text(seed);
+            ldap_url(&input);
+            static_map(&input);
+            config(&input);
         }
     }
 

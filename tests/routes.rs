@@ -12,7 +12,8 @@ use support::stack::*;
 fn routes_outside_the_allowed_networks_or_ports_are_refused_and_logged() {
     let stack = Stack::start("");
     let (imap_port, pop3_port) = (stack.dovecot.imap.port(), stack.dovecot.pop3.port());
-    let map = "*@example.org 127.0.0.1\nodd@example.org 127.0.0.1:9\nelsewhere@example.org 127.0.0.2\n";
+    let map =
+        "*@example.org 127.0.0.1\nodd@example.org 127.0.0.1:9\nelsewhere@example.org 127.0.0.2\n";
     let backend = format!(
         "allowed_networks = [\"127.0.0.1/32\"]\nallowed_ports = [{imap_port}, {pop3_port}]"
     );
