@@ -112,11 +112,14 @@ fn load(path: &Path) -> anyhow::Result<Live> {
 
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let live = load(path)?;
+    let runtime = &live.loaded.config.runtime;
+    let io = mailgate::runtime::resolve_io(runtime.io, runtime.ring_entries)?;
     println!(
-        "{}: ok ({} listener(s), {} static map entries)",
+        "{}: ok ({} listener(s), {} static map entries, io {})",
         path.display(),
         live.loaded.config.listen.len(),
-        live.static_map.as_ref().map_or(0, |m| m.len())
+        live.static_map.as_ref().map_or(0, |m| m.len()),
+        io.as_str()
     );
     Ok(())
 }
@@ -127,7 +130,7 @@ fn run(path: &Path, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     mailgate::runtime::raise_fd_limit();
     let server = mailgate::runtime::start(live)?;
     for (protocol, address) in server.addresses() {
-        tracing::info!(%protocol, %address, workers = server.workers(), "listening");
+        tracing::info!(%protocol, %address, workers = server.workers(), io = server.io().as_str(), "listening");
     }
     let admin = start_admin(&loaded, &server)?;
     if let Some(path) = ready_file {
@@ -230,6 +233,7 @@ fn start_admin(
     mailgate::admin::spawn(
         listener,
         mailgate::admin::Admin {
+            io: server.io(),
             workers: server.workers_state.clone(),
             invalidations: server.invalidations(),
             token,

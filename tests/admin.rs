@@ -205,7 +205,11 @@ fn metrics_count_what_the_sessions_did() {
         &format!("mailgate_backend_bytes_total{{backend=\"{backend}\",direction=\"to_client\"}}"),
     );
     assert!(to_client >= received as f64, "{to_client} < {received}");
-    assert!(metric(&text, "mailgate_relay_bytes_total{method=\"splice\"}") >= received as f64);
+    assert!(
+        metric(&text, "mailgate_relay_bytes_total{method=\"splice\"}") >= received as f64,
+        "{}",
+        stack.mailgate.log()
+    );
     assert_eq!(metric(&text, "mailgate_sessions{phase=\"relaying\"}"), 0.0);
     let (status, _) = http(admin, "GET", "/healthz", None);
     assert_eq!(status, 200);

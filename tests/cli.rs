@@ -28,8 +28,10 @@ fn check_config_accepts_a_good_file_and_points_at_bad_lines() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("ok (2 listener(s), 1 static map entries)")
+        stdout.contains("ok (2 listener(s), 1 static map entries, io "),
+        "{stdout}"
     );
 
     let bad = good.replace("workers = 2", "workers = 2\nwrokers = 3");
@@ -68,10 +70,11 @@ fn demo_check_runs_a_real_session_and_exits_zero() {
 }
 
 #[test]
-fn impossible_io_uring_setup_fails_with_a_clear_message() {
+fn impossible_io_uring_setup_fails_with_a_clear_message_when_uring_is_required() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("users.map"), "* 127.0.0.1\n").unwrap();
-    let config = support::mailgate::config(10143, 10110, "", "ring_entries = 1000000\n");
+    let config =
+        support::mailgate::config(10143, 10110, "", "ring_entries = 1000000\nio = \"uring\"\n");
     let path = dir.path().join("m.toml");
     std::fs::write(&path, config).unwrap();
     let out = mailgate(&["run", "--config", path.to_str().unwrap()]);

@@ -2,7 +2,9 @@
 # The whole check, as CI runs it on a clean clone: installs what the tests
 # drive (tests/setup.sh), then formatting, clippy with warnings as errors,
 # and the test suite of every workspace crate (which includes the module
-# dependency check, tests/module_graph.rs).
+# dependency check, tests/module_graph.rs) twice: once with the workers on
+# io_uring, once on epoll (MAILGATE_TEST_IO, which the test kit turns into
+# `[runtime] io`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
@@ -10,4 +12,5 @@ tests/setup.sh
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+MAILGATE_TEST_IO=uring cargo test --workspace
+MAILGATE_TEST_IO=epoll cargo test --workspace

@@ -32,6 +32,8 @@ pub const MAX_CONCURRENT: usize = 8;
 
 /// What the admin thread serves from.
 pub struct Admin {
+    /// The reactor the workers run (`mailgate_info{io=…}`).
+    pub io: crate::transport::Io,
     /// Per-worker state.
     pub workers: Vec<WorkerState>,
     /// Cache invalidation log.
@@ -190,6 +192,8 @@ impl Admin {
             metrics::with(&w.metrics, |r| merged.merge(r));
             cache.add(&w.cache.snapshot());
         }
-        prometheus::render(&merged, &cache)
+        let mut text = prometheus::render(&merged, &cache);
+        text.push_str(&prometheus::info(self.io.as_str()));
+        text
     }
 }

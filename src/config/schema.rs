@@ -389,6 +389,9 @@ pub struct RuntimeConfig {
     pub shutdown_grace: Duration,
     /// io_uring submission queue entries per worker.
     pub ring_entries: u32,
+    /// The reactor: `auto` (io_uring where it can be set up, else epoll),
+    /// `uring` or `epoll`.
+    pub io: crate::transport::IoMode,
 }
 
 impl Default for RuntimeConfig {
@@ -398,6 +401,7 @@ impl Default for RuntimeConfig {
             pin_workers: true,
             shutdown_grace: Duration::from_secs(30),
             ring_entries: 256,
+            io: crate::transport::IoMode::Auto,
         }
     }
 }

@@ -120,6 +120,20 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
     out
 }
 
+/// `mailgate_info{version,io} 1`: what is running.
+pub fn info(io: &str) -> String {
+    let mut out = String::new();
+    header(
+        &mut out,
+        "mailgate_info",
+        "The running version and the reactor its workers run.",
+        "gauge",
+    );
+    let labels = format!("version=\"{}\",io=\"{io}\"", env!("CARGO_PKG_VERSION"));
+    sample(&mut out, "mailgate_info", &labels, 1);
+    out
+}
+
 /// Bytes by back end and direction, and by relay method.
 fn bytes(out: &mut String, recorder: &Recorder) {
     let name = "mailgate_backend_bytes_total";

@@ -2,10 +2,12 @@
 //!
 //! Each direction reads into one owned buffer and writes it all before
 //! reading again (so at most `buffer_size` bytes per direction are in flight).
-//! A quiet direction waits with a small buffer ([`QUIET_READ_SIZE`]); a read
-//! that fills it switches to a full-size buffer taken from a per-worker pool,
-//! and the big buffer goes back to the pool when the stream slows down. So an
-//! idle session (IMAP IDLE) holds two small buffers, not two large ones.
+//! A quiet direction first waits for readiness ([`Stream::readable`]) holding
+//! no buffer, then reads into a small one ([`QUIET_READ_SIZE`], pooled per
+//! worker); a read that fills it switches to a full-size buffer from another
+//! per-worker pool, which goes back when the stream slows down. On epoll an
+//! idle session (IMAP IDLE) holds no buffer at all; on io_uring, which has no
+//! readiness, the pending read holds one small buffer per direction.
 
 use super::{run_both, RelayMethod, RelaySettings, RelayStats, Shared};
 use crate::transport::Stream;
@@ -22,6 +24,8 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
+use crate::transport::buffers::{give_back as give_back_quiet, take as take_quiet};
+
 fn take_large(size: usize) -> Vec<u8> {
     POOL.with_borrow_mut(|pool| pool.pop())
         .filter(|b| b.capacity() == size)
@@ -34,6 +38,15 @@ fn give_back(buf: Vec<u8>) {
             pool.push(buf);
         }
     });
+}
+
+/// Returns `buf` to the pool its size belongs to.
+fn give_back_quiet_or_large(buf: Vec<u8>, quiet_size: usize) {
+    if buf.capacity() == quiet_size {
+        give_back_quiet(buf);
+    } else {
+        give_back(buf);
+    }
 }
 
 /// Relays by copying until both directions are closed, one fails, or the idle timeout.
@@ -69,12 +82,23 @@ async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
     buffer_size: usize,
 ) {
     let quiet_size = QUIET_READ_SIZE.min(buffer_size);
-    let mut buf = Vec::with_capacity(quiet_size);
+    // `None` while quiet: the next read waits for readiness without a buffer.
+    let mut held: Option<Vec<u8>> = None;
     loop {
-        let (res, b) = from.read(buf).await;
-        buf = b;
+        let buf = match held.take() {
+            Some(buf) => buf,
+            None => {
+                if let Err(e) = from.readable().await {
+                    shared.abort(e.kind());
+                    return;
+                }
+                take_quiet(quiet_size)
+            }
+        };
+        let (res, buf) = from.read(buf).await;
         let n = match res {
             Ok(0) => {
+                give_back_quiet_or_large(buf, quiet_size);
                 let _ = to.close_write().await;
                 return;
             }
@@ -85,8 +109,7 @@ async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
                 return;
             }
         };
-        let (res, b) = to.write_all(buf).await;
-        buf = b;
+        let (res, buf) = to.write_all(buf).await;
         if let Err(e) = res {
             shared.abort(e.kind());
             return;
@@ -94,10 +117,14 @@ async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
         total.set(total.get() + n as u64);
         shared.last_activity.set(Instant::now());
         let capacity = buf.capacity();
-        if n == capacity && capacity < buffer_size {
-            buf = take_large(buffer_size);
-        } else if capacity == buffer_size && n < buffer_size / 4 && capacity > quiet_size {
-            give_back(std::mem::replace(&mut buf, Vec::with_capacity(quiet_size)));
-        }
+        held = if n == capacity && capacity < buffer_size {
+            give_back_quiet_or_large(buf, quiet_size);
+            Some(take_large(buffer_size))
+        } else if capacity > quiet_size && n >= buffer_size / 4 {
+            Some(buf) // busy: keep the large buffer
+        } else {
+            give_back_quiet_or_large(buf, quiet_size);
+            None
+        };
     }
 }

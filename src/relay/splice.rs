@@ -73,48 +73,75 @@ pub async fn relay<A: Stream, B: Stream>(
     backend_fd: RawFd,
     settings: RelaySettings,
 ) -> io::Result<RelayStats> {
-    set_nonblocking(client_fd)?;
-    set_nonblocking(backend_fd)?;
-    let interest = Interest::READABLE | Interest::WRITABLE;
-    // SAFETY: the descriptors belong to `client` and `backend`, which are
-    // borrowed for this whole function, so they stay open and keep referring
-    // to the same sockets for the lifetime of both registrations (dropped,
-    // and so deregistered, before this function returns).
-    let client_io = unsafe { AsyncFd::register_with_interest(Borrowed(client_fd), interest)? };
-    // SAFETY: as above.
-    let backend_io = unsafe { AsyncFd::register_with_interest(Borrowed(backend_fd), interest)? };
+    match (client.registration(), backend.registration()) {
+        // epoll: the sockets are registered with the reactor already.
+        (Some(client_io), Some(backend_io)) => {
+            Ok(run(client, backend, client_io, backend_io, settings).await)
+        }
+        // io_uring: the sockets are unknown to epoll; register them for the
+        // relay's duration.
+        (None, None) => {
+            set_nonblocking(client_fd)?;
+            set_nonblocking(backend_fd)?;
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            // SAFETY: the descriptors belong to `client` and `backend`, which
+            // are borrowed for this whole function, so they stay open and keep
+            // referring to the same sockets for the lifetime of both
+            // registrations (dropped, and so deregistered, before this
+            // function returns).
+            let client_io =
+                unsafe { AsyncFd::register_with_interest(Borrowed(client_fd), interest)? };
+            // SAFETY: as above.
+            let backend_io =
+                unsafe { AsyncFd::register_with_interest(Borrowed(backend_fd), interest)? };
+            Ok(run(client, backend, &client_io, &backend_io, settings).await)
+        }
+        _ => Err(io::Error::other(
+            "the two sides run on different transports",
+        )),
+    }
+}
+
+/// Both directions over the sockets' registrations.
+async fn run<A: Stream, B: Stream, F: AsRawFd>(
+    client: &A,
+    backend: &B,
+    client_io: &AsyncFd<F>,
+    backend_io: &AsyncFd<F>,
+    settings: RelaySettings,
+) -> RelayStats {
     let shared = Shared::new(client, backend);
     let up = pump(
         &shared,
-        &client_io,
-        &backend_io,
+        client_io,
+        backend_io,
         backend,
         &shared.client_to_backend,
         &settings,
     );
     let down = pump(
         &shared,
-        &backend_io,
-        &client_io,
+        backend_io,
+        client_io,
         client,
         &shared.backend_to_client,
         &settings,
     );
-    Ok(run_both(
+    run_both(
         &shared,
         up,
         down,
         settings.idle_timeout,
         RelayMethod::Splice,
     )
-    .await)
+    .await
 }
 
 /// One direction until EOF (then a write shutdown of `to`) or an error.
-async fn pump<A: Stream, B: Stream, T: Stream>(
+async fn pump<A: Stream, B: Stream, T: Stream, F: AsRawFd>(
     shared: &Shared<'_, A, B>,
-    from: &AsyncFd<Borrowed>,
-    to: &AsyncFd<Borrowed>,
+    from: &AsyncFd<F>,
+    to: &AsyncFd<F>,
     to_stream: &T,
     total: &Cell<u64>,
     settings: &RelaySettings,
@@ -160,9 +187,9 @@ enum Burst {
 
 /// Moves bytes through `pipe` while `from` has them; the pipe is empty
 /// afterwards unless the burst failed.
-async fn splice_burst<A: Stream, B: Stream>(
-    from: &AsyncFd<Borrowed>,
-    to: &AsyncFd<Borrowed>,
+async fn splice_burst<A: Stream, B: Stream, F: AsRawFd>(
+    from: &AsyncFd<F>,
+    to: &AsyncFd<F>,
     pipe: &pipes::Pipe,
     pipe_size: usize,
     total: &Cell<u64>,
@@ -193,9 +220,9 @@ async fn splice_burst<A: Stream, B: Stream>(
 
 /// Moves bytes by copying while `from` has them: the fallback when no pipe
 /// can be had.
-async fn copy_burst<A: Stream, B: Stream>(
-    from: &AsyncFd<Borrowed>,
-    to: &AsyncFd<Borrowed>,
+async fn copy_burst<A: Stream, B: Stream, F: AsRawFd>(
+    from: &AsyncFd<F>,
+    to: &AsyncFd<F>,
     buffer_size: usize,
     total: &Cell<u64>,
     shared: &Shared<'_, A, B>,
@@ -238,7 +265,7 @@ async fn copy_burst<A: Stream, B: Stream>(
 }
 
 /// Writes all of `bytes` to the socket, waiting for room as needed.
-async fn send_all(to: &AsyncFd<Borrowed>, mut bytes: &[u8]) -> io::Result<()> {
+async fn send_all<F: AsRawFd>(to: &AsyncFd<F>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         let mut ready = to.writable().await?;
         // SAFETY: `bytes` is a live buffer; the descriptor stays open for the
@@ -269,7 +296,7 @@ async fn send_all(to: &AsyncFd<Borrowed>, mut bytes: &[u8]) -> io::Result<()> {
 const COPY_FALLBACK_BUFFER: usize = 64 * 1024;
 
 /// Moves `len` bytes from the pipe to the socket.
-async fn drain(pipe: &pipes::Pipe, to: &AsyncFd<Borrowed>, mut len: usize) -> io::Result<()> {
+async fn drain<F: AsRawFd>(pipe: &pipes::Pipe, to: &AsyncFd<F>, mut len: usize) -> io::Result<()> {
     while len > 0 {
         let mut ready = to.writable().await?;
         match splice(pipe.read_fd(), to.as_raw_fd(), len) {

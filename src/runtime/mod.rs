@@ -19,6 +19,7 @@ use crate::directory::{CacheCounters, Invalidations};
 use crate::metrics::SharedRecorder;
 use crate::registry::Registry;
 use crate::tls::SwappableServerConfig;
+use crate::transport::{self, Io, IoMode};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -38,25 +39,50 @@ pub enum RuntimeError {
         /// OS error.
         source: std::io::Error,
     },
-    /// io_uring is unavailable.
-    #[error(
-        "cannot set up io_uring: {source}. mailgate's workers need io_uring (Linux ≥ 5.11). \
-         EPERM usually means it is disabled by `sysctl kernel.io_uring_disabled` (set it to 0) \
-         or blocked by a container's seccomp profile (allow io_uring_setup/io_uring_enter/\
-         io_uring_register, e.g. docker --security-opt seccomp=…); ENOMEM means RLIMIT_MEMLOCK \
-         is too low for `runtime.ring_entries` (raise the limit or lower the entries); \
-         ENOSYS means the kernel has no io_uring"
-    )]
+    /// io_uring is unavailable and `[runtime] io = "uring"` asked for it.
+    #[error("cannot set up io_uring: {source}. {IO_URING_HELP}")]
     IoUring {
         /// The error from io_uring_setup.
         source: std::io::Error,
     },
+    /// The epoll reactor could not be set up.
+    #[error("cannot set up the epoll reactor: {0}")]
+    Reactor(std::io::Error),
     /// A worker thread could not be started.
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
     /// A worker died before reporting.
     #[error("worker {0} exited during start-up")]
     WorkerLost(usize),
+}
+
+/// What to do where io_uring cannot be set up.
+pub const IO_URING_HELP: &str = "EPERM usually means it is disabled by `sysctl \
+    kernel.io_uring_disabled` (set it to 0) or blocked by a seccomp profile (allow \
+    io_uring_setup, io_uring_enter and io_uring_register; Docker blocks them by default: \
+    --security-opt seccomp=PROFILE); ENOMEM means RLIMIT_MEMLOCK is too low for \
+    `runtime.ring_entries` (raise the limit or lower the entries); ENOSYS means the kernel \
+    has no io_uring (Linux >= 5.11 is needed). Or set `[runtime] io = \"epoll\"`";
+
+/// The reactor `mode` comes to on this host: `auto` probes io_uring once
+/// (a ring of `entries`) and falls back to epoll with one warning that names
+/// the cause and the fix; `uring` fails where the probe fails.
+pub fn resolve_io(mode: IoMode, entries: u32) -> Result<Io, RuntimeError> {
+    match mode {
+        IoMode::Epoll => Ok(Io::Epoll),
+        IoMode::Uring => transport::probe_uring(entries)
+            .map(|()| Io::Uring)
+            .map_err(|source| RuntimeError::IoUring { source }),
+        IoMode::Auto => match transport::probe_uring(entries) {
+            Ok(()) => Ok(Io::Uring),
+            Err(e) => {
+                tracing::warn!(
+                    "io_uring cannot be set up ({e}): running on epoll. {IO_URING_HELP} to say so and silence this"
+                );
+                Ok(Io::Epoll)
+            }
+        },
+    }
 }
 
 /// What the admin interface reads of one worker.
@@ -86,6 +112,7 @@ impl Default for WorkerState {
 
 /// A started server.
 pub struct RunningServer {
+    io: Io,
     addresses: Vec<(Protocol, SocketAddr)>,
     /// Per worker: recorder, relaying sessions, cache counters.
     pub workers_state: Vec<WorkerState>,
@@ -96,6 +123,11 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The reactor the workers run.
+    pub fn io(&self) -> Io {
+        self.io
+    }
+
     /// The bound address of each configured listener, in config order.
     pub fn addresses(&self) -> &[(Protocol, SocketAddr)] {
         &self.addresses
@@ -189,6 +221,7 @@ fn bind_listeners(live: &Live, count: usize) -> Result<Bound, RuntimeError> {
 /// Binds the listeners and starts the workers.
 pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
     let runtime = &live.loaded.config.runtime;
+    let io = resolve_io(runtime.io, runtime.ring_entries)?;
     let (count, pins) = plan_cores(runtime.workers, runtime.pin_workers);
     let Bound {
         addresses,
@@ -217,6 +250,7 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         let plan = worker::WorkerPlan {
             index,
             core,
+            io,
             listeners,
             live: live.clone(),
             state: workers_state[index].clone(),
@@ -233,6 +267,7 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         readies.push(ready_rx);
     }
     let server = RunningServer {
+        io,
         addresses,
         workers_state,
         invalidations,

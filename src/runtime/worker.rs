@@ -1,5 +1,7 @@
-//! One worker: a pinned thread running its own io_uring reactor, accepting on
-//! its own listeners and running every session it accepted to the end.
+//! One worker: a pinned thread running its own reactor (io_uring or epoll,
+//! decided once at start), accepting on its own listeners and running every
+//! session it accepted to the end. The same code serves both: it is generic
+//! over the transport's `Acceptor` and `Connector`.
 //!
 //! Nothing here is shared with other workers except the read-only config, the
 //! invalidation log and the shutdown signal; session counts are per worker.
@@ -12,7 +14,9 @@ use crate::metrics::{self, Refusal};
 use crate::session::rate_limit::{self, LoginRateLimit};
 use crate::session::{self, BackendPolicy, ListenerContext, SessionContext, Ticket, WorkerShared};
 use crate::tls::SwappableServerConfig;
-use crate::transport::{UringConnector, UringStream};
+use crate::transport::{
+    Acceptor, Connector, EpollConnector, EpollListener, Io, Reactor, UringConnector, UringListener,
+};
 use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::rc::Rc;
@@ -37,6 +41,8 @@ pub struct WorkerPlan {
     pub index: usize,
     /// CPU to pin to, if pinning.
     pub core: Option<core_affinity::CoreId>,
+    /// The reactor to run.
+    pub io: Io,
     /// This worker's listening sockets.
     pub listeners: Vec<(TcpListener, ListenerPlan)>,
     /// The configuration and what it loaded.
@@ -78,15 +84,22 @@ pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeEr
         }
     }
     let entries = plan.live.loaded.config.runtime.ring_entries;
-    let runtime = match tokio_uring::Runtime::new(tokio_uring::builder().entries(entries)) {
-        Ok(rt) => rt,
+    let reactor = match Reactor::new(plan.io, entries) {
+        Ok(reactor) => reactor,
         Err(source) => {
-            let _ = ready.send(Err(RuntimeError::IoUring { source }));
+            let error = match plan.io {
+                Io::Uring => RuntimeError::IoUring { source },
+                Io::Epoll => RuntimeError::Reactor(source),
+            };
+            let _ = ready.send(Err(error));
             return;
         }
     };
     let _ = ready.send(Ok(()));
-    runtime.block_on(serve(plan));
+    match plan.io {
+        Io::Uring => reactor.block_on(serve(plan, UringListener::new, UringConnector)),
+        Io::Epoll => reactor.block_on(serve(plan, EpollListener::new, EpollConnector)),
+    }
 }
 
 /// The state this worker's sessions share, built on its thread.
@@ -147,7 +160,14 @@ fn contexts(plan: &WorkerPlan, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContex
         .collect()
 }
 
-async fn serve(mut plan: WorkerPlan) {
+async fn serve<L, C>(
+    mut plan: WorkerPlan,
+    listen: fn(TcpListener) -> std::io::Result<L>,
+    connector: C,
+) where
+    L: Acceptor + 'static,
+    C: Connector<Stream = L::Stream> + Clone + 'static,
+{
     let active = Rc::new(Cell::new(0usize));
     let shared = Rc::new(worker_shared(&plan));
     let contexts = contexts(&plan, shared);
@@ -160,9 +180,16 @@ async fn serve(mut plan: WorkerPlan) {
             Ok(stopper) => stoppers.push(stopper),
             Err(e) => tracing::warn!(error = %e, "cannot keep a handle to stop the listener"),
         }
-        let listener = tokio_uring::net::TcpListener::from_std(listener);
-        accept_tasks.push(tokio_uring::spawn(accept_loop(
+        let listener = match listen(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(worker = plan.index, error = %e, "cannot use a listening socket");
+                continue;
+            }
+        };
+        accept_tasks.push(tokio::task::spawn_local(accept_loop(
             listener,
+            connector.clone(),
             ctx,
             active.clone(),
             plan.admission.clone(),
@@ -194,12 +221,15 @@ async fn serve(mut plan: WorkerPlan) {
     }
 }
 
-async fn accept_loop(
-    listener: tokio_uring::net::TcpListener,
+async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'static>(
+    listener: L,
+    connector: C,
     ctx: Rc<SessionContext>,
     active: Rc<Cell<usize>>,
     admission: Arc<Admission>,
-) {
+) where
+    L::Stream: 'static,
+{
     let mut failures = AcceptFailures::default();
     let mut refusals = Refusals::default();
     loop {
@@ -225,28 +255,22 @@ async fn accept_loop(
             _active: ActiveGuard(active.clone()),
             admitted,
         };
-        let session = session::run(
-            ctx.clone(),
-            UringConnector,
-            UringStream(stream),
-            peer,
-            ticket,
-        );
+        let session = session::run(ctx.clone(), connector.clone(), stream, peer, ticket);
         tracing::trace!(bytes = std::mem::size_of_val(&session), "session task size");
-        tokio_uring::spawn(session);
+        tokio::task::spawn_local(session);
     }
 }
 
 /// Tells a refused client why in one line (when the listener speaks
 /// plaintext first), counts the refusal, and closes.
-fn refuse(stream: &tokio_uring::net::TcpStream, ctx: &SessionContext, reason: Refusal) {
+fn refuse(stream: &impl std::os::fd::AsRawFd, ctx: &SessionContext, reason: Refusal) {
     if ctx.listener.tls_mode != TlsMode::Implicit {
         let line: &[u8] = match ctx.listener.protocol {
             Protocol::Imap => b"* BYE [UNAVAILABLE] Too many connections, try again later.\r\n",
             Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n",
         };
         // Best effort, never waiting: a fresh socket has room for one line.
-        let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+        let fd = stream.as_raw_fd();
         // SAFETY: `fd` belongs to `stream`, borrowed for this whole call.
         let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let _ = socket2::SockRef::from(&socket)

@@ -8,7 +8,7 @@
 //! record: rustls encrypts into its own buffer, which is drained into one
 //! reused `Vec`.
 
-use crate::transport::Stream;
+use crate::transport::{buffers, Stream};
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -113,8 +113,8 @@ impl<S: Stream> TlsStream<S> {
         let buf = self
             .read_buf
             .take()
-            .unwrap_or_else(|| Vec::with_capacity(QUIET_READ));
-        let (res, mut buf) = self.inner.read(buf).await;
+            .unwrap_or_else(|| buffers::take(QUIET_READ));
+        let (res, buf) = self.inner.read(buf).await;
         let n = match res {
             Ok(n) => n,
             Err(e) => {
@@ -124,18 +124,25 @@ impl<S: Stream> TlsStream<S> {
         };
         if n == 0 {
             self.eof.set(true);
-            self.read_buf.set(Some(buf));
+            buffers::give_back(buf);
             return Ok(false);
         }
         self.pending.borrow_mut().extend_from_slice(&buf[..n]);
-        // Adapt the next read to the peer's pace.
+        // Adapt the next read to the peer's pace; a quiet peer leaves no
+        // buffer behind (the next read takes one from the worker's pool).
         let capacity = buf.capacity();
         if n == capacity && capacity < BUSY_READ {
-            buf = Vec::with_capacity(BUSY_READ);
-        } else if n < QUIET_READ && capacity > QUIET_READ {
-            buf = Vec::with_capacity(QUIET_READ);
+            buffers::give_back(buf);
+            self.read_buf.set(Some(Vec::with_capacity(BUSY_READ)));
+        } else if n < QUIET_READ {
+            if capacity > QUIET_READ {
+                drop(buf);
+            } else {
+                buffers::give_back(buf);
+            }
+        } else {
+            self.read_buf.set(Some(buf));
         }
-        self.read_buf.set(Some(buf));
         self.feed_pending()?;
         Ok(true)
     }
@@ -193,7 +200,29 @@ impl<S: Stream> AsRawFd for TlsStream<S> {
     }
 }
 
+impl<S: Stream> TlsStream<S> {
+    /// Whether a read would make progress without the socket: plaintext
+    /// or ciphertext buffered, or the end seen (a TLS error counts: the
+    /// read reports it).
+    fn buffered(&self) -> bool {
+        if self.eof.get() || !self.pending.borrow().is_empty() {
+            return true;
+        }
+        self.conn
+            .borrow_mut()
+            .process_new_packets()
+            .map_or(true, |state| state.plaintext_bytes_to_read() > 0)
+    }
+}
+
 impl<S: Stream> Stream for TlsStream<S> {
+    async fn readable(&self) -> io::Result<()> {
+        if self.buffered() {
+            return Ok(());
+        }
+        self.inner.readable().await
+    }
+
     async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         loop {
             match self.take_plaintext(&mut buf) {
@@ -301,6 +330,20 @@ impl<S: Stream> Stream for MaybeTls<S> {
     fn splice_fd(&self) -> Option<RawFd> {
         match self {
             MaybeTls::Plain(s) => s.splice_fd(),
+            MaybeTls::Tls(_) => None,
+        }
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.readable().await,
+            MaybeTls::Tls(s) => s.readable().await,
+        }
+    }
+
+    fn registration(&self) -> Option<&tokio::io::unix::AsyncFd<std::net::TcpStream>> {
+        match self {
+            MaybeTls::Plain(s) => s.registration(),
             MaybeTls::Tls(_) => None,
         }
     }

@@ -2,24 +2,115 @@
 //! against: a connected [`Stream`] with owned-buffer I/O and a [`Connector`]
 //! for outgoing connections.
 //!
-//! Only this module tree knows a reactor: [`uring`] implements the traits on
+//! against: a connected [`Stream`] with owned-buffer I/O, a [`Connector`] for
+//! outgoing connections and an [`Acceptor`] for incoming ones, and the
+//! [`Reactor`] a worker thread runs them on.
+//!
+//! Only this module tree knows a reactor. [`uring`] implements the traits on
 //! tokio-uring (the completion model needs the kernel to own a buffer while
-//! an operation is in flight, hence owned buffers in the interface). Nothing
-//! here knows a protocol, a session or the configuration.
+//! an operation is in flight, hence owned buffers in the interface);
+//! [`epoll`] on non-blocking sockets and tokio's epoll reactor, for hosts
+//! where io_uring is blocked. Which one runs is decided once at start
+//! ([`IoMode`], [`probe_uring`]); nothing above this module knows which.
+//! Nothing here knows a protocol, a session or the configuration.
 
+pub mod buffers;
+pub mod epoll;
 pub mod uring;
 
-pub use uring::{UringConnector, UringStream};
+pub use epoll::{EpollConnector, EpollListener, EpollStream};
+pub use uring::{UringConnector, UringListener, UringStream};
 
+use serde::Deserialize;
+use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
+use tokio::io::unix::AsyncFd;
+
+/// Which reactor the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// io_uring when it can be set up, else epoll (with a warning).
+    #[default]
+    Auto,
+    /// io_uring or nothing: a host where it cannot be set up fails to start.
+    Uring,
+    /// epoll, without trying io_uring.
+    Epoll,
+}
+
+/// The reactor a worker runs, once decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// io_uring (tokio-uring).
+    Uring,
+    /// epoll (tokio's reactor).
+    Epoll,
+}
+
+impl Io {
+    /// `uring` or `epoll`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Io::Uring => "uring",
+            Io::Epoll => "epoll",
+        }
+    }
+}
+
+/// Sets up (and drops) a ring of `entries` entries: whether workers can run
+/// io_uring here, and if not, the error that says why.
+pub fn probe_uring(entries: u32) -> io::Result<()> {
+    io_uring::IoUring::new(entries).map(drop)
+}
+
+/// A worker thread's event loop: a tokio current-thread runtime with a
+/// local task set, driving io_uring or epoll. Sessions are spawned with
+/// `tokio::task::spawn_local` on either.
+pub enum Reactor {
+    /// tokio-uring's runtime (io_uring, polled through tokio).
+    Uring(tokio_uring::Runtime),
+    /// tokio's current-thread runtime (epoll) and the local task set.
+    Epoll(tokio::runtime::Runtime, tokio::task::LocalSet),
+}
+
+impl Reactor {
+    /// A reactor of kind `io`; `entries` sizes the io_uring rings.
+    pub fn new(io: Io, entries: u32) -> io::Result<Self> {
+        match io {
+            Io::Uring => tokio_uring::Runtime::new(tokio_uring::builder().entries(entries))
+                .map(Reactor::Uring),
+            Io::Epoll => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                Ok(Reactor::Epoll(runtime, tokio::task::LocalSet::new()))
+            }
+        }
+    }
+
+    /// Runs `future` (and the tasks it spawns) to completion.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match self {
+            Reactor::Uring(runtime) => runtime.block_on(future),
+            Reactor::Epoll(runtime, local) => local.block_on(runtime, future),
+        }
+    }
+}
 
 /// A connected byte stream with owned-buffer I/O.
 #[allow(async_fn_in_trait)] // workers are single-threaded: futures need not be Send
 pub trait Stream: AsRawFd {
     /// Reads into `buf` (cleared first, filled up to its capacity).
     async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Waits until a `read` would find bytes (or the end, or an error),
+    /// without holding a buffer meanwhile. Transports that cannot tell
+    /// (io_uring completes a read, it does not announce one) return at once.
+    async fn readable(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Writes all of `buf`.
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
     /// Shuts down one or both directions.
@@ -33,6 +124,12 @@ pub trait Stream: AsRawFd {
     /// The socket, when bytes may be spliced to and from it directly (a
     /// plain socket, not TLS).
     fn splice_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// The socket's own registration with the worker's reactor, when it has
+    /// one (epoll): the splice path must wait on it rather than register the
+    /// descriptor a second time.
+    fn registration(&self) -> Option<&AsyncFd<std::net::TcpStream>> {
         None
     }
 }
@@ -61,6 +158,14 @@ impl<T: Stream> Stream for Box<T> {
     fn splice_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).splice_fd()
     }
+
+    async fn readable(&self) -> io::Result<()> {
+        (**self).readable().await
+    }
+
+    fn registration(&self) -> Option<&AsyncFd<std::net::TcpStream>> {
+        (**self).registration()
+    }
 }
 
 /// How outgoing connections are made.
@@ -70,4 +175,13 @@ pub trait Connector {
     type Stream: Stream;
     /// Connects to `addr` (the caller bounds the time).
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream>;
+}
+
+/// How incoming connections are accepted.
+#[allow(async_fn_in_trait)]
+pub trait Acceptor {
+    /// The stream type produced.
+    type Stream: Stream;
+    /// The next connection and its peer's address.
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)>;
 }

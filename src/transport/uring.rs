@@ -1,7 +1,7 @@
 //! The io_uring transport: tokio-uring sockets behind [`Stream`] and
 //! [`Connector`]. Used on the worker threads that run a tokio-uring runtime.
 
-use super::{Connector, Stream};
+use super::{Acceptor, Connector, Stream};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -96,5 +96,24 @@ impl Connector for UringConnector {
         let stream = tokio_uring::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(UringStream(stream))
+    }
+}
+
+/// A listening socket accepting through io_uring.
+pub struct UringListener(tokio_uring::net::TcpListener);
+
+impl UringListener {
+    /// Takes over `listener`.
+    pub fn new(listener: std::net::TcpListener) -> io::Result<Self> {
+        Ok(Self(tokio_uring::net::TcpListener::from_std(listener)))
+    }
+}
+
+impl Acceptor for UringListener {
+    type Stream = UringStream;
+
+    async fn accept(&self) -> io::Result<(UringStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        Ok((UringStream(stream), peer))
     }
 }

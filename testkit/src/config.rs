@@ -37,11 +37,27 @@ shutdown_grace = "2s"
 /// production default waits 2 s; tests that check the delay set their own).
 pub const TEST_DEFAULTS: &[(&str, &str, &str)] = &[("limits", "failure_delay", "\"0s\"")];
 
-/// `config` with [`TEST_DEFAULTS`] added where it does not set them: into
-/// the table when the config has it, else in a table of its own at the end.
+/// The environment variable that picks the reactor of every mailgate a test
+/// starts (`uring`, `epoll` or `auto`): the suite runs once per mode.
+pub const IO_VARIABLE: &str = "MAILGATE_TEST_IO";
+
+/// `config` with [`TEST_DEFAULTS`] (and `[runtime] io` from [`IO_VARIABLE`]
+/// when it is set) added where it does not set them: into the table when the
+/// config has it, else in a table of its own at the end.
 pub fn with_test_defaults(config: &str) -> String {
+    with_defaults(config, std::env::var(IO_VARIABLE).ok().as_deref())
+}
+
+fn with_defaults(config: &str, io: Option<&str>) -> String {
+    let mut defaults: Vec<(&str, &str, String)> = TEST_DEFAULTS
+        .iter()
+        .map(|(t, k, v)| (*t, *k, (*v).to_owned()))
+        .collect();
+    if let Some(io) = io {
+        defaults.push(("runtime", "io", format!("{io:?}")));
+    }
     let mut out = config.to_owned();
-    for (table, key, value) in TEST_DEFAULTS {
+    for (table, key, value) in &defaults {
         let set = out.lines().any(|l| {
             l.trim_start().starts_with(&format!("{key} "))
                 || l.trim_start().starts_with(&format!("{key}="))
@@ -64,14 +80,16 @@ mod tests {
 
     #[test]
     fn test_defaults_go_into_an_existing_table_or_a_new_one() {
-        let merged = with_test_defaults("[limits]\nmax_line = 10\n");
+        let merged = with_defaults("[limits]\nmax_line = 10\n", None);
         assert_eq!(merged, "[limits]\nfailure_delay = \"0s\"\nmax_line = 10\n");
-        let added = with_test_defaults("[runtime]\nworkers = 1\n");
+        let added = with_defaults("[runtime]\nworkers = 1\n", None);
         assert!(
             added.ends_with("\n[limits]\nfailure_delay = \"0s\"\n"),
             "{added}"
         );
         let own = "[limits]\nfailure_delay = \"2s\"\n";
-        assert_eq!(with_test_defaults(own), own);
+        assert_eq!(with_defaults(own, None), own);
+        let epoll = with_defaults("[runtime]\nworkers = 1\n", Some("epoll"));
+        assert!(epoll.starts_with("[runtime]\nio = \"epoll\"\n"), "{epoll}");
     }
 }

@@ -6,6 +6,7 @@
 //! * [`certs`]: a test CA and server certificates, made with `rcgen`.
 //! * [`config`]: config templates.
 //! * [`admin`]: the admin client (mailgate's own).
+//! * [`seccomp`]: a filter that blocks io_uring, as container runtimes do.
 
 // Non-test code says why a value must be there (`expect`) or handles its absence.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -13,6 +14,7 @@
 pub mod certs;
 pub mod config;
 pub mod process;
+pub mod seccomp;
 
 pub use mailgate::admin::client as admin;
 pub use process::{MailgateProcess, Ready, StartError};

@@ -104,6 +104,21 @@ impl MailgateProcess {
         log_level: &str,
         env: &[(&str, &str)],
     ) -> Result<Self, StartError> {
+        Self::start_configured(binary, dir, name, config, log_level, |c| {
+            c.envs(env.iter().copied());
+        })
+    }
+
+    /// Like [`MailgateProcess::start`], with `configure` applied to the
+    /// command before it is spawned (environment, a seccomp filter, …).
+    pub fn start_configured(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        config: &str,
+        log_level: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<Self, StartError> {
         let spawn_error = |source| StartError::Spawn {
             binary: binary.to_owned(),
             source,
@@ -113,19 +128,19 @@ impl MailgateProcess {
         let log_path = dir.join(format!("{name}.log"));
         std::fs::write(&config_path, config).map_err(spawn_error)?;
         let log = std::fs::File::create(&log_path).map_err(spawn_error)?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
             .arg("--ready-file")
             .arg(&ready_path)
             .env("MAILGATE_LOG", log_level)
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(spawn_error)?;
+            .stderr(log);
+        configure(&mut command);
+        let child = command.spawn().map_err(spawn_error)?;
         let mut process = Self {
             child: Some(child),
             log: log_path,

@@ -1,0 +1,209 @@
+//! The epoll transport: non-blocking sockets registered with the worker's
+//! tokio reactor (`AsyncFd`, epoll underneath), for hosts where io_uring is
+//! blocked (Docker's default seccomp profile, `kernel.io_uring_disabled`).
+//!
+//! Reads wait for readiness first and only then touch the caller's buffer,
+//! so with [`Stream::readable`] a quiet session holds no buffer at all. The
+//! splice path uses the stream's own registration ([`Stream::registration`]):
+//! a descriptor can be registered with one epoll instance only once.
+
+use super::{Acceptor, Connector, Stream};
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use tokio::io::unix::AsyncFd;
+
+/// A connected socket registered with the worker's reactor.
+pub struct EpollStream(AsyncFd<TcpStream>);
+
+impl EpollStream {
+    /// Registers `stream` (switched to non-blocking mode).
+    pub fn new(stream: TcpStream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(Self(register(stream)?))
+    }
+}
+
+impl AsRawFd for EpollStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Registers a socket that owns its descriptor with the worker's reactor.
+fn register<T: AsRawFd>(socket: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `socket` (a std TcpStream or TcpListener) owns its descriptor:
+    // it stays open and is the one `as_raw_fd` returns until the `AsyncFd`
+    // (which owns `socket`) is dropped.
+    unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
+}
+
+/// `recv` into the spare capacity of `buf`; its length grows by what came.
+fn recv_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+    // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by
+    // `buf`; recv writes at most that many bytes into it and reports how
+    // many; `fd` is open for the call (owned by the caller's stream).
+    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: recv initialized the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// `send` of as much of `bytes` as the socket takes now.
+fn send_some(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `bytes` is a live buffer; `fd` is open for the call.
+    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+impl Stream for EpollStream {
+    async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        buf.clear();
+        loop {
+            let mut ready = match self.0.readable().await {
+                Ok(guard) => guard,
+                Err(e) => return (Err(e), buf),
+            };
+            match ready.try_io(|socket| recv_into(socket.as_raw_fd(), &mut buf)) {
+                Ok(result) => return (result, buf),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        // The readiness stays set: the read that follows finds it.
+        self.0.readable().await.map(drop)
+    }
+
+    async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let mut sent = 0;
+        while sent < buf.len() {
+            let mut ready = match self.0.writable().await {
+                Ok(guard) => guard,
+                Err(e) => return (Err(e), buf),
+            };
+            match ready.try_io(|socket| send_some(socket.as_raw_fd(), &buf[sent..])) {
+                Ok(Ok(0)) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(Ok(n)) => sent += n,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return (Err(e), buf),
+                Err(_would_block) => {}
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.0.get_ref().shutdown(how)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    fn splice_fd(&self) -> Option<RawFd> {
+        Some(self.0.as_raw_fd())
+    }
+
+    fn registration(&self) -> Option<&AsyncFd<TcpStream>> {
+        Some(&self.0)
+    }
+}
+
+/// Connects with a non-blocking `connect` and a wait for writability.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EpollConnector;
+
+impl Connector for EpollConnector {
+    type Stream = EpollStream;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<EpollStream> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )?;
+        socket.set_nodelay(true)?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let stream = EpollStream(register(TcpStream::from(socket))?);
+        // Writable once the handshake finished, one way or the other.
+        let _ = stream.0.writable().await?;
+        match stream.0.get_ref().take_error()? {
+            Some(e) => Err(e),
+            None => Ok(stream),
+        }
+    }
+}
+
+/// A listening socket registered with the worker's reactor.
+pub struct EpollListener(AsyncFd<TcpListener>);
+
+impl EpollListener {
+    /// Registers `listener` (switched to non-blocking mode).
+    pub fn new(listener: TcpListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(Self(register(listener)?))
+    }
+}
+
+/// `accept4` with the new socket non-blocking and close-on-exec; the
+/// peer's address comes with it (no `getpeername`).
+fn accept_nonblocking(listener: RawFd) -> io::Result<(TcpStream, SocketAddr)> {
+    // SAFETY: `try_init` hands accept4 a zeroed sockaddr_storage and its
+    // length on this frame; accept4 writes at most that much; `listener` is
+    // open for the call.
+    let (fd, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(
+                listener,
+                storage.cast(),
+                len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(fd)
+            }
+        })?
+    };
+    // SAFETY: accept4 succeeded: `fd` is a fresh socket owned by nobody else.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP peer"))?;
+    Ok((stream, peer))
+}
+
+impl Acceptor for EpollListener {
+    type Stream = EpollStream;
+
+    async fn accept(&self) -> io::Result<(EpollStream, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|listener| accept_nonblocking(listener.as_raw_fd())) {
+                Ok(Ok((stream, peer))) => {
+                    return Ok((EpollStream(register(stream)?), peer));
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
