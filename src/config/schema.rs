@@ -351,15 +351,26 @@ pub struct RelayConfig {
     /// Pipes in existence at once, process-wide (each holds two
     /// descriptors); a session that finds none relays by copying.
     pub max_pipes: usize,
-    /// TCP keepalive on both legs after login: idle time before the first
-    /// probe (0 turns keepalive off).
+    /// TCP keepalive on both legs (set on the listening sockets, which
+    /// accepted connections inherit, and on back-end connections): idle time
+    /// before the first probe (0 turns keepalive off).
     #[serde(with = "humantime_serde")]
     pub keepalive: Duration,
-    /// `TCP_USER_TIMEOUT` on both legs after login: how long sent data may
+    /// `TCP_USER_TIMEOUT` on both legs: how long sent data may
     /// stay unacknowledged before the connection is dropped (0: the
     /// kernel's default).
     #[serde(with = "humantime_serde")]
     pub user_timeout: Duration,
+}
+
+impl RelayConfig {
+    /// The keepalive settings of both legs.
+    pub fn keep_alive(&self) -> crate::transport::KeepAlive {
+        crate::transport::KeepAlive {
+            idle: self.keepalive,
+            user_timeout: self.user_timeout,
+        }
+    }
 }
 
 impl Default for RelayConfig {

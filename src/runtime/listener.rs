@@ -4,18 +4,25 @@
 //! accept lock is shared between cores. Port 0 is resolved once: the first
 //! socket binds it and the others bind the port the kernel chose.
 
+use crate::transport::KeepAlive;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
 /// Backlog for each listening socket.
 pub const LISTEN_BACKLOG: i32 = 1024;
 
-/// Binds `count` sockets sharing `address` with `SO_REUSEPORT`.
-pub fn bind_reuseport(address: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+/// Binds `count` sockets sharing `address` with `SO_REUSEPORT`; accepted
+/// connections inherit `keepalive` (set once here rather than per session).
+pub fn bind_reuseport(
+    address: SocketAddr,
+    count: usize,
+    keepalive: KeepAlive,
+) -> io::Result<Vec<TcpListener>> {
     let mut sockets = Vec::with_capacity(count);
     let mut bound = address;
     for _ in 0..count {
         let socket = bind_one(bound)?;
+        keepalive.apply_to(&socket);
         bound = socket.local_addr()?;
         sockets.push(socket);
     }
@@ -46,12 +53,32 @@ mod tests {
 
     #[test]
     fn port_zero_is_shared_by_all_workers() {
-        let sockets = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let keepalive = KeepAlive {
+            idle: std::time::Duration::from_secs(61),
+            user_timeout: std::time::Duration::from_secs(121),
+        };
+        let sockets = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3, keepalive).unwrap();
         let ports: Vec<u16> = sockets
             .iter()
             .map(|s| s.local_addr().unwrap().port())
             .collect();
         assert_ne!(ports[0], 0);
         assert!(ports.iter().all(|&p| p == ports[0]), "{ports:?}");
+        // Accepted connections inherit the keepalive settings.
+        let _client = std::net::TcpStream::connect(sockets[0].local_addr().unwrap()).unwrap();
+        let (accepted, _) = sockets
+            .iter()
+            .find_map(|s| {
+                s.set_nonblocking(true).unwrap();
+                (0..100).find_map(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    s.accept().ok()
+                })
+            })
+            .unwrap();
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.keepalive_time().unwrap().as_secs(), 61);
+        assert_eq!(socket.tcp_user_timeout().unwrap().unwrap().as_secs(), 121);
     }
 }

@@ -203,7 +203,9 @@ fn bind_listeners(live: &Live, count: usize) -> Result<Bound, RuntimeError> {
             address: listen.address,
             source,
         };
-        let sockets = listener::bind_reuseport(listen.address, count).map_err(bind_error)?;
+        let keepalive = live.loaded.config.relay.keep_alive();
+        let sockets =
+            listener::bind_reuseport(listen.address, count, keepalive).map_err(bind_error)?;
         let address = sockets[0].local_addr().map_err(bind_error)?;
         bound.addresses.push((listen.protocol, address));
         for (worker, socket) in sockets.into_iter().enumerate() {

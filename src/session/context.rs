@@ -14,6 +14,7 @@ use crate::pop3::{Pop3BackendAuth, Pop3Settings};
 use crate::registry::Registry;
 use crate::relay::RelaySettings;
 use crate::tls::SwappableServerConfig;
+use crate::transport::KeepAlive;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -114,10 +115,9 @@ pub struct BackendPolicy {
     pub allowed_networks: Vec<Network>,
     /// Ports a route may name.
     pub allowed_ports: Vec<u16>,
-    /// TCP keepalive idle time on both legs after login (zero: off).
-    pub keepalive: Duration,
-    /// `TCP_USER_TIMEOUT` on both legs after login (zero: kernel default).
-    pub user_timeout: Duration,
+    /// Keepalive and `TCP_USER_TIMEOUT` for the back-end leg (the client's
+    /// inherits them from its listening socket).
+    pub keepalive: KeepAlive,
 }
 
 impl BackendPolicy {
@@ -142,8 +142,7 @@ impl BackendPolicy {
             relay: loaded.relay,
             allowed_networks: backend.allowed_networks.clone(),
             allowed_ports,
-            keepalive: loaded.config.relay.keepalive,
-            user_timeout: loaded.config.relay.user_timeout,
+            keepalive: loaded.config.relay.keep_alive(),
         }
     }
 

@@ -8,7 +8,6 @@ use crate::config::Protocol;
 use crate::metrics::RelayMethod;
 use crate::relay::{self, RelayEnd};
 use crate::transport::Stream;
-use std::os::fd::{BorrowedFd, RawFd};
 use tokio::time::Instant;
 
 /// Relays a logged-in session until it ends.
@@ -42,8 +41,8 @@ pub(super) async fn relay_session<S: Stream, B: Stream>(
         )),
         _ => None,
     };
-    keep_alive(ctx, client.as_raw_fd());
-    keep_alive(ctx, backend.as_raw_fd());
+    // The client's socket inherited these from its listening socket.
+    ctx.backend.keepalive.apply(backend.as_raw_fd());
     // Boxed: the two write futures are large and done in a moment; inline
     // they would size this future (alive for the whole session) for good.
     // Bounded like any relay write: by the idle timeout.
@@ -69,31 +68,3 @@ pub(super) async fn relay_session<S: Stream, B: Stream>(
         RelayEnd::Error(_) => Outcome::RelayError,
     };
 }
-
-/// TCP keepalive and `TCP_USER_TIMEOUT` on one leg, so a peer that vanished
-/// (no FIN, no RST) is noticed. Best effort: a failure is logged.
-fn keep_alive(ctx: &SessionContext, fd: RawFd) {
-    // SAFETY: `fd` belongs to a stream the caller holds for this whole call.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let socket = socket2::SockRef::from(&fd);
-    let policy = &ctx.backend;
-    if !policy.keepalive.is_zero() {
-        let probes = socket2::TcpKeepalive::new()
-            .with_time(policy.keepalive)
-            .with_interval(KEEPALIVE_INTERVAL)
-            .with_retries(KEEPALIVE_PROBES);
-        if let Err(e) = socket.set_tcp_keepalive(&probes) {
-            tracing::debug!("TCP keepalive not set: {e}");
-        }
-    }
-    if !policy.user_timeout.is_zero() {
-        if let Err(e) = socket.set_tcp_user_timeout(Some(policy.user_timeout)) {
-            tracing::debug!("TCP_USER_TIMEOUT not set: {e}");
-        }
-    }
-}
-
-/// Between keepalive probes once the idle time has passed.
-const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
-/// Unanswered probes before the kernel drops the connection.
-const KEEPALIVE_PROBES: u32 = 4;

@@ -16,9 +16,11 @@
 
 pub mod buffers;
 pub mod epoll;
+pub mod keepalive;
 pub mod uring;
 
 pub use epoll::{EpollConnector, EpollListener, EpollStream};
+pub use keepalive::KeepAlive;
 pub use uring::{UringConnector, UringListener, UringStream};
 
 use serde::Deserialize;
