@@ -14,6 +14,7 @@ mod error;
 mod limits;
 mod load;
 mod schema;
+mod tuning;
 
 pub use crate::login::Protocol;
 pub use error::ConfigError;

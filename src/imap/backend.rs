@@ -8,6 +8,7 @@
 //! `NO` → rejected or temporarily unavailable depending on the response code,
 //! anything unexpected → unavailable. Never performs I/O.
 
+use super::response::{can_quote, capability_code, response_code, split_caps, strip_prefix_ci};
 use crate::auth::{self, Secret};
 use crate::login::{
     self, printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
@@ -31,7 +32,7 @@ pub enum ImapBackendAuth {
 }
 
 /// Longest value sent as a quoted string; longer ones go as literals.
-const MAX_QUOTED_VALUE: usize = 1024;
+pub(super) const MAX_QUOTED_VALUE: usize = 1024;
 
 const CAPABILITY_TAG: &str = "mg0";
 const LOGIN_TAG: &str = "mg1";
@@ -389,38 +390,6 @@ impl BackendLogin for ImapBackendLogin {
             .extend_from_slice(format!("{CAPABILITY_TAG} CAPABILITY\r\n").as_bytes());
         self.step = Step::Capability;
     }
-}
-
-/// Quoted strings carry 7-bit text without CR, LF or NUL.
-fn can_quote(value: &[u8]) -> bool {
-    value.len() <= MAX_QUOTED_VALUE
-        && value
-            .iter()
-            .all(|&b| (0x01..0x80).contains(&b) && b != b'\r' && b != b'\n')
-}
-
-fn strip_prefix_ci<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    (line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &line[prefix.len()..])
-}
-
-/// The response code `[CODE …]` at the start of resp-text, upper-cased word.
-fn response_code(rest: &[u8]) -> Option<String> {
-    let text = rest.strip_prefix(b" ")?.strip_prefix(b"[")?;
-    let end = text.iter().position(|&b| b == b']' || b == b' ')?;
-    Some(String::from_utf8_lossy(&text[..end]).to_ascii_uppercase())
-}
-
-/// The list inside `[CAPABILITY …]` at the start of resp-text.
-fn capability_code(rest: &[u8]) -> Option<String> {
-    let text = rest.strip_prefix(b" ")?;
-    let inner = strip_prefix_ci(text, b"[CAPABILITY ")?;
-    let end = inner.iter().position(|&b| b == b']')?;
-    Some(String::from_utf8_lossy(&inner[..end]).into_owned())
-}
-
-fn split_caps(caps: &str) -> Vec<String> {
-    caps.split_ascii_whitespace().map(str::to_owned).collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod command;
 pub mod framing;
 pub mod preauth;
+mod response;
 
 pub use backend::{ImapBackendAuth, ImapBackendLogin};
 pub use preauth::{ImapPreAuth, ImapSettings};

@@ -43,24 +43,7 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
             sample(&mut out, "mailgate_logins_total", &labels, n);
         }
     }
-    let name = "mailgate_connections_refused_total";
-    header(
-        &mut out,
-        name,
-        "Connections refused at accept, by listener and cap.",
-        "counter",
-    );
-    for listener in &listeners {
-        for reason in Refusal::ALL {
-            let n = recorder
-                .refused
-                .get(&(*listener, reason))
-                .copied()
-                .unwrap_or(0);
-            let labels = format!("{},reason=\"{}\"", labels(listener), reason.as_str());
-            sample(&mut out, name, &labels, n);
-        }
-    }
+    refusals(&mut out, recorder, &listeners);
     let name = "mailgate_login_duration_seconds";
     header(
         &mut out,
@@ -132,6 +115,28 @@ pub fn info(io: &str) -> String {
     let labels = format!("version=\"{}\",io=\"{io}\"", env!("CARGO_PKG_VERSION"));
     sample(&mut out, "mailgate_info", &labels, 1);
     out
+}
+
+/// Connections refused at accept, by listener and cap.
+fn refusals(out: &mut String, recorder: &Recorder, listeners: &[Listener]) {
+    let name = "mailgate_connections_refused_total";
+    header(
+        out,
+        name,
+        "Connections refused at accept, by listener and cap.",
+        "counter",
+    );
+    for listener in listeners {
+        for reason in Refusal::ALL {
+            let n = recorder
+                .refused
+                .get(&(*listener, reason))
+                .copied()
+                .unwrap_or(0);
+            let labels = format!("{},reason=\"{}\"", labels(listener), reason.as_str());
+            sample(out, name, &labels, n);
+        }
+    }
 }
 
 /// Bytes by back end and direction, and by relay method.

@@ -4,22 +4,21 @@
 //! `pop3::backend`. Every failure is a [`LoginError`]: what the client is
 //! told, how it is counted, and why (for the log).
 
+pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
 use super::preauth::{write, PREAUTH_READ_SIZE};
 use super::Session;
 use crate::auth::Credentials;
 use crate::config::{Protocol, TlsMode};
-use crate::directory::{DirectoryError, Route, ServedBy};
+use crate::directory::{Route, ServedBy};
 use crate::imap::ImapBackendLogin;
 use crate::login::{
-    BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress,
-    LoginFailure, MAX_USER_NAME,
+    BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
 };
 use crate::metrics::{LoginOutcome, Phase};
 use crate::pop3::Pop3BackendLogin;
 use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 use tokio::time::{timeout, Instant};
 
 /// A logged-in back-end connection.
@@ -28,116 +27,6 @@ pub(super) struct Backend<S> {
     pub address: SocketAddr,
     pub greeting: BackendGreeting,
     pub leftover: Vec<u8>,
-}
-
-/// Why a login attempt failed, for the log.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum LoginCause {
-    #[error("unknown user")]
-    UnknownUser,
-    #[error(transparent)]
-    Directory(DirectoryError),
-    #[error("resolving {host}: {source}")]
-    Resolve {
-        host: String,
-        source: std::io::Error,
-    },
-    #[error("resolving {host}: timed out after {after:?}")]
-    ResolveTimeout { host: String, after: Duration },
-    #[error("{host}: no address")]
-    NoAddress { host: String },
-    #[error("connecting to {address}: {source}")]
-    Connect {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("connecting to {address}: timed out after {after:?}")]
-    ConnectTimeout {
-        address: SocketAddr,
-        after: Duration,
-    },
-    #[error("back end {address}: {source}")]
-    Tls {
-        address: SocketAddr,
-        source: BackendTlsError,
-    },
-    #[error("back end {address}: {fault}")]
-    Fault {
-        address: SocketAddr,
-        fault: BackendFault,
-    },
-    #[error("back end {address}: connection closed during login")]
-    Closed { address: SocketAddr },
-    #[error("back end {address}: {source}")]
-    Io {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("back end {address}: login timed out after {after:?}")]
-    LoginTimeout {
-        address: SocketAddr,
-        after: Duration,
-    },
-    #[error("back end {address} refused the login")]
-    Refused { address: SocketAddr },
-    #[error("pre-auth time ran out during login")]
-    PreAuthTimeout,
-    #[error("user name longer than {MAX_USER_NAME} bytes")]
-    UserNameTooLong,
-    #[error("route to {value} refused: {why}")]
-    RouteRefused { value: String, why: &'static str },
-}
-
-/// Why a TLS session with a back end could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum BackendTlsError {
-    #[error("no TLS client config")]
-    NotConfigured,
-    #[error("`{host}` cannot be checked against a certificate")]
-    BadName { host: String },
-    #[error("TLS setup: {0}")]
-    Setup(rustls::Error),
-    #[error("TLS handshake: {0}")]
-    Handshake(std::io::Error),
-    #[error("STARTTLS inside TLS")]
-    AlreadyTls,
-}
-
-/// A failed login: what the client is told, how it is counted, and why.
-#[derive(Debug)]
-pub(super) struct LoginError {
-    pub failure: LoginFailure,
-    pub outcome: LoginOutcome,
-    pub cause: LoginCause,
-}
-
-impl LoginError {
-    /// The back end failed (down, slow, misbehaving): a temporary failure.
-    fn backend(cause: LoginCause) -> Self {
-        Self {
-            failure: LoginFailure::Unavailable,
-            outcome: LoginOutcome::BackendUnavailable,
-            cause,
-        }
-    }
-
-    /// The pre-auth deadline passed while logging in.
-    pub fn preauth_timeout() -> Self {
-        Self::backend(LoginCause::PreAuthTimeout)
-    }
-
-    /// A user name no directory is asked about: failed like an unknown user.
-    pub fn user_name_too_long() -> Self {
-        Self {
-            failure: LoginFailure::AuthFailed,
-            outcome: LoginOutcome::UnknownUser,
-            cause: LoginCause::UserNameTooLong,
-        }
-    }
-
-    fn route_refused(value: String, why: &'static str) -> Self {
-        Self::backend(LoginCause::RouteRefused { value, why })
-    }
 }
 
 /// Looks `credentials.user` up, connects to the route and logs in there.

@@ -14,6 +14,7 @@
 
 mod context;
 mod login;
+mod login_error;
 mod preauth;
 pub mod rate_limit;
 mod record;

@@ -1,0 +1,87 @@
+//! `[relay]` and `[runtime]`: how bytes move after login and how the
+//! workers run.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// `[relay]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Size of each direction's copy buffer.
+    pub buffer_size: usize,
+    /// Session closed after this long without a byte in either direction.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Zero-copy splice when both sides are plain sockets.
+    pub splice: bool,
+    /// Pipe capacity for splice.
+    pub pipe_size: usize,
+    /// Pipes in existence at once, process-wide (each holds two
+    /// descriptors); a session that finds none relays by copying.
+    pub max_pipes: usize,
+    /// TCP keepalive on both legs (set on the listening sockets, which
+    /// accepted connections inherit, and on back-end connections): idle time
+    /// before the first probe (0 turns keepalive off).
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
+    /// `TCP_USER_TIMEOUT` on both legs: how long sent data may
+    /// stay unacknowledged before the connection is dropped (0: the
+    /// kernel's default).
+    #[serde(with = "humantime_serde")]
+    pub user_timeout: Duration,
+}
+
+impl RelayConfig {
+    /// The keepalive settings of both legs.
+    pub fn keep_alive(&self) -> crate::transport::KeepAlive {
+        crate::transport::KeepAlive {
+            idle: self.keepalive,
+            user_timeout: self.user_timeout,
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            buffer_size: 64 * 1024,
+            idle_timeout: Duration::from_secs(30 * 60),
+            splice: true,
+            pipe_size: 1024 * 1024,
+            max_pipes: 1024,
+            keepalive: Duration::from_secs(60),
+            user_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Worker threads; 0 means one per CPU this process may run on.
+    pub workers: usize,
+    /// Pin each worker to one CPU.
+    pub pin_workers: bool,
+    /// After SIGTERM/SIGINT, how long running sessions may go on.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// io_uring submission queue entries per worker.
+    pub ring_entries: u32,
+    /// The reactor: `auto` (io_uring where it can be set up, else epoll),
+    /// `uring` or `epoll`.
+    pub io: crate::transport::IoMode,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            pin_workers: true,
+            shutdown_grace: Duration::from_secs(30),
+            ring_entries: 256,
+            io: crate::transport::IoMode::Auto,
+        }
+    }
+}
