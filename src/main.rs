@@ -234,6 +234,7 @@ fn start_admin(
         listener,
         mailgate::admin::Admin {
             io: server.io(),
+            watch: server.watch(),
             workers: server.workers_state.clone(),
             invalidations: server.invalidations(),
             token,

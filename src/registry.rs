@@ -14,8 +14,10 @@ use std::time::SystemTime;
 /// One relaying session.
 #[derive(Debug, Clone)]
 pub struct SessionEntry {
-    /// Login name.
+    /// Login name, as the client typed it.
     pub user: String,
+    /// The name the back end knows the user by (lower-cased).
+    pub identity: String,
     /// Client address.
     pub client: SocketAddr,
     /// Back-end address.
@@ -27,6 +29,15 @@ pub struct SessionEntry {
     /// Said to the client when the server closes the session (`* BYE …`
     /// for IMAP; nothing for POP3, which has no unsolicited answers).
     goodbye: &'static [u8],
+}
+
+/// One side of a relaying session: its address and its socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Leg {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Our socket to it (shut down, never closed, by a kick).
+    pub fd: RawFd,
 }
 
 /// A worker's registry, shared with the admin thread.
@@ -56,10 +67,9 @@ impl Registry {
     pub fn register(
         self: &Arc<Self>,
         user: &str,
-        client: SocketAddr,
-        backend: SocketAddr,
-        client_fd: RawFd,
-        backend_fd: RawFd,
+        identity: &str,
+        client: Leg,
+        backend: Leg,
         goodbye: &'static [u8],
     ) -> Registration {
         let id = {
@@ -69,11 +79,12 @@ impl Registry {
         };
         let entry = SessionEntry {
             user: user.to_owned(),
-            client,
-            backend,
+            identity: identity.to_lowercase(),
+            client: client.addr,
+            backend: backend.addr,
             since: SystemTime::now(),
-            client_fd,
-            backend_fd,
+            client_fd: client.fd,
+            backend_fd: backend.fd,
             goodbye,
         };
         self.entries
@@ -105,6 +116,23 @@ impl Registry {
             .values()
             .filter(|e| e.user.eq_ignore_ascii_case(user))
         {
+            close(entry, b"");
+            kicked += 1;
+        }
+        kicked
+    }
+
+    /// Shuts down the sessions of the user the back end knows as
+    /// `identity` (or who typed it) whose back end `still_right` rejects:
+    /// the mailbox moved (or the user is gone: reject every back end). The
+    /// count.
+    pub fn kick_moved(&self, identity: &str, still_right: impl Fn(SocketAddr) -> bool) -> usize {
+        let entries = self.entries.lock().expect("registry lock");
+        let mut kicked = 0;
+        for entry in entries.values().filter(|e| {
+            (e.identity.eq_ignore_ascii_case(identity) || e.user.eq_ignore_ascii_case(identity))
+                && !still_right(e.backend)
+        }) {
             close(entry, b"");
             kicked += 1;
         }

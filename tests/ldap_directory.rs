@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::slapd::{Person, Slapd, PEOPLE, PROXY_DN, PROXY_PW};
 use support::stack::*;
-use support::{free_port, Dovecot, Mailgate, TestUser};
+use support::{free_port, Dovecot, Mailgate};
 
 const FILTER_URL: &str = "?mail,host?sub?(&(mail=%s)(status=active))";
 
@@ -27,7 +27,7 @@ fn people() -> Vec<Person<'static>> {
             status: "inactive",
         },
         Person {
-            mail: "carol@example.org",
+            mail: CAROL,
             host: "box1",
             status: "active",
         },
@@ -35,23 +35,7 @@ fn people() -> Vec<Person<'static>> {
 }
 
 fn dovecot() -> Dovecot {
-    Dovecot::start(&[
-        TestUser {
-            name: ALICE.into(),
-            password: ALICE_PW.into(),
-            messages: alice_messages(),
-        },
-        TestUser {
-            name: BOB.into(),
-            password: BOB_PW.into(),
-            messages: vec![],
-        },
-        TestUser {
-            name: "carol@example.org".into(),
-            password: "carol-pw".into(),
-            messages: vec![],
-        },
-    ])
+    Dovecot::start(&directory_users())
 }
 
 /// The `[directory]` block for `url`; box1 is Dovecot, box2 a closed port.
@@ -232,7 +216,7 @@ fn ldap_outage_serves_cached_users_and_fails_new_ones_fast() {
         mg.log()
     );
     let started = Instant::now();
-    let (status, text) = imap_login(&mg, "carol@example.org", "carol-pw");
+    let (status, text) = imap_login(&mg, CAROL, CAROL_PW);
     assert_eq!(status, "NO");
     assert!(text.starts_with("[UNAVAILABLE]"), "{text}");
     assert!(
@@ -241,12 +225,9 @@ fn ldap_outage_serves_cached_users_and_fails_new_ones_fast() {
     );
     slapd.restart();
     assert!(
-        eventually(Duration::from_secs(20), || imap_login(
-            &mg,
-            "carol@example.org",
-            "carol-pw"
-        )
-        .0 == "OK"),
+        eventually(Duration::from_secs(20), || imap_login(&mg, CAROL, CAROL_PW)
+            .0
+            == "OK"),
         "new users never worked again after slapd came back"
     );
 }
@@ -270,7 +251,7 @@ fn a_hung_ldap_server_serves_cached_users_fails_new_ones_in_bounded_time_and_rec
         "OK",
         "stale route served while the server hangs"
     );
-    let (status, text) = imap_login(&mg, "carol@example.org", "carol-pw");
+    let (status, text) = imap_login(&mg, CAROL, CAROL_PW);
     assert_eq!(status, "NO");
     assert!(text.starts_with("[UNAVAILABLE]"), "{text}");
     assert!(
@@ -280,12 +261,9 @@ fn a_hung_ldap_server_serves_cached_users_fails_new_ones_in_bounded_time_and_rec
     );
     drop(thawed);
     assert!(
-        eventually(Duration::from_secs(20), || imap_login(
-            &mg,
-            "carol@example.org",
-            "carol-pw"
-        )
-        .0 == "OK"),
+        eventually(Duration::from_secs(20), || imap_login(&mg, CAROL, CAROL_PW)
+            .0
+            == "OK"),
         "new users never worked again after slapd answered again"
     );
 }
@@ -371,7 +349,7 @@ fn login_storm_of_few_users_asks_ldap_about_once_per_user_and_worker() {
                 let (user, pw) = if i % 2 == 0 {
                     (ALICE, ALICE_PW)
                 } else {
-                    ("carol@example.org", "carol-pw")
+                    (CAROL, CAROL_PW)
                 };
                 let mut c = ImapClient::connect(addr).unwrap();
                 assert!(c.login(user, pw).unwrap().is_ok());

@@ -34,6 +34,8 @@ pub const MAX_CONCURRENT: usize = 8;
 pub struct Admin {
     /// The reactor the workers run (`mailgate_info{io=…}`).
     pub io: crate::transport::Io,
+    /// The directory watch, when `[directory] watch` is on.
+    pub watch: Option<Arc<crate::directory::ldap::watch::WatchStatus>>,
     /// Per-worker state.
     pub workers: Vec<WorkerState>,
     /// Cache invalidation log.
@@ -128,7 +130,7 @@ impl Admin {
         let text = |status, body: &str| (status, Body::Text, body.to_owned());
         match (req.method.as_str(), req.path.as_str(), &req.user) {
             ("GET", "/healthz", _) => text(Status::Ok, "ok\n"),
-            ("GET", "/readyz", _) if self.ready() => text(Status::Ok, "ready\n"),
+            ("GET", "/readyz", _) if self.ready() => text(Status::Ok, &self.ready_text()),
             ("GET", "/readyz", _) => text(
                 Status::Unavailable,
                 "directory unreachable and cache cold\n",
@@ -185,6 +187,18 @@ impl Admin {
         })
     }
 
+    /// `ready`, and whether routes follow moves at once or after `ttl`.
+    fn ready_text(&self) -> String {
+        use std::sync::atomic::Ordering;
+        match &self.watch {
+            Some(w) if !w.up.load(Ordering::Relaxed) => {
+                "ready; directory watch down: cached routes live for their ttl\n".into()
+            }
+            Some(_) => "ready; directory watch up\n".into(),
+            None => "ready\n".into(),
+        }
+    }
+
     fn metrics(&self) -> String {
         let mut merged = Recorder::default();
         let mut cache = CacheStats::default();
@@ -194,6 +208,14 @@ impl Admin {
         }
         let mut text = prometheus::render(&merged, &cache);
         text.push_str(&prometheus::info(self.io.as_str()));
+        if let Some(watch) = &self.watch {
+            use std::sync::atomic::Ordering;
+            text.push_str(&prometheus::watch(
+                watch.up.load(Ordering::Relaxed),
+                watch.changes.load(Ordering::Relaxed),
+                watch.kicked.load(Ordering::Relaxed),
+            ));
+        }
         text
     }
 }

@@ -16,6 +16,13 @@ pub(super) fn build(
     base_dir: &Path,
 ) -> Result<(DirectorySettings, Option<CacheSettings>), ConfigError> {
     let settings = match d.kind.get_ref() {
+        DirectoryKind::Static if d.watch || d.hold_filter.is_some() => {
+            return Err(at.invalid(
+                Some(d.kind.span()),
+                "directory.watch",
+                "watch and hold_filter need kind = \"ldap\"".into(),
+            ))
+        }
         DirectoryKind::Static => {
             let Some(map) = &d.map else {
                 return Err(at.invalid(
@@ -77,7 +84,37 @@ fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettin
         timeout: d.timeout,
         pool_size: d.pool_size,
         ambiguous: d.ambiguous,
+        hold_filter: hold_filter(d, at)?,
+        watch: d.watch,
     })
+}
+
+/// The hold filter as a template with `%s`: a filter without one is ANDed
+/// with `(user_attribute=%s)`.
+fn hold_filter(d: &DirectoryConfig, at: &Locator) -> Result<Option<String>, ConfigError> {
+    let Some(hold) = &d.hold_filter else {
+        return Ok(None);
+    };
+    let text = hold.get_ref().trim();
+    if text.contains("%s") {
+        return Ok(Some(text.to_owned()));
+    }
+    let user_attribute = d.user_attribute.clone().or_else(|| {
+        d.url
+            .as_ref()
+            .and_then(|u| query::parse_url(u.get_ref()).ok())
+            .and_then(|q| q.user_attribute)
+    });
+    match user_attribute {
+        Some(attribute) => Ok(Some(format!("(&({attribute}=%s){text})"))),
+        None => Err(at.invalid(
+            Some(hold.span()),
+            "directory.hold_filter",
+            "a filter without %s needs a user attribute (the URL's first attribute or \
+             user_attribute) to search by; or write the whole filter with %s"
+                .into(),
+        )),
+    }
 }
 
 /// The Perdition-style URL with the explicit keys laid over it.
@@ -234,6 +271,30 @@ mod tests {
             err.starts_with("t.toml:9: `directory.bind_password_file`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_hold_filter_without_placeholder_searches_by_the_user_attribute() {
+        let loaded = parse(&format!(
+            "kind = \"ldap\"\n{URL}hold_filter = \"(status=moving)\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ldap_of(&loaded).hold_filter.as_deref(),
+            Some("(&(mail=%s)(status=moving))")
+        );
+        let loaded = parse(&format!(
+            "kind = \"ldap\"\n{URL}hold_filter = \"(&(uid=%s)(st=m))\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ldap_of(&loaded).hold_filter.as_deref(),
+            Some("(&(uid=%s)(st=m))")
+        );
+        let err = parse("kind = \"static\"\nmap = \"m\"\nwatch = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("directory.watch"), "{err}");
     }
 
     #[test]

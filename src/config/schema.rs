@@ -237,6 +237,18 @@ pub struct DirectoryConfig {
     /// take the first.
     #[serde(default)]
     pub ambiguous: crate::directory::ldap::Ambiguity,
+    /// LDAP: keep a content-sync search open (RFC 4533, OpenLDAP's
+    /// `syncprov`) and apply every change at once: cached routes dropped,
+    /// sessions on a box the mailbox left ended.
+    #[serde(default)]
+    pub watch: bool,
+    /// With `watch`: end a user's sessions whose back end is no longer the
+    /// user's route (default: on with `watch`).
+    pub kick_on_move: Option<bool>,
+    /// LDAP: users this filter finds (while the main filter does not) get a
+    /// temporary failure, never "wrong password": `(status=moving)` (ANDed
+    /// with the user attribute's `%s`) or a whole filter with `%s`.
+    pub hold_filter: Option<toml::Spanned<String>>,
     /// `[directory.cache]`.
     pub cache: Option<CacheConfig>,
 }

@@ -114,6 +114,8 @@ impl CacheCounters {
 #[derive(Debug, Default)]
 pub struct Invalidations {
     generation: AtomicU64,
+    /// The generation of the last "forget everything".
+    cleared: AtomicU64,
     recent: Mutex<VecDeque<(u64, String)>>,
 }
 
@@ -132,10 +134,22 @@ impl Invalidations {
         self.generation.store(generation, Ordering::Release);
     }
 
+    /// Drops every cached route on every worker (at its next lookup).
+    pub fn invalidate_all(&self) {
+        let mut recent = self.recent.lock().expect("invalidation log poisoned");
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        recent.clear();
+        self.cleared.store(generation, Ordering::Release);
+        self.generation.store(generation, Ordering::Release);
+    }
+
     /// Users invalidated after `seen`, or `None` when the log no longer
     /// reaches back that far (the caller then forgets everything).
     fn since(&self, seen: u64) -> Option<Vec<String>> {
         let recent = self.recent.lock().expect("invalidation log poisoned");
+        if self.cleared.load(Ordering::Acquire) > seen {
+            return None;
+        }
         match recent.front() {
             Some((first, _)) if *first > seen + 1 => None,
             _ => Some(
@@ -210,7 +224,15 @@ impl<D: Directory> CachedDirectory<D> {
         let mut entries = self.entries.borrow_mut();
         match self.invalidations.since(self.seen_generation.get()) {
             None => entries.clear(),
-            Some(users) => entries.remove_where(|k| users.iter().any(|u| *u == k.to_lowercase())),
+            // A user is named by what clients type (the key) or by the name
+            // the back end knows (the route's login user, what the
+            // directory watch reports).
+            Some(users) => entries.remove_where(|key, entry| {
+                let login = entry.route.as_ref().and_then(|r| r.login_user.as_deref());
+                users.iter().any(|u| {
+                    *u == key.to_lowercase() || login.is_some_and(|l| l.eq_ignore_ascii_case(u))
+                })
+            }),
         }
         self.seen_generation.set(current);
     }
@@ -281,6 +303,7 @@ impl<D: Directory> CachedDirectory<D> {
                 );
                 Ok(route)
             }
+            Err(e) if e.is_answer() => Err(e),
             Err(e) => match self.stale(user) {
                 Some(route) => {
                     self.count(|s| s.stale += 1);

@@ -74,12 +74,12 @@ impl Entries {
         }
     }
 
-    /// Removes the entries whose key matches `doomed`.
-    pub fn remove_where(&mut self, doomed: impl Fn(&str) -> bool) {
+    /// Removes the entries `doomed` picks.
+    pub fn remove_where(&mut self, doomed: impl Fn(&str, &Entry) -> bool) {
         let keys: Vec<String> = self
             .lru
             .iter()
-            .filter(|(k, _)| doomed(k))
+            .filter(|(k, e)| doomed(k, e))
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
@@ -137,7 +137,7 @@ mod tests {
         assert!(entries.peek(&key(0)).is_none() && entries.peek(&key(10)).is_some());
         entries.put(key(10), negative());
         assert_eq!(entries.bytes(), 10 * per_entry, "replacing counts once");
-        entries.remove_where(|k| k == key(5));
+        entries.remove_where(|k, _| k == key(5));
         assert_eq!(entries.bytes(), 9 * per_entry);
         entries.clear();
         assert_eq!((entries.len(), entries.bytes()), (0, 0));

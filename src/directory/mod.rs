@@ -86,6 +86,13 @@ pub enum DirectoryError {
         /// What is wrong, with the values.
         detail: String,
     },
+    /// The user's mailbox is being moved (`hold_filter` matches): try again
+    /// later. Never answered from a stale cache entry.
+    #[error("{user:?} is held while the mailbox moves")]
+    Held {
+        /// The user looked up.
+        user: String,
+    },
     /// A search failed on a connected server.
     #[error("search of {base}: {detail}")]
     Search {
@@ -94,6 +101,14 @@ pub enum DirectoryError {
         /// What the LDAP client said.
         detail: String,
     },
+}
+
+impl DirectoryError {
+    /// Whether this is the directory's answer about the user (served as
+    /// is), rather than trouble reaching it (a stale route may be served).
+    pub fn is_answer(&self) -> bool {
+        matches!(self, DirectoryError::Held { .. })
+    }
 }
 
 /// Each server tried and why it failed, in failover order.

@@ -37,11 +37,13 @@ pub enum LoginOutcome {
     /// A pre-auth command refused as malformed, unknown or oversized (each
     /// IMAP `BAD`, each POP3 `-ERR` that is not a login failure).
     ProtocolError,
+    /// The user's mailbox is being moved (`hold_filter`): try again later.
+    Held,
 }
 
 impl LoginOutcome {
     /// Every outcome, in export order.
-    pub const ALL: [LoginOutcome; 8] = [
+    pub const ALL: [LoginOutcome; 9] = [
         LoginOutcome::Ok,
         LoginOutcome::BadPassword,
         LoginOutcome::UnknownUser,
@@ -50,6 +52,7 @@ impl LoginOutcome {
         LoginOutcome::DirectoryUnavailable,
         LoginOutcome::RateLimited,
         LoginOutcome::ProtocolError,
+        LoginOutcome::Held,
     ];
 
     /// Label value.
@@ -63,6 +66,7 @@ impl LoginOutcome {
             LoginOutcome::DirectoryUnavailable => "directory_unavailable",
             LoginOutcome::RateLimited => "rate_limited",
             LoginOutcome::ProtocolError => "protocol_error",
+            LoginOutcome::Held => "held",
         }
     }
 }

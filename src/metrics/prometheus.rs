@@ -139,6 +139,36 @@ fn refusals(out: &mut String, recorder: &Recorder, listeners: &[Listener]) {
     }
 }
 
+/// The directory watch: up or down, changes applied, sessions ended by moves.
+pub fn watch(up: bool, changes: u64, kicked: u64) -> String {
+    let mut out = String::new();
+    let name = "mailgate_directory_watch_up";
+    header(
+        &mut out,
+        name,
+        "Whether the directory's content-sync search is open.",
+        "gauge",
+    );
+    sample(&mut out, name, "", u8::from(up));
+    let name = "mailgate_directory_watch_changes_total";
+    header(
+        &mut out,
+        name,
+        "Changes the directory watch reported.",
+        "counter",
+    );
+    sample(&mut out, name, "", changes);
+    let name = "mailgate_move_kicks_total";
+    header(
+        &mut out,
+        name,
+        "Sessions ended because their mailbox moved.",
+        "counter",
+    );
+    sample(&mut out, name, "", kicked);
+    out
+}
+
 /// Bytes by back end and direction, and by relay method.
 fn bytes(out: &mut String, recorder: &Recorder) {
     let name = "mailgate_backend_bytes_total";
@@ -180,9 +210,13 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// One sample line.
+/// One sample line (no braces without labels).
 fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
 }
 
 /// The `_bucket`, `_sum` and `_count` lines of one histogram; values are

@@ -88,6 +88,11 @@ impl Live {
         })
     }
 
+    /// The TLS client config towards LDAP servers, if any.
+    pub fn ldap_tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.ldap_tls.clone()
+    }
+
     /// The ports a route may name: `[backend] allowed_ports`, or by default
     /// the configured back-end ports (993 and 995 too with back-end TLS),
     /// the ports the static map and `[directory.hosts]` name.

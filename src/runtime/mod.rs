@@ -10,11 +10,13 @@
 pub mod admission;
 pub mod listener;
 pub mod live;
+pub mod moves;
 pub mod worker;
 
 pub use live::Live;
 
 use crate::config::Protocol;
+use crate::directory::ldap::watch::{self as directory_watch, FirstContact, WatchStatus};
 use crate::directory::{CacheCounters, Invalidations};
 use crate::metrics::SharedRecorder;
 use crate::registry::Registry;
@@ -54,6 +56,9 @@ pub enum RuntimeError {
     /// A worker died before reporting.
     #[error("worker {0} exited during start-up")]
     WorkerLost(usize),
+    /// `[directory] watch` cannot work with this directory.
+    #[error("[directory] watch: {0}")]
+    Watch(String),
 }
 
 /// What to do where io_uring cannot be set up.
@@ -113,6 +118,7 @@ impl Default for WorkerState {
 /// A started server.
 pub struct RunningServer {
     io: Io,
+    watch: Option<Arc<WatchStatus>>,
     addresses: Vec<(Protocol, SocketAddr)>,
     /// Per worker: recorder, relaying sessions, cache counters.
     pub workers_state: Vec<WorkerState>,
@@ -126,6 +132,11 @@ impl RunningServer {
     /// The reactor the workers run.
     pub fn io(&self) -> Io {
         self.io
+    }
+
+    /// The directory watch's state, when `[directory] watch` is on.
+    pub fn watch(&self) -> Option<Arc<WatchStatus>> {
+        self.watch.clone()
     }
 
     /// The bound address of each configured listener, in config order.
@@ -268,8 +279,19 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         threads.push(thread);
         readies.push(ready_rx);
     }
+    let watch = match start_watch(&live, &invalidations, &workers_state) {
+        Ok(watch) => watch,
+        Err(e) => {
+            let _ = shutdown.send(true);
+            for thread in threads {
+                let _ = thread.join();
+            }
+            return Err(e);
+        }
+    };
     let server = RunningServer {
         io,
+        watch,
         addresses,
         workers_state,
         invalidations,
@@ -300,6 +322,45 @@ pub fn descriptor_limit() -> u64 {
     } else {
         1024
     }
+}
+
+/// Starts the directory watch when `[directory] watch` is on; fails when the
+/// server refuses content sync (an unreachable server is retried).
+fn start_watch(
+    live: &Live,
+    invalidations: &Arc<Invalidations>,
+    workers: &[WorkerState],
+) -> Result<Option<Arc<WatchStatus>>, RuntimeError> {
+    let crate::config::DirectorySettings::Ldap(settings) = &live.loaded.directory else {
+        return Ok(None);
+    };
+    if !settings.watch {
+        return Ok(None);
+    }
+    let status = Arc::new(WatchStatus::default());
+    let moves = moves::Moves {
+        invalidations: invalidations.clone(),
+        registries: workers.iter().map(|w| w.registry.clone()).collect(),
+        kick_on_move: live.loaded.config.directory.kick_on_move.unwrap_or(true),
+        status: status.clone(),
+    };
+    let first = directory_watch::spawn(
+        settings.clone(),
+        live.ldap_tls(),
+        status.clone(),
+        move |change| moves.apply(change),
+    )
+    .map_err(RuntimeError::Thread)?;
+    let wait = settings.timeout * 3 + std::time::Duration::from_secs(1);
+    match first.recv_timeout(wait) {
+        Ok(FirstContact::Up) => {}
+        Ok(FirstContact::Unsupported(why)) => return Err(RuntimeError::Watch(why)),
+        Ok(FirstContact::Unreachable(why)) => {
+            tracing::warn!("directory watch not up yet ({why}); retrying in the background")
+        }
+        Err(_) => tracing::warn!("directory watch not up yet; retrying in the background"),
+    }
+    Ok(Some(status))
 }
 
 /// Each session holds two descriptors: raise the soft `RLIMIT_NOFILE` to

@@ -25,6 +25,8 @@ use tokio::time::{timeout, Instant};
 pub(super) struct Backend<S> {
     pub stream: MaybeTls<S>,
     pub address: SocketAddr,
+    /// The name the back end knows the user by.
+    pub identity: String,
     pub greeting: BackendGreeting,
     pub leftover: Vec<u8>,
 }
@@ -68,6 +70,7 @@ pub(super) async fn attempt<C: Connector>(
         BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
             stream,
             address,
+            identity: login_user.to_lowercase(),
             greeting,
             leftover,
         }),
@@ -108,7 +111,11 @@ async fn lookup<C>(session: &Session<'_, C>, user: &str) -> Result<Route, LoginE
         }
         Err(e) => Err(LoginError {
             failure: LoginFailure::Unavailable,
-            outcome: LoginOutcome::DirectoryUnavailable,
+            outcome: if matches!(e, crate::directory::DirectoryError::Held { .. }) {
+                LoginOutcome::Held
+            } else {
+                LoginOutcome::DirectoryUnavailable
+            },
             cause: LoginCause::Directory(e),
         }),
     }

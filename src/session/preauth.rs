@@ -232,6 +232,7 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         Ok(backend) => {
             ctx.record(|r| r.login(label, LoginOutcome::Ok, latency));
             record.backend = Some(backend.address);
+            record.identity = Some(backend.identity.clone());
             Some(backend)
         }
         Err(e) => {

@@ -69,6 +69,8 @@ pub(super) struct SessionRecord {
     pub peer: SocketAddr,
     pub protocol: Protocol,
     pub user: Option<String>,
+    /// The name the back end knows the user by (the route's login user).
+    pub identity: Option<String>,
     pub backend: Option<SocketAddr>,
     pub failed_logins: u32,
     pub client_to_backend: u64,
@@ -87,6 +89,7 @@ impl SessionRecord {
             peer,
             protocol,
             user: None,
+            identity: None,
             backend: None,
             failed_logins: 0,
             client_to_backend: 0,

@@ -6,6 +6,7 @@ use super::record::{Gauge, GaugeKind, Outcome, SessionRecord};
 use super::SessionContext;
 use crate::config::Protocol;
 use crate::metrics::RelayMethod;
+use crate::registry::Leg;
 use crate::relay::{self, RelayEnd};
 use crate::transport::Stream;
 use tokio::time::Instant;
@@ -30,10 +31,15 @@ pub(super) async fn relay_session<S: Stream, B: Stream>(
     let _registration = match (record.user.as_deref(), record.backend) {
         (Some(user), Some(backend_addr)) => Some(ctx.worker.registry.register(
             user,
-            record.peer,
-            backend_addr,
-            client.as_raw_fd(),
-            backend.as_raw_fd(),
+            record.identity.as_deref().unwrap_or(user),
+            Leg {
+                addr: record.peer,
+                fd: client.as_raw_fd(),
+            },
+            Leg {
+                addr: backend_addr,
+                fd: backend.as_raw_fd(),
+            },
             match ctx.listener.protocol {
                 Protocol::Imap => b"* BYE Server shutting down.\r\n",
                 Protocol::Pop3 => b"",

@@ -41,8 +41,14 @@ pub struct Slapd {
 
 impl Slapd {
     /// Starts slapd with `people`; anonymous may read unless `require_bind`.
+    /// Content synchronization (`syncprov`) is on.
     pub fn start(people: &[Person], require_bind: bool) -> Self {
         Self::start_with_tls(people, require_bind, None)
+    }
+
+    /// Like `start`, without the `syncprov` overlay (no content sync).
+    pub fn start_without_sync(people: &[Person]) -> Self {
+        Self::start_full(people, false, None, false)
     }
 
     /// Like `start`; with `tls = Some((cert, key))` slapd also offers StartTLS
@@ -51,6 +57,15 @@ impl Slapd {
         people: &[Person],
         require_bind: bool,
         tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Self {
+        Self::start_full(people, require_bind, tls, true)
+    }
+
+    fn start_full(
+        people: &[Person],
+        require_bind: bool,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+        sync: bool,
     ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-slapd-")
@@ -68,11 +83,16 @@ impl Slapd {
             "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\ninclude {schema}\n\
              pidfile {root}/slapd.pid\nargsfile {root}/slapd.args\n\
-             modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+             modulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload syncprov\n\
              database mdb\nsuffix \"{SUFFIX}\"\nrootdn \"{ROOT_DN}\"\nrootpw {ROOT_PW}\n\
-             directory {root}/data\nmaxsize 10485760\nindex mail eq\n{acl}",
+             directory {root}/data\nmaxsize 10485760\nindex mail eq\n{acl}{sync}",
             schema = manifest.join("mailgate.schema").display(),
             root = root.display(),
+            sync = if sync {
+                "index entryCSN,entryUUID eq\noverlay syncprov\n"
+            } else {
+                ""
+            },
         );
         let conf = match tls {
             Some((cert, key)) => format!(
@@ -196,6 +216,20 @@ impl Slapd {
     pub fn set_host(&self, mail: &str, host: &str) {
         self.modify(&format!(
             "dn: mail={mail},{PEOPLE}\nchangetype: modify\nreplace: host\nhost: {host}\n"
+        ));
+    }
+
+    /// Sets `status` of the person with `mail`.
+    pub fn set_status(&self, mail: &str, status: &str) {
+        self.modify(&format!(
+            "dn: mail={mail},{PEOPLE}\nchangetype: modify\nreplace: status\nstatus: {status}\n"
+        ));
+    }
+
+    /// Sets `host` and `status` of the person with `mail` in one change.
+    pub fn set_host_and_status(&self, mail: &str, host: &str, status: &str) {
+        self.modify(&format!(
+            "dn: mail={mail},{PEOPLE}\nchangetype: modify\nreplace: host\nhost: {host}\n-\nreplace: status\nstatus: {status}\n"
         ));
     }
 

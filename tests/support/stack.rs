@@ -11,6 +11,10 @@ pub const ALICE_PW: &str = "alice-pw";
 pub const BOB: &str = "bob@example.org";
 /// Bob's password.
 pub const BOB_PW: &str = "s3cr et\"\\é";
+/// Carol: in the directory tests only.
+pub const CAROL: &str = "carol@example.org";
+/// Carol's password.
+pub const CAROL_PW: &str = "carol-pw";
 /// A user whose back end does not listen.
 pub const GHOST: &str = "ghost@down.example";
 /// Alice's message sizes.
@@ -23,6 +27,23 @@ pub fn alice_messages() -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, &s)| message(i + 1, s))
         .collect()
+}
+
+/// Alice, Bob (no messages) and Carol, as the directory tests' Dovecot
+/// holds them.
+pub fn directory_users() -> Vec<TestUser> {
+    [
+        (ALICE, ALICE_PW, alice_messages()),
+        (BOB, BOB_PW, vec![]),
+        (CAROL, CAROL_PW, vec![]),
+    ]
+    .into_iter()
+    .map(|(name, password, messages)| TestUser {
+        name: name.into(),
+        password: password.into(),
+        messages,
+    })
+    .collect()
 }
 
 /// Dovecot plus mailgate (IMAP listener 0, POP3 listener 1).

@@ -102,6 +102,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             pool_size: 1,
             ambiguous,
+            hold_filter: None,
+            watch: false,
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod entry;
 pub mod query;
+pub mod watch;
 
 pub use entry::Ambiguity;
 
@@ -57,6 +58,11 @@ pub struct LdapSettings {
     pub pool_size: usize,
     /// What several entries or values for one user mean.
     pub ambiguous: Ambiguity,
+    /// A filter (with `%s`) that finds users whose mailbox is being moved:
+    /// they get a temporary failure instead of "no such user".
+    pub hold_filter: Option<String>,
+    /// Keep a content-sync search open and report every change (RFC 4533).
+    pub watch: bool,
 }
 
 /// One worker's LDAP directory.
@@ -77,16 +83,7 @@ impl LdapDirectory {
     /// A directory that connects on first use; `tls` is the client config
     /// built from `settings.ca_file`, if any.
     pub fn new(settings: Arc<LdapSettings>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
-        let q = &settings.query;
-        let attributes = [
-            Some(&q.host_attribute),
-            q.user_attribute.as_ref(),
-            q.port_attribute.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
+        let attributes = settings.query.attributes();
         Self {
             connections: RefCell::new(vec![None; settings.pool_size.max(1)]),
             settings,
@@ -124,6 +121,10 @@ impl LdapDirectory {
                 }
             };
             match self.search(&mut ldap, &filter).await {
+                Ok(entries) if entries.is_empty() && self.settings.hold_filter.is_some() => {
+                    self.health.store(true, Ordering::Relaxed);
+                    return self.held(&mut ldap, user, &key).await;
+                }
                 Ok(entries) => {
                     self.health.store(true, Ordering::Relaxed);
                     return entry::route_from(&self.settings, user, entries);
@@ -136,6 +137,27 @@ impl LdapDirectory {
         }
         self.health.store(false, Ordering::Relaxed);
         Err(last_error.expect("the loop ran and failed at least once"))
+    }
+
+    /// A user the main filter does not find: held (a mailbox being moved)
+    /// when the hold filter finds them, else unknown.
+    async fn held(
+        &self,
+        ldap: &mut Ldap,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<Route>, DirectoryError> {
+        let Some(hold) = &self.settings.hold_filter else {
+            return Ok(None);
+        };
+        let entries = self.search(ldap, &query::filter_for(hold, key)).await?;
+        if entries.is_empty() {
+            Ok(None)
+        } else {
+            Err(DirectoryError::Held {
+                user: user.to_owned(),
+            })
+        }
     }
 
     async fn search(
@@ -209,27 +231,7 @@ impl LdapDirectory {
     }
 
     async fn connect(&self, server: &str) -> Result<Ldap, String> {
-        let s = &self.settings;
-        let mut conn_settings = LdapConnSettings::new()
-            .set_conn_timeout(s.timeout)
-            .set_starttls(s.starttls && server.starts_with("ldap://"));
-        if let Some(tls) = &self.tls {
-            conn_settings = conn_settings.set_config(tls.clone());
-        }
-        let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, server)
-            .await
-            .map_err(|e| e.to_string())?;
-        ldap3::drive!(conn);
-        if let (Some(dn), Some(password)) = (&s.bind_dn, &s.bind_password) {
-            let password =
-                std::str::from_utf8(password.expose()).map_err(|_| "bind password is not UTF-8")?;
-            ldap.with_timeout(s.timeout)
-                .simple_bind(dn, password)
-                .await
-                .and_then(|r| r.success())
-                .map_err(|e| format!("bind as {dn}: {e}"))?;
-        }
-        Ok(ldap)
+        connect(&self.settings, self.tls.as_ref(), server).await
     }
 }
 
@@ -244,4 +246,33 @@ impl Directory for LdapDirectory {
             }
         })
     }
+}
+
+/// A connection to `server`, bound as configured (StartTLS and TLS roots
+/// from `tls`): what lookups and the watcher share.
+pub(super) async fn connect(
+    s: &LdapSettings,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    server: &str,
+) -> Result<Ldap, String> {
+    let mut conn_settings = LdapConnSettings::new()
+        .set_conn_timeout(s.timeout)
+        .set_starttls(s.starttls && server.starts_with("ldap://"));
+    if let Some(tls) = tls {
+        conn_settings = conn_settings.set_config(tls.clone());
+    }
+    let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, server)
+        .await
+        .map_err(|e| e.to_string())?;
+    ldap3::drive!(conn);
+    if let (Some(dn), Some(password)) = (&s.bind_dn, &s.bind_password) {
+        let password =
+            std::str::from_utf8(password.expose()).map_err(|_| "bind password is not UTF-8")?;
+        ldap.with_timeout(s.timeout)
+            .simple_bind(dn, password)
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| format!("bind as {dn}: {e}"))?;
+    }
+    Ok(ldap)
 }

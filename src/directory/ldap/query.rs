@@ -51,6 +51,22 @@ pub struct QuerySpec {
     pub port_attribute: Option<String>,
 }
 
+impl QuerySpec {
+    /// The attributes a search asks for: the host, and the login name and
+    /// port when they come from the entry.
+    pub fn attributes(&self) -> Vec<String> {
+        [
+            Some(&self.host_attribute),
+            self.user_attribute.as_ref(),
+            self.port_attribute.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+}
+
 /// Parses one or more space-separated LDAP URLs (see the module docs).
 pub fn parse_url(text: &str) -> Result<QuerySpec, String> {
     let text = text.trim();

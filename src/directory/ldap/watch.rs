@@ -1,0 +1,362 @@
+//! The directory watch: one content-synchronization search (RFC 4533,
+//! refreshAndPersist; OpenLDAP's `syncprov` overlay) kept open on the
+//! directory's base, reporting every add, modify and delete of a user's
+//! entry as a [`Change`], so routes cached for `ttl` and sessions on a box a
+//! mailbox left can follow the move at once.
+//!
+//! It runs on a thread of its own with its own tokio runtime, connects
+//! through the same server list (failover order, backoff) and bind as
+//! lookups, and resumes with its cookie after a server restart. While it is
+//! down, [`WatchStatus::up`] is false and caches fall back to their `ttl`.
+//! Every value the server sends is checked before it is used: the
+//! content-sync controls are parsed under `catch_unwind` (the LDAP client
+//! library panics on malformed ones), a malformed one ends the connection.
+
+use super::entry::route_from;
+use super::{connect, query, LdapSettings};
+use crate::directory::Route;
+use ldap3::controls::{
+    parse_syncinfo, Control, ControlType, EntryState, MakeCritical, RefreshMode, SyncInfo,
+    SyncRequest, SyncState,
+};
+use ldap3::{Ldap, LdapError, ResultEntry, SearchEntry};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// First pause after every server failed; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The LDAP result code for a critical control the server does not know.
+const UNAVAILABLE_CRITICAL_EXTENSION: u32 = 12;
+
+/// A change to one user's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Added or modified (or reported in a refresh): the user's route now.
+    Route {
+        /// The user as the back end knows them (the user attribute's value,
+        /// e.g. `mail`), lower-cased.
+        identity: String,
+        /// Where the entry routes now.
+        route: Route,
+    },
+    /// Deleted, or no longer matched by the filter (de-activated, held).
+    Gone {
+        /// As in [`Change::Route`].
+        identity: String,
+    },
+    /// The watch (re)connected and may have missed changes: forget every
+    /// cached route.
+    Resync,
+}
+
+/// What the rest of the process reads of the watch.
+#[derive(Debug, Default)]
+pub struct WatchStatus {
+    /// Whether the content-sync search is open.
+    pub up: AtomicBool,
+    /// Changes reported since start.
+    pub changes: AtomicU64,
+    /// Sessions ended because their mailbox moved.
+    pub kicked: AtomicU64,
+}
+
+/// How the watch's first connection went (reported once at start).
+#[derive(Debug)]
+pub enum FirstContact {
+    /// The content-sync search is open.
+    Up,
+    /// The server refused content sync: `syncprov` is not loaded.
+    Unsupported(String),
+    /// No server could be reached; the watch keeps trying.
+    Unreachable(String),
+}
+
+/// Why one watch connection ended.
+enum Ended {
+    Unsupported(String),
+    Failed(String),
+}
+
+/// Starts the watch on a thread of its own; `changes` is called for every
+/// change (from that thread). The receiver gets the first contact's outcome.
+pub fn spawn(
+    settings: Arc<LdapSettings>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    status: Arc<WatchStatus>,
+    changes: impl FnMut(Change) + Send + 'static,
+) -> std::io::Result<std::sync::mpsc::Receiver<FirstContact>> {
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("mailgate-watch".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = first_tx.send(FirstContact::Unreachable(e.to_string()));
+                    return;
+                }
+            };
+            let mut watch = Watch {
+                settings,
+                tls,
+                status,
+                changes: Box::new(changes),
+                cookie: None,
+                identities: HashMap::new(),
+                first: Some(first_tx),
+            };
+            runtime.block_on(watch.run());
+        })?;
+    Ok(first_rx)
+}
+
+struct Watch {
+    settings: Arc<LdapSettings>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    status: Arc<WatchStatus>,
+    changes: Box<dyn FnMut(Change) + Send>,
+    /// The server's position in its change history, to resume from.
+    cookie: Option<Vec<u8>>,
+    /// entryUUID → identity: a delete names only the entry's UUID.
+    identities: HashMap<Vec<u8>, String>,
+    first: Option<std::sync::mpsc::Sender<FirstContact>>,
+}
+
+impl Watch {
+    async fn run(&mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut was_up = false;
+        loop {
+            let mut failures = Vec::new();
+            for server in self.settings.query.servers.clone() {
+                match self.session(&server).await {
+                    Ok(()) => {}
+                    Err(Ended::Unsupported(why)) => {
+                        self.report_first(FirstContact::Unsupported(why.clone()));
+                        tracing::error!(server, "directory watch refused: {why}");
+                        failures.push(why);
+                    }
+                    Err(Ended::Failed(why)) => failures.push(format!("{server}: {why}")),
+                }
+                if self.status.up.swap(false, Ordering::AcqRel) {
+                    was_up = true;
+                    tracing::warn!(
+                        "directory watch down ({}); cached routes live for their ttl until it is back",
+                        failures.last().map_or("", String::as_str)
+                    );
+                    backoff = FIRST_BACKOFF;
+                }
+            }
+            if !was_up {
+                self.report_first(FirstContact::Unreachable(failures.join("; ")));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn report_first(&mut self, contact: FirstContact) {
+        if let Some(first) = self.first.take() {
+            let _ = first.send(contact);
+        }
+    }
+
+    /// One connection: the search, then changes until it ends.
+    async fn session(&mut self, server: &str) -> Result<(), Ended> {
+        let mut ldap = connect(&self.settings, self.tls.as_ref(), server)
+            .await
+            .map_err(Ended::Failed)?;
+        let result = self.follow(&mut ldap).await;
+        let _ = ldap.unbind().await;
+        result
+    }
+
+    async fn follow(&mut self, ldap: &mut Ldap) -> Result<(), Ended> {
+        let settings = self.settings.clone();
+        let q = &settings.query;
+        let filter = q.filter.replace("%s", "*");
+        let attributes = q.attributes();
+        let request = SyncRequest {
+            mode: RefreshMode::RefreshAndPersist,
+            cookie: self.cookie.clone(),
+            reload_hint: false,
+        }
+        .critical();
+        let scope = match q.scope {
+            query::Scope::Base => ldap3::Scope::Base,
+            query::Scope::One => ldap3::Scope::OneLevel,
+            query::Scope::Sub => ldap3::Scope::Subtree,
+        };
+        let mut stream = ldap
+            .with_controls(request)
+            .streaming_search(&q.base, scope, &filter, attributes)
+            .await
+            .map_err(refusal)?;
+        let mut answered = false;
+        loop {
+            match stream.next().await {
+                Ok(Some(entry)) => {
+                    if !answered {
+                        // The server took the search (a refusal is a bare
+                        // result with no message before it): anything
+                        // missed while down is forgotten.
+                        answered = true;
+                        self.status.up.store(true, Ordering::Release);
+                        self.report_first(FirstContact::Up);
+                        tracing::info!(base = %q.base, filter, "directory watch up");
+                        self.emit(Change::Resync);
+                    }
+                    self.on_entry(entry)?
+                }
+                Ok(None) => {
+                    let result = stream.finish().await;
+                    if result.rc == UNAVAILABLE_CRITICAL_EXTENSION {
+                        return Err(Ended::Unsupported(unsupported_text(&result.text)));
+                    }
+                    return Err(Ended::Failed(format!(
+                        "the server ended the content-sync search ({}: {})",
+                        result.rc, result.text
+                    )));
+                }
+                Err(e) => return Err(refusal(e)),
+            }
+        }
+    }
+
+    fn emit(&mut self, change: Change) {
+        self.status.changes.fetch_add(1, Ordering::Relaxed);
+        (self.changes)(change);
+    }
+
+    fn on_entry(&mut self, entry: ResultEntry) -> Result<(), Ended> {
+        if entry.is_intermediate() {
+            let info = catch_unwind(AssertUnwindSafe(|| parse_syncinfo(entry)))
+                .map_err(|_| Ended::Failed("malformed sync info message".into()))?;
+            return self.on_info(info);
+        }
+        if entry.is_ref() {
+            return Ok(());
+        }
+        let state = sync_state(&entry.1)?;
+        if let Some(cookie) = &state.cookie {
+            self.cookie = Some(cookie.clone());
+        }
+        match state.state {
+            EntryState::Add | EntryState::Modify => {
+                let entry = SearchEntry::construct(entry);
+                self.on_present_entry(state.entry_uuid, entry);
+            }
+            EntryState::Delete => self.on_gone(&state.entry_uuid),
+            EntryState::Present => {}
+        }
+        Ok(())
+    }
+
+    fn on_present_entry(&mut self, uuid: Vec<u8>, entry: SearchEntry) {
+        let dn = entry.dn.clone();
+        let identity = identity_of(&self.settings, &entry);
+        match route_from(&self.settings, &identity, vec![entry]) {
+            Ok(Some(route)) => {
+                let identity = route.login_user.clone().unwrap_or(identity).to_lowercase();
+                self.identities.insert(uuid, identity.clone());
+                self.emit(Change::Route { identity, route });
+            }
+            Ok(None) => {}
+            // An entry that cannot be used: what lookups will say too; the
+            // user's cached route must go.
+            Err(e) => {
+                tracing::warn!(dn, "directory watch: {e}");
+                self.identities.insert(uuid, identity.clone());
+                self.emit(Change::Gone { identity });
+            }
+        }
+    }
+
+    fn on_gone(&mut self, uuid: &[u8]) {
+        if let Some(identity) = self.identities.remove(uuid) {
+            self.emit(Change::Gone { identity });
+        }
+    }
+
+    fn on_info(&mut self, info: SyncInfo) -> Result<(), Ended> {
+        match info {
+            SyncInfo::NewCookie(cookie) => self.cookie = Some(cookie),
+            SyncInfo::RefreshDelete { cookie, .. } | SyncInfo::RefreshPresent { cookie, .. } => {
+                if let Some(cookie) = cookie {
+                    self.cookie = Some(cookie);
+                }
+            }
+            SyncInfo::SyncIdSet {
+                cookie,
+                refresh_deletes,
+                sync_uuids,
+            } => {
+                if let Some(cookie) = cookie {
+                    self.cookie = Some(cookie);
+                }
+                if refresh_deletes {
+                    for uuid in sync_uuids {
+                        self.on_gone(&uuid);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The identity an entry stands for: its user attribute's value, else its DN.
+fn identity_of(settings: &LdapSettings, entry: &SearchEntry) -> String {
+    settings
+        .query
+        .user_attribute
+        .as_deref()
+        .and_then(|name| {
+            entry
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.first().cloned())
+        })
+        .unwrap_or_else(|| entry.dn.clone())
+}
+
+/// The Sync State control of an entry, checked.
+fn sync_state(controls: &[Control]) -> Result<SyncState, Ended> {
+    let raw = controls
+        .iter()
+        .find(|c| matches!(c.0, Some(ControlType::SyncState)))
+        .map(|c| c.1.clone())
+        .ok_or_else(|| Ended::Failed("an entry without its sync state".into()))?;
+    if raw.val.is_none() {
+        return Err(Ended::Failed("a sync state without a value".into()));
+    }
+    catch_unwind(AssertUnwindSafe(|| raw.parse::<SyncState>()))
+        .map_err(|_| Ended::Failed("malformed sync state control".into()))
+}
+
+/// An LDAP error as a reason to end (or refuse) the watch.
+fn refusal(e: LdapError) -> Ended {
+    match &e {
+        LdapError::LdapResult { result } if result.rc == UNAVAILABLE_CRITICAL_EXTENSION => {
+            Ended::Unsupported(unsupported_text(&result.text))
+        }
+        _ => Ended::Failed(e.to_string()),
+    }
+}
+
+fn unsupported_text(server_text: &str) -> String {
+    format!(
+        "the LDAP server does not offer content synchronization (RFC 4533; {server_text}): \
+         load OpenLDAP's syncprov overlay (`moduleload syncprov`, then `overlay syncprov` \
+         after the database, with `index entryCSN,entryUUID eq`) or set [directory] watch = false"
+    )
+}
