@@ -43,8 +43,58 @@ pub struct Leg {
 /// A worker's registry, shared with the admin thread.
 #[derive(Debug, Default)]
 pub struct Registry {
-    next: Mutex<u64>,
-    entries: Mutex<HashMap<u64, SessionEntry>>,
+    inner: Mutex<Sessions>,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    next: u64,
+    entries: HashMap<u64, SessionEntry>,
+    /// Lower-cased identity and typed name → the sessions under it: a
+    /// directory watch asks about every user in a full refresh, and most
+    /// have no session here.
+    by_name: HashMap<String, Vec<u64>>,
+}
+
+impl Sessions {
+    fn names(entry: &SessionEntry) -> [String; 2] {
+        [entry.identity.clone(), entry.user.to_lowercase()]
+    }
+
+    fn insert(&mut self, entry: SessionEntry) -> u64 {
+        self.next += 1;
+        let id = self.next;
+        let [identity, user] = Self::names(&entry);
+        self.by_name.entry(identity.clone()).or_default().push(id);
+        if user != identity {
+            self.by_name.entry(user).or_default().push(id);
+        }
+        self.entries.insert(id, entry);
+        id
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(entry) = self.entries.remove(&id) else {
+            return;
+        };
+        for name in Self::names(&entry) {
+            if let Some(ids) = self.by_name.get_mut(&name) {
+                ids.retain(|&i| i != id);
+                if ids.is_empty() {
+                    self.by_name.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Sessions under `name` (identity or typed name, any case).
+    fn named(&self, name: &str) -> impl Iterator<Item = &SessionEntry> {
+        self.by_name
+            .get(&name.to_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.entries.get(id))
+    }
 }
 
 /// Removes the entry when the relay ends.
@@ -55,8 +105,8 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut entries) = self.registry.entries.lock() {
-            entries.remove(&self.id);
+        if let Ok(mut sessions) = self.registry.inner.lock() {
+            sessions.remove(self.id);
         }
     }
 }
@@ -72,11 +122,6 @@ impl Registry {
         backend: Leg,
         goodbye: &'static [u8],
     ) -> Registration {
-        let id = {
-            let mut next = self.next.lock().expect("registry lock");
-            *next += 1;
-            *next
-        };
         let entry = SessionEntry {
             user: user.to_owned(),
             identity: identity.to_lowercase(),
@@ -87,10 +132,7 @@ impl Registry {
             backend_fd: backend.fd,
             goodbye,
         };
-        self.entries
-            .lock()
-            .expect("registry lock")
-            .insert(id, entry);
+        let id = self.inner.lock().expect("registry lock").insert(entry);
         Registration {
             registry: self.clone(),
             id,
@@ -99,8 +141,9 @@ impl Registry {
 
     /// Sessions of `user` (all when `None`).
     pub fn list(&self, user: Option<&str>) -> Vec<SessionEntry> {
-        let entries = self.entries.lock().expect("registry lock");
-        entries
+        let sessions = self.inner.lock().expect("registry lock");
+        sessions
+            .entries
             .values()
             .filter(|e| user.is_none_or(|u| e.user.eq_ignore_ascii_case(u)))
             .cloned()
@@ -110,10 +153,10 @@ impl Registry {
     /// Shuts down the sockets of every session of `user`; their relays end
     /// and the clients reconnect (to the mailbox's new box). The count.
     pub fn kick(&self, user: &str) -> usize {
-        let entries = self.entries.lock().expect("registry lock");
+        let sessions = self.inner.lock().expect("registry lock");
         let mut kicked = 0;
-        for entry in entries
-            .values()
+        for entry in sessions
+            .named(user)
             .filter(|e| e.user.eq_ignore_ascii_case(user))
         {
             close(entry, b"");
@@ -125,28 +168,31 @@ impl Registry {
     /// Shuts down the sessions of the user the back end knows as
     /// `identity` (or who typed it) whose back end `still_right` rejects:
     /// the mailbox moved (or the user is gone: reject every back end). The
-    /// count.
-    pub fn kick_moved(&self, identity: &str, still_right: impl Fn(SocketAddr) -> bool) -> usize {
-        let entries = self.entries.lock().expect("registry lock");
-        let mut kicked = 0;
-        for entry in entries.values().filter(|e| {
-            (e.identity.eq_ignore_ascii_case(identity) || e.user.eq_ignore_ascii_case(identity))
-                && !still_right(e.backend)
-        }) {
-            close(entry, b"");
-            kicked += 1;
+    /// back ends of the sessions ended.
+    pub fn kick_moved(
+        &self,
+        identity: &str,
+        mut still_right: impl FnMut(SocketAddr) -> bool,
+    ) -> Vec<SocketAddr> {
+        let sessions = self.inner.lock().expect("registry lock");
+        let mut ended = Vec::new();
+        for entry in sessions.named(identity) {
+            if !still_right(entry.backend) {
+                close(entry, b"");
+                ended.push(entry.backend);
+            }
         }
-        kicked
+        ended
     }
 
     /// Says goodbye to every session's client and shuts its sockets down
     /// (the server is stopping and the grace period is over). The count.
     pub fn close_all(&self) -> usize {
-        let entries = self.entries.lock().expect("registry lock");
-        for entry in entries.values() {
+        let sessions = self.inner.lock().expect("registry lock");
+        for entry in sessions.entries.values() {
             close(entry, entry.goodbye);
         }
-        entries.len()
+        sessions.entries.len()
     }
 }
 
@@ -170,5 +216,50 @@ fn close(entry: &SessionEntry, goodbye: &[u8]) {
     for fd in [entry.client_fd, entry.backend_fd] {
         // SAFETY: as above, the descriptors are the session's own.
         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
+
+    fn leg(socket: &std::net::TcpStream) -> Leg {
+        Leg {
+            addr: socket.peer_addr().unwrap(),
+            fd: socket.as_raw_fd(),
+        }
+    }
+
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let theirs = listener.accept().unwrap().0;
+        (ours, theirs)
+    }
+
+    #[test]
+    fn sessions_are_found_by_identity_or_typed_name_until_they_end() {
+        let registry = Arc::new(Registry::default());
+        let (client, _c) = pair();
+        let (backend, _b) = pair();
+        let registration = registry.register(
+            "Alice",
+            "alice@example.org",
+            leg(&client),
+            leg(&backend),
+            b"",
+        );
+        let old = backend.peer_addr().unwrap();
+        assert!(registry.kick_moved("bob@example.org", |_| false).is_empty());
+        assert!(registry
+            .kick_moved("ALICE@example.org", |_| true)
+            .is_empty());
+        assert_eq!(registry.kick_moved("alice", |_| false), vec![old]);
+        drop(registration);
+        assert!(registry.kick_moved("alice", |_| false).is_empty());
+        let sessions = registry.inner.lock().unwrap();
+        assert!(sessions.entries.is_empty() && sessions.by_name.is_empty());
     }
 }

@@ -39,7 +39,8 @@ struct FrontEnd {
 }
 
 impl FrontEnd {
-    fn start(slapd: &Slapd, dovecot: &Dovecot, directory: &str) -> Self {
+    /// `servers`: the URL's server list (failover order).
+    fn start(servers: &str, dovecot: &Dovecot, directory: &str) -> Self {
         let token = tempfile::tempdir().unwrap();
         let token_file = token.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
@@ -54,7 +55,7 @@ impl FrontEnd {
                      timeout = \"1s\"\nwatch = true\n{directory}\n\
                      [directory.hosts]\nbox1 = \"127.0.0.1\"\nbox2 = \"127.0.0.2\"\n\
                      [directory.cache]\nttl = \"1h\"\n",
-                    slapd.url()
+                    servers
                 ),
             )
             + &format!(
@@ -124,7 +125,7 @@ fn closed(client: &mut ImapClient) -> bool {
 fn a_host_change_reroutes_the_next_login_at_once_and_ends_only_sessions_on_the_old_box() {
     let slapd = Slapd::start(&people(), false);
     let dovecot = dovecot();
-    let front = FrontEnd::start(&slapd, &dovecot, "");
+    let front = FrontEnd::start(&slapd.url(), &dovecot, "");
     assert_eq!(front.login_lands_on(ALICE, ALICE_PW), "127.0.0.1");
     let mut alice = ImapClient::connect(front.mailgate.addr(0)).unwrap();
     assert!(alice.login(ALICE, ALICE_PW).unwrap().is_ok());
@@ -154,7 +155,7 @@ fn a_host_change_reroutes_the_next_login_at_once_and_ends_only_sessions_on_the_o
 fn a_held_user_gets_a_temporary_failure_until_the_move_is_done() {
     let slapd = Slapd::start(&people(), false);
     let dovecot = dovecot();
-    let front = FrontEnd::start(&slapd, &dovecot, "hold_filter = \"(status=moving)\"");
+    let front = FrontEnd::start(&slapd.url(), &dovecot, "hold_filter = \"(status=moving)\"");
     let mut alice = ImapClient::connect(front.mailgate.addr(0)).unwrap();
     assert!(alice.login(ALICE, ALICE_PW).unwrap().is_ok());
     slapd.set_status(ALICE, "moving");
@@ -201,7 +202,7 @@ fn a_held_user_gets_a_temporary_failure_until_the_move_is_done() {
 fn the_watch_goes_down_with_slapd_and_resumes_after_its_restart() {
     let mut slapd = Slapd::start(&people(), false);
     let dovecot = dovecot();
-    let front = FrontEnd::start(&slapd, &dovecot, "");
+    let front = FrontEnd::start(&slapd.url(), &dovecot, "");
     assert_eq!(front.metric("mailgate_directory_watch_up"), 1.0);
     assert_eq!(front.login_lands_on(CAROL, CAROL_PW), "127.0.0.1");
     slapd.stop();
@@ -237,14 +238,23 @@ fn the_watch_goes_down_with_slapd_and_resumes_after_its_restart() {
 }
 
 #[test]
-fn three_front_ends_all_apply_one_change() {
+fn three_front_ends_all_apply_one_change_one_through_its_second_server() {
     let slapd = Slapd::start(&people(), false);
     let dovecot = dovecot();
     let fronts: Vec<FrontEnd> = (0..3)
-        .map(|_| FrontEnd::start(&slapd, &dovecot, ""))
+        .map(|i| {
+            // The last one's first server is a replica that is down: its
+            // watch follows the failover order, as lookups do.
+            let servers = match i {
+                2 => format!("ldap://127.0.0.1:{} {}", support::free_port(), slapd.url()),
+                _ => slapd.url(),
+            };
+            FrontEnd::start(&servers, &dovecot, "")
+        })
         .collect();
     for front in &fronts {
         assert_eq!(front.login_lands_on(BOB, BOB_PW), "127.0.0.1");
+        assert_eq!(front.metric("mailgate_directory_watch_up"), 1.0);
     }
     slapd.set_host(BOB, "box2");
     for (i, front) in fronts.iter().enumerate() {

@@ -31,9 +31,12 @@ impl Moves {
             Change::Route { identity, route } => {
                 self.invalidations.invalidate(&identity);
                 if self.kick_on_move {
-                    let addresses = addresses(&route);
+                    // Resolved only if the user has a session here.
+                    let mut addresses = None;
                     self.kick(&identity, &route.host, |backend| {
-                        addresses.contains(&backend.ip())
+                        addresses
+                            .get_or_insert_with(|| addresses_of(&route))
+                            .contains(&backend.ip())
                     });
                 }
             }
@@ -46,30 +49,21 @@ impl Moves {
         }
     }
 
-    fn kick(&self, identity: &str, new: &str, still_right: impl Fn(SocketAddr) -> bool) {
-        let old = std::cell::RefCell::new(Vec::new());
-        let kicked: usize = self
+    fn kick(&self, identity: &str, new: &str, mut still_right: impl FnMut(SocketAddr) -> bool) {
+        let old: Vec<SocketAddr> = self
             .registries
             .iter()
-            .map(|registry| {
-                registry.kick_moved(identity, |backend| {
-                    let right = still_right(backend);
-                    if !right {
-                        old.borrow_mut().push(backend);
-                    }
-                    right
-                })
-            })
-            .sum();
-        if kicked > 0 {
+            .flat_map(|registry| registry.kick_moved(identity, &mut still_right))
+            .collect();
+        if !old.is_empty() {
             self.status
                 .kicked
-                .fetch_add(kicked as u64, Ordering::Relaxed);
-            let old: HashSet<String> = old.borrow().iter().map(ToString::to_string).collect();
+                .fetch_add(old.len() as u64, Ordering::Relaxed);
+            let distinct: HashSet<String> = old.iter().map(ToString::to_string).collect();
             tracing::info!(
                 user = identity,
-                kicked,
-                old = ?old,
+                kicked = old.len(),
+                old = ?distinct,
                 new,
                 "mailbox moved: sessions on the old back end ended"
             );
@@ -79,7 +73,7 @@ impl Moves {
 
 /// The addresses a route's host stands for (resolved here, on the watch's
 /// thread; a name that does not resolve stands for none).
-fn addresses(route: &Route) -> HashSet<IpAddr> {
+fn addresses_of(route: &Route) -> HashSet<IpAddr> {
     if let Ok(ip) = route.host.parse::<IpAddr>() {
         return HashSet::from([ip]);
     }

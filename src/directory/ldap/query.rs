@@ -65,6 +65,19 @@ impl QuerySpec {
         .cloned()
         .collect()
     }
+
+    /// The attribute the filter compares with the login (`mail` in
+    /// `(&(mail=%s)(status=active))`): its value is what users type.
+    pub fn key_attribute(&self) -> Option<String> {
+        self.filter.match_indices("=%s)").find_map(|(at, _)| {
+            let open = self.filter[..at].rfind('(')?;
+            let name = self.filter[open + 1..at].trim();
+            // `attr:rule:=`, `attr~=`: the name is what comes first.
+            let name = name.split([':', '~', '<', '>']).next()?.trim();
+            (!name.is_empty() && !name.contains(['(', ')', '&', '|', '!', '*']))
+                .then(|| name.to_owned())
+        })
+    }
 }
 
 /// Parses one or more space-separated LDAP URLs (see the module docs).
@@ -253,6 +266,29 @@ mod tests {
         assert!(parse_url(&format!("2:{PERDITION}"))
             .unwrap_err()
             .contains("version 2"));
+    }
+
+    #[test]
+    fn the_key_attribute_is_the_one_compared_with_the_login() {
+        let spec = |filter: &str| QuerySpec {
+            filter: filter.into(),
+            ..parse_url(PERDITION).unwrap()
+        };
+        assert_eq!(
+            spec("(&(mail=%s)(status=active))")
+                .key_attribute()
+                .as_deref(),
+            Some("mail")
+        );
+        assert_eq!(spec("(uid=%s)").key_attribute().as_deref(), Some("uid"));
+        assert_eq!(
+            spec("(&(status=active)(mailAlias:caseExactMatch:=%s))")
+                .key_attribute()
+                .as_deref(),
+            Some("mailAlias")
+        );
+        assert_eq!(spec("(&(objectClass=*)(cn=x%s))").key_attribute(), None);
+        assert_eq!(spec("(objectClass=*)").key_attribute(), None);
     }
 
     #[test]

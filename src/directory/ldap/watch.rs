@@ -32,14 +32,17 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The LDAP result code for a critical control the server does not know.
 const UNAVAILABLE_CRITICAL_EXTENSION: u32 = 12;
+/// e-syncRefreshRequired (RFC 4533 §2.6): the cookie is no good here (too
+/// old, or from another replica); start over without it.
+const SYNC_REFRESH_REQUIRED: u32 = 4096;
 
 /// A change to one user's entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Added or modified (or reported in a refresh): the user's route now.
     Route {
-        /// The user as the back end knows them (the user attribute's value,
-        /// e.g. `mail`), lower-cased.
+        /// The user as they log in (the value of the attribute the filter
+        /// compares with the login, e.g. `mail`), lower-cased.
         identity: String,
         /// Where the entry routes now.
         route: Route,
@@ -79,6 +82,8 @@ pub enum FirstContact {
 /// Why one watch connection ended.
 enum Ended {
     Unsupported(String),
+    /// The server no longer knows our cookie: reconnect without it.
+    RefreshRequired,
     Failed(String),
 }
 
@@ -144,6 +149,10 @@ impl Watch {
                         tracing::error!(server, "directory watch refused: {why}");
                         failures.push(why);
                     }
+                    Err(Ended::RefreshRequired) => {
+                        self.cookie = None;
+                        failures.push(format!("{server}: asked for a full refresh"));
+                    }
                     Err(Ended::Failed(why)) => failures.push(format!("{server}: {why}")),
                 }
                 if self.status.up.swap(false, Ordering::AcqRel) {
@@ -183,7 +192,8 @@ impl Watch {
         let settings = self.settings.clone();
         let q = &settings.query;
         let filter = q.filter.replace("%s", "*");
-        let attributes = q.attributes();
+        let mut attributes = q.attributes();
+        attributes.extend(q.key_attribute());
         let request = SyncRequest {
             mode: RefreshMode::RefreshAndPersist,
             cookie: self.cookie.clone(),
@@ -220,6 +230,9 @@ impl Watch {
                     let result = stream.finish().await;
                     if result.rc == UNAVAILABLE_CRITICAL_EXTENSION {
                         return Err(Ended::Unsupported(unsupported_text(&result.text)));
+                    }
+                    if result.rc == SYNC_REFRESH_REQUIRED {
+                        return Err(Ended::RefreshRequired);
                     }
                     return Err(Ended::Failed(format!(
                         "the server ended the content-sync search ({}: {})",
@@ -262,10 +275,9 @@ impl Watch {
 
     fn on_present_entry(&mut self, uuid: Vec<u8>, entry: SearchEntry) {
         let dn = entry.dn.clone();
-        let identity = identity_of(&self.settings, &entry);
+        let identity = identity_of(&self.settings, &entry).to_lowercase();
         match route_from(&self.settings, &identity, vec![entry]) {
             Ok(Some(route)) => {
-                let identity = route.login_user.clone().unwrap_or(identity).to_lowercase();
                 self.identities.insert(uuid, identity.clone());
                 self.emit(Change::Route { identity, route });
             }
@@ -313,17 +325,20 @@ impl Watch {
     }
 }
 
-/// The identity an entry stands for: its user attribute's value, else its DN.
+/// The user an entry stands for, as caches and sessions know them: the
+/// value of the attribute the filter compares with the login (what users
+/// type), else the back-end login name, else the DN (which matches nothing:
+/// the change then waits for the cache's `ttl`).
 fn identity_of(settings: &LdapSettings, entry: &SearchEntry) -> String {
-    settings
-        .query
-        .user_attribute
-        .as_deref()
-        .and_then(|name| {
+    let q = &settings.query;
+    [q.key_attribute(), q.user_attribute.clone()]
+        .into_iter()
+        .flatten()
+        .find_map(|name| {
             entry
                 .attrs
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .find(|(k, _)| k.eq_ignore_ascii_case(&name))
                 .and_then(|(_, v)| v.first().cloned())
         })
         .unwrap_or_else(|| entry.dn.clone())
@@ -348,6 +363,9 @@ fn refusal(e: LdapError) -> Ended {
     match &e {
         LdapError::LdapResult { result } if result.rc == UNAVAILABLE_CRITICAL_EXTENSION => {
             Ended::Unsupported(unsupported_text(&result.text))
+        }
+        LdapError::LdapResult { result } if result.rc == SYNC_REFRESH_REQUIRED => {
+            Ended::RefreshRequired
         }
         _ => Ended::Failed(e.to_string()),
     }
