@@ -13,7 +13,7 @@ mod support;
 
 use mailgate::check_client::ImapClient;
 use std::time::{Duration, Instant};
-use support::slapd::{Person, Slapd, PEOPLE};
+use support::slapd::{Options, Person, Slapd, PEOPLE};
 use support::{Dovecot, Mailgate, TestUser};
 
 const USERS: usize = 20;
@@ -79,7 +79,7 @@ fn ldap_directory_figures() {
             status: "active",
         })
         .collect();
-    let slapd = Slapd::start(&people, false);
+    let slapd = Slapd::start(&people, Options::default()).unwrap();
     let users: Vec<TestUser> = names
         .iter()
         .map(|n| TestUser {

@@ -8,7 +8,7 @@ use mailgate::directory::{Directory, Invalidations};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::slapd::{Person, Slapd, PEOPLE, PROXY_DN, PROXY_PW};
+use support::slapd::{Options, Person, Slapd, PEOPLE, PROXY_DN, PROXY_PW};
 use support::stack::*;
 use support::{free_port, Dovecot, Mailgate};
 
@@ -87,7 +87,7 @@ fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn active_user_logs_in_and_inactive_or_unknown_users_are_refused_alike() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let mg = mailgate(&dovecot, &ldap_directory(&slapd.url(), ""), "");
     let mut c = ImapClient::connect(mg.addr(0)).unwrap();
@@ -110,7 +110,7 @@ fn active_user_logs_in_and_inactive_or_unknown_users_are_refused_alike() {
 
 #[test]
 fn filter_injection_finds_nothing() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let mg = mailgate(&dovecot, &ldap_directory(&slapd.url(), ""), "");
     for hostile in ["*", "*)(mail=*", "alice@example.org)(|(mail=*"] {
@@ -134,7 +134,7 @@ fn filter_injection_finds_nothing() {
 
 #[test]
 fn host_change_takes_effect_after_the_ttl() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let mg = mailgate_with_workers(
         &dovecot,
@@ -143,7 +143,7 @@ fn host_change_takes_effect_after_the_ttl() {
         1,
     );
     assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK");
-    slapd.set_host(ALICE, "box2");
+    slapd.set_host(ALICE, "box2").unwrap();
     // The cached route still holds for the rest of the TTL...
     assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK");
     // ...then the new box (here: down) is used.
@@ -157,7 +157,14 @@ fn host_change_takes_effect_after_the_ttl() {
 
 #[test]
 fn bind_dn_with_password_file() {
-    let slapd = Slapd::start(&people(), true);
+    let slapd = Slapd::start(
+        &people(),
+        Options {
+            require_bind: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let dovecot = dovecot();
     // Anonymous sees nothing under this ACL: alice is unknown.
     let anonymous = mailgate(&dovecot, &ldap_directory(&slapd.url(), ""), "");
@@ -183,7 +190,7 @@ fn bind_dn_with_password_file() {
 
 #[test]
 fn failover_to_the_next_server_when_the_first_is_down() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let url = format!("ldap://127.0.0.1:{} 127.0.0.1:{}", free_port(), slapd.port);
     let mg = mailgate(&dovecot, &ldap_directory(&url, ""), "");
@@ -192,7 +199,7 @@ fn failover_to_the_next_server_when_the_first_is_down() {
 
 #[test]
 fn ldap_outage_serves_cached_users_and_fails_new_ones_fast() {
-    let mut slapd = Slapd::start(&people(), false);
+    let mut slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let mg = mailgate_with_workers(
         &dovecot,
@@ -223,7 +230,7 @@ fn ldap_outage_serves_cached_users_and_fails_new_ones_fast() {
         started.elapsed() < Duration::from_secs(10),
         "a new user must not hang"
     );
-    slapd.restart();
+    slapd.restart().unwrap();
     assert!(
         eventually(Duration::from_secs(20), || imap_login(&mg, CAROL, CAROL_PW)
             .0
@@ -234,7 +241,7 @@ fn ldap_outage_serves_cached_users_and_fails_new_ones_fast() {
 
 #[test]
 fn a_hung_ldap_server_serves_cached_users_fails_new_ones_in_bounded_time_and_recovers() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let mg = mailgate_with_workers(
         &dovecot,
@@ -306,7 +313,7 @@ fn with_directory<T>(
 
 #[test]
 fn concurrent_logins_of_one_user_make_one_ldap_query() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     with_directory(&slapd, "60s", async |directory, _| {
         let lookups: Vec<_> = (0..50).map(|_| directory.lookup(ALICE)).collect();
         for route in join_all(lookups).await {
@@ -321,11 +328,11 @@ fn concurrent_logins_of_one_user_make_one_ldap_query() {
 
 #[test]
 fn invalidation_takes_effect_at_once() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     with_directory(&slapd, "1h", async |directory, invalidations| {
         let host = async |d: &Rc<dyn Directory>| d.lookup(ALICE).await.unwrap().route.unwrap();
         assert_eq!(host(&directory).await.host, "127.0.0.1");
-        slapd.set_host(ALICE, "box9.example");
+        slapd.set_host(ALICE, "box9.example").unwrap();
         assert_eq!(
             host(&directory).await.host,
             "127.0.0.1",
@@ -339,7 +346,7 @@ fn invalidation_takes_effect_at_once() {
 
 #[test]
 fn login_storm_of_few_users_asks_ldap_about_once_per_user_and_worker() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let mg = mailgate(&dovecot, &ldap_directory(&slapd.url(), ""), "");
     let addr = mg.addr(0);
@@ -395,7 +402,14 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
 fn ldaps_and_starttls_with_a_ca_file() {
     let ca = support::certs::TestCa::new();
     let (cert, key) = ca.issue("slapd", &["localhost"], &["127.0.0.1"]);
-    let slapd = Slapd::start_with_tls(&people(), false, Some((&cert, &key)));
+    let slapd = Slapd::start(
+        &people(),
+        Options {
+            tls: Some((&cert, &key)),
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let dovecot = dovecot();
     let ca_file = format!("ca_file = \"{}\"", ca.ca().display());
     let ldaps = format!("ldaps://127.0.0.1:{}", slapd.tls_port.unwrap());

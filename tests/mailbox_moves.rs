@@ -11,7 +11,7 @@ mod support;
 use mailgate::check_client::{ImapClient, Pop3Client};
 use mailgate_testkit::admin::{Action, AdminClient};
 use std::time::{Duration, Instant};
-use support::slapd::{Person, Slapd, PEOPLE};
+use support::slapd::{Options, Person, Slapd, PEOPLE};
 use support::stack::*;
 use support::{metric, Dovecot, Mailgate};
 
@@ -123,7 +123,7 @@ fn closed(client: &mut ImapClient) -> bool {
 
 #[test]
 fn a_host_change_reroutes_the_next_login_at_once_and_ends_only_sessions_on_the_old_box() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let front = FrontEnd::start(&slapd.url(), &dovecot, "");
     assert_eq!(front.login_lands_on(ALICE, ALICE_PW), "127.0.0.1");
@@ -131,7 +131,7 @@ fn a_host_change_reroutes_the_next_login_at_once_and_ends_only_sessions_on_the_o
     assert!(alice.login(ALICE, ALICE_PW).unwrap().is_ok());
     let mut bob = ImapClient::connect(front.mailgate.addr(0)).unwrap();
     assert!(bob.login(BOB, BOB_PW).unwrap().is_ok());
-    slapd.set_host(ALICE, "box2");
+    slapd.set_host(ALICE, "box2").unwrap();
     assert!(
         eventually(Duration::from_secs(10), || front
             .login_lands_on(ALICE, ALICE_PW)
@@ -153,12 +153,12 @@ fn a_host_change_reroutes_the_next_login_at_once_and_ends_only_sessions_on_the_o
 
 #[test]
 fn a_held_user_gets_a_temporary_failure_until_the_move_is_done() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let front = FrontEnd::start(&slapd.url(), &dovecot, "hold_filter = \"(status=moving)\"");
     let mut alice = ImapClient::connect(front.mailgate.addr(0)).unwrap();
     assert!(alice.login(ALICE, ALICE_PW).unwrap().is_ok());
-    slapd.set_status(ALICE, "moving");
+    slapd.set_status(ALICE, "moving").unwrap();
     assert!(
         eventually(Duration::from_secs(10), || closed(&mut alice)),
         "alice's session was not ended when her mailbox started moving"
@@ -187,7 +187,7 @@ fn a_held_user_gets_a_temporary_failure_until_the_move_is_done() {
         "no back-end login while held"
     );
     assert_eq!(front.metric("mailgate_logins_total{outcome=\"held\"}"), 2.0);
-    slapd.set_host_and_status(ALICE, "box2", "active");
+    slapd.set_host_and_status(ALICE, "box2", "active").unwrap();
     assert!(
         eventually(Duration::from_secs(10), || {
             let mut c = ImapClient::connect(front.mailgate.addr(0)).unwrap();
@@ -200,7 +200,7 @@ fn a_held_user_gets_a_temporary_failure_until_the_move_is_done() {
 
 #[test]
 fn the_watch_goes_down_with_slapd_and_resumes_after_its_restart() {
-    let mut slapd = Slapd::start(&people(), false);
+    let mut slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let front = FrontEnd::start(&slapd.url(), &dovecot, "");
     assert_eq!(front.metric("mailgate_directory_watch_up"), 1.0);
@@ -218,7 +218,7 @@ fn the_watch_goes_down_with_slapd_and_resumes_after_its_restart() {
         "{}",
         ready.body
     );
-    slapd.restart();
+    slapd.restart().unwrap();
     assert!(
         eventually(Duration::from_secs(20), || front
             .metric("mailgate_directory_watch_up")
@@ -228,7 +228,7 @@ fn the_watch_goes_down_with_slapd_and_resumes_after_its_restart() {
     // Cached after the watch came back (the resync on reconnect dropped
     // everything before): only the resumed watch can drop it now.
     assert_eq!(front.login_lands_on(CAROL, CAROL_PW), "127.0.0.1");
-    slapd.set_host(CAROL, "box2");
+    slapd.set_host(CAROL, "box2").unwrap();
     assert!(
         eventually(Duration::from_secs(10), || front
             .login_lands_on(CAROL, CAROL_PW)
@@ -239,7 +239,7 @@ fn the_watch_goes_down_with_slapd_and_resumes_after_its_restart() {
 
 #[test]
 fn three_front_ends_all_apply_one_change_one_through_its_second_server() {
-    let slapd = Slapd::start(&people(), false);
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let fronts: Vec<FrontEnd> = (0..3)
         .map(|i| {
@@ -256,7 +256,7 @@ fn three_front_ends_all_apply_one_change_one_through_its_second_server() {
         assert_eq!(front.login_lands_on(BOB, BOB_PW), "127.0.0.1");
         assert_eq!(front.metric("mailgate_directory_watch_up"), 1.0);
     }
-    slapd.set_host(BOB, "box2");
+    slapd.set_host(BOB, "box2").unwrap();
     for (i, front) in fronts.iter().enumerate() {
         assert!(
             eventually(Duration::from_secs(10), || front
@@ -269,7 +269,14 @@ fn three_front_ends_all_apply_one_change_one_through_its_second_server() {
 
 #[test]
 fn a_server_without_content_sync_is_a_clear_start_up_error() {
-    let slapd = Slapd::start_without_sync(&people());
+    let slapd = Slapd::start(
+        &people(),
+        Options {
+            without_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let dovecot = dovecot();
     let dir = tempfile::tempdir().unwrap();
     let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")

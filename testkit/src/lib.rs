@@ -7,6 +7,7 @@
 //! * [`config`]: config templates.
 //! * [`admin`]: the admin client (mailgate's own).
 //! * [`seccomp`]: a filter that blocks io_uring, as container runtimes do.
+//! * [`slapd`]: a real OpenLDAP server with the deployment's tree.
 
 // Non-test code says why a value must be there (`expect`) or handles its absence.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -15,6 +16,7 @@ pub mod certs;
 pub mod config;
 pub mod process;
 pub mod seccomp;
+pub mod slapd;
 
 pub use mailgate::admin::client as admin;
 pub use process::{MailgateProcess, Ready, StartError};
