@@ -48,6 +48,7 @@ pub fn run(check: bool, wait: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Re
         password: DEMO_PASSWORD.into(),
         message_sizes: DEMO_MESSAGE_SIZES.to_vec(),
         corrupt: false,
+        uid_validity: 1,
     })
     .context("starting the simulated back end")?;
     let dir = tempfile_dir()?;

@@ -15,6 +15,7 @@ fn simulated(sizes: Vec<usize>) -> SimulatedBackend {
         password: "pw".into(),
         message_sizes: sizes,
         corrupt: false,
+        uid_validity: 1,
     })
     .unwrap()
 }

@@ -22,6 +22,7 @@ pub fn backend(args: BackendArgs) -> anyhow::Result<()> {
             password: args.password,
             message_sizes: args.sizes,
             corrupt: args.corrupt,
+            uid_validity: 1,
         },
     )?;
     println!("imap {}\npop3 {}", backend.imap, backend.pop3);

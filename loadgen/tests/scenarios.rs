@@ -33,6 +33,7 @@ fn backend(corrupt: bool) -> SimulatedBackend {
         password: "pw".into(),
         message_sizes: vec![2000, 300_000],
         corrupt,
+        uid_validity: 1,
     })
     .unwrap()
 }
@@ -449,4 +450,83 @@ fn cluster_of_three_boxes_sends_two_thirds_over_the_vpn() {
     );
     assert!(v["projection"]["proxy_vpn_mbit_avg"].as_f64().unwrap() > 0.0);
     assert_eq!(v["projection"]["per_box_vpn_mbit_avg"], 0.0);
+}
+
+/// `cluster --moves`: a real slapd with content sync behind three front
+/// ends; each move follows the runbook (hold, final sync, new host) while
+/// the workload runs.
+fn cluster_with_moves(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "cluster",
+        "--boxes",
+        "3",
+        "--users",
+        "30",
+        "--sessions",
+        "150",
+        "--clients",
+        "4",
+        "--message-size",
+        "20000",
+        "--directory",
+        "ldap",
+        "--mailgate",
+    ];
+    let binary = mailgate_binary();
+    args.push(binary.to_str().unwrap());
+    args.extend_from_slice(extra);
+    args.push("--json");
+    run(&args)
+}
+
+#[test]
+fn cluster_moves_lose_nothing_with_the_watch() {
+    let out = cluster_with_moves(&["--moves", "6", "--ttl", "1h"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(count(&v, "sessions_ok"), 150, "{v}");
+    let m = &v["moves"];
+    assert_eq!(m["moves"], 6, "{v}");
+    assert_eq!(m["old_box_logins_after_hold"], 0, "{v}");
+    assert_eq!(m["sessions_ended"], 6, "{v}");
+    assert_eq!(m["sessions_left_on_old_box"], 0, "{v}");
+    for front in m["reroute"].as_array().unwrap() {
+        assert_eq!(
+            front["count"], 6,
+            "every front end followed every move: {v}"
+        );
+    }
+    assert_eq!(
+        v["ldap"]["watch_searches"], 3,
+        "one watch per front end: {v}"
+    );
+}
+
+#[test]
+fn cluster_moves_without_the_watch_are_caught_by_the_check() {
+    // Routes cached for an hour and no watch: the front ends keep sending
+    // the mover to the old box, and the run says so.
+    let out = cluster_with_moves(&[
+        "--moves",
+        "1",
+        "--move-mode",
+        "direct",
+        "--watch",
+        "false",
+        "--ttl",
+        "1h",
+    ]);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["moves"]["sessions_left_on_old_box"], 1, "{v}");
+    assert!(v["moves"]["probe_timeouts"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mailbox moves lost track"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -115,7 +115,8 @@ pub(super) async fn serve(mut stream: TcpStream, served: Arc<Served>) -> io::Res
             ("SELECT" | "EXAMINE", true) => {
                 let n = served.sizes.len();
                 reply = format!(
-                    "* FLAGS (\\Seen)\r\n* {n} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY 1] ok\r\n* OK [UIDNEXT {}] ok\r\n{tag} OK [READ-WRITE] done\r\n",
+                    "* FLAGS (\\Seen)\r\n* {n} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY {}] ok\r\n* OK [UIDNEXT {}] ok\r\n{tag} OK [READ-WRITE] done\r\n",
+                    served.uid_validity,
                     n + 1
                 )
                 .into_bytes();

@@ -32,6 +32,10 @@ pub struct Mailbox {
     /// Flip one byte in the middle of every message served (for tests that
     /// prove a client checks what it receives).
     pub corrupt: bool,
+    /// The `UIDVALIDITY` that `SELECT` reports (0 stands for 1, the least
+    /// valid value): different boxes say different numbers, so a client can
+    /// tell which box a session reached.
+    pub uid_validity: u32,
 }
 
 /// Message `number` (1-based) of `size` bytes: headers, then CRLF text lines,
@@ -74,6 +78,7 @@ pub fn message(number: usize, size: usize) -> Vec<u8> {
 struct Served {
     password: String,
     sizes: Vec<usize>,
+    uid_validity: u32,
     /// Per message: `* n FETCH (UID n BODY[] {len}` CRLF, body, `)` CRLF.
     imap_fetch: Vec<Vec<u8>>,
     /// Per message: `+OK` line, dot-stuffed body, `.` CRLF.
@@ -104,6 +109,7 @@ impl Served {
         Self {
             password: mailbox.password,
             sizes: mailbox.message_sizes,
+            uid_validity: mailbox.uid_validity.max(1),
             imap_fetch,
             pop3_retr,
         }

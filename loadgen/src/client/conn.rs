@@ -176,11 +176,16 @@ impl Conn {
         }
     }
 
-    /// `SELECT INBOX` (IMAP; nothing for POP3).
-    pub async fn select(&mut self) -> Result<()> {
+    /// `SELECT INBOX` (IMAP; nothing for POP3): the mailbox's
+    /// `UIDVALIDITY`, when the server said it.
+    pub async fn select(&mut self) -> Result<Option<u32>> {
         match self.protocol {
-            Protocol::Imap => self.imap_command("SELECT INBOX").await?.ok(),
-            Protocol::Pop3 => Ok(()),
+            Protocol::Imap => {
+                let response = self.imap_command("SELECT INBOX").await?;
+                response.ok()?;
+                Ok(response.uid_validity)
+            }
+            Protocol::Pop3 => Ok(None),
         }
     }
 

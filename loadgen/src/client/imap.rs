@@ -24,6 +24,9 @@ impl Conn {
                 response.literals.push(literal);
                 continue;
             }
+            if let Some(n) = uid_validity(&line) {
+                response.uid_validity = Some(n);
+            }
             if let Some(rest) = line
                 .strip_prefix(tag.as_bytes())
                 .and_then(|r| r.strip_prefix(b" "))
@@ -84,6 +87,8 @@ pub struct ImapResponse {
     pub tagged: String,
     /// Literals, in order.
     pub literals: Vec<Vec<u8>>,
+    /// `[UIDVALIDITY n]` from an untagged `OK` (answers to `SELECT`).
+    pub uid_validity: Option<u32>,
 }
 
 impl ImapResponse {
@@ -101,6 +106,13 @@ impl ImapResponse {
         };
         Err(Failure::new(kind, self.tagged.clone()))
     }
+}
+
+/// `n` of `* OK [UIDVALIDITY n]`.
+fn uid_validity(line: &[u8]) -> Option<u32> {
+    let rest = line.strip_prefix(b"* OK [UIDVALIDITY ")?;
+    let end = rest.iter().position(|&b| b == b']')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
 /// `{n}` at the end of a response line.
@@ -127,6 +139,13 @@ mod tests {
         assert_eq!(literal_size(b"* 1 FETCH (BODY[] {42}\r\n"), Some(42));
         assert_eq!(literal_size(b"* 1 FETCH (FLAGS ())\r\n"), None);
         assert_eq!(literal_size(b"{x}\r\n"), None);
+    }
+
+    #[test]
+    fn uid_validity_is_read_from_its_untagged_ok() {
+        assert_eq!(uid_validity(b"* OK [UIDVALIDITY 3] ok\r\n"), Some(3));
+        assert_eq!(uid_validity(b"* OK [UIDNEXT 3] ok\r\n"), None);
+        assert_eq!(uid_validity(b"* OK [UIDVALIDITY x] ok\r\n"), None);
     }
 
     #[test]

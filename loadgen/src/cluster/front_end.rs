@@ -24,19 +24,24 @@ pub(super) struct Counts {
     pub sessions_ended: f64,
     /// Bytes relayed (both directions) by back end.
     pub backend_bytes: HashMap<SocketAddr, u64>,
+    /// Logins attempted (every outcome).
+    pub logins: f64,
 }
 
 impl FrontEnd {
-    /// Starts box `b`'s front end on `ip` with the map `dir/users.map`.
-    pub fn start(mailgate: &Path, dir: &Path, b: usize, ip: IpAddr) -> anyhow::Result<Self> {
+    /// Starts box `b`'s front end on `ip` with `directory` (its
+    /// `[directory]` section).
+    pub fn start(
+        mailgate: &Path,
+        dir: &Path,
+        b: usize,
+        ip: IpAddr,
+        directory: &str,
+    ) -> anyhow::Result<Self> {
         let config = format!(
             r#"[[listen]]
 protocol = "imap"
 address = "{ip}:0"
-
-[directory]
-kind = "static"
-map = "{map}"
 
 [backend]
 connect_timeout = "5s"
@@ -52,8 +57,8 @@ max_failures_per_address = 0
 
 [admin]
 address = "{ip}:0"
-"#,
-            map = dir.join("users.map").display()
+
+{directory}"#
         );
         let process = MailgateProcess::start(mailgate, dir, &format!("box{b}"), &config, "info")
             .with_context(|| format!("the front end of box {b}"))?;
@@ -84,6 +89,7 @@ fn counts(text: &str) -> std::io::Result<Counts> {
                     .find(|b| b.less_than.is_infinite())
                     .map_or(0.0, |b| b.count);
             }
+            ("mailgate_logins_total", Value::Counter(v)) => counts.logins += v,
             ("mailgate_backend_bytes_total", Value::Counter(v)) => {
                 let Some(backend) = sample.labels.get("backend").and_then(|b| b.parse().ok())
                 else {

@@ -22,13 +22,17 @@
 //! `projection.rs` scales the measurement to a deployment and words it.
 
 mod front_end;
+mod moves;
 mod projection;
 
 use crate::client::{Conn, Endpoint, ErrorKind, Failure, Protocol, TlsMode};
 use anyhow::{bail, Context};
 use front_end::FrontEnd;
 use mailgate::simulated_backend::{Mailbox, SimulatedBackend};
-use projection::{project, text, ClusterReport, MIB};
+use mailgate_testkit::slapd::{self, Person, Slapd};
+pub use moves::MoveMode;
+use moves::{box_host, mover, MoveReport, Moves};
+use projection::{project, text, ClusterReport, LdapFigures, MIB};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -89,6 +93,52 @@ pub struct ClusterArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub(super) json: bool,
+    #[command(flatten)]
+    pub(super) routes: RouteArgs,
+}
+
+/// Where the front ends' routes come from, and mailbox moves.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RouteArgs {
+    /// The front ends' directory: the same static map, or a real slapd
+    /// started for the run (needs `slapd` and `ldap-utils`).
+    #[arg(long, value_enum, default_value_t = DirectoryKind::Static)]
+    pub(super) directory: DirectoryKind,
+    /// Mailbox moves to make during the run, one after the other (needs
+    /// `--directory ldap`); the run fails if a login reached an old box
+    /// after the hold or a session stayed there.
+    #[arg(long, default_value_t = 0)]
+    pub(super) moves: u64,
+    /// How moves are made.
+    #[arg(long, value_enum, default_value_t = MoveMode::Hold)]
+    pub(super) move_mode: MoveMode,
+    /// LDAP: keep a content-sync watch open (`[directory] watch`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(super) watch: bool,
+    /// LDAP: how long the front ends cache a route.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub(super) ttl: Duration,
+}
+
+impl Default for RouteArgs {
+    fn default() -> Self {
+        Self {
+            directory: DirectoryKind::Static,
+            moves: 0,
+            move_mode: MoveMode::Hold,
+            watch: true,
+            ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The front ends' directory.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum DirectoryKind {
+    /// One static map.
+    Static,
+    /// A real slapd with `syncprov`.
+    Ldap,
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -124,30 +174,49 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                     password: PASSWORD.into(),
                     message_sizes: vec![args.message_size],
                     corrupt: false,
+                    uid_validity: b as u32 + 1,
                 },
             )
             .with_context(|| format!("starting the back end of box {b} on {}", box_address(b)))?,
         );
     }
-    let mut map = String::new();
-    for k in 0..args.users {
-        let home = (k % args.boxes as u64) as usize;
-        map.push_str(&format!("{}  {}\n", user(k), backends[home].imap));
-    }
-    std::fs::write(work.path().join("users.map"), map)?;
+    let (directory, slapd) = directory(&args, work.path(), &backends)?;
     let mut fronts = Vec::new();
     for b in 0..args.boxes {
-        fronts.push(FrontEnd::start(&mailgate, work.path(), b, box_address(b))?);
+        fronts.push(FrontEnd::start(
+            &mailgate,
+            work.path(),
+            b,
+            box_address(b),
+            &directory,
+        )?);
     }
+    let moves = slapd
+        .as_ref()
+        .filter(|_| args.routes.moves > 0)
+        .map(|slapd| {
+            Arc::new(Moves {
+                slapd: slapd.clone(),
+                fronts: fronts.iter().map(|f| endpoint(f.imap)).collect(),
+                boxes: args.boxes,
+                password: PASSWORD,
+            })
+        });
     let started = Instant::now();
-    let outcome = drive(&args, &fronts)?;
+    let (outcome, moved) = drive(&args, &fronts, moves)?;
     let seconds = started.elapsed().as_secs_f64();
     let sessions_ended = outcome.attempted;
     let (vpn_bytes, local_bytes) = relayed_bytes(&fronts, sessions_ended)?;
+    let ldap = match &slapd {
+        Some(slapd) => Some(ldap_figures(&args, slapd, &fronts)?),
+        None => None,
+    };
     drop(fronts);
     drop(backends);
 
-    let report = report(&args, &outcome, seconds, vpn_bytes, local_bytes);
+    let mut report = report(&args, &outcome, seconds, vpn_bytes, local_bytes);
+    report.ldap = ldap;
+    report.moves = moved;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -159,7 +228,100 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             outcome.mismatches
         );
     }
+    if let Some(moves) = report.moves.as_ref().filter(|m| !m.clean()) {
+        bail!(
+            "mailbox moves lost track: {} logins on an old box after the hold, {} sessions left there, {} front ends that never followed{}",
+            moves.old_box_logins_after_hold,
+            moves.sessions_left_on_old_box,
+            moves.probe_timeouts,
+            moves
+                .first_error
+                .as_deref()
+                .map(|e| format!(", {e}"))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
+}
+
+/// The front ends' `[directory]` section, and the slapd behind it (LDAP).
+fn directory(
+    args: &ClusterArgs,
+    work: &std::path::Path,
+    backends: &[SimulatedBackend],
+) -> anyhow::Result<(String, Option<Arc<Slapd>>)> {
+    let routes = &args.routes;
+    if routes.moves > 0 && routes.directory != DirectoryKind::Ldap {
+        bail!("--moves needs --directory ldap");
+    }
+    if routes.moves > 0 && !routes.watch && routes.move_mode == MoveMode::Hold {
+        bail!("--moves with --move-mode hold needs --watch true (held sessions are ended by the watch)");
+    }
+    if routes.directory == DirectoryKind::Static {
+        let mut map = String::new();
+        for k in 0..args.users {
+            let home = (k % args.boxes as u64) as usize;
+            map.push_str(&format!("{}  {}\n", user(k), backends[home].imap));
+        }
+        std::fs::write(work.join("users.map"), map)?;
+        let section = format!(
+            "[directory]\nkind = \"static\"\nmap = \"{}\"\n",
+            work.join("users.map").display()
+        );
+        return Ok((section, None));
+    }
+    let mut names: Vec<(String, usize)> = (0..args.users)
+        .map(|k| (user(k), (k % args.boxes as u64) as usize))
+        .collect();
+    names.extend((0..routes.moves).map(|i| (mover(i), (i as usize) % args.boxes)));
+    let hosts: Vec<String> = (0..args.boxes).map(box_host).collect();
+    let people: Vec<Person> = names
+        .iter()
+        .map(|(mail, home)| Person {
+            mail,
+            host: &hosts[*home],
+            status: "active",
+        })
+        .collect();
+    let slapd = Slapd::start(&people, slapd::Options::default())
+        .context("starting slapd for --directory ldap")?;
+    let mut section = format!(
+        "[directory]\nkind = \"ldap\"\nurl = \"{}/{}?mail,host?sub?(&(mail=%s)(status=active))\"\n\
+         timeout = \"5s\"\nwatch = {}\nhold_filter = \"(status=moving)\"\n\
+         [directory.cache]\nttl = \"{}\"\n[directory.hosts]\n",
+        slapd.url(),
+        slapd::PEOPLE,
+        routes.watch,
+        humantime::format_duration(routes.ttl)
+    );
+    for (b, backend) in backends.iter().enumerate() {
+        section.push_str(&format!("{} = \"{}\"\n", box_host(b), backend.imap));
+    }
+    Ok((section, Some(Arc::new(slapd))))
+}
+
+/// LDAP searches per login, with the watch's own searches apart.
+fn ldap_figures(
+    args: &ClusterArgs,
+    slapd: &Slapd,
+    fronts: &[FrontEnd],
+) -> anyhow::Result<LdapFigures> {
+    let searches = slapd.searches();
+    // The watch searches with `%s` as `*`: `(mail=*)`.
+    let watch = searches.iter().filter(|s| s.contains("(mail=*)")).count() as u64;
+    let lookups = searches.len() as u64 - watch;
+    let mut logins = 0.0;
+    for front in fronts {
+        logins += front.counts()?.logins;
+    }
+    Ok(LdapFigures {
+        watch: args.routes.watch,
+        ttl_seconds: args.routes.ttl.as_secs_f64(),
+        lookups,
+        watch_searches: watch,
+        logins: logins as u64,
+        lookups_per_login: lookups as f64 / logins.max(1.0),
+    })
 }
 /// What was measured, with the projection.
 fn report(
@@ -196,6 +358,18 @@ fn report(
         vpn_bytes_per_session: vpn_bytes as f64 / ok,
         mib_per_session,
         projection,
+        ldap: None,
+        moves: None,
+    }
+}
+
+fn endpoint(target: std::net::SocketAddr) -> Endpoint {
+    Endpoint {
+        target,
+        protocol: Protocol::Imap,
+        tls: TlsMode::None,
+        tls_config: None,
+        server_name: rustls::pki_types::ServerName::try_from("localhost").expect("valid"),
     }
 }
 
@@ -214,21 +388,18 @@ struct Outcome {
     remote_sessions: u64,
 }
 
-/// Runs the sessions; returns what the clients saw.
-fn drive(args: &ClusterArgs, fronts: &[FrontEnd]) -> anyhow::Result<Outcome> {
+/// Runs the sessions, and the moves beside them; returns what the clients
+/// saw and what the moves measured.
+fn drive(
+    args: &ClusterArgs,
+    fronts: &[FrontEnd],
+    moves: Option<Arc<Moves>>,
+) -> anyhow::Result<(Outcome, Option<MoveReport>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let endpoints: Vec<Endpoint> = fronts
-        .iter()
-        .map(|f| Endpoint {
-            target: f.imap,
-            protocol: Protocol::Imap,
-            tls: TlsMode::None,
-            tls_config: None,
-            server_name: rustls::pki_types::ServerName::try_from("localhost").expect("valid"),
-        })
-        .collect();
+    let endpoints: Vec<Endpoint> = fronts.iter().map(|f| endpoint(f.imap)).collect();
+    let moving = moves.map(|m| runtime.spawn(m.run(args.routes.moves, args.routes.move_mode)));
     let expected = Arc::new(mailgate::simulated_backend::message(1, args.message_size));
     let next = Arc::new(AtomicU64::new(0));
     let outcome = Arc::new(Mutex::new(Outcome::default()));
@@ -283,9 +454,13 @@ fn drive(args: &ClusterArgs, fronts: &[FrontEnd]) -> anyhow::Result<Outcome> {
             let _ = t.await;
         }
     });
+    let moved = match moving {
+        Some(task) => Some(runtime.block_on(task).context("the moves' task")?),
+        None => None,
+    };
     runtime.shutdown_timeout(Duration::from_secs(1));
     let outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(outcome)
+    Ok((outcome, moved))
 }
 /// One session as user `k` through `endpoint`: login, select, fetches
 /// checked against `expected`, logout; the bytes received.

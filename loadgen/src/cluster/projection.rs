@@ -29,6 +29,24 @@ pub struct ClusterReport {
     pub vpn_bytes_per_session: f64,
     pub mib_per_session: f64,
     pub projection: Projection,
+    /// With `--directory ldap`.
+    pub ldap: Option<LdapFigures>,
+    /// With `--moves`.
+    pub moves: Option<super::MoveReport>,
+}
+
+/// The directory's load, from slapd's own log.
+#[derive(Debug, serde::Serialize)]
+pub struct LdapFigures {
+    pub watch: bool,
+    pub ttl_seconds: f64,
+    /// Searches for one user (logins).
+    pub lookups: u64,
+    /// The watch's content-sync searches (one per front end and connection).
+    pub watch_searches: u64,
+    /// Logins the front ends counted (every outcome).
+    pub logins: u64,
+    pub lookups_per_login: f64,
 }
 
 /// Scaled to a deployment.
@@ -108,7 +126,45 @@ pub(super) fn text(r: &ClusterReport) -> String {
         "| per-box host names (no proxy hop) | {:.1} | {:.1} | 0.0 | {:.1} |\n",
         p.per_box_vpn_mbit_avg, p.per_box_vpn_mbit_peak, p.client_mbit_avg
     );
+    if let Some(l) = &r.ldap {
+        s += &format!(
+            "\nLDAP (watch {}, ttl {} s): {} lookups for {} logins = {:.3} per login; {} content-sync searches\n",
+            l.watch, l.ttl_seconds, l.lookups, l.logins, l.lookups_per_login, l.watch_searches
+        );
+    }
+    if let Some(m) = &r.moves {
+        s += &moves_text(m);
+    }
     s += "\nPer-box host names cost no VPN bytes but tie every client's settings to a box: moving a mailbox means reconfiguring its clients (or per-user DNS).\n";
+    s
+}
+
+fn moves_text(m: &super::MoveReport) -> String {
+    let mut s = format!(
+        "\nMoves ({:?} mode): {} made; sessions on the old box ended {}, left {}; logins on the old box after the hold {} (must be 0), before a front end followed {}; probes timed out {}\n",
+        m.mode,
+        m.moves,
+        m.sessions_ended,
+        m.sessions_left_on_old_box,
+        m.old_box_logins_after_hold,
+        m.old_box_logins_before_followed,
+        m.probe_timeouts
+    );
+    if let Some(e) = &m.first_error {
+        s += &format!("  first error: {e}\n");
+    }
+    s += "| front end | hold p50 ms | hold p99 ms | reroute p50 ms | reroute p99 ms | reroute max ms |\n| --- | --- | --- | --- | --- | --- |\n";
+    for (f, reroute) in m.reroute.iter().enumerate() {
+        let hold = m.hold.get(f).filter(|h| h.count > 0);
+        s += &format!(
+            "| {f} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
+            hold.map_or("-".into(), |h| format!("{:.1}", h.p50_ms)),
+            hold.map_or("-".into(), |h| format!("{:.1}", h.p99_ms)),
+            reroute.p50_ms,
+            reroute.p99_ms,
+            reroute.max_ms
+        );
+    }
     s
 }
 
@@ -133,6 +189,7 @@ mod tests {
             mib_per_session: Some(1.0),
             peak_factor: 2.0,
             json: false,
+            routes: super::super::RouteArgs::default(),
         };
         let p = project(&args, 0.5, 99.0);
         // 86 400 MiB/day = 1 MiB/s = 8.388608 Mbit/s to clients, half over the VPN.

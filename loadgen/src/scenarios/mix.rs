@@ -185,7 +185,9 @@ async fn short_session(
         .bounded(async {
             let mut conn = run.logged_in(i).await?;
             match run.endpoint.protocol {
-                Protocol::Imap => conn.select().await?,
+                Protocol::Imap => {
+                    conn.select().await?;
+                }
                 Protocol::Pop3 => conn.pop3_command("STAT").await?,
             }
             let body = expected.get(&number).map(Vec::as_slice).unwrap_or(&[]);
