@@ -68,8 +68,10 @@ fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettin
     }
     let hosts = HostRewrite::new(&d.hosts, d.host_suffix.clone())
         .map_err(|e| at.invalid(None, "directory.hosts", e))?;
+    let query = query_spec(d, at)?;
     Ok(LdapSettings {
-        query: query_spec(d, at)?,
+        hold_filter: hold_filter(d, &query, at)?,
+        query,
         key: KeyFormat {
             template: d.query_key.clone(),
             strip_domain: d.strip_domain,
@@ -84,14 +86,18 @@ fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettin
         timeout: d.timeout,
         pool_size: d.pool_size,
         ambiguous: d.ambiguous,
-        hold_filter: hold_filter(d, at)?,
         watch: d.watch,
     })
 }
 
 /// The hold filter as a template with `%s`: a filter without one is ANDed
-/// with `(user_attribute=%s)`.
-fn hold_filter(d: &DirectoryConfig, at: &Locator) -> Result<Option<String>, ConfigError> {
+/// with `(attribute=%s)`, the attribute being the one the main filter
+/// compares with the login (else the user attribute).
+fn hold_filter(
+    d: &DirectoryConfig,
+    query: &QuerySpec,
+    at: &Locator,
+) -> Result<Option<String>, ConfigError> {
     let Some(hold) = &d.hold_filter else {
         return Ok(None);
     };
@@ -99,19 +105,13 @@ fn hold_filter(d: &DirectoryConfig, at: &Locator) -> Result<Option<String>, Conf
     if text.contains("%s") {
         return Ok(Some(text.to_owned()));
     }
-    let user_attribute = d.user_attribute.clone().or_else(|| {
-        d.url
-            .as_ref()
-            .and_then(|u| query::parse_url(u.get_ref()).ok())
-            .and_then(|q| q.user_attribute)
-    });
-    match user_attribute {
+    match query.key_attribute().or_else(|| query.user_attribute.clone()) {
         Some(attribute) => Ok(Some(format!("(&({attribute}=%s){text})"))),
         None => Err(at.invalid(
             Some(hold.span()),
             "directory.hold_filter",
-            "a filter without %s needs a user attribute (the URL's first attribute or \
-             user_attribute) to search by; or write the whole filter with %s"
+            "a filter without %s needs an attribute to search by (the one the filter \
+             compares with %s, or the URL's first attribute); or write the whole filter with %s"
                 .into(),
         )),
     }
@@ -274,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_filter_without_placeholder_searches_by_the_user_attribute() {
+    fn a_hold_filter_without_placeholder_searches_by_the_login_attribute() {
         let loaded = parse(&format!(
             "kind = \"ldap\"\n{URL}hold_filter = \"(status=moving)\"\n"
         ))
