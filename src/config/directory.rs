@@ -105,7 +105,10 @@ fn hold_filter(
     if text.contains("%s") {
         return Ok(Some(text.to_owned()));
     }
-    match query.key_attribute().or_else(|| query.user_attribute.clone()) {
+    match query
+        .key_attribute()
+        .or_else(|| query.user_attribute.clone())
+    {
         Some(attribute) => Ok(Some(format!("(&({attribute}=%s){text})"))),
         None => Err(at.invalid(
             Some(hold.span()),

@@ -378,3 +378,142 @@ fn unsupported_text(server_text: &str) -> String {
          after the database, with `index entryCSN,entryUUID eq`) or set [directory] watch = false"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::ldap::entry::Ambiguity;
+    use crate::directory::ldap::query::{parse_url, KeyFormat};
+    use crate::directory::HostRewrite;
+    use std::sync::Mutex;
+
+    fn watch(url: &str) -> (Watch, Arc<Mutex<Vec<Change>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let settings = LdapSettings {
+            query: parse_url(url).unwrap(),
+            key: KeyFormat::default(),
+            hosts: HostRewrite::default(),
+            bind_dn: None,
+            bind_password: None,
+            starttls: false,
+            ca_file: None,
+            timeout: Duration::from_secs(1),
+            pool_size: 1,
+            ambiguous: Ambiguity::Error,
+            hold_filter: None,
+            watch: true,
+        };
+        let watch = Watch {
+            settings: Arc::new(settings),
+            tls: None,
+            status: Arc::default(),
+            changes: Box::new(move |c| sink.lock().unwrap().push(c)),
+            cookie: None,
+            identities: HashMap::new(),
+            first: None,
+        };
+        (watch, seen)
+    }
+
+    fn entry(attrs: &[(&str, &str)]) -> SearchEntry {
+        SearchEntry {
+            dn: "uid=a,dc=x".into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect(),
+            bin_attrs: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_entry_is_named_by_the_attribute_the_filter_compares_with_the_login() {
+        // The URL's user attribute is `uid` (the back-end login), but users
+        // log in with `mail`: caches and sessions know them by that.
+        let (mut w, seen) = watch("ldap://x/dc=x?uid,host?sub?(&(mail=%s)(status=active))");
+        w.on_present_entry(
+            b"u1".to_vec(),
+            entry(&[
+                ("mail", "Alice@X.org"),
+                ("uid", "alice"),
+                ("host", "10.0.0.2"),
+            ]),
+        );
+        w.on_gone(b"u1");
+        w.on_gone(b"never seen");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        match &seen[0] {
+            Change::Route { identity, route } => {
+                assert_eq!(identity, "alice@x.org");
+                assert_eq!(route.host, "10.0.0.2");
+                assert_eq!(route.login_user.as_deref(), Some("alice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            seen[1],
+            Change::Gone {
+                identity: "alice@x.org".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_unusable_entry_takes_the_users_route_away() {
+        let (mut w, seen) = watch("ldap://x/dc=x?mail,host?sub?(mail=%s)");
+        w.on_present_entry(b"u1".to_vec(), entry(&[("mail", "bob@x.org")]));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Change::Gone {
+                identity: "bob@x.org".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_sync_id_set_of_deletes_names_entries_gone() {
+        let (mut w, seen) = watch("ldap://x/dc=x?mail,host?sub?(mail=%s)");
+        w.on_present_entry(
+            b"u1".to_vec(),
+            entry(&[("mail", "c@x.org"), ("host", "box1")]),
+        );
+        w.on_info(SyncInfo::SyncIdSet {
+            cookie: Some(b"c1".to_vec()),
+            refresh_deletes: true,
+            sync_uuids: [b"u1".to_vec()].into_iter().collect(),
+        })
+        .unwrap_or_else(|_| panic!("accepted"));
+        assert_eq!(w.cookie.as_deref(), Some(&b"c1"[..]));
+        assert_eq!(
+            seen.lock().unwrap().last(),
+            Some(&Change::Gone {
+                identity: "c@x.org".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_sync_state_without_a_value_ends_the_connection_without_a_panic() {
+        let control = Control(
+            Some(ControlType::SyncState),
+            ldap3::controls::RawControl {
+                ctype: "1.3.6.1.4.1.4203.1.9.1.2".into(),
+                crit: false,
+                val: None,
+            },
+        );
+        assert!(matches!(sync_state(&[control]), Err(Ended::Failed(_))));
+        let garbage = Control(
+            Some(ControlType::SyncState),
+            ldap3::controls::RawControl {
+                ctype: "1.3.6.1.4.1.4203.1.9.1.2".into(),
+                crit: false,
+                val: Some(vec![0x30, 0x03, 0xff, 0xff]),
+            },
+        );
+        assert!(matches!(sync_state(&[garbage]), Err(Ended::Failed(_))));
+        assert!(matches!(sync_state(&[]), Err(Ended::Failed(_))));
+    }
+}
