@@ -306,5 +306,43 @@ fn a_server_without_content_sync_is_a_clear_start_up_error() {
     }
 }
 
+#[test]
+fn a_size_limit_that_cuts_the_watch_is_a_clear_start_up_error() {
+    // slapd's default limit is 500 entries; three people over a limit of 2
+    // stand for a directory larger than the limit.
+    let slapd = Slapd::start(
+        &people(),
+        Options {
+            size_limit: Some(2),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let dovecot = dovecot();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
+        .replace(
+            "kind = \"static\"\nmap = \"users.map\"\n",
+            &format!(
+                "kind = \"ldap\"\nurl = \"{}/{PEOPLE}?mail,host?sub?(mail=%s)\"\ntimeout = \"1s\"\nwatch = true\n",
+                slapd.url()
+            ),
+        );
+    let config = mailgate_testkit::config::with_test_defaults(&config);
+    match mailgate_testkit::MailgateProcess::start(
+        &Mailgate::binary(),
+        dir.path(),
+        "m",
+        &config,
+        "info",
+    ) {
+        Ok(_) => panic!("started with a watch that cannot see every entry"),
+        Err(mailgate_testkit::StartError::Exited { log, .. }) => {
+            assert!(log.contains("size=unlimited"), "{log}");
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// How long a log line may take to appear.
 const START: Duration = Duration::from_secs(10);

@@ -354,7 +354,7 @@ fn start_watch(
     let wait = settings.timeout * 3 + std::time::Duration::from_secs(1);
     match first.recv_timeout(wait) {
         Ok(FirstContact::Up) => {}
-        Ok(FirstContact::Unsupported(why)) => return Err(RuntimeError::Watch(why)),
+        Ok(FirstContact::Refused(why)) => return Err(RuntimeError::Watch(why)),
         Ok(FirstContact::Unreachable(why)) => {
             tracing::warn!("directory watch not up yet ({why}); retrying in the background")
         }

@@ -78,6 +78,9 @@ pub struct Options<'a> {
     pub without_sync: bool,
     /// A certificate and key: slapd also offers StartTLS and `ldaps://`.
     pub tls: Option<(&'a Path, &'a Path)>,
+    /// Entries a search may return (slapd's own default is 500); `None`:
+    /// unlimited, as a deployment sets it for mailgate's bind DN.
+    pub size_limit: Option<u32>,
 }
 
 /// A running slapd.
@@ -93,8 +96,11 @@ pub struct Slapd {
 impl Slapd {
     /// Starts slapd holding `people`.
     pub fn start(people: &[Person], options: Options) -> Result<Self, SlapdError> {
+        // MAILGATE_KEEP_SLAPD=1 keeps the folder (configuration, data, log)
+        // for a look after the run.
         let dir = tempfile::Builder::new()
             .prefix("mailgate-slapd-")
+            .disable_cleanup(std::env::var_os("MAILGATE_KEEP_SLAPD").is_some())
             .tempdir()
             .map_err(io("creating slapd's folder"))?;
         let root = dir.path();
@@ -110,9 +116,12 @@ impl Slapd {
              include /etc/ldap/schema/inetorgperson.schema\ninclude {root}/mailgate.schema\n\
              pidfile {root}/slapd.pid\nargsfile {root}/slapd.args\n\
              modulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload syncprov\n\
-             database mdb\nsuffix \"{SUFFIX}\"\nrootdn \"{ROOT_DN}\"\nrootpw {ROOT_PW}\n\
+             sizelimit {size_limit}\ndatabase mdb\nsuffix \"{SUFFIX}\"\nrootdn \"{ROOT_DN}\"\nrootpw {ROOT_PW}\n\
              directory {root}/data\nmaxsize 104857600\nindex mail eq\n{acl}{sync}",
             root = root.display(),
+            size_limit = options
+                .size_limit
+                .map_or("unlimited".to_owned(), |n| n.to_string()),
             sync = if options.without_sync {
                 ""
             } else {

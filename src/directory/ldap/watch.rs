@@ -30,8 +30,17 @@ use std::time::Duration;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Pause after the server refused the watch (no content sync, a limit cut
+/// the search): the fix is the operator's, and retrying at once would only
+/// load the server (OpenLDAP 2.5's syncprov has been seen to crash on
+/// changes after many persistent searches cut by its size limit).
+const REFUSED_BACKOFF: Duration = Duration::from_secs(60);
 /// The LDAP result code for a critical control the server does not know.
 const UNAVAILABLE_CRITICAL_EXTENSION: u32 = 12;
+/// Result codes of a search cut short by a server limit: time, size, admin.
+const TIME_LIMIT_EXCEEDED: u32 = 3;
+const SIZE_LIMIT_EXCEEDED: u32 = 4;
+const ADMIN_LIMIT_EXCEEDED: u32 = 11;
 /// e-syncRefreshRequired (RFC 4533 §2.6): the cookie is no good here (too
 /// old, or from another replica); start over without it.
 const SYNC_REFRESH_REQUIRED: u32 = 4096;
@@ -71,17 +80,19 @@ pub struct WatchStatus {
 /// How the watch's first connection went (reported once at start).
 #[derive(Debug)]
 pub enum FirstContact {
-    /// The content-sync search is open.
+    /// The content-sync search is open and its refresh is done.
     Up,
-    /// The server refused content sync: `syncprov` is not loaded.
-    Unsupported(String),
+    /// The server refused the watch: `syncprov` is not loaded, or a server
+    /// limit cut the search.
+    Refused(String),
     /// No server could be reached; the watch keeps trying.
     Unreachable(String),
 }
 
 /// Why one watch connection ended.
 enum Ended {
-    Unsupported(String),
+    /// The server will not serve the watch until its operator acts.
+    Refused(String),
     /// The server no longer knows our cookie: reconnect without it.
     RefreshRequired,
     Failed(String),
@@ -141,13 +152,15 @@ impl Watch {
         let mut was_up = false;
         loop {
             let mut failures = Vec::new();
+            let mut refused = false;
             for server in self.settings.query.servers.clone() {
                 match self.session(&server).await {
                     Ok(()) => {}
-                    Err(Ended::Unsupported(why)) => {
-                        self.report_first(FirstContact::Unsupported(why.clone()));
+                    Err(Ended::Refused(why)) => {
+                        self.report_first(FirstContact::Refused(why.clone()));
                         tracing::error!(server, "directory watch refused: {why}");
                         failures.push(why);
+                        refused = true;
                     }
                     Err(Ended::RefreshRequired) => {
                         self.cookie = None;
@@ -166,6 +179,9 @@ impl Watch {
             }
             if !was_up {
                 self.report_first(FirstContact::Unreachable(failures.join("; ")));
+            }
+            if refused {
+                backoff = backoff.max(REFUSED_BACKOFF);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -217,10 +233,11 @@ impl Watch {
                     if !answered {
                         // The server took the search (a refusal is a bare
                         // result with no message before it): anything
-                        // missed while down is forgotten.
+                        // missed while down is forgotten. Start-up waits
+                        // for the end of the refresh, where a server limit
+                        // would have cut it.
                         answered = true;
                         self.status.up.store(true, Ordering::Release);
-                        self.report_first(FirstContact::Up);
                         tracing::info!(base = %q.base, filter, "directory watch up");
                         self.emit(Change::Resync);
                     }
@@ -228,8 +245,8 @@ impl Watch {
                 }
                 Ok(None) => {
                     let result = stream.finish().await;
-                    if result.rc == UNAVAILABLE_CRITICAL_EXTENSION {
-                        return Err(Ended::Unsupported(unsupported_text(&result.text)));
+                    if let Some(why) = refused(result.rc, &result.text) {
+                        return Err(Ended::Refused(why));
                     }
                     if result.rc == SYNC_REFRESH_REQUIRED {
                         return Err(Ended::RefreshRequired);
@@ -301,9 +318,19 @@ impl Watch {
     fn on_info(&mut self, info: SyncInfo) -> Result<(), Ended> {
         match info {
             SyncInfo::NewCookie(cookie) => self.cookie = Some(cookie),
-            SyncInfo::RefreshDelete { cookie, .. } | SyncInfo::RefreshPresent { cookie, .. } => {
+            SyncInfo::RefreshDelete {
+                cookie,
+                refresh_done,
+            }
+            | SyncInfo::RefreshPresent {
+                cookie,
+                refresh_done,
+            } => {
                 if let Some(cookie) = cookie {
                     self.cookie = Some(cookie);
+                }
+                if refresh_done {
+                    self.report_first(FirstContact::Up);
                 }
             }
             SyncInfo::SyncIdSet {
@@ -361,22 +388,34 @@ fn sync_state(controls: &[Control]) -> Result<SyncState, Ended> {
 /// An LDAP error as a reason to end (or refuse) the watch.
 fn refusal(e: LdapError) -> Ended {
     match &e {
-        LdapError::LdapResult { result } if result.rc == UNAVAILABLE_CRITICAL_EXTENSION => {
-            Ended::Unsupported(unsupported_text(&result.text))
-        }
         LdapError::LdapResult { result } if result.rc == SYNC_REFRESH_REQUIRED => {
             Ended::RefreshRequired
         }
+        LdapError::LdapResult { result } => match refused(result.rc, &result.text) {
+            Some(why) => Ended::Refused(why),
+            None => Ended::Failed(e.to_string()),
+        },
         _ => Ended::Failed(e.to_string()),
     }
 }
 
-fn unsupported_text(server_text: &str) -> String {
-    format!(
-        "the LDAP server does not offer content synchronization (RFC 4533; {server_text}): \
-         load OpenLDAP's syncprov overlay (`moduleload syncprov`, then `overlay syncprov` \
-         after the database, with `index entryCSN,entryUUID eq`) or set [directory] watch = false"
-    )
+/// What to tell the operator when result `rc` means the server will not
+/// serve the watch as configured.
+fn refused(rc: u32, server_text: &str) -> Option<String> {
+    match rc {
+        UNAVAILABLE_CRITICAL_EXTENSION => Some(format!(
+            "the LDAP server does not offer content synchronization (RFC 4533; {server_text}): \
+             load OpenLDAP's syncprov overlay (`moduleload syncprov`, then `overlay syncprov` \
+             after the database, with `index entryCSN,entryUUID eq`) or set [directory] watch = false"
+        )),
+        TIME_LIMIT_EXCEEDED | SIZE_LIMIT_EXCEEDED | ADMIN_LIMIT_EXCEEDED => Some(format!(
+            "a server limit cut the watch's search (result {rc}: {server_text}); the watch \
+             reads every user entry once: lift the size and time limits for mailgate's bind \
+             DN (OpenLDAP: `limits dn.exact=\"BIND-DN\" size=unlimited time=unlimited`, or \
+             `limits anonymous …` without bind_dn) or set [directory] watch = false"
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
