@@ -230,13 +230,18 @@ impl Moves {
     ) -> Result<(), String> {
         // The user's session on the old box, through some front end.
         let through = &self.fronts[old % self.fronts.len()];
-        let mut open = self.session(through, user).await?;
-        if open.1 != Some(old) {
-            return Err(format!(
-                "{user} should start on box {old}, reached {:?}",
-                open.1
-            ));
-        }
+        let mut open = match self.session(through, user).await {
+            Attempt::Reached(conn, Some(b)) if b == old => conn,
+            Attempt::Reached(_, reached) => {
+                return Err(format!(
+                    "{user} should start on box {old}, reached {reached:?}"
+                ))
+            }
+            Attempt::Held | Attempt::Ended => {
+                return Err(format!("{user} could not log in before its move"))
+            }
+            Attempt::Failed(e) => return Err(e),
+        };
         if mode == MoveMode::Hold {
             self.change(user, None, Some("moving")).await?;
             let at = Instant::now();
@@ -252,7 +257,7 @@ impl Moves {
         }
         if mode == MoveMode::Hold {
             // Before the final sync: nothing may still write to the old box.
-            tally.session_on_old_box(&mut open.0).await;
+            tally.session_on_old_box(&mut open).await;
         }
         let status = (mode == MoveMode::Hold).then_some("active");
         self.change(user, Some(new), status).await?;
@@ -273,7 +278,7 @@ impl Moves {
             tally.add(probe, Phase::Reroute, f)?;
         }
         if mode == MoveMode::Direct {
-            tally.session_on_old_box(&mut open.0).await;
+            tally.session_on_old_box(&mut open).await;
         }
         Ok(())
     }
@@ -332,14 +337,18 @@ impl Moves {
         let mut probe = Probe::default();
         while since.elapsed() < PROBE_LIMIT {
             match self.session(front, user).await {
-                Ok((_, reached)) => match awaited {
+                Attempt::Reached(_, reached) => match awaited {
                     Awaited::On(b) if reached == Some(b) => {
                         probe.latency = Some(since.elapsed());
                         return probe;
                     }
                     _ => probe.old_box_logins += 1,
                 },
-                Err(e) if e.starts_with(HELD) => {
+                // Logged in, then ended before SELECT answered: the login
+                // reached the old box and the front end, following the
+                // change a moment later, ended it.
+                Attempt::Ended => probe.old_box_logins += 1,
+                Attempt::Held => {
                     if matches!(awaited, Awaited::Held) {
                         probe.latency = Some(since.elapsed());
                         return probe;
@@ -347,7 +356,7 @@ impl Moves {
                     // Still held on this front end: the last change has
                     // not reached it yet.
                 }
-                Err(e) => {
+                Attempt::Failed(e) => {
                     probe.error = Some(e);
                     return probe;
                 }
@@ -357,21 +366,25 @@ impl Moves {
         probe
     }
 
-    /// Logs `user` in through `front` and selects: the connection and the
-    /// box reached (from `UIDVALIDITY`). A held login is an error starting
-    /// with [`HELD`].
-    async fn session(&self, front: &Endpoint, user: &str) -> Result<(Conn, Option<usize>), String> {
+    /// Logs `user` in through `front` and selects.
+    async fn session(&self, front: &Endpoint, user: &str) -> Attempt {
+        let mut logged_in = false;
         let attempt = async {
             let mut conn = Conn::open(front, None).await?;
             conn.login(user, self.password).await?;
+            logged_in = true;
             let validity = conn.select().await?;
             ClientResult::Ok((conn, validity.map(|v| v as usize - 1)))
         };
-        match tokio::time::timeout(PROBE_LIMIT, attempt).await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(e)) if e.kind == ErrorKind::Unavailable => Err(format!("{HELD}: {e}")),
-            Ok(Err(e)) => Err(format!("{user} through {}: {e}", front.target)),
-            Err(_) => Err(format!(
+        let outcome = tokio::time::timeout(PROBE_LIMIT, attempt).await;
+        match outcome {
+            Ok(Ok((conn, reached))) => Attempt::Reached(conn, reached),
+            Ok(Err(e)) if e.kind == ErrorKind::Unavailable => Attempt::Held,
+            Ok(Err(e)) if logged_in && matches!(e.kind, ErrorKind::Closed | ErrorKind::Io) => {
+                Attempt::Ended
+            }
+            Ok(Err(e)) => Attempt::Failed(format!("{user} through {}: {e}", front.target)),
+            Err(_) => Attempt::Failed(format!(
                 "{user} through {}: no answer in 10 s",
                 front.target
             )),
@@ -379,7 +392,18 @@ impl Moves {
     }
 }
 
-const HELD: &str = "held";
+/// How one login through a front end went.
+enum Attempt {
+    /// Logged in and selected: the connection, and the box reached (from
+    /// `UIDVALIDITY`).
+    Reached(Conn, Option<usize>),
+    /// The temporary failure of a held user.
+    Held,
+    /// Logged in, then the server closed the connection.
+    Ended,
+    /// Anything else.
+    Failed(String),
+}
 
 /// The `host` value of box `b` (mapped to its back end in `[directory.hosts]`).
 pub(super) fn box_host(b: usize) -> String {
