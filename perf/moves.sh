@@ -7,8 +7,9 @@
 #     and reroute latency per front end, p50/p99.
 #  2. 100 direct moves (host only): reroute latency, logins that reached the
 #     old box in the propagation window.
-#  3. LDAP lookups per login over a LOOKUP_RUN mixed run (default 10m) with
-#     the watch and without it, same ttl (60 s), same seed.
+#  3. LDAP lookups per login over a LOOKUP_RUN mixed run (default 10m; the
+#     workload stops earlier if it reaches 1 000 000 sessions) with the
+#     watch and without it, same ttl (60 s), same seed.
 #
 #   perf/moves.sh [LOOKUP_RUN]
 #
@@ -21,7 +22,7 @@ cargo build --release -q -p mailgate -p mailgate-loadgen
 LG=$PWD/target/release/mailgate-loadgen
 OUT=perf/results/moves-$(date -u +%Y%m%dT%H%M%SZ).md
 JSON=$(mktemp -d /tmp/mailgate-moves.XXXXXX)
-trap 'rm -rf "$JSON"' EXIT
+echo "raw JSON in $JSON" >&2
 
 common=(cluster --boxes 3 --directory ldap --message-size 16384 --clients 4)
 
@@ -33,7 +34,7 @@ echo "== direct moves" >&2
     --moves 100 --move-mode direct --ttl 1h --json > "$JSON/direct.json"
 for watch in true false; do
     echo "== $RUN lookups, watch $watch" >&2
-    "$LG" "${common[@]}" --users 20000 --sessions 100000000 --duration "$RUN" \
+    "$LG" "${common[@]}" --users 20000 --sessions 1000000 --duration "$RUN" \
         --watch "$watch" --ttl 60s --json > "$JSON/lookups-$watch.json"
 done
 
@@ -66,3 +67,4 @@ for watch in ("true", "false"):
 PY
 cat "$OUT"
 echo "saved $OUT" >&2
+rm -rf "$JSON"

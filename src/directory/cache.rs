@@ -143,6 +143,23 @@ impl Invalidations {
         self.generation.store(generation, Ordering::Release);
     }
 
+    /// The current generation (to ask [`Self::invalidated_since`] later).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether `user` (or everyone) was invalidated after generation `seen`
+    /// (when the log no longer reaches back that far: yes).
+    pub fn invalidated_since(&self, seen: u64, user: &str) -> bool {
+        if self.generation() == seen {
+            return false;
+        }
+        match self.since(seen) {
+            None => true,
+            Some(users) => users.iter().any(|u| u.eq_ignore_ascii_case(user)),
+        }
+    }
+
     /// Users invalidated after `seen`, or `None` when the log no longer
     /// reaches back that far (the caller then forgets everything).
     fn since(&self, seen: u64) -> Option<Vec<String>> {

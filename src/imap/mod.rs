@@ -8,6 +8,7 @@ pub mod command;
 pub mod framing;
 pub mod preauth;
 mod response;
+pub mod tracker;
 
 pub use backend::{ImapBackendAuth, ImapBackendLogin};
 pub use preauth::{ImapPreAuth, ImapSettings};

@@ -13,6 +13,7 @@
 pub mod copy;
 pub mod pipes;
 pub mod splice;
+pub mod tracked;
 
 use crate::transport::Stream;
 use std::cell::Cell;
@@ -139,7 +140,7 @@ pub(crate) async fn run_both<A: Stream, B: Stream>(
     }
 }
 
-async fn idle_watchdog<A: Stream, B: Stream>(shared: &Shared<'_, A, B>, idle: Duration) {
+pub(crate) async fn idle_watchdog<A: Stream, B: Stream>(shared: &Shared<'_, A, B>, idle: Duration) {
     loop {
         let deadline = shared.last_activity.get() + idle;
         if Instant::now() >= deadline {
