@@ -143,6 +143,8 @@ impl Admin {
             }
             ("POST", "/sessions/kick", Some(user)) => {
                 let kicked: usize = self.workers.iter().map(|w| w.registry.kick(user)).sum();
+                // Parked connection-cache sessions go with the next sweep.
+                self.invalidations.invalidate(user);
                 tracing::info!(user = user.as_str(), kicked, "admin: sessions kicked");
                 text(Status::Ok, &format!("kicked {kicked}\n"))
             }

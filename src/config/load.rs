@@ -1,6 +1,6 @@
 //! Reading a config file, then validating what serde cannot.
 
-use super::{Config, ConfigError, Loaded, Origin, TlsMode};
+use super::{Config, ConfigError, Loaded, Origin, Protocol, TlsMode};
 use crate::relay::{RelaySettings, MIN_PIPE_SIZE};
 use crate::tls::{CertificateFiles, NamedCertificate, ServerTlsSettings};
 use std::collections::HashMap;
@@ -38,6 +38,7 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         ));
     }
     check_positive(&config, &at)?;
+    check_connection_cache(&config, &at)?;
     if let Some(admin) = &config.admin {
         if !admin.address.ip().is_loopback() && admin.token_file.is_none() {
             return Err(at.invalid(
@@ -84,6 +85,40 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         },
         config,
     })
+}
+
+/// `connection_cache` listeners: IMAP only, and reachable only from
+/// webmail servers (loopback, or `trusted_networks`): a parked session is
+/// handed to whoever next logs in with the user's password.
+fn check_connection_cache(config: &Config, at: &Locator) -> Result<(), ConfigError> {
+    for (index, listen) in config.listen.iter().enumerate() {
+        if !listen.connection_cache {
+            continue;
+        }
+        let key = format!("listen[{index}].connection_cache");
+        if listen.protocol != Protocol::Imap {
+            return Err(at.invalid(None, &key, "the connection cache is for IMAP listeners".into()));
+        }
+        if !listen.address.ip().is_loopback() && listen.trusted_networks.is_empty() {
+            return Err(at.invalid(
+                None,
+                &key,
+                format!(
+                    "the connection cache on {} is reachable from other hosts: set trusted_networks to the webmail servers' addresses",
+                    listen.address
+                ),
+            ));
+        }
+    }
+    let c = &config.connection_cache;
+    if c.max == 0 || c.max_per_user == 0 || c.ttl.is_zero() {
+        return Err(at.invalid(
+            None,
+            "connection_cache",
+            "ttl, max and max_per_user must be above 0 (turn the cache off on the listener instead)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What each TLS listener serves: its own certificate or `[tls]`'s, and the

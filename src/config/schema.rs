@@ -40,6 +40,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The admin listener (off unless this table is present).
     pub admin: Option<AdminConfig>,
+    /// Bounds of the back-end connection cache (`connection_cache`
+    /// listeners).
+    #[serde(default)]
+    pub connection_cache: super::tuning::ConnectionCacheConfig,
 }
 
 /// `[admin]`.
@@ -109,6 +113,14 @@ pub struct Listener {
     /// Text of the greeting; never the back end's banner.
     #[serde(default)]
     pub greeting: Option<String>,
+    /// Keep back-end sessions open after the client's LOGOUT for its next
+    /// login (webmail; IMAP only).
+    #[serde(default)]
+    pub connection_cache: bool,
+    /// Clients allowed on this listener (empty: anyone); others are closed
+    /// at accept.
+    #[serde(default)]
+    pub trusted_networks: Vec<crate::netaddr::Network>,
 }
 
 impl Listener {

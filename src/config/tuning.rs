@@ -56,6 +56,34 @@ impl Default for RelayConfig {
     }
 }
 
+/// `[connection_cache]`: bounds of the back-end sessions kept for
+/// `connection_cache` listeners.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionCacheConfig {
+    /// A parked session is closed this long after its client's LOGOUT.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Parked sessions per user and back end.
+    pub max_per_user: usize,
+    /// Parked sessions per worker.
+    pub max: usize,
+    /// A session parked longer than this must answer a `NOOP` before reuse.
+    #[serde(with = "humantime_serde")]
+    pub check_after: Duration,
+}
+
+impl Default for ConnectionCacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            max_per_user: 4,
+            max: 1000,
+            check_after: Duration::from_secs(30),
+        }
+    }
+}
+
 /// `[runtime]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -137,6 +137,8 @@ pub struct SessionTracker {
     internal: Option<String>,
     next_internal: u64,
     unselect: bool,
+    /// Why the client's LOGOUT went to the back end instead of parking.
+    not_parked: Option<&'static str>,
 }
 
 impl SessionTracker {
@@ -157,6 +159,7 @@ impl SessionTracker {
             internal: None,
             next_internal: 0,
             unselect,
+            not_parked: None,
         }
     }
 
@@ -185,6 +188,12 @@ impl SessionTracker {
         } else {
             "server output in progress"
         }
+    }
+
+    /// Set when the client's `LOGOUT` went to the back end because the
+    /// session could not be parked: why.
+    pub fn logout_not_parked(&self) -> Option<&'static str> {
+        self.not_parked
     }
 
     /// Client bytes `buf` (starting with what was kept last time).
@@ -262,6 +271,7 @@ impl SessionTracker {
                 if self.parkable() {
                     return Some(self.park(offset, tag));
                 }
+                self.not_parked = Some(self.unparkable_reason());
                 Kind::Other
             }
             // State a next user of this back-end session must not inherit.

@@ -152,6 +152,71 @@ pub struct Recorder {
     pub phases: HashMap<Phase, Histogram<u64>>,
     /// Connections refused at accept, by listener and reason.
     pub refused: HashMap<(Listener, Refusal), u64>,
+    /// Connection cache events, by kind.
+    pub connection_cache: HashMap<CacheEvent, u64>,
+    /// Back-end sessions parked in the connection cache now.
+    pub parked_sessions: i64,
+}
+
+/// What happened in the connection cache (`connection_cache` listeners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CacheEvent {
+    /// A login took a parked session: one back-end login saved.
+    Hit,
+    /// A login found nothing parked for its user and route.
+    MissEmpty,
+    /// A login found sessions parked under another password.
+    MissWrongPassword,
+    /// A parked session failed its health check at reuse.
+    MissUnhealthy,
+    /// A session was parked after its client's LOGOUT.
+    Parked,
+    /// A LOGOUT came while the session could not be parked.
+    NotParkable,
+    /// The back end did not answer our neutral command cleanly.
+    Unclean,
+    /// Dropped after `ttl`.
+    Expired,
+    /// Dropped: the back end closed it or wrote to it while parked.
+    Unhealthy,
+    /// Dropped: its user was invalidated (admin, mailbox move).
+    Invalidated,
+    /// Pushed out by `max` or `max_per_user`.
+    Evicted,
+}
+
+impl CacheEvent {
+    /// Every event, in export order.
+    pub const ALL: [CacheEvent; 11] = [
+        CacheEvent::Hit,
+        CacheEvent::MissEmpty,
+        CacheEvent::MissWrongPassword,
+        CacheEvent::MissUnhealthy,
+        CacheEvent::Parked,
+        CacheEvent::NotParkable,
+        CacheEvent::Unclean,
+        CacheEvent::Expired,
+        CacheEvent::Unhealthy,
+        CacheEvent::Invalidated,
+        CacheEvent::Evicted,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheEvent::Hit => "hit",
+            CacheEvent::MissEmpty => "miss_empty",
+            CacheEvent::MissWrongPassword => "miss_wrong_password",
+            CacheEvent::MissUnhealthy => "miss_unhealthy",
+            CacheEvent::Parked => "parked",
+            CacheEvent::NotParkable => "not_parkable",
+            CacheEvent::Unclean => "unclean",
+            CacheEvent::Expired => "expired",
+            CacheEvent::Unhealthy => "unhealthy",
+            CacheEvent::Invalidated => "invalidated",
+            CacheEvent::Evicted => "evicted",
+        }
+    }
 }
 
 /// Login phases timed separately.
@@ -235,6 +300,13 @@ impl Recorder {
             .record(us);
     }
 
+    /// Counts `n` connection cache events of one kind.
+    pub fn cache_event(&mut self, event: CacheEvent, n: u64) {
+        if n > 0 {
+            *self.connection_cache.entry(event).or_default() += n;
+        }
+    }
+
     /// Counts a connection refused at accept.
     pub fn refused(&mut self, listener: Listener, reason: Refusal) {
         *self.refused.entry((listener, reason)).or_default() += 1;
@@ -304,6 +376,10 @@ impl Recorder {
         for (k, v) in &other.refused {
             *self.refused.entry(*k).or_default() += v;
         }
+        for (k, v) in &other.connection_cache {
+            *self.connection_cache.entry(*k).or_default() += v;
+        }
+        self.parked_sessions += other.parked_sessions;
         for (k, h) in &other.phases {
             let _ = self.phases.entry(*k).or_insert_with(histogram).add(h);
         }

@@ -3,7 +3,7 @@
 //! Latency histograms become Prometheus histograms (`_bucket`, `_sum`,
 //! `_count`) whose buckets are read off the HdrHistogram data.
 
-use super::{Listener, LoginOutcome, Phase, Recorder, Refusal, RelayMethod};
+use super::{CacheEvent, Listener, LoginOutcome, Phase, Recorder, Refusal, RelayMethod};
 use crate::directory::CacheStats;
 use hdrhistogram::Histogram;
 use std::fmt::Write;
@@ -44,6 +44,7 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
         }
     }
     refusals(&mut out, recorder, &listeners);
+    connection_cache(&mut out, recorder);
     let name = "mailgate_login_duration_seconds";
     header(
         &mut out,
@@ -115,6 +116,24 @@ pub fn info(io: &str) -> String {
     let labels = format!("version=\"{}\",io=\"{io}\"", env!("CARGO_PKG_VERSION"));
     sample(&mut out, "mailgate_info", &labels, 1);
     out
+}
+
+/// The connection cache: events by kind, sessions parked now.
+fn connection_cache(out: &mut String, recorder: &Recorder) {
+    let name = "mailgate_connection_cache_events_total";
+    header(
+        out,
+        name,
+        "Connection cache events; hit = a back-end login saved.",
+        "counter",
+    );
+    for event in CacheEvent::ALL {
+        let n = recorder.connection_cache.get(&event).copied().unwrap_or(0);
+        sample(out, name, &format!("event=\"{}\"", event.as_str()), n);
+    }
+    let name = "mailgate_connection_cache_parked";
+    header(out, name, "Back-end sessions parked now.", "gauge");
+    sample(out, name, "", recorder.parked_sessions.max(0));
 }
 
 /// Connections refused at accept, by listener and cap.

@@ -54,11 +54,13 @@ struct Parking {
     wake: tokio::sync::Notify,
 }
 
-/// Relays `client` ⇄ `backend` through `tracker`.
+/// Relays `client` ⇄ `backend` through `tracker`; `pipelined` are client
+/// bytes that came with the login (they go through the tracker first).
 pub async fn relay<A: Stream, B: Stream>(
     client: &A,
     backend: &B,
     tracker: &RefCell<SessionTracker>,
+    pipelined: Vec<u8>,
     settings: RelaySettings,
 ) -> TrackedEnd {
     let shared = Shared::new(client, backend);
@@ -68,7 +70,7 @@ pub async fn relay<A: Stream, B: Stream>(
         clean: Cell::new(false),
         wake: tokio::sync::Notify::new(),
     };
-    let up = up(&shared, tracker, &parking, settings.buffer_size);
+    let up = up(&shared, tracker, &parking, pipelined, settings.buffer_size);
     let down = down(&shared, tracker, &parking, settings.buffer_size);
     let both = async { tokio::join!(up, down) };
     let end = tokio::select! {
@@ -131,18 +133,24 @@ async fn up<A: Stream, B: Stream>(
     shared: &Shared<'_, A, B>,
     tracker: &RefCell<SessionTracker>,
     parking: &Parking,
+    pipelined: Vec<u8>,
     size: usize,
 ) {
-    let mut kept = Vec::new();
+    let mut kept = pipelined;
+    // Pipelined bytes are looked at before anything is read.
+    let mut read_first = kept.is_empty();
     loop {
-        match read_more(shared.client, &mut kept, size).await {
-            Ok(0) => {
-                let _ = shared.backend.close_write().await;
-                return;
+        if read_first {
+            match read_more(shared.client, &mut kept, size).await {
+                Ok(0) => {
+                    let _ = shared.backend.close_write().await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => return shared.abort(e.kind()),
             }
-            Ok(_) => {}
-            Err(e) => return shared.abort(e.kind()),
         }
+        read_first = true;
         let step = tracker.borrow_mut().client(&kept);
         match step {
             ClientStep::Forward(n) => {

@@ -53,6 +53,10 @@ pub enum RuntimeError {
     /// A worker thread could not be started.
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
+    /// The system's random number generator failed (the connection cache's
+    /// key needs it).
+    #[error("the system's random number generator failed")]
+    Random,
     /// A worker died before reporting.
     #[error("worker {0} exited during start-up")]
     WorkerLost(usize),
@@ -254,6 +258,10 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
     let allowed_ports = live.allowed_ports();
     let live = Arc::new(live);
     let invalidations = Arc::new(Invalidations::default());
+    let password_key = Arc::new(
+        crate::session::connection_cache::PasswordKey::random()
+            .map_err(|_| RuntimeError::Random)?,
+    );
     let workers_state: Vec<WorkerState> = (0..count).map(|_| WorkerState::default()).collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);
@@ -271,6 +279,7 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
             admission: admission.clone(),
             allowed_ports: allowed_ports.clone(),
             shutdown: shutdown_rx.clone(),
+            password_key: password_key.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("mailgate-w{index}"))

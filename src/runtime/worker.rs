@@ -12,7 +12,10 @@ use crate::config::{Protocol, TlsMode};
 use crate::directory::Invalidations;
 use crate::metrics::{self, Refusal};
 use crate::session::rate_limit::{self, LoginRateLimit};
-use crate::session::{self, BackendPolicy, ListenerContext, SessionContext, Ticket, WorkerShared};
+use crate::session::connection_cache::{CacheBounds, PasswordKey};
+use crate::session::{
+    self, BackendPolicy, CacheSetup, ListenerContext, SessionContext, Ticket, WorkerShared,
+};
 use crate::tls::SwappableServerConfig;
 use crate::transport::{
     Acceptor, Connector, EpollConnector, EpollListener, Io, Reactor, UringConnector, UringListener,
@@ -57,6 +60,8 @@ pub struct WorkerPlan {
     pub allowed_ports: Vec<u16>,
     /// Becomes `true` when the server should stop.
     pub shutdown: watch::Receiver<bool>,
+    /// The per-process key of the connection cache's password MACs.
+    pub password_key: Arc<PasswordKey>,
 }
 
 /// First pause after a failed accept (e.g. EMFILE), doubled up to
@@ -123,6 +128,17 @@ fn worker_shared(plan: &WorkerPlan) -> WorkerShared {
         .map(RefCell::new),
         exempt_networks: limits.exempt_networks.clone(),
         shutdown: plan.shutdown.clone(),
+        cache_setup: CacheSetup {
+            bounds: CacheBounds {
+                ttl: config.connection_cache.ttl,
+                max_per_user: config.connection_cache.max_per_user,
+                max: config.connection_cache.max,
+                check_after: config.connection_cache.check_after,
+            },
+            key: plan.password_key.clone(),
+            invalidations: plan.invalidations.clone(),
+        },
+        connection_cache: RefCell::new(None),
     }
 }
 
@@ -232,6 +248,7 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
 {
     let mut failures = AcceptFailures::default();
     let mut refusals = Refusals::default();
+    let mut untrusted = Untrusted::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -241,6 +258,10 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
             }
         };
         failures.reset();
+        if !ctx.listener.trusts(peer.ip()) {
+            untrusted.note(peer);
+            continue;
+        }
         // TCP_NODELAY is inherited from the listening socket.
         let admitted = match admission.admit(peer.ip()) {
             Ok(admitted) => admitted,
@@ -326,6 +347,29 @@ impl Refusals {
                 cap = reason.as_str(),
                 refused = self.since_log,
                 "connections refused at a cap"
+            );
+            self.logged = Some(Instant::now());
+            self.since_log = 0;
+        }
+    }
+}
+
+/// Connections closed at accept because their address is not in the
+/// listener's `trusted_networks`; logged at most once per interval.
+#[derive(Default)]
+struct Untrusted {
+    since_log: u64,
+    logged: Option<Instant>,
+}
+
+impl Untrusted {
+    fn note(&mut self, peer: SocketAddr) {
+        self.since_log += 1;
+        if self.logged.is_none_or(|at| at.elapsed() >= LOG_INTERVAL) {
+            tracing::warn!(
+                client = %peer,
+                closed = self.since_log,
+                "connection from outside the listener's trusted_networks closed"
             );
             self.logged = Some(Instant::now());
             self.since_log = 0;

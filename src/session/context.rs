@@ -3,7 +3,9 @@
 //! state its worker shares among sessions ([`WorkerShared`]). The runtime
 //! builds one [`SessionContext`] per listener per worker.
 
+use super::connection_cache::{CacheBounds, PasswordKey};
 use super::rate_limit::LoginRateLimit;
+use crate::directory::Invalidations;
 use crate::config::{Limits, Listener, Loaded, Protocol, TlsMode};
 use crate::directory::Directory;
 use crate::imap::{ImapBackendAuth, ImapSettings};
@@ -42,9 +44,18 @@ pub struct ListenerContext {
     pub preauth_timeout: Duration,
     /// Delay before a failed login is answered.
     pub failure_delay: Duration,
+    /// Park back-end sessions after LOGOUT for the user's next login.
+    pub connection_cache: bool,
+    /// Clients allowed (empty: anyone).
+    pub trusted_networks: Vec<Network>,
 }
 
 impl ListenerContext {
+    /// Whether a client at `ip` may use this listener.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_networks.is_empty() || self.trusted_networks.iter().any(|n| n.contains(ip))
+    }
+
     /// The context of `listen`, bound at `bound`.
     pub fn new(
         listen: &Listener,
@@ -85,6 +96,8 @@ impl ListenerContext {
             handshake_timeout,
             preauth_timeout: limits.preauth_timeout,
             failure_delay: limits.failure_delay,
+            connection_cache: listen.connection_cache,
+            trusted_networks: listen.trusted_networks.clone(),
         }
     }
 }
@@ -171,6 +184,22 @@ pub struct WorkerShared {
     /// Becomes `true` when the server stops: sessions before login say
     /// goodbye and close.
     pub shutdown: watch::Receiver<bool>,
+    /// What the connection cache is built from.
+    pub cache_setup: CacheSetup,
+    /// The connection cache, built by the first session that needs it (its
+    /// type depends on the transport's stream).
+    pub connection_cache: RefCell<Option<Rc<dyn std::any::Any>>>,
+}
+
+/// What a worker's connection cache is built from.
+#[derive(Clone)]
+pub struct CacheSetup {
+    /// Its bounds.
+    pub bounds: CacheBounds,
+    /// The per-process key for password MACs.
+    pub key: Arc<PasswordKey>,
+    /// Invalidations (admin, mailbox moves) that drop parked sessions.
+    pub invalidations: Arc<Invalidations>,
 }
 
 /// Everything a session needs, shared by the sessions of one listener on one worker.

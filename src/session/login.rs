@@ -6,6 +6,7 @@
 
 pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
 use super::preauth::{write, PREAUTH_READ_SIZE};
+use super::reuse::{self, ParkTicket};
 use super::Session;
 use crate::auth::Credentials;
 use crate::config::{Protocol, TlsMode};
@@ -29,6 +30,8 @@ pub(super) struct Backend<S> {
     pub identity: String,
     pub greeting: BackendGreeting,
     pub leftover: Vec<u8>,
+    /// On `connection_cache` listeners: what parking this session needs.
+    pub park: Option<ParkTicket>,
 }
 
 /// Looks `credentials.user` up, connects to the route and logs in there.
@@ -39,6 +42,23 @@ pub(super) async fn attempt<C: Connector>(
 ) -> Result<Backend<C::Stream>, LoginError> {
     let ctx = session.ctx;
     let route = lookup(session, &credentials.user).await?;
+    let cached = ctx.listener.connection_cache && ctx.listener.protocol == Protocol::Imap;
+    let route_key = cached.then(|| reuse::route_key(&route, ctx.backend.imap_port));
+    let password = credentials.password.expose();
+    if let Some(key) = &route_key {
+        if let Some((parked, ticket)) =
+            reuse::take::<MaybeTls<C::Stream>>(ctx, &credentials.user, key, password).await
+        {
+            return Ok(Backend {
+                stream: parked.stream,
+                address: parked.address,
+                identity: parked.identity,
+                greeting: parked.greeting,
+                leftover: Vec::new(),
+                park: Some(ticket),
+            });
+        }
+    }
     let started = Instant::now();
     let (stream, address) = connect(session, &route).await?;
     let took = started.elapsed();
@@ -67,13 +87,26 @@ pub(super) async fn attempt<C: Connector>(
     let took = started.elapsed();
     ctx.record(|r| r.phase(Phase::BackendLogin, took));
     match outcome {
-        BackendOutcome::LoggedIn { greeting, leftover } => Ok(Backend {
-            stream,
-            address,
-            identity: login_user.to_lowercase(),
-            greeting,
-            leftover,
-        }),
+        BackendOutcome::LoggedIn { greeting, leftover } => {
+            let identity = login_user.to_lowercase();
+            let park = route_key.map(|key| {
+                reuse::fresh::<MaybeTls<C::Stream>>(
+                    ctx,
+                    &credentials.user,
+                    &key,
+                    password,
+                    (&greeting, &identity, address),
+                )
+            });
+            Ok(Backend {
+                stream,
+                address,
+                identity,
+                greeting,
+                leftover,
+                park,
+            })
+        }
         BackendOutcome::Rejected(failure) => Err(LoginError {
             failure,
             outcome: match failure {

@@ -20,8 +20,9 @@ mod preauth;
 pub mod rate_limit;
 mod record;
 mod relay;
+mod reuse;
 
-pub use context::{BackendPolicy, ListenerContext, SessionContext, WorkerShared};
+pub use context::{BackendPolicy, CacheSetup, ListenerContext, SessionContext, WorkerShared};
 pub use record::{Outcome, TlsHandshake};
 
 use crate::config::{Protocol, TlsMode};

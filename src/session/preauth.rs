@@ -4,6 +4,7 @@
 //! session's pre-auth deadline.
 
 use super::login::{attempt, Backend, LoginError};
+use super::reuse::ParkTicket;
 use super::record::{Outcome, SessionRecord, TlsHandshake};
 use super::{Session, SessionContext};
 use crate::auth::Credentials;
@@ -36,6 +37,8 @@ pub(super) struct LoggedIn<S, B> {
     pub to_client: Vec<u8>,
     /// Client bytes pipelined after the login.
     pub to_backend: Vec<u8>,
+    /// On `connection_cache` listeners: what parking the back end needs.
+    pub park: Option<ParkTicket>,
 }
 
 /// Writes `bytes` (nothing when empty).
@@ -181,6 +184,7 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
             backend: backend.stream,
             to_client,
             to_backend: logged_in.to_backend,
+            park: backend.park,
         });
     }
 }
@@ -231,6 +235,10 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
     match result {
         Ok(backend) => {
             ctx.record(|r| r.login(label, LoginOutcome::Ok, latency));
+            record.backend_session = backend
+                .park
+                .as_ref()
+                .map(|p| if p.reused { "reused" } else { "new" });
             record.backend = Some(backend.address);
             record.identity = Some(backend.identity.clone());
             Some(backend)

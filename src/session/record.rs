@@ -81,6 +81,10 @@ pub(super) struct SessionRecord {
     pub tls: Option<TlsHandshake>,
     /// Set once relaying.
     pub relay: Option<RelayMethod>,
+    /// On `connection_cache` listeners: `new` (a back-end login) or
+    /// `reused` (a parked session); `parked` is appended when the session
+    /// was parked at its end.
+    pub backend_session: Option<&'static str>,
 }
 
 impl SessionRecord {
@@ -98,6 +102,7 @@ impl SessionRecord {
             outcome: Outcome::ClosedBeforeLogin,
             tls: None,
             relay: None,
+            backend_session: None,
         }
     }
 
@@ -114,6 +119,15 @@ impl SessionRecord {
                 );
             }
         });
+        if let Some(backend_session) = self.backend_session {
+            tracing::info!(
+                target: "mailgate::session",
+                client = %self.peer,
+                user = self.user.as_deref().unwrap_or("-"),
+                backend_session,
+                "connection cache"
+            );
+        }
         tracing::info!(
             target: "mailgate::session",
             client = %self.peer,

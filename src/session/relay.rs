@@ -6,13 +6,17 @@ use super::record::{Gauge, GaugeKind, Outcome, SessionRecord};
 use super::SessionContext;
 use crate::config::Protocol;
 use crate::metrics::RelayMethod;
-use crate::registry::Leg;
-use crate::relay::{self, RelayEnd};
+use crate::registry::{Leg, Registration};
+use super::reuse::{self, ParkTicket};
+use crate::imap::tracker::SessionTracker;
+use crate::metrics::CacheEvent;
+use crate::relay::{self, tracked, RelayEnd};
+use std::cell::RefCell;
 use crate::transport::Stream;
 use tokio::time::Instant;
 
 /// Relays a logged-in session until it ends.
-pub(super) async fn relay_session<S: Stream, B: Stream>(
+pub(super) async fn relay_session<S: Stream, B: Stream + 'static>(
     ctx: &SessionContext,
     session: LoggedIn<S, B>,
     record: &mut SessionRecord,
@@ -22,37 +26,28 @@ pub(super) async fn relay_session<S: Stream, B: Stream>(
         backend,
         to_client,
         to_backend,
+        park,
     } = session;
-    record.client_to_backend = to_backend.len() as u64;
     record.backend_to_client = to_client.len() as u64;
     record.relay = Some(RelayMethod::Copy);
     let _relaying = Gauge::enter(ctx, GaugeKind::Relaying);
-    // Declared after the streams: dropped (unregistered) before they close.
-    let _registration = match (record.user.as_deref(), record.backend) {
-        (Some(user), Some(backend_addr)) => Some(ctx.worker.registry.register(
-            user,
-            record.identity.as_deref().unwrap_or(user),
-            Leg {
-                addr: record.peer,
-                fd: client.as_raw_fd(),
-            },
-            Leg {
-                addr: backend_addr,
-                fd: backend.as_raw_fd(),
-            },
-            match ctx.listener.protocol {
-                Protocol::Imap => b"* BYE Server shutting down.\r\n",
-                Protocol::Pop3 => b"",
-            },
-        )),
-        _ => None,
-    };
     // The client's socket inherited these from its listening socket.
     ctx.backend.keepalive.apply(backend.as_raw_fd());
-    // Boxed: the two write futures are large and done in a moment; inline
-    // they would size this future (alive for the whole session) for good.
     // Bounded like any relay write: by the idle timeout.
     let idle = Instant::now() + ctx.backend.relay.idle_timeout;
+    if let Some(ticket) = park {
+        // The pipelined bytes go through the tracker with the rest.
+        if write_until(&client, to_client, idle).await.is_err() {
+            record.outcome = Outcome::RelayError;
+            return;
+        }
+        return Box::pin(tracked(ctx, client, backend, to_backend, ticket, record)).await;
+    }
+    record.client_to_backend = to_backend.len() as u64;
+    // Declared after the streams: dropped (unregistered) before they close.
+    let _registration = register(ctx, record, &client, &backend);
+    // Boxed: the two write futures are large and done in a moment; inline
+    // they would size this future (alive for the whole session) for good.
     let first = Box::pin(async {
         tokio::join!(
             write_until(&client, to_client, idle),
@@ -73,4 +68,76 @@ pub(super) async fn relay_session<S: Stream, B: Stream>(
         RelayEnd::IdleTimeout => Outcome::IdleTimeout,
         RelayEnd::Error(_) => Outcome::RelayError,
     };
+}
+
+/// Registers the session for the admin actions and moves; keep the guard
+/// until the relay ends, declared after the streams so that it drops first.
+fn register<S: Stream, B: Stream>(
+    ctx: &SessionContext,
+    record: &SessionRecord,
+    client: &S,
+    backend: &B,
+) -> Option<Registration> {
+    let (Some(user), Some(backend_addr)) = (record.user.as_deref(), record.backend) else {
+        return None;
+    };
+    Some(ctx.worker.registry.register(
+        user,
+        record.identity.as_deref().unwrap_or(user),
+        Leg {
+            addr: record.peer,
+            fd: client.as_raw_fd(),
+        },
+        Leg {
+            addr: backend_addr,
+            fd: backend.as_raw_fd(),
+        },
+        match ctx.listener.protocol {
+            Protocol::Imap => b"* BYE Server shutting down.\r\n",
+            Protocol::Pop3 => b"",
+        },
+    ))
+}
+
+/// The relay of a `connection_cache` listener: tracked, and at the client's
+/// `LOGOUT` answered here with the back end parked when it is clean.
+async fn tracked<S: Stream, B: Stream + 'static>(
+    ctx: &SessionContext,
+    client: S,
+    backend: B,
+    to_backend: Vec<u8>,
+    ticket: ParkTicket,
+    record: &mut SessionRecord,
+) {
+    let unselect = ticket
+        .greeting
+        .capability
+        .as_deref()
+        .is_some_and(|caps| caps.split_ascii_whitespace().any(|c| c.eq_ignore_ascii_case("UNSELECT")));
+    let tracker = RefCell::new(SessionTracker::new(ctx.listener.imap.max_line, unselect));
+    let registration = register(ctx, record, &client, &backend);
+    let end = tracked::relay(&client, &backend, &tracker, to_backend, ctx.backend.relay).await;
+    drop(registration);
+    record.relay = Some(end.stats.method);
+    record.client_to_backend += end.stats.client_to_backend;
+    record.backend_to_client += end.stats.backend_to_client;
+    record.outcome = match end.stats.end {
+        RelayEnd::Closed => Outcome::Relayed,
+        RelayEnd::IdleTimeout => Outcome::IdleTimeout,
+        RelayEnd::Error(_) => Outcome::RelayError,
+    };
+    if let Some(reason) = tracker.borrow().logout_not_parked() {
+        tracing::debug!(client = %record.peer, reason, "LOGOUT forwarded: the session cannot be parked");
+        ctx.record(|r| r.cache_event(CacheEvent::NotParkable, 1));
+    }
+    if let Some(logout) = end.logout {
+        let clean = logout.backend_clean;
+        reuse::logout(ctx, &client, backend, logout, ticket).await;
+        if clean {
+            record.backend_session = record.backend_session.map(|s| match s {
+                "reused" => "reused, parked",
+                _ => "new, parked",
+            });
+        }
+    }
 }

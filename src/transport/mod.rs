@@ -173,8 +173,9 @@ impl<T: Stream> Stream for Box<T> {
 /// How outgoing connections are made.
 #[allow(async_fn_in_trait)]
 pub trait Connector {
-    /// The stream type produced.
-    type Stream: Stream;
+    /// The stream type produced (owned: parked sessions outlive the one
+    /// that made them).
+    type Stream: Stream + 'static;
     /// Connects to `addr` (the caller bounds the time).
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream>;
 }
