@@ -97,7 +97,11 @@ fn check_connection_cache(config: &Config, at: &Locator) -> Result<(), ConfigErr
         }
         let key = format!("listen[{index}].connection_cache");
         if listen.protocol != Protocol::Imap {
-            return Err(at.invalid(None, &key, "the connection cache is for IMAP listeners".into()));
+            return Err(at.invalid(
+                None,
+                &key,
+                "the connection cache is for IMAP listeners".into(),
+            ));
         }
         if !listen.address.ip().is_loopback() && listen.trusted_networks.is_empty() {
             return Err(at.invalid(
@@ -274,6 +278,31 @@ map = "users.map"
 imap_port = 10143
 pop3_port = 10110
 "#;
+
+    #[test]
+    fn the_connection_cache_is_for_imap_listeners_that_only_webmail_reaches() {
+        let cached = MINIMAL.replace(
+            "tls = \"none\"\n",
+            "tls = \"none\"\nconnection_cache = true\n",
+        );
+        assert!(parse(&cached).is_ok());
+        let public = cached.replace("127.0.0.1:1143", "0.0.0.0:1143");
+        let err = parse(&public).unwrap_err().to_string();
+        assert!(
+            err.contains("listen[0].connection_cache") && err.contains("trusted_networks"),
+            "{err}"
+        );
+        let trusted = public.replace(
+            "connection_cache = true\n",
+            "connection_cache = true\ntrusted_networks = [\"10.0.0.0/24\"]\n",
+        );
+        assert!(parse(&trusted).is_ok());
+        let pop3 = cached.replace("protocol = \"imap\"", "protocol = \"pop3\"");
+        let err = parse(&pop3).unwrap_err().to_string();
+        assert!(err.contains("for IMAP listeners"), "{err}");
+        let zero = format!("{cached}\n[connection_cache]\nmax = 0\n");
+        assert!(parse(&zero).is_err());
+    }
 
     #[test]
     fn minimal_public_schema_loads() {

@@ -11,8 +11,8 @@ use super::{Live, RuntimeError, WorkerState};
 use crate::config::{Protocol, TlsMode};
 use crate::directory::Invalidations;
 use crate::metrics::{self, Refusal};
-use crate::session::rate_limit::{self, LoginRateLimit};
 use crate::session::connection_cache::{CacheBounds, PasswordKey};
+use crate::session::rate_limit::{self, LoginRateLimit};
 use crate::session::{
     self, BackendPolicy, CacheSetup, ListenerContext, SessionContext, Ticket, WorkerShared,
 };

@@ -5,9 +5,9 @@
 
 use super::connection_cache::{CacheBounds, PasswordKey};
 use super::rate_limit::LoginRateLimit;
-use crate::directory::Invalidations;
 use crate::config::{Limits, Listener, Loaded, Protocol, TlsMode};
 use crate::directory::Directory;
+use crate::directory::Invalidations;
 use crate::imap::{ImapBackendAuth, ImapSettings};
 use crate::metrics::{self, Recorder, SharedRecorder};
 use crate::netaddr::Network;

@@ -31,7 +31,7 @@ pub(super) struct Backend<S> {
     pub greeting: BackendGreeting,
     pub leftover: Vec<u8>,
     /// On `connection_cache` listeners: what parking this session needs.
-    pub park: Option<ParkTicket>,
+    pub park: Option<Box<ParkTicket>>,
 }
 
 /// Looks `credentials.user` up, connects to the route and logs in there.
@@ -55,7 +55,7 @@ pub(super) async fn attempt<C: Connector>(
                 identity: parked.identity,
                 greeting: parked.greeting,
                 leftover: Vec::new(),
-                park: Some(ticket),
+                park: Some(Box::new(ticket)),
             });
         }
     }
@@ -104,7 +104,7 @@ pub(super) async fn attempt<C: Connector>(
                 identity,
                 greeting,
                 leftover,
-                park,
+                park: park.map(Box::new),
             })
         }
         BackendOutcome::Rejected(failure) => Err(LoginError {

@@ -4,8 +4,8 @@
 //! session's pre-auth deadline.
 
 use super::login::{attempt, Backend, LoginError};
-use super::reuse::ParkTicket;
 use super::record::{Outcome, SessionRecord, TlsHandshake};
+use super::reuse::ParkTicket;
 use super::{Session, SessionContext};
 use crate::auth::Credentials;
 use crate::login::{ClientAddress, LoginFailure, PreAuth, PreAuthEvent, MAX_USER_NAME};
@@ -38,7 +38,7 @@ pub(super) struct LoggedIn<S, B> {
     /// Client bytes pipelined after the login.
     pub to_backend: Vec<u8>,
     /// On `connection_cache` listeners: what parking the back end needs.
-    pub park: Option<ParkTicket>,
+    pub park: Option<Box<ParkTicket>>,
 }
 
 /// Writes `bytes` (nothing when empty).
@@ -235,10 +235,11 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
     match result {
         Ok(backend) => {
             ctx.record(|r| r.login(label, LoginOutcome::Ok, latency));
-            record.backend_session = backend
-                .park
-                .as_ref()
-                .map(|p| if p.reused { "reused" } else { "new" });
+            record.backend_session =
+                backend
+                    .park
+                    .as_ref()
+                    .map(|p| if p.reused { "reused" } else { "new" });
             record.backend = Some(backend.address);
             record.identity = Some(backend.identity.clone());
             Some(backend)

@@ -3,16 +3,16 @@
 
 use super::preauth::{write_until, LoggedIn};
 use super::record::{Gauge, GaugeKind, Outcome, SessionRecord};
+use super::reuse::{self, ParkTicket};
 use super::SessionContext;
 use crate::config::Protocol;
-use crate::metrics::RelayMethod;
-use crate::registry::{Leg, Registration};
-use super::reuse::{self, ParkTicket};
 use crate::imap::tracker::SessionTracker;
 use crate::metrics::CacheEvent;
+use crate::metrics::RelayMethod;
+use crate::registry::{Leg, Registration};
 use crate::relay::{self, tracked, RelayEnd};
-use std::cell::RefCell;
 use crate::transport::Stream;
+use std::cell::RefCell;
 use tokio::time::Instant;
 
 /// Relays a logged-in session until it ends.
@@ -41,7 +41,7 @@ pub(super) async fn relay_session<S: Stream, B: Stream + 'static>(
             record.outcome = Outcome::RelayError;
             return;
         }
-        return Box::pin(tracked(ctx, client, backend, to_backend, ticket, record)).await;
+        return Box::pin(tracked(ctx, client, backend, to_backend, *ticket, record)).await;
     }
     record.client_to_backend = to_backend.len() as u64;
     // Declared after the streams: dropped (unregistered) before they close.
@@ -109,11 +109,10 @@ async fn tracked<S: Stream, B: Stream + 'static>(
     ticket: ParkTicket,
     record: &mut SessionRecord,
 ) {
-    let unselect = ticket
-        .greeting
-        .capability
-        .as_deref()
-        .is_some_and(|caps| caps.split_ascii_whitespace().any(|c| c.eq_ignore_ascii_case("UNSELECT")));
+    let unselect = ticket.greeting.capability.as_deref().is_some_and(|caps| {
+        caps.split_ascii_whitespace()
+            .any(|c| c.eq_ignore_ascii_case("UNSELECT"))
+    });
     let tracker = RefCell::new(SessionTracker::new(ctx.listener.imap.max_line, unselect));
     let registration = register(ctx, record, &client, &backend);
     let end = tracked::relay(&client, &backend, &tracker, to_backend, ctx.backend.relay).await;

@@ -1,0 +1,265 @@
+//! The connection cache (up-imapproxy's job) against a real Dovecot: a
+//! webmail-style session (LOGIN, SELECT, FETCH, LOGOUT) parks its back-end
+//! session, and the same user's next login with the same password takes it
+//! instead of logging in to Dovecot again (counted in Dovecot's own log).
+
+mod support;
+
+use mailgate::check_client::ImapClient;
+use mailgate_testkit::admin::{Action, AdminClient};
+use std::time::{Duration, Instant};
+use support::stack::*;
+use support::{metric, Dovecot, Mailgate};
+
+const TOKEN: &str = "cache-token";
+
+struct Webmail {
+    mailgate: Mailgate,
+    dovecot: Dovecot,
+    _token: tempfile::TempDir,
+}
+
+impl Webmail {
+    /// Dovecot with alice and bob; mailgate (one worker, so one cache) with
+    /// a `connection_cache` IMAP listener; `cache` is the
+    /// `[connection_cache]` body.
+    fn start(cache: &str) -> Self {
+        let dovecot = Dovecot::start(&directory_users());
+        let token = tempfile::tempdir().unwrap();
+        let token_file = token.path().join("token");
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
+            .replace("workers = 2", "workers = 1")
+            .replace(
+                "protocol = \"imap\"\naddress = \"127.0.0.1:0\"\n",
+                "protocol = \"imap\"\naddress = \"127.0.0.1:0\"\nconnection_cache = true\n",
+            )
+            + &format!(
+                "[connection_cache]\n{cache}\n[admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
+                token_file.display()
+            );
+        let map = format!("{ALICE} 127.0.0.1\n{BOB} 127.0.0.1\n{CAROL} 127.0.0.1\n");
+        Self {
+            mailgate: Mailgate::start(&config, &map),
+            dovecot,
+            _token: token,
+        }
+    }
+
+    fn admin(&self) -> AdminClient {
+        AdminClient::new(self.mailgate.addr(2), Some(TOKEN.into()))
+    }
+
+    fn metric(&self, selector: &str) -> f64 {
+        metric(&self.admin().run(&Action::Metrics).unwrap().body, selector)
+    }
+
+    /// Dovecot's IMAP logins of `user` so far.
+    fn backend_logins(&self, user: &str) -> usize {
+        self.dovecot
+            .log()
+            .matches(&format!("imap-login: Info: Login: user=<{user}>"))
+            .count()
+    }
+
+    fn connect(&self) -> ImapClient {
+        ImapClient::connect(self.mailgate.addr(0)).unwrap()
+    }
+
+    /// LOGIN, SELECT INBOX (its EXISTS count), FETCH 1, LOGOUT.
+    fn page_view(&self, user: &str, password: &str) -> usize {
+        let mut c = self.connect();
+        let login = c.login(user, password).unwrap();
+        assert!(login.is_ok(), "{} {}", login.status, login.text);
+        assert!(login.text.contains("[CAPABILITY"), "{}", login.text);
+        let select = c.command("SELECT INBOX").unwrap();
+        assert!(select.is_ok(), "{}", select.text);
+        let exists = select
+            .lines
+            .iter()
+            .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS")?.parse().ok())
+            .unwrap();
+        if exists > 0 {
+            let fetch = c.command("FETCH 1 BODY[]").unwrap();
+            assert!(fetch.is_ok(), "{}", fetch.text);
+        }
+        let logout = c.logout().unwrap();
+        assert!(logout.is_ok(), "{}", logout.text);
+        assert!(logout.lines.iter().any(|l| l.starts_with("* BYE")));
+        exists
+    }
+
+    /// Waits until mailgate counts `n` parked sessions.
+    fn parked(&self, n: f64) -> bool {
+        eventually(|| self.metric("mailgate_connection_cache_parked") == n)
+    }
+}
+
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// APPENDs a small message to `user`'s INBOX directly at Dovecot.
+fn append_directly(dovecot: &Dovecot, user: &str, password: &str) {
+    let mut c = ImapClient::connect(dovecot.imap).unwrap();
+    assert!(c.login(user, password).unwrap().is_ok());
+    let message = b"Subject: new\r\n\r\nhello\r\n";
+    c.send_raw(format!("a APPEND INBOX {{{}}}\r\n", message.len()).as_bytes())
+        .unwrap();
+    assert!(c.read_raw_line().unwrap().starts_with('+'));
+    c.send_raw(message).unwrap();
+    c.send_raw(b"\r\n").unwrap();
+    assert!(c.read_response("a").unwrap().is_ok());
+    c.logout().unwrap();
+}
+
+#[test]
+fn three_page_views_cost_dovecot_one_login_and_each_sees_current_state() {
+    let w = Webmail::start("");
+    let exists = w.page_view(ALICE, ALICE_PW);
+    assert!(w.parked(1.0), "the session was not parked");
+    assert_eq!(w.page_view(ALICE, ALICE_PW), exists);
+    append_directly(&w.dovecot, ALICE, ALICE_PW);
+    assert_eq!(
+        w.page_view(ALICE, ALICE_PW),
+        exists + 1,
+        "the appended message is seen after SELECT"
+    );
+    // Three page views through mailgate, one direct APPEND.
+    assert_eq!(
+        w.backend_logins(ALICE),
+        2,
+        "{}\n{}",
+        w.dovecot.log(),
+        w.mailgate.process().log()
+    );
+    assert_eq!(
+        w.metric("mailgate_connection_cache_events_total{event=\"hit\"}"),
+        2.0
+    );
+    let log = w
+        .mailgate
+        .wait_for_log("backend_session=\"reused, parked\"", Duration::from_secs(5));
+    assert!(log.contains("connection cache"), "{log}");
+}
+
+#[test]
+fn a_wrong_password_never_gets_the_parked_session() {
+    let w = Webmail::start("");
+    w.page_view(BOB, BOB_PW);
+    assert!(w.parked(1.0));
+    let mut c = w.connect();
+    let r = c.login(BOB, "wrong").unwrap();
+    assert_eq!(r.status, "NO");
+    assert!(r.text.starts_with("[AUTHENTICATIONFAILED]"), "{}", r.text);
+    assert_eq!(
+        w.metric("mailgate_connection_cache_events_total{event=\"miss_wrong_password\"}"),
+        1.0
+    );
+    // The parked session is still there for the right password.
+    assert_eq!(w.metric("mailgate_connection_cache_parked"), 1.0);
+    let before = w.backend_logins(BOB);
+    w.page_view(BOB, BOB_PW);
+    assert_eq!(
+        w.backend_logins(BOB),
+        before,
+        "reused, no new back-end login"
+    );
+}
+
+#[test]
+fn a_parked_session_is_unselected_and_enable_is_never_parked() {
+    let w = Webmail::start("");
+    w.page_view(ALICE, ALICE_PW);
+    assert!(w.parked(1.0));
+    let mut c = w.connect();
+    assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    // The parked session had INBOX selected; the next user of it must not.
+    let fetch = c.command("FETCH 1 BODY[]").unwrap();
+    assert_ne!(
+        fetch.status, "OK",
+        "a mailbox was still selected: {fetch:?}"
+    );
+    let enable = c.command("ENABLE CONDSTORE").unwrap();
+    assert!(enable.is_ok(), "{}", enable.text);
+    assert!(c.logout().unwrap().is_ok());
+    drop(c);
+    // Counted when the relay ends (both sides closed).
+    assert!(
+        eventually(
+            || w.metric("mailgate_connection_cache_events_total{event=\"not_parkable\"}") == 1.0
+        ),
+        "the LOGOUT after ENABLE was not counted as not parkable"
+    );
+    assert_eq!(
+        w.metric("mailgate_connection_cache_parked"),
+        0.0,
+        "parked after ENABLE"
+    );
+}
+
+#[test]
+fn ttl_per_user_bound_back_end_close_and_kick_drop_parked_sessions() {
+    let w = Webmail::start("ttl = \"2s\"\nmax_per_user = 2\n");
+    // Three sessions open at once, then all log out: two are kept.
+    let mut clients: Vec<ImapClient> = (0..3)
+        .map(|_| {
+            let mut c = w.connect();
+            assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+            c
+        })
+        .collect();
+    for c in &mut clients {
+        assert!(c.logout().unwrap().is_ok());
+    }
+    assert!(w.parked(2.0), "max_per_user");
+    // The ttl runs out.
+    assert!(w.parked(0.0), "ttl");
+    assert!(w.metric("mailgate_connection_cache_events_total{event=\"expired\"}") >= 2.0);
+    // A kick drops a parked session.
+    w.page_view(BOB, BOB_PW);
+    assert!(w.parked(1.0));
+    w.admin().run(&Action::Kick(BOB.into())).unwrap();
+    assert!(w.parked(0.0), "kick");
+    let before = w.backend_logins(BOB);
+    w.page_view(BOB, BOB_PW);
+    assert_eq!(
+        w.backend_logins(BOB),
+        before + 1,
+        "a fresh login after the kick"
+    );
+}
+
+#[test]
+fn a_client_outside_the_listeners_trusted_networks_is_closed_at_accept() {
+    let dovecot = Dovecot::start(&directory_users());
+    let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
+        .replace(
+            "protocol = \"imap\"\naddress = \"127.0.0.1:0\"\n",
+            "protocol = \"imap\"\naddress = \"127.0.0.1:0\"\nconnection_cache = true\ntrusted_networks = [\"10.1.2.0/24\"]\n",
+        );
+    let mailgate = Mailgate::start(&config, &format!("{ALICE} 127.0.0.1\n"));
+    let mut socket = std::net::TcpStream::connect(mailgate.addr(0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut socket, &mut buf).unwrap_or(0);
+    assert_eq!(
+        n,
+        0,
+        "no greeting: {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    mailgate.wait_for_log("trusted_networks closed", Duration::from_secs(5));
+    // The POP3 listener has no such list.
+    let mut pop3 = mailgate::check_client::Pop3Client::connect(mailgate.addr(1)).unwrap();
+    assert!(pop3.command("QUIT").unwrap().starts_with("+OK"));
+}
