@@ -37,6 +37,10 @@ pub enum Command {
         /// Open loop: most logins in flight; beyond, an attempt counts as `overload`.
         #[arg(long, default_value_t = 10_000)]
         max_in_flight: usize,
+        /// Webmail page views: after the login, `SELECT INBOX` and `FETCH 1
+        /// BODY.PEEK[]`, then `LOGOUT`; the latency is to the login's answer.
+        #[arg(long)]
+        page_view: bool,
     },
     /// Logged-in sessions fetching messages (IMAP; with --protocol pop3, RETR).
     Fetch(FetchArgs),

@@ -49,7 +49,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             clients,
             rate,
             max_in_flight,
-        } => run::logins(&common, clients, rate, max_in_flight),
+            page_view,
+        } => run::logins(&common, clients, rate, max_in_flight, page_view),
         Command::Fetch(args) => run::fetch(args, "fetch"),
         Command::Retr(mut args) => {
             args.common.protocol = Protocol::Pop3;

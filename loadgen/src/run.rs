@@ -38,7 +38,11 @@ pub fn logins(
     clients: usize,
     rate: Option<f64>,
     max_in_flight: usize,
+    page_view: bool,
 ) -> anyhow::Result<()> {
+    if page_view && common.protocol != Protocol::Imap {
+        bail!("--page-view is for IMAP (SELECT and FETCH)");
+    }
     let load = match rate {
         Some(rate) if rate > 0.0 => Load::Open {
             rate,
@@ -53,7 +57,17 @@ pub fn logins(
         Load::Closed { clients } => format!("closed loop, {clients} clients"),
         Load::Open { rate, .. } => format!("open loop, {rate}/s"),
     };
-    execute("logins", common, label, |run| scenarios::logins(run, load))
+    let (name, label) = if page_view {
+        (
+            "page views",
+            format!("{label}; SELECT + FETCH 1 per session, latency to the login's answer"),
+        )
+    } else {
+        ("logins", label)
+    };
+    execute(name, common, label, |run| {
+        scenarios::logins(run, load, page_view)
+    })
 }
 
 /// `idle`: hold `sessions` open for the run.

@@ -200,6 +200,11 @@ impl Conn {
         Ok(body.len() as u64)
     }
 
+    /// `FETCH n BODY.PEEK[]` (IMAP) without checking the body: its size.
+    pub async fn fetch_unchecked(&mut self, number: usize) -> Result<u64> {
+        Ok(self.imap_fetch(number).await?.len() as u64)
+    }
+
     /// `IDLE` until `until` (IMAP); POP3 sessions just stay connected and
     /// send `NOOP` at the end to prove they are up.
     pub async fn idle(&mut self, until: tokio::time::Instant) -> Result<()> {

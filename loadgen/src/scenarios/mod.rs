@@ -76,15 +76,26 @@ pub enum Load {
     Open { rate: f64, max_in_flight: usize },
 }
 
-/// One login: connect, greeting (and TLS), login, logout.
-async fn login_once(run: &Run, i: u64) -> Result<u64> {
+/// One login: connect, greeting (and TLS), login, logout; with
+/// `page_view`, `SELECT INBOX` and `FETCH 1 BODY.PEEK[]` before the logout,
+/// as a webmail page view does. The latency from `since` (to the logout, or
+/// for a page view to the login's answer) and the bytes received.
+async fn login_once(run: &Run, i: u64, page_view: bool, since: Instant) -> Result<(Duration, u64)> {
     let mut conn = run.logged_in(i).await?;
+    let mut latency = since.elapsed();
+    if page_view {
+        conn.select().await?;
+        conn.fetch_unchecked(1).await?;
+    }
     conn.logout().await?;
-    Ok(conn.bytes_in)
+    if !page_view {
+        latency = since.elapsed();
+    }
+    Ok((latency, conn.bytes_in))
 }
 
 /// connect → greeting → login → logout, closed or open loop.
-pub async fn logins(run: Run, load: Load) {
+pub async fn logins(run: Run, load: Load, page_view: bool) {
     match load {
         Load::Closed { clients } => {
             let next = Arc::new(AtomicU64::new(0));
@@ -97,8 +108,8 @@ pub async fn logins(run: Run, load: Load) {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             run.stats.attempt();
                             let started = Instant::now();
-                            match run.bounded(login_once(&run, i)).await {
-                                Ok(bytes) => run.stats.success(started.elapsed(), bytes),
+                            match run.bounded(login_once(&run, i, page_view, started)).await {
+                                Ok((latency, bytes)) => run.stats.success(latency, bytes),
                                 Err(e) => run.stats.failure(&e),
                             }
                         }
@@ -138,8 +149,8 @@ pub async fn logins(run: Run, load: Load) {
                     let run = run.clone();
                     let in_flight = in_flight.clone();
                     tasks.push(tokio::spawn(async move {
-                        match run.bounded(login_once(&run, k)).await {
-                            Ok(bytes) => run.stats.success(due.elapsed(), bytes),
+                        match run.bounded(login_once(&run, k, page_view, due)).await {
+                            Ok((latency, bytes)) => run.stats.success(latency, bytes),
                             Err(e) => run.stats.failure(&e),
                         }
                         in_flight.fetch_sub(1, Ordering::Relaxed);
