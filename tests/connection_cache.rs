@@ -238,6 +238,92 @@ fn ttl_per_user_bound_back_end_close_and_kick_drop_parked_sessions() {
 }
 
 #[test]
+fn a_session_parked_past_check_after_must_answer_a_noop_before_reuse() {
+    let w = Webmail::start("check_after = \"0s\"\n");
+    w.page_view(ALICE, ALICE_PW);
+    assert!(w.parked(1.0));
+    std::thread::sleep(Duration::from_millis(50));
+    // A healthy parked session answers the NOOP and is reused.
+    w.page_view(ALICE, ALICE_PW);
+    assert_eq!(w.backend_logins(ALICE), 1, "the checked session was reused");
+    assert_eq!(
+        w.metric("mailgate_connection_cache_events_total{event=\"hit\"}"),
+        1.0
+    );
+    // One whose Dovecot process hangs (socket open, nothing answered; here
+    // the process is stopped) fails the NOOP and a fresh login serves the
+    // page view instead.
+    assert!(w.parked(1.0));
+    let hung = Stopped::imap_processes_of(&w.dovecot, ALICE);
+    w.page_view(ALICE, ALICE_PW);
+    drop(hung);
+    assert_eq!(
+        w.metric("mailgate_connection_cache_events_total{event=\"miss_unhealthy\"}"),
+        1.0
+    );
+    assert_eq!(w.backend_logins(ALICE), 2, "a fresh login after the check");
+}
+
+/// Dovecot's `imap` processes of one user, stopped (`SIGSTOP`) until
+/// dropped.
+struct Stopped(Vec<i32>);
+
+impl Stopped {
+    fn imap_processes_of(dovecot: &Dovecot, user: &str) -> Self {
+        // `doveadm who -1`: one line per connection, "user proto pid ip".
+        let who = dovecot.doveadm(&["who", "-1", user]).unwrap();
+        let pids: Vec<i32> = who
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&user) && f.get(1) == Some(&"imap"))
+                    .then(|| f.get(2)?.parse().ok())
+                    .flatten()
+            })
+            .collect();
+        assert!(!pids.is_empty(), "no imap process of {user}: {who}");
+        for &pid in &pids {
+            assert_eq!(send_signal(pid, "STOP"), 0);
+        }
+        Self(pids)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            send_signal(pid, "CONT");
+        }
+    }
+}
+
+/// `kill -SIGNAL pid` through the command, so the test needs no `unsafe`.
+fn send_signal(pid: i32, signal: &str) -> i32 {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.code().unwrap_or(-1))
+        .unwrap_or(-1)
+}
+
+#[test]
+fn a_session_dovecot_ends_while_parked_is_dropped_not_handed_out() {
+    let w = Webmail::start("");
+    w.page_view(CAROL, CAROL_PW);
+    assert!(w.parked(1.0));
+    // What Dovecot's admin does to a user (or its autologout to an idle
+    // session): the parked session gets `* BYE` and is closed.
+    let kicked = w.dovecot.doveadm(&["kick", CAROL]).unwrap();
+    assert!(kicked.contains(CAROL), "{kicked}");
+    assert!(w.parked(0.0), "a closed session stayed parked");
+    assert!(w.metric("mailgate_connection_cache_events_total{event=\"unhealthy\"}") >= 1.0);
+    let before = w.backend_logins(CAROL);
+    w.page_view(CAROL, CAROL_PW);
+    assert_eq!(w.backend_logins(CAROL), before + 1, "a fresh login");
+}
+
+#[test]
 fn a_client_outside_the_listeners_trusted_networks_is_closed_at_accept() {
     let dovecot = Dovecot::start(&directory_users());
     let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")

@@ -83,6 +83,24 @@ impl Dovecot {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// Runs `doveadm ARGS` against this Dovecot; its output, or what it
+    /// said when it failed.
+    pub fn doveadm(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.dir.path().join("dovecot.conf"))
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
     /// Path of message `index` (0-based) of `user` on disk.
     pub fn message_path(&self, user: &str, index: usize) -> PathBuf {
         self.dir
