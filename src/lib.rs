@@ -27,6 +27,7 @@
 //! * [`runtime`]: builds live objects, runs the worker threads and listeners.
 //! * [`admin`]: the admin listener and its client.
 //! * [`demo`], [`simulated_backend`], [`check_client`]: the single-command demo.
+//! * [`import`]: other proxies' configurations (Perdition's) as mailgate TOML.
 
 // Non-test code says why a value must be there (`expect`) or handles its absence.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -58,4 +59,5 @@ pub mod check_client;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod import;
 pub mod simulated_backend;

@@ -47,6 +47,25 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Print a mailgate configuration equivalent to a Perdition one (and
+    /// write its user map as a static map file); every option that does not
+    /// carry over is listed at the end as `# not carried over: …`.
+    ImportPerdition {
+        /// The Perdition configuration file (perdition.conf).
+        file: PathBuf,
+        /// The flat popmap (`user:host[:port]`), or popmap.re with the
+        /// posix_regex map library.
+        #[arg(long)]
+        popmap: Option<PathBuf>,
+        /// Where to write the static map; the TOML names it as given, so
+        /// save the TOML in the same folder (an existing file is kept).
+        #[arg(long, default_value = "users.map")]
+        map_out: PathBuf,
+        /// Perdition modes to import: imap4, imap4s, pop3, pop3s (default:
+        /// the file's `protocol`, else all four, as Debian starts them).
+        #[arg(long, value_delimiter = ',')]
+        modes: Vec<String>,
+    },
     /// Start on loopback with an embedded config, a static map and a
     /// simulated back end; print how to connect.
     Demo {
@@ -97,11 +116,66 @@ fn real_main() -> anyhow::Result<()> {
             token_file,
             action,
         } => admin(address, token_file, action),
+        Command::ImportPerdition {
+            file,
+            popmap,
+            map_out,
+            modes,
+        } => import_perdition(&file, popmap.as_deref(), &map_out, &modes),
         Command::Demo { check } => {
             mailgate::runtime::raise_fd_limit();
             mailgate::demo::run(check, wait_for_stop_signal)
         }
     }
+}
+
+fn import_perdition(
+    file: &Path,
+    popmap: Option<&Path>,
+    map_out: &Path,
+    modes: &[String],
+) -> anyhow::Result<()> {
+    use mailgate::import::perdition::{import, Input, Mode};
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let config = read(file)?;
+    let popmap = popmap.map(read).transpose()?;
+    let modes = if modes.is_empty() {
+        None
+    } else {
+        let parsed: Option<Vec<Mode>> = modes.iter().map(|m| Mode::parse(m)).collect();
+        Some(parsed.context("--modes takes imap4, imap4s, pop3 and pop3s")?)
+    };
+    let source = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let map_name = map_out.display().to_string();
+    let imported = import(&Input {
+        source: &source,
+        config: &config,
+        popmap: popmap.as_deref(),
+        map_out: &map_name,
+        modes,
+    });
+    if let Some(map) = &imported.map {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(map_out)
+            .with_context(|| {
+                format!("writing the static map {map_name} (an existing file is never overwritten)")
+            })?;
+        std::io::Write::write_all(&mut f, map.as_bytes())
+            .with_context(|| format!("writing {map_name}"))?;
+        let entries = map
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .count();
+        eprintln!("mailgate: wrote {map_name} ({entries} entries)");
+    }
+    print!("{}", imported.toml);
+    Ok(())
 }
 
 /// Loads `path` and everything it names, as `run` would.

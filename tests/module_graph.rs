@@ -28,6 +28,7 @@ const ORDER: &[&str] = &[
     "check_client",
     "simulated_backend",
     "demo",
+    "import",
     "fuzzing",
 ];
 

@@ -14,3 +14,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 echo "test dependencies present: ${packages[*]}"
+
+# Debian's perdition package, unpacked (not installed: nothing is started),
+# for the import tests' golden file of its shipped perdition.conf and popmap.
+perdition_dir="$(cd "$(dirname "$0")/.." && pwd)/target/perdition-deb"
+if [ ! -f "$perdition_dir/etc/perdition/perdition.conf" ]; then
+  mkdir -p "$perdition_dir"
+  download=$(mktemp -d)
+  chmod 777 "$download"
+  if ! (cd "$download" && apt-get download -qq perdition >/dev/null 2>&1); then
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    (cd "$download" && apt-get download -qq perdition >/dev/null)
+  fi
+  dpkg-deb -x "$download"/perdition_*.deb "$perdition_dir"
+  rm -rf "$download"
+fi
+echo "Debian's perdition package unpacked in $perdition_dir"

@@ -1,0 +1,1093 @@
+//! Perdition's options as mailgate TOML.
+//!
+//! Perdition runs one process per mode (IMAP4, IMAP4S, POP3, POP3S), often
+//! all from one file; mailgate runs every listener in one process. The
+//! modes come from `protocol` (or the caller), else the four that Debian's
+//! init script starts from one file. Per mode, the effective `ssl_mode` is
+//! the file's, or for IMAP4S/POP3S Perdition's default of SSL both ways
+//! (its log shows `outgoing_port="imaps"` for IMAP4S); the back-end port is
+//! `outgoing_port`, else the mode's own port.
+
+use super::file::{self, Setting};
+use super::options::{canonical, Flag};
+use super::popmap;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// One Perdition mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    /// IMAP, port 143.
+    Imap4,
+    /// IMAP over SSL, port 993.
+    Imap4s,
+    /// POP3, port 110.
+    Pop3,
+    /// POP3 over SSL, port 995.
+    Pop3s,
+}
+
+impl Mode {
+    /// Parses a Perdition protocol name (`IMAP4`, `imaps`, `POP3S`, …).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_uppercase().as_str() {
+            "IMAP4" | "IMAP" => Some(Mode::Imap4),
+            "IMAP4S" | "IMAPS" => Some(Mode::Imap4s),
+            "POP3" | "POP" => Some(Mode::Pop3),
+            "POP3S" | "POPS" => Some(Mode::Pop3s),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Imap4 => "IMAP4",
+            Mode::Imap4s => "IMAP4S",
+            Mode::Pop3 => "POP3",
+            Mode::Pop3s => "POP3S",
+        }
+    }
+
+    fn protocol(self) -> &'static str {
+        match self {
+            Mode::Imap4 | Mode::Imap4s => "imap",
+            Mode::Pop3 | Mode::Pop3s => "pop3",
+        }
+    }
+
+    fn is_imap(self) -> bool {
+        matches!(self, Mode::Imap4 | Mode::Imap4s)
+    }
+
+    fn secure(self) -> bool {
+        matches!(self, Mode::Imap4s | Mode::Pop3s)
+    }
+
+    /// Perdition's default listen (and outgoing) port.
+    fn port(self) -> u16 {
+        match self {
+            Mode::Imap4 => 143,
+            Mode::Imap4s => 993,
+            Mode::Pop3 => 110,
+            Mode::Pop3s => 995,
+        }
+    }
+}
+
+/// What to import.
+#[derive(Debug, Clone, Default)]
+pub struct Input<'a> {
+    /// How the source file is named in the output's header.
+    pub source: &'a str,
+    /// The Perdition configuration text.
+    pub config: &'a str,
+    /// The popmap text (flat, or `popmap.re` with the regex library).
+    pub popmap: Option<&'a str>,
+    /// The name the TOML gives the static map file.
+    pub map_out: &'a str,
+    /// Modes to import; `None`: `protocol`, else Debian's four.
+    pub modes: Option<Vec<Mode>>,
+}
+
+/// The result: the TOML, and the static map file when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The mailgate configuration.
+    pub toml: String,
+    /// The static map file's content, to be written at `map_out`.
+    pub map: Option<String>,
+}
+
+/// Perdition's default LDAP URL (perditiondb(5)).
+const DEFAULT_LDAP_URL: &str =
+    "ldap://localhost/ou=mailbox,dc=nodomain?username,mailhost,port?one?(uid=%s)";
+const DEFAULT_CERT: &str = "/etc/perdition/perdition.crt.pem";
+const DEFAULT_KEY: &str = "/etc/perdition/perdition.key.pem";
+const DEFAULT_REGEX_MAP: &str = "/etc/perdition/popmap.re";
+
+/// A port number or one of the mail service names.
+pub fn port_number(text: &str) -> Option<u16> {
+    match text.trim() {
+        "imap" | "imap2" | "imap4" => Some(143),
+        "imaps" => Some(993),
+        "pop3" | "pop-3" => Some(110),
+        "pop3s" => Some(995),
+        n => n.parse().ok().filter(|&p| p != 0),
+    }
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The options in effect: the last occurrence of each.
+struct Options {
+    values: BTreeMap<&'static str, Setting>,
+    notes: Vec<String>,
+}
+
+impl Options {
+    fn read(text: &str) -> Self {
+        let mut values: BTreeMap<&'static str, Setting> = BTreeMap::new();
+        let mut notes = Vec::new();
+        for setting in file::parse(text) {
+            let Some((name, flag)) = canonical(&setting.key) else {
+                notes.push(format!(
+                    "line {}: `{}` (Perdition 2.2 has no such option)",
+                    setting.line, setting.key
+                ));
+                continue;
+            };
+            if flag == Flag::Yes && !setting.value.is_empty() {
+                notes.push(format!(
+                    "line {}: the value `{}` of flag `{name}` (a flag takes none)",
+                    setting.line, setting.value
+                ));
+            }
+            if let Some(earlier) = values.insert(name, setting.clone()) {
+                notes.push(format!(
+                    "line {}: `{name} {}` (line {} sets it again)",
+                    earlier.line, earlier.value, setting.line
+                ));
+            }
+        }
+        Options { values, notes }
+    }
+
+    /// The value of `name`, marked as used; `None` if absent.
+    fn take(&mut self, name: &str) -> Option<Setting> {
+        self.values.remove(name)
+    }
+
+    /// Records that `name` does not carry over, and why.
+    fn reject(&mut self, name: &str, why: &str) {
+        if let Some(s) = self.take(name) {
+            self.note(&s, name, why);
+        }
+    }
+
+    fn note(&mut self, s: &Setting, name: &str, why: &str) {
+        let shown = if s.value.is_empty() {
+            format!("`{name}`")
+        } else {
+            format!("`{name} {}`", s.value)
+        };
+        self.notes.push(format!("line {}: {shown} ({why})", s.line));
+    }
+}
+
+/// What Perdition's `ssl_mode` asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SslMode {
+    ssl_listen: bool,
+    ssl_outgoing: bool,
+    tls_listen: bool,
+    tls_listen_force: bool,
+    tls_outgoing: bool,
+    tls_outgoing_force: bool,
+}
+
+impl SslMode {
+    fn parse(value: &str, unknown: &mut Vec<String>) -> Self {
+        let mut m = SslMode::default();
+        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            match token.to_ascii_lowercase().as_str() {
+                "none" => {}
+                "ssl_listen" => m.ssl_listen = true,
+                "ssl_outgoing" => m.ssl_outgoing = true,
+                "ssl_all" => (m.ssl_listen, m.ssl_outgoing) = (true, true),
+                "tls_listen" => m.tls_listen = true,
+                "tls_outgoing" => m.tls_outgoing = true,
+                "tls_all" => (m.tls_listen, m.tls_outgoing) = (true, true),
+                "tls_listen_force" => (m.tls_listen, m.tls_listen_force) = (true, true),
+                "tls_outgoing_force" => (m.tls_outgoing, m.tls_outgoing_force) = (true, true),
+                "tls_all_force" => {
+                    m.tls_listen = true;
+                    m.tls_listen_force = true;
+                    m.tls_outgoing = true;
+                    m.tls_outgoing_force = true;
+                }
+                other => unknown.push(other.to_owned()),
+            }
+        }
+        m
+    }
+
+    /// The back-end side as mailgate's `[backend] tls`.
+    fn outgoing(self) -> &'static str {
+        if self.ssl_outgoing {
+            "implicit"
+        } else if self.tls_outgoing {
+            "starttls"
+        } else {
+            "none"
+        }
+    }
+}
+
+/// Builds the output.
+struct Out {
+    toml: String,
+    notes: Vec<String>,
+}
+
+/// Imports `input`; infallible: what cannot be carried over is listed in
+/// the output.
+pub fn import(input: &Input<'_>) -> Imported {
+    let mut opts = Options::read(input.config);
+    let mut out = Out {
+        toml: String::new(),
+        notes: Vec::new(),
+    };
+    let mut header = Out {
+        toml: String::new(),
+        notes: Vec::new(),
+    };
+    let modes = modes(input, &mut opts, &mut header);
+    out.notes.append(&mut header.notes);
+    let ssl = ssl_mode(&mut opts);
+    let per_mode: Vec<(Mode, SslMode)> = modes
+        .iter()
+        .map(|&m| {
+            (
+                m,
+                ssl.unwrap_or(if m.secure() {
+                    SSL_BOTH
+                } else {
+                    SslMode::default()
+                }),
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out.toml,
+        "# Imported from the Perdition configuration `{}` by `mailgate import-perdition`.\n\
+         # Modes: {}.\n\
+         # Read every `# not carried over` line at the end, then run\n\
+         # `mailgate check-config` on this file.",
+        input.source,
+        modes
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(out.toml, "{}", header.toml);
+    listeners(&per_mode, &mut opts, &mut out);
+    tls(&per_mode, &mut opts, &mut out);
+    let map = directory(input, &mut opts, &mut out);
+    backend(&per_mode, &mut opts, &mut out);
+    limits(&modes, &mut opts, &mut out);
+    leftovers(&mut opts);
+    out.notes.append(&mut opts.notes);
+    // Notes without a line number first, then by line.
+    out.notes.sort_by_key(|n| line_of(n).unwrap_or(0));
+    let trimmed = out.toml.trim_end().len();
+    out.toml.truncate(trimmed);
+    out.toml.push('\n');
+    if !out.notes.is_empty() {
+        out.toml
+            .push_str("\n# Perdition settings that did not carry over:\n");
+        for note in &out.notes {
+            let _ = writeln!(out.toml, "# not carried over: {note}");
+        }
+    }
+    Imported {
+        toml: out.toml,
+        map,
+    }
+}
+
+const SSL_BOTH: SslMode = SslMode {
+    ssl_listen: true,
+    ssl_outgoing: true,
+    tls_listen: false,
+    tls_listen_force: false,
+    tls_outgoing: false,
+    tls_outgoing_force: false,
+};
+
+fn modes(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Vec<Mode> {
+    let protocol = opts.take("protocol");
+    if let Some(modes) = &input.modes {
+        if let Some(p) = protocol {
+            opts.note(&p, "protocol", "replaced by --modes");
+        }
+        return modes.clone();
+    }
+    let Some(p) = protocol else {
+        out.toml.push_str(
+            "# `protocol` is not set: the modes are the four that Debian's init script\n\
+             # starts from one perdition.conf (see /etc/default/perdition); remove the\n\
+             # listeners you do not run, or import again with --modes.\n",
+        );
+        return vec![Mode::Imap4, Mode::Imap4s, Mode::Pop3, Mode::Pop3s];
+    };
+    let mut modes = Vec::new();
+    for name in p.value.split(',') {
+        match Mode::parse(name) {
+            Some(m) if !modes.contains(&m) => modes.push(m),
+            Some(_) => {}
+            None if name.trim().eq_ignore_ascii_case("managesieve") => out.notes.push(format!(
+                "line {}: protocol MANAGESIEVE (mailgate proxies IMAP and POP3 only)",
+                p.line
+            )),
+            None => out.notes.push(format!(
+                "line {}: protocol `{}` (not a Perdition protocol)",
+                p.line,
+                name.trim()
+            )),
+        }
+    }
+    modes
+}
+
+fn ssl_mode(opts: &mut Options) -> Option<SslMode> {
+    let s = opts.take("ssl_mode")?;
+    let mut unknown = Vec::new();
+    let mode = SslMode::parse(&s.value, &mut unknown);
+    for u in unknown {
+        opts.note(
+            &s,
+            "ssl_mode",
+            &format!("`{u}` is not a Perdition ssl_mode"),
+        );
+    }
+    if mode.ssl_listen && mode.tls_listen {
+        opts.note(
+            &s,
+            "ssl_mode",
+            "ssl_listen and tls_listen together: the listeners use implicit TLS",
+        );
+    }
+    Some(mode)
+}
+
+fn listeners(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
+    let listen_port = opts.take("listen_port");
+    let bind = opts.take("bind_address");
+    let mut port_override = None;
+    if let Some(p) = &listen_port {
+        match (port_number(&p.value), per_mode.len()) {
+            (Some(n), 1) => port_override = Some(n),
+            (Some(_), _) => opts.note(
+                p,
+                "listen_port",
+                "with several modes from one file each would bind it; import once per mode with --modes",
+            ),
+            (None, _) => opts.note(p, "listen_port", "not a port number or mail service name"),
+        }
+    }
+    // (address, explicit port) pairs; a missing port is the mode's.
+    let mut addresses: Vec<(IpAddr, Option<u16>)> = Vec::new();
+    if let Some(b) = &bind {
+        for entry in b.value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match bind_entry(entry) {
+                Ok(a) => addresses.push(a),
+                Err(why) => out
+                    .notes
+                    .push(format!("line {}: bind_address `{entry}` ({why})", b.line)),
+            }
+        }
+    }
+    if addresses.is_empty() {
+        addresses.push((IpAddr::from([0, 0, 0, 0]), None));
+    }
+    for &(mode, ssl) in per_mode {
+        for &(ip, port) in &addresses {
+            let port = port.or(port_override).unwrap_or(mode.port());
+            let address = std::net::SocketAddr::new(ip, port);
+            let _ = writeln!(
+                out.toml,
+                "[[listen]]                              # Perdition {}\nprotocol = {}\naddress = {}",
+                mode.name(),
+                quote(mode.protocol()),
+                quote(&address.to_string())
+            );
+            if ssl.ssl_listen {
+                out.toml.push_str("tls = \"implicit\"\n");
+            } else if ssl.tls_listen {
+                let _ = writeln!(
+                    out.toml,
+                    "tls = \"starttls\"\nrequire_tls = {}",
+                    ssl.tls_listen_force
+                );
+            }
+            out.toml.push('\n');
+        }
+    }
+}
+
+/// `ip[:port]` of `bind_address`; mailgate binds addresses, not names.
+fn bind_entry(entry: &str) -> Result<(IpAddr, Option<u16>), String> {
+    if let Ok(ip) = entry.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    if let Ok(sa) = entry.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    let (host, port) = entry.rsplit_once(':').unwrap_or((entry, ""));
+    match (host.parse::<IpAddr>(), port_number(port)) {
+        (Ok(ip), Some(p)) => Ok((ip, Some(p))),
+        (Ok(_), None) => Err(format!("`{port}` is not a port")),
+        (Err(_), _) => Err("mailgate binds IP addresses: resolve the name and list them".into()),
+    }
+}
+
+fn tls(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
+    let cert = opts.take("ssl_cert_file");
+    let key = opts.take("ssl_key_file");
+    let listens = per_mode.iter().any(|(_, s)| s.ssl_listen || s.tls_listen);
+    if !listens {
+        for (name, s) in [("ssl_cert_file", cert), ("ssl_key_file", key)] {
+            if let Some(s) = s {
+                opts.note(&s, name, "no listener uses TLS");
+            }
+        }
+        return;
+    }
+    let cert = cert.map_or(DEFAULT_CERT.to_owned(), |s| s.value);
+    let key = key.map_or(DEFAULT_KEY.to_owned(), |s| s.value);
+    let _ = writeln!(
+        out.toml,
+        "[tls]\ncert = {}\nkey = {}",
+        quote(&cert),
+        quote(&key)
+    );
+    if let Some(chain) = opts.take("ssl_ca_chain_file") {
+        let _ = writeln!(
+            out.toml,
+            "# ssl_ca_chain_file {} (line {}): mailgate reads the chain from `cert`\n\
+             # (leaf first): cat {} {} > fullchain.pem and point `cert` at it.",
+            chain.value, chain.line, cert, chain.value
+        );
+    }
+    out.toml.push('\n');
+}
+
+fn directory(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Option<String> {
+    let library = opts.take("map_library");
+    let library_opt = opts.take("map_library_opt");
+    let server = opts.take("outgoing_server");
+    let delimiter = opts
+        .take("domain_delimiter")
+        .map_or_else(|| "@".to_owned(), |d| d.value);
+    let lib = library
+        .as_ref()
+        .map_or("libperditiondb_gdbm.so.0", |l| l.value.as_str());
+    let lib_lower = lib.to_ascii_lowercase();
+    if lib.is_empty() {
+        // No map: everyone goes to outgoing_server.
+        let converted = match &server {
+            Some(s) => {
+                let servers: Vec<&str> = s.value.split(',').map(str::trim).collect();
+                if servers.len() > 1 {
+                    out.notes.push(format!(
+                        "line {}: outgoing_server's round robin over {} servers (the map sends everyone to the first)",
+                        s.line,
+                        servers.len()
+                    ));
+                }
+                let mut c = popmap::flat(&format!("everyone:{}", servers[0]), &delimiter);
+                for l in &mut c.lines {
+                    *l = l.replacen("everyone ", "* ", 1);
+                }
+                c
+            }
+            None => {
+                out.notes.push(
+                    "no map_library and no outgoing_server: Perdition could route nobody".into(),
+                );
+                popmap::Converted::default()
+            }
+        };
+        static_section(
+            input,
+            out,
+            "no map_library: everyone goes to outgoing_server",
+        );
+        key_options_for_static_map(opts);
+        return Some(map_file(converted.lines, &converted.left_out));
+    }
+    if let Some(s) = &server {
+        opts.note(
+            s,
+            "outgoing_server",
+            "a server for users the map does not know: mailgate refuses them like a wrong password",
+        );
+    }
+    if lib_lower.contains("ldap") {
+        ldap(library_opt, &delimiter, opts, out);
+        return None;
+    }
+    let regex = lib_lower.contains("posix_regex");
+    let flat = ["gdbm", "bdb", "cdb"].iter().any(|k| lib_lower.contains(k));
+    if !regex && !flat {
+        if let Some(l) = &library {
+            opts.note(
+                l,
+                "map_library",
+                "mailgate reads LDAP or a static map; export the table as `user host[:port]` lines into the map file",
+            );
+        }
+        if let Some(o) = &library_opt {
+            opts.note(
+                o,
+                "map_library_opt",
+                "options of a map library mailgate does not have",
+            );
+        }
+        static_section(input, out, "the map library's table, exported");
+        key_options_for_static_map(opts);
+        return Some(map_file(Vec::new(), &[]));
+    }
+    if delimiter != "@" {
+        out.notes.push(format!(
+            "domain_delimiter `{delimiter}` (mailgate splits user and domain at `@`)"
+        ));
+    }
+    let converted = match (input.popmap, regex) {
+        (Some(text), true) => popmap::regex(text, &delimiter),
+        (Some(text), false) => popmap::flat(text, &delimiter),
+        (None, _) => {
+            let wanted = if regex {
+                library_opt
+                    .as_ref()
+                    .map_or(DEFAULT_REGEX_MAP, |o| o.value.as_str())
+            } else {
+                "the popmap that popmap.gdbm.db is built from"
+            };
+            out.notes.push(format!(
+                "the user map: import again with --popmap FILE ({wanted})"
+            ));
+            popmap::Converted::default()
+        }
+    };
+    if let (Some(o), false) = (&library_opt, regex) {
+        opts.note(
+            o,
+            "map_library_opt",
+            "the database file; the text popmap is read with --popmap",
+        );
+    } else if let (Some(o), true, true) = (&library_opt, regex, input.popmap.is_some()) {
+        opts.note(o, "map_library_opt", "the regex file is read with --popmap");
+    }
+    let what = if regex { "popmap.re" } else { "popmap" };
+    static_section(input, out, &format!("converted from the {what}"));
+    key_options_for_static_map(opts);
+    Some(map_file(converted.lines, &converted.left_out))
+}
+
+fn static_section(input: &Input<'_>, out: &mut Out, source: &str) {
+    let _ = writeln!(
+        out.toml,
+        "[directory]\nkind = \"static\"\nmap = {}                 # {source}\n",
+        quote(input.map_out)
+    );
+}
+
+fn map_file(lines: Vec<String>, left_out: &[String]) -> String {
+    let mut text = String::from(
+        "# mailgate static map (imported from Perdition): `user host[:port]`,\n\
+         # `*@domain host`, `* host`; exact beats domain beats `*`.\n",
+    );
+    for l in lines {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    if !left_out.is_empty() {
+        text.push_str(
+            "\n# Entries that did not carry over. The users they matched in Perdition\n\
+             # now get the entries above (or none): give them lines of their own.\n",
+        );
+        for l in left_out {
+            let _ = writeln!(text, "# not carried over: {l}");
+        }
+    }
+    text
+}
+
+/// Key transformations have no meaning for a static map.
+fn key_options_for_static_map(opts: &mut Options) {
+    opts.reject(
+        "lower_case",
+        "not needed: static map keys match whatever the case, unless local_part_case_sensitive",
+    );
+    for name in ["strip_domain", "query_key", "add_domain", "explicit_domain"] {
+        opts.reject(
+            name,
+            "a static map matches the login as typed: list `user@domain` or `*@domain` keys",
+        );
+    }
+}
+
+fn ldap(library_opt: Option<Setting>, delimiter: &str, opts: &mut Options, out: &mut Out) {
+    let (line, raw) = library_opt
+        .as_ref()
+        .map_or((0, DEFAULT_LDAP_URL.to_owned()), |o| {
+            (o.line, o.value.clone())
+        });
+    let mut url = raw.trim().to_owned();
+    let at = if line == 0 {
+        "Perdition's default URL".to_owned()
+    } else {
+        format!("line {line}")
+    };
+    if let Some(rest) = url.strip_prefix("2:") {
+        out.notes.push(format!(
+            "{at}: LDAP version 2 (mailgate speaks LDAPv3; the URL is kept with `3:`)"
+        ));
+        url = format!("3:{rest}");
+    }
+    // The fifth `?` part holds extensions: `!bindname=…,X-BINDPW=…`.
+    let mut bind_dn = None;
+    let mut password = false;
+    let parts: Vec<&str> = url.splitn(5, '?').collect();
+    if parts.len() == 5 {
+        for ext in parts[4].split(',').filter(|e| !e.is_empty()) {
+            let ext = ext.trim_start_matches('!');
+            let (name, value) = ext.split_once('=').unwrap_or((ext, ""));
+            match name.to_ascii_lowercase().as_str() {
+                "bindname" => {
+                    bind_dn = Some(
+                        percent_encoding::percent_decode_str(value)
+                            .decode_utf8_lossy()
+                            .into_owned(),
+                    )
+                }
+                "x-bindpw" => password = true,
+                other => out.notes.push(format!(
+                    "{at}: LDAP URL extension `{other}` (mailgate knows bindname and X-BINDPW)"
+                )),
+            }
+        }
+        url = parts[..4].join("?");
+    }
+    let padded = url.contains('%')
+        && url.split('%').skip(1).any(|s| {
+            s.starts_with(|c: char| c.is_ascii_digit())
+                && s.trim_start_matches(|c: char| c.is_ascii_digit())
+                    .starts_with('s')
+        });
+    if padded {
+        out.notes.push(format!(
+            "{at}: the key's padding width in `%Ns` (mailgate puts the key in as it is)"
+        ));
+        url = strip_padding(&url);
+    }
+    let _ = writeln!(
+        out.toml,
+        "[directory]\nkind = \"ldap\"\nurl = {}",
+        quote(&url)
+    );
+    if let Err(e) = crate::directory::ldap::query::parse_url(&url) {
+        let _ = writeln!(out.toml, "# check: mailgate cannot use this URL: {e}");
+    }
+    if let Some(dn) = bind_dn {
+        let _ = writeln!(out.toml, "bind_dn = {}", quote(&dn));
+    }
+    if password {
+        out.toml.push_str(
+            "bind_password_file = \"ldap.pw\"              # put the X-BINDPW password here (mode 0600);\n\
+             # it is not copied into this file: mailgate never takes a password inline\n",
+        );
+    }
+    if delimiter != "@" {
+        out.notes.push(format!(
+            "domain_delimiter `{delimiter}` (mailgate splits user and domain at `@`)"
+        ));
+    }
+    states(opts, out, "strip_domain");
+    states(opts, out, "lower_case");
+    query_key(delimiter, opts, out);
+    add_domain(opts, out);
+    out.toml.push('\n');
+}
+
+/// `%20s` → `%s`.
+fn strip_padding(url: &str) -> String {
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..=at]);
+        let after = &rest[at + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 && after[digits..].starts_with('s') {
+            rest = &after[digits..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `strip_domain`/`lower_case` with Perdition's states: the lookup state
+/// carries over; the others are listed.
+fn states(opts: &mut Options, out: &mut Out, name: &str) {
+    let Some(s) = opts.take(name) else { return };
+    let mut lookup = false;
+    for state in s.value.split(',').map(|t| t.trim().to_ascii_lowercase()) {
+        match state.as_str() {
+            "all" => {
+                lookup = true;
+                opts.note(
+                    &s,
+                    name,
+                    "its remote_login part: the back end gets the login as the client typed it (or the LDAP user attribute)",
+                );
+            }
+            "servername_lookup" | "server_lookup" => lookup = true,
+            "" => {}
+            "remote_login" => opts.note(
+                &s,
+                name,
+                "remote_login: the back end gets the login as the client typed it (or the LDAP user attribute)",
+            ),
+            "local_authentication" | "local_auth" => {
+                opts.note(&s, name, "local_authentication: mailgate has no PAM step")
+            }
+            other => opts.note(&s, name, &format!("`{other}` is not a Perdition state")),
+        }
+    }
+    if lookup {
+        let _ = writeln!(out.toml, "{name} = true");
+    }
+}
+
+fn query_key(delimiter: &str, opts: &mut Options, out: &mut Out) {
+    let Some(s) = opts.take("query_key") else {
+        return;
+    };
+    let mut formats = s.value.split(',');
+    let first = formats.next().unwrap_or("");
+    let rest: Vec<&str> = formats.collect();
+    if !rest.is_empty() {
+        opts.note(
+            &s,
+            "query_key",
+            &format!(
+                "the fallback formats {} (mailgate looks up one key)",
+                rest.join(",")
+            ),
+        );
+    }
+    let mut template = String::new();
+    let mut chars = first.chars();
+    let mut ok = true;
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            template.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(code @ ('U' | 'u' | 'd')) => {
+                template.push('\\');
+                template.push(code);
+            }
+            Some('D') => template.push_str(delimiter),
+            Some('\\') => template.push_str("\\\\"),
+            Some(code) => {
+                ok = false;
+                opts.note(
+                    &s,
+                    "query_key",
+                    &format!(
+                        "`\\{code}`: mailgate's key is made of the login only (\\U, \\u, \\d)"
+                    ),
+                );
+            }
+            None => template.push('\\'),
+        }
+    }
+    if ok {
+        let _ = writeln!(out.toml, "query_key = {}", quote(&template));
+        if !first.contains('\\') {
+            let _ = writeln!(
+                out.toml,
+                "# check: this key has no \\U, \\u or \\d: Perdition read `\\U` in its file as `U`;\n\
+                 # write `\\\\U` there (or `\\U` here) for the login"
+            );
+        }
+    }
+}
+
+fn add_domain(opts: &mut Options, out: &mut Out) {
+    let explicit = opts.take("explicit_domain");
+    let Some(a) = opts.take("add_domain") else {
+        if let Some(e) = explicit {
+            opts.note(&e, "explicit_domain", "used only with add_domain");
+        }
+        return;
+    };
+    let lookup = a
+        .value
+        .split(',')
+        .any(|t| matches!(t.trim(), "all" | "servername_lookup" | "server_lookup"));
+    match (&explicit, lookup) {
+        (Some(e), true) => {
+            let _ = writeln!(out.toml, "default_domain = {}", quote(&e.value));
+            if a.value
+                .split(',')
+                .any(|t| matches!(t.trim(), "all" | "remote_login"))
+            {
+                opts.note(
+                    &a,
+                    "add_domain",
+                    "its remote_login part: the back end gets the login as the client typed it",
+                );
+            }
+        }
+        (None, _) => opts.note(
+            &a,
+            "add_domain",
+            "the domain from a reverse lookup of the address connected to; set `default_domain`",
+        ),
+        (Some(e), false) => {
+            opts.note(&a, "add_domain", "only servername_lookup carries over");
+            opts.note(
+                e,
+                "explicit_domain",
+                "used only with add_domain servername_lookup",
+            );
+        }
+    }
+}
+
+fn backend(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
+    let outgoing = opts.take("outgoing_port");
+    let port = outgoing.as_ref().and_then(|p| {
+        let n = port_number(&p.value);
+        if n.is_none() {
+            out.notes.push(format!(
+                "line {}: outgoing_port `{}` (not a port number or mail service name)",
+                p.line, p.value
+            ));
+        }
+        n
+    });
+    // Per protocol family: (tls, port) of each mode; plain modes win when
+    // the family's modes disagree, as mailgate has one setting per family.
+    let mut chosen: Vec<(Mode, &'static str, u16)> = Vec::new();
+    for &(mode, ssl) in per_mode {
+        let choice = (mode, ssl.outgoing(), port.unwrap_or(mode.port()));
+        match chosen
+            .iter()
+            .position(|(m, _, _)| m.is_imap() == mode.is_imap())
+        {
+            None => chosen.push(choice),
+            Some(i) => {
+                let (other, tls, p) = chosen[i];
+                if (tls, p) != (choice.1, choice.2) {
+                    let (keep, lose) = if other.secure() {
+                        (choice, chosen[i])
+                    } else {
+                        (chosen[i], choice)
+                    };
+                    out.notes.push(format!(
+                        "{}'s back-end side (tls {}, port {}): mailgate has one back-end setting per protocol, taken from {} (tls {}, port {})",
+                        lose.0.name(), lose.1, lose.2, keep.0.name(), keep.1, keep.2
+                    ));
+                    chosen[i] = keep;
+                }
+            }
+        }
+    }
+    let tls: Vec<&str> = chosen.iter().map(|c| c.1).collect();
+    let backend_tls = tls.first().copied().unwrap_or("none");
+    if tls.iter().any(|t| *t != backend_tls) {
+        out.notes.push(format!(
+            "the POP3 back-end TLS setting ({}): mailgate's `[backend] tls` covers both protocols, taken from IMAP ({backend_tls})",
+            tls.last().copied().unwrap_or("none")
+        ));
+    }
+    out.toml.push_str("[backend]\n");
+    for (mode, _, port) in &chosen {
+        let key = if mode.is_imap() {
+            "imap_port"
+        } else {
+            "pop3_port"
+        };
+        let _ = writeln!(out.toml, "{key} = {port}");
+    }
+    if chosen.len() == 2 && outgoing.is_some() {
+        out.toml.push_str(
+            "# outgoing_port applies to every mode of the file, as in Perdition; check\n\
+             # that the POP3 back ends really listen there.\n",
+        );
+    }
+    if backend_tls != "none" {
+        let _ = writeln!(out.toml, "tls = {}", quote(backend_tls));
+        let ca = opts.take("ssl_ca_file");
+        let path = opts.take("ssl_ca_path");
+        match (&ca, &path) {
+            (Some(ca), _) => {
+                let _ = writeln!(out.toml, "ca_file = {}", quote(&ca.value));
+            }
+            (None, p) => {
+                let dir = p
+                    .as_ref()
+                    .map_or("/etc/perdition/perdition.ca/", |p| p.value.as_str());
+                let _ = writeln!(
+                    out.toml,
+                    "ca_file = \"/etc/mailgate/backend-ca.pem\"   # Perdition read the directory {dir}:\n\
+                     # mailgate takes one PEM file (cat {dir}*.pem > /etc/mailgate/backend-ca.pem)"
+                );
+            }
+        }
+        if let (Some(_), Some(p)) = (&ca, &path) {
+            opts.note(
+                p,
+                "ssl_ca_path",
+                "mailgate reads ssl_ca_file only; append the directory's certificates to it",
+            );
+        }
+        let force = per_mode.iter().any(|(_, s)| s.tls_outgoing_force);
+        if backend_tls == "starttls" && !force {
+            out.toml.push_str(
+                "# Perdition's tls_outgoing fell back to plaintext when a back end did not\n\
+                 # offer STARTTLS; mailgate never does (tls_outgoing_force behaviour).\n",
+            );
+        }
+    } else {
+        for name in ["ssl_ca_file", "ssl_ca_path"] {
+            opts.reject(name, "no TLS to the back ends");
+        }
+    }
+    for name in [
+        "ssl_no_cert_verify",
+        "ssl_no_cn_verify",
+        "ssl_cert_accept_self_signed",
+        "ssl_cert_accept_expired",
+        "ssl_cert_accept_not_yet_valid",
+        "ssl_ca_accept_self_signed",
+        "ssl_cert_verify_depth",
+    ] {
+        opts.reject(
+            name,
+            "mailgate always verifies back-end certificates: chain, validity and name",
+        );
+    }
+    out.toml.push('\n');
+}
+
+fn limits(modes: &[Mode], opts: &mut Options, out: &mut Out) {
+    let mut limits = String::new();
+    if let Some(l) = opts.take("connection_limit") {
+        match l.value.trim().parse::<usize>() {
+            Ok(0) => {}
+            Ok(n) => {
+                let modes = modes.len().max(1);
+                let why = if modes == 1 {
+                    "Perdition's connection_limit".to_owned()
+                } else {
+                    format!("Perdition's {n} per mode × {modes} modes")
+                };
+                let _ = writeln!(
+                    limits,
+                    "max_connections = {}                  # {why}",
+                    n * modes
+                );
+            }
+            Err(_) => opts.note(&l, "connection_limit", "not a number"),
+        }
+    }
+    if let Some(t) = opts.take("authenticate_timeout") {
+        match t.value.trim().parse::<u64>() {
+            Ok(0) => opts.note(
+                &t,
+                "authenticate_timeout",
+                "no deadline: mailgate always bounds the time before login (preauth_timeout, 60 s by default)",
+            ),
+            Ok(n) => {
+                let _ = writeln!(
+                    limits,
+                    "preauth_timeout = \"{n}s\"                # Perdition's was an idle timeout; this is a deadline for the whole login"
+                );
+            }
+            Err(_) => opts.note(&t, "authenticate_timeout", "not a number of seconds"),
+        }
+    }
+    if !limits.is_empty() {
+        let _ = writeln!(out.toml, "[limits]\n{limits}");
+    }
+    if let Some(t) = opts.take("timeout") {
+        match t.value.trim().parse::<u64>() {
+            Ok(0) => opts.note(
+                &t,
+                "timeout",
+                "no idle timeout: mailgate closes sessions idle for [relay] idle_timeout (30 min by default)",
+            ),
+            Ok(n) => {
+                let _ = writeln!(out.toml, "[relay]\nidle_timeout = \"{n}s\"\n");
+            }
+            Err(_) => opts.note(&t, "timeout", "not a number of seconds"),
+        }
+    }
+}
+
+/// Everything not used above, with the reason it has no mailgate setting.
+fn leftovers(opts: &mut Options) {
+    const WHY: &[(&str, &str)] = &[
+        ("username", "mailgate does not change user itself yet: run it as this user with systemd's User="),
+        ("group", "mailgate does not change group itself yet: run it with this group with systemd's Group="),
+        ("pid_file", "mailgate runs in the foreground under systemd and writes no pid file"),
+        ("no_daemon", "mailgate always runs in the foreground"),
+        ("inetd_mode", "mailgate runs its own listeners"),
+        ("log_facility", "mailgate logs to stderr, the journal under systemd"),
+        ("debug", "set MAILGATE_LOG=debug"),
+        ("quiet", "set MAILGATE_LOG=warn"),
+        ("connection_logging", "mailgate never logs the login exchange: it holds the password"),
+        ("log_passwd", "mailgate never logs passwords"),
+        ("connect_relog", "mailgate logs each session once, at its end"),
+        ("capability", "capabilities come from the back end after login; before it mailgate announces its own"),
+        ("imap_capability", "capabilities come from the back end after login; before it mailgate announces its own"),
+        ("pop_capability", "capabilities come from the back end after login; before it mailgate announces its own"),
+        ("managesieve_capability", "mailgate proxies IMAP and POP3 only"),
+        ("ok_line", "the client gets the back end's own login answer"),
+        ("server_ok_line", "the client gets the back end's own login answer"),
+        ("server_resp_line", "the client always gets the back end's own login answer"),
+        ("no_bind_banner", "the greeting is the listener's `greeting`"),
+        ("no_lookup", "mailgate never resolves client addresses; back-end names are resolved at login"),
+        ("login_disabled", "mailgate has no switch to refuse every login"),
+        ("client_server_specification", "letting users name their server is not offered: the directory decides"),
+        ("username_from_database", "with LDAP the user attribute is the back-end login; a static map has none"),
+        ("authenticate_in", "mailgate has no PAM step: the back end checks the password"),
+        ("tcp_keepalive", "mailgate sets keepalive on both legs by default: [relay] keepalive"),
+        ("ssl_listen_ciphers", "rustls' default suites: TLS 1.2 and 1.3, no legacy ciphers"),
+        ("ssl_outgoing_ciphers", "rustls' default suites: TLS 1.2 and 1.3, no legacy ciphers"),
+        ("ssl_listen_min_proto_version", "TLS 1.2 is the minimum"),
+        ("ssl_outgoing_min_proto_version", "TLS 1.2 is the minimum"),
+        ("ssl_listen_max_proto_version", "TLS 1.3 is offered whenever the peer has it"),
+        ("ssl_outgoing_max_proto_version", "TLS 1.3 is offered whenever the peer has it"),
+        ("ssl_listen_compression", "TLS compression is never used: CRIME"),
+        ("ssl_outgoing_compression", "TLS compression is never used: CRIME"),
+        ("ssl_no_cipher_server_preference", "rustls chooses suites its own way"),
+        ("ssl_dh_params_file", "rustls uses ECDHE only"),
+        ("ssl_passphrase_fd", "mailgate reads unencrypted keys: decrypt it with `openssl pkey`"),
+        ("ssl_passphrase_file", "mailgate reads unencrypted keys: decrypt it with `openssl pkey`"),
+        ("ssl_no_client_cert_verify", "mailgate asks clients for no certificate"),
+        ("ssl_ca_chain_file", "no listener uses TLS"),
+        ("config_file", "the file being imported"),
+        ("help", "not a setting"),
+        ("domain_delimiter", "mailgate splits user and domain at `@`"),
+    ];
+    let left: Vec<&'static str> = opts.values.keys().copied().collect();
+    for name in left {
+        let why = WHY
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("no mailgate equivalent", |(_, w)| w);
+        opts.reject(name, why);
+    }
+}
+
+/// The line number a note starts with (`line 12: …`).
+fn line_of(note: &str) -> Option<usize> {
+    note.strip_prefix("line ")?.split(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+#[path = "translate_tests.rs"]
+mod tests;
