@@ -132,6 +132,7 @@ imap_port = $IMAP_PORT
 pop3_port = $POP3_PORT
 
 [runtime]
+allow_root = true                 # benchmarks run as root here
 shutdown_grace = "1s"
 workers = $MG_WORKERS
 pin_workers = $MG_PIN

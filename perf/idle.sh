@@ -62,6 +62,9 @@ max_preauth_connections = 20000
 [tls]
 cert = "cert.pem"
 key = "key.pem"
+
+[runtime]
+allow_root = true                 # benchmarks run as root here
 CONF
 $MG run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready" 2>"$WORK/mailgate.log" &
 MG_PID=$!

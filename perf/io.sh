@@ -73,6 +73,7 @@ max_connections_per_address = 0
 max_failures_per_address = 0
 
 [runtime]
+allow_root = true                 # benchmarks run as root here
 io = "$io"
 workers = 1
 pin_workers = false

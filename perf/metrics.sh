@@ -47,6 +47,7 @@ imap_port = $IMAP_PORT
 pop3_port = $POP3_PORT
 
 [runtime]
+allow_root = true                 # benchmarks run as root here
 workers = 1
 pin_workers = false
 shutdown_grace = "1s"

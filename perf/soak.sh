@@ -54,6 +54,9 @@ idle_timeout = "1h"
 
 [admin]
 address = "127.0.0.1:0"
+
+[runtime]
+allow_root = true                 # benchmarks run as root here
 CONF
 $MG run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready" 2>"$WORK/mailgate.log" &
 MG_PID=$!

@@ -127,6 +127,7 @@ max_failures_per_address = 0
 max_connections_per_address = 0
 
 [runtime]
+allow_root = true                 # benchmarks run as root here
 shutdown_grace = "1s"
 CONF
 "$MG" run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready" 2> "$WORK/mailgate.log" &

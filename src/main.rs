@@ -30,6 +30,10 @@ enum Command {
         /// Write `<protocol> <address>` lines here once all listeners are up.
         #[arg(long)]
         ready_file: Option<PathBuf>,
+        /// Write the process id here once all listeners are up (removed at
+        /// exit when the folder lets the running user remove it).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
     },
     /// Load and validate a configuration file, then exit.
     CheckConfig {
@@ -110,7 +114,11 @@ fn main() -> std::process::ExitCode {
 fn real_main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::CheckConfig { config } => check_config(&config),
-        Command::Run { config, ready_file } => run(&config, ready_file),
+        Command::Run {
+            config,
+            ready_file,
+            pid_file,
+        } => run(&config, ready_file, pid_file),
         Command::Admin {
             address,
             token_file,
@@ -187,6 +195,9 @@ fn load(path: &Path) -> anyhow::Result<Live> {
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let live = load(path)?;
     let runtime = &live.loaded.config.runtime;
+    if let Some(user) = &runtime.user {
+        mailgate::runtime::privileges::resolve(user, runtime.group.as_deref())?;
+    }
     let io = mailgate::runtime::resolve_io(runtime.io, runtime.ring_entries)?;
     println!(
         "{}: ok ({} listener(s), {} static map entries, io {})",
@@ -198,18 +209,40 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: &Path, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
+    use mailgate::runtime::privileges;
     let live = load(path)?;
     let loaded = live.loaded.clone();
+    let runtime = &loaded.config.runtime;
+    privileges::check_start(runtime.user.as_deref(), runtime.allow_root)?;
+    let account = match &runtime.user {
+        Some(user) => Some(privileges::resolve(user, runtime.group.as_deref())?),
+        None => None,
+    };
     mailgate::runtime::raise_fd_limit();
     let server = mailgate::runtime::start(live)?;
     for (protocol, address) in server.addresses() {
         tracing::info!(%protocol, %address, workers = server.workers(), io = server.io().as_str(), "listening");
     }
     let admin = start_admin(&loaded, &server)?;
+    if let Some(path) = &pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the pid file {}", path.display()))?;
+    }
     if let Some(path) = ready_file {
         write_ready_file(&path, server.addresses(), admin).context("writing the ready file")?;
     }
+    if let Some(account) = &account {
+        if let Err(e) = privileges::switch_to(account) {
+            server.shutdown();
+            server.join();
+            return Err(e.into());
+        }
+        tracing::info!(user = %account.name, uid = account.uid, gid = account.gid, "switched user: root is given up");
+    } else if privileges::is_root() {
+        tracing::warn!("running as root (allow_root = true)");
+    }
+    let _pid_file = pid_file.map(PidFile);
     wait_for_stop_signal_or(|| match load(path) {
         Ok(reloaded) => {
             server.reload_tls(reloaded.listener_tls);
@@ -223,6 +256,15 @@ fn run(path: &Path, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     server.shutdown();
     server.join();
     Ok(())
+}
+
+/// Removes the pid file when `run` returns.
+struct PidFile(PathBuf);
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn admin(

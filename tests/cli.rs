@@ -73,8 +73,12 @@ fn demo_check_runs_a_real_session_and_exits_zero() {
 fn impossible_io_uring_setup_fails_with_a_clear_message_when_uring_is_required() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("users.map"), "* 127.0.0.1\n").unwrap();
-    let config =
-        support::mailgate::config(10143, 10110, "", "ring_entries = 1000000\nio = \"uring\"\n");
+    let config = support::mailgate::config(
+        10143,
+        10110,
+        "",
+        "ring_entries = 1000000\nio = \"uring\"\nallow_root = true\n",
+    );
     let path = dir.path().join("m.toml");
     std::fs::write(&path, config).unwrap();
     let out = mailgate(&["run", "--config", path.to_str().unwrap()]);

@@ -157,6 +157,8 @@ fn every_option_is_carried_or_listed_in_its_golden_file() {
         "ssl_key_file",
         "ssl_ca_file",
         "ssl_ca_chain_file",
+        "u",
+        "g",
     ];
     for s in &settings {
         let listed = import.toml.contains(&format!("line {}:", s.line))

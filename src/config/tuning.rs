@@ -100,6 +100,12 @@ pub struct RuntimeConfig {
     /// The reactor: `auto` (io_uring where it can be set up, else epoll),
     /// `uring` or `epoll`.
     pub io: crate::transport::IoMode,
+    /// After binding, switch to this user (root is needed only to bind).
+    pub user: Option<String>,
+    /// The group to switch to; the user's own group when absent.
+    pub group: Option<String>,
+    /// Keep running as root when started as root without `user`.
+    pub allow_root: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -110,6 +116,9 @@ impl Default for RuntimeConfig {
             shutdown_grace: Duration::from_secs(30),
             ring_entries: 256,
             io: crate::transport::IoMode::Auto,
+            user: None,
+            group: None,
+            allow_root: false,
         }
     }
 }

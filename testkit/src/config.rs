@@ -34,8 +34,13 @@ shutdown_grace = "2s"
 
 /// What the test kit adds to every config it starts mailgate with, unless
 /// the config sets the key itself: failed logins answered at once (the
-/// production default waits 2 s; tests that check the delay set their own).
-pub const TEST_DEFAULTS: &[(&str, &str, &str)] = &[("limits", "failure_delay", "\"0s\"")];
+/// production default waits 2 s; tests that check the delay set their own),
+/// and root allowed (the suite may run as root; tests of the switch to
+/// another user set `user` or `allow_root` themselves).
+pub const TEST_DEFAULTS: &[(&str, &str, &str)] = &[
+    ("limits", "failure_delay", "\"0s\""),
+    ("runtime", "allow_root", "true"),
+];
 
 /// The environment variable that picks the reactor of every mailgate a test
 /// starts (`uring`, `epoll` or `auto`): the suite runs once per mode.

@@ -51,6 +51,7 @@ login_timeout = "10s"
 workers = 1
 pin_workers = false
 shutdown_grace = "1s"
+allow_root = true
 
 [limits]
 max_failures_per_address = 0

@@ -279,6 +279,7 @@ pub fn import(input: &Input<'_>) -> Imported {
     let map = directory(input, &mut opts, &mut out);
     backend(&per_mode, &mut opts, &mut out);
     limits(&modes, &mut opts, &mut out);
+    runtime(&mut opts, &mut out);
     leftovers(&mut opts);
     out.notes.append(&mut opts.notes);
     // Notes without a line number first, then by line.
@@ -1027,47 +1028,146 @@ fn limits(modes: &[Mode], opts: &mut Options, out: &mut Out) {
     }
 }
 
+/// Perdition switches to `username` (default `nobody`) after binding; so
+/// does mailgate with `[runtime] user`.
+fn runtime(opts: &mut Options, out: &mut Out) {
+    let user = opts.take("username");
+    let group = opts.take("group");
+    let _ = writeln!(out.toml, "[runtime]");
+    match &user {
+        Some(u) => {
+            let _ = writeln!(out.toml, "user = {}", quote(&u.value));
+        }
+        None => out.toml.push_str(
+            "user = \"nobody\"                          # Perdition's default username\n",
+        ),
+    }
+    if let Some(g) = &group {
+        let _ = writeln!(out.toml, "group = {}", quote(&g.value));
+    }
+    out.toml.push('\n');
+}
+
 /// Everything not used above, with the reason it has no mailgate setting.
 fn leftovers(opts: &mut Options) {
     const WHY: &[(&str, &str)] = &[
-        ("username", "mailgate does not change user itself yet: run it as this user with systemd's User="),
-        ("group", "mailgate does not change group itself yet: run it with this group with systemd's Group="),
-        ("pid_file", "mailgate runs in the foreground under systemd and writes no pid file"),
+        (
+            "pid_file",
+            "a command-line option: `mailgate run --pid-file PATH`",
+        ),
         ("no_daemon", "mailgate always runs in the foreground"),
         ("inetd_mode", "mailgate runs its own listeners"),
-        ("log_facility", "mailgate logs to stderr, the journal under systemd"),
+        (
+            "log_facility",
+            "mailgate logs to stderr, the journal under systemd",
+        ),
         ("debug", "set MAILGATE_LOG=debug"),
         ("quiet", "set MAILGATE_LOG=warn"),
-        ("connection_logging", "mailgate never logs the login exchange: it holds the password"),
+        (
+            "connection_logging",
+            "mailgate never logs the login exchange: it holds the password",
+        ),
         ("log_passwd", "mailgate never logs passwords"),
-        ("connect_relog", "mailgate logs each session once, at its end"),
-        ("capability", "capabilities come from the back end after login; before it mailgate announces its own"),
-        ("imap_capability", "capabilities come from the back end after login; before it mailgate announces its own"),
-        ("pop_capability", "capabilities come from the back end after login; before it mailgate announces its own"),
-        ("managesieve_capability", "mailgate proxies IMAP and POP3 only"),
+        (
+            "connect_relog",
+            "mailgate logs each session once, at its end",
+        ),
+        (
+            "capability",
+            "capabilities come from the back end after login; before it mailgate announces its own",
+        ),
+        (
+            "imap_capability",
+            "capabilities come from the back end after login; before it mailgate announces its own",
+        ),
+        (
+            "pop_capability",
+            "capabilities come from the back end after login; before it mailgate announces its own",
+        ),
+        (
+            "managesieve_capability",
+            "mailgate proxies IMAP and POP3 only",
+        ),
         ("ok_line", "the client gets the back end's own login answer"),
-        ("server_ok_line", "the client gets the back end's own login answer"),
-        ("server_resp_line", "the client always gets the back end's own login answer"),
-        ("no_bind_banner", "the greeting is the listener's `greeting`"),
-        ("no_lookup", "mailgate never resolves client addresses; back-end names are resolved at login"),
-        ("login_disabled", "mailgate has no switch to refuse every login"),
-        ("client_server_specification", "letting users name their server is not offered: the directory decides"),
-        ("username_from_database", "with LDAP the user attribute is the back-end login; a static map has none"),
-        ("authenticate_in", "mailgate has no PAM step: the back end checks the password"),
-        ("tcp_keepalive", "mailgate sets keepalive on both legs by default: [relay] keepalive"),
-        ("ssl_listen_ciphers", "rustls' default suites: TLS 1.2 and 1.3, no legacy ciphers"),
-        ("ssl_outgoing_ciphers", "rustls' default suites: TLS 1.2 and 1.3, no legacy ciphers"),
+        (
+            "server_ok_line",
+            "the client gets the back end's own login answer",
+        ),
+        (
+            "server_resp_line",
+            "the client always gets the back end's own login answer",
+        ),
+        (
+            "no_bind_banner",
+            "the greeting is the listener's `greeting`",
+        ),
+        (
+            "no_lookup",
+            "mailgate never resolves client addresses; back-end names are resolved at login",
+        ),
+        (
+            "login_disabled",
+            "mailgate has no switch to refuse every login",
+        ),
+        (
+            "client_server_specification",
+            "letting users name their server is not offered: the directory decides",
+        ),
+        (
+            "username_from_database",
+            "with LDAP the user attribute is the back-end login; a static map has none",
+        ),
+        (
+            "authenticate_in",
+            "mailgate has no PAM step: the back end checks the password",
+        ),
+        (
+            "tcp_keepalive",
+            "mailgate sets keepalive on both legs by default: [relay] keepalive",
+        ),
+        (
+            "ssl_listen_ciphers",
+            "rustls' default suites: TLS 1.2 and 1.3, no legacy ciphers",
+        ),
+        (
+            "ssl_outgoing_ciphers",
+            "rustls' default suites: TLS 1.2 and 1.3, no legacy ciphers",
+        ),
         ("ssl_listen_min_proto_version", "TLS 1.2 is the minimum"),
         ("ssl_outgoing_min_proto_version", "TLS 1.2 is the minimum"),
-        ("ssl_listen_max_proto_version", "TLS 1.3 is offered whenever the peer has it"),
-        ("ssl_outgoing_max_proto_version", "TLS 1.3 is offered whenever the peer has it"),
-        ("ssl_listen_compression", "TLS compression is never used: CRIME"),
-        ("ssl_outgoing_compression", "TLS compression is never used: CRIME"),
-        ("ssl_no_cipher_server_preference", "rustls chooses suites its own way"),
+        (
+            "ssl_listen_max_proto_version",
+            "TLS 1.3 is offered whenever the peer has it",
+        ),
+        (
+            "ssl_outgoing_max_proto_version",
+            "TLS 1.3 is offered whenever the peer has it",
+        ),
+        (
+            "ssl_listen_compression",
+            "TLS compression is never used: CRIME",
+        ),
+        (
+            "ssl_outgoing_compression",
+            "TLS compression is never used: CRIME",
+        ),
+        (
+            "ssl_no_cipher_server_preference",
+            "rustls chooses suites its own way",
+        ),
         ("ssl_dh_params_file", "rustls uses ECDHE only"),
-        ("ssl_passphrase_fd", "mailgate reads unencrypted keys: decrypt it with `openssl pkey`"),
-        ("ssl_passphrase_file", "mailgate reads unencrypted keys: decrypt it with `openssl pkey`"),
-        ("ssl_no_client_cert_verify", "mailgate asks clients for no certificate"),
+        (
+            "ssl_passphrase_fd",
+            "mailgate reads unencrypted keys: decrypt it with `openssl pkey`",
+        ),
+        (
+            "ssl_passphrase_file",
+            "mailgate reads unencrypted keys: decrypt it with `openssl pkey`",
+        ),
+        (
+            "ssl_no_client_cert_verify",
+            "mailgate asks clients for no certificate",
+        ),
         ("ssl_ca_chain_file", "no listener uses TLS"),
         ("config_file", "the file being imported"),
         ("help", "not a setting"),

@@ -120,7 +120,7 @@ fn a_query_key_perdition_unescaped_is_flagged() {
 
 #[test]
 fn every_option_is_carried_or_listed() {
-    let out = run("debug\nfrobnicate 3\nusername mail\nssl_no_cert_verify\nprotocol IMAP4\n");
+    let out = run("debug\nfrobnicate 3\npid_file /run/p.pid\nssl_no_cert_verify\nprotocol IMAP4\n");
     assert!(
         out.contains("line 1: `debug` (set MAILGATE_LOG=debug)"),
         "{out}"
@@ -129,7 +129,10 @@ fn every_option_is_carried_or_listed() {
         out.contains("line 2: `frobnicate` (Perdition 2.2 has no such option)"),
         "{out}"
     );
-    assert!(out.contains("line 3: `username mail`"), "{out}");
+    assert!(
+        out.contains("line 3: `pid_file /run/p.pid` (a command-line option"),
+        "{out}"
+    );
     assert!(out.contains("line 4: `ssl_no_cert_verify`"), "{out}");
 }
 
@@ -181,4 +184,13 @@ fn modes_given_by_the_caller_win() {
     let t = config_of(&imported.toml);
     assert_eq!(t["listen"][0]["address"].as_str(), Some("0.0.0.0:2143"));
     assert!(imported.toml.contains("replaced by --modes"));
+}
+
+#[test]
+fn the_user_perdition_switches_to_is_the_one_mailgate_switches_to() {
+    let t = config_of(&run("protocol IMAP4\n"));
+    assert_eq!(t["runtime"]["user"].as_str(), Some("nobody"));
+    let t = config_of(&run("protocol IMAP4\nu mail\ng mail\n"));
+    assert_eq!(t["runtime"]["user"].as_str(), Some("mail"));
+    assert_eq!(t["runtime"]["group"].as_str(), Some("mail"));
 }
