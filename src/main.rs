@@ -211,6 +211,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 
 fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
     use mailgate::runtime::privileges;
+    let signals = stop_signals()?;
     let live = load(path)?;
     let loaded = live.loaded.clone();
     let runtime = &loaded.config.runtime;
@@ -243,13 +244,15 @@ fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> a
         tracing::warn!("running as root (allow_root = true)");
     }
     let _pid_file = pid_file.map(PidFile);
-    wait_for_stop_signal_or(|| match load(path) {
-        Ok(reloaded) => {
-            server.reload_tls(reloaded.listener_tls);
-            tracing::info!("SIGHUP: certificates reloaded");
-        }
-        Err(e) => {
-            tracing::error!("SIGHUP: reload failed, keeping the current certificates: {e:#}")
+    wait_for_stop_signal_or(signals, || {
+        match load(path).map(|live| server.reload(live)) {
+            Ok(Ok(())) => tracing::info!(
+            "SIGHUP: configuration reloaded; new connections use it, running sessions keep theirs"
+        ),
+            Ok(Err(e)) => tracing::error!("SIGHUP: {e}"),
+            Err(e) => {
+                tracing::error!("SIGHUP: reload failed, the running configuration stays: {e:#}")
+            }
         }
     })?;
     tracing::info!("stopping: no new connections, draining sessions");
@@ -302,14 +305,24 @@ fn init_logging() {
 
 /// Blocks until SIGTERM or SIGINT; a second signal exits at once.
 fn wait_for_stop_signal() -> anyhow::Result<()> {
-    wait_for_stop_signal_or(|| tracing::info!("SIGHUP ignored here"))
+    wait_for_stop_signal_or(stop_signals()?, || tracing::info!("SIGHUP ignored here"))
+}
+
+/// Takes SIGTERM, SIGINT and SIGHUP from their default actions (which end
+/// the process): install before anything can send them, e.g. before the
+/// ready file says the process is up.
+fn stop_signals() -> anyhow::Result<signal_hook::iterator::Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing signal handlers")
 }
 
 /// Like `wait_for_stop_signal`, running `on_hangup` for each SIGHUP.
-fn wait_for_stop_signal_or(mut on_hangup: impl FnMut()) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .context("installing signal handlers")?;
+fn wait_for_stop_signal_or(
+    mut signals: signal_hook::iterator::Signals,
+    mut on_hangup: impl FnMut(),
+) -> anyhow::Result<()> {
+    use signal_hook::consts::SIGHUP;
     for signal in signals.forever() {
         if signal == SIGHUP {
             on_hangup();

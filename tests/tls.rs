@@ -314,7 +314,7 @@ fn sighup_reloads_certificates_and_open_sessions_continue() {
         .unwrap();
     stack
         .mailgate
-        .wait_for_log("certificates reloaded", Duration::from_secs(10));
+        .wait_for_log("configuration reloaded", Duration::from_secs(10));
     let after = fingerprint();
     assert!(
         after.contains("Fingerprint") && after != before,

@@ -25,23 +25,20 @@ pub const SHARDS: usize = 16;
 /// connections, the admin listener, log files, spares.
 pub const RESERVED_DESCRIPTORS: u64 = 256;
 
-/// The caps and what is open against them.
+/// The caps themselves; replaced whole when the configuration is reloaded.
 #[derive(Debug)]
-pub struct Admission {
+struct Caps {
     max_total: usize,
     max_preauth: usize,
     max_per_address: usize,
     exempt: Vec<Network>,
-    total: AtomicUsize,
-    preauth: AtomicUsize,
-    per_address: [Mutex<HashMap<IpAddr, usize>>; SHARDS],
 }
 
-impl Admission {
+impl Caps {
     /// The caps of `limits`; `max_connections = 0` takes what
     /// `descriptors` (the process's descriptor limit) leaves after the
     /// reserve and `max_pipes` pipes, two descriptors per session.
-    pub fn new(limits: &Limits, descriptors: u64, max_pipes: usize) -> Self {
+    fn new(limits: &Limits, descriptors: u64, max_pipes: usize) -> Self {
         let max_total = match limits.max_connections {
             0 => {
                 let spare = descriptors
@@ -60,29 +57,57 @@ impl Admission {
             max_preauth,
             max_per_address: limits.max_connections_per_address,
             exempt: limits.exempt_networks.clone(),
+        }
+    }
+}
+
+/// The caps and what is open against them.
+#[derive(Debug)]
+pub struct Admission {
+    caps: arc_swap::ArcSwap<Caps>,
+    total: AtomicUsize,
+    preauth: AtomicUsize,
+    per_address: [Mutex<HashMap<IpAddr, usize>>; SHARDS],
+}
+
+impl Admission {
+    /// The caps of `limits`; `max_connections = 0` takes what
+    /// `descriptors` (the process's descriptor limit) leaves after the
+    /// reserve and `max_pipes` pipes, two descriptors per session.
+    pub fn new(limits: &Limits, descriptors: u64, max_pipes: usize) -> Self {
+        Self {
+            caps: arc_swap::ArcSwap::from_pointee(Caps::new(limits, descriptors, max_pipes)),
             total: AtomicUsize::new(0),
             preauth: AtomicUsize::new(0),
             per_address: std::array::from_fn(|_| Mutex::new(HashMap::new())),
         }
     }
 
+    /// New caps (a reloaded configuration): connections already open stay
+    /// and count against them.
+    pub fn set_caps(&self, limits: &Limits, descriptors: u64, max_pipes: usize) {
+        self.caps
+            .store(Arc::new(Caps::new(limits, descriptors, max_pipes)));
+    }
+
     /// The cap on connections in all.
     pub fn max_total(&self) -> usize {
-        self.max_total
+        self.caps.load().max_total
     }
 
     /// The cap on connections not logged in yet.
     pub fn max_preauth(&self) -> usize {
-        self.max_preauth
+        self.caps.load().max_preauth
     }
 
     /// Takes a place for a connection from `peer`, or says which cap
     /// refuses it.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, Refusal> {
-        if !take(&self.total, self.max_total) {
+        let caps = self.caps.load();
+        if !take(&self.total, caps.max_total) {
             return Err(Refusal::TooManyConnections);
         }
-        if !take(&self.preauth, self.max_preauth) {
+        if !take(&self.preauth, caps.max_preauth) {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::TooManyPreAuth);
         }
@@ -91,11 +116,11 @@ impl Admission {
             address: None,
             preauth: true,
         };
-        if self.max_per_address > 0 && !self.exempt.iter().any(|n| n.contains(peer)) {
+        if caps.max_per_address > 0 && !caps.exempt.iter().any(|n| n.contains(peer)) {
             let key = client_key(peer);
             let mut table = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
             let count = table.entry(key).or_default();
-            if *count >= self.max_per_address {
+            if *count >= caps.max_per_address {
                 drop(table);
                 return Err(Refusal::TooManyFromAddress); // `admitted` gives back the rest
             }

@@ -66,6 +66,44 @@ pub enum RuntimeError {
     Watch(String),
 }
 
+/// How long `reload` waits for every worker to take the new configuration.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a reloaded configuration was not put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The `[[listen]]` entries differ from the running ones.
+    #[error(
+        "[[listen]] changed ({0}): listeners are bound at start, so this needs a restart; \
+         nothing was reloaded"
+    )]
+    Listeners(String),
+}
+
+/// What identifies a listener: changing it needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListenerShape {
+    protocol: Protocol,
+    address: SocketAddr,
+    tls: crate::config::TlsMode,
+}
+
+fn listener_shapes(live: &Live) -> Vec<ListenerShape> {
+    live.loaded
+        .config
+        .listen
+        .iter()
+        .map(|l| ListenerShape {
+            protocol: l.protocol,
+            address: l.address,
+            tls: l
+                .tls
+                .as_ref()
+                .map_or(crate::config::TlsMode::None, |t| *t.get_ref()),
+        })
+        .collect()
+}
+
 /// What to do where io_uring cannot be set up.
 pub const IO_URING_HELP: &str = "EPERM usually means it is disabled by `sysctl \
     kernel.io_uring_disabled` (set it to 0) or blocked by a seccomp profile (allow \
@@ -106,6 +144,9 @@ pub struct WorkerState {
     pub cache: Arc<CacheCounters>,
     /// Whether this worker's directory reached its servers last time.
     pub directory_ok: Arc<AtomicBool>,
+    /// The last reloaded configuration this worker put in place (0: the
+    /// one it started with).
+    pub generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for WorkerState {
@@ -116,6 +157,7 @@ impl Default for WorkerState {
             registry: Arc::new(Registry::default()),
             cache: Arc::new(CacheCounters::default()),
             directory_ok: Arc::new(AtomicBool::new(true)),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 }
@@ -131,6 +173,9 @@ pub struct RunningServer {
     tls: Vec<Option<SwappableServerConfig>>,
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    listeners: Vec<ListenerShape>,
+    admission: Arc<admission::Admission>,
+    reload: watch::Sender<(u64, Arc<Live>)>,
 }
 
 impl RunningServer {
@@ -157,6 +202,72 @@ impl RunningServer {
                 holder.store(config);
             }
         }
+    }
+
+    /// Puts a reloaded configuration in place: new connections get its
+    /// directory (a re-read static map, LDAP settings), limits, back-end
+    /// settings and certificates; running sessions keep what they started
+    /// with. Refused, changing nothing, when the listeners differ.
+    pub fn reload(&self, live: Live) -> Result<(), ReloadError> {
+        let shapes = listener_shapes(&live);
+        if shapes != self.listeners {
+            let what = if shapes.len() != self.listeners.len() {
+                format!(
+                    "{} listeners, {} running",
+                    shapes.len(),
+                    self.listeners.len()
+                )
+            } else {
+                let (i, (new, old)) = shapes
+                    .iter()
+                    .zip(&self.listeners)
+                    .enumerate()
+                    .find(|(_, (n, o))| n != o)
+                    .expect("shapes differ somewhere");
+                format!(
+                    "#{}: {} {} tls {:?}, running {} {} tls {:?}",
+                    i + 1,
+                    new.protocol,
+                    new.address,
+                    new.tls,
+                    old.protocol,
+                    old.address,
+                    old.tls
+                )
+            };
+            return Err(ReloadError::Listeners(what));
+        }
+        self.reload_tls(live.listener_tls.clone());
+        self.admission.set_caps(
+            &live.loaded.config.limits,
+            descriptor_limit(),
+            live.loaded.relay.max_pipes,
+        );
+        let generation = self.reload.borrow().0 + 1;
+        let _ = self.reload.send((generation, Arc::new(live)));
+        // Return once every worker uses it (they do within microseconds;
+        // bounded in case one is stuck).
+        let start = std::time::Instant::now();
+        let behind = || {
+            self.workers_state
+                .iter()
+                .filter(|w| w.generation.load(std::sync::atomic::Ordering::Acquire) < generation)
+                .count()
+        };
+        while behind() > 0 && start.elapsed() < RELOAD_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        match behind() {
+            0 => {
+                tracing::debug!(generation, waited = ?start.elapsed(), "every worker took the reload")
+            }
+            n => tracing::warn!(
+                generation,
+                workers = n,
+                "workers have not taken the reload yet"
+            ),
+        }
+        Ok(())
     }
 
     /// Drops cached routes of a user on every worker.
@@ -256,8 +367,9 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         max_preauth_connections = admission.max_preauth(),
         "connection caps"
     );
-    let allowed_ports = live.allowed_ports();
+    let listener_shapes = listener_shapes(&live);
     let live = Arc::new(live);
+    let (reload, reload_rx) = watch::channel((0, live.clone()));
     let invalidations = Arc::new(Invalidations::default());
     let password_key = Arc::new(
         crate::session::connection_cache::PasswordKey::random()
@@ -278,9 +390,9 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
             state: workers_state[index].clone(),
             invalidations: invalidations.clone(),
             admission: admission.clone(),
-            allowed_ports: allowed_ports.clone(),
             shutdown: shutdown_rx.clone(),
             password_key: password_key.clone(),
+            reload: reload_rx.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("mailgate-w{index}"))
@@ -308,6 +420,9 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         tls,
         shutdown,
         threads,
+        listeners: listener_shapes,
+        admission,
+        reload,
     };
     for (index, ready) in readies.into_iter().enumerate() {
         let result = ready.recv().unwrap_or(Err(RuntimeError::WorkerLost(index)));

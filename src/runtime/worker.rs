@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// One listener, as a worker is given it.
+#[derive(Clone)]
 pub struct ListenerPlan {
     /// Index in `[[listen]]`.
     pub index: usize,
@@ -56,12 +57,25 @@ pub struct WorkerPlan {
     pub invalidations: Arc<Invalidations>,
     /// The connection caps, shared by every worker.
     pub admission: Arc<Admission>,
-    /// Ports routes may name.
-    pub allowed_ports: Vec<u16>,
     /// Becomes `true` when the server should stop.
     pub shutdown: watch::Receiver<bool>,
     /// The per-process key of the connection cache's password MACs.
     pub password_key: Arc<PasswordKey>,
+    /// Reloaded configurations (SIGHUP): each replaces the last for new
+    /// connections; running sessions keep the one they started with.
+    pub reload: watch::Receiver<(u64, Arc<Live>)>,
+}
+
+/// What a worker keeps of its plan to build session contexts, at start and
+/// at every reload.
+#[derive(Clone)]
+struct Parts {
+    index: usize,
+    state: WorkerState,
+    invalidations: Arc<Invalidations>,
+    shutdown: watch::Receiver<bool>,
+    password_key: Arc<PasswordKey>,
+    listeners: Vec<ListenerPlan>,
 }
 
 /// First pause after a failed accept (e.g. EMFILE), doubled up to
@@ -107,19 +121,19 @@ pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeEr
     }
 }
 
-/// The state this worker's sessions share, built on its thread.
-fn worker_shared(plan: &WorkerPlan) -> WorkerShared {
-    let config = &plan.live.loaded.config;
+/// The state this worker's sessions share, built on its thread from `live`.
+fn worker_shared(live: &Live, parts: &Parts) -> WorkerShared {
+    let config = &live.loaded.config;
     let limits = &config.limits;
     let metrics_on = config.admin.as_ref().is_some_and(|admin| admin.metrics);
     WorkerShared {
-        directory: plan.live.directory(
-            plan.invalidations.clone(),
-            plan.state.cache.clone(),
-            plan.state.directory_ok.clone(),
+        directory: live.directory(
+            parts.invalidations.clone(),
+            parts.state.cache.clone(),
+            parts.state.directory_ok.clone(),
         ),
-        metrics: metrics_on.then(|| plan.state.metrics.clone()),
-        registry: plan.state.registry.clone(),
+        metrics: metrics_on.then(|| parts.state.metrics.clone()),
+        registry: parts.state.registry.clone(),
         login_limit: LoginRateLimit::new(
             limits.max_failures_per_address,
             limits.failure_window,
@@ -127,7 +141,7 @@ fn worker_shared(plan: &WorkerPlan) -> WorkerShared {
         )
         .map(RefCell::new),
         exempt_networks: limits.exempt_networks.clone(),
-        shutdown: plan.shutdown.clone(),
+        shutdown: parts.shutdown.clone(),
         cache_setup: CacheSetup {
             bounds: CacheBounds {
                 ttl: config.connection_cache.ttl,
@@ -135,21 +149,21 @@ fn worker_shared(plan: &WorkerPlan) -> WorkerShared {
                 max: config.connection_cache.max,
                 check_after: config.connection_cache.check_after,
             },
-            key: plan.password_key.clone(),
-            invalidations: plan.invalidations.clone(),
+            key: parts.password_key.clone(),
+            invalidations: parts.invalidations.clone(),
         },
         connection_cache: RefCell::new(None),
     }
 }
 
-/// The context of each listener's sessions on this worker.
-fn contexts(plan: &WorkerPlan, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContext>> {
-    let loaded = &plan.live.loaded;
+/// The context of each listener's sessions on this worker, from `live`.
+fn contexts(live: &Live, parts: &Parts, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContext>> {
+    let loaded = &live.loaded;
     let config = &loaded.config;
     let backend = Rc::new(BackendPolicy::new(
         loaded,
-        plan.live.backend_tls.clone(),
-        plan.allowed_ports.clone(),
+        live.backend_tls.clone(),
+        live.allowed_ports(),
     ));
     let handshake_timeout = config
         .tls
@@ -157,9 +171,10 @@ fn contexts(plan: &WorkerPlan, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContex
         .map_or(crate::config::DEFAULT_HANDSHAKE_TIMEOUT, |t| {
             t.handshake_timeout
         });
-    plan.listeners
+    parts
+        .listeners
         .iter()
-        .map(|(_, listener)| {
+        .map(|listener| {
             let context = ListenerContext::new(
                 &config.listen[listener.index],
                 &config.limits,
@@ -176,6 +191,39 @@ fn contexts(plan: &WorkerPlan, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContex
         .collect()
 }
 
+/// Each listener's current session context: what its next connection gets.
+type Slot = Rc<RefCell<Rc<SessionContext>>>;
+
+/// Puts each reloaded configuration in the slots. The parked back-end
+/// sessions of the connection cache are carried over; the directory (and
+/// its cache of routes) and the per-address failure counts start afresh.
+async fn follow_reloads(
+    mut reload: watch::Receiver<(u64, Arc<Live>)>,
+    parts: Parts,
+    slots: Vec<Slot>,
+) {
+    while reload.changed().await.is_ok() {
+        let (generation, live) = reload.borrow_and_update().clone();
+        let parked = slots
+            .first()
+            .and_then(|slot| slot.borrow().worker.connection_cache.borrow().clone());
+        let shared = Rc::new(worker_shared(&live, &parts));
+        *shared.connection_cache.borrow_mut() = parked;
+        for (slot, ctx) in slots.iter().zip(contexts(&live, &parts, shared)) {
+            *slot.borrow_mut() = ctx;
+        }
+        parts
+            .state
+            .generation
+            .store(generation, std::sync::atomic::Ordering::Release);
+        tracing::debug!(
+            worker = parts.index,
+            generation,
+            "new connections use the reloaded configuration"
+        );
+    }
+}
+
 async fn serve<L, C>(
     mut plan: WorkerPlan,
     listen: fn(TcpListener) -> std::io::Result<L>,
@@ -185,11 +233,26 @@ async fn serve<L, C>(
     C: Connector<Stream = L::Stream> + Clone + 'static,
 {
     let active = Rc::new(Cell::new(0usize));
-    let shared = Rc::new(worker_shared(&plan));
-    let contexts = contexts(&plan, shared);
-    let mut accept_tasks = Vec::new();
+    let parts = Parts {
+        index: plan.index,
+        state: plan.state.clone(),
+        invalidations: plan.invalidations.clone(),
+        shutdown: plan.shutdown.clone(),
+        password_key: plan.password_key.clone(),
+        listeners: plan.listeners.iter().map(|(_, l)| l.clone()).collect(),
+    };
+    let shared = Rc::new(worker_shared(&plan.live, &parts));
+    let slots: Vec<Slot> = contexts(&plan.live, &parts, shared)
+        .into_iter()
+        .map(|ctx| Rc::new(RefCell::new(ctx)))
+        .collect();
+    let mut accept_tasks = vec![tokio::task::spawn_local(follow_reloads(
+        plan.reload.clone(),
+        parts,
+        slots.clone(),
+    ))];
     let mut stoppers = Vec::new();
-    for ((listener, _), ctx) in plan.listeners.drain(..).zip(contexts) {
+    for ((listener, _), slot) in plan.listeners.drain(..).zip(slots) {
         // A second handle on the same socket: shutting it down stops accepts
         // at once, even while an accept operation is in flight.
         match listener.try_clone() {
@@ -206,7 +269,7 @@ async fn serve<L, C>(
         accept_tasks.push(tokio::task::spawn_local(accept_loop(
             listener,
             connector.clone(),
-            ctx,
+            slot,
             active.clone(),
             plan.admission.clone(),
         )));
@@ -240,7 +303,7 @@ async fn serve<L, C>(
 async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'static>(
     listener: L,
     connector: C,
-    ctx: Rc<SessionContext>,
+    slot: Slot,
     active: Rc<Cell<usize>>,
     admission: Arc<Admission>,
 ) where
@@ -258,6 +321,7 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
             }
         };
         failures.reset();
+        let ctx = slot.borrow().clone();
         if !ctx.listener.trusts(peer.ip()) {
             untrusted.note(peer);
             continue;
@@ -276,7 +340,7 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
             _active: ActiveGuard(active.clone()),
             admitted,
         };
-        let session = session::run(ctx.clone(), connector.clone(), stream, peer, ticket);
+        let session = session::run(ctx, connector.clone(), stream, peer, ticket);
         tracing::trace!(bytes = std::mem::size_of_val(&session), "session task size");
         tokio::task::spawn_local(session);
     }

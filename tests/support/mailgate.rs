@@ -12,8 +12,9 @@ pub use mailgate_testkit::config::two_listeners as config;
 /// A running `mailgate run`.
 pub struct Mailgate {
     process: MailgateProcess,
-    /// Removed after the process has stopped (declared after it).
-    _dir: tempfile::TempDir,
+    /// Its config, map and log; removed after the process has stopped
+    /// (declared after it).
+    dir: tempfile::TempDir,
     /// Addresses of the listeners, in config order, then the admin
     /// listener's (as the ready file lists them).
     pub addresses: Vec<SocketAddr>,
@@ -54,7 +55,52 @@ impl Mailgate {
                 .chain(process.ready.admin)
                 .collect(),
             process,
-            _dir: dir,
+            dir,
+        }
+    }
+
+    /// Replaces the config file (with the test defaults added, as at
+    /// start) and the static map; takes effect at [`Mailgate::reload`].
+    pub fn rewrite(&self, config: &str, map: &str) {
+        let config = mailgate_testkit::config::with_test_defaults(config);
+        std::fs::write(self.dir.path().join("mailgate.toml"), config).unwrap();
+        std::fs::write(self.dir.path().join("users.map"), map).unwrap();
+    }
+
+    /// Sends SIGHUP and waits for the log line that says how the reload
+    /// went (the `nth` SIGHUP of this process, counting from 1); that line.
+    pub fn reload(&self, nth: usize) -> String {
+        std::process::Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            // Each report: its line and the continuation lines of a
+            // multi-line error (those without a timestamp).
+            let mut reports: Vec<String> = Vec::new();
+            let mut in_report = false;
+            for line in log.lines() {
+                if line.contains("SIGHUP:") {
+                    reports.push(line.to_owned());
+                    in_report = true;
+                } else if in_report && !line.starts_with("20") {
+                    let last = reports.last_mut().expect("a report is open");
+                    last.push('\n');
+                    last.push_str(line);
+                } else {
+                    in_report = false;
+                }
+            }
+            if reports.len() >= nth {
+                return reports.swap_remove(nth - 1);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no reload line:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
