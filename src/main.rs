@@ -231,7 +231,7 @@ fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> a
             .with_context(|| format!("writing the pid file {}", path.display()))?;
     }
     if let Some(path) = ready_file {
-        write_ready_file(&path, server.addresses(), admin).context("writing the ready file")?;
+        write_ready_file(&path, &server.addresses(), admin).context("writing the ready file")?;
     }
     if let Some(account) = &account {
         if let Err(e) = privileges::switch_to(account) {

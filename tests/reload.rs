@@ -1,7 +1,7 @@
 //! `SIGHUP` re-reads the whole configuration against a real Dovecot: a map
 //! edit reroutes the next login while a relaying session keeps running,
-//! limits change for new connections, and a broken file — or a listener
-//! change, which needs a restart — changes nothing.
+//! limits change for new connections, listeners come and go, and a broken
+//! file — or a new listener that cannot be bound — changes nothing.
 
 mod support;
 
@@ -110,16 +110,18 @@ fn a_broken_file_or_a_listener_change_changes_nothing() {
         line.contains("reload failed") && line.contains("users.map"),
         "{line}"
     );
-    // A good map with a moved listener: refused whole.
-    let moved = config(&s.dovecot, "").replacen(
-        "address = \"127.0.0.1:0\"",
-        &format!("address = \"127.0.0.1:{}\"", free_port()),
-        1,
-    );
-    s.mailgate.rewrite(&moved, &fixed_map);
+    // A good map with a new listener that cannot be bound (the port is
+    // taken, without SO_REUSEPORT): refused whole.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let with_taken = config(&s.dovecot, "")
+        + &format!(
+            "[[listen]]\nprotocol = \"imap\"\naddress = \"{}\"\n",
+            taken.local_addr().unwrap()
+        );
+    s.mailgate.rewrite(&with_taken, &fixed_map);
     let line = s.mailgate.reload(3);
     assert!(
-        line.contains("[[listen]] changed") && line.contains("#1"),
+        line.contains("cannot listen on") && line.contains("nothing was reloaded"),
         "{line}"
     );
     // alice still goes to the closed port: none of the three took effect.
@@ -130,4 +132,47 @@ fn a_broken_file_or_a_listener_change_changes_nothing() {
     assert!(s.mailgate.reload(4).contains("configuration reloaded"));
     let (_, answer) = login(&s.mailgate, ALICE, ALICE_PW);
     assert!(answer.starts_with("OK"), "{answer}");
+}
+
+#[test]
+fn a_listener_added_by_a_reload_serves_and_a_removed_one_closes_while_its_sessions_go_on() {
+    let s = start();
+    let old_imap = s.mailgate.addr(0);
+    let (mut bob, answer) = login(&s.mailgate, BOB, BOB_PW);
+    assert!(answer.starts_with("OK"), "{answer}");
+    assert!(bob.command("SELECT INBOX").unwrap().is_ok());
+    // The IMAP listener moves to another port; POP3 stays.
+    let port = free_port();
+    let moved = config(&s.dovecot, "").replacen(
+        "address = \"127.0.0.1:0\"",
+        &format!("address = \"127.0.0.1:{port}\""),
+        1,
+    );
+    s.mailgate
+        .rewrite(&moved, &format!("{ALICE} 127.0.0.1\n{BOB} 127.0.0.1\n"));
+    let line = s.mailgate.reload(1);
+    assert!(line.contains("configuration reloaded"), "{line}");
+    let log = s.mailgate.log();
+    assert!(
+        log.contains("listeners changed") && log.contains("added=1 removed=1"),
+        "{log}"
+    );
+    // The new listener serves, with the new map.
+    let mut alice = ImapClient::connect(format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+    assert!(alice.login(ALICE, ALICE_PW).unwrap().is_ok());
+    // The old one takes no new connection...
+    match std::net::TcpStream::connect(old_imap) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+        Ok(mut c) => {
+            c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut got = Vec::new();
+            let _ = c.read_to_end(&mut got);
+            assert!(got.is_empty(), "the removed listener answered: {got:?}");
+        }
+    }
+    // ...while the session it accepted goes on, and POP3 is untouched.
+    assert!(bob.command("SELECT INBOX").unwrap().is_ok());
+    let mut pop = mailgate::check_client::Pop3Client::connect(s.mailgate.addr(1)).unwrap();
+    assert!(pop.login(ALICE, ALICE_PW).unwrap().starts_with("+OK"));
 }

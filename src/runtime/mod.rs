@@ -72,23 +72,30 @@ const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Why a reloaded configuration was not put in place.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    /// The `[[listen]]` entries differ from the running ones.
-    #[error(
-        "[[listen]] changed ({0}): listeners are bound at start, so this needs a restart; \
-         nothing was reloaded"
-    )]
-    Listeners(String),
+    /// A listener the new configuration adds could not be bound.
+    #[error("cannot listen on {address} ({protocol}): {source}; nothing was reloaded")]
+    Bind {
+        /// Protocol of the listener.
+        protocol: Protocol,
+        /// Configured address.
+        address: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
 }
 
-/// What identifies a listener: changing it needs a restart.
+/// What identifies a listener across reloads: a `[[listen]]` entry with
+/// the same protocol, address and TLS mode keeps its sockets; any other is
+/// a new listener (and the old one closes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct ListenerShape {
+pub struct ListenerShape {
     protocol: Protocol,
     address: SocketAddr,
     tls: crate::config::TlsMode,
 }
 
-fn listener_shapes(live: &Live) -> Vec<ListenerShape> {
+/// The shapes of `live`'s listeners, in `[[listen]]` order.
+pub fn listener_shapes(live: &Live) -> Vec<ListenerShape> {
     live.loaded
         .config
         .listen
@@ -96,12 +103,16 @@ fn listener_shapes(live: &Live) -> Vec<ListenerShape> {
         .map(|l| ListenerShape {
             protocol: l.protocol,
             address: l.address,
-            tls: l
-                .tls
-                .as_ref()
-                .map_or(crate::config::TlsMode::None, |t| *t.get_ref()),
+            tls: l.tls_mode(),
         })
         .collect()
+}
+
+/// The listeners running now.
+struct Listening {
+    shapes: Vec<ListenerShape>,
+    addresses: Vec<(Protocol, SocketAddr)>,
+    tls: Vec<Option<SwappableServerConfig>>,
 }
 
 /// What to do where io_uring cannot be set up.
@@ -166,16 +177,14 @@ impl Default for WorkerState {
 pub struct RunningServer {
     io: Io,
     watch: Option<Arc<WatchStatus>>,
-    addresses: Vec<(Protocol, SocketAddr)>,
     /// Per worker: recorder, relaying sessions, cache counters.
     pub workers_state: Vec<WorkerState>,
     invalidations: Arc<Invalidations>,
-    tls: Vec<Option<SwappableServerConfig>>,
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    listeners: Vec<ListenerShape>,
+    listening: std::sync::Mutex<Listening>,
     admission: Arc<admission::Admission>,
-    reload: watch::Sender<(u64, Arc<Live>)>,
+    reload: watch::Sender<Arc<worker::Reload>>,
 }
 
 impl RunningServer {
@@ -190,18 +199,12 @@ impl RunningServer {
     }
 
     /// The bound address of each configured listener, in config order.
-    pub fn addresses(&self) -> &[(Protocol, SocketAddr)] {
-        &self.addresses
+    pub fn addresses(&self) -> Vec<(Protocol, SocketAddr)> {
+        self.listening().addresses.clone()
     }
 
-    /// Puts new TLS configs (one per listener, as in [`Live::listener_tls`])
-    /// in place: new connections use them, running sessions keep theirs.
-    pub fn reload_tls(&self, configs: Vec<Option<Arc<rustls::ServerConfig>>>) {
-        for (holder, config) in self.tls.iter().zip(configs) {
-            if let (Some(holder), Some(config)) = (holder, config) {
-                holder.store(config);
-            }
-        }
+    fn listening(&self) -> std::sync::MutexGuard<'_, Listening> {
+        self.listening.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Puts a reloaded configuration in place: new connections get its
@@ -209,42 +212,79 @@ impl RunningServer {
     /// settings and certificates; running sessions keep what they started
     /// with. Refused, changing nothing, when the listeners differ.
     pub fn reload(&self, live: Live) -> Result<(), ReloadError> {
+        let mut listening = self.listening();
         let shapes = listener_shapes(&live);
-        if shapes != self.listeners {
-            let what = if shapes.len() != self.listeners.len() {
-                format!(
-                    "{} listeners, {} running",
-                    shapes.len(),
-                    self.listeners.len()
-                )
-            } else {
-                let (i, (new, old)) = shapes
-                    .iter()
-                    .zip(&self.listeners)
-                    .enumerate()
-                    .find(|(_, (n, o))| n != o)
-                    .expect("shapes differ somewhere");
-                format!(
-                    "#{}: {} {} tls {:?}, running {} {} tls {:?}",
-                    i + 1,
-                    new.protocol,
-                    new.address,
-                    new.tls,
-                    old.protocol,
-                    old.address,
-                    old.tls
-                )
+        let config = &live.loaded.config;
+        // Bind what is new first: if that fails, nothing has changed.
+        let mut added = Vec::new();
+        let mut addresses = Vec::new();
+        let mut tls = Vec::new();
+        for (index, shape) in shapes.iter().enumerate() {
+            let listen = &config.listen[index];
+            let new_tls = live.listener_tls[index].clone();
+            if let Some(at) = listening.shapes.iter().position(|s| s == shape) {
+                addresses.push(listening.addresses[at]);
+                let holder = listening.tls[at].clone();
+                if let (Some(holder), Some(config)) = (&holder, new_tls) {
+                    holder.store(config);
+                }
+                tls.push(holder);
+                continue;
+            }
+            let bind_error = |source| ReloadError::Bind {
+                protocol: listen.protocol,
+                address: listen.address,
+                source,
             };
-            return Err(ReloadError::Listeners(what));
+            let sockets = listener::bind_reuseport(
+                listen.address,
+                self.threads.len(),
+                config.relay.keep_alive(),
+            )
+            .map_err(bind_error)?;
+            let address = sockets[0].local_addr().map_err(bind_error)?;
+            let holder = new_tls.map(|c| Arc::new(ArcSwap::new(c)));
+            addresses.push((listen.protocol, address));
+            tls.push(holder.clone());
+            added.push(worker::AddedListener {
+                shape: shape.clone(),
+                plan: worker::ListenerPlan {
+                    index,
+                    address,
+                    tls: holder,
+                },
+                sockets: std::sync::Mutex::new(sockets.into_iter().map(Some).collect()),
+            });
         }
-        self.reload_tls(live.listener_tls.clone());
+        let removed = listening
+            .shapes
+            .iter()
+            .filter(|s| !shapes.contains(s))
+            .count();
+        if !added.is_empty() || removed > 0 {
+            tracing::info!(
+                added = added.len(),
+                removed,
+                "reload: listeners changed (removed ones take no new connections; their sessions go on)"
+            );
+        }
+        *listening = Listening {
+            shapes,
+            addresses,
+            tls,
+        };
+        drop(listening);
         self.admission.set_caps(
             &live.loaded.config.limits,
             descriptor_limit(),
             live.loaded.relay.max_pipes,
         );
-        let generation = self.reload.borrow().0 + 1;
-        let _ = self.reload.send((generation, Arc::new(live)));
+        let generation = self.reload.borrow().generation + 1;
+        let _ = self.reload.send(Arc::new(worker::Reload {
+            generation,
+            live: Arc::new(live),
+            added,
+        }));
         // Return once every worker uses it (they do within microseconds;
         // bounded in case one is stuck).
         let start = std::time::Instant::now();
@@ -367,9 +407,13 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         max_preauth_connections = admission.max_preauth(),
         "connection caps"
     );
-    let listener_shapes = listener_shapes(&live);
+    let shapes = listener_shapes(&live);
     let live = Arc::new(live);
-    let (reload, reload_rx) = watch::channel((0, live.clone()));
+    let (reload, reload_rx) = watch::channel(Arc::new(worker::Reload {
+        generation: 0,
+        live: live.clone(),
+        added: Vec::new(),
+    }));
     let invalidations = Arc::new(Invalidations::default());
     let password_key = Arc::new(
         crate::session::connection_cache::PasswordKey::random()
@@ -414,13 +458,15 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
     let server = RunningServer {
         io,
         watch,
-        addresses,
         workers_state,
         invalidations,
-        tls,
         shutdown,
         threads,
-        listeners: listener_shapes,
+        listening: std::sync::Mutex::new(Listening {
+            shapes,
+            addresses,
+            tls,
+        }),
         admission,
         reload,
     };

@@ -7,7 +7,7 @@
 //! invalidation log and the shutdown signal; session counts are per worker.
 
 use super::admission::{Admission, Admitted};
-use super::{Live, RuntimeError, WorkerState};
+use super::{ListenerShape, Live, RuntimeError, WorkerState};
 use crate::config::{Protocol, TlsMode};
 use crate::directory::Invalidations;
 use crate::metrics::{self, Refusal};
@@ -63,7 +63,27 @@ pub struct WorkerPlan {
     pub password_key: Arc<PasswordKey>,
     /// Reloaded configurations (SIGHUP): each replaces the last for new
     /// connections; running sessions keep the one they started with.
-    pub reload: watch::Receiver<(u64, Arc<Live>)>,
+    pub reload: watch::Receiver<Arc<Reload>>,
+}
+
+/// A reloaded configuration as the workers get it.
+pub struct Reload {
+    /// Counts reloads from 1; each worker reports the last one it applied.
+    pub generation: u64,
+    /// The configuration and what it loaded.
+    pub live: Arc<Live>,
+    /// Listeners new in this configuration, bound by the main thread.
+    pub added: Vec<AddedListener>,
+}
+
+/// A listener a reload added: one socket per worker, each taken once.
+pub struct AddedListener {
+    /// What identifies it.
+    pub shape: ListenerShape,
+    /// Its plan (index in the new `[[listen]]`, bound address, TLS).
+    pub plan: ListenerPlan,
+    /// Socket `i` is worker `i`'s.
+    pub sockets: std::sync::Mutex<Vec<Option<TcpListener>>>,
 }
 
 /// What a worker keeps of its plan to build session contexts, at start and
@@ -75,7 +95,6 @@ struct Parts {
     invalidations: Arc<Invalidations>,
     shutdown: watch::Receiver<bool>,
     password_key: Arc<PasswordKey>,
-    listeners: Vec<ListenerPlan>,
 }
 
 /// First pause after a failed accept (e.g. EMFILE), doubled up to
@@ -157,7 +176,11 @@ fn worker_shared(live: &Live, parts: &Parts) -> WorkerShared {
 }
 
 /// The context of each listener's sessions on this worker, from `live`.
-fn contexts(live: &Live, parts: &Parts, shared: Rc<WorkerShared>) -> Vec<Rc<SessionContext>> {
+fn contexts(
+    live: &Live,
+    listeners: &[ListenerPlan],
+    shared: Rc<WorkerShared>,
+) -> Vec<Rc<SessionContext>> {
     let loaded = &live.loaded;
     let config = &loaded.config;
     let backend = Rc::new(BackendPolicy::new(
@@ -171,8 +194,7 @@ fn contexts(live: &Live, parts: &Parts, shared: Rc<WorkerShared>) -> Vec<Rc<Sess
         .map_or(crate::config::DEFAULT_HANDSHAKE_TIMEOUT, |t| {
             t.handshake_timeout
         });
-    parts
-        .listeners
+    listeners
         .iter()
         .map(|listener| {
             let context = ListenerContext::new(
@@ -194,31 +216,155 @@ fn contexts(live: &Live, parts: &Parts, shared: Rc<WorkerShared>) -> Vec<Rc<Sess
 /// Each listener's current session context: what its next connection gets.
 type Slot = Rc<RefCell<Rc<SessionContext>>>;
 
-/// Puts each reloaded configuration in the slots. The parked back-end
-/// sessions of the connection cache are carried over; the directory (and
-/// its cache of routes) and the per-address failure counts start afresh.
-async fn follow_reloads(
-    mut reload: watch::Receiver<(u64, Arc<Live>)>,
-    parts: Parts,
-    slots: Vec<Slot>,
-) {
-    while reload.changed().await.is_ok() {
-        let (generation, live) = reload.borrow_and_update().clone();
-        let parked = slots
-            .first()
-            .and_then(|slot| slot.borrow().worker.connection_cache.borrow().clone());
-        let shared = Rc::new(worker_shared(&live, &parts));
-        *shared.connection_cache.borrow_mut() = parked;
-        for (slot, ctx) in slots.iter().zip(contexts(&live, &parts, shared)) {
-            *slot.borrow_mut() = ctx;
+/// A listener this worker accepts on.
+struct Accepting {
+    shape: ListenerShape,
+    plan: ListenerPlan,
+    slot: Slot,
+    /// A second handle on the socket: shutting it down stops accepts at
+    /// once, even while an accept operation is in flight.
+    stopper: Option<TcpListener>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Accepting {
+    fn stop(&self) {
+        if let Some(stopper) = &self.stopper {
+            let _ = socket2::SockRef::from(stopper).shutdown(Shutdown::Read);
         }
+        self.task.abort();
+    }
+}
+
+/// What starting an accept loop needs besides the socket.
+struct Acceptance<L, C> {
+    worker: usize,
+    listen: fn(TcpListener) -> std::io::Result<L>,
+    connector: C,
+    active: Rc<Cell<usize>>,
+    admission: Arc<Admission>,
+}
+
+impl<L, C> Acceptance<L, C>
+where
+    L: Acceptor + 'static,
+    C: Connector<Stream = L::Stream> + Clone + 'static,
+{
+    /// Starts accepting on `socket` with `ctx`.
+    fn start(
+        &self,
+        socket: TcpListener,
+        shape: ListenerShape,
+        plan: ListenerPlan,
+        ctx: Rc<SessionContext>,
+    ) -> Option<Accepting> {
+        let stopper = match socket.try_clone() {
+            Ok(stopper) => Some(stopper),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep a handle to stop the listener");
+                None
+            }
+        };
+        let listener = match (self.listen)(socket) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(worker = self.worker, error = %e, "cannot use a listening socket");
+                return None;
+            }
+        };
+        let slot = Rc::new(RefCell::new(ctx));
+        let task = tokio::task::spawn_local(accept_loop(
+            listener,
+            self.connector.clone(),
+            slot.clone(),
+            self.active.clone(),
+            self.admission.clone(),
+        ));
+        Some(Accepting {
+            shape,
+            plan,
+            slot,
+            stopper,
+            task,
+        })
+    }
+}
+
+/// Puts each reloaded configuration in place: listeners it keeps get new
+/// contexts (and their new place in `[[listen]]`), new ones start
+/// accepting, removed ones stop (their sessions go on). The parked
+/// back-end sessions of the connection cache are carried over; the
+/// directory (and its cache of routes) and the per-address failure counts
+/// start afresh.
+async fn follow_reloads<L, C>(
+    mut reload: watch::Receiver<Arc<Reload>>,
+    parts: Parts,
+    acceptance: Acceptance<L, C>,
+    accepting: Rc<RefCell<Vec<Accepting>>>,
+) where
+    L: Acceptor + 'static,
+    C: Connector<Stream = L::Stream> + Clone + 'static,
+{
+    while reload.changed().await.is_ok() {
+        let next = reload.borrow_and_update().clone();
+        let live = &next.live;
+        let parked = accepting
+            .borrow()
+            .first()
+            .and_then(|a| a.slot.borrow().worker.connection_cache.borrow().clone());
+        let shared = Rc::new(worker_shared(live, &parts));
+        *shared.connection_cache.borrow_mut() = parked;
+        let mut old = std::mem::take(&mut *accepting.borrow_mut());
+        // In the new `[[listen]]` order: kept ones (their plan re-indexed)
+        // and added ones (with this worker's socket).
+        let mut plans = Vec::new();
+        let mut sockets = Vec::new();
+        for (index, shape) in super::listener_shapes(live).into_iter().enumerate() {
+            if let Some(at) = old.iter().position(|a| a.shape == shape) {
+                let mut kept = old.swap_remove(at);
+                kept.plan.index = index;
+                plans.push(kept.plan.clone());
+                sockets.push(Err(kept));
+            } else if let Some(added) = next.added.iter().find(|a| a.shape == shape) {
+                let socket = added
+                    .sockets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(parts.index)
+                    .and_then(Option::take);
+                plans.push(added.plan.clone());
+                sockets.push(Ok((shape, socket)));
+            }
+        }
+        for removed in old {
+            removed.stop();
+            tracing::debug!(worker = parts.index, address = %removed.plan.address, "listener closed by a reload");
+        }
+        let contexts = contexts(live, &plans, shared);
+        let mut now = Vec::new();
+        for ((entry, ctx), plan) in sockets.into_iter().zip(contexts).zip(plans) {
+            match entry {
+                Err(kept) => {
+                    *kept.slot.borrow_mut() = ctx;
+                    now.push(kept);
+                }
+                Ok((shape, Some(socket))) => {
+                    now.extend(acceptance.start(socket, shape, plan, ctx));
+                }
+                Ok((_, None)) => tracing::error!(
+                    worker = parts.index,
+                    "a listener added by the reload has no socket for this worker"
+                ),
+            }
+        }
+        *accepting.borrow_mut() = now;
         parts
             .state
             .generation
-            .store(generation, std::sync::atomic::Ordering::Release);
+            .store(next.generation, std::sync::atomic::Ordering::Release);
         tracing::debug!(
             worker = parts.index,
-            generation,
+            generation = next.generation,
             "new connections use the reloaded configuration"
         );
     }
@@ -239,47 +385,38 @@ async fn serve<L, C>(
         invalidations: plan.invalidations.clone(),
         shutdown: plan.shutdown.clone(),
         password_key: plan.password_key.clone(),
-        listeners: plan.listeners.iter().map(|(_, l)| l.clone()).collect(),
     };
+    let acceptance = Acceptance {
+        worker: plan.index,
+        listen,
+        connector,
+        active: active.clone(),
+        admission: plan.admission.clone(),
+    };
+    let plans: Vec<ListenerPlan> = plan.listeners.iter().map(|(_, l)| l.clone()).collect();
     let shared = Rc::new(worker_shared(&plan.live, &parts));
-    let slots: Vec<Slot> = contexts(&plan.live, &parts, shared)
-        .into_iter()
-        .map(|ctx| Rc::new(RefCell::new(ctx)))
+    let contexts = contexts(&plan.live, &plans, shared);
+    let shapes = super::listener_shapes(&plan.live);
+    let accepting: Vec<Accepting> = plan
+        .listeners
+        .drain(..)
+        .zip(contexts)
+        .zip(shapes)
+        .filter_map(|(((socket, listener), ctx), shape)| {
+            acceptance.start(socket, shape, listener, ctx)
+        })
         .collect();
-    let mut accept_tasks = vec![tokio::task::spawn_local(follow_reloads(
+    let accepting = Rc::new(RefCell::new(accepting));
+    let follower = tokio::task::spawn_local(follow_reloads(
         plan.reload.clone(),
         parts,
-        slots.clone(),
-    ))];
-    let mut stoppers = Vec::new();
-    for ((listener, _), slot) in plan.listeners.drain(..).zip(slots) {
-        // A second handle on the same socket: shutting it down stops accepts
-        // at once, even while an accept operation is in flight.
-        match listener.try_clone() {
-            Ok(stopper) => stoppers.push(stopper),
-            Err(e) => tracing::warn!(error = %e, "cannot keep a handle to stop the listener"),
-        }
-        let listener = match listen(listener) {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::error!(worker = plan.index, error = %e, "cannot use a listening socket");
-                continue;
-            }
-        };
-        accept_tasks.push(tokio::task::spawn_local(accept_loop(
-            listener,
-            connector.clone(),
-            slot,
-            active.clone(),
-            plan.admission.clone(),
-        )));
-    }
+        acceptance,
+        accepting.clone(),
+    ));
     let _ = plan.shutdown.wait_for(|stop| *stop).await;
-    for stopper in &stoppers {
-        let _ = socket2::SockRef::from(stopper).shutdown(Shutdown::Read);
-    }
-    for task in &accept_tasks {
-        task.abort();
+    follower.abort();
+    for listener in accepting.borrow().iter() {
+        listener.stop();
     }
     let grace = plan.live.loaded.config.runtime.shutdown_grace;
     let deadline = tokio::time::Instant::now() + grace;
