@@ -209,7 +209,7 @@ fn a_panicking_session_leaves_its_worker_and_the_others_running() {
 }
 
 #[test]
-fn sigterm_says_goodbye_before_login_at_once_and_to_relaying_sessions_at_the_end() {
+fn sigterm_says_goodbye_before_login_after_a_last_call_and_to_relaying_sessions_at_the_end() {
     let mut stack = Stack::start_one_worker("");
     let mut relaying = ImapClient::connect(stack.imap()).unwrap();
     assert!(relaying.login(ALICE, ALICE_PW).unwrap().is_ok());

@@ -224,15 +224,22 @@ struct Accepting {
     /// A second handle on the socket: shutting it down stops accepts at
     /// once, even while an accept operation is in flight.
     stopper: Option<TcpListener>,
+    /// Set before the socket is shut down: the accept loop then ends at its
+    /// first failed accept, after serving any connection it already took
+    /// (aborting it could drop one just accepted, closing it unanswered).
+    closing: Rc<Cell<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Accepting {
     fn stop(&self) {
-        if let Some(stopper) = &self.stopper {
-            let _ = socket2::SockRef::from(stopper).shutdown(Shutdown::Read);
+        self.closing.set(true);
+        match &self.stopper {
+            Some(stopper) => {
+                let _ = socket2::SockRef::from(stopper).shutdown(Shutdown::Read);
+            }
+            None => self.task.abort(),
         }
-        self.task.abort();
     }
 }
 
@@ -273,18 +280,21 @@ where
             }
         };
         let slot = Rc::new(RefCell::new(ctx));
+        let closing = Rc::new(Cell::new(false));
         let task = tokio::task::spawn_local(accept_loop(
             listener,
             self.connector.clone(),
             slot.clone(),
             self.active.clone(),
             self.admission.clone(),
+            closing.clone(),
         ));
         Some(Accepting {
             shape,
             plan,
             slot,
             stopper,
+            closing,
             task,
         })
     }
@@ -443,6 +453,7 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
     slot: Slot,
     active: Rc<Cell<usize>>,
     admission: Arc<Admission>,
+    closing: Rc<Cell<bool>>,
 ) where
     L::Stream: 'static,
 {
@@ -452,6 +463,7 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
+            Err(_) if closing.get() => return,
             Err(e) => {
                 tokio::time::sleep(failures.pause_after(&e)).await;
                 continue;

@@ -18,6 +18,10 @@ use tokio::time::{timeout_at, Instant};
 pub(super) const PREAUTH_READ_SIZE: usize = 4096;
 /// How long a goodbye may take once the pre-auth deadline has passed.
 const GOODBYE_WRITE: std::time::Duration = std::time::Duration::from_millis(100);
+/// After SIGTERM, how long a session not logged in yet may still send its
+/// next command before it hears `* BYE` / `-ERR`: a login on its way when
+/// the server stops (a restart, a handover to a new process) is served.
+pub(super) const SHUTDOWN_LAST_CALL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How the pre-auth phase ended.
 pub(super) enum PreAuthEnd<S, P, B> {
@@ -119,6 +123,9 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
     let ctx = session.ctx;
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
     let mut shutdown = ctx.worker.shutdown.clone();
+    // Set at SIGTERM: until then the client may still send its next
+    // command (a login then completes and drains like any session).
+    let mut last_call: Option<Instant> = None;
     loop {
         let event = machine.poll();
         let protocol_errors = machine.take_protocol_errors();
@@ -137,15 +144,29 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
             PreAuthEvent::Close => return PreAuthEnd::Closed,
             PreAuthEvent::StartTls => return PreAuthEnd::StartTls(client, machine),
             PreAuthEvent::NeedInput => {
-                let read = tokio::select! {
-                    read = timeout_at(session.deadline, client.read(buf)) => read,
-                    _ = shutdown.wait_for(|stop| *stop) => {
-                        record.outcome = Outcome::ServerShutdown;
-                        machine.shutting_down();
-                        let _ = write_until(&client, machine.take_output(), session.deadline).await;
-                        return PreAuthEnd::Closed;
+                let until = last_call.map_or(session.deadline, |at| at.min(session.deadline));
+                // The read stays the same across SIGTERM: dropping one in
+                // flight could lose bytes it already took (io_uring).
+                let read = client.read(buf);
+                tokio::pin!(read);
+                let woke = tokio::select! {
+                    done = timeout_at(until, &mut read) => Some(done),
+                    _ = shutdown.wait_for(|stop| *stop), if last_call.is_none() => None,
+                };
+                let read = match woke {
+                    Some(done) => done,
+                    None => {
+                        let at = Instant::now() + SHUTDOWN_LAST_CALL;
+                        last_call = Some(at);
+                        timeout_at(at.min(session.deadline), &mut read).await
                     }
                 };
+                if read.is_err() && last_call.is_some_and(|at| at <= session.deadline) {
+                    record.outcome = Outcome::ServerShutdown;
+                    machine.shutting_down();
+                    let _ = write_until(&client, machine.take_output(), session.deadline).await;
+                    return PreAuthEnd::Closed;
+                }
                 match read {
                     Err(_elapsed) => {
                         record.outcome = Outcome::PreAuthTimeout;

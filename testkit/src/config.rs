@@ -86,13 +86,17 @@ mod tests {
     #[test]
     fn test_defaults_go_into_an_existing_table_or_a_new_one() {
         let merged = with_defaults("[limits]\nmax_line = 10\n", None);
-        assert_eq!(merged, "[limits]\nfailure_delay = \"0s\"\nmax_line = 10\n");
+        assert_eq!(
+            merged,
+            "[limits]\nfailure_delay = \"0s\"\nmax_line = 10\n\n[runtime]\nallow_root = true\n"
+        );
         let added = with_defaults("[runtime]\nworkers = 1\n", None);
         assert!(
-            added.ends_with("\n[limits]\nfailure_delay = \"0s\"\n"),
+            added.starts_with("[runtime]\nallow_root = true\nworkers = 1\n")
+                && added.ends_with("\n[limits]\nfailure_delay = \"0s\"\n"),
             "{added}"
         );
-        let own = "[limits]\nfailure_delay = \"2s\"\n";
+        let own = "[limits]\nfailure_delay = \"2s\"\n[runtime]\nallow_root = false\n";
         assert_eq!(with_defaults(own, None), own);
         let epoll = with_defaults("[runtime]\nworkers = 1\n", Some("epoll"));
         assert!(epoll.starts_with("[runtime]\nio = \"epoll\"\n"), "{epoll}");
