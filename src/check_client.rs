@@ -14,7 +14,10 @@ use std::time::Duration;
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn connect(addr: SocketAddr) -> io::Result<BufReader<TcpStream>> {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    prepare(TcpStream::connect_timeout(&addr, IO_TIMEOUT)?)
+}
+
+fn prepare(stream: TcpStream) -> io::Result<BufReader<TcpStream>> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
@@ -73,7 +76,16 @@ impl ImapClient {
 
     /// Connects and reads the greeting.
     pub fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let mut reader = connect(addr)?;
+        Self::greeted(connect(addr)?)
+    }
+
+    /// Reads the greeting on a connection already open (one bound to a
+    /// chosen source address, or after a PROXY header).
+    pub fn from_stream(stream: TcpStream) -> io::Result<Self> {
+        Self::greeted(prepare(stream)?)
+    }
+
+    fn greeted(mut reader: BufReader<TcpStream>) -> io::Result<Self> {
         let greeting = String::from_utf8_lossy(&read_line(&mut reader)?)
             .trim_end()
             .to_owned();

@@ -168,6 +168,38 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes where a PROXY header should be: read the way the
+/// listener reads (exactly what `advance` asks), never past the input's
+/// header bound, never a panic; a complete v2 header round-trips through
+/// the encoder when it names TCP addresses.
+pub fn proxy_header(data: &[u8]) {
+    use crate::proxy_header::{advance, Next, V2_MAX_BODY};
+    let mut seen = 0;
+    loop {
+        match advance(&data[..seen]) {
+            Ok(Next::Read(n)) => {
+                seen += n;
+                assert!(seen <= 16 + V2_MAX_BODY);
+                if seen > data.len() {
+                    return;
+                }
+            }
+            Ok(Next::Done(header)) => {
+                if let (Some(s), Some(d)) = (header.source, header.destination) {
+                    let again = crate::proxy_header::v2(s, d);
+                    let mut at = 0;
+                    while let Ok(Next::Read(n)) = advance(&again[..at]) {
+                        at += n;
+                    }
+                    assert_eq!(advance(&again[..at]), Ok(Next::Done(header)));
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! A few thousand structured random inputs on every test run; the fuzz

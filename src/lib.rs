@@ -14,7 +14,8 @@
 //! `tests/module_graph.rs`):
 //!
 //! * [`auth`], [`login`]: credentials, SASL, and the contract between the
-//!   protocol machines and the session; [`netaddr`]: networks and client keys.
+//!   protocol machines and the session; [`netaddr`]: networks and client keys;
+//!   [`proxy_header`]: the PROXY protocol header (v1, v2), pure.
 //! * [`imap`], [`pop3`]: sans-I/O protocol machines behind the [`login`] contract.
 //! * [`directory`]: user → back-end routes (static map, LDAP, cache).
 //! * [`metrics`]: per-worker recorders, Prometheus and `.hlog` export.
@@ -35,6 +36,7 @@
 pub mod auth;
 pub mod login;
 pub mod netaddr;
+pub mod proxy_header;
 
 pub mod imap;
 pub mod pop3;

@@ -13,6 +13,7 @@ const ORDER: &[&str] = &[
     "auth",
     "login",
     "netaddr",
+    "proxy_header",
     "imap",
     "pop3",
     "directory",

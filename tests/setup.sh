@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the integration tests drive: Dovecot (IMAP + POP3), curl,
-# Python 3, OpenLDAP. Skips apt when everything is already there.
+# Python 3, OpenLDAP, HAProxy (the balancer of the PROXY protocol tests).
+# Skips apt when everything is already there.
 set -euo pipefail
-packages=(dovecot-imapd dovecot-pop3d curl python3 slapd ldap-utils)
+packages=(dovecot-imapd dovecot-pop3d curl python3 slapd ldap-utils haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -39,6 +39,7 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
     }
     check_positive(&config, &at)?;
     check_connection_cache(&config, &at)?;
+    check_proxy_protocol(&config, &at)?;
     if let Some(admin) = &config.admin {
         if !admin.address.ip().is_loopback() && admin.token_file.is_none() {
             return Err(at.invalid(
@@ -85,6 +86,22 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         },
         config,
     })
+}
+
+/// `proxy_protocol` listeners: only balancers in `trusted_networks` may
+/// say whom a connection is from (anyone else could choose their address,
+/// and with it their rate limits and logs).
+fn check_proxy_protocol(config: &Config, at: &Locator) -> Result<(), ConfigError> {
+    for (index, listen) in config.listen.iter().enumerate() {
+        if listen.proxy_protocol && listen.trusted_networks.is_empty() {
+            return Err(at.invalid(
+                None,
+                &format!("listen[{index}].proxy_protocol"),
+                "needs trusted_networks: the balancers' addresses (a PROXY header from anyone else would let them choose their address)".to_owned(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `connection_cache` listeners: IMAP only, and reachable only from
@@ -302,6 +319,24 @@ pop3_port = 10110
         assert!(err.contains("for IMAP listeners"), "{err}");
         let zero = format!("{cached}\n[connection_cache]\nmax = 0\n");
         assert!(parse(&zero).is_err());
+    }
+
+    #[test]
+    fn proxy_protocol_listeners_name_their_balancers() {
+        let proxied = MINIMAL.replace(
+            "tls = \"none\"\n",
+            "tls = \"none\"\nproxy_protocol = true\n",
+        );
+        let err = parse(&proxied).unwrap_err().to_string();
+        assert!(
+            err.contains("listen[0].proxy_protocol") && err.contains("trusted_networks"),
+            "{err}"
+        );
+        let trusted = proxied.replace(
+            "proxy_protocol = true\n",
+            "proxy_protocol = true\ntrusted_networks = [\"10.0.0.5/32\"]\n",
+        );
+        assert!(parse(&trusted).is_ok());
     }
 
     #[test]

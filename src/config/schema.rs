@@ -121,6 +121,10 @@ pub struct Listener {
     /// at accept.
     #[serde(default)]
     pub trusted_networks: Vec<crate::netaddr::Network>,
+    /// Connections start with a PROXY protocol header (v1 or v2) from a
+    /// balancer in `trusted_networks`, naming the real client.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 impl Listener {
@@ -330,6 +334,9 @@ pub struct BackendConfig {
     /// POP3 `XCLIENT`); Dovecot uses it when the proxy is in its
     /// `login_trusted_networks`.
     pub forward_client_address: bool,
+    /// Start each back-end connection with a PROXY protocol v2 header
+    /// naming the client (Dovecot's `haproxy = yes` listeners).
+    pub proxy_protocol: bool,
     /// TLS towards back ends: `none`, `implicit` or `starttls`.
     pub tls: toml::Spanned<TlsMode>,
     /// CA certificates (PEM) that back-end certificates must chain to.
@@ -352,6 +359,7 @@ impl Default for BackendConfig {
             imap_auth: ImapBackendAuth::Auto,
             pop3_auth: Pop3BackendAuth::Auto,
             forward_client_address: true,
+            proxy_protocol: false,
             tls: toml::Spanned::new(0..0, TlsMode::None),
             ca_file: None,
             allowed_networks: Network::ANY.to_vec(),

@@ -12,6 +12,7 @@ pub mod listener;
 pub mod live;
 pub mod moves;
 pub mod privileges;
+pub mod proxied;
 pub mod worker;
 
 pub use live::Live;

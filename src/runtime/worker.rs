@@ -475,6 +475,21 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
             untrusted.note(peer);
             continue;
         }
+        if ctx.listener.proxy_protocol {
+            // Admitted once the header names the client.
+            active.set(active.get() + 1);
+            let guard = ActiveGuard(active.clone());
+            let session = proxied(
+                stream,
+                peer,
+                ctx,
+                connector.clone(),
+                admission.clone(),
+                guard,
+            );
+            tokio::task::spawn_local(session);
+            continue;
+        }
         // TCP_NODELAY is inherited from the listening socket.
         let admitted = match admission.admit(peer.ip()) {
             Ok(admitted) => admitted,
@@ -493,6 +508,39 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
         tracing::trace!(bytes = std::mem::size_of_val(&session), "session task size");
         tokio::task::spawn_local(session);
     }
+}
+
+/// A connection on a `proxy_protocol` listener: its header, then admission
+/// and the session, both with the client the header names.
+async fn proxied<S: crate::transport::Stream + 'static, C: Connector<Stream = S>>(
+    stream: S,
+    balancer: SocketAddr,
+    ctx: Rc<SessionContext>,
+    connector: C,
+    admission: Arc<Admission>,
+    active: ActiveGuard,
+) {
+    let header = match super::proxied::read_header(&stream).await {
+        Ok(header) => header,
+        Err(e) => {
+            tracing::warn!(%balancer, error = %e, "connection closed: no valid PROXY header");
+            return;
+        }
+    };
+    let client = header.source.unwrap_or(balancer);
+    let admitted = match admission.admit(client.ip()) {
+        Ok(admitted) => admitted,
+        Err(reason) => {
+            refuse(&stream, &ctx, reason);
+            tracing::debug!(%client, %balancer, cap = reason.as_str(), "connection refused at a cap");
+            return;
+        }
+    };
+    let ticket = SessionTicket {
+        _active: active,
+        admitted,
+    };
+    session::run(ctx, connector, stream, client, ticket).await;
 }
 
 /// Tells a refused client why in one line (when the listener speaks

@@ -48,6 +48,8 @@ pub struct ListenerContext {
     pub connection_cache: bool,
     /// Clients allowed (empty: anyone).
     pub trusted_networks: Vec<Network>,
+    /// Connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 impl ListenerContext {
@@ -98,6 +100,7 @@ impl ListenerContext {
             failure_delay: limits.failure_delay,
             connection_cache: listen.connection_cache,
             trusted_networks: listen.trusted_networks.clone(),
+            proxy_protocol: listen.proxy_protocol,
         }
     }
 }
@@ -118,6 +121,8 @@ pub struct BackendPolicy {
     pub pop3_auth: Pop3BackendAuth,
     /// Pass the client's address to back ends that accept it.
     pub forward_client_address: bool,
+    /// Write a PROXY v2 header first on each back-end connection.
+    pub proxy_protocol: bool,
     /// TLS towards back ends.
     pub tls_mode: TlsMode,
     /// The TLS client config for back ends.
@@ -150,6 +155,7 @@ impl BackendPolicy {
             imap_auth: backend.imap_auth,
             pop3_auth: backend.pop3_auth,
             forward_client_address: backend.forward_client_address,
+            proxy_protocol: backend.proxy_protocol,
             tls_mode: *backend.tls.get_ref(),
             tls,
             relay: loaded.relay,

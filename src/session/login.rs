@@ -35,12 +35,15 @@ pub(super) struct Backend<S> {
 }
 
 /// Looks `credentials.user` up, connects to the route and logs in there.
+/// `client` is where the client connected from and to (told to the back
+/// end as `[backend]` says: ID/XCLIENT, a PROXY header).
 pub(super) async fn attempt<C: Connector>(
     session: &Session<'_, C>,
     credentials: &Credentials,
-    client_address: Option<ClientAddress>,
+    client: Option<ClientAddress>,
 ) -> Result<Backend<C::Stream>, LoginError> {
     let ctx = session.ctx;
+    let client_address = client.filter(|_| ctx.backend.forward_client_address);
     let route = lookup(session, &credentials.user).await?;
     let cached = ctx.listener.connection_cache && ctx.listener.protocol == Protocol::Imap;
     let route_key = cached.then(|| reuse::route_key(&route, ctx.backend.imap_port));
@@ -61,6 +64,12 @@ pub(super) async fn attempt<C: Connector>(
     }
     let started = Instant::now();
     let (stream, address) = connect(session, &route).await?;
+    if let (true, Some(client)) = (ctx.backend.proxy_protocol, client) {
+        let header = crate::proxy_header::v2(client.peer, client.local);
+        if let (Err(source), _) = stream.write_all(header).await {
+            return Err(LoginError::backend(LoginCause::Connect { address, source }));
+        }
+    }
     let took = started.elapsed();
     ctx.record(|r| r.phase(Phase::BackendConnect, took));
     let started = Instant::now();

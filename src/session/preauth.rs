@@ -233,15 +233,10 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         machine.login_failed(LoginFailure::Unavailable);
         return None;
     }
-    let client_address = ctx
-        .backend
-        .forward_client_address
-        .then(|| client.local_addr().ok())
-        .flatten()
-        .map(|local| ClientAddress {
-            peer: record.peer,
-            local,
-        });
+    let client_address = client.local_addr().ok().map(|local| ClientAddress {
+        peer: record.peer,
+        local,
+    });
     forced_panic(&credentials.user);
     let result = if credentials.user.len() > MAX_USER_NAME {
         Err(LoginError::user_name_too_long())
