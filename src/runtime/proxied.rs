@@ -18,9 +18,13 @@ pub enum ProxiedError {
     /// The bytes are not a PROXY header.
     #[error(transparent)]
     Header(#[from] HeaderError),
-    /// The connection ended first.
-    #[error("the connection closed before the PROXY header ended")]
-    Closed,
+    /// The connection ended first, after `after` bytes (none: a port
+    /// probe, e.g. a balancer's plain TCP health check).
+    #[error("the connection closed after {after} bytes, before the PROXY header ended")]
+    Closed {
+        /// Bytes received before the end.
+        after: usize,
+    },
     /// A read failed.
     #[error("reading the PROXY header: {0}")]
     Io(std::io::Error),
@@ -39,7 +43,7 @@ pub async fn read_header<S: Stream>(stream: &S) -> Result<Header, ProxiedError> 
                 Next::Read(wanted) => {
                     let (res, buf) = stream.read(Vec::with_capacity(wanted)).await;
                     match res {
-                        Ok(0) => return Err(ProxiedError::Closed),
+                        Ok(0) => return Err(ProxiedError::Closed { after: seen.len() }),
                         Ok(n) => seen.extend_from_slice(&buf[..n.min(wanted)]),
                         Err(e) => return Err(ProxiedError::Io(e)),
                     }

@@ -522,6 +522,10 @@ async fn proxied<S: crate::transport::Stream + 'static, C: Connector<Stream = S>
 ) {
     let header = match super::proxied::read_header(&stream).await {
         Ok(header) => header,
+        Err(super::proxied::ProxiedError::Closed { after: 0 }) => {
+            tracing::debug!(%balancer, "closed before sending anything (a health check?)");
+            return;
+        }
         Err(e) => {
             tracing::warn!(%balancer, error = %e, "connection closed: no valid PROXY header");
             return;
