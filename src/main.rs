@@ -101,8 +101,13 @@ enum AdminAction {
 }
 
 fn main() -> std::process::ExitCode {
-    init_logging();
-    match real_main() {
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Run { config, .. } => mailgate::config::log_format_of(config),
+        _ => mailgate::config::LogFormat::Text,
+    };
+    init_logging(format);
+    match real_main(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mailgate: {e:#}");
@@ -111,8 +116,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn real_main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Run {
             config,
@@ -293,14 +298,18 @@ fn admin(
     Ok(())
 }
 
-fn init_logging() {
+fn init_logging(format: mailgate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAILGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        mailgate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        mailgate::config::LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// Blocks until SIGTERM or SIGINT; a second signal exits at once.

@@ -120,3 +120,27 @@ fn sigterm_stops_accepting_and_lets_sessions_drain() {
         .expect("exits after the grace period");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let stack = Stack::start("\n[log]\nformat = \"json\"\n");
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    drop(c);
+    stack
+        .mailgate
+        .wait_for_log("session end", Duration::from_secs(10));
+    let log = stack.mailgate.log();
+    let mut session_end = None;
+    for line in log.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if value["fields"]["message"] == "session end" {
+            session_end = Some(value);
+        }
+    }
+    let end = session_end.expect("a session end line");
+    assert_eq!(end["level"], "INFO");
+    assert_eq!(end["fields"]["user"], ALICE);
+    assert_eq!(end["fields"]["outcome"], "relayed");
+}

@@ -44,6 +44,49 @@ pub struct Config {
     /// listeners).
     #[serde(default)]
     pub connection_cache: super::tuning::ConnectionCacheConfig,
+    /// How log lines are written.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json` (one JSON object per line, for log
+    /// shippers). Read at start only.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-11-30T12:00:00Z  INFO mailgate::session: session end client=…`.
+    #[default]
+    Text,
+    /// `{"timestamp":…,"level":"INFO","fields":{"message":"session end",…},…}`.
+    Json,
+}
+
+/// The `[log] format` of the configuration file at `path`, read before
+/// anything else so that the first log line already has it; a file that
+/// does not parse says `text` here and is reported by the full load.
+pub fn log_format_of(path: &std::path::Path) -> LogFormat {
+    #[derive(Deserialize)]
+    struct OnlyLog {
+        #[serde(default)]
+        log: Option<toml::Value>,
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return LogFormat::Text;
+    };
+    let Ok(OnlyLog { log: Some(log) }) = toml::from_str::<OnlyLog>(&text) else {
+        return LogFormat::Text;
+    };
+    log.try_into::<LogConfig>()
+        .map_or(LogFormat::Text, |l| l.format)
 }
 
 /// `[admin]`.
