@@ -191,6 +191,26 @@ fn import_perdition(
     Ok(())
 }
 
+/// mimalloc reserves its arena eagerly; on hosts whose transparent huge
+/// pages are `always` (a common default), the few pages an idle daemon
+/// touches there become 2 MiB pages: 14.6 MiB of anonymous memory instead
+/// of about 1.4 MiB (perf/footprint.sh). A proxy's allocations are small
+/// and short-lived; huge pages buy it nothing. Best effort: a kernel
+/// without the call leaves things as they were.
+/// It runs as an ELF constructor, before the Rust runtime's first
+/// allocation sets mimalloc's arena up (from `main` it came too late for
+/// the pages touched until then: 5.0 MiB instead of 1.4).
+extern "C" fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this
+    // process's memory policy for pages faulted from now on; it allocates
+    // nothing and needs nothing initialized.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
+#[used]
+#[link_section = ".init_array"]
+static DISABLE_TRANSPARENT_HUGE_PAGES: extern "C" fn() = disable_transparent_huge_pages;
+
 /// Loads `path` and everything it names, as `run` would.
 fn load(path: &Path) -> anyhow::Result<Live> {
     let loaded = mailgate::config::load_file(path)?;
