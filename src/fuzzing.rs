@@ -200,6 +200,28 @@ pub fn proxy_header(data: &[u8]) {
     }
 }
 
+/// Arbitrary text as a Perdition configuration (and the same text as its
+/// popmap and popmap.re): imported or listed, never a panic; the TOML it
+/// writes always parses as TOML.
+pub fn perdition_import(data: &[u8]) {
+    use crate::import::perdition::{import, Input};
+    let text = String::from_utf8_lossy(data);
+    for popmap in [None, Some(text.as_ref())] {
+        let imported = import(&Input {
+            source: "fuzz.conf",
+            config: &text,
+            popmap,
+            map_out: "users.map",
+            modes: None,
+        });
+        assert!(
+            imported.toml.parse::<toml::Table>().is_ok(),
+            "not TOML:\n{}",
+            imported.toml
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! A few thousand structured random inputs on every test run; the fuzz

@@ -121,6 +121,21 @@ fn quote(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// `s` made safe for a comment line: control characters (a newline would
+/// end the comment and let a Perdition value write TOML) escaped.
+pub(super) fn commented(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// The options in effect: the last occurrence of each.
 struct Options {
     values: BTreeMap<&'static str, Setting>,
@@ -266,7 +281,7 @@ pub fn import(input: &Input<'_>) -> Imported {
          # Modes: {}.\n\
          # Read every `# not carried over` line at the end, then run\n\
          # `mailgate check-config` on this file.",
-        input.source,
+        commented(input.source),
         modes
             .iter()
             .map(|m| m.name())
@@ -291,7 +306,7 @@ pub fn import(input: &Input<'_>) -> Imported {
         out.toml
             .push_str("\n# Perdition settings that did not carry over:\n");
         for note in &out.notes {
-            let _ = writeln!(out.toml, "# not carried over: {note}");
+            let _ = writeln!(out.toml, "# not carried over: {}", commented(note));
         }
     }
     Imported {
@@ -461,7 +476,10 @@ fn tls(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
             out.toml,
             "# ssl_ca_chain_file {} (line {}): mailgate reads the chain from `cert`\n\
              # (leaf first): cat {} {} > fullchain.pem and point `cert` at it.",
-            chain.value, chain.line, cert, chain.value
+            commented(&chain.value),
+            chain.line,
+            commented(&cert),
+            commented(&chain.value)
         );
     }
     out.toml.push('\n');
@@ -603,7 +621,7 @@ fn map_file(lines: Vec<String>, left_out: &[String]) -> String {
              # now get the entries above (or none): give them lines of their own.\n",
         );
         for l in left_out {
-            let _ = writeln!(text, "# not carried over: {l}");
+            let _ = writeln!(text, "# not carried over: {}", commented(l));
         }
     }
     text
@@ -683,7 +701,11 @@ fn ldap(library_opt: Option<Setting>, delimiter: &str, opts: &mut Options, out: 
         quote(&url)
     );
     if let Err(e) = crate::directory::ldap::query::parse_url(&url) {
-        let _ = writeln!(out.toml, "# check: mailgate cannot use this URL: {e}");
+        let _ = writeln!(
+            out.toml,
+            "# check: mailgate cannot use this URL: {}",
+            commented(&e)
+        );
     }
     if let Some(dn) = bind_dn {
         let _ = writeln!(out.toml, "bind_dn = {}", quote(&dn));
@@ -927,9 +949,10 @@ fn backend(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
                 let _ = writeln!(out.toml, "ca_file = {}", quote(&ca.value));
             }
             (None, p) => {
-                let dir = p
-                    .as_ref()
-                    .map_or("/etc/perdition/perdition.ca/", |p| p.value.as_str());
+                let dir = commented(
+                    p.as_ref()
+                        .map_or("/etc/perdition/perdition.ca/", |p| p.value.as_str()),
+                );
                 let _ = writeln!(
                     out.toml,
                     "ca_file = \"/etc/mailgate/backend-ca.pem\"   # Perdition read the directory {dir}:\n\

@@ -194,3 +194,28 @@ fn the_user_perdition_switches_to_is_the_one_mailgate_switches_to() {
     assert_eq!(t["runtime"]["user"].as_str(), Some("mail"));
     assert_eq!(t["runtime"]["group"].as_str(), Some("mail"));
 }
+
+#[test]
+fn values_cannot_write_toml_through_a_comment() {
+    // A quoted value with a newline, and a NUL: listed, escaped, and the
+    // output is still TOML with no [admin] table.
+    let out = run(
+        "protocol IMAP4\nok_line \"x\n[admin]\naddress = '0.0.0.0:1'\"\nlog_facility a\u{0}b\n",
+    );
+    let t = config_of(&out);
+    assert!(t.get("admin").is_none(), "{out}");
+    assert!(out.contains("ok_line x\\n[admin]"), "{out}");
+    assert!(out.contains("log_facility a\\u{0}b"), "{out}");
+}
+
+#[test]
+fn the_fuzz_target_holds_on_the_golden_inputs() {
+    for input in [
+        &include_bytes!("../../../tests/golden/perdition/classic.conf")[..],
+        include_bytes!("../../../tests/golden/perdition/every-option.conf"),
+        include_bytes!("../../../tests/golden/perdition/every-option.popmap.re"),
+        b"ok_line \"a\nb\"\x00\x7f\r",
+    ] {
+        crate::fuzzing::perdition_import(input);
+    }
+}
