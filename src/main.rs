@@ -4,7 +4,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use mailgate::admin::client::{Action, AdminClient};
 use mailgate::runtime::Live;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,14 @@ enum Command {
         /// the file's `protocol`, else all four, as Debian starts them).
         #[arg(long, value_delimiter = ',')]
         modes: Vec<String>,
+    },
+    /// Print the man page (roff): `mailgate man > mailgate.1`.
+    Man,
+    /// Print shell completions, e.g. `mailgate completions bash >
+    /// /usr/share/bash-completion/completions/mailgate`.
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
     },
     /// Start on loopback with an embedded config, a static map and a
     /// simulated back end; print how to connect.
@@ -135,6 +143,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             map_out,
             modes,
         } => import_perdition(&file, popmap.as_deref(), &map_out, &modes),
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("writing the man page")?;
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "mailgate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Demo { check } => {
             mailgate::runtime::raise_fd_limit();
             mailgate::demo::run(check, wait_for_stop_signal)

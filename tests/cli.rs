@@ -122,6 +122,40 @@ fn sigterm_stops_accepting_and_lets_sessions_drain() {
 }
 
 #[test]
+fn the_man_page_and_completions_name_every_command() {
+    let man = mailgate(&["man"]);
+    assert!(man.status.success());
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(man.contains(".TH mailgate"), "{man}");
+    for command in [
+        "run",
+        "check\\-config",
+        "import\\-perdition",
+        "admin",
+        "demo",
+    ] {
+        assert!(man.contains(command), "{command} missing from the man page");
+    }
+    let bash = mailgate(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let bash = String::from_utf8_lossy(&bash.stdout);
+    assert!(bash.contains("_mailgate()"), "{bash}");
+    for command in [
+        "run",
+        "check-config",
+        "import-perdition",
+        "admin",
+        "demo",
+        "completions",
+    ] {
+        assert!(
+            bash.contains(command),
+            "{command} missing from the completions"
+        );
+    }
+}
+
+#[test]
 fn log_format_json_writes_one_json_object_per_line() {
     let stack = Stack::start("\n[log]\nformat = \"json\"\n");
     let mut c = ImapClient::connect(stack.imap()).unwrap();
