@@ -4,7 +4,8 @@
 # and the test suite of every workspace crate (which includes the module
 # dependency check, tests/module_graph.rs) twice: once with the workers on
 # io_uring, once on epoll (MAILGATE_TEST_IO, which the test kit turns into
-# `[runtime] io`).
+# `[runtime] io`), then the Debian package (tests/package.sh: built from the
+# test build with cargo-deb, installed as root with dpkg -i and checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
@@ -14,3 +15,4 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 MAILGATE_TEST_IO=uring cargo test --workspace
 MAILGATE_TEST_IO=epoll cargo test --workspace
+tests/package.sh

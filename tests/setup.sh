@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the integration tests drive: Dovecot (IMAP + POP3), curl,
-# Python 3, OpenLDAP, HAProxy (the balancer of the PROXY protocol tests).
+# Python 3, OpenLDAP, HAProxy (the balancer of the PROXY protocol tests),
+# adduser (the Debian package's postinst, tests/package.sh).
 # Skips apt when everything is already there.
 set -euo pipefail
-packages=(dovecot-imapd dovecot-pop3d curl python3 slapd ldap-utils haproxy)
+packages=(dovecot-imapd dovecot-pop3d curl python3 slapd ldap-utils haproxy adduser)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

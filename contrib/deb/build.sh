@@ -4,14 +4,16 @@
 # `cargo install cargo-deb` if missing) packs what [package.metadata.deb]
 # in Cargo.toml lists. Prints the .deb's path.
 #
-#   contrib/deb/build.sh [--profile release|small]
+#   contrib/deb/build.sh [--profile release|small|dev]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PROFILE=release
 [ "${1:-}" = --profile ] && PROFILE=$2
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 cargo build --profile "$PROFILE" -q -p mailgate --bin mailgate
-BIN=target/$PROFILE/mailgate
+DIR=$PROFILE
+[ "$PROFILE" = dev ] && DIR=debug     # cargo's folder for the dev profile
+BIN=target/$DIR/mailgate
 OUT=target/deb-extra
 mkdir -p "$OUT"
 strip -o "$OUT/mailgate" "$BIN"
@@ -19,5 +21,5 @@ strip -o "$OUT/mailgate" "$BIN"
 "$BIN" completions bash > "$OUT/mailgate.bash"
 "$BIN" completions zsh > "$OUT/_mailgate"
 "$BIN" completions fish > "$OUT/mailgate.fish"
-cargo deb -p mailgate --no-build --profile "$PROFILE" -q
+cargo deb -p mailgate --no-build -q
 ls -t target/debian/mailgate_*.deb | head -1
