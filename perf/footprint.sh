@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Footprint: the stripped binary size and the memory of an idle daemon (2
-# workers, 4 listeners: IMAP, IMAPS, POP3, POP3S), for the `release` profile
-# and the `small` profile (fat LTO, one codegen unit, stripped), and the CPU
-# per login of both, so a smaller binary is not paid for in speed: IMAP
+# workers, 4 listeners: IMAP, IMAPS, POP3, POP3S), for the `release` profile,
+# the `small` profile (fat LTO, one codegen unit, stripped) and `tiny`
+# (`small` with opt-level "z"; PROFILES="release small" picks), and the CPU
+# per login of each, so a smaller binary is not paid for in speed: IMAP
 # logins/s and mailgate CPU per login (plaintext and IMAPS, 4 closed-loop
 # clients against the simulated back end), alternated R rounds, medians.
 #
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 ROUNDS=${2:-3}
-PROFILES=(release small)
+read -r -a PROFILES <<< "${PROFILES:-release small tiny}"
 for p in "${PROFILES[@]}"; do
   echo "building --profile $p..." >&2
   cargo build --profile "$p" -q -p mailgate -p mailgate-loadgen
@@ -136,11 +137,13 @@ for line in open(sys.argv[1]):
     figure, profile, _, value = line.rstrip("\n").split("\t")
     rows[figure][profile].append(float(value))
 profiles = sys.argv[2:]
-print("| figure (median of rounds) | " + " | ".join(profiles) + f" | {profiles[1]}/{profiles[0]} |")
-print("| --- " * (len(profiles) + 2) + "|")
+ratios = [f"{p}/{profiles[0]}" for p in profiles[1:]]
+print("| figure (median of rounds) | " + " | ".join(profiles + ratios) + " |")
+print("| --- " * (len(profiles) + len(ratios) + 1) + "|")
 for figure, by in rows.items():
     med = [statistics.median(by[p]) for p in profiles]
-    print(f"| {figure} | " + " | ".join(f"{m:.3f}" for m in med) + f" | {med[1] / med[0]:.3f} |")
+    cells = [f"{m:.3f}" for m in med] + [f"{m / med[0]:.3f}" for m in med[1:]]
+    print(f"| {figure} | " + " | ".join(cells) + " |")
 PY
 } | tee "$OUT"
 echo "saved $OUT" >&2
