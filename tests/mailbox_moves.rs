@@ -267,16 +267,9 @@ fn three_front_ends_all_apply_one_change_one_through_its_second_server() {
     }
 }
 
-#[test]
-fn a_server_without_content_sync_is_a_clear_start_up_error() {
-    let slapd = Slapd::start(
-        &people(),
-        Options {
-            without_sync: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+/// Starts mailgate with `watch = true` against `slapd`; the log of the
+/// start-up failure it must end in (`started` names what a start would mean).
+fn watch_start_failure(slapd: &Slapd, started: &str) -> String {
     let dovecot = dovecot();
     let dir = tempfile::tempdir().unwrap();
     let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
@@ -295,15 +288,27 @@ fn a_server_without_content_sync_is_a_clear_start_up_error() {
         &config,
         "info",
     ) {
-        Ok(_) => panic!("started without content sync"),
-        Err(mailgate_testkit::StartError::Exited { log, .. }) => {
-            assert!(
-                log.contains("syncprov") && log.contains("watch = false"),
-                "{log}"
-            );
-        }
+        Ok(_) => panic!("{started}"),
+        Err(mailgate_testkit::StartError::Exited { log, .. }) => log,
         Err(e) => panic!("{e}"),
     }
+}
+
+#[test]
+fn a_server_without_content_sync_is_a_clear_start_up_error() {
+    let slapd = Slapd::start(
+        &people(),
+        Options {
+            without_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let log = watch_start_failure(&slapd, "started without content sync");
+    assert!(
+        log.contains("syncprov") && log.contains("watch = false"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -318,30 +323,8 @@ fn a_size_limit_that_cuts_the_watch_is_a_clear_start_up_error() {
         },
     )
     .unwrap();
-    let dovecot = dovecot();
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
-        .replace(
-            "kind = \"static\"\nmap = \"users.map\"\n",
-            &format!(
-                "kind = \"ldap\"\nurl = \"{}/{PEOPLE}?mail,host?sub?(mail=%s)\"\ntimeout = \"1s\"\nwatch = true\n",
-                slapd.url()
-            ),
-        );
-    let config = mailgate_testkit::config::with_test_defaults(&config);
-    match mailgate_testkit::MailgateProcess::start(
-        &Mailgate::binary(),
-        dir.path(),
-        "m",
-        &config,
-        "info",
-    ) {
-        Ok(_) => panic!("started with a watch that cannot see every entry"),
-        Err(mailgate_testkit::StartError::Exited { log, .. }) => {
-            assert!(log.contains("size=unlimited"), "{log}");
-        }
-        Err(e) => panic!("{e}"),
-    }
+    let log = watch_start_failure(&slapd, "started with a watch that cannot see every entry");
+    assert!(log.contains("size=unlimited"), "{log}");
 }
 
 /// How long a log line may take to appear.

@@ -35,15 +35,15 @@ fn nobody_uid() -> u32 {
 
 #[test]
 fn root_switches_every_thread_to_the_configured_user_and_still_serves() {
+    let dovecot = Dovecot::start(&directory_users());
+    let config = support::mailgate::config(
+        dovecot.imap.port(),
+        dovecot.pop3.port(),
+        "",
+        "user = \"nobody\"\n",
+    );
     if !privileges::is_root() {
         // Not root: the switch cannot be made and says why.
-        let dovecot = Dovecot::start(&directory_users());
-        let config = support::mailgate::config(
-            dovecot.imap.port(),
-            dovecot.pop3.port(),
-            "",
-            "user = \"nobody\"\n",
-        );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("users.map"), "* 127.0.0.1\n").unwrap();
         std::fs::write(dir.path().join("m.toml"), config).unwrap();
@@ -56,13 +56,6 @@ fn root_switches_every_thread_to_the_configured_user_and_still_serves() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot switch to user nobody"));
         return;
     }
-    let dovecot = Dovecot::start(&directory_users());
-    let config = support::mailgate::config(
-        dovecot.imap.port(),
-        dovecot.pop3.port(),
-        "",
-        "user = \"nobody\"\n",
-    );
     let mailgate = Mailgate::start(&config, "* 127.0.0.1\n");
     mailgate.wait_for_log("switched user", Duration::from_secs(5));
     let nobody = nobody_uid();

@@ -21,7 +21,7 @@ pub struct Converted {
 }
 
 /// A `[user@]host[:port]` value as a mailgate target, or why not.
-fn target(value: &str, delimiter: &str) -> Result<String, String> {
+pub(super) fn target(value: &str, delimiter: &str) -> Result<String, String> {
     let value = value.trim();
     if value.is_empty() {
         return Err("no server".into());

@@ -124,16 +124,15 @@ fn quote(s: &str) -> String {
 /// `s` made safe for a comment line: control characters (a newline would
 /// end the comment and let a Perdition value write TOML) escaped.
 pub(super) fn commented(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The options in effect: the last occurrence of each.
@@ -508,9 +507,13 @@ fn directory(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Option<Str
                         servers.len()
                     ));
                 }
-                let mut c = popmap::flat(&format!("everyone:{}", servers[0]), &delimiter);
-                for l in &mut c.lines {
-                    *l = l.replacen("everyone ", "* ", 1);
+                let mut c = popmap::Converted::default();
+                match popmap::target(servers[0], &delimiter) {
+                    Ok(target) => c.lines.push(format!("* {target}")),
+                    Err(why) => c.left_out.push(format!(
+                        "line {}: outgoing_server `{}` ({why})",
+                        s.line, servers[0]
+                    )),
                 }
                 c
             }
