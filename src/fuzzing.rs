@@ -201,18 +201,19 @@ pub fn proxy_header(data: &[u8]) {
 }
 
 /// Arbitrary text as a Perdition configuration (and the same text as its
-/// popmap and popmap.re): imported or listed, never a panic; the TOML it
-/// writes always parses as TOML.
+/// popmap and popmap.re, and as /etc/default/perdition): imported or
+/// listed, never a panic; the TOML it writes always parses as TOML.
 pub fn perdition_import(data: &[u8]) {
     use crate::import::perdition::{import, Input};
     let text = String::from_utf8_lossy(data);
-    for popmap in [None, Some(text.as_ref())] {
+    for also in [None, Some(text.as_ref())] {
         let imported = import(&Input {
             source: "fuzz.conf",
             config: &text,
-            popmap,
+            popmap: also,
             map_out: "users.map",
             modes: None,
+            defaults: also,
         });
         assert!(
             imported.toml.parse::<toml::Table>().is_ok(),

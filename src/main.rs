@@ -66,9 +66,16 @@ enum Command {
         #[arg(long, default_value = "users.map")]
         map_out: PathBuf,
         /// Perdition modes to import: imap4, imap4s, pop3, pop3s (default:
-        /// the file's `protocol`, else all four, as Debian starts them).
+        /// those --defaults starts, else the file's `protocol`, else all
+        /// four, as Debian starts them).
         #[arg(long, value_delimiter = ',')]
         modes: Vec<String>,
+        /// The init script's settings (/etc/default/perdition, or
+        /// /etc/sysconfig/perdition): the modes it starts and the
+        /// command-line flags it gives them (FLAGS, IMAP4_FLAGS…), which
+        /// override the file.
+        #[arg(long)]
+        defaults: Option<PathBuf>,
     },
     /// Print the man page (roff): `mailgate man > mailgate.1`.
     Man,
@@ -142,7 +149,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             popmap,
             map_out,
             modes,
-        } => import_perdition(&file, popmap.as_deref(), &map_out, &modes),
+            defaults,
+        } => import_perdition(
+            &file,
+            popmap.as_deref(),
+            &map_out,
+            &modes,
+            defaults.as_deref(),
+        ),
         Command::Man => {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
@@ -170,12 +184,14 @@ fn import_perdition(
     popmap: Option<&Path>,
     map_out: &Path,
     modes: &[String],
+    defaults: Option<&Path>,
 ) -> anyhow::Result<()> {
     use mailgate::import::perdition::{import, Input, Mode};
     let read =
         |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     let config = read(file)?;
     let popmap = popmap.map(read).transpose()?;
+    let defaults = defaults.map(read).transpose()?;
     let modes = if modes.is_empty() {
         None
     } else {
@@ -193,6 +209,7 @@ fn import_perdition(
         popmap: popmap.as_deref(),
         map_out: &map_name,
         modes,
+        defaults: defaults.as_deref(),
     });
     if let Some(map) = &imported.map {
         let mut f = std::fs::OpenOptions::new()
@@ -342,16 +359,38 @@ fn admin(
 }
 
 fn init_logging(format: mailgate::config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let setting = std::env::var("MAILGATE_LOG").ok();
+    let (filter, unreadable) = log_filter(setting.as_deref());
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        mailgate::config::LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        mailgate::config::LogFormat::Text => registry
+            .with(layer.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
             .init(),
-        mailgate::config::LogFormat::Json => builder.json().with_ansi(false).init(),
+        mailgate::config::LogFormat::Json => registry.with(layer.json().with_ansi(false)).init(),
+    }
+    if let Some(reason) = unreadable {
+        tracing::warn!("MAILGATE_LOG not understood ({reason}); logging at info");
+    }
+}
+
+/// The log filter `MAILGATE_LOG` asks for: comma-separated directives, each
+/// `level` (the default for every target) or `target=level`, e.g.
+/// `mailgate::session=debug,warn`. `info` when unset, empty or unreadable
+/// (then with the reason). A plain target filter rather than a regex-based
+/// one keeps the regex engines out of the binary (~0.3 MiB; see
+/// docs/performance.md, "Footprint").
+fn log_filter(setting: Option<&str>) -> (tracing_subscriber::filter::Targets, Option<String>) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    match setting.map(str::trim) {
+        None | Some("") => (info(), None),
+        Some(text) => match text.parse::<Targets>() {
+            Ok(targets) => (targets, None),
+            Err(error) => (info(), Some(error.to_string())),
+        },
     }
 }
 
@@ -451,4 +490,35 @@ fn write_ready_file(
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn log_filter_reads_levels_and_targets() {
+        let (unset, none) = log_filter(None);
+        assert!(none.is_none());
+        assert!(unset.would_enable("mailgate::session", &Level::INFO));
+        assert!(!unset.would_enable("mailgate::session", &Level::DEBUG));
+
+        let (mixed, none) = log_filter(Some("mailgate::session=debug,warn"));
+        assert!(none.is_none());
+        assert!(mixed.would_enable("mailgate::session::login", &Level::DEBUG));
+        assert!(!mixed.would_enable("mailgate::runtime", &Level::INFO));
+        assert!(mixed.would_enable("ldap3", &Level::WARN));
+
+        let (trace, _) = log_filter(Some("trace"));
+        assert!(trace.would_enable("rustls::client", &Level::TRACE));
+    }
+
+    #[test]
+    fn unreadable_log_filter_falls_back_to_info_with_the_reason() {
+        let (filter, reason) = log_filter(Some("mailgate=loud"));
+        assert!(reason.is_some());
+        assert!(filter.would_enable("mailgate", &Level::INFO));
+        assert!(!filter.would_enable("mailgate", &Level::DEBUG));
+    }
 }

@@ -187,6 +187,22 @@ fn every_option_is_carried_or_listed_in_its_golden_file() {
     );
 }
 
+/// `check-config` on an import of Debian's shipped files: Perdition's
+/// default certificate paths replaced by a test certificate.
+fn check_debian_import(import: &Import) -> String {
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue("localhost", &["localhost"], &[]);
+    let map_path = import.dir.path().join("users.map");
+    check_config(
+        import,
+        &[
+            ("/etc/perdition/perdition.crt.pem", &cert),
+            ("/etc/perdition/perdition.key.pem", &key),
+            ("users.map", &map_path),
+        ],
+    )
+}
+
 #[test]
 fn debians_shipped_perdition_conf_and_popmap_import_and_check() {
     let etc = debian_etc();
@@ -198,18 +214,35 @@ fn debians_shipped_perdition_conf_and_popmap_import_and_check() {
     let import = import(&etc.join("perdition.conf"), Some(&etc.join("popmap")), &[]);
     golden("debian.toml", &import.toml);
     golden("debian.map", import.map.as_deref().unwrap());
-    let ca = TestCa::new();
-    let (cert, key) = ca.issue("localhost", &["localhost"], &[]);
-    let map_path = import.dir.path().join("users.map");
-    let summary = check_config(
-        &import,
-        &[
-            ("/etc/perdition/perdition.crt.pem", &cert),
-            ("/etc/perdition/perdition.key.pem", &key),
-            ("users.map", &map_path),
-        ],
-    );
+    let summary = check_debian_import(&import);
     assert!(summary.contains("2 static map entries"), "{summary}");
+}
+
+#[test]
+fn debians_shipped_defaults_file_gives_the_modes_its_init_script_starts() {
+    let etc = debian_etc();
+    let defaults = etc.parent().unwrap().join("default/perdition");
+    assert!(
+        defaults.exists(),
+        "{} is missing: tests/setup.sh unpacks Debian's perdition package",
+        defaults.display()
+    );
+    let import = import(
+        &etc.join("perdition.conf"),
+        Some(&etc.join("popmap")),
+        &["--defaults", defaults.to_str().unwrap()],
+    );
+    golden("debian-defaults.toml", &import.toml);
+    // The shipped file starts POP3, POP3S, IMAP4, IMAP4S and ManageSieve,
+    // without flags.
+    assert!(
+        import.toml.contains("# Modes: POP3, POP3S, IMAP4, IMAP4S."),
+        "{}",
+        import.toml
+    );
+    assert!(import.toml.contains("# not carried over: MANAGESIEVE=yes"));
+    let summary = check_debian_import(&import);
+    assert!(summary.contains("4 listener(s)"), "{summary}");
 }
 
 const PYTHON_LOGIN: &str = r#"

@@ -4,7 +4,7 @@
 # `cargo install cargo-deb` if missing) packs what [package.metadata.deb]
 # in Cargo.toml lists. Prints the .deb's path.
 #
-#   contrib/deb/build.sh [--profile release|small|tiny|dev]
+#   contrib/deb/build.sh [--profile release|tiny|dev]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PROFILE=release

@@ -22,6 +22,21 @@ pub struct Setting {
     pub key: String,
     /// The value; empty for flags.
     pub value: String,
+    /// `None` for the configuration file; for a command-line option from
+    /// the defaults file, its variable (`FLAGS`, `IMAP4_FLAGS`…), and then
+    /// `line` is the defaults file's.
+    pub from: Option<String>,
+}
+
+impl Setting {
+    /// Where the setting was written, for notes: `line 12`, or
+    /// `IMAP4_FLAGS (defaults line 40)`.
+    pub fn place(&self) -> String {
+        match &self.from {
+            None => format!("line {}", self.line),
+            Some(var) => format!("{var} (defaults line {})", self.line),
+        }
+    }
 }
 
 /// One character of a logical line; `literal` if quoted or escaped (so it
@@ -107,6 +122,7 @@ fn setting(chars: &[Char], line: usize) -> Option<Setting> {
                 line,
                 key: key.to_owned(),
                 value: value.to_owned(),
+                from: None,
             });
         }
     }
@@ -114,6 +130,7 @@ fn setting(chars: &[Char], line: usize) -> Option<Setting> {
         line,
         key: key.to_owned(),
         value,
+        from: None,
     })
 }
 
@@ -150,7 +167,8 @@ mod tests {
             vec![Setting {
                 line: 4,
                 key: "timeout".into(),
-                value: "7".into()
+                value: "7".into(),
+                from: None,
             }]
         );
     }
@@ -184,7 +202,8 @@ mod tests {
             Setting {
                 line: 4,
                 key: "m".into(),
-                value: "ldap://a   b/x".into()
+                value: "ldap://a   b/x".into(),
+                from: None,
             }
         );
     }

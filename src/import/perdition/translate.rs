@@ -8,6 +8,7 @@
 //! (its log shows `outgoing_port="imaps"` for IMAP4S); the back-end port is
 //! `outgoing_port`, else the mode's own port.
 
+use super::defaults::{self, Defaults};
 use super::file::{self, Setting};
 use super::options::{canonical, Flag};
 use super::popmap;
@@ -86,8 +87,12 @@ pub struct Input<'a> {
     pub popmap: Option<&'a str>,
     /// The name the TOML gives the static map file.
     pub map_out: &'a str,
-    /// Modes to import; `None`: `protocol`, else Debian's four.
+    /// Modes to import; `None`: the defaults file's, else `protocol`, else
+    /// Debian's four.
     pub modes: Option<Vec<Mode>>,
+    /// `/etc/default/perdition`: the modes the init script starts and the
+    /// command-line flags it gives them.
+    pub defaults: Option<&'a str>,
 }
 
 /// The result: the TOML, and the static map file when there is one.
@@ -143,30 +148,42 @@ struct Options {
 
 impl Options {
     fn read(text: &str) -> Self {
-        let mut values: BTreeMap<&'static str, Setting> = BTreeMap::new();
-        let mut notes = Vec::new();
-        for setting in file::parse(text) {
+        let mut options = Options {
+            values: BTreeMap::new(),
+            notes: Vec::new(),
+        };
+        options.add(file::parse(text));
+        options
+    }
+
+    /// Adds `settings`, each overriding an earlier one of the same option
+    /// (as Perdition's command line overrides its file).
+    fn add(&mut self, settings: impl IntoIterator<Item = Setting>) {
+        for setting in settings {
             let Some((name, flag)) = canonical(&setting.key) else {
-                notes.push(format!(
-                    "line {}: `{}` (Perdition 2.2 has no such option)",
-                    setting.line, setting.key
+                self.notes.push(format!(
+                    "{}: `{}` (Perdition 2.2 has no such option)",
+                    setting.place(),
+                    setting.key
                 ));
                 continue;
             };
             if flag == Flag::Yes && !setting.value.is_empty() {
-                notes.push(format!(
-                    "line {}: the value `{}` of flag `{name}` (a flag takes none)",
-                    setting.line, setting.value
+                self.notes.push(format!(
+                    "{}: the value `{}` of flag `{name}` (a flag takes none)",
+                    setting.place(),
+                    setting.value
                 ));
             }
-            if let Some(earlier) = values.insert(name, setting.clone()) {
-                notes.push(format!(
-                    "line {}: `{name} {}` (line {} sets it again)",
-                    earlier.line, earlier.value, setting.line
+            let place = setting.place();
+            if let Some(earlier) = self.values.insert(name, setting) {
+                self.notes.push(format!(
+                    "{}: `{name} {}` ({place} sets it again)",
+                    earlier.place(),
+                    earlier.value
                 ));
             }
         }
-        Options { values, notes }
     }
 
     /// The value of `name`, marked as used; `None` if absent.
@@ -187,7 +204,7 @@ impl Options {
         } else {
             format!("`{name} {}`", s.value)
         };
-        self.notes.push(format!("line {}: {shown} ({why})", s.line));
+        self.notes.push(format!("{}: {shown} ({why})", s.place()));
     }
 }
 
@@ -250,6 +267,7 @@ struct Out {
 /// the output.
 pub fn import(input: &Input<'_>) -> Imported {
     let mut opts = Options::read(input.config);
+    let defaults = input.defaults.map(defaults::read);
     let mut out = Out {
         toml: String::new(),
         notes: Vec::new(),
@@ -258,15 +276,20 @@ pub fn import(input: &Input<'_>) -> Imported {
         toml: String::new(),
         notes: Vec::new(),
     };
-    let modes = modes(input, &mut opts, &mut header);
+    let modes = modes(input, defaults.as_ref(), &mut opts, &mut header);
     out.notes.append(&mut header.notes);
+    let own = match defaults {
+        Some(d) => flags(d, &modes, &mut opts),
+        None => BTreeMap::new(),
+    };
     let ssl = ssl_mode(&mut opts);
     let per_mode: Vec<(Mode, SslMode)> = modes
         .iter()
         .map(|&m| {
+            let mine = own_setting(&own, m, "ssl_mode").map(|s| parse_ssl_mode(s, &mut opts.notes));
             (
                 m,
-                ssl.unwrap_or(if m.secure() {
+                mine.or(ssl).unwrap_or(if m.secure() {
                     SSL_BOTH
                 } else {
                     SslMode::default()
@@ -288,7 +311,7 @@ pub fn import(input: &Input<'_>) -> Imported {
             .join(", ")
     );
     let _ = writeln!(out.toml, "{}", header.toml);
-    listeners(&per_mode, &mut opts, &mut out);
+    listeners(&per_mode, &own, &mut opts, &mut out);
     tls(&per_mode, &mut opts, &mut out);
     let map = directory(input, &mut opts, &mut out);
     backend(&per_mode, &mut opts, &mut out);
@@ -323,13 +346,35 @@ const SSL_BOTH: SslMode = SslMode {
     tls_outgoing_force: false,
 };
 
-fn modes(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Vec<Mode> {
+fn modes(
+    input: &Input<'_>,
+    defaults: Option<&Defaults>,
+    opts: &mut Options,
+    out: &mut Out,
+) -> Vec<Mode> {
     let protocol = opts.take("protocol");
     if let Some(modes) = &input.modes {
         if let Some(p) = protocol {
             opts.note(&p, "protocol", "replaced by --modes");
         }
         return modes.clone();
+    }
+    if let Some(d) = defaults {
+        if let Some(p) = protocol {
+            opts.note(&p, "protocol", "the defaults file says which modes run");
+        }
+        if !d.run {
+            out.toml.push_str(
+                "# The defaults file does not set RUN_PERDITION=yes: its init script starts\n\
+                 # no Perdition at all. These are the modes it would start.\n",
+            );
+        }
+        if d.managesieve {
+            out.notes.push(
+                "MANAGESIEVE=yes in the defaults file (mailgate proxies IMAP and POP3 only)".into(),
+            );
+        }
+        return d.modes.clone();
     }
     let Some(p) = protocol else {
         out.toml.push_str(
@@ -345,12 +390,12 @@ fn modes(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Vec<Mode> {
             Some(m) if !modes.contains(&m) => modes.push(m),
             Some(_) => {}
             None if name.trim().eq_ignore_ascii_case("managesieve") => out.notes.push(format!(
-                "line {}: protocol MANAGESIEVE (mailgate proxies IMAP and POP3 only)",
-                p.line
+                "{}: protocol MANAGESIEVE (mailgate proxies IMAP and POP3 only)",
+                p.place()
             )),
             None => out.notes.push(format!(
-                "line {}: protocol `{}` (not a Perdition protocol)",
-                p.line,
+                "{}: protocol `{}` (not a Perdition protocol)",
+                p.place(),
                 name.trim()
             )),
         }
@@ -360,26 +405,125 @@ fn modes(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Vec<Mode> {
 
 fn ssl_mode(opts: &mut Options) -> Option<SslMode> {
     let s = opts.take("ssl_mode")?;
-    let mut unknown = Vec::new();
-    let mode = SslMode::parse(&s.value, &mut unknown);
-    for u in unknown {
-        opts.note(
-            &s,
-            "ssl_mode",
-            &format!("`{u}` is not a Perdition ssl_mode"),
-        );
-    }
-    if mode.ssl_listen && mode.tls_listen {
-        opts.note(
-            &s,
-            "ssl_mode",
-            "ssl_listen and tls_listen together: the listeners use implicit TLS",
-        );
-    }
-    Some(mode)
+    Some(parse_ssl_mode(&s, &mut opts.notes))
 }
 
-fn listeners(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
+fn parse_ssl_mode(s: &Setting, notes: &mut Vec<String>) -> SslMode {
+    let mut unknown = Vec::new();
+    let mode = SslMode::parse(&s.value, &mut unknown);
+    let place = s.place();
+    for u in unknown {
+        notes.push(format!(
+            "{place}: `ssl_mode {}` (`{u}` is not a Perdition ssl_mode)",
+            s.value
+        ));
+    }
+    if mode.ssl_listen && mode.tls_listen {
+        notes.push(format!(
+            "{place}: `ssl_mode {}` (ssl_listen and tls_listen together: the listeners use implicit TLS)",
+            s.value
+        ));
+    }
+    mode
+}
+
+/// Options that mailgate sets per listener, so one mode's flags may set
+/// them for that mode alone.
+const PER_LISTENER: [&str; 3] = ["listen_port", "bind_address", "ssl_mode"];
+
+/// Applies the defaults file's flags: `FLAGS`, and options every imported
+/// mode's own flags give the same value, override the file; the
+/// per-listener options one mode gives itself are returned by mode; any
+/// other option that differs between modes is listed (mailgate has one
+/// such setting for every listener).
+fn flags(defaults: Defaults, modes: &[Mode], opts: &mut Options) -> BTreeMap<Mode, Vec<Setting>> {
+    opts.notes.extend(defaults.notes);
+    opts.add(defaults.common);
+    let mine: Vec<(Mode, Vec<Setting>)> = defaults
+        .per_mode
+        .into_iter()
+        .filter(|(m, _)| modes.contains(m))
+        .collect();
+    let name_of = |s: &Setting| canonical(&s.key).map(|(n, _)| n);
+    // The last value each mode gives each option (flags and unknown
+    // options are kept under their own key).
+    let last = |settings: &[Setting], name: Option<&str>, key: &str| -> Option<Setting> {
+        settings
+            .iter()
+            .rev()
+            .find(|s| match name {
+                Some(n) => name_of(s) == Some(n),
+                None => s.key == key,
+            })
+            .cloned()
+    };
+    let mut own: BTreeMap<Mode, Vec<Setting>> = BTreeMap::new();
+    let mut seen: Vec<(Option<&'static str>, String)> = Vec::new();
+    for (_, settings) in &mine {
+        for s in settings {
+            let id = (name_of(s), s.key.clone());
+            if seen.iter().any(|(n, k)| match (n, id.0) {
+                (Some(a), Some(b)) => *a == b,
+                _ => *k == id.1,
+            }) {
+                continue;
+            }
+            seen.push(id);
+        }
+    }
+    for (name, key) in seen {
+        let values: Vec<(Mode, Option<Setting>)> = mine
+            .iter()
+            .map(|(m, settings)| (*m, last(settings, name, &key)))
+            .collect();
+        let first = values[0].1.clone();
+        let same = values
+            .iter()
+            .all(|(_, v)| v.as_ref().map(|s| &s.value) == first.as_ref().map(|s| &s.value));
+        match (first, name) {
+            (Some(s), _) if same => opts.add([s]),
+            (_, Some(n)) if PER_LISTENER.contains(&n) => {
+                for (m, v) in values {
+                    own.entry(m).or_default().extend(v);
+                }
+            }
+            (_, _) => {
+                for (m, v) in values {
+                    if let Some(s) = v {
+                        opts.notes.push(format!(
+                            "{}: `{} {}` only for {} (mailgate has one `{}` for every listener: set it by hand)",
+                            s.place(),
+                            s.key,
+                            s.value,
+                            m.name(),
+                            name.unwrap_or(&key)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    own
+}
+
+/// The per-listener option `name` that `mode`'s own flags set.
+fn own_setting<'a>(
+    own: &'a BTreeMap<Mode, Vec<Setting>>,
+    mode: Mode,
+    name: &str,
+) -> Option<&'a Setting> {
+    own.get(&mode)?
+        .iter()
+        .rev()
+        .find(|s| canonical(&s.key).map(|(n, _)| n) == Some(name))
+}
+
+fn listeners(
+    per_mode: &[(Mode, SslMode)],
+    own: &BTreeMap<Mode, Vec<Setting>>,
+    opts: &mut Options,
+    out: &mut Out,
+) {
     let listen_port = opts.take("listen_port");
     let bind = opts.take("bind_address");
     let mut port_override = None;
@@ -394,24 +538,25 @@ fn listeners(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
             (None, _) => opts.note(p, "listen_port", "not a port number or mail service name"),
         }
     }
-    // (address, explicit port) pairs; a missing port is the mode's.
-    let mut addresses: Vec<(IpAddr, Option<u16>)> = Vec::new();
-    if let Some(b) = &bind {
-        for entry in b.value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            match bind_entry(entry) {
-                Ok(a) => addresses.push(a),
-                Err(why) => out
-                    .notes
-                    .push(format!("line {}: bind_address `{entry}` ({why})", b.line)),
-            }
-        }
-    }
-    if addresses.is_empty() {
-        addresses.push((IpAddr::from([0, 0, 0, 0]), None));
-    }
+    let addresses = bind_addresses(bind.as_ref(), &mut out.notes);
     for &(mode, ssl) in per_mode {
-        for &(ip, port) in &addresses {
-            let port = port.or(port_override).unwrap_or(mode.port());
+        let mode_port = match own_setting(own, mode, "listen_port") {
+            Some(p) => port_number(&p.value).or_else(|| {
+                out.notes.push(format!(
+                    "{}: `listen_port {}` (not a port number or mail service name)",
+                    p.place(),
+                    p.value
+                ));
+                port_override
+            }),
+            None => port_override,
+        };
+        let mode_addresses = match own_setting(own, mode, "bind_address") {
+            Some(b) => bind_addresses(Some(b), &mut out.notes),
+            None => addresses.clone(),
+        };
+        for &(ip, port) in &mode_addresses {
+            let port = port.or(mode_port).unwrap_or(mode.port());
             let address = std::net::SocketAddr::new(ip, port);
             let _ = writeln!(
                 out.toml,
@@ -432,6 +577,24 @@ fn listeners(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
             out.toml.push('\n');
         }
     }
+}
+
+/// The (address, explicit port) pairs of `bind_address` (a missing port
+/// is the mode's); all addresses when there is none.
+fn bind_addresses(bind: Option<&Setting>, notes: &mut Vec<String>) -> Vec<(IpAddr, Option<u16>)> {
+    let mut addresses = Vec::new();
+    if let Some(b) = bind {
+        for entry in b.value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match bind_entry(entry) {
+                Ok(a) => addresses.push(a),
+                Err(why) => notes.push(format!("{}: bind_address `{entry}` ({why})", b.place())),
+            }
+        }
+    }
+    if addresses.is_empty() {
+        addresses.push((IpAddr::from([0, 0, 0, 0]), None));
+    }
+    addresses
 }
 
 /// `ip[:port]` of `bind_address`; mailgate binds addresses, not names.
@@ -473,10 +636,10 @@ fn tls(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
     if let Some(chain) = opts.take("ssl_ca_chain_file") {
         let _ = writeln!(
             out.toml,
-            "# ssl_ca_chain_file {} (line {}): mailgate reads the chain from `cert`\n\
+            "# ssl_ca_chain_file {} ({}): mailgate reads the chain from `cert`\n\
              # (leaf first): cat {} {} > fullchain.pem and point `cert` at it.",
             commented(&chain.value),
-            chain.line,
+            commented(&chain.place()),
             commented(&cert),
             commented(&chain.value)
         );
@@ -502,8 +665,8 @@ fn directory(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Option<Str
                 let servers: Vec<&str> = s.value.split(',').map(str::trim).collect();
                 if servers.len() > 1 {
                     out.notes.push(format!(
-                        "line {}: outgoing_server's round robin over {} servers (the map sends everyone to the first)",
-                        s.line,
+                        "{}: outgoing_server's round robin over {} servers (the map sends everyone to the first)",
+                        s.place(),
                         servers.len()
                     ));
                 }
@@ -511,8 +674,9 @@ fn directory(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Option<Str
                 match popmap::target(servers[0], &delimiter) {
                     Ok(target) => c.lines.push(format!("* {target}")),
                     Err(why) => c.left_out.push(format!(
-                        "line {}: outgoing_server `{}` ({why})",
-                        s.line, servers[0]
+                        "{}: outgoing_server `{}` ({why})",
+                        s.place(),
+                        servers[0]
                     )),
                 }
                 c
@@ -645,17 +809,11 @@ fn key_options_for_static_map(opts: &mut Options) {
 }
 
 fn ldap(library_opt: Option<Setting>, delimiter: &str, opts: &mut Options, out: &mut Out) {
-    let (line, raw) = library_opt
-        .as_ref()
-        .map_or((0, DEFAULT_LDAP_URL.to_owned()), |o| {
-            (o.line, o.value.clone())
-        });
+    let (at, raw) = library_opt.as_ref().map_or(
+        ("Perdition's default URL".to_owned(), DEFAULT_LDAP_URL),
+        |o| (o.place(), o.value.as_str()),
+    );
     let mut url = raw.trim().to_owned();
-    let at = if line == 0 {
-        "Perdition's default URL".to_owned()
-    } else {
-        format!("line {line}")
-    };
     if let Some(rest) = url.strip_prefix("2:") {
         out.notes.push(format!(
             "{at}: LDAP version 2 (mailgate speaks LDAPv3; the URL is kept with `3:`)"
@@ -887,8 +1045,9 @@ fn backend(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
         let n = port_number(&p.value);
         if n.is_none() {
             out.notes.push(format!(
-                "line {}: outgoing_port `{}` (not a port number or mail service name)",
-                p.line, p.value
+                "{}: outgoing_port `{}` (not a port number or mail service name)",
+                p.place(),
+                p.value
             ));
         }
         n

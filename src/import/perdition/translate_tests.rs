@@ -7,6 +7,7 @@ fn run(config: &str) -> String {
         popmap: None,
         map_out: "users.map",
         modes: None,
+        defaults: None,
     })
     .toml
 }
@@ -159,6 +160,7 @@ fn no_map_library_sends_everyone_to_the_outgoing_server() {
         popmap: None,
         map_out: "users.map",
         modes: None,
+        defaults: None,
     });
     let map = imported.map.unwrap();
     assert!(map.contains("\n* box1.vpn:10143\n"), "{map}");
@@ -180,6 +182,7 @@ fn modes_given_by_the_caller_win() {
         popmap: None,
         map_out: "users.map",
         modes: Some(vec![Mode::Imap4]),
+        defaults: None,
     });
     let t = config_of(&imported.toml);
     assert_eq!(t["listen"][0]["address"].as_str(), Some("0.0.0.0:2143"));
@@ -218,4 +221,102 @@ fn the_fuzz_target_holds_on_the_golden_inputs() {
     ] {
         crate::fuzzing::perdition_import(input);
     }
+}
+
+fn run_with_defaults(config: &str, defaults: &str) -> String {
+    import(&Input {
+        source: "perdition.conf",
+        config,
+        popmap: None,
+        map_out: "users.map",
+        modes: None,
+        defaults: Some(defaults),
+    })
+    .toml
+}
+
+const CLASSIC: &str =
+    "map_library_opt \"ldap://ldap1/ou=People,dc=infra,dc=org?mail,host?sub?(mail=%s)\"\n\
+                       outgoing_port 10143\ntimeout 1800\n";
+
+#[test]
+fn debians_shipped_defaults_start_the_four_modes_and_list_managesieve() {
+    let out = run_with_defaults(
+        CLASSIC,
+        "RUN_PERDITION=yes\n#FLAGS=\nPOP3=yes\nPOP3_FLAGS=\nPOP3S=yes\nPOP3S_FLAGS=\n\
+         IMAP4=yes\nIMAP4_FLAGS=\nIMAP4S=yes\nIMAP4S_FLAGS=\nMANAGESIEVE=yes\nMANAGESIEVE_FLAGS=\n",
+    );
+    let t = config_of(&out);
+    let addresses: Vec<&str> = t["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        addresses,
+        ["0.0.0.0:110", "0.0.0.0:995", "0.0.0.0:143", "0.0.0.0:993"]
+    );
+    assert!(out.contains("# not carried over: MANAGESIEVE=yes"), "{out}");
+    assert!(!out.contains("RUN_PERDITION"), "{out}");
+}
+
+#[test]
+fn flags_override_the_file_and_a_modes_own_flags_its_listener() {
+    let out = run_with_defaults(
+        CLASSIC,
+        "RUN_PERDITION=yes\nFLAGS=\"-t 600\"\nPOP3=no\nPOP3S=no\nMANAGESIEVE=no\n\
+         IMAP4_FLAGS=\"-l 1143 --bind_address=10.0.0.1 --lower_case all\"\n\
+         IMAP4S_FLAGS='--listen_port 1993 --ssl_mode ssl_listen'\n",
+    );
+    let t = config_of(&out);
+    let listen = t["listen"].as_array().unwrap();
+    assert_eq!(listen.len(), 2, "{out}");
+    assert_eq!(listen[0]["address"].as_str(), Some("10.0.0.1:1143"));
+    assert_eq!(listen[0].get("tls"), None);
+    assert_eq!(listen[1]["address"].as_str(), Some("0.0.0.0:1993"));
+    assert_eq!(listen[1]["tls"].as_str(), Some("implicit"));
+    // ssl_listen only: the back end stays plaintext, on the file's port.
+    assert_eq!(t["backend"]["imap_port"].as_integer(), Some(10143));
+    // FLAGS' timeout replaced the file's, and the override is listed.
+    assert!(out.contains("600"), "{out}");
+    assert!(
+        out.contains(
+            "# not carried over: line 3: `timeout 1800` (FLAGS (defaults line 2) sets it again)"
+        ),
+        "{out}"
+    );
+    // An option only one mode sets, that mailgate has once: listed.
+    assert!(
+        out.contains("IMAP4_FLAGS (defaults line 6): `lower_case all` only for IMAP4"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_same_flag_in_every_modes_flags_applies_to_all() {
+    let out = run_with_defaults(
+        "",
+        "POP3=no\nPOP3S=no\nMANAGESIEVE=no\nIMAP4_FLAGS='-p 10143'\nIMAP4S_FLAGS='--outgoing_port=10143'\n",
+    );
+    let t = config_of(&out);
+    assert_eq!(t["backend"]["imap_port"].as_integer(), Some(10143), "{out}");
+    assert!(out.contains("RUN_PERDITION=yes"), "{out}");
+}
+
+#[test]
+fn modes_on_the_command_line_win_over_the_defaults_file() {
+    let out = import(&Input {
+        source: "perdition.conf",
+        config: CLASSIC,
+        popmap: None,
+        map_out: "users.map",
+        modes: Some(vec![Mode::Pop3]),
+        defaults: Some("RUN_PERDITION=yes\nPOP3=no\nIMAP4_FLAGS='-l 1143'\n"),
+    })
+    .toml;
+    let t = config_of(&out);
+    let listen = t["listen"].as_array().unwrap();
+    assert_eq!(listen.len(), 1);
+    assert_eq!(listen[0]["address"].as_str(), Some("0.0.0.0:110"));
 }
