@@ -151,6 +151,13 @@ for figure, by in rows.items():
     med = [statistics.median(by[p]) for p in profiles]
     cells = [f"{m:.3f}" for m in med] + [f"{m / med[0]:.3f}" for m in med[1:]]
     print(f"| {figure} | " + " | ".join(cells) + " |")
+print()
+print("Every round (min–max), to read the medians against:")
+print()
+print("| figure | " + " | ".join(profiles) + " |")
+print("| --- " * (len(profiles) + 1) + "|")
+for figure, by in rows.items():
+    print(f"| {figure} | " + " | ".join(f"{min(by[p]):.3f}–{max(by[p]):.3f}" for p in profiles) + " |")
 PY
 } | tee "$OUT"
 echo "saved $OUT" >&2
