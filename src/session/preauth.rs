@@ -233,10 +233,15 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         machine.login_failed(LoginFailure::Unavailable);
         return None;
     }
-    let client_address = client.local_addr().ok().map(|local| ClientAddress {
-        peer: record.peer,
-        local,
-    });
+    // Only when something tells the back end (a getsockname per login).
+    let told = ctx.backend.forward_client_address || ctx.backend.proxy_protocol;
+    let client_address = told
+        .then(|| client.local_addr().ok())
+        .flatten()
+        .map(|local| ClientAddress {
+            peer: record.peer,
+            local,
+        });
     forced_panic(&credentials.user);
     let result = if credentials.user.len() > MAX_USER_NAME {
         Err(LoginError::user_name_too_long())

@@ -280,13 +280,15 @@ pub fn import(input: &Input<'_>) -> Imported {
     out.notes.append(&mut header.notes);
     let own = match defaults {
         Some(d) => flags(d, &modes, &mut opts),
-        None => BTreeMap::new(),
+        None => OwnFlags::new(),
     };
     let ssl = ssl_mode(&mut opts);
     let per_mode: Vec<(Mode, SslMode)> = modes
         .iter()
         .map(|&m| {
-            let mine = own_setting(&own, m, "ssl_mode").map(|s| parse_ssl_mode(s, &mut opts.notes));
+            let mine = own
+                .get(&(m, "ssl_mode"))
+                .map(|s| parse_ssl_mode(s, &mut opts.notes));
             (
                 m,
                 mine.or(ssl).unwrap_or(if m.secure() {
@@ -431,12 +433,21 @@ fn parse_ssl_mode(s: &Setting, notes: &mut Vec<String>) -> SslMode {
 /// them for that mode alone.
 const PER_LISTENER: [&str; 3] = ["listen_port", "bind_address", "ssl_mode"];
 
+/// Per-listener options that one mode's flags set: (mode, option) → setting.
+type OwnFlags = BTreeMap<(Mode, &'static str), Setting>;
+
+/// An option's identity: its long name, or the key as written for one
+/// Perdition does not have (which `Options::add` lists).
+fn option_id(s: &Setting) -> String {
+    canonical(&s.key).map_or_else(|| s.key.clone(), |(name, _)| name.to_owned())
+}
+
 /// Applies the defaults file's flags: `FLAGS`, and options every imported
 /// mode's own flags give the same value, override the file; the
-/// per-listener options one mode gives itself are returned by mode; any
-/// other option that differs between modes is listed (mailgate has one
-/// such setting for every listener).
-fn flags(defaults: Defaults, modes: &[Mode], opts: &mut Options) -> BTreeMap<Mode, Vec<Setting>> {
+/// per-listener options one mode gives itself are returned; any other
+/// option that differs between modes is listed (mailgate has one such
+/// setting for every listener).
+fn flags(defaults: Defaults, modes: &[Mode], opts: &mut Options) -> OwnFlags {
     opts.notes.extend(defaults.notes);
     opts.add(defaults.common);
     let mine: Vec<(Mode, Vec<Setting>)> = defaults
@@ -444,61 +455,43 @@ fn flags(defaults: Defaults, modes: &[Mode], opts: &mut Options) -> BTreeMap<Mod
         .into_iter()
         .filter(|(m, _)| modes.contains(m))
         .collect();
-    let name_of = |s: &Setting| canonical(&s.key).map(|(n, _)| n);
-    // The last value each mode gives each option (flags and unknown
-    // options are kept under their own key).
-    let last = |settings: &[Setting], name: Option<&str>, key: &str| -> Option<Setting> {
-        settings
-            .iter()
-            .rev()
-            .find(|s| match name {
-                Some(n) => name_of(s) == Some(n),
-                None => s.key == key,
-            })
-            .cloned()
-    };
-    let mut own: BTreeMap<Mode, Vec<Setting>> = BTreeMap::new();
-    let mut seen: Vec<(Option<&'static str>, String)> = Vec::new();
-    for (_, settings) in &mine {
-        for s in settings {
-            let id = (name_of(s), s.key.clone());
-            if seen.iter().any(|(n, k)| match (n, id.0) {
-                (Some(a), Some(b)) => *a == b,
-                _ => *k == id.1,
-            }) {
-                continue;
-            }
-            seen.push(id);
+    let mut ids: Vec<String> = Vec::new();
+    for s in mine.iter().flat_map(|(_, settings)| settings) {
+        let id = option_id(s);
+        if !ids.contains(&id) {
+            ids.push(id);
         }
     }
-    for (name, key) in seen {
-        let values: Vec<(Mode, Option<Setting>)> = mine
+    let mut own = OwnFlags::new();
+    for id in ids {
+        // The last value each mode gives the option.
+        let values: Vec<(Mode, Option<&Setting>)> = mine
             .iter()
-            .map(|(m, settings)| (*m, last(settings, name, &key)))
+            .map(|(m, settings)| (*m, settings.iter().rev().find(|s| option_id(s) == id)))
             .collect();
-        let first = values[0].1.clone();
+        let first = values[0].1;
         let same = values
             .iter()
-            .all(|(_, v)| v.as_ref().map(|s| &s.value) == first.as_ref().map(|s| &s.value));
-        match (first, name) {
-            (Some(s), _) if same => opts.add([s]),
-            (_, Some(n)) if PER_LISTENER.contains(&n) => {
-                for (m, v) in values {
-                    own.entry(m).or_default().extend(v);
-                }
-            }
-            (_, _) => {
+            .all(|(_, v)| v.map(|s| &s.value) == first.map(|s| &s.value));
+        let per_listener = PER_LISTENER.iter().find(|&&name| name == id);
+        match (first, per_listener) {
+            (Some(s), _) if same => opts.add([s.clone()]),
+            (_, Some(&name)) => {
                 for (m, v) in values {
                     if let Some(s) = v {
-                        opts.notes.push(format!(
-                            "{}: `{} {}` only for {} (mailgate has one `{}` for every listener: set it by hand)",
-                            s.place(),
-                            s.key,
-                            s.value,
-                            m.name(),
-                            name.unwrap_or(&key)
-                        ));
+                        own.insert((m, name), s.clone());
                     }
+                }
+            }
+            (_, None) => {
+                for (m, s) in values.into_iter().filter_map(|(m, v)| Some((m, v?))) {
+                    opts.notes.push(format!(
+                        "{}: `{} {}` only for {} (mailgate has one `{id}` for every listener: set it by hand)",
+                        s.place(),
+                        s.key,
+                        s.value,
+                        m.name(),
+                    ));
                 }
             }
         }
@@ -506,24 +499,7 @@ fn flags(defaults: Defaults, modes: &[Mode], opts: &mut Options) -> BTreeMap<Mod
     own
 }
 
-/// The per-listener option `name` that `mode`'s own flags set.
-fn own_setting<'a>(
-    own: &'a BTreeMap<Mode, Vec<Setting>>,
-    mode: Mode,
-    name: &str,
-) -> Option<&'a Setting> {
-    own.get(&mode)?
-        .iter()
-        .rev()
-        .find(|s| canonical(&s.key).map(|(n, _)| n) == Some(name))
-}
-
-fn listeners(
-    per_mode: &[(Mode, SslMode)],
-    own: &BTreeMap<Mode, Vec<Setting>>,
-    opts: &mut Options,
-    out: &mut Out,
-) {
+fn listeners(per_mode: &[(Mode, SslMode)], own: &OwnFlags, opts: &mut Options, out: &mut Out) {
     let listen_port = opts.take("listen_port");
     let bind = opts.take("bind_address");
     let mut port_override = None;
@@ -540,7 +516,7 @@ fn listeners(
     }
     let addresses = bind_addresses(bind.as_ref(), &mut out.notes);
     for &(mode, ssl) in per_mode {
-        let mode_port = match own_setting(own, mode, "listen_port") {
+        let mode_port = match own.get(&(mode, "listen_port")) {
             Some(p) => port_number(&p.value).or_else(|| {
                 out.notes.push(format!(
                     "{}: `listen_port {}` (not a port number or mail service name)",
@@ -551,7 +527,7 @@ fn listeners(
             }),
             None => port_override,
         };
-        let mode_addresses = match own_setting(own, mode, "bind_address") {
+        let mode_addresses = match own.get(&(mode, "bind_address")) {
             Some(b) => bind_addresses(Some(b), &mut out.notes),
             None => addresses.clone(),
         };
