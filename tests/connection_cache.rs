@@ -89,6 +89,12 @@ impl Webmail {
         exists
     }
 
+    /// Waits until no session is relaying (the last one has ended, parked
+    /// or not).
+    fn relay_ended(&self) -> bool {
+        eventually(|| self.metric("mailgate_sessions{phase=\"relaying\"}") == 0.0)
+    }
+
     /// Waits until mailgate counts `n` parked sessions.
     fn parked(&self, n: f64) -> bool {
         eventually(|| self.metric("mailgate_connection_cache_parked") == n)
@@ -348,4 +354,84 @@ fn a_client_outside_the_listeners_trusted_networks_is_closed_at_accept() {
     // The POP3 listener has no such list.
     let mut pop3 = mailgate::check_client::Pop3Client::connect(mailgate.addr(1)).unwrap();
     assert!(pop3.command("QUIT").unwrap().starts_with("+OK"));
+}
+
+/// Logs in, sends `raw` (pipelined commands), reads the tagged answers of
+/// `tags`, logs out; the answers' status words.
+fn session_with(w: &Webmail, raw: &[u8], tags: &[&str]) -> Vec<String> {
+    let mut c = w.connect();
+    assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    c.send_raw(raw).unwrap();
+    let statuses = tags
+        .iter()
+        .map(|tag| c.read_response(tag).unwrap().status)
+        .collect();
+    assert!(c.logout().unwrap().is_ok());
+    statuses
+}
+
+#[test]
+fn a_select_pipelined_behind_a_failed_one_is_unselected_before_parking() {
+    let w = Webmail::start("");
+    let statuses = session_with(&w, b"a SELECT nosuch\r\nb SELECT INBOX\r\n", &["a", "b"]);
+    assert_eq!(statuses, ["NO", "OK"]);
+    assert!(w.parked(1.0), "a clean session was not parked");
+    let mut c = w.connect();
+    assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    let fetch = c.command("FETCH 1 FLAGS").unwrap();
+    assert_ne!(fetch.status, "OK", "INBOX was still selected: {fetch:?}");
+}
+
+#[test]
+fn a_command_smuggled_in_a_literal_dovecot_refused_is_never_parked() {
+    let w = Webmail::start("");
+    // Dovecot answers BAD without reading the literal and runs its bytes
+    // as the command `b ENABLE QRESYNC`.
+    let statuses = session_with(&w, b"a XYZZY {18+}\r\nb ENABLE QRESYNC\r\n", &["a", "b"]);
+    assert_eq!(statuses, ["BAD", "OK"], "Dovecot ran the smuggled command");
+    assert!(w.relay_ended());
+    assert_eq!(w.metric("mailgate_connection_cache_parked"), 0.0);
+    let before = w.backend_logins(ALICE);
+    w.page_view(ALICE, ALICE_PW);
+    assert_eq!(w.backend_logins(ALICE), before + 1, "a fresh login");
+}
+
+#[test]
+fn an_invalidation_while_a_session_is_in_use_logs_it_out_instead_of_parking() {
+    let w = Webmail::start("");
+    let mut c = w.connect();
+    assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    assert!(c.command("SELECT INBOX").unwrap().is_ok());
+    // The password changed in the directory; the admin tells mailgate.
+    w.admin().run(&Action::Invalidate(ALICE.into())).unwrap();
+    assert!(
+        c.logout().unwrap().is_ok(),
+        "the client still gets its answer"
+    );
+    assert!(eventually(|| w.metric(
+        "mailgate_connection_cache_events_total{event=\"retired\"}"
+    ) == 1.0));
+    assert_eq!(w.metric("mailgate_connection_cache_parked"), 0.0);
+    let before = w.backend_logins(ALICE);
+    w.page_view(ALICE, ALICE_PW);
+    assert_eq!(w.backend_logins(ALICE), before + 1, "a fresh login");
+}
+
+#[test]
+fn max_age_counts_from_the_back_end_login_not_from_the_last_park() {
+    let w = Webmail::start("max_age = \"2s\"\n");
+    // A webmail tab refreshing well inside ttl for longer than max_age.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(3500) {
+        w.page_view(ALICE, ALICE_PW);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        w.backend_logins(ALICE) >= 2,
+        "one back-end login served every view for longer than max_age"
+    );
+    // Retired at a LOGOUT, or dropped from the lot (counted as expired).
+    let ended = w.metric("mailgate_connection_cache_events_total{event=\"retired\"}")
+        + w.metric("mailgate_connection_cache_events_total{event=\"expired\"}");
+    assert!(ended >= 1.0);
 }

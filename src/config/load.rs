@@ -132,11 +132,11 @@ fn check_connection_cache(config: &Config, at: &Locator) -> Result<(), ConfigErr
         }
     }
     let c = &config.connection_cache;
-    if c.max == 0 || c.max_per_user == 0 || c.ttl.is_zero() {
+    if c.max == 0 || c.max_per_user == 0 || c.ttl.is_zero() || c.max_age.is_zero() {
         return Err(at.invalid(
             None,
             "connection_cache",
-            "ttl, max and max_per_user must be above 0 (turn the cache off on the listener instead)".into(),
+            "ttl, max_age, max and max_per_user must be above 0 (turn the cache off on the listener instead)".into(),
         ));
     }
     Ok(())

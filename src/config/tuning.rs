@@ -71,6 +71,11 @@ pub struct ConnectionCacheConfig {
     /// A session parked longer than this must answer a `NOOP` before reuse.
     #[serde(with = "humantime_serde")]
     pub check_after: Duration,
+    /// A back-end session logged in longer ago than this is logged out at
+    /// its client's LOGOUT instead of parked (and dropped if parked), so a
+    /// changed password ends it within this time at the latest.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
 }
 
 impl Default for ConnectionCacheConfig {
@@ -80,6 +85,7 @@ impl Default for ConnectionCacheConfig {
             max_per_user: 4,
             max: 1000,
             check_after: Duration::from_secs(30),
+            max_age: Duration::from_secs(3600),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod command;
 pub mod framing;
+pub mod parkable;
 pub mod preauth;
 mod response;
 pub mod tracker;

@@ -18,6 +18,7 @@
 
 use super::command::is_tag_char;
 use super::framing::literal_announcement;
+use super::parkable::{self, Verdict};
 use std::collections::VecDeque;
 
 /// Commands waiting for their tagged answer, at most; more and the session
@@ -68,8 +69,10 @@ pub enum ServerStep {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Select,
-    Deselect,
+    /// `SELECT`/`EXAMINE`, the `n`th selection command sent.
+    Select(u64),
+    /// `CLOSE`/`UNSELECT`, the `n`th selection command sent.
+    Deselect(u64),
     Idle,
     Other,
     /// Ours: `UNSELECT` or `NOOP` before parking.
@@ -92,6 +95,8 @@ enum ClientAt {
     /// command goes on.
     Literal {
         tag: String,
+        /// The command's verdict so far (its later lines are judged too).
+        verdict: Verdict,
         remaining: usize,
         /// Synchronizing (`{n}`): the client waits for `+`, and sends
         /// nothing if the server answers the command instead.
@@ -99,7 +104,7 @@ enum ClientAt {
         received: usize,
     },
     /// After a literal: the rest of command `tag`.
-    Continuation { tag: String },
+    Continuation { tag: String, verdict: Verdict },
     /// After `IDLE` was sent: the next line is `DONE`.
     Done,
 }
@@ -123,9 +128,15 @@ enum ServerAt {
 pub struct SessionTracker {
     max_line: usize,
     pending: VecDeque<(String, Kind)>,
+    /// A mailbox may be selected: set when a selection command is sent,
+    /// settled by the answer to the last one sent.
     maybe_selected: bool,
-    /// Something was done a next user must not inherit; sticky.
-    tainted: bool,
+    /// Selection commands (`SELECT`, `EXAMINE`, `CLOSE`, `UNSELECT`) sent.
+    selections: u64,
+    /// Why the session may carry state a next user must not inherit (a
+    /// command off the allowlist, a `BAD`, an answer to a command not
+    /// seen); sticky.
+    taint: Option<&'static str>,
     /// Lost track (a line over `max_line`, too many pending commands):
     /// forward everything, park nothing.
     passthrough: bool,
@@ -150,7 +161,8 @@ impl SessionTracker {
             max_line,
             pending: VecDeque::new(),
             maybe_selected: false,
-            tainted: false,
+            selections: 0,
+            taint: None,
             passthrough: false,
             client: ClientAt::CommandStart,
             server: ServerAt::LineStart,
@@ -167,7 +179,7 @@ impl SessionTracker {
     /// nothing carried over).
     pub fn parkable(&self) -> bool {
         !self.passthrough
-            && !self.tainted
+            && self.taint.is_none()
             && self.pending.is_empty()
             && self.client == ClientAt::CommandStart
             && self.server == ServerAt::LineStart
@@ -179,8 +191,8 @@ impl SessionTracker {
     pub fn unparkable_reason(&self) -> &'static str {
         if self.passthrough {
             "lost track"
-        } else if self.tainted {
-            "state a next session must not inherit"
+        } else if let Some(why) = self.taint {
+            why
         } else if !self.pending.is_empty() || self.client != ClientAt::CommandStart {
             "a command still running"
         } else if self.maybe_selected && !self.unselect {
@@ -206,6 +218,7 @@ impl SessionTracker {
             match &mut self.client {
                 ClientAt::Literal {
                     tag,
+                    verdict,
                     remaining,
                     received,
                     ..
@@ -217,6 +230,7 @@ impl SessionTracker {
                     if *remaining == 0 {
                         self.client = ClientAt::Continuation {
                             tag: std::mem::take(tag),
+                            verdict: *verdict,
                         };
                     }
                 }
@@ -248,38 +262,42 @@ impl SessionTracker {
                 // `DONE` ends IDLE; the tagged answer follows.
                 return None;
             }
-            ClientAt::Continuation { tag } => {
-                self.literal_or_end(body, tag);
+            ClientAt::Continuation { tag, verdict } => {
+                let verdict = parkable::continued(verdict, without_literal(body));
+                self.judged(verdict);
+                self.literal_or_end(body, tag, verdict);
                 return None;
             }
             ClientAt::CommandStart | ClientAt::Literal { .. } => {}
         }
-        let Some((tag, name)) = tag_and_name(body) else {
-            // Not a command we can read (the server will say BAD): follow it
-            // as a command without a tag we know.
-            self.tainted = true;
+        let Some((tag, name, rest)) = tag_and_name(body) else {
+            // Not a command we can read (the server will say BAD).
+            self.taint(parkable::NOT_ALLOWED);
             return None;
         };
-        let kind = match name.to_ascii_uppercase().as_str() {
+        let upper = name.to_ascii_uppercase();
+        if upper == "LOGOUT" && literal_announcement(body).is_none() {
+            if self.parkable() {
+                return Some(self.park(offset, tag));
+            }
+            self.not_parked = Some(self.unparkable_reason());
+        }
+        let verdict = match upper.as_str() {
+            "LOGOUT" => Verdict::Stateless { selection: false },
+            _ => parkable::judge(&name, without_literal(rest)),
+        };
+        self.judged(verdict);
+        let kind = match upper.as_str() {
             "SELECT" | "EXAMINE" => {
                 self.maybe_selected = true;
-                Kind::Select
+                self.selections += 1;
+                Kind::Select(self.selections)
             }
-            "CLOSE" | "UNSELECT" => Kind::Deselect,
+            "CLOSE" | "UNSELECT" => {
+                self.selections += 1;
+                Kind::Deselect(self.selections)
+            }
             "IDLE" => Kind::Idle,
-            "LOGOUT" if literal_announcement(body).is_none() => {
-                if self.parkable() {
-                    return Some(self.park(offset, tag));
-                }
-                self.not_parked = Some(self.unparkable_reason());
-                Kind::Other
-            }
-            // State a next user of this back-end session must not inherit.
-            "ENABLE" | "COMPRESS" | "NOTIFY" | "STARTTLS" | "LOGIN" | "AUTHENTICATE"
-            | "UNAUTHENTICATE" => {
-                self.tainted = true;
-                Kind::Other
-            }
             _ => Kind::Other,
         };
         if self.pending.len() >= MAX_PENDING {
@@ -291,19 +309,30 @@ impl SessionTracker {
             self.client = ClientAt::Done;
             return None;
         }
-        self.literal_or_end(body, tag);
+        self.literal_or_end(body, tag, verdict);
         None
+    }
+
+    fn judged(&mut self, verdict: Verdict) {
+        if let Verdict::Stateful(why) = verdict {
+            self.taint(why);
+        }
+    }
+
+    fn taint(&mut self, why: &'static str) {
+        self.taint.get_or_insert(why);
     }
 
     /// After a line of command `tag`: a literal follows, or the command is
     /// complete.
-    fn literal_or_end(&mut self, body: &[u8], tag: String) {
+    fn literal_or_end(&mut self, body: &[u8], tag: String, verdict: Verdict) {
         if let Some((size, non_sync)) = literal_announcement(body) {
             self.client = if size == 0 {
-                ClientAt::Continuation { tag }
+                ClientAt::Continuation { tag, verdict }
             } else {
                 ClientAt::Literal {
                     tag,
+                    verdict,
                     remaining: size,
                     synchronizing: !non_sync,
                     received: 0,
@@ -417,22 +446,40 @@ impl SessionTracker {
         if let Some((tag, status)) = tagged(&head) {
             let tag = tag.to_owned();
             self.completed(&tag, status);
+        } else if head.len() > 2
+            && head.starts_with(b"* ")
+            && status(&head[2..]) == Some(Status::Bad)
+        {
+            self.taint(BACKEND_BAD);
         }
         self.head = head;
         self.head.clear();
     }
 
     fn completed(&mut self, tag: &str, status: Status) {
+        if status == Status::Bad {
+            // The two sides may disagree about where commands begin (a
+            // literal the back end refused to read runs as commands).
+            self.taint(BACKEND_BAD);
+        }
         let Some(i) = self.pending.iter().position(|(t, _)| t == tag) else {
+            self.taint(UNKNOWN_TAG);
             return;
         };
         let Some((tag, kind)) = self.pending.remove(i) else {
             return;
         };
         match (kind, status) {
+            // Only the answer to the last selection command sent settles
+            // what is selected; earlier ones are overtaken by it.
+            (Kind::Select(n) | Kind::Deselect(n), _) if n != self.selections => {}
+            (Kind::Select(_), Status::Ok) => self.maybe_selected = true,
             // A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1).
-            (Kind::Select, Status::No) => self.maybe_selected = false,
-            (Kind::Deselect, Status::Ok) => self.maybe_selected = false,
+            (Kind::Select(_), Status::No) => self.maybe_selected = false,
+            (Kind::Deselect(_), Status::Ok) => self.maybe_selected = false,
+            // A refused CLOSE/UNSELECT or a BAD SELECT changed nothing we
+            // can be sure of.
+            (Kind::Select(_) | Kind::Deselect(_), _) => self.maybe_selected = true,
             (Kind::Idle, _) if self.client == ClientAt::Done => {
                 // Refused before the client sent DONE: it will not.
                 self.client = ClientAt::CommandStart;
@@ -455,6 +502,19 @@ impl SessionTracker {
     }
 }
 
+/// The back end answered `BAD`: the session is not parked.
+const BACKEND_BAD: &str = "the back end answered BAD";
+/// A tagged answer to no command the tracker saw.
+const UNKNOWN_TAG: &str = "an answer to a command the tracker did not see";
+
+/// A command line's text without a trailing literal announcement.
+fn without_literal(text: &[u8]) -> &[u8] {
+    match literal_announcement(text) {
+        Some(_) => &text[..text.iter().rposition(|&b| b == b'{').unwrap_or(text.len())],
+        None => text,
+    }
+}
+
 fn trim_eol(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
@@ -471,20 +531,21 @@ fn push_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
     tail.extend_from_slice(chunk);
 }
 
-/// `tag NAME …` of a command line.
-fn tag_and_name(body: &[u8]) -> Option<(String, String)> {
+/// `tag NAME rest` of a command line.
+fn tag_and_name(body: &[u8]) -> Option<(String, String, &[u8])> {
     let end = body.iter().position(|&b| !is_tag_char(b))?;
     if end == 0 || body[end] != b' ' {
         return None;
     }
-    let rest = &body[end + 1..];
-    let name_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-    let name = std::str::from_utf8(&rest[..name_end]).ok()?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    let after = &body[end + 1..];
+    let name_end = after.iter().position(|&b| b == b' ').unwrap_or(after.len());
+    let name = std::str::from_utf8(&after[..name_end]).ok()?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return None;
     }
     let tag = std::str::from_utf8(&body[..end]).ok()?;
-    Some((tag.to_owned(), name.to_owned()))
+    let rest = after.get(name_end + 1..).unwrap_or_default();
+    Some((tag.to_owned(), name.to_owned(), rest))
 }
 
 /// `tag OK|NO|BAD …` at the start of a server line.

@@ -118,10 +118,7 @@ fn enable_and_compress_taint_the_session_for_good() {
             assert!(matches!(step, ClientStep::Park { .. }), "{command}");
         } else {
             assert_eq!(step, ClientStep::Forward(10), "{command}");
-            assert_eq!(
-                t.unparkable_reason(),
-                "state a next session must not inherit"
-            );
+            assert_eq!(t.unparkable_reason(), parkable::NOT_ALLOWED);
         }
     }
 }
@@ -293,4 +290,103 @@ fn any_split_of_the_server_side_gives_the_same_decisions() {
             ("d", &b"mg1 UNSELECT\r\n"[..])
         );
     }
+}
+
+/// Runs `client` lines then `server` lines, then asks for a park; the
+/// internal command sent, or why not.
+fn logout_after(client_bytes: &[u8], server_bytes: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut t = tracker();
+    assert_eq!(
+        client(&mut t, client_bytes),
+        ClientStep::Forward(client_bytes.len())
+    );
+    server(&mut t, server_bytes);
+    match client(&mut t, b"z LOGOUT\r\n") {
+        ClientStep::Park { internal, .. } => Ok(internal),
+        // Not even read as a LOGOUT (e.g. taken for a command's continuation).
+        ClientStep::Forward(_) => Err(t
+            .logout_not_parked()
+            .unwrap_or_else(|| t.unparkable_reason())),
+    }
+}
+
+#[test]
+fn a_failed_select_does_not_hide_a_later_pending_one() {
+    // Both pipelined; the failure is answered first.
+    let internal = logout_after(
+        b"a SELECT nosuch\r\nb SELECT INBOX\r\n",
+        b"a NO no such mailbox\r\n* 1 EXISTS\r\nb OK [READ-WRITE] selected\r\n",
+    );
+    assert_eq!(internal.unwrap(), b"mg1 UNSELECT\r\n");
+}
+
+#[test]
+fn a_finished_close_does_not_hide_a_later_pending_select() {
+    let internal = logout_after(
+        b"a SELECT X\r\nb CLOSE\r\nc SELECT Y\r\n",
+        b"a OK selected\r\nb OK closed\r\nc OK selected\r\n",
+    );
+    assert_eq!(internal.unwrap(), b"mg1 UNSELECT\r\n");
+    // Answers out of order: the last command sent still decides.
+    let internal = logout_after(
+        b"a SELECT X\r\nb CLOSE\r\n",
+        b"b OK closed\r\na OK selected\r\n",
+    );
+    assert_eq!(internal.unwrap(), b"mg1 NOOP\r\n");
+}
+
+#[test]
+fn a_literal_the_back_end_did_not_read_cannot_smuggle_a_command() {
+    // Dovecot answers the unknown command BAD without reading the literal,
+    // then runs the "literal" as the command `b ENABLE QRESYNC`.
+    let smuggled = logout_after(
+        b"a XYZZY {18+}\r\nb ENABLE QRESYNC\r\n",
+        b"a BAD Unknown command.\r\n* ENABLED QRESYNC\r\nb OK Enabled.\r\n",
+    );
+    assert!(smuggled.is_err());
+    // The same with an allowed command the back end refuses: the BAD alone
+    // is enough.
+    let mut t = tracker();
+    client(&mut t, b"a NOOP {18+}\r\nb ENABLE QRESYNC\r\n");
+    server(&mut t, b"a BAD NOOP takes no arguments\r\n");
+    assert_eq!(t.unparkable_reason(), BACKEND_BAD);
+    // An answer to a tag the tracker never saw as a command.
+    let mut t = tracker();
+    server(&mut t, b"b OK Enabled.\r\n");
+    assert_eq!(t.unparkable_reason(), UNKNOWN_TAG);
+    let mut t = tracker();
+    server(&mut t, b"* BAD Invalid tag\r\n");
+    assert_eq!(t.unparkable_reason(), BACKEND_BAD);
+}
+
+#[test]
+fn implicit_condstore_enabling_commands_are_not_parked() {
+    for command in [
+        "SELECT INBOX (CONDSTORE)",
+        "EXAMINE INBOX (QRESYNC (1 2))",
+        "FETCH 1:* (FLAGS MODSEQ)",
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 7)",
+        "STORE 1 (UNCHANGEDSINCE 7) +FLAGS (\\Seen)",
+        "SEARCH MODSEQ 5",
+        "UID SEARCH MODSEQ 5",
+        "STATUS INBOX (HIGHESTMODSEQ)",
+    ] {
+        let line = format!("a {command}\r\n");
+        let got = logout_after(line.as_bytes(), b"a OK done\r\n");
+        assert!(got.is_err(), "{command} parked");
+    }
+}
+
+#[test]
+fn select_parameters_after_a_literal_mailbox_name_are_seen() {
+    let got = logout_after(b"a SELECT {5+}\r\nINBOX (CONDSTORE)\r\n", b"a OK done\r\n");
+    assert_eq!(got.unwrap_err(), parkable::SELECT_PARAMETERS);
+    let got = logout_after(b"a SELECT {5+}\r\nINBOX\r\n", b"a OK done\r\n");
+    assert_eq!(got.unwrap(), b"mg1 UNSELECT\r\n");
+}
+
+#[test]
+fn an_unknown_extension_command_is_not_parked() {
+    let got = logout_after(b"a XAPPLEPUSHSERVICE aps-version 2\r\n", b"a OK done\r\n");
+    assert_eq!(got.unwrap_err(), parkable::NOT_ALLOWED);
 }

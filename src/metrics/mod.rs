@@ -183,11 +183,15 @@ pub enum CacheEvent {
     Invalidated,
     /// Pushed out by `max` or `max_per_user`.
     Evicted,
+    /// Logged out at the back end instead of parked: its back-end login is
+    /// older than `max_age`, or its user was invalidated (admin, directory
+    /// watch, reload) since that login.
+    Retired,
 }
 
 impl CacheEvent {
     /// Every event, in export order.
-    pub const ALL: [CacheEvent; 11] = [
+    pub const ALL: [CacheEvent; 12] = [
         CacheEvent::Hit,
         CacheEvent::MissEmpty,
         CacheEvent::MissWrongPassword,
@@ -199,6 +203,7 @@ impl CacheEvent {
         CacheEvent::Unhealthy,
         CacheEvent::Invalidated,
         CacheEvent::Evicted,
+        CacheEvent::Retired,
     ];
 
     /// Label value.
@@ -215,6 +220,7 @@ impl CacheEvent {
             CacheEvent::Unhealthy => "unhealthy",
             CacheEvent::Invalidated => "invalidated",
             CacheEvent::Evicted => "evicted",
+            CacheEvent::Retired => "retired",
         }
     }
 }

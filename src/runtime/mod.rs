@@ -220,6 +220,8 @@ impl RunningServer {
         let mut added = Vec::new();
         let mut addresses = Vec::new();
         let mut tls = Vec::new();
+        // Certificates of kept listeners, swapped in once every bind worked.
+        let mut new_certificates = Vec::new();
         for (index, shape) in shapes.iter().enumerate() {
             let listen = &config.listen[index];
             let new_tls = live.listener_tls[index].clone();
@@ -227,7 +229,7 @@ impl RunningServer {
                 addresses.push(listening.addresses[at]);
                 let holder = listening.tls[at].clone();
                 if let (Some(holder), Some(config)) = (&holder, new_tls) {
-                    holder.store(config);
+                    new_certificates.push((holder.clone(), config));
                 }
                 tls.push(holder);
                 continue;
@@ -269,12 +271,19 @@ impl RunningServer {
                 "reload: listeners changed (removed ones take no new connections; their sessions go on)"
             );
         }
+        for (holder, config) in new_certificates {
+            holder.store(config);
+        }
         *listening = Listening {
             shapes,
             addresses,
             tls,
         };
         drop(listening);
+        // Back-end sessions logged in under the old configuration (its
+        // routes, allowed networks, back-end TLS) are not parked again, and
+        // parked ones are dropped.
+        self.invalidations.invalidate_all();
         self.admission.set_caps(
             &live.loaded.config.limits,
             descriptor_limit(),

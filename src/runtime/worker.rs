@@ -167,6 +167,7 @@ fn worker_shared(live: &Live, parts: &Parts) -> WorkerShared {
                 max_per_user: config.connection_cache.max_per_user,
                 max: config.connection_cache.max,
                 check_after: config.connection_cache.check_after,
+                max_age: config.connection_cache.max_age,
             },
             key: parts.password_key.clone(),
             invalidations: parts.invalidations.clone(),

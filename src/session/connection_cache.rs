@@ -6,11 +6,14 @@
 //! A parked session is keyed by (user, route) and holds an HMAC-SHA256 of
 //! the password under a per-process random key, never the password; a login
 //! takes it only if its password's HMAC verifies (constant time). Bounds:
-//! `ttl` since parking, `max_per_user` per key, `max` per worker (the oldest
-//! goes first). A sweep every second drops expired sessions, sessions the
-//! back end closed or wrote to (a parked session must be silent), and
-//! sessions of users invalidated since they were parked (admin `invalidate`
-//! or `kick`, a mailbox move seen by the directory watch).
+//! `ttl` since parking, `max_age` since the back-end login (a session taken
+//! and parked again keeps its login time, so a changed password ends it
+//! within `max_age` however often it is used), `max_per_user` per key,
+//! `max` per worker (the oldest goes first). A sweep every second drops
+//! expired sessions, sessions the back end closed or wrote to (a parked
+//! session must be silent), and sessions of users invalidated since their
+//! back-end login (admin `invalidate` or `kick`, a change of the user's
+//! directory entry seen by the watch, a reload).
 //!
 //! This module owns parked sessions; it never reads or writes their streams
 //! beyond a non-blocking peek (the session layer runs the health `NOOP`).
@@ -38,6 +41,30 @@ pub struct CacheBounds {
     pub max: usize,
     /// A session parked longer than this must answer a `NOOP` before reuse.
     pub check_after: Duration,
+    /// A session whose back-end login is older than this is not parked.
+    pub max_age: Duration,
+}
+
+/// When a back-end session logged in, kept for its whole life (through
+/// parking and reuse).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginStamp {
+    /// When the back-end login started.
+    pub at: Instant,
+    /// The invalidation generation read before the credentials were sent:
+    /// an invalidation after it (of the user, or of everyone) retires the
+    /// session.
+    pub generation: u64,
+}
+
+impl LoginStamp {
+    /// A stamp for a login starting now.
+    pub fn now(invalidations: &Invalidations) -> Self {
+        Self {
+            at: Instant::now(),
+            generation: invalidations.generation(),
+        }
+    }
 }
 
 /// The per-process key for password MACs.
@@ -77,6 +104,8 @@ pub struct BackendSession<S> {
     pub identity: String,
     /// What the back end said at login (the client gets it again).
     pub greeting: BackendGreeting,
+    /// When it logged in.
+    pub logged_in: LoginStamp,
 }
 
 /// A parked session: the back-end session and what decides its reuse.
@@ -85,7 +114,6 @@ pub struct Parked<S> {
     pub session: BackendSession<S>,
     mac: Vec<u8>,
     parked_at: Instant,
-    generation: u64,
 }
 
 impl<S> Parked<S> {
@@ -161,6 +189,18 @@ impl<S: AsRawFd> ConnectionCache<S> {
         self.count == 0
     }
 
+    /// Whether `session` may still be parked (or reused): its back-end
+    /// login is younger than `max_age` and neither `user` nor the session's
+    /// identity was invalidated since.
+    pub fn retired(&self, user: &str, session: &BackendSession<S>) -> bool {
+        let stamp = session.logged_in;
+        stamp.at.elapsed() >= self.bounds.max_age
+            || self.invalidations.invalidated_since(stamp.generation, user)
+            || self
+                .invalidations
+                .invalidated_since(stamp.generation, &session.identity)
+    }
+
     /// The MAC to park a session of `password` with.
     pub fn mac(&self, password: &[u8]) -> Vec<u8> {
         self.key.sign(password)
@@ -173,7 +213,6 @@ impl<S: AsRawFd> ConnectionCache<S> {
             session,
             mac,
             parked_at: Instant::now(),
-            generation: self.invalidations.generation(),
         };
         let queue = self.parked.entry(key).or_default();
         queue.push_back(parked);
@@ -263,16 +302,17 @@ impl<S: AsRawFd> ConnectionCache<S> {
         let Some(queue) = self.parked.get_mut(key) else {
             return;
         };
-        let ttl = self.bounds.ttl;
+        let (ttl, max_age) = (self.bounds.ttl, self.bounds.max_age);
         let invalidations = &self.invalidations;
         let dropped = &mut self.dropped;
         let before = queue.len();
         queue.retain(|p| {
-            if p.parked_at.elapsed() >= ttl {
+            let stamp = p.session.logged_in;
+            if p.parked_at.elapsed() >= ttl || stamp.at.elapsed() >= max_age {
                 dropped.expired += 1;
                 false
-            } else if invalidations.invalidated_since(p.generation, &key.0)
-                || invalidations.invalidated_since(p.generation, &p.session.identity)
+            } else if invalidations.invalidated_since(stamp.generation, &key.0)
+                || invalidations.invalidated_since(stamp.generation, &p.session.identity)
             {
                 dropped.invalidated += 1;
                 false
@@ -319,6 +359,7 @@ mod tests {
             max_per_user: 2,
             max: 3,
             check_after: Duration::from_secs(30),
+            max_age: Duration::from_secs(3600),
         }
     }
 
@@ -346,6 +387,7 @@ mod tests {
             address: addr,
             identity: user.into(),
             greeting: BackendGreeting::default(),
+            logged_in: LoginStamp::now(&c.invalidations),
         };
         c.park(user, "box1:143", mac, session);
         theirs
@@ -420,5 +462,59 @@ mod tests {
         assert_eq!(format!("{key:?}"), "PasswordKey(***)");
         let mac = key.sign(b"pw");
         assert!(key.verify(b"pw", &mac) && !key.verify(b"pW", &mac));
+    }
+
+    fn session(
+        c: &ConnectionCache<TcpStream>,
+        user: &str,
+    ) -> (BackendSession<TcpStream>, TcpStream) {
+        let (ours, theirs) = pair();
+        let session = BackendSession {
+            address: ours.peer_addr().unwrap(),
+            stream: ours,
+            identity: user.into(),
+            greeting: BackendGreeting::default(),
+            logged_in: LoginStamp::now(&c.invalidations),
+        };
+        (session, theirs)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_is_retired_max_age_after_its_login_however_often_it_was_parked() {
+        let mut c = cache();
+        let (first, _backend) = session(&c, "a");
+        let max_age = bounds().max_age;
+        tokio::time::advance(max_age - Duration::from_secs(1)).await;
+        assert!(!c.retired("a", &first), "younger than max_age");
+        // Taken and parked again (a fresh park time), still its login's age.
+        let mac = c.mac(b"pw");
+        c.park("a", "box1:143", mac, first);
+        let again = c.take("a", "box1:143", b"pw").ok().unwrap().session;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(c.retired("a", &again), "max_age reached");
+        let mac = c.mac(b"pw");
+        c.park("a", "box1:143", mac, again);
+        c.sweep();
+        assert_eq!((c.len(), c.dropped.expired), (0, 1));
+    }
+
+    #[test]
+    fn an_invalidation_after_the_login_retires_a_session_in_use() {
+        let invalidations = Arc::new(Invalidations::default());
+        let c: ConnectionCache<TcpStream> = ConnectionCache::new(
+            bounds(),
+            Arc::new(PasswordKey::random().unwrap()),
+            invalidations.clone(),
+        );
+        invalidations.invalidate("a@x");
+        let (in_use, _backend) = session(&c, "a@x");
+        assert!(!c.retired("a@x", &in_use), "invalidated before its login");
+        invalidations.invalidate("b@x");
+        assert!(!c.retired("a@x", &in_use), "another user");
+        invalidations.invalidate("A@X");
+        assert!(c.retired("a@x", &in_use));
+        let (later, _backend) = session(&c, "a@x");
+        invalidations.invalidate_all();
+        assert!(c.retired("a@x", &later), "everyone (a reload)");
     }
 }

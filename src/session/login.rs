@@ -4,6 +4,7 @@
 //! `pop3::backend`. Every failure is a [`LoginError`]: what the client is
 //! told, how it is counted, and why (for the log).
 
+use super::connection_cache::LoginStamp;
 pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
 use super::preauth::{write, PREAUTH_READ_SIZE};
 use super::reuse::{self, ParkTicket};
@@ -44,14 +45,18 @@ pub(super) async fn attempt<C: Connector>(
 ) -> Result<Backend<C::Stream>, LoginError> {
     let ctx = session.ctx;
     let client_address = client.filter(|_| ctx.backend.forward_client_address);
+    // Before anything is sent: an invalidation from here on retires the
+    // back-end session this login makes.
+    let stamp = LoginStamp::now(&ctx.worker.cache_setup.invalidations);
     let route = lookup(session, &credentials.user).await?;
     let cached = ctx.listener.connection_cache && ctx.listener.protocol == Protocol::Imap;
     let route_key = cached.then(|| reuse::route_key(&route, ctx.backend.imap_port));
     let password = credentials.password.expose();
     if let Some(key) = &route_key {
-        if let Some((parked, ticket)) =
-            reuse::take::<MaybeTls<C::Stream>>(ctx, &credentials.user, key, password).await
-        {
+        let taken = reuse::take::<MaybeTls<C::Stream>>(ctx, &credentials.user, key, password).await;
+        // Parked under an earlier configuration: checked against this one
+        // (a session that fails is closed here, and a fresh login serves).
+        if let Some((parked, ticket)) = taken.filter(|(p, _)| still_allowed(ctx, p)) {
             return Ok(Backend {
                 stream: parked.stream,
                 address: parked.address,
@@ -104,7 +109,7 @@ pub(super) async fn attempt<C: Connector>(
                     &credentials.user,
                     &key,
                     password,
-                    (&greeting, &identity, address),
+                    (&greeting, &identity, address, stamp),
                 )
             });
             Ok(Backend {
@@ -129,6 +134,28 @@ pub(super) async fn attempt<C: Connector>(
             Err(LoginError::backend(LoginCause::Fault { address, fault }))
         }
     }
+}
+
+/// Whether a parked back-end session still fits the back-end policy: its
+/// address in `allowed_networks`, its port in `allowed_ports`, TLS towards
+/// it if and only if `[backend] tls` asks for it.
+fn still_allowed<S>(
+    ctx: &super::SessionContext,
+    parked: &super::connection_cache::BackendSession<MaybeTls<S>>,
+) -> bool {
+    let backend = &ctx.backend;
+    let address = parked.address;
+    let tls = matches!(parked.stream, MaybeTls::Tls(_));
+    let allowed = backend.allowed_ports.contains(&address.port())
+        && backend
+            .allowed_networks
+            .iter()
+            .any(|n| n.contains(address.ip()))
+        && tls == (backend.tls_mode != TlsMode::None);
+    if !allowed {
+        tracing::info!(backend = %address, "a parked session no longer fits [backend]: closed");
+    }
+    allowed
 }
 
 /// The user's route, with the lookup timed as a phase.

@@ -130,9 +130,7 @@ async fn tracked<S: Stream, B: Stream + 'static>(
         ctx.record(|r| r.cache_event(CacheEvent::NotParkable, 1));
     }
     if let Some(logout) = end.logout {
-        let clean = logout.backend_clean;
-        reuse::logout(ctx, &client, backend, logout, ticket).await;
-        if clean {
+        if reuse::logout(ctx, &client, backend, logout, ticket).await {
             record.backend_session = record.backend_session.map(|s| match s {
                 "reused" => "reused, parked",
                 _ => "new, parked",

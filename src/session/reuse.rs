@@ -7,7 +7,7 @@
 //! login to logout ([`ParkTicket`]) and the cache's worker-local instance.
 //! It never keeps a password: only its MAC under the process's key.
 
-use super::connection_cache::{BackendSession, ConnectionCache, Miss, SWEEP_EVERY};
+use super::connection_cache::{BackendSession, ConnectionCache, LoginStamp, Miss, SWEEP_EVERY};
 use super::SessionContext;
 use crate::directory::Route;
 use crate::login::BackendGreeting;
@@ -25,7 +25,8 @@ use tokio::time::timeout;
 /// `check_after`, and on the bytes read for its answer.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_CHECK_BYTES: usize = 4096;
-/// Bound on writing our `LOGOUT` answer to the client.
+/// Bound on writing our `LOGOUT` answer to the client, and our own
+/// `LOGOUT` to a back end that is retired instead of parked.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a session on a `connection_cache` listener carries from its login
@@ -45,6 +46,8 @@ pub(super) struct ParkTicket {
     pub identity: String,
     /// The back end's address.
     pub address: SocketAddr,
+    /// When the back-end session logged in (not when it was last parked).
+    pub logged_in: LoginStamp,
 }
 
 /// The cache key of `route`.
@@ -145,6 +148,7 @@ pub(super) async fn take<S: Stream + 'static>(
         greeting: session.greeting.clone(),
         identity: session.identity.clone(),
         address: session.address,
+        logged_in: session.logged_in,
     };
     Some((session, ticket))
 }
@@ -156,9 +160,9 @@ pub(super) fn fresh<S: Stream + 'static>(
     user: &str,
     route: &str,
     password: &[u8],
-    login: (&BackendGreeting, &str, SocketAddr),
+    login: (&BackendGreeting, &str, SocketAddr, LoginStamp),
 ) -> ParkTicket {
-    let (greeting, identity, address) = login;
+    let (greeting, identity, address, logged_in) = login;
     let cache = cache::<S>(ctx);
     let mut cache = cache.borrow_mut();
     cache.forget_other_passwords(user, route, password);
@@ -171,6 +175,7 @@ pub(super) fn fresh<S: Stream + 'static>(
         greeting: greeting.clone(),
         identity: identity.to_owned(),
         address,
+        logged_in,
     }
 }
 
@@ -217,14 +222,14 @@ fn find_line(bytes: &[u8], prefix: &[u8]) -> Option<usize> {
 }
 
 /// The client's `LOGOUT` was taken by the tracked relay: answer it, and
-/// park the back end if it is clean.
+/// park the back end if it is clean and not retired; whether it was parked.
 pub(super) async fn logout<C: Stream, S: Stream + 'static>(
     ctx: &SessionContext,
     client: &C,
     backend: S,
     logout: Logout,
     ticket: ParkTicket,
-) {
+) -> bool {
     let answer = format!(
         "* BYE Logging out\r\n{} OK Logout completed.\r\n",
         logout.tag
@@ -232,21 +237,26 @@ pub(super) async fn logout<C: Stream, S: Stream + 'static>(
     let _ = timeout(GOODBYE_TIMEOUT, client.write_all(answer.into_bytes())).await;
     if !logout.backend_clean {
         ctx.record(|r| r.cache_event(CacheEvent::Unclean, 1));
-        return;
+        return false;
     }
     let cache = cache::<S>(ctx);
+    let session = BackendSession {
+        stream: backend,
+        address: ticket.address,
+        identity: ticket.identity,
+        greeting: ticket.greeting,
+        logged_in: ticket.logged_in,
+    };
+    if cache.borrow().retired(&ticket.user, &session) {
+        // Its password may have changed since: log it out for good.
+        ctx.record(|r| r.cache_event(CacheEvent::Retired, 1));
+        let bye = session.stream.write_all(b"mgq LOGOUT\r\n".to_vec());
+        let _ = timeout(GOODBYE_TIMEOUT, bye).await;
+        return false;
+    }
     let mut cache = cache.borrow_mut();
-    cache.park(
-        &ticket.user,
-        &ticket.route,
-        ticket.mac,
-        BackendSession {
-            stream: backend,
-            address: ticket.address,
-            identity: ticket.identity,
-            greeting: ticket.greeting,
-        },
-    );
+    cache.park(&ticket.user, &ticket.route, ticket.mac, session);
     ctx.record(|r| r.cache_event(CacheEvent::Parked, 1));
     record_parked(ctx, &cache);
+    true
 }
