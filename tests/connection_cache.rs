@@ -24,7 +24,12 @@ impl Webmail {
     /// a `connection_cache` IMAP listener; `cache` is the
     /// `[connection_cache]` body.
     fn start(cache: &str) -> Self {
-        let dovecot = Dovecot::start(&directory_users());
+        Self::start_with(&directory_users(), "", cache)
+    }
+
+    /// Like `start`, with these users and `extra` in dovecot.conf.
+    fn start_with(users: &[support::TestUser], extra: &str, cache: &str) -> Self {
+        let dovecot = Dovecot::start_with(users, extra);
         let token = tempfile::tempdir().unwrap();
         let token_file = token.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
@@ -38,7 +43,7 @@ impl Webmail {
                 "[connection_cache]\n{cache}\n[admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
                 token_file.display()
             );
-        let map = format!("{ALICE} 127.0.0.1\n{BOB} 127.0.0.1\n{CAROL} 127.0.0.1\n");
+        let map = "*@example.org 127.0.0.1\n";
         Self {
             mailgate: Mailgate::start(&config, &map),
             dovecot,
@@ -434,4 +439,26 @@ fn max_age_counts_from_the_back_end_login_not_from_the_last_park() {
     let ended = w.metric("mailgate_connection_cache_events_total{event=\"retired\"}")
         + w.metric("mailgate_connection_cache_events_total{event=\"expired\"}");
     assert!(ended >= 1.0);
+}
+
+#[test]
+fn names_a_back_end_tells_apart_by_case_never_share_a_parked_session() {
+    // Dovecot with `auth_username_format = %u`: two accounts.
+    let user = |name: &str, messages: usize| support::TestUser {
+        name: name.into(),
+        password: "same-pw".into(),
+        messages: vec![b"Subject: x\r\n\r\nx\r\n".to_vec(); messages],
+    };
+    let users = [user("Carol7@example.org", 1), user("carol7@example.org", 3)];
+    let w = Webmail::start_with(&users, "auth_username_format = %u\n", "");
+    assert_eq!(w.page_view("Carol7@example.org", "same-pw"), 1);
+    assert!(w.parked(1.0));
+    assert_eq!(
+        w.page_view("carol7@example.org", "same-pw"),
+        3,
+        "served the other account's parked session"
+    );
+    assert_eq!(w.backend_logins("carol7@example.org"), 1);
+    assert_eq!(w.page_view("Carol7@example.org", "same-pw"), 1);
+    assert_eq!(w.backend_logins("Carol7@example.org"), 1, "reused");
 }

@@ -120,6 +120,16 @@ fn check_connection_cache(config: &Config, at: &Locator) -> Result<(), ConfigErr
                 "the connection cache is for IMAP listeners".into(),
             ));
         }
+        if listen.proxy_protocol {
+            // trusted_networks would vouch for the balancer, not for the
+            // clients it names: everyone behind it would reach parked
+            // sessions.
+            return Err(at.invalid(
+                None,
+                &key,
+                "the connection cache needs webmail servers connecting directly, not through a PROXY-protocol balancer (trusted_networks would admit everyone the balancer serves): give webmail its own listener without proxy_protocol".into(),
+            ));
+        }
         if !listen.address.ip().is_loopback() && listen.trusted_networks.is_empty() {
             return Err(at.invalid(
                 None,
@@ -319,6 +329,17 @@ pop3_port = 10110
         assert!(err.contains("for IMAP listeners"), "{err}");
         let zero = format!("{cached}\n[connection_cache]\nmax = 0\n");
         assert!(parse(&zero).is_err());
+        let zero = format!("{cached}\n[connection_cache]\nmax_age = \"0s\"\n");
+        assert!(parse(&zero).is_err());
+        let proxied = trusted.replace(
+            "connection_cache = true\n",
+            "connection_cache = true\nproxy_protocol = true\n",
+        );
+        let err = parse(&proxied).unwrap_err().to_string();
+        assert!(
+            err.contains("listen[0].connection_cache") && err.contains("PROXY-protocol balancer"),
+            "{err}"
+        );
     }
 
     #[test]

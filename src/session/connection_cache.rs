@@ -3,9 +3,12 @@
 //! listener, handed to the same user's next login with the same password
 //! on the same route, so webmail's page views cost the back end no login.
 //!
-//! A parked session is keyed by (user, route) and holds an HMAC-SHA256 of
-//! the password under a per-process random key, never the password; a login
-//! takes it only if its password's HMAC verifies (constant time). Bounds:
+//! A parked session is keyed by (identity, route) — the name the back end
+//! logged in as, after every transformation of the typed name, compared
+//! exactly (a back end may tell `Carol@…` and `carol@…` apart), and the
+//! back end's `host:port` — and holds an HMAC-SHA256 of identity, route and
+//! password under a per-process random key, never the password; a login
+//! takes it only if its own MAC verifies (constant time). Bounds:
 //! `ttl` since parking, `max_age` since the back-end login (a session taken
 //! and parked again keeps its login time, so a changed password ends it
 //! within `max_age` however often it is used), `max_per_user` per key,
@@ -77,14 +80,27 @@ impl PasswordKey {
         ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).map(Self)
     }
 
-    /// The MAC of `password`.
-    pub fn sign(&self, password: &[u8]) -> Vec<u8> {
-        ring::hmac::sign(&self.0, password).as_ref().to_vec()
+    /// The MAC of `password` for `identity` on `route`.
+    pub fn sign(&self, identity: &str, route: &str, password: &[u8]) -> Vec<u8> {
+        let mut ctx = ring::hmac::Context::with_key(&self.0);
+        Self::feed(&mut ctx, identity, route, password);
+        ctx.sign().as_ref().to_vec()
     }
 
-    /// Whether `mac` is `password`'s (constant time).
-    pub fn verify(&self, password: &[u8], mac: &[u8]) -> bool {
-        ring::hmac::verify(&self.0, password, mac).is_ok()
+    /// Whether `mac` is the MAC of `password` for `identity` on `route`
+    /// (constant time).
+    pub fn verify(&self, identity: &str, route: &str, password: &[u8], mac: &[u8]) -> bool {
+        let expected = self.sign(identity, route, password);
+        ring::constant_time::verify_slices_are_equal(&expected, mac).is_ok()
+    }
+
+    /// Length-prefixed fields, so no two (identity, route, password)
+    /// triples feed the same bytes.
+    fn feed(ctx: &mut ring::hmac::Context, identity: &str, route: &str, password: &[u8]) {
+        for field in [identity.as_bytes(), route.as_bytes(), password] {
+            ctx.update(&(field.len() as u64).to_be_bytes());
+            ctx.update(field);
+        }
     }
 }
 
@@ -112,6 +128,8 @@ pub struct BackendSession<S> {
 pub struct Parked<S> {
     /// The session.
     pub session: BackendSession<S>,
+    /// The name its last client typed (invalidations may name it).
+    user: String,
     mac: Vec<u8>,
     parked_at: Instant,
 }
@@ -201,16 +219,18 @@ impl<S: AsRawFd> ConnectionCache<S> {
                 .invalidated_since(stamp.generation, &session.identity)
     }
 
-    /// The MAC to park a session of `password` with.
-    pub fn mac(&self, password: &[u8]) -> Vec<u8> {
-        self.key.sign(password)
+    /// The MAC to park a session of `identity` on `route` with.
+    pub fn mac(&self, identity: &str, route: &str, password: &[u8]) -> Vec<u8> {
+        self.key.sign(identity, route, password)
     }
 
-    /// Parks `session` for `user` on `route`; `mac` from [`Self::mac`].
+    /// Parks `session` (of its identity) on `route` after a client that
+    /// typed `user`; `mac` from [`Self::mac`].
     pub fn park(&mut self, user: &str, route: &str, mac: Vec<u8>, session: BackendSession<S>) {
-        let key = (user.to_lowercase(), route.to_owned());
+        let key = (session.identity.clone(), route.to_owned());
         let parked = Parked {
             session,
+            user: user.to_owned(),
             mac,
             parked_at: Instant::now(),
         };
@@ -251,18 +271,23 @@ impl<S: AsRawFd> ConnectionCache<S> {
         }
     }
 
-    /// A parked session of `user` on `route` whose MAC `password` verifies
-    /// (the newest first). A user's sessions under another password stay:
-    /// a wrong password must not cost the right one its session.
-    pub fn take(&mut self, user: &str, route: &str, password: &[u8]) -> Result<Parked<S>, Miss> {
-        let key = (user.to_lowercase(), route.to_owned());
+    /// A parked session of `identity` on `route` whose MAC `password`
+    /// verifies (the newest first). A user's sessions under another password
+    /// stay: a wrong password must not cost the right one its session.
+    pub fn take(
+        &mut self,
+        identity: &str,
+        route: &str,
+        password: &[u8],
+    ) -> Result<Parked<S>, Miss> {
+        let key = (identity.to_owned(), route.to_owned());
         self.sweep_key(&key);
         let Some(queue) = self.parked.get_mut(&key) else {
             return Err(Miss::Empty);
         };
         let Some(i) = queue
             .iter()
-            .rposition(|p| self.key.verify(password, &p.mac))
+            .rposition(|p| self.key.verify(identity, route, password, &p.mac))
         else {
             return Err(Miss::WrongPassword);
         };
@@ -274,13 +299,13 @@ impl<S: AsRawFd> ConnectionCache<S> {
         Ok(parked)
     }
 
-    /// After the back end accepted `mac`'s password for `user` on `route`:
+    /// After the back end accepted `password` for `identity` on `route`:
     /// sessions parked under another password go (the password changed).
-    pub fn forget_other_passwords(&mut self, user: &str, route: &str, password: &[u8]) {
-        let key = (user.to_lowercase(), route.to_owned());
+    pub fn forget_other_passwords(&mut self, identity: &str, route: &str, password: &[u8]) {
+        let key = (identity.to_owned(), route.to_owned());
         if let Some(queue) = self.parked.get_mut(&key) {
             let before = queue.len();
-            queue.retain(|p| self.key.verify(password, &p.mac));
+            queue.retain(|p| self.key.verify(identity, route, password, &p.mac));
             let gone = before - queue.len();
             self.count -= gone;
             self.dropped.evicted += gone as u64;
@@ -312,7 +337,7 @@ impl<S: AsRawFd> ConnectionCache<S> {
                 dropped.expired += 1;
                 false
             } else if invalidations.invalidated_since(stamp.generation, &key.0)
-                || invalidations.invalidated_since(stamp.generation, &p.session.identity)
+                || invalidations.invalidated_since(stamp.generation, &p.user)
             {
                 dropped.invalidated += 1;
                 false
@@ -381,7 +406,7 @@ mod tests {
     fn park(c: &mut ConnectionCache<TcpStream>, user: &str, password: &str) -> TcpStream {
         let (ours, theirs) = pair();
         let addr = ours.peer_addr().unwrap();
-        let mac = c.mac(password.as_bytes());
+        let mac = c.mac(user, "box1:143", password.as_bytes());
         let session = BackendSession {
             stream: ours,
             address: addr,
@@ -398,15 +423,19 @@ mod tests {
         let mut c = cache();
         let _backend = park(&mut c, "Alice", "pw");
         assert!(matches!(
-            c.take("alice", "box1:143", b"nope"),
+            c.take("Alice", "box1:143", b"nope"),
             Err(Miss::WrongPassword)
         ));
         assert!(matches!(
-            c.take("alice", "box2:143", b"pw"),
+            c.take("Alice", "box2:143", b"pw"),
             Err(Miss::Empty)
         ));
         assert_eq!(c.len(), 1);
-        assert!(c.take("ALICE", "box1:143", b"pw").is_ok());
+        assert!(
+            matches!(c.take("alice", "box1:143", b"pw"), Err(Miss::Empty)),
+            "another identity: a back end may tell names apart by case"
+        );
+        assert!(c.take("Alice", "box1:143", b"pw").is_ok());
         assert!(c.is_empty());
     }
 
@@ -460,8 +489,13 @@ mod tests {
     fn the_password_key_prints_nothing() {
         let key = PasswordKey::random().unwrap();
         assert_eq!(format!("{key:?}"), "PasswordKey(***)");
-        let mac = key.sign(b"pw");
-        assert!(key.verify(b"pw", &mac) && !key.verify(b"pW", &mac));
+        let mac = key.sign("a", "r", b"pw");
+        assert!(key.verify("a", "r", b"pw", &mac) && !key.verify("a", "r", b"pW", &mac));
+        assert!(!key.verify("A", "r", b"pw", &mac), "another identity");
+        assert!(!key.verify("a", "r2", b"pw", &mac), "another route");
+        // Field boundaries count: ("ab", "c") is not ("a", "bc").
+        let mac = key.sign("ab", "c", b"pw");
+        assert!(!key.verify("a", "bc", b"pw", &mac));
     }
 
     fn session(
@@ -487,12 +521,12 @@ mod tests {
         tokio::time::advance(max_age - Duration::from_secs(1)).await;
         assert!(!c.retired("a", &first), "younger than max_age");
         // Taken and parked again (a fresh park time), still its login's age.
-        let mac = c.mac(b"pw");
+        let mac = c.mac("a", "box1:143", b"pw");
         c.park("a", "box1:143", mac, first);
         let again = c.take("a", "box1:143", b"pw").ok().unwrap().session;
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(c.retired("a", &again), "max_age reached");
-        let mac = c.mac(b"pw");
+        let mac = c.mac("a", "box1:143", b"pw");
         c.park("a", "box1:143", mac, again);
         c.sweep();
         assert_eq!((c.len(), c.dropped.expired), (0, 1));

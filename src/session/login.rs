@@ -52,8 +52,11 @@ pub(super) async fn attempt<C: Connector>(
     let cached = ctx.listener.connection_cache && ctx.listener.protocol == Protocol::Imap;
     let route_key = cached.then(|| reuse::route_key(&route, ctx.backend.imap_port));
     let password = credentials.password.expose();
+    // The name the back end logs in as: the cache's identity.
+    let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
     if let Some(key) = &route_key {
-        let taken = reuse::take::<MaybeTls<C::Stream>>(ctx, &credentials.user, key, password).await;
+        let who = (credentials.user.as_str(), login_user);
+        let taken = reuse::take::<MaybeTls<C::Stream>>(ctx, who, key, password).await;
         // Parked under an earlier configuration: checked against this one
         // (a session that fails is closed here, and a fresh login serves).
         if let Some((parked, ticket)) = taken.filter(|(p, _)| still_allowed(ctx, p)) {
@@ -78,7 +81,6 @@ pub(super) async fn attempt<C: Connector>(
     let took = started.elapsed();
     ctx.record(|r| r.phase(Phase::BackendConnect, took));
     let started = Instant::now();
-    let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
     let exchange = exchange(
         session,
         stream,
@@ -102,7 +104,7 @@ pub(super) async fn attempt<C: Connector>(
     ctx.record(|r| r.phase(Phase::BackendLogin, took));
     match outcome {
         BackendOutcome::LoggedIn { greeting, leftover } => {
-            let identity = login_user.to_lowercase();
+            let identity = login_user.to_owned();
             let park = route_key.map(|key| {
                 reuse::fresh::<MaybeTls<C::Stream>>(
                     ctx,

@@ -32,7 +32,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// What a session on a `connection_cache` listener carries from its login
 /// to its `LOGOUT`, to park its back-end session.
 pub(super) struct ParkTicket {
-    /// The user as typed (the cache key is case-insensitive).
+    /// The user as typed.
     pub user: String,
     /// `host:port` of the route.
     pub route: String,
@@ -42,7 +42,8 @@ pub(super) struct ParkTicket {
     pub reused: bool,
     /// What the back end said at login, to say again to the next client.
     pub greeting: BackendGreeting,
-    /// The name the back end knows the user by.
+    /// The name the back end knows the user by, exactly as logged in with
+    /// (the cache key).
     pub identity: String,
     /// The back end's address.
     pub address: SocketAddr,
@@ -110,16 +111,17 @@ fn record_parked<S: AsRawFd + 'static>(ctx: &SessionContext, cache: &ConnectionC
     });
 }
 
-/// A parked session for `user` on `route` whose password MAC `password`
-/// verifies and that is (still) healthy; `None` (counted) otherwise.
+/// A parked session of `identity` (the back-end login name; `user` is what
+/// the client typed) on `route` whose MAC `password` verifies and that is
+/// (still) healthy; `None` (counted) otherwise.
 pub(super) async fn take<S: Stream + 'static>(
     ctx: &SessionContext,
-    user: &str,
+    (user, identity): (&str, &str),
     route: &str,
     password: &[u8],
 ) -> Option<(BackendSession<S>, ParkTicket)> {
     let cache = cache::<S>(ctx);
-    let taken = cache.borrow_mut().take(user, route, password);
+    let taken = cache.borrow_mut().take(identity, route, password);
     record_parked(ctx, &cache.borrow());
     let parked = match taken {
         Ok(parked) => parked,
@@ -133,7 +135,7 @@ pub(super) async fn take<S: Stream + 'static>(
         }
     };
     let check_after = cache.borrow().bounds().check_after;
-    let mac = cache.borrow().mac(password);
+    let mac = cache.borrow().mac(identity, route, password);
     if parked.parked_longer_than(check_after) && !healthy(&parked.session.stream).await {
         ctx.record(|r| r.cache_event(CacheEvent::MissUnhealthy, 1));
         return None;
@@ -165,12 +167,12 @@ pub(super) fn fresh<S: Stream + 'static>(
     let (greeting, identity, address, logged_in) = login;
     let cache = cache::<S>(ctx);
     let mut cache = cache.borrow_mut();
-    cache.forget_other_passwords(user, route, password);
+    cache.forget_other_passwords(identity, route, password);
     record_parked(ctx, &cache);
     ParkTicket {
         user: user.to_owned(),
         route: route.to_owned(),
-        mac: cache.mac(password),
+        mac: cache.mac(identity, route, password),
         reused: false,
         greeting: greeting.clone(),
         identity: identity.to_owned(),
