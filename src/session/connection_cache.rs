@@ -29,6 +29,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use zeroize::Zeroizing;
 
 /// How often parked sessions are checked for expiry and liveness.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -82,25 +83,29 @@ impl PasswordKey {
 
     /// The MAC of `password` for `identity` on `route`.
     pub fn sign(&self, identity: &str, route: &str, password: &[u8]) -> Vec<u8> {
-        let mut ctx = ring::hmac::Context::with_key(&self.0);
-        Self::feed(&mut ctx, identity, route, password);
-        ctx.sign().as_ref().to_vec()
+        let message = Self::message(identity, route, password);
+        ring::hmac::sign(&self.0, &message).as_ref().to_vec()
     }
 
     /// Whether `mac` is the MAC of `password` for `identity` on `route`
     /// (constant time).
     pub fn verify(&self, identity: &str, route: &str, password: &[u8], mac: &[u8]) -> bool {
-        let expected = self.sign(identity, route, password);
-        ring::constant_time::verify_slices_are_equal(&expected, mac).is_ok()
+        let message = Self::message(identity, route, password);
+        ring::hmac::verify(&self.0, &message, mac).is_ok()
     }
 
-    /// Length-prefixed fields, so no two (identity, route, password)
-    /// triples feed the same bytes.
-    fn feed(ctx: &mut ring::hmac::Context, identity: &str, route: &str, password: &[u8]) {
+    /// The three fields, each after its length, so no two (identity,
+    /// route, password) triples give the same bytes; wiped when dropped
+    /// (it holds the password).
+    fn message(identity: &str, route: &str, password: &[u8]) -> Zeroizing<Vec<u8>> {
+        let mut message = Zeroizing::new(Vec::with_capacity(
+            24 + identity.len() + route.len() + password.len(),
+        ));
         for field in [identity.as_bytes(), route.as_bytes(), password] {
-            ctx.update(&(field.len() as u64).to_be_bytes());
-            ctx.update(field);
+            message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            message.extend_from_slice(field);
         }
+        message
     }
 }
 
