@@ -45,7 +45,7 @@ impl Webmail {
             );
         let map = "*@example.org 127.0.0.1\n";
         Self {
-            mailgate: Mailgate::start(&config, &map),
+            mailgate: Mailgate::start(&config, map),
             dovecot,
             _token: token,
         }
