@@ -69,7 +69,7 @@ key = "key.pem"
 idle_timeout = "1h"
 
 [limits]
-max_connections_per_address = 0
+max_preauth_per_address = 0
 max_failures_per_address = 0
 
 [runtime]

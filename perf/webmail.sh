@@ -124,7 +124,7 @@ forward_client_address = false
 
 [limits]
 max_failures_per_address = 0
-max_connections_per_address = 0
+max_preauth_per_address = 0
 
 [runtime]
 allow_root = true                 # benchmarks run as root here

@@ -142,7 +142,7 @@ fn commands_and_protocol_errors_before_login_are_capped() {
 #[test]
 fn connections_over_the_per_address_cap_get_one_line_and_other_addresses_log_in() {
     let stack = Stack::start(
-        "[limits]\nmax_connections_per_address = 3\nexempt_networks = [\"127.0.0.3/32\"]\n[admin]\naddress = \"127.0.0.1:0\"\n",
+        "[limits]\nmax_preauth_per_address = 3\nexempt_networks = [\"127.0.0.3/32\"]\n[admin]\naddress = \"127.0.0.1:0\"\n",
     );
     let held: Vec<TcpStream> = (0..3)
         .map(|_| {
@@ -180,7 +180,7 @@ fn connections_over_the_per_address_cap_get_one_line_and_other_addresses_log_in(
     assert_eq!(
         admin_metric(
             &stack,
-            "mailgate_connections_refused_total{reason=\"max_connections_per_address\"}"
+            "mailgate_connections_refused_total{reason=\"max_preauth_per_address\"}"
         ),
         2.0
     );
@@ -200,22 +200,51 @@ fn connections_over_the_per_address_cap_get_one_line_and_other_addresses_log_in(
 }
 
 #[test]
-fn the_preauth_cap_refuses_newcomers_until_a_session_logs_in() {
-    let stack = Stack::start_one_worker("[limits]\nmax_preauth_connections = 2\n");
+fn at_the_preauth_cap_a_newcomer_evicts_the_connection_idle_longest() {
+    let stack = Stack::start_one_worker(
+        "[limits]\nmax_preauth_connections = 2\n[admin]\naddress = \"127.0.0.1:0\"\n",
+    );
     let mut first = connect_from("127.0.0.1", stack.imap());
     assert!(line(&mut first).starts_with("* OK"));
     let mut second = connect_from("127.0.0.2", stack.imap());
     assert!(line(&mut second).starts_with("* OK"));
     let mut third = connect_from("127.0.0.3", stack.imap());
-    assert!(read_to_close(&mut third).starts_with("* BYE [UNAVAILABLE]"));
-    assert!(raw_login(&mut first, ALICE, ALICE_PW).starts_with("l1 OK"));
-    let mut fourth = connect_from("127.0.0.4", stack.imap());
     assert!(
-        line(&mut fourth).starts_with("* OK"),
-        "a logged-in session no longer counts"
+        line(&mut third).starts_with("* OK"),
+        "the newcomer is served"
     );
+    assert_eq!(
+        read_to_close(&mut first),
+        "* BYE [UNAVAILABLE] Connection queue full, try again later.\r\n",
+        "the connection idle longest is evicted"
+    );
+    assert!(raw_login(&mut second, ALICE, ALICE_PW).starts_with("l1 OK"));
+    let mut fourth = connect_from("127.0.0.4", stack.imap());
+    assert!(line(&mut fourth).starts_with("* OK"));
     let mut fifth = connect_from("127.0.0.5", stack.imap());
-    assert!(read_to_close(&mut fifth).starts_with("* BYE [UNAVAILABLE]"));
+    assert!(line(&mut fifth).starts_with("* OK"));
+    assert!(
+        read_to_close(&mut third).starts_with("* BYE [UNAVAILABLE] Connection queue full"),
+        "a logged-in session is never evicted; the oldest waiting one is"
+    );
+    assert_eq!(
+        admin_metric(
+            &stack,
+            "mailgate_connections_refused_total{reason=\"preauth_evicted\"}"
+        ),
+        2.0
+    );
+    second.write_all(b"n1 NOOP\r\n").unwrap();
+    let answer = loop {
+        let answer = line(&mut second);
+        if !answer.starts_with("* ") {
+            break answer;
+        }
+    };
+    assert!(
+        answer.starts_with("n1 OK"),
+        "the logged-in session is up: {answer:?}"
+    );
 }
 
 #[test]
@@ -233,7 +262,7 @@ fn max_connections_counts_every_listener() {
 fn slow_and_pipelining_clients_are_closed_at_their_deadlines_while_others_log_in() {
     mailgate::runtime::raise_fd_limit();
     let stack = Stack::start(
-        "[limits]\npreauth_timeout = \"5s\"\nmax_connections_per_address = 0\nmax_preauth_connections = 5000\nmax_preauth_commands = 100000000\n",
+        "[limits]\npreauth_timeout = \"5s\"\nmax_preauth_per_address = 0\nmax_preauth_connections = 5000\nmax_preauth_commands = 100000000\n",
     );
     const DRIBBLERS: usize = 2000;
     const PIPELINERS: usize = 500;
@@ -308,7 +337,7 @@ fn slow_and_pipelining_clients_are_closed_at_their_deadlines_while_others_log_in
 #[test]
 fn a_flood_from_one_address_does_not_stop_a_login_from_another() {
     mailgate::runtime::raise_fd_limit();
-    let stack = Stack::start("[limits]\nmax_connections_per_address = 50\n");
+    let stack = Stack::start("[limits]\nmax_preauth_per_address = 50\n");
     let flood: Vec<TcpStream> = (0..300)
         .map(|_| connect_from("127.0.0.1", stack.imap()))
         .collect();

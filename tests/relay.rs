@@ -62,7 +62,7 @@ fn many_concurrent_sessions_relay_without_loss() {
     const SESSIONS: usize = 200;
     let backend = simulated(vec![20_000, 150_000]);
     // Every test client comes from 127.0.0.1: no per-address cap.
-    let mailgate = mailgate_for(&backend, "[limits]\nmax_connections_per_address = 0\n");
+    let mailgate = mailgate_for(&backend, "[limits]\nmax_preauth_per_address = 0\n");
     let addr = mailgate.addr(0);
     let threads: Vec<_> = (0..SESSIONS)
         .map(|i| {

@@ -72,7 +72,7 @@ fn limits_change_for_new_connections() {
     let _first = ImapClient::connect(s.mailgate.addr(0)).unwrap();
     let _second = ImapClient::connect(s.mailgate.addr(0)).unwrap();
     s.mailgate.rewrite(
-        &config(&s.dovecot, "[limits]\nmax_connections_per_address = 2\n"),
+        &config(&s.dovecot, "[limits]\nmax_preauth_per_address = 2\n"),
         &format!("{ALICE} 127.0.0.1:{}\n{BOB} 127.0.0.1\n", s.closed),
     );
     assert!(s.mailgate.reload(1).contains("configuration reloaded"));

@@ -91,7 +91,7 @@ fn mailgate_with(backend: SocketAddr, relay: &str) -> Mailgate {
         backend.port(),
         "",
         // Every test client comes from 127.0.0.1: no per-address cap.
-        &format!("[relay]\n{relay}[limits]\nmax_connections_per_address = 0\n"),
+        &format!("[relay]\n{relay}[limits]\nmax_preauth_per_address = 0\n"),
     );
     Mailgate::start(&config, "* 127.0.0.1\n")
 }

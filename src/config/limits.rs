@@ -12,9 +12,11 @@ pub const DEFAULT_PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// `auth_failure_delay`): the same for an unknown user, a wrong password and
 /// an inactive user, so their timing tells nothing.
 pub const DEFAULT_FAILURE_DELAY: Duration = Duration::from_secs(2);
-/// Default connections at once from one client address (IPv4 address,
-/// IPv6 /64): enough for a household or office behind one NAT address.
-pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 128;
+/// Default connections not logged in yet at once from one client address
+/// (IPv4 address, IPv6 /64). Logged-in sessions do not count: thousands of
+/// users may sit behind one carrier-grade NAT address, while logins in
+/// progress from one address are few (a mail client opens a handful).
+pub const DEFAULT_MAX_PREAUTH_PER_ADDRESS: usize = 64;
 
 /// `[limits]`: every pre-login input path is bounded by these.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,9 +50,12 @@ pub struct Limits {
     /// Connections open at once, all listeners together; 0 derives it from
     /// the descriptor limit (each session holds two descriptors).
     pub max_connections: usize,
-    /// Connections open at once from one client address (IPv4 address,
-    /// IPv6 /64); 0 turns the cap off.
-    pub max_connections_per_address: usize,
+    /// Connections not logged in yet, at once, from one client address
+    /// (IPv4 address, IPv6 /64); 0 turns the cap off. Read from the older
+    /// name `max_connections_per_address` too (which counted logged-in
+    /// sessions as well).
+    #[serde(alias = "max_connections_per_address")]
+    pub max_preauth_per_address: usize,
     /// Connections not logged in yet, at once; 0 means a quarter of
     /// `max_connections`.
     pub max_preauth_connections: usize,
@@ -72,7 +77,7 @@ impl Default for Limits {
             max_failures_per_address: 30,
             failure_window: Duration::from_secs(300),
             max_connections: 0,
-            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            max_preauth_per_address: DEFAULT_MAX_PREAUTH_PER_ADDRESS,
             max_preauth_connections: 0,
             exempt_networks: Vec::new(),
         }

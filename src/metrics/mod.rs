@@ -76,26 +76,32 @@ impl LoginOutcome {
 pub enum Refusal {
     /// `max_connections` reached.
     TooManyConnections,
-    /// `max_connections_per_address` reached for the client's address.
+    /// `max_preauth_per_address` reached for the client's address.
     TooManyFromAddress,
-    /// `max_preauth_connections` reached.
+    /// `max_preauth_connections` reached and no connection could be evicted.
     TooManyPreAuth,
+    /// Not a refusal of the new connection: at `max_preauth_connections` it
+    /// took the place of the connection that had waited longest without
+    /// completing a command, which was closed.
+    PreAuthEvicted,
 }
 
 impl Refusal {
     /// Every reason, in export order.
-    pub const ALL: [Refusal; 3] = [
+    pub const ALL: [Refusal; 4] = [
         Refusal::TooManyConnections,
         Refusal::TooManyFromAddress,
         Refusal::TooManyPreAuth,
+        Refusal::PreAuthEvicted,
     ];
 
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::TooManyConnections => "max_connections",
-            Refusal::TooManyFromAddress => "max_connections_per_address",
+            Refusal::TooManyFromAddress => "max_preauth_per_address",
             Refusal::TooManyPreAuth => "max_preauth_connections",
+            Refusal::PreAuthEvicted => "preauth_evicted",
         }
     }
 }

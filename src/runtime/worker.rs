@@ -500,6 +500,7 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
                 continue;
             }
         };
+        count_eviction(&ctx, &admitted);
         active.set(active.get() + 1);
         let ticket = SessionTicket {
             _active: ActiveGuard(active.clone()),
@@ -541,6 +542,7 @@ async fn proxied<S: crate::transport::Stream + 'static, C: Connector<Stream = S>
             return;
         }
     };
+    count_eviction(&ctx, &admitted);
     let ticket = SessionTicket {
         _active: active,
         admitted,
@@ -565,6 +567,18 @@ fn refuse(stream: &impl std::os::fd::AsRawFd, ctx: &SessionContext, reason: Refu
     }
     if let Some(recorder) = &ctx.worker.metrics {
         metrics::with(recorder, |r| r.refused(ctx.listener.label, reason));
+    }
+}
+
+/// Counts the eviction an admission made (the evicted session logs its
+/// own end).
+fn count_eviction(ctx: &SessionContext, admitted: &Admitted) {
+    if admitted.evicted_another() {
+        if let Some(recorder) = &ctx.worker.metrics {
+            metrics::with(recorder, |r| {
+                r.refused(ctx.listener.label, Refusal::PreAuthEvicted)
+            });
+        }
     }
 }
 
@@ -651,8 +665,16 @@ struct SessionTicket {
 }
 
 impl Ticket for SessionTicket {
-    fn logged_in(&mut self) {
+    fn logged_in(&self) {
         self.admitted.logged_in();
+    }
+
+    fn progressed(&self) {
+        self.admitted.progressed();
+    }
+
+    fn evicted(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
+        self.admitted.evicted()
     }
 }
 

@@ -33,7 +33,10 @@ use crate::tls::MaybeTls;
 use crate::transport::{Connector, Stream};
 use preauth::{drive, tls_handshake, PreAuthEnd};
 use record::{Gauge, GaugeKind, SessionRecord};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
 use tokio::time::Instant;
 
@@ -41,7 +44,21 @@ use tokio::time::Instant;
 /// worker's session count, connection caps); dropped when the session ends.
 pub trait Ticket: 'static {
     /// The session logged in: it no longer counts as a pre-auth connection.
-    fn logged_in(&mut self);
+    fn logged_in(&self);
+    /// The session completed a command before login (it is not idle).
+    fn progressed(&self);
+    /// Resolves when the session must close before login: a newcomer took
+    /// its pre-auth place.
+    fn evicted(&self) -> Pin<Box<dyn Future<Output = ()> + '_>>;
+}
+
+/// What an evicted pre-auth connection hears (plaintext listeners only),
+/// like Dovecot's "Connection queue full".
+fn eviction_line(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        Protocol::Imap => b"* BYE [UNAVAILABLE] Connection queue full, try again later.\r\n",
+        Protocol::Pop3 => b"-ERR [SYS/TEMP] Connection queue full, try again later.\r\n",
+    }
 }
 
 /// Runs one client connection to its end.
@@ -54,7 +71,7 @@ pub async fn run<C: Connector, T: Ticket>(
     connector: C,
     client: C::Stream,
     peer: SocketAddr,
-    mut ticket: T,
+    ticket: T,
 ) {
     let mut record = SessionRecord::new(peer, ctx.listener.protocol);
     let deadline = Instant::now() + ctx.listener.preauth_timeout;
@@ -62,21 +79,18 @@ pub async fn run<C: Connector, T: Ticket>(
         ctx: &ctx,
         connector: &connector,
         deadline,
+        ticket: &ticket,
     };
     match ctx.listener.protocol {
         Protocol::Imap => {
             let settings = ctx.listener.imap.clone();
             let machine = |tls| ImapPreAuth::with_tls(settings, tls);
-            session
-                .serve(client, machine, &mut record, &mut ticket)
-                .await
+            session.serve(client, machine, &mut record).await
         }
         Protocol::Pop3 => {
             let settings = ctx.listener.pop3.clone();
             let machine = |tls| Pop3PreAuth::with_tls(settings, tls);
-            session
-                .serve(client, machine, &mut record, &mut ticket)
-                .await
+            session.serve(client, machine, &mut record).await
         }
     }
     record.finish(&ctx);
@@ -88,53 +102,99 @@ struct Session<'a, C> {
     connector: &'a C,
     /// End of the pre-auth time (connect → login).
     deadline: Instant,
+    /// The session's admission.
+    ticket: &'a dyn Ticket,
 }
 
 impl<C: Connector> Session<'_, C> {
     /// Pre-auth in plaintext or TLS (implicit, or after STARTTLS), then
     /// login and relay.
-    async fn serve<P: PreAuth, T: Ticket>(
+    async fn serve<P: PreAuth>(
         &self,
         client: C::Stream,
         new_machine: impl FnOnce(bool) -> P,
         record: &mut SessionRecord,
-        ticket: &mut T,
     ) {
         let gauge = Gauge::enter(self.ctx, GaugeKind::PreAuth);
+        let fd = client.as_raw_fd();
         let handshake =
             |client, record| Box::pin(tls_handshake(self.ctx, client, self.deadline, record));
         if self.ctx.listener.tls_mode == TlsMode::Implicit {
-            let Some(client) = handshake(client, &mut *record).await else {
-                return;
+            let handshake = handshake(client, &mut *record);
+            let Some(shook) = self.unless_evicted(handshake, None).await else {
+                return record.outcome = Outcome::Evicted;
             };
-            let end = Box::pin(drive(self, client, new_machine(true), record)).await;
-            return self.relay_if_logged_in(end, gauge, record, ticket).await;
+            let Some(client) = shook else { return };
+            let work = Box::pin(drive(self, client, new_machine(true), record));
+            let Some(end) = self.unless_evicted(work, None).await else {
+                return record.outcome = Outcome::Evicted;
+            };
+            return self.relay_if_logged_in(end, gauge, record).await;
         }
-        match Box::pin(drive(self, client, new_machine(false), record)).await {
+        let work = Box::pin(drive(self, client, new_machine(false), record));
+        let Some(end) = self.unless_evicted(work, Some(fd)).await else {
+            return record.outcome = Outcome::Evicted;
+        };
+        match end {
             PreAuthEnd::StartTls(client, mut machine) => {
-                let Some(client) = handshake(client, &mut *record).await else {
-                    return;
+                let handshake = handshake(client, &mut *record);
+                let Some(shook) = self.unless_evicted(handshake, None).await else {
+                    return record.outcome = Outcome::Evicted;
                 };
+                let Some(client) = shook else { return };
                 machine.tls_started();
-                let end = Box::pin(drive(self, client, machine, record)).await;
-                self.relay_if_logged_in(end, gauge, record, ticket).await
+                let work = Box::pin(drive(self, client, machine, record));
+                let Some(end) = self.unless_evicted(work, None).await else {
+                    return record.outcome = Outcome::Evicted;
+                };
+                self.relay_if_logged_in(end, gauge, record).await
             }
-            end => self.relay_if_logged_in(end, gauge, record, ticket).await,
+            end => self.relay_if_logged_in(end, gauge, record).await,
+        }
+    }
+
+    /// `work`'s output, or `None` when the session was evicted first (then
+    /// `plaintext`, the client's socket while it speaks plaintext, hears
+    /// why before `work` and the socket are dropped).
+    async fn unless_evicted<F: Future>(
+        &self,
+        work: F,
+        plaintext: Option<RawFd>,
+    ) -> Option<F::Output> {
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            done = &mut work => Some(done),
+            () = self.ticket.evicted() => {
+                if let Some(fd) = plaintext {
+                    goodbye(fd, eviction_line(self.ctx.listener.protocol));
+                }
+                None
+            }
         }
     }
 
     /// Relays a logged-in session (counted as relaying from here on).
-    async fn relay_if_logged_in<S: Stream, P, T: Ticket>(
+    async fn relay_if_logged_in<S: Stream, P>(
         &self,
         end: PreAuthEnd<S, P, MaybeTls<C::Stream>>,
         preauth: Gauge<'_>,
         record: &mut SessionRecord,
-        ticket: &mut T,
     ) {
         if let PreAuthEnd::LoggedIn(session) = end {
             drop(preauth);
-            ticket.logged_in();
+            self.ticket.logged_in();
             Box::pin(relay::relay_session(self.ctx, session, record)).await;
         }
     }
+}
+
+/// One line to a socket that is about to be closed: best effort, never
+/// waiting (the client may not read).
+fn goodbye(fd: RawFd, line: &[u8]) {
+    // SAFETY: `fd` is the client's socket, still owned by the session's
+    // pre-auth future, which is alive for this call.
+    let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = socket2::SockRef::from(&socket)
+        .send_with_flags(line, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
 }

@@ -132,7 +132,12 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
         if protocol_errors > 0 {
             ctx.record(|r| r.protocol_errors(ctx.listener.label, protocol_errors));
         }
-        if let Err(e) = write_until(&client, machine.take_output(), session.deadline).await {
+        let output = machine.take_output();
+        if !output.is_empty() {
+            // An answer: the client completed a command (or was greeted).
+            session.ticket.progressed();
+        }
+        if let Err(e) = write_until(&client, output, session.deadline).await {
             record.outcome = if e.kind() == std::io::ErrorKind::TimedOut {
                 Outcome::PreAuthTimeout
             } else {

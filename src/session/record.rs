@@ -26,6 +26,8 @@ pub enum Outcome {
     TlsFailed,
     /// Closed before login because the server is stopping.
     ServerShutdown,
+    /// Closed before login: at the pre-auth cap, a newcomer took its place.
+    Evicted,
 }
 
 impl Outcome {
@@ -40,6 +42,7 @@ impl Outcome {
             Outcome::ClientError => "client_error",
             Outcome::TlsFailed => "tls_failed",
             Outcome::ServerShutdown => "server_shutdown",
+            Outcome::Evicted => "evicted",
         }
     }
 }
