@@ -399,3 +399,138 @@ fn user_names_over_255_bytes_fail_without_a_lookup() {
         "255 reached the back end:\n{log}"
     );
 }
+
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A crowd that holds pre-auth places: connections that dribble one byte a
+/// second and never finish a line, and connections that pipeline commands
+/// and never read; each closed one is opened again, until `stop`.
+fn crowd(
+    to: SocketAddr,
+    dribblers: &[(String, usize)],
+    non_readers: &[(String, usize)],
+    stop: &std::sync::atomic::AtomicBool,
+) -> usize {
+    use std::sync::atomic::Ordering;
+    let open = |source: &str| {
+        let s = connect_from(source, to);
+        s.set_nonblocking(true).unwrap();
+        s
+    };
+    let mut conns: Vec<(String, bool, TcpStream)> = Vec::new();
+    for (sources, non_reader) in [(dribblers, false), (non_readers, true)] {
+        for (source, count) in sources {
+            for _ in 0..*count {
+                conns.push((source.clone(), non_reader, open(source)));
+            }
+        }
+    }
+    let flood = b"p NOOP\r\n".repeat(32 * 1024);
+    let mut reopened = 0;
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        for (source, non_reader, stream) in &mut conns {
+            let closed = if *non_reader {
+                match stream.write(&flood) {
+                    Ok(_) => false,
+                    Err(e) => e.kind() != ErrorKind::WouldBlock,
+                }
+            } else {
+                // Dribblers read (and drop) what they get, to see the close.
+                let gone = loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break true,
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+                        Err(_) => break true,
+                    }
+                };
+                gone || stream.write(b"x").is_err()
+            };
+            if closed {
+                *stream = open(source);
+                reopened += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    reopened
+}
+
+#[test]
+fn a_crowd_of_strangers_cannot_lock_out_a_newcomer_and_nat_users_stay_logged_in() {
+    mailgate::runtime::raise_fd_limit();
+    let stack = Stack::start(
+        "[limits]\nmax_preauth_connections = 1000\n[admin]\naddress = \"127.0.0.1:0\"\n",
+    );
+    // 200 users behind one (NAT) address, logged in and idling.
+    let mut idlers: Vec<TcpStream> = (0..200)
+        .map(|i| {
+            let mut s = connect_from("127.4.0.1", stack.imap());
+            assert!(line(&mut s).starts_with("* OK"), "idler {i} greeted");
+            assert!(
+                raw_login(&mut s, ALICE, ALICE_PW).starts_with("l1 OK"),
+                "idler {i} logs in"
+            );
+            s.write_all(b"i IDLE\r\n").unwrap();
+            assert!(line(&mut s).starts_with("+ "), "idler {i} idles");
+            s
+        })
+        .collect();
+    // 3 000 dribblers from 30 addresses, 300 non-readers from 10 more.
+    let dribblers: Vec<(String, usize)> = (1..=30).map(|i| (format!("127.1.0.{i}"), 100)).collect();
+    let non_readers: Vec<(String, usize)> =
+        (1..=10).map(|i| (format!("127.2.0.{i}"), 30)).collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let to = stack.imap();
+    let reopened = std::thread::scope(|scope| {
+        let crowd = scope.spawn(|| crowd(to, &dribblers, &non_readers, &stop));
+        // The crowd stops however this ends (a failed assertion included).
+        let _stop = StopOnDrop(&stop);
+        std::thread::sleep(Duration::from_secs(3));
+        for round in 0..5 {
+            let asked = Instant::now();
+            let mut c = connect_from("127.3.0.1", stack.imap());
+            let greeting = line(&mut c);
+            assert!(greeting.starts_with("* OK"), "round {round}: {greeting:?}");
+            let login = raw_login(&mut c, ALICE, ALICE_PW);
+            assert!(
+                login.starts_with("l1 OK"),
+                "round {round}: the newcomer logs in: {login:?}"
+            );
+            c.write_all(b"s SELECT INBOX\r\n").unwrap();
+            while !line(&mut c).starts_with("s ") {}
+            let took = asked.elapsed();
+            eprintln!("round {round}: connect to SELECT answered in {took:?}");
+            // A bound that only a lock-out (until the crowd's preauth
+            // timeout of 60 s) would pass, not a timing claim.
+            assert!(took < Duration::from_secs(10), "round {round}: {took:?}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        crowd.join().unwrap()
+    });
+    eprintln!("the crowd reopened {reopened} connections");
+    let evicted = admin_metric(
+        &stack,
+        "mailgate_connections_refused_total{reason=\"preauth_evicted\"}",
+    );
+    assert!(evicted > 0.0, "the crowd filled the pre-auth places");
+    for (i, s) in idlers.iter_mut().enumerate() {
+        s.write_all(b"DONE\r\n").unwrap();
+        let answer = loop {
+            let answer = line(s);
+            if !answer.starts_with("* ") {
+                break answer;
+            }
+        };
+        assert!(answer.starts_with("i OK"), "idler {i}: {answer:?}");
+    }
+}
