@@ -11,6 +11,18 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+/// A session's user by each of its names.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    /// As the client typed it.
+    pub user: &'a str,
+    /// As the back end knows it.
+    pub identity: &'a str,
+    /// The directory's lookup key, lower-cased (what a directory watch
+    /// reports and invalidations are reduced to).
+    pub canonical: &'a str,
+}
+
 /// One relaying session.
 #[derive(Debug, Clone)]
 pub struct SessionEntry {
@@ -18,6 +30,8 @@ pub struct SessionEntry {
     pub user: String,
     /// The name the back end knows the user by (lower-cased).
     pub identity: String,
+    /// The directory's lookup key (lower-cased).
+    pub canonical: String,
     /// Client address.
     pub client: SocketAddr,
     /// Back-end address.
@@ -50,24 +64,29 @@ pub struct Registry {
 struct Sessions {
     next: u64,
     entries: HashMap<u64, SessionEntry>,
-    /// Lower-cased identity and typed name → the sessions under it: a
-    /// directory watch asks about every user in a full refresh, and most
-    /// have no session here.
+    /// Each lower-cased name (identity, typed name, canonical name) → the
+    /// sessions under it: a directory watch asks about every user in a full
+    /// refresh, and most have no session here.
     by_name: HashMap<String, Vec<u64>>,
 }
 
 impl Sessions {
-    fn names(entry: &SessionEntry) -> [String; 2] {
-        [entry.identity.clone(), entry.user.to_lowercase()]
+    /// The entry's distinct names.
+    fn names(entry: &SessionEntry) -> Vec<String> {
+        let mut names = vec![entry.identity.clone()];
+        for name in [entry.user.to_lowercase(), entry.canonical.clone()] {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
     }
 
     fn insert(&mut self, entry: SessionEntry) -> u64 {
         self.next += 1;
         let id = self.next;
-        let [identity, user] = Self::names(&entry);
-        self.by_name.entry(identity.clone()).or_default().push(id);
-        if user != identity {
-            self.by_name.entry(user).or_default().push(id);
+        for name in Self::names(&entry) {
+            self.by_name.entry(name).or_default().push(id);
         }
         self.entries.insert(id, entry);
         id
@@ -87,13 +106,26 @@ impl Sessions {
         }
     }
 
-    /// Sessions under `name` (identity or typed name, any case).
+    /// Sessions under `name` (any of their names, any case).
     fn named(&self, name: &str) -> impl Iterator<Item = &SessionEntry> {
         self.by_name
             .get(&name.to_lowercase())
             .into_iter()
             .flatten()
             .filter_map(|id| self.entries.get(id))
+    }
+
+    /// Sessions under any of `names`, each once.
+    fn named_any(&self, names: &[&str]) -> Vec<&SessionEntry> {
+        let mut ids: Vec<u64> = names
+            .iter()
+            .filter_map(|n| self.by_name.get(&n.to_lowercase()))
+            .flatten()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter().filter_map(|id| self.entries.get(id)).collect()
     }
 }
 
@@ -116,15 +148,15 @@ impl Registry {
     /// declared after the streams so that it drops first.
     pub fn register(
         self: &Arc<Self>,
-        user: &str,
-        identity: &str,
+        names: Names<'_>,
         client: Leg,
         backend: Leg,
         goodbye: &'static [u8],
     ) -> Registration {
         let entry = SessionEntry {
-            user: user.to_owned(),
-            identity: identity.to_lowercase(),
+            user: names.user.to_owned(),
+            identity: names.identity.to_lowercase(),
+            canonical: names.canonical.to_lowercase(),
             client: client.addr,
             backend: backend.addr,
             since: SystemTime::now(),
@@ -150,19 +182,16 @@ impl Registry {
             .collect()
     }
 
-    /// Shuts down the sockets of every session of `user`; their relays end
-    /// and the clients reconnect (to the mailbox's new box). The count.
-    pub fn kick(&self, user: &str) -> usize {
+    /// Shuts down the sockets of every session known under any of `names`
+    /// (a name as typed and its canonical form); their relays end and the
+    /// clients reconnect (to the mailbox's new box). The count.
+    pub fn kick(&self, names: &[&str]) -> usize {
         let sessions = self.inner.lock().expect("registry lock");
-        let mut kicked = 0;
-        for entry in sessions
-            .named(user)
-            .filter(|e| e.user.eq_ignore_ascii_case(user))
-        {
+        let found = sessions.named_any(names);
+        for entry in &found {
             close(entry, b"");
-            kicked += 1;
         }
-        kicked
+        found.len()
     }
 
     /// Shuts down the sessions of the user the back end knows as
@@ -244,19 +273,19 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let (client, _c) = pair();
         let (backend, _b) = pair();
-        let registration = registry.register(
-            "Alice",
-            "alice@example.org",
-            leg(&client),
-            leg(&backend),
-            b"",
-        );
+        let names = Names {
+            user: "Alice",
+            identity: "alice@example.org",
+            canonical: "uid-17",
+        };
+        let registration = registry.register(names, leg(&client), leg(&backend), b"");
         let old = backend.peer_addr().unwrap();
         assert!(registry.kick_moved("bob@example.org", |_| false).is_empty());
         assert!(registry
             .kick_moved("ALICE@example.org", |_| true)
             .is_empty());
-        assert_eq!(registry.kick_moved("alice", |_| false), vec![old]);
+        assert_eq!(registry.kick_moved("UID-17", |_| false), vec![old]);
+        assert_eq!(registry.kick(&["alice", "nobody"]), 1, "one session, once");
         drop(registration);
         assert!(registry.kick_moved("alice", |_| false).is_empty());
         let sessions = registry.inner.lock().unwrap();

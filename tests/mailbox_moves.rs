@@ -41,6 +41,11 @@ struct FrontEnd {
 impl FrontEnd {
     /// `servers`: the URL's server list (failover order).
     fn start(servers: &str, dovecot: &Dovecot, directory: &str) -> Self {
+        Self::start_filtered(servers, dovecot, "(&(mail=%s)(status=active))", directory)
+    }
+
+    /// Like `start`, with another search filter.
+    fn start_filtered(servers: &str, dovecot: &Dovecot, filter: &str, directory: &str) -> Self {
         let token = tempfile::tempdir().unwrap();
         let token_file = token.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
@@ -51,7 +56,7 @@ impl FrontEnd {
             .replace(
                 "kind = \"static\"\nmap = \"users.map\"\n",
                 &format!(
-                    "kind = \"ldap\"\nurl = \"{}/{PEOPLE}?mail,host?sub?(&(mail=%s)(status=active))\"\n\
+                    "kind = \"ldap\"\nurl = \"{}/{PEOPLE}?mail,host?sub?{filter}\"\n\
                      timeout = \"1s\"\nwatch = true\n{directory}\n\
                      [directory.hosts]\nbox1 = \"127.0.0.1\"\nbox2 = \"127.0.0.2\"\n\
                      [directory.cache]\nttl = \"1h\"\n",
@@ -149,6 +154,43 @@ fn a_host_change_reroutes_the_next_login_at_once_and_ends_only_sessions_on_the_o
     assert!(log.contains("new=\"127.0.0.2\""), "{log}");
     assert_eq!(front.metric("mailgate_move_kicks_total"), 1.0);
     assert_eq!(front.metric("mailgate_directory_watch_up"), 1.0);
+}
+
+#[test]
+fn a_move_reaches_users_whose_login_is_transformed_before_the_lookup() {
+    // Perdition-style: the domain stripped, the filter on another attribute
+    // than the login (`cn` holds the local part); the watch reports `cn`.
+    let slapd = Slapd::start(&people(), Options::default()).unwrap();
+    let dovecot = dovecot();
+    let front = FrontEnd::start_filtered(
+        &slapd.url(),
+        &dovecot,
+        "(&(cn=%s)(status=active))",
+        "strip_domain = true\nlower_case = true",
+    );
+    let typed = ALICE.to_uppercase();
+    assert_eq!(front.login_lands_on(&typed, ALICE_PW), "127.0.0.1");
+    let mut alice = ImapClient::connect(front.mailgate.addr(0)).unwrap();
+    assert!(alice.login(&typed, ALICE_PW).unwrap().is_ok());
+    slapd.set_host(ALICE, "box2").unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || front
+            .login_lands_on(&typed, ALICE_PW)
+            == "127.0.0.2"),
+        "the cached route of the typed name was not dropped by the watch's change of cn=alice"
+    );
+    assert!(closed(&mut alice), "the session on box1 was not kicked");
+    assert_eq!(front.metric("mailgate_move_kicks_total"), 1.0);
+    // Admin actions by any of the names reach the same user.
+    let mut again = ImapClient::connect(front.mailgate.addr(0)).unwrap();
+    assert!(again.login(ALICE, ALICE_PW).unwrap().is_ok());
+    let kicked = front
+        .admin()
+        .run(&Action::Kick("alice".into()))
+        .unwrap()
+        .body;
+    assert_eq!(kicked.trim(), "kicked 1", "kick by the lookup key");
+    assert!(closed(&mut again));
 }
 
 #[test]

@@ -142,7 +142,9 @@ impl Admin {
                 text(Status::Ok, &format!("invalidated {user}\n"))
             }
             ("POST", "/sessions/kick", Some(user)) => {
-                let kicked: usize = self.workers.iter().map(|w| w.registry.kick(user)).sum();
+                let canonical = self.invalidations.canonical(user);
+                let names = [user.as_str(), canonical.as_str()];
+                let kicked: usize = self.workers.iter().map(|w| w.registry.kick(&names)).sum();
                 // Parked connection-cache sessions go with the next sweep.
                 self.invalidations.invalidate(user);
                 tracing::info!(user = user.as_str(), kicked, "admin: sessions kicked");

@@ -8,6 +8,7 @@
 //! credential: the back end still checks every password.
 
 use super::entries::{Entries, Entry};
+use super::ldap::query::KeyFormat;
 use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServedBy};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -111,24 +112,59 @@ impl CacheCounters {
 }
 
 /// Invalidation requests, shared by every worker's cache.
+///
+/// A user has several names: what the client typed (`Carol7@Example.org`),
+/// the directory's lookup key after the configured transformations
+/// (`default_domain`, `query_key`, `strip_domain`, `lower_case`: `carol7`),
+/// which is what a directory watch reports, and the name the back end logs
+/// in as. Every name is reduced to its canonical form — the lookup key,
+/// lower-cased — both when it is invalidated and when it is asked about, so
+/// an invalidation by any of them reaches routes, sessions and parked
+/// sessions known under any other.
 #[derive(Debug, Default)]
 pub struct Invalidations {
     generation: AtomicU64,
     /// The generation of the last "forget everything".
     cleared: AtomicU64,
     recent: Mutex<VecDeque<(u64, String)>>,
+    /// How a typed name becomes the lookup key (replaced at reload).
+    form: std::sync::RwLock<KeyFormat>,
 }
 
 /// Invalidations remembered for lagging workers; older ones clear a whole cache.
 const INVALIDATIONS_KEPT: usize = 4096;
 
 impl Invalidations {
-    /// Drops `user`'s cached route on every worker (at its next lookup).
+    /// Invalidations of names in `form`'s canonical form.
+    pub fn with_form(form: KeyFormat) -> Self {
+        let invalidations = Self::default();
+        invalidations.set_form(form);
+        invalidations
+    }
+
+    /// The transformations of a reloaded configuration.
+    pub fn set_form(&self, form: KeyFormat) {
+        *self.form.write().unwrap_or_else(|p| p.into_inner()) = form;
+    }
+
+    /// The canonical form of `name`: its lookup key, lower-cased.
+    pub fn canonical(&self, name: &str) -> String {
+        let form = self.form.read().unwrap_or_else(|p| p.into_inner());
+        form.key(name).to_lowercase()
+    }
+
+    /// Drops `user`'s cached route on every worker (at its next lookup),
+    /// and retires its sessions; `user` may be any of its names.
     pub fn invalidate(&self, user: &str) {
+        let canonical = self.canonical(user);
+        let lower = user.to_lowercase();
         let mut recent = self.recent.lock().expect("invalidation log poisoned");
         let generation = self.generation.load(Ordering::Relaxed) + 1;
-        recent.push_back((generation, user.to_lowercase()));
-        if recent.len() > INVALIDATIONS_KEPT {
+        if canonical != lower {
+            recent.push_back((generation, canonical));
+        }
+        recent.push_back((generation, lower));
+        while recent.len() > INVALIDATIONS_KEPT {
             recent.pop_front();
         }
         self.generation.store(generation, Ordering::Release);
@@ -156,7 +192,12 @@ impl Invalidations {
         }
         match self.since(seen) {
             None => true,
-            Some(users) => users.iter().any(|u| u.eq_ignore_ascii_case(user)),
+            Some(users) => {
+                let canonical = self.canonical(user);
+                users
+                    .iter()
+                    .any(|u| u.eq_ignore_ascii_case(user) || *u == canonical)
+            }
         }
     }
 
@@ -244,10 +285,14 @@ impl<D: Directory> CachedDirectory<D> {
             // A user is named by what clients type (the key) or by the name
             // the back end knows (the route's login user, what the
             // directory watch reports).
+            Some(users) if users.is_empty() => {}
             Some(users) => entries.remove_where(|key, entry| {
                 let login = entry.route.as_ref().and_then(|r| r.login_user.as_deref());
+                let (lower, canonical) = (key.to_lowercase(), self.invalidations.canonical(key));
                 users.iter().any(|u| {
-                    *u == key.to_lowercase() || login.is_some_and(|l| l.eq_ignore_ascii_case(u))
+                    *u == lower
+                        || *u == canonical
+                        || login.is_some_and(|l| l.eq_ignore_ascii_case(u))
                 })
             }),
         }

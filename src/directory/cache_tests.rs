@@ -259,3 +259,23 @@ fn each_answer_says_whether_the_cache_gave_it() {
         assert_eq!(second.served_by, ServedBy::CacheHit);
     });
 }
+
+#[test]
+fn an_invalidation_by_any_name_of_a_user_reaches_every_other_name() {
+    let form = crate::directory::ldap::query::KeyFormat {
+        strip_domain: true,
+        lower_case: true,
+        ..Default::default()
+    };
+    let invalidations = Invalidations::with_form(form);
+    let seen = invalidations.generation();
+    // What a watch reports for `(uid=%s)`: the lookup key.
+    invalidations.invalidate("carol7");
+    assert!(invalidations.invalidated_since(seen, "Carol7@Example.org"));
+    assert!(!invalidations.invalidated_since(seen, "bob@example.org"));
+    // What an admin types: the typed name reaches the key too.
+    let seen = invalidations.generation();
+    invalidations.invalidate("Dave@Example.org");
+    assert!(invalidations.invalidated_since(seen, "dave"));
+    assert_eq!(invalidations.canonical("Dave@Example.org"), "dave");
+}

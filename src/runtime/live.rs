@@ -116,6 +116,16 @@ impl Live {
         ports
     }
 
+    /// How a typed name becomes the directory's lookup key (the canonical
+    /// name invalidations, sessions and parked sessions are matched by):
+    /// LDAP's transformations, or none.
+    pub fn name_form(&self) -> crate::directory::ldap::query::KeyFormat {
+        match &self.loaded.directory {
+            DirectorySettings::Ldap(ldap) => ldap.key.clone(),
+            DirectorySettings::Static { .. } => Default::default(),
+        }
+    }
+
     /// A worker's directory: LDAP or the static map, behind the cache if
     /// configured. Called on the worker's thread (the result is not `Send`).
     pub fn directory(

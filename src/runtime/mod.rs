@@ -283,6 +283,7 @@ impl RunningServer {
         // Back-end sessions logged in under the old configuration (its
         // routes, allowed networks, back-end TLS) are not parked again, and
         // parked ones are dropped.
+        self.invalidations.set_form(live.name_form());
         self.invalidations.invalidate_all();
         self.admission.set_caps(
             &live.loaded.config.limits,
@@ -424,7 +425,7 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         live: live.clone(),
         added: Vec::new(),
     }));
-    let invalidations = Arc::new(Invalidations::default());
+    let invalidations = Arc::new(Invalidations::with_form(live.name_form()));
     let password_key = Arc::new(
         crate::session::connection_cache::PasswordKey::random()
             .map_err(|_| RuntimeError::Random)?,

@@ -9,7 +9,7 @@ use crate::config::Protocol;
 use crate::imap::tracker::SessionTracker;
 use crate::metrics::CacheEvent;
 use crate::metrics::RelayMethod;
-use crate::registry::{Leg, Registration};
+use crate::registry::{Leg, Names, Registration};
 use crate::relay::{self, tracked, RelayEnd};
 use crate::transport::Stream;
 use std::cell::RefCell;
@@ -81,9 +81,14 @@ fn register<S: Stream, B: Stream>(
     let (Some(user), Some(backend_addr)) = (record.user.as_deref(), record.backend) else {
         return None;
     };
-    Some(ctx.worker.registry.register(
+    let canonical = ctx.worker.cache_setup.invalidations.canonical(user);
+    let names = Names {
         user,
-        record.identity.as_deref().unwrap_or(user),
+        identity: record.identity.as_deref().unwrap_or(user),
+        canonical: &canonical,
+    };
+    Some(ctx.worker.registry.register(
+        names,
         Leg {
             addr: record.peer,
             fd: client.as_raw_fd(),
