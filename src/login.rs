@@ -50,6 +50,32 @@ pub const DEFAULT_MAX_PREAUTH_COMMANDS: u32 = 50;
 pub const DEFAULT_MAX_PROTOCOL_ERRORS: u32 = 10;
 /// Longest user name looked up; longer ones fail without a lookup.
 pub const MAX_USER_NAME: usize = 255;
+
+/// Why a user name is not looked up (it fails like an unknown user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadUserName {
+    /// Over [`MAX_USER_NAME`] bytes.
+    #[error("user name longer than {MAX_USER_NAME} bytes")]
+    TooLong,
+    /// A control character (NUL, CR, LF, TAB, DEL, …): no directory or
+    /// back end has such names, and a NUL would shift the fields of the
+    /// back end's `AUTHENTICATE PLAIN` message.
+    #[error("user name with a control character")]
+    ControlCharacter,
+}
+
+/// The one rule every login mechanism's user name passes before it is
+/// looked up or sent anywhere (IMAP LOGIN and AUTHENTICATE, POP3 USER and
+/// AUTH, quoted, atom or literal alike).
+pub fn check_user_name(user: &str) -> Result<(), BadUserName> {
+    if user.len() > MAX_USER_NAME {
+        return Err(BadUserName::TooLong);
+    }
+    if user.chars().any(char::is_control) {
+        return Err(BadUserName::ControlCharacter);
+    }
+    Ok(())
+}
 /// Longest back-end line accepted during login (capability lists can be long).
 pub const MAX_BACKEND_LINE: usize = 64 * 1024;
 /// Bytes of a back-end line kept when it is quoted in an error (for logs).
@@ -254,6 +280,26 @@ pub fn printable(line: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn user_names_are_checked_at_the_length_bound_and_for_control_characters() {
+        let name = |len: usize| "a".repeat(len);
+        assert_eq!(check_user_name(&name(MAX_USER_NAME - 1)), Ok(()));
+        assert_eq!(check_user_name(&name(MAX_USER_NAME)), Ok(()));
+        assert_eq!(
+            check_user_name(&name(MAX_USER_NAME + 1)),
+            Err(BadUserName::TooLong)
+        );
+        for bad in ["a\0b", "a\tb", "a\rb", "a\nb", "a\x7fb", "a\u{85}b"] {
+            assert_eq!(
+                check_user_name(bad),
+                Err(BadUserName::ControlCharacter),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(check_user_name("jörg@exämple.org"), Ok(()));
+    }
+
     use super::*;
 
     #[test]

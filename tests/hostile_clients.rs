@@ -400,6 +400,76 @@ fn user_names_over_255_bytes_fail_without_a_lookup() {
     );
 }
 
+#[test]
+fn control_characters_in_user_names_fail_without_a_lookup_in_every_mechanism() {
+    let stack = Stack::start("[limits]\nmax_auth_failures = 10\n");
+    let mut imap = connect_from("127.0.0.1", stack.imap());
+    assert!(line(&mut imap).starts_with("* OK"));
+    let expect_no = |stream: &mut TcpStream, tag: &str| loop {
+        let answer = line(stream);
+        if answer.starts_with(tag) {
+            assert!(answer.contains("NO"), "{answer:?}");
+            break;
+        }
+        assert!(!answer.is_empty(), "closed");
+    };
+    // A literal user name with a control character (IMAP refuses NUL in
+    // literals on its own).
+    let user = "alice@example.org\x01bob@example.org";
+    write!(
+        imap,
+        "a LOGIN {{{}+}}\r\n{user} \"{ALICE_PW}\"\r\n",
+        user.len()
+    )
+    .unwrap();
+    expect_no(&mut imap, "a ");
+    // AUTHENTICATE PLAIN with a TAB in the authentication identity (a NUL
+    // there would shift the fields of the back end's PLAIN message).
+    use base64::Engine as _;
+    let plain = base64::engine::general_purpose::STANDARD
+        .encode(format!("\0ali\tce@example.org\0{ALICE_PW}"));
+    write!(imap, "b AUTHENTICATE PLAIN {plain}\r\n").unwrap();
+    expect_no(&mut imap, "b ");
+    // AUTHENTICATE LOGIN with DEL.
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    write!(imap, "c AUTHENTICATE LOGIN\r\n").unwrap();
+    assert!(line(&mut imap).starts_with("+ "));
+    write!(imap, "{}\r\n", b64("alice\x7f@example.org")).unwrap();
+    assert!(line(&mut imap).starts_with("+ "));
+    write!(imap, "{}\r\n", b64(ALICE_PW)).unwrap();
+    expect_no(&mut imap, "c ");
+    // POP3 USER with a control character (SOH).
+    let mut pop3 = connect_from("127.0.0.1", stack.pop3());
+    assert!(line(&mut pop3).starts_with("+OK"));
+    write!(pop3, "USER alice\x01@example.org\r\n").unwrap();
+    assert!(line(&mut pop3).starts_with("+OK"));
+    write!(pop3, "PASS {ALICE_PW}\r\n").unwrap();
+    assert!(line(&mut pop3).starts_with("-ERR"));
+    let log = stack
+        .mailgate
+        .wait_for_log("user name with a control character", Duration::from_secs(5));
+    assert!(
+        eventually_count(&stack, "user name with a control character", 4),
+        "{log}"
+    );
+    assert!(
+        !log.contains("refused the login"),
+        "a name reached the back end:\n{log}"
+    );
+}
+
+/// Whether `needle` appears `n` times in mailgate's log within 5 s.
+fn eventually_count(stack: &Stack, needle: &str, n: usize) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if stack.mailgate.log().matches(needle).count() >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// Sets the flag when dropped.
 struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 

@@ -2,7 +2,7 @@
 //! and the cause, typed, for the log line.
 
 use crate::directory::DirectoryError;
-use crate::login::{BackendFault, LoginFailure, MAX_USER_NAME};
+use crate::login::{BackendFault, BadUserName, LoginFailure};
 use crate::metrics::LoginOutcome;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -59,8 +59,8 @@ pub(super) enum LoginCause {
     Refused { address: SocketAddr },
     #[error("pre-auth time ran out during login")]
     PreAuthTimeout,
-    #[error("user name longer than {MAX_USER_NAME} bytes")]
-    UserNameTooLong,
+    #[error(transparent)]
+    BadUserName(#[from] BadUserName),
     #[error("route to {value} refused: {why}")]
     RouteRefused { value: String, why: &'static str },
 }
@@ -104,11 +104,11 @@ impl LoginError {
     }
 
     /// A user name no directory is asked about: failed like an unknown user.
-    pub fn user_name_too_long() -> Self {
+    pub fn bad_user_name(why: BadUserName) -> Self {
         Self {
             failure: LoginFailure::AuthFailed,
             outcome: LoginOutcome::UnknownUser,
-            cause: LoginCause::UserNameTooLong,
+            cause: LoginCause::BadUserName(why),
         }
     }
 

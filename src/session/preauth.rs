@@ -8,7 +8,7 @@ use super::record::{Outcome, SessionRecord, TlsHandshake};
 use super::reuse::ParkTicket;
 use super::{Session, SessionContext};
 use crate::auth::Credentials;
-use crate::login::{ClientAddress, LoginFailure, PreAuth, PreAuthEvent, MAX_USER_NAME};
+use crate::login::{check_user_name, ClientAddress, LoginFailure, PreAuth, PreAuthEvent};
 use crate::metrics::{LoginOutcome, Phase};
 use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
@@ -248,8 +248,8 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             local,
         });
     forced_panic(&credentials.user);
-    let result = if credentials.user.len() > MAX_USER_NAME {
-        Err(LoginError::user_name_too_long())
+    let result = if let Err(why) = check_user_name(&credentials.user) {
+        Err(LoginError::bad_user_name(why))
     } else {
         // Boxed phases keep the session task small while it idles.
         let login = Box::pin(attempt(session, &credentials, client_address));
