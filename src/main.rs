@@ -291,10 +291,10 @@ fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> a
         tracing::info!(%protocol, %address, workers = server.workers(), io = server.io().as_str(), "listening");
     }
     let admin = start_admin(&loaded, &server)?;
-    if let Some(path) = &pid_file {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing the pid file {}", path.display()))?;
-    }
+    let pid_file = match &pid_file {
+        Some(path) => Some(mailgate::runtime::pid_file::PidFile::write(path)?),
+        None => None,
+    };
     if let Some(path) = ready_file {
         write_ready_file(&path, &server.addresses(), admin).context("writing the ready file")?;
     }
@@ -308,7 +308,7 @@ fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> a
     } else if privileges::is_root() {
         tracing::warn!("running as root (allow_root = true)");
     }
-    let _pid_file = pid_file.map(PidFile);
+    let _pid_file = pid_file;
     wait_for_stop_signal_or(signals, || {
         match load(path).map(|live| server.reload(live)) {
             Ok(Ok(())) => tracing::info!(
@@ -324,15 +324,6 @@ fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> a
     server.shutdown();
     server.join();
     Ok(())
-}
-
-/// Removes the pid file when `run` returns.
-struct PidFile(PathBuf);
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn admin(

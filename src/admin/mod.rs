@@ -56,22 +56,38 @@ pub fn spawn(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("mailgate-admin".into())
         .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
-                    busy.fetch_sub(1, Ordering::AcqRel);
+            let mut pause = None;
+            for accepted in listener.incoming() {
+                let stream = match accepted {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        // Out of descriptors or memory: pause, never spin.
+                        let next = pause.map_or(ACCEPT_PAUSE_FIRST, |p: Duration| {
+                            (p * 2).min(ACCEPT_PAUSE_MAX)
+                        });
+                        tracing::warn!(error = %e, pause = ?next, "admin accept failing; pausing");
+                        std::thread::sleep(next);
+                        pause = Some(next);
+                        continue;
+                    }
+                };
+                pause = None;
+                let Some(slot) = Slot::take(&busy) else {
                     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
                     let mut stream = stream;
                     let _ = http::respond(&mut stream, Status::Unavailable, Body::Text, "busy\n");
                     continue;
-                }
-                let (admin, busy) = (admin.clone(), busy.clone());
+                };
+                let admin = admin.clone();
+                // The slot is given back when the closure is dropped: after
+                // the request, or at once if the thread cannot be started.
                 let served = std::thread::Builder::new()
                     .name("mailgate-admin-request".into())
                     .spawn(move || {
+                        let _slot = slot;
                         if let Err(e) = admin.handle(stream) {
                             tracing::debug!("admin request: {e}");
                         }
-                        busy.fetch_sub(1, Ordering::AcqRel);
                     });
                 if let Err(e) = served {
                     tracing::warn!("admin request not served: {e}");
@@ -79,6 +95,30 @@ pub fn spawn(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// First pause after a failed accept; doubled while accepts keep failing.
+const ACCEPT_PAUSE_FIRST: Duration = Duration::from_millis(10);
+/// Longest pause after failed accepts.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// One of [`MAX_CONCURRENT`] requests in service; given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(busy: &Arc<AtomicUsize>) -> Option<Self> {
+        busy.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_CONCURRENT).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Self(busy.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One line of `GET /sessions`.
@@ -221,5 +261,26 @@ impl Admin {
             ));
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_slots_are_bounded_and_given_back_even_when_no_thread_ran() {
+        let busy = Arc::new(AtomicUsize::new(0));
+        let mut held: Vec<Slot> = (0..MAX_CONCURRENT)
+            .map(|_| Slot::take(&busy).expect("under the bound"))
+            .collect();
+        assert!(Slot::take(&busy).is_none(), "MAX_CONCURRENT + 1");
+        held.pop();
+        let slot = Slot::take(&busy).expect("one was given back");
+        // A request closure dropped without running (the thread could not
+        // be started) gives its slot back.
+        let closure = move || drop(slot);
+        drop(closure);
+        assert_eq!(busy.load(Ordering::Acquire), MAX_CONCURRENT - 1);
     }
 }

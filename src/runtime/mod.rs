@@ -11,6 +11,7 @@ pub mod admission;
 pub mod listener;
 pub mod live;
 pub mod moves;
+pub mod pid_file;
 pub mod privileges;
 pub mod proxied;
 pub mod worker;
