@@ -60,7 +60,7 @@ pub fn run(check: bool, wait: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Re
     std::fs::write(dir.join("users.map"), DEMO_MAP)?;
     let loaded = crate::config::load_file(&config_path)?;
     let live = crate::runtime::Live::build(Arc::new(loaded))?;
-    let server = crate::runtime::start(live)?;
+    let server = crate::runtime::start(live, crate::runtime::listener::Sharing::Exclusive)?;
     let imap = server.addresses()[0].1;
     let pop3 = server.addresses()[1].1;
     println!("mailgate demo: {} worker(s)", server.workers());

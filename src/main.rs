@@ -34,6 +34,11 @@ enum Command {
         /// exit when the folder lets the running user remove it).
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// Take over from a running mailgate: share its ports until it is
+        /// stopped (without this, a port another process listens on is a
+        /// start-up error).
+        #[arg(long)]
+        handover: bool,
     },
     /// Load and validate a configuration file, then exit.
     CheckConfig {
@@ -138,7 +143,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             config,
             ready_file,
             pid_file,
-        } => run(&config, ready_file, pid_file),
+            handover,
+        } => run(&config, ready_file, pid_file, handover),
         Command::Admin {
             address,
             token_file,
@@ -274,7 +280,12 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(
+    path: &Path,
+    ready_file: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    handover: bool,
+) -> anyhow::Result<()> {
     use mailgate::runtime::privileges;
     let signals = stop_signals()?;
     let live = load(path)?;
@@ -286,7 +297,12 @@ fn run(path: &Path, ready_file: Option<PathBuf>, pid_file: Option<PathBuf>) -> a
         None => None,
     };
     mailgate::runtime::raise_fd_limit();
-    let server = mailgate::runtime::start(live)?;
+    let sharing = if handover {
+        mailgate::runtime::listener::Sharing::Handover
+    } else {
+        mailgate::runtime::listener::Sharing::Exclusive
+    };
+    let server = mailgate::runtime::start(live, sharing)?;
     for (protocol, address) in server.addresses() {
         tracing::info!(%protocol, %address, workers = server.workers(), io = server.io().as_str(), "listening");
     }

@@ -93,7 +93,7 @@ fn new_processes_take_over_the_ports_and_no_login_fails_during_three_handovers()
     std::thread::sleep(Duration::from_millis(300));
     let mut served = Vec::new();
     for _ in 0..HANDOVERS {
-        let new = Mailgate::start(&config, map);
+        let new = Mailgate::start_handover(&config, map);
         std::thread::sleep(Duration::from_millis(300));
         let status = old.stop(Duration::from_secs(10));
         assert!(
@@ -119,4 +119,39 @@ fn new_processes_take_over_the_ports_and_no_login_fails_during_three_handovers()
     // The last process still serves.
     let mut c = ImapClient::connect(address).unwrap();
     assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+}
+
+#[test]
+fn a_second_instance_started_by_mistake_on_the_same_ports_refuses_to_start() {
+    let dovecot = Dovecot::start(&directory_users());
+    let imap = free_port();
+    let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
+        .replacen(
+            "address = \"127.0.0.1:0\"",
+            &format!("address = \"127.0.0.1:{imap}\""),
+            1,
+        );
+    let first = Mailgate::start(&config, "* 127.0.0.1\n");
+    // Same ports, another configuration (another directory): without
+    // --handover it must not take part of the traffic.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.map"), "* 127.0.0.9\n").unwrap();
+    let path = dir.path().join("second.toml");
+    std::fs::write(&path, mailgate_testkit::config::with_test_defaults(&config)).unwrap();
+    let out = std::process::Command::new(Mailgate::binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second instance started: {said}");
+    assert!(
+        said.contains(&format!("127.0.0.1:{imap}")) && said.contains("--handover"),
+        "{said}"
+    );
+    // The first one still serves every login.
+    for _ in 0..4 {
+        let mut c = ImapClient::connect(first.addr(0)).unwrap();
+        assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+    }
 }

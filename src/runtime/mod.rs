@@ -244,6 +244,7 @@ impl RunningServer {
                 listen.address,
                 self.threads.len(),
                 config.relay.keep_alive(),
+                listener::Sharing::Exclusive,
             )
             .map_err(bind_error)?;
             let address = sockets[0].local_addr().map_err(bind_error)?;
@@ -365,7 +366,11 @@ struct Bound {
     tls: Vec<Option<SwappableServerConfig>>,
 }
 
-fn bind_listeners(live: &Live, count: usize) -> Result<Bound, RuntimeError> {
+fn bind_listeners(
+    live: &Live,
+    count: usize,
+    sharing: listener::Sharing,
+) -> Result<Bound, RuntimeError> {
     let config = &live.loaded.config;
     let mut bound = Bound {
         addresses: Vec::new(),
@@ -383,8 +388,8 @@ fn bind_listeners(live: &Live, count: usize) -> Result<Bound, RuntimeError> {
             source,
         };
         let keepalive = live.loaded.config.relay.keep_alive();
-        let sockets =
-            listener::bind_reuseport(listen.address, count, keepalive).map_err(bind_error)?;
+        let sockets = listener::bind_reuseport(listen.address, count, keepalive, sharing)
+            .map_err(bind_error)?;
         let address = sockets[0].local_addr().map_err(bind_error)?;
         bound.addresses.push((listen.protocol, address));
         for (worker, socket) in sockets.into_iter().enumerate() {
@@ -399,8 +404,9 @@ fn bind_listeners(live: &Live, count: usize) -> Result<Bound, RuntimeError> {
     Ok(bound)
 }
 
-/// Binds the listeners and starts the workers.
-pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
+/// Binds the listeners and starts the workers; a port another process
+/// listens on is an error unless `sharing` says this start is a handover.
+pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, RuntimeError> {
     let runtime = &live.loaded.config.runtime;
     let io = resolve_io(runtime.io, runtime.ring_entries)?;
     let (count, pins) = plan_cores(runtime.workers, runtime.pin_workers);
@@ -408,7 +414,7 @@ pub fn start(live: Live) -> Result<RunningServer, RuntimeError> {
         addresses,
         per_worker,
         tls,
-    } = bind_listeners(&live, count)?;
+    } = bind_listeners(&live, count, sharing)?;
     let admission = Arc::new(admission::Admission::new(
         &live.loaded.config.limits,
         descriptor_limit(),

@@ -31,21 +31,40 @@ impl Mailgate {
         Self::start_with_env(config, map, "debug", &[])
     }
 
+    /// Like `start`, as a handover from a running mailgate on the same
+    /// ports (`run --handover`).
+    pub fn start_handover(config: &str, map: &str) -> Self {
+        Self::start_configured(config, map, "debug", |c| {
+            c.arg("--handover");
+        })
+    }
+
     /// Like `start`, logging at `log_level`, with `env` set for the process.
     pub fn start_with_env(config: &str, map: &str, log_level: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_configured(config, map, log_level, |c| {
+            c.envs(env.iter().copied());
+        })
+    }
+
+    fn start_configured(
+        config: &str,
+        map: &str,
+        log_level: &str,
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-test-")
             .tempdir()
             .expect("temp dir");
         std::fs::write(dir.path().join("users.map"), map).unwrap();
         let config = mailgate_testkit::config::with_test_defaults(config);
-        let process = MailgateProcess::start_with_env(
+        let process = MailgateProcess::start_configured(
             &Self::binary(),
             dir.path(),
             "mailgate",
             &config,
             log_level,
-            env,
+            configure,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         Self {
