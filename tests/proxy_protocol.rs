@@ -141,12 +141,18 @@ fn haproxy_send_proxy_v2_gives_mailgate_and_dovecot_the_real_client() {
 fn a_v1_line_names_the_client_and_a_bad_or_missing_header_closes() {
     let (dovecot, mailgate) = behind_a_balancer();
     let mut s = TcpStream::connect(mailgate.addr(0)).unwrap();
-    s.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 143\r\n")
+    s.write_all(b"PROXY TCP4 192.0.2.7 198.51.100.9 4711 993\r\n")
         .unwrap();
     log_in(s);
     let ends = mailgate.wait_for_session_ends("imap", 1);
     assert!(ends[0].contains("client=192.0.2.7:4711"), "{}", ends[0]);
-    assert!(dovecot_login_line(&dovecot).contains("rip=192.0.2.7"));
+    // Where the client connected to (the balancer's address) reaches the
+    // back end too, not mailgate's own.
+    let line = dovecot_login_line(&dovecot);
+    assert!(
+        line.contains("rip=192.0.2.7") && line.contains("lip=198.51.100.9"),
+        "{line}"
+    );
     // No header: a command where the header should be.
     for first in [
         &b"A1 LOGIN alice secret\r\n"[..],

@@ -506,7 +506,8 @@ async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'st
             _active: ActiveGuard(active.clone()),
             admitted,
         };
-        let session = session::run(ctx, connector.clone(), stream, peer, ticket);
+        let endpoints = session::Endpoints { peer, local: None };
+        let session = session::run(ctx, connector.clone(), stream, endpoints, ticket);
         tracing::trace!(bytes = std::mem::size_of_val(&session), "session task size");
         tokio::task::spawn_local(session);
     }
@@ -547,7 +548,11 @@ async fn proxied<S: crate::transport::Stream + 'static, C: Connector<Stream = S>
         _active: active,
         admitted,
     };
-    session::run(ctx, connector, stream, client, ticket).await;
+    let endpoints = session::Endpoints {
+        peer: client,
+        local: header.destination,
+    };
+    session::run(ctx, connector, stream, endpoints, ticket).await;
 }
 
 /// Tells a refused client why in one line (when the listener speaks

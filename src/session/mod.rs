@@ -61,6 +61,16 @@ fn eviction_line(protocol: Protocol) -> &'static [u8] {
     }
 }
 
+/// Where a client connected from, and to.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints {
+    /// The client's address (a PROXY header's source, else the peer).
+    pub peer: SocketAddr,
+    /// The address the client connected to, when a PROXY header named it
+    /// (else the socket's own local address is used).
+    pub local: Option<SocketAddr>,
+}
+
 /// Runs one client connection to its end.
 ///
 /// `ticket` is kept until the session ends: passing it in, rather than
@@ -70,9 +80,10 @@ pub async fn run<C: Connector, T: Ticket>(
     ctx: Rc<SessionContext>,
     connector: C,
     client: C::Stream,
-    peer: SocketAddr,
+    endpoints: Endpoints,
     ticket: T,
 ) {
+    let peer = endpoints.peer;
     let mut record = SessionRecord::new(peer, ctx.listener.protocol);
     let deadline = Instant::now() + ctx.listener.preauth_timeout;
     let session = Session {
@@ -80,6 +91,7 @@ pub async fn run<C: Connector, T: Ticket>(
         connector: &connector,
         deadline,
         ticket: &ticket,
+        local: endpoints.local,
     };
     match ctx.listener.protocol {
         Protocol::Imap => {
@@ -104,6 +116,8 @@ struct Session<'a, C> {
     deadline: Instant,
     /// The session's admission.
     ticket: &'a dyn Ticket,
+    /// Where the client connected to, when a PROXY header said so.
+    local: Option<SocketAddr>,
 }
 
 impl<C: Connector> Session<'_, C> {

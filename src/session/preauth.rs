@@ -241,7 +241,7 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
     // Only when something tells the back end (a getsockname per login).
     let told = ctx.backend.forward_client_address || ctx.backend.proxy_protocol;
     let client_address = told
-        .then(|| client.local_addr().ok())
+        .then(|| session.local.or_else(|| client.local_addr().ok()))
         .flatten()
         .map(|local| ClientAddress {
             peer: record.peer,
