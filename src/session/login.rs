@@ -6,7 +6,7 @@
 
 use super::connection_cache::LoginStamp;
 pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
-use super::preauth::{write, PREAUTH_READ_SIZE};
+use super::preauth::{write_secret, PREAUTH_READ_SIZE};
 use super::reuse::{self, ParkTicket};
 use super::Session;
 use crate::auth::Credentials;
@@ -351,7 +351,7 @@ async fn backend_login<C, S: Stream, B: BackendLogin>(
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
     loop {
         let event = machine.poll();
-        write(&stream, machine.take_output())
+        write_secret(&stream, machine.take_output())
             .await
             .map_err(ExchangeError::Io)?;
         match event {

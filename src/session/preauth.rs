@@ -13,6 +13,7 @@ use crate::metrics::{LoginOutcome, Phase};
 use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
 use tokio::time::{timeout_at, Instant};
+use zeroize::Zeroize;
 
 /// Read size while before login (commands are small; bounded by the limits).
 pub(super) const PREAUTH_READ_SIZE: usize = 4096;
@@ -51,6 +52,17 @@ pub(super) async fn write<S: Stream>(stream: &S, bytes: Vec<u8>) -> std::io::Res
         return Ok(());
     }
     stream.write_all(bytes).await.0
+}
+
+/// Writes `bytes` that hold a password (a back-end login command), then
+/// wipes them.
+pub(super) async fn write_secret<S: Stream>(stream: &S, bytes: Vec<u8>) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let (result, mut written) = stream.write_all(bytes).await;
+    written.zeroize();
+    result
 }
 
 /// Writes `bytes` before `deadline`: a client that does not read its answers
@@ -183,8 +195,11 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
                         return PreAuthEnd::Closed;
                     }
                     Ok((Ok(0), _)) => return PreAuthEnd::Closed,
-                    Ok((Ok(n), b)) => {
+                    Ok((Ok(n), mut b)) => {
                         machine.receive(&b[..n]);
+                        // The bytes may hold a password: wiped (capacity
+                        // kept for the next read) before anything else.
+                        b.zeroize();
                         buf = b;
                     }
                     Ok((Err(_), _)) => {
