@@ -470,6 +470,37 @@ fn eventually_count(stack: &Stack, needle: &str, n: usize) -> bool {
     false
 }
 
+#[test]
+fn max_sessions_per_user_address_caps_one_user_from_one_address_only() {
+    let stack = Stack::start("[limits]\nmax_sessions_per_user_address = 2\n");
+    let logged_in = |source: &str, user: &str, password: &str| {
+        let mut s = connect_from(source, stack.imap());
+        assert!(line(&mut s).starts_with("* OK"));
+        let answer = raw_login(&mut s, user, password);
+        (s, answer)
+    };
+    let (first, a) = logged_in("127.0.0.1", ALICE, ALICE_PW);
+    let (_second, b) = logged_in("127.0.0.1", ALICE, ALICE_PW);
+    assert!(a.starts_with("l1 OK") && b.starts_with("l1 OK"), "{a} {b}");
+    let (_third, c) = logged_in("127.0.0.1", ALICE, ALICE_PW);
+    assert!(c.starts_with("l1 NO [UNAVAILABLE]"), "cap + 1: {c}");
+    let (_other_user, d) = logged_in("127.0.0.1", CAROL, CAROL_PW);
+    assert!(!d.starts_with("l1 NO [UNAVAILABLE]"), "another user: {d}");
+    let (_other_address, e) = logged_in("127.0.0.2", ALICE, ALICE_PW);
+    assert!(e.starts_with("l1 OK"), "another address: {e}");
+    // A session's end gives its place back.
+    drop(first);
+    let freed = (0..250).any(|_| {
+        let (_s, answer) = logged_in("127.0.0.1", ALICE, ALICE_PW);
+        if answer.starts_with("l1 OK") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        false
+    });
+    assert!(freed, "the place was never given back");
+}
+
 /// Sets the flag when dropped.
 struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 

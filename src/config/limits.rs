@@ -56,6 +56,10 @@ pub struct Limits {
     /// sessions as well).
     #[serde(alias = "max_connections_per_address")]
     pub max_preauth_per_address: usize,
+    /// Logged-in sessions at once of one user from one client address
+    /// (IPv4 address, IPv6 /64), all workers together, like Dovecot's
+    /// `mail_max_userip_connections`; 0 (the default) turns the cap off.
+    pub max_sessions_per_user_address: usize,
     /// Connections not logged in yet, at once; 0 means a quarter of
     /// `max_connections`.
     pub max_preauth_connections: usize,
@@ -78,6 +82,7 @@ impl Default for Limits {
             failure_window: Duration::from_secs(300),
             max_connections: 0,
             max_preauth_per_address: DEFAULT_MAX_PREAUTH_PER_ADDRESS,
+            max_sessions_per_user_address: 0,
             max_preauth_connections: 0,
             exempt_networks: Vec::new(),
         }

@@ -39,11 +39,14 @@ pub enum LoginOutcome {
     ProtocolError,
     /// The user's mailbox is being moved (`hold_filter`): try again later.
     Held,
+    /// Refused before any lookup: the user already has
+    /// `max_sessions_per_user_address` sessions from the client's address.
+    UserAddressCap,
 }
 
 impl LoginOutcome {
     /// Every outcome, in export order.
-    pub const ALL: [LoginOutcome; 9] = [
+    pub const ALL: [LoginOutcome; 10] = [
         LoginOutcome::Ok,
         LoginOutcome::BadPassword,
         LoginOutcome::UnknownUser,
@@ -53,6 +56,7 @@ impl LoginOutcome {
         LoginOutcome::RateLimited,
         LoginOutcome::ProtocolError,
         LoginOutcome::Held,
+        LoginOutcome::UserAddressCap,
     ];
 
     /// Label value.
@@ -67,6 +71,7 @@ impl LoginOutcome {
             LoginOutcome::RateLimited => "rate_limited",
             LoginOutcome::ProtocolError => "protocol_error",
             LoginOutcome::Held => "held",
+            LoginOutcome::UserAddressCap => "max_sessions_per_user_address",
         }
     }
 }

@@ -44,6 +44,7 @@ struct Caps {
     max_total: usize,
     max_preauth: usize,
     max_per_address: usize,
+    max_per_user_address: usize,
     exempt: Vec<Network>,
 }
 
@@ -69,6 +70,7 @@ impl Caps {
             max_total,
             max_preauth,
             max_per_address: limits.max_preauth_per_address,
+            max_per_user_address: limits.max_sessions_per_user_address,
             exempt: limits.exempt_networks.clone(),
         }
     }
@@ -165,6 +167,9 @@ pub struct Admission {
     preauth: AtomicUsize,
     lot: Mutex<Lot>,
     epoch: Instant,
+    /// Sessions per (canonical user, client address key), when
+    /// `max_sessions_per_user_address` is on.
+    per_user_address: Mutex<HashMap<(String, IpAddr), usize>>,
 }
 
 impl Admission {
@@ -178,6 +183,7 @@ impl Admission {
             preauth: AtomicUsize::new(0),
             lot: Mutex::new(Lot::default()),
             epoch: Instant::now(),
+            per_user_address: Mutex::new(HashMap::new()),
         }
     }
 
@@ -245,8 +251,10 @@ impl Admission {
         Ok(Admitted {
             admission: self.clone(),
             key,
+            exempt,
             waiting,
             evicted_another: evicted,
+            claim: Mutex::new(None),
         })
     }
 
@@ -273,8 +281,12 @@ fn take(count: &AtomicUsize, max: usize) -> bool {
 pub struct Admitted {
     admission: Arc<Admission>,
     key: IpAddr,
+    exempt: bool,
     waiting: Arc<Waiting>,
     evicted_another: bool,
+    /// The user this session counts for under
+    /// `max_sessions_per_user_address`.
+    claim: Mutex<Option<String>>,
 }
 
 impl Admitted {
@@ -291,6 +303,53 @@ impl Admitted {
     pub fn progressed(&self) {
         let now = self.admission.now();
         self.waiting.since.store(now, Ordering::Relaxed);
+    }
+
+    /// Counts this session for `user` (its canonical name) from its
+    /// address, unless that user already has `max_sessions_per_user_address`
+    /// sessions from there (then `false`). A session counts for one user at
+    /// a time; exempt addresses and a cap of 0 are not counted.
+    pub fn claim_user(&self, user: &str) -> bool {
+        let cap = self.admission.caps.load().max_per_user_address;
+        if cap == 0 || self.exempt {
+            return true;
+        }
+        self.release_user();
+        let mut counts = self
+            .admission
+            .per_user_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry((user.to_owned(), self.key)).or_default();
+        if *count >= cap {
+            if *count == 0 {
+                counts.remove(&(user.to_owned(), self.key));
+            }
+            return false;
+        }
+        *count += 1;
+        *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.to_owned());
+        true
+    }
+
+    /// Gives back this session's place under `max_sessions_per_user_address`
+    /// (its login failed, or it ends).
+    pub fn release_user(&self) {
+        let Some(user) = self.claim.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let mut counts = self
+            .admission
+            .per_user_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = (user, self.key);
+        if let Some(count) = counts.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&key);
+            }
+        }
     }
 
     /// Whether this admission took an evicted connection's place.
@@ -311,6 +370,7 @@ impl Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        self.release_user();
         self.logged_in();
         self.admission.total.fetch_sub(1, Ordering::AcqRel);
     }
@@ -441,6 +501,33 @@ mod tests {
         assert_eq!(exempt.len(), 5);
         // Held: four IPv4, two IPv6, five exempt (the 192.0.2.2 one was let go).
         assert_eq!(a.open().0, 4 + 2 + 5, "refusals gave their places back");
+    }
+
+    #[test]
+    fn a_user_gets_max_sessions_per_user_address_from_one_address_and_more_from_others() {
+        let limits = Limits {
+            max_sessions_per_user_address: 2,
+            exempt_networks: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Limits::default()
+        };
+        let a = Arc::new(Admission::new(&limits, 20_000, 1024));
+        let nat: Vec<_> = (0..3).map(|_| a.admit(ip("192.0.2.1")).unwrap()).collect();
+        assert!(nat[0].claim_user("alice") && nat[1].claim_user("alice"));
+        assert!(!nat[2].claim_user("alice"), "cap + 1");
+        assert!(
+            nat[2].claim_user("bob"),
+            "another user behind the same address"
+        );
+        let elsewhere = a.admit(ip("192.0.2.2")).unwrap();
+        assert!(elsewhere.claim_user("alice"), "another address");
+        // A failed login gives the place back; so does the session's end.
+        nat[0].release_user();
+        let again = a.admit(ip("192.0.2.1")).unwrap();
+        assert!(again.claim_user("alice"));
+        drop(nat);
+        assert!(a.admit(ip("192.0.2.1")).unwrap().claim_user("alice"));
+        let exempt: Vec<_> = (0..3).map(|_| a.admit(ip("10.0.0.1")).unwrap()).collect();
+        assert!(exempt.iter().all(|e| e.claim_user("alice")));
     }
 
     #[test]

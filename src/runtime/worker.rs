@@ -681,6 +681,14 @@ impl Ticket for SessionTicket {
     fn evicted(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
         self.admitted.evicted()
     }
+
+    fn claim_user(&self, user: &str) -> bool {
+        self.admitted.claim_user(user)
+    }
+
+    fn release_user(&self) {
+        self.admitted.release_user()
+    }
 }
 
 /// Decrements the worker's session count however the session ends.

@@ -61,6 +61,8 @@ pub(super) enum LoginCause {
     PreAuthTimeout,
     #[error(transparent)]
     BadUserName(#[from] BadUserName),
+    #[error("max_sessions_per_user_address sessions of this user from this address already")]
+    UserAddressCap,
     #[error("route to {value} refused: {why}")]
     RouteRefused { value: String, why: &'static str },
 }
@@ -101,6 +103,16 @@ impl LoginError {
     /// The pre-auth deadline passed while logging in.
     pub fn preauth_timeout() -> Self {
         Self::backend(LoginCause::PreAuthTimeout)
+    }
+
+    /// The user has `max_sessions_per_user_address` sessions from this
+    /// address already: a temporary failure, before any lookup.
+    pub fn user_address_cap() -> Self {
+        Self {
+            failure: LoginFailure::Unavailable,
+            outcome: LoginOutcome::UserAddressCap,
+            cause: LoginCause::UserAddressCap,
+        }
     }
 
     /// A user name no directory is asked about: failed like an unknown user.

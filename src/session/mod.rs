@@ -50,6 +50,11 @@ pub trait Ticket: 'static {
     /// Resolves when the session must close before login: a newcomer took
     /// its pre-auth place.
     fn evicted(&self) -> Pin<Box<dyn Future<Output = ()> + '_>>;
+    /// Counts the session for `user` (canonical name) from its address;
+    /// `false` when `max_sessions_per_user_address` refuses it.
+    fn claim_user(&self, user: &str) -> bool;
+    /// The login failed: the session no longer counts for its user.
+    fn release_user(&self);
 }
 
 /// What an evicted pre-auth connection hears (plaintext listeners only),

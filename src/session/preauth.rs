@@ -265,6 +265,11 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
     forced_panic(&credentials.user);
     let result = if let Err(why) = check_user_name(&credentials.user) {
         Err(LoginError::bad_user_name(why))
+    } else if !session
+        .ticket
+        .claim_user(&ctx.worker.cache_setup.invalidations.canonical(user))
+    {
+        Err(LoginError::user_address_cap())
     } else {
         // Boxed phases keep the session task small while it idles.
         let login = Box::pin(attempt(session, &credentials, client_address));
@@ -286,6 +291,7 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             Some(backend)
         }
         Err(e) => {
+            session.ticket.release_user();
             record.failed_logins += 1;
             if matches!(
                 e.outcome,
