@@ -19,6 +19,8 @@ struct TlsStack {
     dovecot: Dovecot,
     ca: TestCa,
     cert_dir: tempfile::TempDir,
+    /// The configuration it was started with.
+    config: String,
 }
 
 impl TlsStack {
@@ -61,6 +63,7 @@ impl TlsStack {
             dovecot,
             ca,
             cert_dir,
+            config,
         }
     }
 
@@ -304,17 +307,30 @@ fn sighup_reloads_certificates_and_open_sessions_continue() {
         .mailgate
         .wait_for_log("reload failed", Duration::from_secs(10));
     assert_eq!(fingerprint(), before);
-    // A good new certificate is used by new connections.
+    // A good new certificate in a reload that fails later (a new listener
+    // on a port already taken) is not swapped in either: nothing changes.
     let (cert, key) = stack.ca.issue("renewed", &["localhost"], &["127.0.0.1"]);
     std::fs::copy(&key, stack.cert_dir.path().join("mail.key")).unwrap();
     std::fs::copy(&cert, stack.cert_dir.path().join("mail.pem")).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &stack.mailgate.pid().to_string()])
-        .status()
-        .unwrap();
-    stack
-        .mailgate
-        .wait_for_log("configuration reloaded", Duration::from_secs(10));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Last, so that the kept TLS listeners come first.
+    let unbindable = format!(
+        "{}\n[[listen]]\nprotocol = \"imap\"\naddress = \"{}\"\ntls = \"none\"\n",
+        stack.config,
+        taken.local_addr().unwrap(),
+    );
+    let map = "*@example.org 127.0.0.1\n";
+    stack.mailgate.rewrite(&unbindable, map);
+    assert!(stack.mailgate.reload(2).contains("nothing was reloaded"));
+    assert_eq!(
+        fingerprint(),
+        before,
+        "a certificate swapped in by a failed reload"
+    );
+    // The same certificate in a reload that succeeds is used by new
+    // connections.
+    stack.mailgate.rewrite(&stack.config, map);
+    assert!(stack.mailgate.reload(3).contains("configuration reloaded"));
     let after = fingerprint();
     assert!(
         after.contains("Fingerprint") && after != before,
