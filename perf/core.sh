@@ -142,7 +142,7 @@ buffer_size = ${BUFFER_SIZE:-65536}
 
 [limits]
 # Every client of this harness comes from 127.0.0.1.
-max_preauth_per_address = 0
+max_connections_per_address = 0   # the older name of max_preauth_per_address, read by baselines from earlier commits too
 CONF
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 MAILGATE_LOG=${MAILGATE_LOG:-info} "${ON_PROXY[@]}" $MG run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready" 2>"$WORK/mailgate.log" &

@@ -55,7 +55,7 @@ idle_timeout = "1h"
 [limits]
 # Every client of this harness comes from 127.0.0.1, and the run goes to the
 # descriptor limit on purpose.
-max_preauth_per_address = 0
+max_connections_per_address = 0   # the older name of max_preauth_per_address, read by baselines from earlier commits too
 max_connections = 20000
 max_preauth_connections = 20000
 

@@ -69,7 +69,7 @@ key = "key.pem"
 idle_timeout = "1h"
 
 [limits]
-max_preauth_per_address = 0
+max_connections_per_address = 0   # the older name of max_preauth_per_address, read by baselines from earlier commits too
 max_failures_per_address = 0
 
 [runtime]

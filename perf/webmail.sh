@@ -14,6 +14,11 @@
 #
 #   perf/webmail.sh [seconds per run (default 10)] [rounds (default 3)]
 #
+# MG_BASE=path/to/an/older/mailgate adds that binary's two paths (plain and
+# connection_cache, same configuration) to every round, so a change is
+# measured against its baseline in the same run; the table then ends with
+# the ratios current/baseline.
+#
 # Needs dovecot-imapd (tests/setup.sh) and imapproxy (apt-get install
 # imapproxy). Runs as root (Dovecot drops to `mail`). Everything listens on
 # 127.0.0.1 and is stopped at the end; results go to perf/results/.
@@ -25,6 +30,7 @@ CLIENTS=${CLIENTS:-4}
 USERS=${USERS:-4}
 command -v imapproxyd >/dev/null || { echo "needs imapproxy: apt-get install imapproxy" >&2; exit 1; }
 cargo build --release -q -p mailgate -p mailgate-loadgen
+[ -z "${MG_BASE:-}" ] || MG_BASE=$(realpath "$MG_BASE")
 MG=$PWD/target/release/mailgate
 LG=$PWD/target/release/mailgate-loadgen
 WORK=$(mktemp -d /tmp/mailgate-webmail.XXXXXX)
@@ -124,7 +130,7 @@ forward_client_address = false
 
 [limits]
 max_failures_per_address = 0
-max_preauth_per_address = 0
+max_connections_per_address = 0   # the older name of max_preauth_per_address, read by baselines from earlier commits too
 
 [runtime]
 allow_root = true                 # benchmarks run as root here
@@ -136,6 +142,14 @@ PIDS+=($MG_PID)
 for _ in $(seq 100); do [ -s "$WORK/ready" ] && break; sleep 0.05; done
 PLAIN=$(sed -n 1p "$WORK/ready" | awk '{print $2}')
 CACHED=$(sed -n 2p "$WORK/ready" | awk '{print $2}')
+if [ -n "${MG_BASE:-}" ]; then
+  "$MG_BASE" run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready.base" 2> "$WORK/mailgate-base.log" &
+  BASE_PID=$!
+  PIDS+=($BASE_PID)
+  for _ in $(seq 100); do [ -s "$WORK/ready.base" ] && break; sleep 0.05; done
+  BASE_PLAIN=$(sed -n 1p "$WORK/ready.base" | awk '{print $2}')
+  BASE_CACHED=$(sed -n 2p "$WORK/ready.base" | awk '{print $2}')
+fi
 
 mkdir -p "$WORK/imapproxy"
 chmod 777 "$WORK/imapproxy"  # it drops to nobody (it refuses to run as root)
@@ -199,6 +213,10 @@ for r in $(seq "$ROUNDS"); do
   run_one direct "127.0.0.1:$IMAP_PORT" -
   run_one "mailgate" "$PLAIN" "$MG_PID"
   run_one "mailgate, connection_cache" "$CACHED" "$MG_PID"
+  if [ -n "${MG_BASE:-}" ]; then
+    run_one "baseline mailgate" "$BASE_PLAIN" "$BASE_PID"
+    run_one "baseline mailgate, connection_cache" "$BASE_CACHED" "$BASE_PID"
+  fi
   run_one "imapproxy 1.2.8" "127.0.0.1:$PROXY_PORT" "$PROXY_PID"
 done
 
@@ -218,6 +236,13 @@ for p in paths:
     print(f"| {p} | {med(p,'per_second'):.0f} | {med(p,'p50'):.2f} | {med(p,'p99'):.2f} | {med(p,'backend_logins_per_view'):.4f} | {med(p,'proxy_cpu_ms'):.3f} | {med(p,'dovecot_cpu_ms'):.3f} | {sum(x['errors'] for x in runs if x['path']==p)} |")
 c, u, i = "mailgate, connection_cache", "mailgate", "imapproxy 1.2.8"
 print(f"\nconnection_cache / uncached page views/s: {med(c,'per_second')/med(u,'per_second'):.2f}; / imapproxy: {med(c,'per_second')/med(i,'per_second'):.2f}")
+if "baseline mailgate" in paths:
+    print("\ncurrent / baseline (same run; medians):\n")
+    print("| path | page views/s | proxy CPU ms/view | login p50 |")
+    print("| --- | --- | --- | --- |")
+    for p in (u, c):
+        b = "baseline " + p
+        print(f"| {p} | {med(p,'per_second')/med(b,'per_second'):.3f} | {med(p,'proxy_cpu_ms')/med(b,'proxy_cpu_ms'):.3f} | {med(p,'p50')/med(b,'p50'):.3f} |")
 PY
 cat "$OUT"
 echo "saved $OUT" >&2

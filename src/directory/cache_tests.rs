@@ -279,3 +279,25 @@ fn an_invalidation_by_any_name_of_a_user_reaches_every_other_name() {
     assert!(invalidations.invalidated_since(seen, "dave"));
     assert_eq!(invalidations.canonical("Dave@Example.org"), "dave");
 }
+
+#[test]
+fn canonical_names_follow_default_domain_and_the_query_key_template() {
+    use crate::directory::ldap::query::KeyFormat;
+    let with_domain = Invalidations::with_form(KeyFormat {
+        default_domain: Some("example.org".into()),
+        ..Default::default()
+    });
+    let seen = with_domain.generation();
+    // The watch reports the mail attribute; the client typed the bare name.
+    with_domain.invalidate("erin@example.org");
+    assert!(with_domain.invalidated_since(seen, "Erin"));
+    let template = Invalidations::with_form(KeyFormat {
+        template: Some("\\u.\\d".into()),
+        lower_case: true,
+        ..Default::default()
+    });
+    let seen = template.generation();
+    template.invalidate("frank.example.org");
+    assert!(template.invalidated_since(seen, "Frank@Example.org"));
+    assert!(!template.invalidated_since(seen, "frank@example.net"));
+}

@@ -130,23 +130,35 @@ pub fn continued(before: Verdict, text: &[u8]) -> Verdict {
     let Verdict::Stateless { selection } = before else {
         return before;
     };
-    let mut stateful = None;
-    for_each_unquoted(text, |b| {
+    let mut verdict = before;
+    let mut atom_start = None;
+    let check = |atom: &[u8], verdict: &mut Verdict| {
+        if *verdict == before
+            && STATEFUL_ATOMS
+                .iter()
+                .any(|s| atom.eq_ignore_ascii_case(s.as_bytes()))
+        {
+            *verdict = Verdict::Stateful(STATEFUL_PARAMETER);
+        }
+    };
+    for_each_unquoted(text, |at, b| {
         if selection && b == b'(' {
-            stateful.get_or_insert(SELECT_PARAMETERS);
+            verdict = Verdict::Stateful(SELECT_PARAMETERS);
+        }
+        let boundary = matches!(b, b' ' | b'(' | b')' | b'[' | b']' | b'<' | b'>' | b'"');
+        match (atom_start, boundary) {
+            (None, false) => atom_start = Some(at),
+            (Some(start), true) => {
+                check(&text[start..at], &mut verdict);
+                atom_start = None;
+            }
+            _ => {}
         }
     });
-    if let Some(why) = stateful {
-        return Verdict::Stateful(why);
+    if let Some(start) = atom_start {
+        check(&text[start..], &mut verdict);
     }
-    if atoms(text).any(|atom| {
-        STATEFUL_ATOMS
-            .iter()
-            .any(|s| atom.eq_ignore_ascii_case(s.as_bytes()))
-    }) {
-        return Verdict::Stateful(STATEFUL_PARAMETER);
-    }
-    before
+    verdict
 }
 
 /// The first space-separated word of `text` and what follows it.
@@ -155,11 +167,12 @@ fn first_atom(text: &[u8]) -> (&[u8], &[u8]) {
     (&text[..end], text.get(end + 1..).unwrap_or_default())
 }
 
-/// Calls `f` with every byte of `text` outside quoted strings.
-fn for_each_unquoted(text: &[u8], mut f: impl FnMut(u8)) {
+/// Calls `f` with the offset of every byte of `text` and the byte, a quoted
+/// string (quotes included) standing as one `"` (an atom boundary).
+fn for_each_unquoted(text: &[u8], mut f: impl FnMut(usize, u8)) {
     let mut quoted = false;
     let mut escaped = false;
-    for &b in text {
+    for (at, &b) in text.iter().enumerate() {
         if quoted {
             match (escaped, b) {
                 (false, b'\\') => escaped = true,
@@ -168,23 +181,11 @@ fn for_each_unquoted(text: &[u8], mut f: impl FnMut(u8)) {
             }
         } else if b == b'"' {
             quoted = true;
+            f(at, b);
         } else {
-            f(b);
+            f(at, b);
         }
     }
-}
-
-/// The atoms of `text` outside quoted strings: runs of bytes between
-/// spaces, parentheses, brackets and angle brackets.
-fn atoms(text: &[u8]) -> impl Iterator<Item = Vec<u8>> {
-    let mut unquoted = Vec::with_capacity(text.len());
-    for_each_unquoted(text, |b| unquoted.push(b));
-    unquoted
-        .split(|b| matches!(b, b' ' | b'(' | b')' | b'[' | b']' | b'<' | b'>' | b'"'))
-        .filter(|a| !a.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect::<Vec<_>>()
-        .into_iter()
 }
 
 #[cfg(test)]

@@ -305,15 +305,16 @@ impl Admitted {
         self.waiting.since.store(now, Ordering::Relaxed);
     }
 
-    /// Counts this session for `user` (its canonical name) from its
+    /// Counts this session for the user `canonical` names from its
     /// address, unless that user already has `max_sessions_per_user_address`
     /// sessions from there (then `false`). A session counts for one user at
     /// a time; exempt addresses and a cap of 0 are not counted.
-    pub fn claim_user(&self, user: &str) -> bool {
+    pub fn claim_user(&self, canonical: &dyn Fn() -> String) -> bool {
         let cap = self.admission.caps.load().max_per_user_address;
         if cap == 0 || self.exempt {
             return true;
         }
+        let user = &canonical();
         self.release_user();
         let mut counts = self
             .admission
@@ -512,22 +513,25 @@ mod tests {
         };
         let a = Arc::new(Admission::new(&limits, 20_000, 1024));
         let nat: Vec<_> = (0..3).map(|_| a.admit(ip("192.0.2.1")).unwrap()).collect();
-        assert!(nat[0].claim_user("alice") && nat[1].claim_user("alice"));
-        assert!(!nat[2].claim_user("alice"), "cap + 1");
+        assert!(nat[0].claim_user(&|| "alice".into()) && nat[1].claim_user(&|| "alice".into()));
+        assert!(!nat[2].claim_user(&|| "alice".into()), "cap + 1");
         assert!(
-            nat[2].claim_user("bob"),
+            nat[2].claim_user(&|| "bob".into()),
             "another user behind the same address"
         );
         let elsewhere = a.admit(ip("192.0.2.2")).unwrap();
-        assert!(elsewhere.claim_user("alice"), "another address");
+        assert!(elsewhere.claim_user(&|| "alice".into()), "another address");
         // A failed login gives the place back; so does the session's end.
         nat[0].release_user();
         let again = a.admit(ip("192.0.2.1")).unwrap();
-        assert!(again.claim_user("alice"));
+        assert!(again.claim_user(&|| "alice".into()));
         drop(nat);
-        assert!(a.admit(ip("192.0.2.1")).unwrap().claim_user("alice"));
+        assert!(a
+            .admit(ip("192.0.2.1"))
+            .unwrap()
+            .claim_user(&|| "alice".into()));
         let exempt: Vec<_> = (0..3).map(|_| a.admit(ip("10.0.0.1")).unwrap()).collect();
-        assert!(exempt.iter().all(|e| e.claim_user("alice")));
+        assert!(exempt.iter().all(|e| e.claim_user(&|| "alice".into())));
     }
 
     #[test]

@@ -682,8 +682,8 @@ impl Ticket for SessionTicket {
         self.admitted.evicted()
     }
 
-    fn claim_user(&self, user: &str) -> bool {
-        self.admitted.claim_user(user)
+    fn claim_user(&self, canonical: &dyn Fn() -> String) -> bool {
+        self.admitted.claim_user(canonical)
     }
 
     fn release_user(&self) {

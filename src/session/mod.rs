@@ -50,9 +50,10 @@ pub trait Ticket: 'static {
     /// Resolves when the session must close before login: a newcomer took
     /// its pre-auth place.
     fn evicted(&self) -> Pin<Box<dyn Future<Output = ()> + '_>>;
-    /// Counts the session for `user` (canonical name) from its address;
-    /// `false` when `max_sessions_per_user_address` refuses it.
-    fn claim_user(&self, user: &str) -> bool;
+    /// Counts the session for the user `canonical` names (called only when
+    /// the cap is on) from its address; `false` when
+    /// `max_sessions_per_user_address` refuses it.
+    fn claim_user(&self, canonical: &dyn Fn() -> String) -> bool;
     /// The login failed: the session no longer counts for its user.
     fn release_user(&self);
 }
