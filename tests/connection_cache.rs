@@ -8,6 +8,7 @@ mod support;
 use mailgate::check_client::ImapClient;
 use mailgate_testkit::admin::{Action, AdminClient};
 use std::time::{Duration, Instant};
+use support::slapd::{Options, Person, Slapd, PEOPLE};
 use support::stack::*;
 use support::{metric, Dovecot, Mailgate};
 
@@ -27,8 +28,23 @@ impl Webmail {
         Self::start_with(&directory_users(), "", cache)
     }
 
+    /// Like `start`, routing with a real slapd at `ldap` (routes cached for
+    /// an hour) and its directory watch.
+    fn start_ldap(ldap: &str) -> Self {
+        Self::start_full(&directory_users(), "", "", Some(ldap))
+    }
+
     /// Like `start`, with these users and `extra` in dovecot.conf.
     fn start_with(users: &[support::TestUser], extra: &str, cache: &str) -> Self {
+        Self::start_full(users, extra, cache, None)
+    }
+
+    fn start_full(
+        users: &[support::TestUser],
+        extra: &str,
+        cache: &str,
+        ldap: Option<&str>,
+    ) -> Self {
         let dovecot = Dovecot::start_with(users, extra);
         let token = tempfile::tempdir().unwrap();
         let token_file = token.path().join("token");
@@ -43,6 +59,18 @@ impl Webmail {
                 "[connection_cache]\n{cache}\n[admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
                 token_file.display()
             );
+        let config = match ldap {
+            None => config,
+            Some(url) => config.replace(
+                "kind = \"static\"\nmap = \"users.map\"\n",
+                &format!(
+                    "kind = \"ldap\"\nurl = \"{url}/{PEOPLE}?mail,host?sub?(&(mail=%s)(status=active))\"\n\
+                     timeout = \"1s\"\nwatch = true\n\
+                     [directory.hosts]\nbox1 = \"127.0.0.1\"\n\
+                     [directory.cache]\nttl = \"1h\"\n"
+                ),
+            ),
+        };
         let map = "*@example.org 127.0.0.1\n";
         Self {
             mailgate: Mailgate::start(&config, map),
@@ -461,4 +489,52 @@ fn names_a_back_end_tells_apart_by_case_never_share_a_parked_session() {
     assert_eq!(w.backend_logins("carol7@example.org"), 1);
     assert_eq!(w.page_view("Carol7@example.org", "same-pw"), 1);
     assert_eq!(w.backend_logins("Carol7@example.org"), 1, "reused");
+}
+
+#[test]
+fn a_password_change_in_ldap_retires_cached_sessions_in_use_and_parked() {
+    let people: Vec<Person> = [ALICE, BOB]
+        .into_iter()
+        .map(|mail| Person {
+            mail,
+            host: "box1",
+            status: "active",
+        })
+        .collect();
+    let slapd = Slapd::start(&people, Options::default()).unwrap();
+    let w = Webmail::start_ldap(&slapd.url());
+    // One session parked, one in use, both logged in under the old password.
+    w.page_view(ALICE, ALICE_PW);
+    assert!(w.parked(1.0));
+    let mut in_use = w.connect();
+    assert!(in_use.login(ALICE, ALICE_PW).unwrap().is_ok());
+    assert!(w.parked(0.0), "the in-use session took the parked one");
+    w.page_view(BOB, BOB_PW);
+    assert!(w.parked(1.0));
+    // The user's entry changes in LDAP (a password change is one).
+    slapd
+        .modify(&format!(
+            "dn: mail={ALICE},{PEOPLE}\nchangetype: modify\nreplace: userPassword\nuserPassword: changed\n"
+        ))
+        .unwrap();
+    assert!(eventually(|| w
+        .metric("mailgate_directory_watch_changes_total")
+        >= 1.0));
+    assert!(in_use.logout().unwrap().is_ok());
+    assert!(
+        eventually(|| w.metric("mailgate_connection_cache_events_total{event=\"retired\"}") == 1.0),
+        "the session in use was parked again"
+    );
+    assert_eq!(
+        w.metric("mailgate_connection_cache_parked"),
+        1.0,
+        "bob's stays"
+    );
+    let before = w.backend_logins(ALICE);
+    w.page_view(ALICE, ALICE_PW);
+    assert_eq!(
+        w.backend_logins(ALICE),
+        before + 1,
+        "a fresh back-end login"
+    );
 }
