@@ -168,6 +168,80 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes as a logged-in IMAP session seen by the connection
+/// cache's tracker, the client and server sides interleaved as the data
+/// says, each fed the way the tracked relay feeds it (what a step did not
+/// take is kept and offered again with the next bytes). Must hold for any
+/// input: no panic; every byte is forwarded exactly once, in order, except
+/// the client's `LOGOUT` answered here and our own command's answer; what
+/// is held back never exceeds a line bound.
+pub fn imap_tracker(data: &[u8]) {
+    use crate::imap::tracker::{ClientStep, ServerStep, SessionTracker};
+    const MAX_LINE: usize = 256;
+    let Some((&flags, data)) = data.split_first() else {
+        return;
+    };
+    let mut tracker = SessionTracker::new(MAX_LINE, flags & 1 == 1);
+    let (mut client_kept, mut server_kept) = (Vec::new(), Vec::new());
+    let (mut client_in, mut client_out, mut server_in, mut server_out) = (0, 0, 0, 0);
+    // The LOGOUT answered here and what the client sent after it.
+    let mut client_taken = 0;
+    let mut parked = false;
+    for (i, chunk) in chunks(data).enumerate() {
+        if (flags >> (i % 7 + 1)) & 1 == 0 {
+            if parked {
+                continue;
+            }
+            client_in += chunk.len();
+            client_kept.extend_from_slice(chunk);
+            match tracker.client(&client_kept) {
+                ClientStep::Forward(n) => {
+                    assert!(n <= client_kept.len());
+                    client_out += n;
+                    client_kept.drain(..n);
+                }
+                ClientStep::Park {
+                    forward, internal, ..
+                } => {
+                    assert!(forward <= client_kept.len());
+                    assert!(internal.ends_with(b"\r\n"));
+                    client_out += forward;
+                    client_taken = client_kept.len() - forward;
+                    client_kept.clear();
+                    parked = true;
+                }
+            }
+            assert!(
+                client_kept.len() <= MAX_LINE + 1,
+                "client bytes held: {}",
+                client_kept.len()
+            );
+        } else {
+            server_in += chunk.len();
+            server_kept.extend_from_slice(chunk);
+            match tracker.server(&server_kept) {
+                ServerStep::Forward(n) => {
+                    assert!(n <= server_kept.len());
+                    server_out += n;
+                    server_kept.drain(..n);
+                }
+                ServerStep::Internal { forward, len, .. } => {
+                    assert!(forward + len <= server_kept.len());
+                    server_out += forward + len;
+                    server_kept.drain(..forward + len);
+                }
+            }
+            assert!(
+                server_kept.len() <= MAX_LINE + 1,
+                "server bytes held: {}",
+                server_kept.len()
+            );
+        }
+    }
+    assert_eq!(client_out + client_kept.len() + client_taken, client_in);
+    assert_eq!(server_out + server_kept.len(), server_in);
+}
+
 /// Arbitrary bytes where a PROXY header should be: read the way the
 /// listener reads (exactly what `advance` asks), never past the input's
 /// header bound, never a panic; a complete v2 header round-trips through
@@ -269,6 +343,14 @@ mod tests {
         b".\r\n",
         b"SASL PLAIN",
         b"* CAPABILITY X",
+        b"a SELECT INBOX\r\n",
+        b"b FETCH 1 (FLAGS MODSEQ)\r\n",
+        b"c IDLE\r\n",
+        b"DONE\r\n",
+        b"a OK done\r\n",
+        b"b BAD x\r\n",
+        b"* 1 FETCH (BODY[] {4}\r\n",
+        b"z LOGOUT\r\n",
     ];
 
     fn random_input(seed: u64) -> Vec<u8> {
@@ -298,6 +380,7 @@ mod tests {
             imap_preauth(&input);
             pop3_preauth(&input);
             backend_login(&input);
+            imap_tracker(&input);
         }
     }
 
