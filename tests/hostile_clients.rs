@@ -607,10 +607,17 @@ fn a_crowd_of_strangers_cannot_lock_out_a_newcomer_and_nat_users_stay_logged_in(
                 login.starts_with("l1 OK"),
                 "round {round}: the newcomer logs in: {login:?}"
             );
-            c.write_all(b"s SELECT INBOX\r\n").unwrap();
-            while !line(&mut c).starts_with("s ") {}
+            c.write_all(b"s SELECT INBOX\r\nf FETCH 1 BODY[]\r\n")
+                .unwrap();
+            let fetched = loop {
+                let answer = line(&mut c);
+                if answer.starts_with("f ") {
+                    break answer;
+                }
+            };
+            assert!(fetched.starts_with("f OK"), "round {round}: {fetched:?}");
             let took = asked.elapsed();
-            eprintln!("round {round}: connect to SELECT answered in {took:?}");
+            eprintln!("round {round}: connect to FETCH answered in {took:?}");
             // A bound that only a lock-out (until the crowd's preauth
             // timeout of 60 s) would pass, not a timing claim.
             assert!(took < Duration::from_secs(10), "round {round}: {took:?}");
