@@ -23,6 +23,7 @@ use crate::directory::ldap::watch::{self as directory_watch, FirstContact, Watch
 use crate::directory::{CacheCounters, Invalidations};
 use crate::metrics::SharedRecorder;
 use crate::registry::Registry;
+use crate::session::rate_limit::LoginFailures;
 use crate::tls::SwappableServerConfig;
 use crate::transport::{self, Io, IoMode};
 use arc_swap::ArcSwap;
@@ -186,7 +187,19 @@ pub struct RunningServer {
     threads: Vec<std::thread::JoinHandle<()>>,
     listening: std::sync::Mutex<Listening>,
     admission: Arc<admission::Admission>,
+    login_failures: worker::SharedLoginFailures,
     reload: watch::Sender<Arc<worker::Reload>>,
+}
+
+/// The process's failed-login counts for `limits`; `None` when the limit
+/// is off.
+fn login_failures_of(limits: &crate::config::Limits) -> Option<Arc<LoginFailures>> {
+    LoginFailures::new(
+        limits.max_failures_per_address,
+        limits.failure_window,
+        crate::session::rate_limit::DEFAULT_CAPACITY,
+    )
+    .map(Arc::new)
 }
 
 impl RunningServer {
@@ -292,6 +305,9 @@ impl RunningServer {
             descriptor_limit(),
             live.loaded.relay.max_pipes,
         );
+        // Fresh counts under the new limits, for every worker at once.
+        self.login_failures
+            .store(login_failures_of(&live.loaded.config.limits));
         let generation = self.reload.borrow().generation + 1;
         let _ = self.reload.send(Arc::new(worker::Reload {
             generation,
@@ -437,6 +453,9 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
         crate::session::connection_cache::PasswordKey::random()
             .map_err(|_| RuntimeError::Random)?,
     );
+    let login_failures: worker::SharedLoginFailures = Arc::new(arc_swap::ArcSwapOption::new(
+        login_failures_of(&live.loaded.config.limits),
+    ));
     let workers_state: Vec<WorkerState> = (0..count).map(|_| WorkerState::default()).collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);
@@ -454,6 +473,7 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
             admission: admission.clone(),
             shutdown: shutdown_rx.clone(),
             password_key: password_key.clone(),
+            login_failures: login_failures.clone(),
             reload: reload_rx.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -486,6 +506,7 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
             tls,
         }),
         admission,
+        login_failures,
         reload,
     };
     for (index, ready) in readies.into_iter().enumerate() {

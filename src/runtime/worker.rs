@@ -12,7 +12,7 @@ use crate::config::{Protocol, TlsMode};
 use crate::directory::Invalidations;
 use crate::metrics::{self, Refusal};
 use crate::session::connection_cache::{CacheBounds, PasswordKey};
-use crate::session::rate_limit::{self, LoginRateLimit};
+use crate::session::rate_limit::LoginFailures;
 use crate::session::{
     self, BackendPolicy, CacheSetup, ListenerContext, SessionContext, Ticket, WorkerShared,
 };
@@ -61,6 +61,8 @@ pub struct WorkerPlan {
     pub shutdown: watch::Receiver<bool>,
     /// The per-process key of the connection cache's password MACs.
     pub password_key: Arc<PasswordKey>,
+    /// The process's failed-login counts (replaced at reload).
+    pub login_failures: SharedLoginFailures,
     /// Reloaded configurations (SIGHUP): each replaces the last for new
     /// connections; running sessions keep the one they started with.
     pub reload: watch::Receiver<Arc<Reload>>,
@@ -95,7 +97,12 @@ struct Parts {
     invalidations: Arc<Invalidations>,
     shutdown: watch::Receiver<bool>,
     password_key: Arc<PasswordKey>,
+    login_failures: SharedLoginFailures,
 }
+
+/// The process's failed-login counts, replaced whole at reload (the counts
+/// start afresh with the new limits).
+pub type SharedLoginFailures = Arc<arc_swap::ArcSwapOption<LoginFailures>>;
 
 /// First pause after a failed accept (e.g. EMFILE), doubled up to
 /// [`ACCEPT_PAUSE_MAX`] while accepts keep failing, so the loop never spins.
@@ -153,12 +160,7 @@ fn worker_shared(live: &Live, parts: &Parts) -> WorkerShared {
         ),
         metrics: metrics_on.then(|| parts.state.metrics.clone()),
         registry: parts.state.registry.clone(),
-        login_limit: LoginRateLimit::new(
-            limits.max_failures_per_address,
-            limits.failure_window,
-            rate_limit::DEFAULT_CAPACITY,
-        )
-        .map(RefCell::new),
+        login_limit: parts.login_failures.load_full(),
         exempt_networks: limits.exempt_networks.clone(),
         shutdown: parts.shutdown.clone(),
         cache_setup: CacheSetup {
@@ -396,6 +398,7 @@ async fn serve<L, C>(
         invalidations: plan.invalidations.clone(),
         shutdown: plan.shutdown.clone(),
         password_key: plan.password_key.clone(),
+        login_failures: plan.login_failures.clone(),
     };
     let acceptance = Acceptance {
         worker: plan.index,

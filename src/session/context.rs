@@ -4,7 +4,7 @@
 //! builds one [`SessionContext`] per listener per worker.
 
 use super::connection_cache::{CacheBounds, PasswordKey};
-use super::rate_limit::LoginRateLimit;
+use super::rate_limit::LoginFailures;
 use crate::config::{Limits, Listener, Loaded, Protocol, TlsMode};
 use crate::directory::Directory;
 use crate::directory::Invalidations;
@@ -182,9 +182,9 @@ pub struct WorkerShared {
     pub metrics: Option<SharedRecorder>,
     /// This worker's relaying sessions.
     pub registry: Arc<Registry>,
-    /// This worker's failed-login counts per client address; `None` when
-    /// the limit is off.
-    pub login_limit: Option<RefCell<LoginRateLimit>>,
+    /// The process's failed-login counts per client address (shared by
+    /// every worker); `None` when the limit is off.
+    pub login_limit: Option<std::sync::Arc<LoginFailures>>,
     /// Client networks the per-address failed-login limit skips.
     pub exempt_networks: Vec<Network>,
     /// Becomes `true` when the server stops: sessions before login say
@@ -251,11 +251,10 @@ impl SessionContext {
         if self.exempt(peer) {
             return false;
         }
-        self.worker.login_limit.as_ref().is_some_and(|limit| {
-            limit
-                .borrow_mut()
-                .is_limited(peer.ip(), std::time::Instant::now())
-        })
+        self.worker
+            .login_limit
+            .as_ref()
+            .is_some_and(|limit| limit.is_limited(peer.ip(), std::time::Instant::now()))
     }
 
     /// Counts a failed login from `peer` towards its limit.
@@ -264,9 +263,7 @@ impl SessionContext {
             return;
         }
         if let Some(limit) = &self.worker.login_limit {
-            limit
-                .borrow_mut()
-                .record_failure(peer.ip(), std::time::Instant::now());
+            limit.record_failure(peer.ip(), std::time::Instant::now());
         }
     }
 }

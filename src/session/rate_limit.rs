@@ -5,21 +5,25 @@
 //! The refused attempts never reach the directory or a back end, so a
 //! password-guessing client costs neither LDAP queries nor Dovecot logins.
 //!
-//! One limiter per worker (no shared state on the hot path). `SO_REUSEPORT`
-//! spreads one address's connections over the workers, so the effective
-//! limit of a front end lies between `max_failures` and `workers ×
-//! max_failures`. IPv6 clients are counted per /64, the smallest block a
-//! client usually controls. The table is an LRU bounded by `capacity`
-//! addresses: a flood of distinct addresses evicts the oldest entries instead
-//! of growing memory.
+//! One limiter per process ([`LoginFailures`]): `SO_REUSEPORT` spreads one
+//! address's connections over the workers, and a limit per worker would
+//! let an address make `workers × max_failures` failures. It is touched at
+//! login only (a check, and a count per failure), under the lock of one of
+//! [`SHARDS`] tables chosen by the address, so workers rarely meet there.
+//! IPv6 clients are counted per /64, the smallest block a client usually
+//! controls. Each table is an LRU bounded by its share of `capacity`
+//! addresses: a flood of distinct addresses evicts the oldest entries
+//! instead of growing memory.
 
 use lru::LruCache;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-/// Addresses remembered per worker.
-pub const DEFAULT_CAPACITY: usize = 16_384;
+/// Addresses remembered per process.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+/// Tables of [`LoginFailures`], each behind its own lock.
+pub const SHARDS: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
@@ -27,7 +31,7 @@ struct Failures {
     window_start: Instant,
 }
 
-/// The failure counts of one worker.
+/// The failure counts of one table.
 #[derive(Debug)]
 pub struct LoginRateLimit {
     max_failures: u32,
@@ -89,6 +93,47 @@ impl LoginRateLimit {
 }
 
 use crate::netaddr::client_key as key;
+
+/// The failure counts of the process, shared by every worker.
+#[derive(Debug)]
+pub struct LoginFailures {
+    shards: Vec<std::sync::Mutex<LoginRateLimit>>,
+}
+
+impl LoginFailures {
+    /// `None` when `max_failures` is 0 (the limit is off); `capacity`
+    /// addresses in all.
+    pub fn new(max_failures: u32, window: Duration, capacity: usize) -> Option<Self> {
+        let per_shard = capacity.div_ceil(SHARDS);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                LoginRateLimit::new(max_failures, window, per_shard).map(std::sync::Mutex::new)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { shards })
+    }
+
+    fn shard(&self, address: IpAddr) -> std::sync::MutexGuard<'_, LoginRateLimit> {
+        let bits = match key(address) {
+            IpAddr::V4(v4) => u64::from(u32::from(v4)),
+            IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64,
+        };
+        let mixed = bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+        self.shards[mixed as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a login from `address` is refused at `now`.
+    pub fn is_limited(&self, address: IpAddr, now: Instant) -> bool {
+        self.shard(address).is_limited(address, now)
+    }
+
+    /// Counts a failed login from `address` at `now`.
+    pub fn record_failure(&self, address: IpAddr, now: Instant) {
+        self.shard(address).record_failure(address, now);
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -157,5 +202,30 @@ mod tests {
     #[test]
     fn zero_turns_the_limit_off() {
         assert!(LoginRateLimit::new(0, Duration::from_secs(60), 10).is_none());
+        assert!(LoginFailures::new(0, Duration::from_secs(60), 10).is_none());
+    }
+
+    #[test]
+    fn failures_counted_on_any_thread_add_up_to_one_limit() {
+        let limit =
+            std::sync::Arc::new(LoginFailures::new(30, Duration::from_secs(60), 1000).unwrap());
+        let t0 = Instant::now();
+        let a = ip("192.0.2.1");
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let limit = limit.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        assert!(!limit.is_limited(a, t0));
+                        limit.record_failure(a, t0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(limit.is_limited(a, t0), "30 failures from three workers");
+        assert!(!limit.is_limited(ip("192.0.2.2"), t0));
     }
 }

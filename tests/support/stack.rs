@@ -75,7 +75,8 @@ impl Stack {
         Self::start_workers(2, backend, extra, dovecot_extra)
     }
 
-    fn start_workers(workers: usize, backend: &str, extra: &str, dovecot_extra: &str) -> Self {
+    /// Dovecot and mailgate with `workers` workers.
+    pub fn start_workers(workers: usize, backend: &str, extra: &str, dovecot_extra: &str) -> Self {
         let dovecot = Dovecot::start_with(
             &[
                 TestUser {
