@@ -150,6 +150,20 @@ fn the_protocol_core_imports_only_auth_and_login() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Protocols: what the relay must not know (it defines the inspector trait
+/// it needs; the session layer adapts a protocol's tracker to it).
+const PROTOCOLS: &[&str] = &["imap", "pop3"];
+
+#[test]
+fn the_relay_knows_no_protocol() {
+    let wrong: Vec<String> = edges()
+        .into_iter()
+        .filter(|(module, _, used)| module == "relay" && PROTOCOLS.contains(&used.as_str()))
+        .map(|(module, file, used)| format!("{}: `{module}` uses `crate::{used}`", file.display()))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn the_checker_sees_grouped_and_plain_paths() {
     let uses =

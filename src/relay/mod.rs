@@ -11,6 +11,7 @@
 //! * [`copy`]: otherwise (a TLS side), through user-space buffers.
 
 pub mod copy;
+pub mod inspect;
 pub mod pipes;
 pub mod splice;
 pub mod tracked;

@@ -1,6 +1,6 @@
 //! The tracked path, for listeners with the connection cache: copies like
-//! [`super::copy`] but shows every byte to an IMAP [`SessionTracker`]
-//! before it goes on, so the session can end with the client's `LOGOUT`
+//! [`super::copy`] but shows every byte to an [`Inspector`] (the IMAP
+//! tracker, through the session layer) before it goes on, so the session can end with the client's `LOGOUT`
 //! answered here and the back-end session kept (parked) for the user's next
 //! login.
 //!
@@ -13,11 +13,11 @@
 //! closes its peer's write side then: the caller answers the client's
 //! `LOGOUT` and keeps the back end.
 //!
-//! This module must never decide what is parkable (the tracker does) nor
-//! hold a parked session (the session layer's cache does).
+//! This module must never decide what is parkable (the inspector does), know
+//! a protocol, nor hold a parked session (the session layer's cache does).
 
+use super::inspect::{ClientStep, Inspector, ServerStep};
 use super::{RelayEnd, RelayMethod, RelaySettings, RelayStats, Shared};
-use crate::imap::tracker::{ClientStep, ServerStep, SessionTracker};
 use crate::transport::Stream;
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -56,10 +56,10 @@ struct Parking {
 
 /// Relays `client` ⇄ `backend` through `tracker`; `pipelined` are client
 /// bytes that came with the login (they go through the tracker first).
-pub async fn relay<A: Stream, B: Stream>(
+pub async fn relay<A: Stream, B: Stream, I: Inspector>(
     client: &A,
     backend: &B,
-    tracker: &RefCell<SessionTracker>,
+    tracker: &RefCell<I>,
     pipelined: Vec<u8>,
     settings: RelaySettings,
 ) -> TrackedEnd {
@@ -129,9 +129,9 @@ async fn send<S: Stream>(to: &S, bytes: &[u8]) -> io::Result<()> {
     res
 }
 
-async fn up<A: Stream, B: Stream>(
+async fn up<A: Stream, B: Stream, I: Inspector>(
     shared: &Shared<'_, A, B>,
-    tracker: &RefCell<SessionTracker>,
+    tracker: &RefCell<I>,
     parking: &Parking,
     pipelined: Vec<u8>,
     size: usize,
@@ -185,9 +185,9 @@ async fn up<A: Stream, B: Stream>(
     }
 }
 
-async fn down<A: Stream, B: Stream>(
+async fn down<A: Stream, B: Stream, I: Inspector>(
     shared: &Shared<'_, A, B>,
-    tracker: &RefCell<SessionTracker>,
+    tracker: &RefCell<I>,
     parking: &Parking,
     size: usize,
 ) {

@@ -5,8 +5,8 @@
 //! told, how it is counted, and why (for the log).
 
 use super::connection_cache::LoginStamp;
+use super::io::{write_secret, PREAUTH_READ_SIZE};
 pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
-use super::preauth::{write_secret, PREAUTH_READ_SIZE};
 use super::reuse::{self, ParkTicket};
 use super::Session;
 use crate::auth::Credentials;

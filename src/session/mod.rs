@@ -14,6 +14,7 @@
 
 pub mod connection_cache;
 mod context;
+mod io;
 mod login;
 mod login_error;
 mod preauth;
@@ -21,6 +22,7 @@ pub mod rate_limit;
 mod record;
 mod relay;
 mod reuse;
+mod tracking;
 
 pub use context::{BackendPolicy, CacheSetup, ListenerContext, SessionContext, WorkerShared};
 pub use record::{Outcome, TlsHandshake};

@@ -3,6 +3,7 @@
 //! handshakes (implicit, or after STARTTLS). Everything here runs under the
 //! session's pre-auth deadline.
 
+use super::io::{write_until, PREAUTH_READ_SIZE};
 use super::login::{attempt, Backend, LoginError};
 use super::record::{Outcome, SessionRecord, TlsHandshake};
 use super::reuse::ParkTicket;
@@ -15,8 +16,6 @@ use crate::transport::{Connector, Stream};
 use tokio::time::{timeout_at, Instant};
 use zeroize::Zeroize;
 
-/// Read size while before login (commands are small; bounded by the limits).
-pub(super) const PREAUTH_READ_SIZE: usize = 4096;
 /// How long a goodbye may take once the pre-auth deadline has passed.
 const GOODBYE_WRITE: std::time::Duration = std::time::Duration::from_millis(100);
 /// After SIGTERM, how long a session not logged in yet may still send its
@@ -44,38 +43,6 @@ pub(super) struct LoggedIn<S, B> {
     pub to_backend: Vec<u8>,
     /// On `connection_cache` listeners: what parking the back end needs.
     pub park: Option<Box<ParkTicket>>,
-}
-
-/// Writes `bytes` (nothing when empty).
-pub(super) async fn write<S: Stream>(stream: &S, bytes: Vec<u8>) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    stream.write_all(bytes).await.0
-}
-
-/// Writes `bytes` that hold a password (a back-end login command), then
-/// wipes them.
-pub(super) async fn write_secret<S: Stream>(stream: &S, bytes: Vec<u8>) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    let (result, mut written) = stream.write_all(bytes).await;
-    written.zeroize();
-    result
-}
-
-/// Writes `bytes` before `deadline`: a client that does not read its answers
-/// is closed at the deadline like one that does not write.
-pub(super) async fn write_until<S: Stream>(
-    stream: &S,
-    bytes: Vec<u8>,
-    deadline: Instant,
-) -> std::io::Result<()> {
-    match timeout_at(deadline, write(stream, bytes)).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-    }
 }
 
 /// Server-side TLS handshake, bounded by the handshake timeout and the

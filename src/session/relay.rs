@@ -1,9 +1,11 @@
 //! The relay phase: the login answer and pipelined bytes written first, the
 //! session registered for the admin actions, then bytes both ways.
 
-use super::preauth::{write_until, LoggedIn};
+use super::io::write_until;
+use super::preauth::LoggedIn;
 use super::record::{Gauge, GaugeKind, Outcome, SessionRecord};
 use super::reuse::{self, ParkTicket};
+use super::tracking::ImapInspector;
 use super::SessionContext;
 use crate::config::Protocol;
 use crate::imap::tracker::SessionTracker;
@@ -118,7 +120,10 @@ async fn tracked<S: Stream, B: Stream + 'static>(
         caps.split_ascii_whitespace()
             .any(|c| c.eq_ignore_ascii_case("UNSELECT"))
     });
-    let tracker = RefCell::new(SessionTracker::new(ctx.listener.imap.max_line, unselect));
+    let tracker = RefCell::new(ImapInspector(SessionTracker::new(
+        ctx.listener.imap.max_line,
+        unselect,
+    )));
     let registration = register(ctx, record, &client, &backend);
     let end = tracked::relay(&client, &backend, &tracker, to_backend, ctx.backend.relay).await;
     drop(registration);
@@ -130,7 +135,7 @@ async fn tracked<S: Stream, B: Stream + 'static>(
         RelayEnd::IdleTimeout => Outcome::IdleTimeout,
         RelayEnd::Error(_) => Outcome::RelayError,
     };
-    if let Some(reason) = tracker.borrow().logout_not_parked() {
+    if let Some(reason) = tracker.borrow().0.logout_not_parked() {
         tracing::debug!(client = %record.peer, reason, "LOGOUT forwarded: the session cannot be parked");
         ctx.record(|r| r.cache_event(CacheEvent::NotParkable, 1));
     }
