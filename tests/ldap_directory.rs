@@ -303,6 +303,7 @@ fn with_directory<T>(
         invalidations.clone(),
         Default::default(),
         Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        None,
     );
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -345,7 +346,7 @@ fn invalidation_takes_effect_at_once() {
 }
 
 #[test]
-fn login_storm_of_few_users_asks_ldap_about_once_per_user_and_worker() {
+fn login_storm_of_few_users_asks_ldap_once_per_user_for_the_process() {
     let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
     let mg = mailgate(&dovecot, &ldap_directory(&slapd.url(), ""), "");
@@ -367,9 +368,10 @@ fn login_storm_of_few_users_asks_ldap_about_once_per_user_and_worker() {
         t.join().unwrap();
     }
     let queries = slapd.searches_for("alice") + slapd.searches_for("carol");
-    // 2 users × 2 workers at most (single-flight within a worker).
-    assert!(
-        (2..=4).contains(&queries),
+    // One per user: single flight within a worker and across workers.
+    assert_eq!(
+        queries,
+        2,
         "{queries} LDAP queries for 40 logins: {:?}",
         slapd.searches()
     );

@@ -9,6 +9,7 @@
 
 use super::entries::{Entries, Entry};
 use super::ldap::query::KeyFormat;
+use super::shared::{Begin, SharedRoutes};
 use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServedBy};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -60,6 +61,8 @@ pub struct CacheStats {
     pub stale: u64,
     /// Directory failed and nothing usable was cached.
     pub errors: u64,
+    /// Answered from a fresh entry of the process-wide layer.
+    pub shared_hits: u64,
 }
 
 impl CacheStats {
@@ -71,6 +74,7 @@ impl CacheStats {
         self.coalesced += other.coalesced;
         self.stale += other.stale;
         self.errors += other.errors;
+        self.shared_hits += other.shared_hits;
     }
 }
 
@@ -84,6 +88,7 @@ pub struct CacheCounters {
     coalesced: AtomicU64,
     stale: AtomicU64,
     errors: AtomicU64,
+    shared_hits: AtomicU64,
 }
 
 impl CacheCounters {
@@ -97,6 +102,7 @@ impl CacheCounters {
             coalesced: get(&self.coalesced),
             stale: get(&self.stale),
             errors: get(&self.errors),
+            shared_hits: get(&self.shared_hits),
         }
     }
 
@@ -108,6 +114,7 @@ impl CacheCounters {
         set(&self.coalesced, s.coalesced);
         set(&self.stale, s.stale);
         set(&self.errors, s.errors);
+        set(&self.shared_hits, s.shared_hits);
     }
 }
 
@@ -203,6 +210,20 @@ impl Invalidations {
 
     /// Users invalidated after `seen`, or `None` when the log no longer
     /// reaches back that far (the caller then forgets everything).
+    pub(super) fn users_since(&self, seen: u64) -> Option<Vec<String>> {
+        self.since(seen)
+    }
+
+    /// Whether the cache entry under `key` belongs to one of `users` (by
+    /// the typed name, its canonical form, or the route's login name).
+    pub(super) fn names_match(&self, users: &[String], key: &str, entry: &Entry) -> bool {
+        let login = entry.route.as_ref().and_then(|r| r.login_user.as_deref());
+        let (lower, canonical) = (key.to_lowercase(), self.canonical(key));
+        users.iter().any(|u| {
+            *u == lower || *u == canonical || login.is_some_and(|l| l.eq_ignore_ascii_case(u))
+        })
+    }
+
     fn since(&self, seen: u64) -> Option<Vec<String>> {
         let recent = self.recent.lock().expect("invalidation log poisoned");
         if self.cleared.load(Ordering::Acquire) > seen {
@@ -233,6 +254,8 @@ pub struct CachedDirectory<D> {
     seen_generation: Cell<u64>,
     stats: Cell<CacheStats>,
     counters: Option<std::sync::Arc<CacheCounters>>,
+    /// The process-wide layer consulted on a miss of this one.
+    shared: Option<std::sync::Arc<SharedRoutes>>,
 }
 
 impl<D: Directory> CachedDirectory<D> {
@@ -251,7 +274,15 @@ impl<D: Directory> CachedDirectory<D> {
             invalidations,
             stats: Cell::new(CacheStats::default()),
             counters: None,
+            shared: None,
         }
+    }
+
+    /// Consults `shared` (the process's layer) on a miss of this cache
+    /// before asking the directory.
+    pub fn with_shared(mut self, shared: std::sync::Arc<SharedRoutes>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Also publishes the counters for other threads (the admin interface).
@@ -286,15 +317,8 @@ impl<D: Directory> CachedDirectory<D> {
             // the back end knows (the route's login user, what the
             // directory watch reports).
             Some(users) if users.is_empty() => {}
-            Some(users) => entries.remove_where(|key, entry| {
-                let login = entry.route.as_ref().and_then(|r| r.login_user.as_deref());
-                let (lower, canonical) = (key.to_lowercase(), self.invalidations.canonical(key));
-                users.iter().any(|u| {
-                    *u == lower
-                        || *u == canonical
-                        || login.is_some_and(|l| l.eq_ignore_ascii_case(u))
-                })
-            }),
+            Some(users) => entries
+                .remove_where(|key, entry| self.invalidations.names_match(&users, key, entry)),
         }
         self.seen_generation.set(current);
     }
@@ -311,10 +335,25 @@ impl<D: Directory> CachedDirectory<D> {
         (age < ttl).then(|| entry.route.clone())
     }
 
+    /// What this worker, or failing that any worker, last saw of `user`,
+    /// if younger than `max_stale`.
     fn stale(&self, user: &str) -> Option<Option<Route>> {
-        let entries = self.entries.borrow();
-        let entry = entries.peek(user)?;
-        (entry.fetched.elapsed() < self.settings.max_stale).then(|| entry.route.clone())
+        let local = self
+            .entries
+            .borrow()
+            .peek(user)
+            .filter(|e| e.fetched.elapsed() < self.settings.max_stale)
+            .map(|e| (e.fetched, e.route.clone()));
+        let shared = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.stale(user))
+            .map(|e| (e.fetched, e.route));
+        // The newer of the two.
+        match (local, shared) {
+            (Some(l), Some(s)) => Some(if s.0 > l.0 { s.1 } else { l.1 }),
+            (l, s) => l.or(s).map(|(_, route)| route),
+        }
     }
 
     async fn lookup_cached(&self, user: &str) -> Result<Lookup, DirectoryError> {
@@ -347,14 +386,51 @@ impl<D: Directory> CachedDirectory<D> {
                 return (result, ServedBy::CacheMiss);
             }
         }
-        self.count(|s| s.misses += 1);
         let (tx, rx) = watch::channel(None);
         self.in_flight.borrow_mut().insert(user.to_owned(), rx);
         let _leader = InFlightGuard {
             cache: &self.in_flight,
             user,
         };
-        let result = match self.inner.lookup(user).await.map(|l| l.route) {
+        let (result, served_by) = self.resolve(user).await;
+        let _ = tx.send(Some(result.clone()));
+        (result, served_by)
+    }
+
+    /// This worker leads `user`'s lookup: the process-wide layer, another
+    /// worker's lookup, or the directory (this worker leading for the
+    /// process).
+    async fn resolve(&self, user: &str) -> (Result<Option<Route>, DirectoryError>, ServedBy) {
+        let leader = loop {
+            let Some(shared) = &self.shared else {
+                break None;
+            };
+            match shared.begin(user) {
+                Begin::Fresh(entry) => {
+                    let route = entry.route.clone();
+                    // Its age comes along: the TTL runs from the lookup.
+                    self.entries.borrow_mut().put(user.to_owned(), entry);
+                    self.count(|s| s.shared_hits += 1);
+                    return (Ok(route), ServedBy::SharedHit);
+                }
+                Begin::Wait(mut rx) => {
+                    self.count(|s| s.coalesced += 1);
+                    match rx.wait_for(Option::is_some).await {
+                        // Not stored here: it may be a stale route; the
+                        // layer holds the fresh ones.
+                        Ok(outcome) => {
+                            let result = outcome.clone().expect("waited for Some");
+                            return (result, ServedBy::CacheMiss);
+                        }
+                        // That worker's client went away: lead anew.
+                        Err(_) => continue,
+                    }
+                }
+                Begin::Lead(leader) => break Some(leader),
+            }
+        };
+        self.count(|s| s.misses += 1);
+        let (result, from_directory) = match self.inner.lookup(user).await.map(|l| l.route) {
             Ok(route) => {
                 self.entries.borrow_mut().put(
                     user.to_owned(),
@@ -363,22 +439,24 @@ impl<D: Directory> CachedDirectory<D> {
                         fetched: Instant::now(),
                     },
                 );
-                Ok(route)
+                (Ok(route), true)
             }
-            Err(e) if e.is_answer() => Err(e),
+            Err(e) if e.is_answer() => (Err(e), true),
             Err(e) => match self.stale(user) {
                 Some(route) => {
                     self.count(|s| s.stale += 1);
                     tracing::warn!(user, error = %e, "directory failed; serving a stale cached route");
-                    Ok(route)
+                    (Ok(route), false)
                 }
                 None => {
                     self.count(|s| s.errors += 1);
-                    Err(e)
+                    (Err(e), false)
                 }
             },
         };
-        let _ = tx.send(Some(result.clone()));
+        if let Some(leader) = leader {
+            leader.finish(&result, from_directory);
+        }
         (result, ServedBy::CacheMiss)
     }
 }

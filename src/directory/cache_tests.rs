@@ -301,3 +301,91 @@ fn canonical_names_follow_default_domain_and_the_query_key_template() {
     assert!(template.invalidated_since(seen, "Frank@Example.org"));
     assert!(!template.invalidated_since(seen, "frank@example.net"));
 }
+
+/// Two workers' caches over one directory each (sharing its script) and
+/// one process-wide layer.
+fn two_workers() -> (
+    Rc<Scripted>,
+    [CachedDirectory<Rc<Scripted>>; 2],
+    Arc<Invalidations>,
+) {
+    let (inner, first, invalidations) = setup();
+    let settings = first.settings;
+    let shared = Arc::new(super::super::shared::SharedRoutes::new(
+        settings,
+        invalidations.clone(),
+    ));
+    let second = CachedDirectory::new(inner.clone(), settings, invalidations.clone());
+    (
+        inner,
+        [
+            first.with_shared(shared.clone()),
+            second.with_shared(shared),
+        ],
+        invalidations,
+    )
+}
+
+#[test]
+fn what_one_worker_looked_up_another_finds_in_the_shared_layer() {
+    run(async {
+        let (inner, [a, b], _) = two_workers();
+        assert_eq!(a.lookup("alice").await.unwrap().route, Some(route("box1")));
+        let found = b.lookup("alice").await.unwrap();
+        assert_eq!(found.route, Some(route("box1")));
+        assert_eq!(found.served_by, ServedBy::SharedHit);
+        assert_eq!(inner.lookups.get(), 1, "one lookup for the process");
+        assert_eq!((b.stats().shared_hits, b.stats().misses), (1, 0));
+        // Unknown users too (negative entries).
+        assert_eq!(a.lookup("nobody").await.unwrap().route, None);
+        assert_eq!(b.lookup("nobody").await.unwrap().route, None);
+        assert_eq!(inner.lookups.get(), 2);
+    })
+}
+
+#[test]
+fn concurrent_misses_on_two_workers_make_one_lookup() {
+    run(async {
+        let (inner, [a, b], _) = two_workers();
+        let (x, y) = tokio::join!(a.lookup("alice"), b.lookup("alice"));
+        assert_eq!(x.unwrap().route, Some(route("box1")));
+        assert_eq!(y.unwrap().route, Some(route("box1")));
+        assert_eq!(inner.lookups.get(), 1, "single flight across workers");
+    })
+}
+
+#[test]
+fn a_worker_that_never_saw_a_user_serves_the_route_another_saw_when_the_directory_fails() {
+    run(async {
+        let (inner, [a, b], _) = two_workers();
+        a.lookup("alice").await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        inner.failing.set(true);
+        let stale = b.lookup("alice").await.unwrap();
+        assert_eq!(
+            stale.route,
+            Some(route("box1")),
+            "stale-if-error, process-wide"
+        );
+        assert_eq!(b.stats().stale, 1);
+        assert!(
+            b.lookup("nobody").await.is_err(),
+            "nothing to serve for a stranger"
+        );
+    })
+}
+
+#[test]
+fn an_invalidation_clears_the_shared_layer_too() {
+    run(async {
+        let (inner, [a, b], invalidations) = two_workers();
+        a.lookup("alice").await.unwrap();
+        inner
+            .routes
+            .borrow_mut()
+            .insert("alice".into(), route("box2"));
+        invalidations.invalidate("alice");
+        assert_eq!(b.lookup("alice").await.unwrap().route, Some(route("box2")));
+        assert_eq!(inner.lookups.get(), 2);
+    })
+}

@@ -102,7 +102,6 @@ impl Entries {
     }
 
     /// Entries held.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lru.len()
     }

@@ -12,6 +12,7 @@ pub mod cache;
 mod entries;
 pub mod host_rewrite;
 pub mod ldap;
+pub mod shared;
 pub(crate) mod static_map;
 
 pub use cache::{CacheCounters, CacheSettings, CacheStats, CachedDirectory, Invalidations};
@@ -59,6 +60,8 @@ pub enum ServedBy {
     Directory,
     /// A fresh cache entry.
     CacheHit,
+    /// A fresh entry of the process-wide layer (another worker's lookup).
+    SharedHit,
     /// The cache, after asking the directory (or waiting for another
     /// session's lookup of the same user, or serving a stale entry).
     CacheMiss,

@@ -98,6 +98,7 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
         ("coalesced", cache.coalesced),
         ("stale", cache.stale),
         ("error", cache.errors),
+        ("shared_hit", cache.shared_hits),
     ] {
         sample(&mut out, name, &format!("result=\"{result}\""), n);
     }

@@ -5,6 +5,7 @@
 //! accepts starts.
 
 use crate::config::{ConfigError, DirectorySettings, Loaded};
+use crate::directory::shared::SharedRoutes;
 use crate::directory::{
     CacheCounters, CachedDirectory, Directory, Invalidations, LdapDirectory, StaticMap,
 };
@@ -133,6 +134,7 @@ impl Live {
         invalidations: Arc<Invalidations>,
         counters: Arc<CacheCounters>,
         health: Arc<AtomicBool>,
+        shared: Option<Arc<SharedRoutes>>,
     ) -> Rc<dyn Directory> {
         let base: Rc<dyn Directory> = match (&self.loaded.directory, &self.static_map) {
             (DirectorySettings::Ldap(settings), _) => Rc::new(
@@ -145,10 +147,23 @@ impl Live {
         };
         match self.loaded.cache {
             Some(settings) => {
-                Rc::new(CachedDirectory::new(base, settings, invalidations).with_counters(counters))
+                let cache =
+                    CachedDirectory::new(base, settings, invalidations).with_counters(counters);
+                match shared {
+                    Some(shared) => Rc::new(cache.with_shared(shared)),
+                    None => Rc::new(cache),
+                }
             }
             None => base,
         }
+    }
+
+    /// The process-wide layer of the route cache, when the cache is on
+    /// (one per process: every worker's cache consults it on a miss).
+    pub fn shared_routes(&self, invalidations: &Arc<Invalidations>) -> Option<Arc<SharedRoutes>> {
+        self.loaded
+            .cache
+            .map(|settings| Arc::new(SharedRoutes::new(settings, invalidations.clone())))
     }
 }
 

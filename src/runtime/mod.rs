@@ -188,6 +188,7 @@ pub struct RunningServer {
     listening: std::sync::Mutex<Listening>,
     admission: Arc<admission::Admission>,
     login_failures: worker::SharedLoginFailures,
+    shared_routes: worker::SharedRouteLayer,
     reload: watch::Sender<Arc<worker::Reload>>,
 }
 
@@ -308,6 +309,8 @@ impl RunningServer {
         // Fresh counts under the new limits, for every worker at once.
         self.login_failures
             .store(login_failures_of(&live.loaded.config.limits));
+        self.shared_routes
+            .store(live.shared_routes(&self.invalidations));
         let generation = self.reload.borrow().generation + 1;
         let _ = self.reload.send(Arc::new(worker::Reload {
             generation,
@@ -456,6 +459,9 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
     let login_failures: worker::SharedLoginFailures = Arc::new(arc_swap::ArcSwapOption::new(
         login_failures_of(&live.loaded.config.limits),
     ));
+    let shared_routes: worker::SharedRouteLayer = Arc::new(arc_swap::ArcSwapOption::new(
+        live.shared_routes(&invalidations),
+    ));
     let workers_state: Vec<WorkerState> = (0..count).map(|_| WorkerState::default()).collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);
@@ -474,6 +480,7 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
             shutdown: shutdown_rx.clone(),
             password_key: password_key.clone(),
             login_failures: login_failures.clone(),
+            shared_routes: shared_routes.clone(),
             reload: reload_rx.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -507,6 +514,7 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
         }),
         admission,
         login_failures,
+        shared_routes,
         reload,
     };
     for (index, ready) in readies.into_iter().enumerate() {

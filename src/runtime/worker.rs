@@ -9,6 +9,7 @@
 use super::admission::{Admission, Admitted};
 use super::{ListenerShape, Live, RuntimeError, WorkerState};
 use crate::config::{Protocol, TlsMode};
+use crate::directory::shared::SharedRoutes;
 use crate::directory::Invalidations;
 use crate::metrics::{self, Refusal};
 use crate::session::connection_cache::{CacheBounds, PasswordKey};
@@ -63,6 +64,8 @@ pub struct WorkerPlan {
     pub password_key: Arc<PasswordKey>,
     /// The process's failed-login counts (replaced at reload).
     pub login_failures: SharedLoginFailures,
+    /// The process-wide layer of the route cache (replaced at reload).
+    pub shared_routes: SharedRouteLayer,
     /// Reloaded configurations (SIGHUP): each replaces the last for new
     /// connections; running sessions keep the one they started with.
     pub reload: watch::Receiver<Arc<Reload>>,
@@ -98,7 +101,12 @@ struct Parts {
     shutdown: watch::Receiver<bool>,
     password_key: Arc<PasswordKey>,
     login_failures: SharedLoginFailures,
+    shared_routes: SharedRouteLayer,
 }
+
+/// The process-wide route layer, replaced whole at reload (with the new
+/// cache settings; a reload invalidates every route anyway).
+pub type SharedRouteLayer = Arc<arc_swap::ArcSwapOption<SharedRoutes>>;
 
 /// The process's failed-login counts, replaced whole at reload (the counts
 /// start afresh with the new limits).
@@ -157,6 +165,7 @@ fn worker_shared(live: &Live, parts: &Parts) -> WorkerShared {
             parts.invalidations.clone(),
             parts.state.cache.clone(),
             parts.state.directory_ok.clone(),
+            parts.shared_routes.load_full(),
         ),
         metrics: metrics_on.then(|| parts.state.metrics.clone()),
         registry: parts.state.registry.clone(),
@@ -399,6 +408,7 @@ async fn serve<L, C>(
         shutdown: plan.shutdown.clone(),
         password_key: plan.password_key.clone(),
         login_failures: plan.login_failures.clone(),
+        shared_routes: plan.shared_routes.clone(),
     };
     let acceptance = Acceptance {
         worker: plan.index,

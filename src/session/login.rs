@@ -169,7 +169,7 @@ async fn lookup<C>(session: &Session<'_, C>, user: &str) -> Result<Route, LoginE
     match looked_up {
         Ok(lookup) => {
             let phase = match lookup.served_by {
-                ServedBy::CacheHit => Phase::DirectoryCacheHit,
+                ServedBy::CacheHit | ServedBy::SharedHit => Phase::DirectoryCacheHit,
                 ServedBy::CacheMiss => Phase::DirectoryCacheMiss,
                 ServedBy::Directory => Phase::DirectoryLookup,
             };
