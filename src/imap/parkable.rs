@@ -109,18 +109,18 @@ pub const SELECT_PARAMETERS: &str = "SELECT or EXAMINE with parameters";
 /// after the name is `rest` (without the line end and without a trailing
 /// literal announcement's contents).
 pub fn judge(name: &str, rest: &[u8]) -> Verdict {
-    let upper = name.to_ascii_uppercase();
-    let (known, rest) = if upper == "UID" {
+    let listed =
+        |list: &[&str], word: &[u8]| list.iter().any(|c| word.eq_ignore_ascii_case(c.as_bytes()));
+    let (known, rest) = if name.eq_ignore_ascii_case("UID") {
         let (sub, rest) = first_atom(rest);
-        let sub = String::from_utf8_lossy(sub).to_ascii_uppercase();
-        (STATELESS_UID.contains(&sub.as_str()), rest)
+        (listed(STATELESS_UID, sub), rest)
     } else {
-        (STATELESS.contains(&upper.as_str()), rest)
+        (listed(STATELESS, name.as_bytes()), rest)
     };
     if !known {
         return Verdict::Stateful(NOT_ALLOWED);
     }
-    let selection = upper == "SELECT" || upper == "EXAMINE";
+    let selection = name.eq_ignore_ascii_case("SELECT") || name.eq_ignore_ascii_case("EXAMINE");
     continued(Verdict::Stateless { selection }, rest)
 }
 

@@ -580,8 +580,7 @@ fn refuse(stream: &impl std::os::fd::AsRawFd, ctx: &SessionContext, reason: Refu
         let fd = stream.as_raw_fd();
         // SAFETY: `fd` belongs to `stream`, borrowed for this whole call.
         let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let _ = socket2::SockRef::from(&socket)
-            .send_with_flags(line, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        crate::transport::send_now(socket, line);
     }
     if let Some(recorder) = &ctx.worker.metrics {
         metrics::with(recorder, |r| r.refused(ctx.listener.label, reason));

@@ -139,7 +139,18 @@ pub struct Parked<S> {
     parked_at: Instant,
 }
 
+/// Whether two MACs are equal, in a time that does not depend on where
+/// they differ (no early exit).
+fn same_mac(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 impl<S> Parked<S> {
+    /// The MAC it was parked with (the taking login's own, since it matched).
+    pub fn mac(&self) -> &[u8] {
+        &self.mac
+    }
+
     /// Whether it has been parked longer than `after` (then it must answer
     /// a `NOOP` before reuse).
     pub fn parked_longer_than(&self, after: Duration) -> bool {
@@ -290,10 +301,9 @@ impl<S: AsRawFd> ConnectionCache<S> {
         let Some(queue) = self.parked.get_mut(&key) else {
             return Err(Miss::Empty);
         };
-        let Some(i) = queue
-            .iter()
-            .rposition(|p| self.key.verify(identity, route, password, &p.mac))
-        else {
+        // One MAC for the login, compared with each parked one.
+        let mac = self.key.sign(identity, route, password);
+        let Some(i) = queue.iter().rposition(|p| same_mac(&mac, &p.mac)) else {
             return Err(Miss::WrongPassword);
         };
         let parked = queue.remove(i).ok_or(Miss::Empty)?;
@@ -306,11 +316,18 @@ impl<S: AsRawFd> ConnectionCache<S> {
 
     /// After the back end accepted `password` for `identity` on `route`:
     /// sessions parked under another password go (the password changed).
-    pub fn forget_other_passwords(&mut self, identity: &str, route: &str, password: &[u8]) {
+    /// The MAC of this password, to park the new session with.
+    pub fn forget_other_passwords(
+        &mut self,
+        identity: &str,
+        route: &str,
+        password: &[u8],
+    ) -> Vec<u8> {
+        let mac = self.key.sign(identity, route, password);
         let key = (identity.to_owned(), route.to_owned());
         if let Some(queue) = self.parked.get_mut(&key) {
             let before = queue.len();
-            queue.retain(|p| self.key.verify(identity, route, password, &p.mac));
+            queue.retain(|p| same_mac(&mac, &p.mac));
             let gone = before - queue.len();
             self.count -= gone;
             self.dropped.evicted += gone as u64;
@@ -318,6 +335,7 @@ impl<S: AsRawFd> ConnectionCache<S> {
                 self.parked.remove(&key);
             }
         }
+        mac
     }
 
     /// Drops what is expired, unhealthy or invalidated, everywhere.

@@ -217,6 +217,5 @@ fn goodbye(fd: RawFd, line: &[u8]) {
     // SAFETY: `fd` is the client's socket, still owned by the session's
     // pre-auth future, which is alive for this call.
     let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let _ = socket2::SockRef::from(&socket)
-        .send_with_flags(line, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+    crate::transport::send_now(socket, line);
 }

@@ -135,7 +135,7 @@ pub(super) async fn take<S: Stream + 'static>(
         }
     };
     let check_after = cache.borrow().bounds().check_after;
-    let mac = cache.borrow().mac(identity, route, password);
+    let mac = parked.mac().to_vec();
     if parked.parked_longer_than(check_after) && !healthy(&parked.session.stream).await {
         ctx.record(|r| r.cache_event(CacheEvent::MissUnhealthy, 1));
         return None;
@@ -167,12 +167,12 @@ pub(super) fn fresh<S: Stream + 'static>(
     let (greeting, identity, address, logged_in) = login;
     let cache = cache::<S>(ctx);
     let mut cache = cache.borrow_mut();
-    cache.forget_other_passwords(identity, route, password);
+    let mac = cache.forget_other_passwords(identity, route, password);
     record_parked(ctx, &cache);
     ParkTicket {
         user: user.to_owned(),
         route: route.to_owned(),
-        mac: cache.mac(identity, route, password),
+        mac,
         reused: false,
         greeting: greeting.clone(),
         identity: identity.to_owned(),

@@ -102,6 +102,14 @@ impl Reactor {
     }
 }
 
+/// Sends `line` on `socket` if it takes it at once, never waiting and
+/// never raising SIGPIPE: the last words to a client about to be closed
+/// (a refusal at a cap, an eviction), who may not be reading.
+pub fn send_now(socket: std::os::fd::BorrowedFd<'_>, line: &[u8]) {
+    let _ = socket2::SockRef::from(&socket)
+        .send_with_flags(line, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+}
+
 /// A connected byte stream with owned-buffer I/O.
 #[allow(async_fn_in_trait)] // workers are single-threaded: futures need not be Send
 pub trait Stream: AsRawFd {
