@@ -463,6 +463,7 @@ fn start_admin(
             io: server.io(),
             watch: server.watch(),
             workers: server.workers_state.clone(),
+            process: vec![server.parking_recorder()],
             invalidations: server.invalidations(),
             token,
         },

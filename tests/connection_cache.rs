@@ -14,6 +14,20 @@ use support::{metric, Dovecot, Mailgate};
 
 const TOKEN: &str = "cache-token";
 
+/// What a [`Webmail`] stack is started with besides its cache settings.
+struct Setup<'a> {
+    workers: usize,
+    users: &'a [support::TestUser],
+    /// Appended to dovecot.conf.
+    dovecot_extra: &'a str,
+    /// Added to mailgate's `[backend]`.
+    backend: &'a str,
+    /// The back end's IMAP port, if not Dovecot's plaintext one.
+    imap_port: Option<u16>,
+    /// A slapd URL to route with (else the static map).
+    ldap: Option<&'a str>,
+}
+
 struct Webmail {
     mailgate: Mailgate,
     dovecot: Dovecot,
@@ -45,21 +59,61 @@ impl Webmail {
         cache: &str,
         ldap: Option<&str>,
     ) -> Self {
-        let dovecot = Dovecot::start_with(users, extra);
+        Self::start_on(
+            Setup {
+                workers: 1,
+                users,
+                dovecot_extra: extra,
+                backend: "",
+                imap_port: None,
+                ldap,
+            },
+            cache,
+        )
+    }
+
+    /// `workers` workers (so that `SO_REUSEPORT` spreads one client's
+    /// connections over several) with `cache` as `[connection_cache]`.
+    fn start_workers(workers: usize, cache: &str) -> Self {
+        Self::start_on(
+            Setup {
+                workers,
+                users: &directory_users(),
+                dovecot_extra: "",
+                backend: "",
+                imap_port: None,
+                ldap: None,
+            },
+            cache,
+        )
+    }
+
+    fn start_on(setup: Setup<'_>, cache: &str) -> Self {
+        let dovecot = Dovecot::start_with(setup.users, setup.dovecot_extra);
+        Self::start_before(dovecot, setup, cache)
+    }
+
+    /// mailgate in front of a running `dovecot`; `setup.backend` is added to
+    /// `[backend]` and may name another port with `imap_port`.
+    fn start_before(dovecot: Dovecot, setup: Setup<'_>, cache: &str) -> Self {
         let token = tempfile::tempdir().unwrap();
         let token_file = token.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
-        let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
-            .replace("workers = 2", "workers = 1")
-            .replace(
-                "protocol = \"imap\"\naddress = \"127.0.0.1:0\"\n",
-                "protocol = \"imap\"\naddress = \"127.0.0.1:0\"\nconnection_cache = true\n",
-            )
-            + &format!(
-                "[connection_cache]\n{cache}\n[admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
-                token_file.display()
-            );
-        let config = match ldap {
+        let config = support::mailgate::config(
+            setup.imap_port.unwrap_or(dovecot.imap.port()),
+            dovecot.pop3.port(),
+            setup.backend,
+            "",
+        )
+        .replace("workers = 2", &format!("workers = {}", setup.workers))
+        .replace(
+            "protocol = \"imap\"\naddress = \"127.0.0.1:0\"\n",
+            "protocol = \"imap\"\naddress = \"127.0.0.1:0\"\nconnection_cache = true\n",
+        ) + &format!(
+            "[connection_cache]\n{cache}\n[admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        );
+        let config = match setup.ldap {
             None => config,
             Some(url) => config.replace(
                 "kind = \"static\"\nmap = \"users.map\"\n",
@@ -537,4 +591,88 @@ fn a_password_change_in_ldap_retires_cached_sessions_in_use_and_parked() {
         before + 1,
         "a fresh back-end login"
     );
+}
+
+/// `n` page views of alice, each waiting for the session to be parked.
+fn page_views_one_at_a_time(w: &Webmail, n: usize) {
+    for i in 0..n {
+        w.page_view(ALICE, ALICE_PW);
+        assert!(w.parked(1.0), "page view {i}: the session was not parked");
+    }
+}
+
+#[test]
+fn page_views_landing_on_any_of_four_workers_cost_dovecot_one_login() {
+    // Twelve connections over 4 workers: SO_REUSEPORT's hash of each new
+    // source port spreads them (all on one worker: a chance of 4^-11).
+    let w = Webmail::start_workers(4, "");
+    page_views_one_at_a_time(&w, 12);
+    assert_eq!(w.backend_logins(ALICE), 1, "{}", w.mailgate.process().log());
+    assert_eq!(
+        w.metric("mailgate_connection_cache_events_total{event=\"hit\"}"),
+        11.0
+    );
+}
+
+#[test]
+fn max_per_user_and_max_bound_the_process_not_each_worker() {
+    let w = Webmail::start_workers(4, "max_per_user = 2\nmax = 3\n");
+    // Eight sessions of `user` open at once, then all log out; the
+    // parked count after.
+    let eight_at_once = |user: &str, password: &str| {
+        let clients: Vec<ImapClient> = (0..8)
+            .map(|_| {
+                let mut c = w.connect();
+                assert!(c.login(user, password).unwrap().is_ok());
+                c
+            })
+            .collect();
+        for mut c in clients {
+            assert!(c.logout().unwrap().is_ok());
+        }
+        assert!(w.relay_ended());
+        w.metric("mailgate_connection_cache_parked")
+    };
+    // The process keeps two of alice's, wherever they ran.
+    let parked = eight_at_once(ALICE, ALICE_PW);
+    assert!(w.parked(2.0), "parked: {parked}");
+    // Two of bob's join, and the oldest of alice's goes.
+    let parked = eight_at_once(BOB, BOB_PW);
+    assert!(w.parked(3.0), "parked: {parked}");
+    assert_eq!(
+        w.metric("mailgate_connection_cache_events_total{event=\"evicted\"}"),
+        6.0 + 6.0 + 1.0
+    );
+}
+
+#[test]
+fn a_tls_back_end_session_parked_on_one_worker_carries_on_on_another() {
+    let ca = support::certs::TestCa::new();
+    let (cert, key) = ca.issue("dovecot", &["localhost"], &["127.0.0.1"]);
+    let imaps = support::free_port();
+    let dovecot_extra = format!(
+        "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n\
+         service imap-login {{\n  inet_listener imaps {{\n    port = {imaps}\n  }}\n}}\n",
+        cert.display(),
+        key.display()
+    );
+    let dovecot = Dovecot::start_with(&directory_users(), &dovecot_extra);
+    support::wait_for_port(
+        std::net::SocketAddr::from(([127, 0, 0, 1], imaps)),
+        support::START_DEADLINE,
+    );
+    let backend = format!("tls = \"implicit\"\nca_file = \"{}\"", ca.ca().display());
+    let setup = Setup {
+        workers: 4,
+        users: &[],
+        dovecot_extra: "",
+        backend: &backend,
+        imap_port: Some(imaps),
+        ldap: None,
+    };
+    let w = Webmail::start_before(dovecot, setup, "");
+    // Each page view FETCHes a message through the TLS session it got,
+    // which moved between workers with its rustls state.
+    page_views_one_at_a_time(&w, 12);
+    assert_eq!(w.backend_logins(ALICE), 1, "{}", w.mailgate.process().log());
 }

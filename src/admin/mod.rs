@@ -15,7 +15,7 @@ pub mod client;
 mod http;
 
 use crate::directory::{CacheStats, Invalidations};
-use crate::metrics::{self, prometheus, Recorder};
+use crate::metrics::{self, prometheus, Recorder, SharedRecorder};
 use crate::runtime::WorkerState;
 use http::{Body, Status};
 use std::net::{TcpListener, TcpStream};
@@ -38,6 +38,9 @@ pub struct Admin {
     pub watch: Option<Arc<crate::directory::ldap::watch::WatchStatus>>,
     /// Per-worker state.
     pub workers: Vec<WorkerState>,
+    /// Figures kept for the whole process rather than per worker (the
+    /// connection cache's parking lot), merged with the workers'.
+    pub process: Vec<SharedRecorder>,
     /// Cache invalidation log.
     pub invalidations: Arc<Invalidations>,
     /// The bearer token actions need; `None` turns the actions off.
@@ -249,6 +252,9 @@ impl Admin {
         for w in &self.workers {
             metrics::with(&w.metrics, |r| merged.merge(r));
             cache.add(&w.cache.snapshot());
+        }
+        for recorder in &self.process {
+            metrics::with(recorder, |r| merged.merge(r));
         }
         let mut text = prometheus::render(&merged, &cache);
         text.push_str(&prometheus::info(self.io.as_str()));

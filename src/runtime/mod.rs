@@ -23,6 +23,8 @@ use crate::directory::ldap::watch::{self as directory_watch, FirstContact, Watch
 use crate::directory::{CacheCounters, Invalidations};
 use crate::metrics::SharedRecorder;
 use crate::registry::Registry;
+use crate::session::connection_cache::{CacheBounds, PasswordKey};
+use crate::session::parking_lot::ParkingLot;
 use crate::session::rate_limit::LoginFailures;
 use crate::tls::SwappableServerConfig;
 use crate::transport::{self, Io, IoMode};
@@ -189,7 +191,20 @@ pub struct RunningServer {
     admission: Arc<admission::Admission>,
     login_failures: worker::SharedLoginFailures,
     shared_routes: worker::SharedRouteLayer,
+    parking: Arc<ParkingLot>,
     reload: watch::Sender<Arc<worker::Reload>>,
+}
+
+/// The connection cache's bounds in `config`.
+fn cache_bounds(config: &crate::config::Config) -> CacheBounds {
+    let c = &config.connection_cache;
+    CacheBounds {
+        ttl: c.ttl,
+        max_per_user: c.max_per_user,
+        max: c.max,
+        check_after: c.check_after,
+        max_age: c.max_age,
+    }
 }
 
 /// The process's failed-login counts for `limits`; `None` when the limit
@@ -311,6 +326,7 @@ impl RunningServer {
             .store(login_failures_of(&live.loaded.config.limits));
         self.shared_routes
             .store(live.shared_routes(&self.invalidations));
+        self.parking.set_bounds(cache_bounds(&live.loaded.config));
         let generation = self.reload.borrow().generation + 1;
         let _ = self.reload.send(Arc::new(worker::Reload {
             generation,
@@ -357,11 +373,19 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
     }
 
-    /// Waits for every worker to finish (after `shutdown`).
+    /// The figures of the process-wide parking lot (parked sessions,
+    /// sweeps), merged with the workers' by the metrics.
+    pub fn parking_recorder(&self) -> SharedRecorder {
+        self.parking.recorder()
+    }
+
+    /// Waits for every worker to finish (after `shutdown`), then closes the
+    /// parked back-end sessions.
     pub fn join(self) {
         for thread in self.threads {
             let _ = thread.join();
         }
+        self.parking.clear();
     }
 }
 
@@ -452,10 +476,13 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
         added: Vec::new(),
     }));
     let invalidations = Arc::new(Invalidations::with_form(live.name_form()));
-    let password_key = Arc::new(
-        crate::session::connection_cache::PasswordKey::random()
-            .map_err(|_| RuntimeError::Random)?,
-    );
+    let password_key = Arc::new(PasswordKey::random().map_err(|_| RuntimeError::Random)?);
+    let parking = Arc::new(ParkingLot::new(
+        cache_bounds(&live.loaded.config),
+        password_key,
+        invalidations.clone(),
+    ));
+    ParkingLot::sweep_every_second(&parking).map_err(RuntimeError::Thread)?;
     let login_failures: worker::SharedLoginFailures = Arc::new(arc_swap::ArcSwapOption::new(
         login_failures_of(&live.loaded.config.limits),
     ));
@@ -478,7 +505,7 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
             invalidations: invalidations.clone(),
             admission: admission.clone(),
             shutdown: shutdown_rx.clone(),
-            password_key: password_key.clone(),
+            parking: parking.clone(),
             login_failures: login_failures.clone(),
             shared_routes: shared_routes.clone(),
             reload: reload_rx.clone(),
@@ -515,6 +542,7 @@ pub fn start(live: Live, sharing: listener::Sharing) -> Result<RunningServer, Ru
         admission,
         login_failures,
         shared_routes,
+        parking,
         reload,
     };
     for (index, ready) in readies.into_iter().enumerate() {

@@ -12,11 +12,9 @@ use crate::config::{Protocol, TlsMode};
 use crate::directory::shared::SharedRoutes;
 use crate::directory::Invalidations;
 use crate::metrics::{self, Refusal};
-use crate::session::connection_cache::{CacheBounds, PasswordKey};
+use crate::session::parking_lot::ParkingLot;
 use crate::session::rate_limit::LoginFailures;
-use crate::session::{
-    self, BackendPolicy, CacheSetup, ListenerContext, SessionContext, Ticket, WorkerShared,
-};
+use crate::session::{self, BackendPolicy, ListenerContext, SessionContext, Ticket, WorkerShared};
 use crate::tls::SwappableServerConfig;
 use crate::transport::{
     Acceptor, Connector, EpollConnector, EpollListener, Io, Reactor, UringConnector, UringListener,
@@ -60,8 +58,8 @@ pub struct WorkerPlan {
     pub admission: Arc<Admission>,
     /// Becomes `true` when the server should stop.
     pub shutdown: watch::Receiver<bool>,
-    /// The per-process key of the connection cache's password MACs.
-    pub password_key: Arc<PasswordKey>,
+    /// The process's parking lot of the connection cache.
+    pub parking: Arc<ParkingLot>,
     /// The process's failed-login counts (replaced at reload).
     pub login_failures: SharedLoginFailures,
     /// The process-wide layer of the route cache (replaced at reload).
@@ -99,7 +97,7 @@ struct Parts {
     state: WorkerState,
     invalidations: Arc<Invalidations>,
     shutdown: watch::Receiver<bool>,
-    password_key: Arc<PasswordKey>,
+    parking: Arc<ParkingLot>,
     login_failures: SharedLoginFailures,
     shared_routes: SharedRouteLayer,
 }
@@ -172,18 +170,8 @@ fn worker_shared(live: &Live, parts: &Parts) -> WorkerShared {
         login_limit: parts.login_failures.load_full(),
         exempt_networks: limits.exempt_networks.clone(),
         shutdown: parts.shutdown.clone(),
-        cache_setup: CacheSetup {
-            bounds: CacheBounds {
-                ttl: config.connection_cache.ttl,
-                max_per_user: config.connection_cache.max_per_user,
-                max: config.connection_cache.max,
-                check_after: config.connection_cache.check_after,
-                max_age: config.connection_cache.max_age,
-            },
-            key: parts.password_key.clone(),
-            invalidations: parts.invalidations.clone(),
-        },
-        connection_cache: RefCell::new(None),
+        invalidations: parts.invalidations.clone(),
+        parking: parts.parking.clone(),
     }
 }
 
@@ -314,10 +302,9 @@ where
 
 /// Puts each reloaded configuration in place: listeners it keeps get new
 /// contexts (and their new place in `[[listen]]`), new ones start
-/// accepting, removed ones stop (their sessions go on). The parked
-/// back-end sessions of the connection cache are carried over; the
-/// directory (and its cache of routes) and the per-address failure counts
-/// start afresh.
+/// accepting, removed ones stop (their sessions go on). The process-wide
+/// state (parked back-end sessions, the route layer, failure counts) is
+/// the runtime's, which puts the reloaded settings in place itself.
 async fn follow_reloads<L, C>(
     mut reload: watch::Receiver<Arc<Reload>>,
     parts: Parts,
@@ -330,12 +317,7 @@ async fn follow_reloads<L, C>(
     while reload.changed().await.is_ok() {
         let next = reload.borrow_and_update().clone();
         let live = &next.live;
-        let parked = accepting
-            .borrow()
-            .first()
-            .and_then(|a| a.slot.borrow().worker.connection_cache.borrow().clone());
         let shared = Rc::new(worker_shared(live, &parts));
-        *shared.connection_cache.borrow_mut() = parked;
         let mut old = std::mem::take(&mut *accepting.borrow_mut());
         // In the new `[[listen]]` order: kept ones (their plan re-indexed)
         // and added ones (with this worker's socket).
@@ -406,7 +388,7 @@ async fn serve<L, C>(
         state: plan.state.clone(),
         invalidations: plan.invalidations.clone(),
         shutdown: plan.shutdown.clone(),
-        password_key: plan.password_key.clone(),
+        parking: plan.parking.clone(),
         login_failures: plan.login_failures.clone(),
         shared_routes: plan.shared_routes.clone(),
     };

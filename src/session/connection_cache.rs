@@ -1,7 +1,9 @@
-//! The connection cache of one worker (up-imapproxy's job): back-end IMAP
-//! sessions kept open after a client's `LOGOUT` on a `connection_cache`
-//! listener, handed to the same user's next login with the same password
-//! on the same route, so webmail's page views cost the back end no login.
+//! The connection cache (up-imapproxy's job): back-end IMAP sessions kept
+//! open after a client's `LOGOUT` on a `connection_cache` listener, handed
+//! to the same user's next login with the same password on the same route,
+//! so webmail's page views cost the back end no login. The process keeps
+//! one, behind a lock ([`super::parking_lot`]): a session parked by one
+//! worker can be taken by any other.
 //!
 //! A parked session is keyed by (identity, route) — the name the back end
 //! logged in as, after every transformation of the typed name, compared
@@ -12,7 +14,7 @@
 //! `ttl` since parking, `max_age` since the back-end login (a session taken
 //! and parked again keeps its login time, so a changed password ends it
 //! within `max_age` however often it is used), `max_per_user` per key,
-//! `max` per worker (the oldest goes first). A sweep every second drops
+//! `max` per process (the oldest goes first). A sweep every second drops
 //! expired sessions, sessions the back end closed or wrote to (a parked
 //! session must be silent), and sessions of users invalidated since their
 //! back-end login (admin `invalidate` or `kick`, a change of the user's
@@ -41,7 +43,7 @@ pub struct CacheBounds {
     pub ttl: Duration,
     /// Parked sessions per (user, route).
     pub max_per_user: usize,
-    /// Parked sessions per worker.
+    /// Parked sessions in the process.
     pub max: usize,
     /// A session parked longer than this must answer a `NOOP` before reuse.
     pub check_after: Duration,
@@ -129,6 +131,23 @@ pub struct BackendSession<S> {
     pub logged_in: LoginStamp,
 }
 
+impl<S> BackendSession<S> {
+    /// The same session over `f(stream)` (the stream moved between a
+    /// worker's reactor and the parking lot).
+    pub fn map_stream<T, E>(
+        self,
+        f: impl FnOnce(S) -> Result<T, E>,
+    ) -> Result<BackendSession<T>, E> {
+        Ok(BackendSession {
+            stream: f(self.stream)?,
+            address: self.address,
+            identity: self.identity,
+            greeting: self.greeting,
+            logged_in: self.logged_in,
+        })
+    }
+}
+
 /// A parked session: the back-end session and what decides its reuse.
 pub struct Parked<S> {
     /// The session.
@@ -167,7 +186,7 @@ pub enum Miss {
     WrongPassword,
 }
 
-/// The cache of one worker.
+/// The cache: parked sessions of stream type `S`.
 pub struct ConnectionCache<S> {
     bounds: CacheBounds,
     key: Arc<PasswordKey>,
@@ -213,6 +232,17 @@ impl<S: AsRawFd> ConnectionCache<S> {
         self.bounds
     }
 
+    /// New bounds (a reload); what exceeds them goes at the next park.
+    pub fn set_bounds(&mut self, bounds: CacheBounds) {
+        self.bounds = bounds;
+    }
+
+    /// Drops every parked session (the server stops).
+    pub fn clear(&mut self) {
+        self.parked.clear();
+        self.count = 0;
+    }
+
     /// Sessions parked now.
     pub fn len(&self) -> usize {
         self.count
@@ -226,7 +256,7 @@ impl<S: AsRawFd> ConnectionCache<S> {
     /// Whether `session` may still be parked (or reused): its back-end
     /// login is younger than `max_age` and neither `user` nor the session's
     /// identity was invalidated since.
-    pub fn retired(&self, user: &str, session: &BackendSession<S>) -> bool {
+    pub fn retired<T>(&self, user: &str, session: &BackendSession<T>) -> bool {
         let stamp = session.logged_in;
         stamp.at.elapsed() >= self.bounds.max_age
             || self.invalidations.invalidated_since(stamp.generation, user)
@@ -397,11 +427,12 @@ fn silent(stream: &impl AsRawFd) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
 
-    fn bounds() -> CacheBounds {
+    /// Small bounds: 2 per user, 3 in all.
+    pub(in crate::session) fn bounds() -> CacheBounds {
         CacheBounds {
             ttl: Duration::from_secs(300),
             max_per_user: 2,
@@ -463,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn bounds_per_user_and_per_worker_push_the_oldest_out() {
+    fn bounds_per_user_and_in_all_push_the_oldest_out() {
         let mut c = cache();
         let _b: Vec<_> = (0..3).map(|_| park(&mut c, "a", "pw")).collect();
         assert_eq!((c.len(), c.dropped.evicted), (2, 1));

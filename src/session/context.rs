@@ -3,7 +3,7 @@
 //! state its worker shares among sessions ([`WorkerShared`]). The runtime
 //! builds one [`SessionContext`] per listener per worker.
 
-use super::connection_cache::{CacheBounds, PasswordKey};
+use super::parking_lot::ParkingLot;
 use super::rate_limit::LoginFailures;
 use crate::config::{Limits, Listener, Loaded, Protocol, TlsMode};
 use crate::directory::Directory;
@@ -17,7 +17,6 @@ use crate::registry::Registry;
 use crate::relay::RelaySettings;
 use crate::tls::SwappableServerConfig;
 use crate::transport::KeepAlive;
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -190,22 +189,11 @@ pub struct WorkerShared {
     /// Becomes `true` when the server stops: sessions before login say
     /// goodbye and close.
     pub shutdown: watch::Receiver<bool>,
-    /// What the connection cache is built from.
-    pub cache_setup: CacheSetup,
-    /// The connection cache, built by the first session that needs it (its
-    /// type depends on the transport's stream).
-    pub connection_cache: RefCell<Option<Rc<dyn std::any::Any>>>,
-}
-
-/// What a worker's connection cache is built from.
-#[derive(Clone)]
-pub struct CacheSetup {
-    /// Its bounds.
-    pub bounds: CacheBounds,
-    /// The per-process key for password MACs.
-    pub key: Arc<PasswordKey>,
-    /// Invalidations (admin, mailbox moves) that drop parked sessions.
+    /// The process's invalidations (admin, mailbox moves, reloads): what
+    /// they name loses its routes and its parked sessions.
     pub invalidations: Arc<Invalidations>,
+    /// The process's parking lot of the connection cache.
+    pub parking: Arc<ParkingLot>,
 }
 
 /// Everything a session needs, shared by the sessions of one listener on one worker.

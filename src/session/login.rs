@@ -47,7 +47,7 @@ pub(super) async fn attempt<C: Connector>(
     let client_address = client.filter(|_| ctx.backend.forward_client_address);
     // Before anything is sent: an invalidation from here on retires the
     // back-end session this login makes.
-    let stamp = LoginStamp::now(&ctx.worker.cache_setup.invalidations);
+    let stamp = LoginStamp::now(&ctx.worker.invalidations);
     let route = lookup(session, &credentials.user).await?;
     let cached = ctx.listener.connection_cache && ctx.listener.protocol == Protocol::Imap;
     let route_key = cached.then(|| reuse::route_key(&route, ctx.backend.imap_port));
@@ -56,7 +56,7 @@ pub(super) async fn attempt<C: Connector>(
     let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
     if let Some(key) = &route_key {
         let who = (credentials.user.as_str(), login_user);
-        let taken = reuse::take::<MaybeTls<C::Stream>>(ctx, who, key, password).await;
+        let taken = reuse::take(ctx, session.connector, who, key, password).await;
         // Parked under an earlier configuration: checked against this one
         // (a session that fails is closed here, and a fresh login serves).
         if let Some((parked, ticket)) = taken.filter(|(p, _)| still_allowed(ctx, p)) {
@@ -106,7 +106,7 @@ pub(super) async fn attempt<C: Connector>(
         BackendOutcome::LoggedIn { greeting, leftover } => {
             let identity = login_user.to_owned();
             let park = route_key.map(|key| {
-                reuse::fresh::<MaybeTls<C::Stream>>(
+                reuse::fresh(
                     ctx,
                     &credentials.user,
                     &key,

@@ -17,6 +17,7 @@ mod context;
 mod io;
 mod login;
 mod login_error;
+pub mod parking_lot;
 mod preauth;
 pub mod rate_limit;
 mod record;
@@ -24,7 +25,7 @@ mod relay;
 mod reuse;
 mod tracking;
 
-pub use context::{BackendPolicy, CacheSetup, ListenerContext, SessionContext, WorkerShared};
+pub use context::{BackendPolicy, ListenerContext, SessionContext, WorkerShared};
 pub use record::{Outcome, TlsHandshake};
 
 use crate::config::{Protocol, TlsMode};

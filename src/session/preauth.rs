@@ -234,7 +234,7 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         Err(LoginError::bad_user_name(why))
     } else if !session
         .ticket
-        .claim_user(&|| ctx.worker.cache_setup.invalidations.canonical(user))
+        .claim_user(&|| ctx.worker.invalidations.canonical(user))
     {
         Err(LoginError::user_address_cap())
     } else {

@@ -13,14 +13,16 @@ use crate::metrics::CacheEvent;
 use crate::metrics::RelayMethod;
 use crate::registry::{Leg, Names, Registration};
 use crate::relay::{self, tracked, RelayEnd};
-use crate::transport::Stream;
+use crate::tls::MaybeTls;
+use crate::transport::{Detach, Stream};
 use std::cell::RefCell;
+use std::os::fd::AsRawFd;
 use tokio::time::Instant;
 
 /// Relays a logged-in session until it ends.
-pub(super) async fn relay_session<S: Stream, B: Stream + 'static>(
+pub(super) async fn relay_session<S: Stream, B: Stream + Detach + 'static>(
     ctx: &SessionContext,
-    session: LoggedIn<S, B>,
+    session: LoggedIn<S, MaybeTls<B>>,
     record: &mut SessionRecord,
 ) {
     let LoggedIn {
@@ -83,7 +85,7 @@ fn register<S: Stream, B: Stream>(
     let (Some(user), Some(backend_addr)) = (record.user.as_deref(), record.backend) else {
         return None;
     };
-    let canonical = ctx.worker.cache_setup.invalidations.canonical(user);
+    let canonical = ctx.worker.invalidations.canonical(user);
     let names = Names {
         user,
         identity: record.identity.as_deref().unwrap_or(user),
@@ -108,10 +110,10 @@ fn register<S: Stream, B: Stream>(
 
 /// The relay of a `connection_cache` listener: tracked, and at the client's
 /// `LOGOUT` answered here with the back end parked when it is clean.
-async fn tracked<S: Stream, B: Stream + 'static>(
+async fn tracked<S: Stream, B: Stream + Detach + 'static>(
     ctx: &SessionContext,
     client: S,
-    backend: B,
+    backend: MaybeTls<B>,
     to_backend: Vec<u8>,
     ticket: ParkTicket,
     record: &mut SessionRecord,

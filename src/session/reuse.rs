@@ -3,21 +3,23 @@
 //! (checked with a `NOOP` when it has been parked a while); at the client's
 //! `LOGOUT`, the answer from here and the back-end session parked.
 //!
+//! The sessions go to and come from the process's parking lot
+//! ([`super::parking_lot`]): a session parked on one worker is taken on
+//! whichever worker the next login lands, and moved onto its reactor.
+//!
 //! This module owns the session side of the cache: what is carried from
-//! login to logout ([`ParkTicket`]) and the cache's worker-local instance.
-//! It never keeps a password: only its MAC under the process's key.
+//! login to logout ([`ParkTicket`]). It never keeps a password: only its
+//! MAC under the process's key.
 
-use super::connection_cache::{BackendSession, ConnectionCache, LoginStamp, Miss, SWEEP_EVERY};
+use super::connection_cache::{BackendSession, LoginStamp, Miss};
 use super::SessionContext;
 use crate::directory::Route;
 use crate::login::BackendGreeting;
-use crate::metrics::{self, CacheEvent, SharedRecorder};
+use crate::metrics::CacheEvent;
 use crate::relay::tracked::Logout;
-use crate::transport::Stream;
-use std::cell::RefCell;
+use crate::tls::{DetachedStream, MaybeTls};
+use crate::transport::{Connector, Detach, Stream};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::rc::{Rc, Weak};
 use std::time::Duration;
 use tokio::time::timeout;
 
@@ -56,73 +58,18 @@ pub(super) fn route_key(route: &Route, default_port: u16) -> String {
     format!("{}:{}", route.host, route.port.unwrap_or(default_port))
 }
 
-type Cache<S> = RefCell<ConnectionCache<S>>;
-
-/// This worker's cache for streams of type `S`, built (with its sweeper
-/// task) on first use.
-fn cache<S: AsRawFd + 'static>(ctx: &SessionContext) -> Rc<Cache<S>> {
-    let mut slot = ctx.worker.connection_cache.borrow_mut();
-    if let Some(any) = slot.as_ref() {
-        if let Ok(cache) = any.clone().downcast::<Cache<S>>() {
-            return cache;
-        }
-    }
-    let setup = &ctx.worker.cache_setup;
-    let cache = Rc::new(RefCell::new(ConnectionCache::new(
-        setup.bounds,
-        setup.key.clone(),
-        setup.invalidations.clone(),
-    )));
-    tokio::task::spawn_local(sweep(Rc::downgrade(&cache), ctx.worker.metrics.clone()));
-    *slot = Some(cache.clone());
-    cache
-}
-
-/// Every [`SWEEP_EVERY`]: drops what expired, died or was invalidated, and
-/// counts it; ends with the worker.
-async fn sweep<S: AsRawFd + 'static>(cache: Weak<Cache<S>>, recorder: Option<SharedRecorder>) {
-    loop {
-        tokio::time::sleep(SWEEP_EVERY).await;
-        let Some(cache) = cache.upgrade() else {
-            return;
-        };
-        let mut cache = cache.borrow_mut();
-        cache.sweep();
-        let dropped = std::mem::take(&mut cache.dropped);
-        let parked = cache.len();
-        if let Some(recorder) = &recorder {
-            metrics::with(recorder, |r| {
-                r.cache_event(CacheEvent::Expired, dropped.expired);
-                r.cache_event(CacheEvent::Unhealthy, dropped.unhealthy);
-                r.cache_event(CacheEvent::Invalidated, dropped.invalidated);
-                r.cache_event(CacheEvent::Evicted, dropped.evicted);
-                r.parked_sessions = parked as i64;
-            });
-        }
-    }
-}
-
-fn record_parked<S: AsRawFd + 'static>(ctx: &SessionContext, cache: &ConnectionCache<S>) {
-    let parked = cache.len() as i64;
-    let evicted = cache.dropped.evicted;
-    ctx.record(|r| {
-        r.parked_sessions = parked;
-        r.cache_event(CacheEvent::Evicted, evicted);
-    });
-}
-
 /// A parked session of `identity` (the back-end login name; `user` is what
 /// the client typed) on `route` whose MAC `password` verifies and that is
-/// (still) healthy; `None` (counted) otherwise.
-pub(super) async fn take<S: Stream + 'static>(
+/// (still) healthy, on this worker's reactor; `None` (counted) otherwise.
+pub(super) async fn take<C: Connector>(
     ctx: &SessionContext,
+    connector: &C,
     (user, identity): (&str, &str),
     route: &str,
     password: &[u8],
-) -> Option<(BackendSession<S>, ParkTicket)> {
-    let cache = cache::<S>(ctx);
-    let taken = cache.borrow_mut().take(identity, route, password);
-    record_parked(ctx, &cache.borrow());
+) -> Option<(BackendSession<MaybeTls<C::Stream>>, ParkTicket)> {
+    let lot = &ctx.worker.parking;
+    let taken = lot.take(identity, route, password);
     let parked = match taken {
         Ok(parked) => parked,
         Err(miss) => {
@@ -134,14 +81,22 @@ pub(super) async fn take<S: Stream + 'static>(
             return None;
         }
     };
-    let check_after = cache.borrow().bounds().check_after;
+    let check_after = lot.bounds().check_after;
     let mac = parked.mac().to_vec();
-    if parked.parked_longer_than(check_after) && !healthy(&parked.session.stream).await {
+    let due = parked.parked_longer_than(check_after);
+    let session = match parked.session.map_stream(|s| s.attach(connector)) {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::warn!(error = %e, "a parked session could not join this worker: closed");
+            ctx.record(|r| r.cache_event(CacheEvent::MissUnhealthy, 1));
+            return None;
+        }
+    };
+    if due && !healthy(&session.stream).await {
         ctx.record(|r| r.cache_event(CacheEvent::MissUnhealthy, 1));
         return None;
     }
     ctx.record(|r| r.cache_event(CacheEvent::Hit, 1));
-    let session = parked.session;
     let ticket = ParkTicket {
         user: user.to_owned(),
         route: route.to_owned(),
@@ -157,7 +112,7 @@ pub(super) async fn take<S: Stream + 'static>(
 
 /// After a fresh back-end login that `password` passed: sessions parked
 /// under an older password go; the ticket to park this one later.
-pub(super) fn fresh<S: Stream + 'static>(
+pub(super) fn fresh(
     ctx: &SessionContext,
     user: &str,
     route: &str,
@@ -165,10 +120,10 @@ pub(super) fn fresh<S: Stream + 'static>(
     login: (&BackendGreeting, &str, SocketAddr, LoginStamp),
 ) -> ParkTicket {
     let (greeting, identity, address, logged_in) = login;
-    let cache = cache::<S>(ctx);
-    let mut cache = cache.borrow_mut();
-    let mac = cache.forget_other_passwords(identity, route, password);
-    record_parked(ctx, &cache);
+    let mac = ctx
+        .worker
+        .parking
+        .forget_other_passwords(identity, route, password);
     ParkTicket {
         user: user.to_owned(),
         route: route.to_owned(),
@@ -225,10 +180,10 @@ fn find_line(bytes: &[u8], prefix: &[u8]) -> Option<usize> {
 
 /// The client's `LOGOUT` was taken by the tracked relay: answer it, and
 /// park the back end if it is clean and not retired; whether it was parked.
-pub(super) async fn logout<C: Stream, S: Stream + 'static>(
+pub(super) async fn logout<C: Stream, S: Stream + Detach>(
     ctx: &SessionContext,
     client: &C,
-    backend: S,
+    backend: MaybeTls<S>,
     logout: Logout,
     ticket: ParkTicket,
 ) -> bool {
@@ -241,7 +196,7 @@ pub(super) async fn logout<C: Stream, S: Stream + 'static>(
         ctx.record(|r| r.cache_event(CacheEvent::Unclean, 1));
         return false;
     }
-    let cache = cache::<S>(ctx);
+    let lot = &ctx.worker.parking;
     let session = BackendSession {
         stream: backend,
         address: ticket.address,
@@ -249,16 +204,21 @@ pub(super) async fn logout<C: Stream, S: Stream + 'static>(
         greeting: ticket.greeting,
         logged_in: ticket.logged_in,
     };
-    if cache.borrow().retired(&ticket.user, &session) {
+    if lot.retired(&ticket.user, &session) {
         // Its password may have changed since: log it out for good.
         ctx.record(|r| r.cache_event(CacheEvent::Retired, 1));
         let bye = session.stream.write_all(b"mgq LOGOUT\r\n".to_vec());
         let _ = timeout(GOODBYE_TIMEOUT, bye).await;
         return false;
     }
-    let mut cache = cache.borrow_mut();
-    cache.park(&ticket.user, &ticket.route, ticket.mac, session);
+    let session = match session.map_stream(DetachedStream::detach) {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::warn!(error = %e, "a back-end session could not be parked: closed");
+            return false;
+        }
+    };
+    lot.park(&ticket.user, &ticket.route, ticket.mac, session);
     ctx.record(|r| r.cache_event(CacheEvent::Parked, 1));
-    record_parked(ctx, &cache);
     true
 }

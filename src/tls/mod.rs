@@ -8,9 +8,11 @@
 //! records are encrypted and decrypted in user space; `TlsStream` keeps the
 //! seam for kTLS (rustls can export the traffic secrets after the handshake).
 
+mod detached;
 mod resolver;
 mod stream;
 
+pub use detached::DetachedStream;
 pub use stream::{MaybeTls, TlsStream};
 
 use crate::login::Protocol;

@@ -65,6 +65,24 @@ impl<S: Stream> TlsStream<S> {
         }
     }
 
+    /// The socket and the TLS state, to move to another worker: rustls's
+    /// connection and the ciphertext received but not yet given to it.
+    pub(super) fn into_parts(self) -> (S, rustls::Connection, Vec<u8>) {
+        (
+            self.inner,
+            self.conn.into_inner(),
+            self.pending.into_inner(),
+        )
+    }
+
+    /// A stream from [`TlsStream::into_parts`]'s parts (its socket adopted
+    /// by this worker).
+    pub(super) fn from_parts(inner: S, conn: rustls::Connection, pending: Vec<u8>) -> Self {
+        let stream = Self::new(inner, conn);
+        *stream.pending.borrow_mut() = pending;
+        stream
+    }
+
     /// The SNI name the client asked for, if any (server side).
     pub fn server_name(&self) -> Option<String> {
         match &*self.conn.borrow() {

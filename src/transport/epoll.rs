@@ -7,7 +7,7 @@
 //! splice path uses the stream's own registration ([`Stream::registration`]):
 //! a descriptor can be registered with one epoll instance only once.
 
-use super::{Acceptor, Connector, Stream};
+use super::{Acceptor, Connector, Detach, Stream};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -121,6 +121,13 @@ impl Stream for EpollStream {
     }
 }
 
+/// Leaves this worker's epoll set; the socket stays non-blocking.
+impl Detach for EpollStream {
+    fn detach(self) -> io::Result<TcpStream> {
+        Ok(self.0.into_inner())
+    }
+}
+
 /// Connects with a non-blocking `connect` and a wait for writability.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EpollConnector;
@@ -148,6 +155,10 @@ impl Connector for EpollConnector {
             Some(e) => Err(e),
             None => Ok(stream),
         }
+    }
+
+    fn adopt(&self, socket: TcpStream) -> io::Result<EpollStream> {
+        EpollStream::new(socket)
     }
 }
 

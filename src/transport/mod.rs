@@ -1,7 +1,4 @@
 //! The small transport interface the session, TLS and relay are written
-//! against: a connected [`Stream`] with owned-buffer I/O and a [`Connector`]
-//! for outgoing connections.
-//!
 //! against: a connected [`Stream`] with owned-buffer I/O, a [`Connector`] for
 //! outgoing connections and an [`Acceptor`] for incoming ones, and the
 //! [`Reactor`] a worker thread runs them on.
@@ -178,14 +175,26 @@ impl<T: Stream> Stream for Box<T> {
     }
 }
 
-/// How outgoing connections are made.
+/// A stream that can leave its worker's reactor: the plain socket it
+/// becomes can be handed to another worker, which adopts it with
+/// [`Connector::adopt`] (a parked back-end session taken on another core).
+pub trait Detach {
+    /// The socket, open and connected, registered with no reactor; no
+    /// operation may be in flight on the stream. The connection stays up.
+    fn detach(self) -> io::Result<std::net::TcpStream>;
+}
+
+/// How outgoing connections are made, or taken over from another worker.
 #[allow(async_fn_in_trait)]
 pub trait Connector {
     /// The stream type produced (owned: parked sessions outlive the one
-    /// that made them).
-    type Stream: Stream + 'static;
+    /// that made them, and can move to another worker).
+    type Stream: Stream + Detach + 'static;
     /// Connects to `addr` (the caller bounds the time).
     async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream>;
+    /// Puts a connected socket another worker detached on this worker's
+    /// reactor.
+    fn adopt(&self, socket: std::net::TcpStream) -> io::Result<Self::Stream>;
 }
 
 /// How incoming connections are accepted.

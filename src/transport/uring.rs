@@ -1,18 +1,32 @@
 //! The io_uring transport: tokio-uring sockets behind [`Stream`] and
 //! [`Connector`]. Used on the worker threads that run a tokio-uring runtime.
 
-use super::{Acceptor, Connector, Stream};
+use super::{Acceptor, Connector, Detach, Stream};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use tokio_uring::buf::BoundedBuf;
 
 /// io_uring sockets from tokio-uring.
-pub struct UringStream(pub tokio_uring::net::TcpStream);
+pub struct UringStream {
+    socket: tokio_uring::net::TcpStream,
+    /// Set by [`Detach::detach`]: the connection lives on in a duplicate
+    /// descriptor, so dropping this one must not shut it down.
+    detached: bool,
+}
+
+impl UringStream {
+    fn new(socket: tokio_uring::net::TcpStream) -> Self {
+        Self {
+            socket,
+            detached: false,
+        }
+    }
+}
 
 impl AsRawFd for UringStream {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.as_raw_fd()
+        self.socket.as_raw_fd()
     }
 }
 
@@ -20,7 +34,7 @@ impl AsFd for UringStream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the descriptor is owned by `self.0` and stays open at least
         // as long as `self` is borrowed.
-        unsafe { BorrowedFd::borrow_raw(self.0.as_raw_fd()) }
+        unsafe { BorrowedFd::borrow_raw(self.socket.as_raw_fd()) }
     }
 }
 
@@ -44,7 +58,7 @@ impl UringStream {
 impl Stream for UringStream {
     async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         buf.clear();
-        self.0.read(buf).await
+        self.socket.read(buf).await
     }
 
     /// A socket with room takes the bytes in one direct `send`, which saves a
@@ -55,16 +69,16 @@ impl Stream for UringStream {
         if sent == buf.len() {
             return (Ok(()), buf);
         }
-        let (res, slice) = self.0.write_all(buf.slice(sent..)).await;
+        let (res, slice) = self.socket.write_all(buf.slice(sent..)).await;
         (res, slice.into_inner())
     }
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.0.shutdown(how)
+        self.socket.shutdown(how)
     }
 
     fn splice_fd(&self) -> Option<std::os::fd::RawFd> {
-        Some(self.0.as_raw_fd())
+        Some(self.socket.as_raw_fd())
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -81,7 +95,20 @@ impl Stream for UringStream {
 /// closed now and the peer sees the connection end.
 impl Drop for UringStream {
     fn drop(&mut self) {
-        let _ = self.0.shutdown(Shutdown::Both);
+        if !self.detached {
+            let _ = self.socket.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// A duplicate of the descriptor (close-on-exec) carries the connection;
+/// this one is closed without a shutdown, which would end the connection
+/// for both.
+impl Detach for UringStream {
+    fn detach(mut self) -> io::Result<std::net::TcpStream> {
+        let socket = self.as_fd().try_clone_to_owned()?;
+        self.detached = true;
+        Ok(std::net::TcpStream::from(socket))
     }
 }
 
@@ -95,7 +122,16 @@ impl Connector for UringConnector {
     async fn connect(&self, addr: SocketAddr) -> io::Result<UringStream> {
         let stream = tokio_uring::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(UringStream(stream))
+        Ok(UringStream::new(stream))
+    }
+
+    /// io_uring would answer `EAGAIN` on a non-blocking socket rather than
+    /// wait: the socket goes back to blocking mode first.
+    fn adopt(&self, socket: std::net::TcpStream) -> io::Result<UringStream> {
+        socket.set_nonblocking(false)?;
+        Ok(UringStream::new(tokio_uring::net::TcpStream::from_std(
+            socket,
+        )))
     }
 }
 
@@ -114,6 +150,6 @@ impl Acceptor for UringListener {
 
     async fn accept(&self) -> io::Result<(UringStream, SocketAddr)> {
         let (stream, peer) = self.0.accept().await?;
-        Ok((UringStream(stream), peer))
+        Ok((UringStream::new(stream), peer))
     }
 }
