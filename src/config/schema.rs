@@ -326,9 +326,10 @@ fn default_pool_size() -> usize {
 pub struct CacheConfig {
     /// Whether to cache.
     pub enabled: bool,
-    /// Entries per worker.
+    /// Entries per worker, and in the process-wide layer.
     pub capacity: usize,
-    /// Bytes per worker, found and negative entries alike.
+    /// Bytes per worker (keys) and in the process-wide layer (keys and
+    /// routes), found and negative entries alike.
     pub max_bytes: usize,
     /// Lifetime of a found route.
     #[serde(with = "humantime_serde")]

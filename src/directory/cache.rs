@@ -17,14 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// Cache bounds and lifetimes.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
-    /// Entries per worker.
+    /// Entries per worker, and in the process-wide layer.
     pub capacity: usize,
-    /// Bytes per worker (keys and routes, found and negative entries alike).
+    /// Bytes per worker and in the process-wide layer (keys and routes,
+    /// found and negative entries alike; a worker in front of the
+    /// process-wide layer counts its keys only, the routes are the layer's).
     pub max_bytes: usize,
     /// How long a found route is used without asking again.
     pub ttl: Duration,
@@ -280,8 +281,14 @@ impl<D: Directory> CachedDirectory<D> {
 
     /// Consults `shared` (the process's layer) on a miss of this cache
     /// before asking the directory.
+    /// This cache then points at the routes that layer holds (one copy of
+    /// each route in the process) and counts only its own keys.
     pub fn with_shared(mut self, shared: std::sync::Arc<SharedRoutes>) -> Self {
         self.shared = Some(shared);
+        self.entries = RefCell::new(Entries::index(
+            self.settings.capacity,
+            self.settings.max_bytes,
+        ));
         self
     }
 
@@ -332,7 +339,7 @@ impl<D: Directory> CachedDirectory<D> {
         } else {
             self.settings.negative_ttl
         };
-        (age < ttl).then(|| entry.route.clone())
+        (age < ttl).then(|| entry.route())
     }
 
     /// What this worker, or failing that any worker, last saw of `user`,
@@ -343,12 +350,12 @@ impl<D: Directory> CachedDirectory<D> {
             .borrow()
             .peek(user)
             .filter(|e| e.fetched.elapsed() < self.settings.max_stale)
-            .map(|e| (e.fetched, e.route.clone()));
+            .map(|e| (e.fetched, e.route()));
         let shared = self
             .shared
             .as_ref()
             .and_then(|s| s.stale(user))
-            .map(|e| (e.fetched, e.route));
+            .map(|e| (e.fetched, e.route()));
         // The newer of the two.
         match (local, shared) {
             (Some(l), Some(s)) => Some(if s.0 > l.0 { s.1 } else { l.1 }),
@@ -407,7 +414,7 @@ impl<D: Directory> CachedDirectory<D> {
             };
             match shared.begin(user) {
                 Begin::Fresh(entry) => {
-                    let route = entry.route.clone();
+                    let route = entry.route();
                     // Its age comes along: the TTL runs from the lookup.
                     self.entries.borrow_mut().put(user.to_owned(), entry);
                     self.count(|s| s.shared_hits += 1);
@@ -430,32 +437,32 @@ impl<D: Directory> CachedDirectory<D> {
             }
         };
         self.count(|s| s.misses += 1);
-        let (result, from_directory) = match self.inner.lookup(user).await.map(|l| l.route) {
+        let mut stored = None;
+        let result = match self.inner.lookup(user).await.map(|l| l.route) {
             Ok(route) => {
-                self.entries.borrow_mut().put(
-                    user.to_owned(),
-                    Entry {
-                        route: route.clone(),
-                        fetched: Instant::now(),
-                    },
-                );
-                (Ok(route), true)
+                // One copy of the route, here and in the process's layer.
+                let entry = Entry::now(route.clone());
+                self.entries
+                    .borrow_mut()
+                    .put(user.to_owned(), entry.clone());
+                stored = Some(entry);
+                Ok(route)
             }
-            Err(e) if e.is_answer() => (Err(e), true),
+            Err(e) if e.is_answer() => Err(e),
             Err(e) => match self.stale(user) {
                 Some(route) => {
                     self.count(|s| s.stale += 1);
                     tracing::warn!(user, error = %e, "directory failed; serving a stale cached route");
-                    (Ok(route), false)
+                    Ok(route)
                 }
                 None => {
                     self.count(|s| s.errors += 1);
-                    (Err(e), false)
+                    Err(e)
                 }
             },
         };
         if let Some(leader) = leader {
-            leader.finish(&result, from_directory);
+            leader.finish(&result, stored);
         }
         (result, ServedBy::CacheMiss)
     }

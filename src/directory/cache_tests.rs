@@ -327,6 +327,26 @@ fn two_workers() -> (
 }
 
 #[test]
+fn the_process_holds_one_copy_of_a_route_whatever_the_workers() {
+    run(async {
+        let (_inner, [a, b], _) = two_workers();
+        a.lookup("alice").await.unwrap();
+        b.lookup("alice").await.unwrap();
+        let route_of = |cache: &CachedDirectory<Rc<Scripted>>| {
+            let entries = cache.entries.borrow();
+            entries.peek("alice").unwrap().route.clone().unwrap()
+        };
+        let (in_a, in_b) = (route_of(&a), route_of(&b));
+        assert!(Arc::ptr_eq(&in_a, &in_b), "one allocation");
+        // The two workers and the process-wide layer point at it.
+        assert_eq!(Arc::strong_count(&in_a), 3 + 2);
+        // A worker counts its key, not the route the layer counts.
+        let key_only = super::super::entries::ENTRY_OVERHEAD + "alice".len();
+        assert_eq!(a.entries.borrow().bytes(), key_only);
+    })
+}
+
+#[test]
 fn what_one_worker_looked_up_another_finds_in_the_shared_layer() {
     run(async {
         let (inner, [a, b], _) = two_workers();

@@ -1,11 +1,17 @@
 //! The cache's store: an LRU bounded by entry count and by bytes, found and
 //! negative entries alike, so that a flood of made-up user names (each a
-//! negative entry keyed by what the client typed) cannot grow a worker's
-//! memory past the budget.
+//! negative entry keyed by what the client typed) cannot grow memory past
+//! the budget.
+//!
+//! A route is kept once in the process: entries share it (`Arc`), and a
+//! store that only points at routes another store holds (a worker's layer
+//! in front of the process-wide one: [`Entries::index`]) counts its keys,
+//! not the routes.
 
 use super::Route;
 use lru::LruCache;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// Bytes counted per entry besides its strings (the LRU node, the key and
@@ -15,17 +21,32 @@ pub const ENTRY_OVERHEAD: usize = 128;
 /// One cached answer.
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
-    /// The route; `None` for "no such user".
-    pub route: Option<Route>,
+    /// The route, shared by every store that holds it; `None` for "no
+    /// such user".
+    pub route: Option<Arc<Route>>,
     /// When the directory gave it.
     pub fetched: Instant,
 }
 
 impl Entry {
-    fn cost(&self, key: &str) -> usize {
-        let route = self.route.as_ref().map_or(0, |r| {
-            r.host.len() + r.login_user.as_ref().map_or(0, String::len)
-        });
+    /// The directory's answer, given now.
+    pub fn now(route: Option<Route>) -> Self {
+        Self {
+            route: route.map(Arc::new),
+            fetched: Instant::now(),
+        }
+    }
+
+    /// The route as a lookup returns it.
+    pub fn route(&self) -> Option<Route> {
+        self.route.as_deref().cloned()
+    }
+
+    fn cost(&self, key: &str, routes_counted: bool) -> usize {
+        let route = match (&self.route, routes_counted) {
+            (Some(r), true) => r.host.len() + r.login_user.as_ref().map_or(0, String::len),
+            _ => 0,
+        };
         ENTRY_OVERHEAD + key.len() + route
     }
 }
@@ -35,17 +56,30 @@ pub(super) struct Entries {
     lru: LruCache<String, Entry>,
     bytes: usize,
     max_bytes: usize,
+    /// Whether the routes' own bytes count here (false for an index into
+    /// another store).
+    routes_counted: bool,
 }
 
 impl Entries {
     /// At most `capacity` entries and `max_bytes` bytes (both at least one
-    /// entry's worth).
+    /// entry's worth), routes counted: the store that owns its routes.
     pub fn new(capacity: usize, max_bytes: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("at least one");
         Self {
             lru: LruCache::new(capacity),
             bytes: 0,
             max_bytes,
+            routes_counted: true,
+        }
+    }
+
+    /// Like [`Entries::new`] for a store whose routes are held (and
+    /// counted) by another: a key and a pointer per entry.
+    pub fn index(capacity: usize, max_bytes: usize) -> Self {
+        Self {
+            routes_counted: false,
+            ..Self::new(capacity, max_bytes)
         }
     }
 
@@ -62,13 +96,13 @@ impl Entries {
     /// Stores `entry`, evicting the least recently used entries beyond the
     /// bounds.
     pub fn put(&mut self, key: String, entry: Entry) {
-        self.bytes += entry.cost(&key);
+        self.bytes += entry.cost(&key, self.routes_counted);
         if let Some((old_key, old)) = self.lru.push(key, entry) {
-            self.bytes -= old.cost(&old_key);
+            self.bytes -= old.cost(&old_key, self.routes_counted);
         }
         while self.bytes > self.max_bytes && self.lru.len() > 1 {
             match self.lru.pop_lru() {
-                Some((k, e)) => self.bytes -= e.cost(&k),
+                Some((k, e)) => self.bytes -= e.cost(&k, self.routes_counted),
                 None => break,
             }
         }
@@ -84,7 +118,7 @@ impl Entries {
             .collect();
         for key in keys {
             if let Some(e) = self.lru.pop(&key) {
-                self.bytes -= e.cost(&key);
+                self.bytes -= e.cost(&key, self.routes_counted);
             }
         }
     }

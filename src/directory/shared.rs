@@ -26,7 +26,6 @@ use super::{CacheSettings, DirectoryError, Invalidations, Route};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// Shards of the shared layer.
 pub const SHARDS: usize = 16;
@@ -164,21 +163,18 @@ impl SharedRoutes {
 }
 
 impl Leader {
-    /// Stores the directory's answer (not a failure: the entry any worker
-    /// saw last stays for stale-if-error) and hands `result` to the waiting
-    /// workers.
-    /// `from_directory` is false for a stale route served after a failure
-    /// (then nothing is stored).
-    pub fn finish(mut self, result: &Result<Option<Route>, DirectoryError>, from_directory: bool) {
+    /// Stores `answer`, the directory's answer as the leading worker
+    /// stored it too (`None` after a failure, even when a stale route was
+    /// served: the entry any worker saw last stays for stale-if-error), and
+    /// hands `result` to the waiting workers.
+    pub(super) fn finish(
+        mut self,
+        result: &Result<Option<Route>, DirectoryError>,
+        answer: Option<Entry>,
+    ) {
         let mut shard = self.shared.shard(&self.user);
-        if let (Ok(route), true) = (result, from_directory) {
-            shard.entries.put(
-                self.user.clone(),
-                Entry {
-                    route: route.clone(),
-                    fetched: Instant::now(),
-                },
-            );
+        if let Some(entry) = answer {
+            shard.entries.put(self.user.clone(), entry);
         }
         shard.in_flight.remove(&self.user);
         drop(shard);
