@@ -9,6 +9,14 @@
 # drops to the `mail` user). Everything listens on 127.0.0.1 and is stopped
 # at the end.
 #
+# WORKERS=n runs mailgate with n workers (default: one per CPU).
+#
+# MG_BASE=path/to/an/older/mailgate adds, after the table, ROUNDS (default 3)
+# rounds of logins alternating this build and that binary (same config, both
+# running throughout; which goes first alternates too), each with its CPU per login and logins/s, and the
+# ratios of the medians: a change measured against its baseline in the
+# same run.
+#
 # SPLIT=1 separates the proxy from the rest, as a front end on its own box
 # would be: Dovecot and the loadgen on CPU 0, the proxies (mailgate with one
 # worker, HAProxy) on CPU 1. Direct runs then have CPU 0 only, so the ratio
@@ -24,6 +32,7 @@ MSG_SIZE=$((4 * 1024 * 1024))
 cargo build --release -q -p mailgate -p mailgate-loadgen
 MG=target/release/mailgate
 LG=target/release/mailgate-loadgen
+[ -z "${MG_BASE:-}" ] || MG_BASE=$(realpath "$MG_BASE")
 
 WORK=$(mktemp -d /tmp/mailgate-perf.XXXXXX)
 chmod 755 "$WORK"
@@ -112,7 +121,7 @@ service anvil {
 }
 CONF
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-ON_CLIENT=(); ON_PROXY=(); MG_WORKERS=0; MG_PIN=true
+ON_CLIENT=(); ON_PROXY=(); MG_WORKERS=${WORKERS:-0}; MG_PIN=true
 if [ -n "${SPLIT:-}" ]; then ON_CLIENT=(taskset -c 0); ON_PROXY=(taskset -c 1); MG_WORKERS=1; MG_PIN=false; fi
 "${ON_CLIENT[@]}" dovecot -c "$WORK/dovecot.conf"
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$IMAP_PORT) 2>/dev/null && break; sleep 0.1; done
@@ -150,6 +159,13 @@ MG_PID=$!
 PIDS+=("$MG_PID")
 for _ in $(seq 100); do [ -f "$WORK/ready" ] && break; sleep 0.05; done
 MG_ADDR=$(awk '/^imap/{print $2}' "$WORK/ready")
+if [ -n "${MG_BASE:-}" ]; then
+  "${ON_PROXY[@]}" "$MG_BASE" run --config "$WORK/mailgate.toml" --ready-file "$WORK/ready-base" 2>"$WORK/mailgate-base.log" &
+  BASE_PID=$!
+  PIDS+=("$BASE_PID")
+  for _ in $(seq 100); do [ -f "$WORK/ready-base" ] && break; sleep 0.05; done
+  BASE_ADDR=$(awk '/^imap/{print $2}' "$WORK/ready-base")
+fi
 DIRECT="127.0.0.1:$IMAP_PORT"
 
 # The same proxy with the copy path, and HAProxy (TCP mode, splice) as baselines.
@@ -254,6 +270,7 @@ RSS1=$(rss_kib "$MG_PID")
 FDS=$(ls /proc/$MG_PID/fd | wc -l)
 kill "$IDLE_PID"
 
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 python3 - "$L_DIRECT" "$L_PROXY" "$F_DIRECT" "$F_PROXY" "$T0" "$T1" "$T2" "$T3" "$TICK" "$RSS0" "$RSS1" "$IDLE" "$FDS" "$F_COPY" "$C0" "$C1" "$F_HA" "$H0" "$H1" "$F64_DIRECT" "$F64_PROXY" "$F64_COPY" "$F64_HA" <<'PY' | tee "perf/results/core-$(date -u +%Y%m%dT%H%M%SZ).md"
 import json, sys, platform, os
 ld, lp, fd, fp = (json.loads(a) for a in sys.argv[1:5])
@@ -291,4 +308,41 @@ print(f"| mailgate RSS per idle logged-in session (KiB), {idle} sessions | | {(r
 print(f"| descriptors held with {idle} idle sessions | | {fds} | |")
 total = sum(f["operations"] for f in (fd, fp, fc, fh, f64d, f64p, f64c, f64h))
 print(f"\nEvery fetched body was compared with the stored message ({total} fetches, 0 differences).")
+PY
+
+[ -n "${MG_BASE:-}" ] || exit 0
+# Logins, this build against the baseline, alternating.
+AB=()
+for round in $(seq "${ROUNDS:-3}"); do
+  # ABBA: the side that goes first alternates, so neither gains from order.
+  order="current base"; [ $((round % 2)) -eq 0 ] && order="base current"
+  for side in $order; do
+    if [ "$side" = current ]; then pid=$MG_PID; addr=$MG_ADDR; else pid=$BASE_PID; addr=$BASE_ADDR; fi
+    echo "round $round: logins via $side..." >&2
+    a=$(cpu_ticks "$pid")
+    out=$(run logins "$addr" --clients $CLIENTS)
+    b=$(cpu_ticks "$pid")
+    [ "$(json_field "$out" errors)" = "0" ] || { echo "$side had errors: $out" >&2; exit 1; }
+    AB+=("$side" "$((b - a))" "$out")
+  done
+done
+python3 - "$TICK" "$MG_WORKERS" "${AB[@]}" <<'PY' | tee -a "perf/results/core-$STAMP.md"
+import json, sys, statistics
+tick, workers, rest = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+runs = {"current": [], "base": []}
+for i in range(0, len(rest), 3):
+    out = json.loads(rest[i + 2])
+    cpu_ms = int(rest[i + 1]) / tick / max(out["operations"], 1) * 1000
+    runs[rest[i]].append((cpu_ms, out["per_second"]))
+print(f"\n## This build against MG_BASE, {len(runs['current'])} alternating rounds, workers = {workers} (0: one per CPU)\n")
+print("| side | CPU per login, ms (each round) | logins/s (each round) |")
+print("| --- | --- | --- |")
+for side in ("current", "base"):
+    cpu = ", ".join(f"{c:.3f}" for c, _ in runs[side])
+    rate = ", ".join(f"{r:.0f}" for _, r in runs[side])
+    print(f"| {side} | {cpu} | {rate} |")
+med = {s: (statistics.median(c for c, _ in v), statistics.median(r for _, r in v)) for s, v in runs.items()}
+print(f"\nMedians current/base: CPU per login {med['current'][0]:.3f}/{med['base'][0]:.3f} = "
+      f"{med['current'][0] / med['base'][0]:.2f}; logins/s {med['current'][1]:.0f}/{med['base'][1]:.0f} = "
+      f"{med['current'][1] / med['base'][1]:.2f}")
 PY
