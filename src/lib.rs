@@ -16,7 +16,9 @@
 //! * [`auth`], [`login`]: credentials, SASL, and the contract between the
 //!   protocol machines and the session; [`netaddr`]: networks and client keys;
 //!   [`proxy_header`]: the PROXY protocol header (v1, v2), pure.
-//! * [`imap`], [`pop3`]: sans-I/O protocol machines behind the [`login`] contract.
+//! * [`imap`], [`pop3`]: sans-I/O protocol machines behind the [`login`]
+//!   contract, each with its `ProtocolSpec` (the protocol seam).
+//! * [`protocols`]: the registry that maps each protocol to its spec.
 //! * [`directory`]: user → back-end routes (static map, LDAP, cache).
 //! * [`metrics`]: per-worker recorders, Prometheus and `.hlog` export.
 //! * [`registry`]: each worker's relaying sessions, for the admin actions.
@@ -40,6 +42,7 @@ pub mod proxy_header;
 
 pub mod imap;
 pub mod pop3;
+pub mod protocols;
 
 pub mod directory;
 pub mod metrics;

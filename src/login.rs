@@ -8,33 +8,9 @@
 //! (and fuzzable) without a socket.
 
 use crate::auth::Credentials;
-use serde::Deserialize;
 
-/// Mail protocol spoken on a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// IMAP4rev1 / IMAP4rev2.
-    Imap,
-    /// POP3.
-    Pop3,
-}
-
-impl Protocol {
-    /// `imap` or `pop3`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Imap => "imap",
-            Protocol::Pop3 => "pop3",
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+mod spec;
+pub use spec::{BackendAuth, BackendLoginRequest, ListenerSettings, MachineFactory, ProtocolSpec};
 
 /// Greeting text when a listener sets none (never the back end's banner).
 pub const DEFAULT_GREETING: &str = "mailgate ready.";
@@ -136,8 +112,9 @@ pub trait PreAuth {
     fn take_output(&mut self) -> Vec<u8>;
     /// Reports a failed login for the credentials last returned by `poll`.
     fn login_failed(&mut self, failure: LoginFailure);
-    /// Reports success; consumes the machine (the session now relays).
-    fn login_succeeded(self, backend: &BackendGreeting) -> LoggedIn;
+    /// Reports success: the login answer and what the client pipelined
+    /// after it; the machine is done (the session drops it and relays).
+    fn login_succeeded(&mut self, backend: &BackendGreeting) -> LoggedIn;
     /// The pre-auth time ran out: queue a goodbye; `poll` then returns `Close`.
     fn timed_out(&mut self);
     /// The server is stopping: queue a goodbye; `poll` then returns `Close`.
@@ -149,6 +126,37 @@ pub trait PreAuth {
     /// call (IMAP `BAD`, POP3 `-ERR` other than a failed login), for the
     /// metrics.
     fn take_protocol_errors(&mut self) -> u32;
+}
+
+/// A boxed machine (what a [`ProtocolSpec`] makes) is a machine.
+impl<P: PreAuth + ?Sized> PreAuth for Box<P> {
+    fn receive(&mut self, data: &[u8]) {
+        (**self).receive(data)
+    }
+    fn poll(&mut self) -> PreAuthEvent {
+        (**self).poll()
+    }
+    fn take_output(&mut self) -> Vec<u8> {
+        (**self).take_output()
+    }
+    fn login_failed(&mut self, failure: LoginFailure) {
+        (**self).login_failed(failure)
+    }
+    fn login_succeeded(&mut self, backend: &BackendGreeting) -> LoggedIn {
+        (**self).login_succeeded(backend)
+    }
+    fn timed_out(&mut self) {
+        (**self).timed_out()
+    }
+    fn shutting_down(&mut self) {
+        (**self).shutting_down()
+    }
+    fn tls_started(&mut self) {
+        (**self).tls_started()
+    }
+    fn take_protocol_errors(&mut self) -> u32 {
+        (**self).take_protocol_errors()
+    }
 }
 
 /// What a back-end login machine needs next.
@@ -235,6 +243,22 @@ pub trait BackendLogin {
     fn take_output(&mut self) -> Vec<u8>;
     /// The TLS handshake after `StartTls` succeeded; capabilities are asked anew.
     fn tls_started(&mut self);
+}
+
+/// A boxed back-end machine is a back-end machine.
+impl<B: BackendLogin + ?Sized> BackendLogin for Box<B> {
+    fn receive(&mut self, data: &[u8]) {
+        (**self).receive(data)
+    }
+    fn poll(&mut self) -> BackendEvent {
+        (**self).poll()
+    }
+    fn take_output(&mut self) -> Vec<u8> {
+        (**self).take_output()
+    }
+    fn tls_started(&mut self) {
+        (**self).tls_started()
+    }
 }
 
 /// Where a client connected from and to, passed on to back ends that accept

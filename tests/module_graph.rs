@@ -16,6 +16,7 @@ const ORDER: &[&str] = &[
     "proxy_header",
     "imap",
     "pop3",
+    "protocols",
     "directory",
     "metrics",
     "registry",
@@ -169,4 +170,87 @@ fn the_checker_sees_grouped_and_plain_paths() {
     let uses =
         crate_uses("use crate::{a, b::c};\nlet x = crate::d::e;\n#[cfg(test)]\nuse crate::f;");
     assert_eq!(uses.into_iter().collect::<Vec<_>>(), ["a", "b", "d"]);
+}
+
+/// The layers above the protocol registry up to the admin listener (the
+/// demo, the importer and the tools above it speak protocols on purpose):
+/// they ask a listener's `ProtocolSpec` and never name a protocol, so a new
+/// protocol is its own folder plus its registration, not an edit here.
+fn above_the_registry() -> &'static [&'static str] {
+    let at = |m: &str| ORDER.iter().position(|o| *o == m).expect("in ORDER");
+    &ORDER[at("protocols") + 1..=at("admin")]
+}
+
+/// Where naming a protocol is the point: its config keys (`imap_port`,
+/// `pop3_auth` …), and the webmail cache, which follows IMAP commands
+/// (`connection_cache` listeners are IMAP's; the spec says so).
+const NAMES_A_PROTOCOL_ON_PURPOSE: &[&str] = &[
+    "config/schema.rs",
+    "session/tracking.rs",
+    "session/relay.rs",
+];
+
+/// `Protocol::Variant` paths (not `Protocol::ALL`) and `crate::imap` /
+/// `crate::pop3` uses in the non-test part of `text`.
+fn protocol_names(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let mut found = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("Protocol::") {
+        rest = &rest[at + "Protocol::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let variant = name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && name.chars().any(|c| c.is_ascii_lowercase());
+        if variant {
+            found.push(format!("Protocol::{name}"));
+        }
+    }
+    for used in crate_uses(code) {
+        if PROTOCOLS.contains(&used.as_str()) {
+            found.push(format!("crate::{used}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_layer_above_the_registry_names_a_protocol() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut wrong = Vec::new();
+    for module in above_the_registry() {
+        let mut files = Vec::new();
+        let dir = src.join(module);
+        if dir.is_dir() {
+            rust_files(&dir, &mut files);
+        } else {
+            files.push(src.join(format!("{module}.rs")));
+        }
+        for file in files {
+            let relative = file.strip_prefix(&src).expect("under src");
+            let shown = relative.to_string_lossy().replace('\\', "/");
+            let name = file.file_name().expect("a name").to_string_lossy();
+            if name.ends_with("_tests.rs") || NAMES_A_PROTOCOL_ON_PURPOSE.contains(&shown.as_str())
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("read source");
+            for found in protocol_names(&text) {
+                wrong.push(format!("{shown}: {found}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "protocols named above the registry (ask the listener's ProtocolSpec):\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_protocol_check_sees_variants_and_modules() {
+    let text = "match p { Protocol::Imap => 1, _ => 2 }\nlet all = Protocol::ALL;\nuse crate::pop3::X;\nuse crate::login::Y;";
+    assert_eq!(protocol_names(text), ["Protocol::Imap", "crate::pop3"]);
 }

@@ -104,7 +104,7 @@ fn check_proxy_protocol(config: &Config, at: &Locator) -> Result<(), ConfigError
     Ok(())
 }
 
-/// `connection_cache` listeners: IMAP only, and reachable only from
+/// `connection_cache` listeners: protocols the cache knows (IMAP), and reachable only from
 /// webmail servers (loopback, or `trusted_networks`): a parked session is
 /// handed to whoever next logs in with the user's password.
 fn check_connection_cache(config: &Config, at: &Locator) -> Result<(), ConfigError> {
@@ -113,12 +113,12 @@ fn check_connection_cache(config: &Config, at: &Locator) -> Result<(), ConfigErr
             continue;
         }
         let key = format!("listen[{index}].connection_cache");
-        if listen.protocol != Protocol::Imap {
-            return Err(at.invalid(
-                None,
-                &key,
-                "the connection cache is for IMAP listeners".into(),
-            ));
+        if !listen.protocol.spec().connection_cache {
+            let reason = format!(
+                "the connection cache is for IMAP listeners, not {}",
+                listen.protocol
+            );
+            return Err(at.invalid(None, &key, reason));
         }
         if listen.proxy_protocol {
             // trusted_networks would vouch for the balancer, not for the
@@ -254,12 +254,16 @@ fn check_positive(config: &Config, at: &Locator) -> Result<(), ConfigError> {
                 .is_some_and(|c| c.capacity == 0),
         ),
         ("runtime.ring_entries", config.runtime.ring_entries == 0),
-        ("backend.imap_port", config.backend.imap_port == 0),
-        ("backend.pop3_port", config.backend.pop3_port == 0),
     ];
     for (key, is_zero) in must_be_positive {
         if is_zero {
             return Err(at.invalid(None, key, "must be greater than 0".into()));
+        }
+    }
+    for protocol in Protocol::ALL {
+        if config.backend.port(protocol) == 0 {
+            let key = format!("backend.{protocol}_port");
+            return Err(at.invalid(None, &key, "must be greater than 0".into()));
         }
     }
     if config.relay.pipe_size < MIN_PIPE_SIZE {

@@ -16,7 +16,7 @@ mod load;
 mod schema;
 mod tuning;
 
-pub use crate::login::Protocol;
+pub use crate::protocols::Protocol;
 pub use error::ConfigError;
 pub use limits::{DEFAULT_FAILURE_DELAY, DEFAULT_PREAUTH_TIMEOUT};
 pub use load::{load_file, parse_str};

@@ -7,9 +7,10 @@ pub use super::limits::Limits;
 pub use super::tuning::{RelayConfig, RuntimeConfig};
 use crate::directory::CacheSettings;
 use crate::imap::ImapBackendAuth;
-use crate::login::Protocol;
+use crate::login::BackendAuth;
 use crate::netaddr::Network;
 use crate::pop3::Pop3BackendAuth;
+use crate::protocols::Protocol;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -388,16 +389,36 @@ pub struct BackendConfig {
     /// Networks a route may point into (default: any); a route outside is
     /// refused as a temporary failure and logged.
     pub allowed_networks: Vec<Network>,
-    /// Ports a route may name (default: `imap_port`, `pop3_port`, 993 and
-    /// 995 with back-end TLS, and the ports the static map names).
+    /// Ports a route may name (default: every protocol's back-end port,
+    /// their implicit-TLS ports (993, 995) with back-end TLS, and the
+    /// ports the static map names).
     pub allowed_ports: Vec<u16>,
+}
+
+impl BackendConfig {
+    /// The back-end port of `protocol` when a route names none (its
+    /// `<protocol>_port` key).
+    pub fn port(&self, protocol: Protocol) -> u16 {
+        match protocol {
+            Protocol::Imap => self.imap_port,
+            Protocol::Pop3 => self.pop3_port,
+        }
+    }
+
+    /// How to log in to `protocol`'s back ends (its `<protocol>_auth` key).
+    pub fn auth(&self, protocol: Protocol) -> BackendAuth {
+        match protocol {
+            Protocol::Imap => self.imap_auth.into(),
+            Protocol::Pop3 => self.pop3_auth.into(),
+        }
+    }
 }
 
 impl Default for BackendConfig {
     fn default() -> Self {
         Self {
-            imap_port: 143,
-            pop3_port: 110,
+            imap_port: Protocol::Imap.spec().default_backend_port,
+            pop3_port: Protocol::Pop3.spec().default_backend_port,
             connect_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(15),
             imap_auth: ImapBackendAuth::Auto,

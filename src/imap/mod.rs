@@ -8,8 +8,10 @@ pub mod command;
 pub mod framing;
 pub mod parkable;
 pub mod preauth;
+mod protocol;
 mod response;
 pub mod tracker;
 
 pub use backend::{ImapBackendAuth, ImapBackendLogin};
 pub use preauth::{ImapPreAuth, ImapSettings};
+pub use protocol::IMAP;

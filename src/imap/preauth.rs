@@ -10,11 +10,7 @@
 use super::command;
 use super::framing::{Frame, FrameError, Framer};
 use crate::auth::sasl::SaslExchange;
-use crate::login::{
-    self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent, DEFAULT_GREETING,
-    DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE, DEFAULT_MAX_LITERAL, DEFAULT_MAX_PREAUTH_COMMANDS,
-    DEFAULT_MAX_PROTOCOL_ERRORS,
-};
+use crate::login::{self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent};
 use std::rc::Rc;
 
 /// Capabilities offered before login when login is allowed; `STARTTLS` is
@@ -24,42 +20,9 @@ pub const PREAUTH_CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID AUTH=PLAIN
 /// no mechanisms offered, `LOGINDISABLED`.
 const PRETLS_CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID STARTTLS LOGINDISABLED";
 
-/// Settings shared by all IMAP sessions of a listener.
-#[derive(Debug, Clone)]
-pub struct ImapSettings {
-    /// Greeting text after `* OK [CAPABILITY …] `.
-    pub greeting: String,
-    /// Longest command line.
-    pub max_line: usize,
-    /// Largest literal.
-    pub max_literal: usize,
-    /// Failed logins before the connection is closed.
-    pub max_auth_failures: u32,
-    /// Commands before login; the next one closes the connection.
-    pub max_commands: u32,
-    /// Refused commands (`BAD`) before login; the last one closes the
-    /// connection.
-    pub max_protocol_errors: u32,
-    /// This listener offers STARTTLS.
-    pub starttls: bool,
-    /// Login only after TLS (STARTTLS listeners).
-    pub require_tls: bool,
-}
-
-impl Default for ImapSettings {
-    fn default() -> Self {
-        Self {
-            greeting: DEFAULT_GREETING.into(),
-            max_line: DEFAULT_MAX_LINE,
-            max_literal: DEFAULT_MAX_LITERAL,
-            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
-            max_commands: DEFAULT_MAX_PREAUTH_COMMANDS,
-            max_protocol_errors: DEFAULT_MAX_PROTOCOL_ERRORS,
-            starttls: false,
-            require_tls: false,
-        }
-    }
-}
+/// Settings shared by all IMAP sessions of a listener: IMAP uses every
+/// protocol-neutral listener setting as it is.
+pub type ImapSettings = crate::login::ListenerSettings;
 
 /// Most key/value pairs accepted in an `ID` command (RFC 2971 allows 30).
 const MAX_ID_FIELDS: usize = 30;
@@ -300,7 +263,7 @@ impl PreAuth for ImapPreAuth {
         }
     }
 
-    fn login_succeeded(mut self, backend: &BackendGreeting) -> LoggedIn {
+    fn login_succeeded(&mut self, backend: &BackendGreeting) -> LoggedIn {
         let tag = match &self.state {
             State::LoggingIn { tag } => tag.clone(),
             _ => "*".to_owned(),

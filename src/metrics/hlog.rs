@@ -7,7 +7,7 @@
 //! than one copy of their histograms.
 
 use super::{Recorder, SharedRecorder};
-use crate::login::Protocol;
+use crate::protocols::Protocol;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
@@ -15,36 +15,31 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Tags written, with the unit of their values.
-pub const TAGS: [&str; 4] = [
-    "login_us.imap",
-    "login_us.pop3",
-    "session_ms.imap",
-    "session_ms.pop3",
-];
+/// The tags written, with the unit of their values: `login_us.<protocol>`
+/// and `session_ms.<protocol>` for every protocol.
+pub fn tags() -> Vec<String> {
+    let mut tags: Vec<String> = Protocol::ALL
+        .iter()
+        .map(|p| format!("login_us.{p}"))
+        .collect();
+    tags.extend(Protocol::ALL.iter().map(|p| format!("session_ms.{p}")));
+    tags
+}
 
-fn snapshot(workers: &[SharedRecorder]) -> HashMap<&'static str, Histogram<u64>> {
+fn snapshot(workers: &[SharedRecorder]) -> HashMap<String, Histogram<u64>> {
     let mut merged = Recorder::default();
     for w in workers {
         super::with(w, |r| merged.merge(r));
     }
     let mut out = HashMap::new();
-    for (tag, protocol, latency) in [
-        (TAGS[0], Protocol::Imap, true),
-        (TAGS[1], Protocol::Pop3, true),
-        (TAGS[2], Protocol::Imap, false),
-        (TAGS[3], Protocol::Pop3, false),
+    for (unit, source) in [
+        ("login_us", &merged.login_latency),
+        ("session_ms", &merged.session_duration),
     ] {
-        let source = if latency {
-            &merged.login_latency
-        } else {
-            &merged.session_duration
-        };
         // Tags are per protocol: the listeners of one protocol add up.
         for (listener, h) in source {
-            if listener.protocol == protocol {
-                let _ = out.entry(tag).or_insert_with(super::histogram).add(h);
-            }
+            let tag = format!("{unit}.{}", listener.protocol);
+            let _ = out.entry(tag).or_insert_with(super::histogram).add(h);
         }
     }
     out
@@ -65,13 +60,14 @@ pub fn spawn(
         .name("mailgate-hlog".into())
         .spawn(move || {
             let clock = Instant::now();
+            let tags = tags();
             let mut previous = snapshot(&workers);
             let mut interval_start = clock.elapsed();
             loop {
                 std::thread::sleep(interval);
                 let now = clock.elapsed();
                 let current = snapshot(&workers);
-                for tag in TAGS {
+                for tag in &tags {
                     let Some(total) = current.get(tag) else {
                         continue;
                     };

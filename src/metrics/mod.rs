@@ -9,7 +9,7 @@
 pub mod hlog;
 pub mod prometheus;
 
-use crate::login::Protocol;
+use crate::protocols::Protocol;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::net::SocketAddr;

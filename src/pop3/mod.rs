@@ -5,9 +5,11 @@
 
 pub mod backend;
 pub mod preauth;
+mod protocol;
 
 pub use backend::{Pop3BackendAuth, Pop3BackendLogin};
 pub use preauth::{Pop3PreAuth, Pop3Settings};
+pub use protocol::POP3;
 
 /// Splits a command line into an upper-cased keyword and the rest (after one space).
 pub(crate) fn split_command(line: &[u8]) -> (String, &[u8]) {

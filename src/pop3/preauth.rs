@@ -347,7 +347,7 @@ impl PreAuth for Pop3PreAuth {
         }
     }
 
-    fn login_succeeded(mut self, _backend: &BackendGreeting) -> LoggedIn {
+    fn login_succeeded(&mut self, _backend: &BackendGreeting) -> LoggedIn {
         let mut to_client = std::mem::take(&mut self.output);
         to_client.extend_from_slice(b"+OK Logged in.\r\n");
         LoggedIn {

@@ -4,7 +4,7 @@
 //! cache. `check-config` builds the same [`Live`] as `run`, so what it
 //! accepts starts.
 
-use crate::config::{ConfigError, DirectorySettings, Loaded};
+use crate::config::{ConfigError, DirectorySettings, Loaded, Protocol};
 use crate::directory::shared::SharedRoutes;
 use crate::directory::{
     CacheCounters, CachedDirectory, Directory, Invalidations, LdapDirectory, StaticMap,
@@ -13,11 +13,6 @@ use crate::tls;
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-/// The IANA port of IMAP over TLS.
-const IMAPS_PORT: u16 = 993;
-/// The IANA port of POP3 over TLS.
-const POP3S_PORT: u16 = 995;
 
 /// A configuration with everything it names loaded and checked.
 pub struct Live {
@@ -102,9 +97,13 @@ impl Live {
         if !backend.allowed_ports.is_empty() {
             return backend.allowed_ports.clone();
         }
-        let mut ports = vec![backend.imap_port, backend.pop3_port];
+        let mut ports: Vec<u16> = Protocol::ALL.iter().map(|p| backend.port(*p)).collect();
         if *backend.tls.get_ref() != crate::config::TlsMode::None {
-            ports.extend([IMAPS_PORT, POP3S_PORT]);
+            ports.extend(
+                Protocol::ALL
+                    .iter()
+                    .filter_map(|p| p.spec().implicit_tls_port),
+            );
         }
         if let Some(map) = &self.static_map {
             ports.extend(map.ports());

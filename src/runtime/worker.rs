@@ -8,7 +8,7 @@
 
 use super::admission::{Admission, Admitted};
 use super::{ListenerShape, Live, RuntimeError, WorkerState};
-use crate::config::{Protocol, TlsMode};
+use crate::config::TlsMode;
 use crate::directory::shared::SharedRoutes;
 use crate::directory::Invalidations;
 use crate::metrics::{self, Refusal};
@@ -554,10 +554,7 @@ async fn proxied<S: crate::transport::Stream + 'static, C: Connector<Stream = S>
 /// plaintext first), counts the refusal, and closes.
 fn refuse(stream: &impl std::os::fd::AsRawFd, ctx: &SessionContext, reason: Refusal) {
     if ctx.listener.tls_mode != TlsMode::Implicit {
-        let line: &[u8] = match ctx.listener.protocol {
-            Protocol::Imap => b"* BYE [UNAVAILABLE] Too many connections, try again later.\r\n",
-            Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n",
-        };
+        let line = ctx.listener.spec.too_many_connections;
         // Best effort, never waiting: a fresh socket has room for one line.
         let fd = stream.as_raw_fd();
         // SAFETY: `fd` belongs to `stream`, borrowed for this whole call.

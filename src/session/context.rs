@@ -8,11 +8,10 @@ use super::rate_limit::LoginFailures;
 use crate::config::{Limits, Listener, Loaded, Protocol, TlsMode};
 use crate::directory::Directory;
 use crate::directory::Invalidations;
-use crate::imap::{ImapBackendAuth, ImapSettings};
+use crate::login::{BackendAuth, ListenerSettings, MachineFactory, ProtocolSpec};
 use crate::metrics::{self, Recorder, SharedRecorder};
 use crate::netaddr::Network;
-use crate::pop3::preauth::DEFAULT_CAPABILITIES;
-use crate::pop3::{Pop3BackendAuth, Pop3Settings};
+use crate::protocols::PerProtocol;
 use crate::registry::Registry;
 use crate::relay::RelaySettings;
 use crate::tls::SwappableServerConfig;
@@ -27,12 +26,14 @@ use tokio::sync::watch;
 pub struct ListenerContext {
     /// Protocol spoken to clients.
     pub protocol: Protocol,
+    /// What the protocol supplies (machines, one-line answers).
+    pub spec: &'static ProtocolSpec,
     /// The listener, as metrics label it.
     pub label: metrics::Listener,
-    /// IMAP pre-auth settings (IMAP listeners).
-    pub imap: Rc<ImapSettings>,
-    /// POP3 pre-auth settings (POP3 listeners).
-    pub pop3: Rc<Pop3Settings>,
+    /// The pre-auth settings its machines are built with.
+    pub settings: ListenerSettings,
+    /// Makes each session's pre-auth machine.
+    pub machines: Rc<dyn MachineFactory>,
     /// TLS mode towards clients.
     pub tls_mode: TlsMode,
     /// The listener's TLS config (swapped on reload).
@@ -65,33 +66,26 @@ impl ListenerContext {
         bound: SocketAddr,
         tls: Option<SwappableServerConfig>,
     ) -> Self {
-        let starttls = listen.tls_mode() == TlsMode::Starttls;
+        let settings = ListenerSettings {
+            greeting: listen.greeting().to_owned(),
+            max_line: limits.max_line,
+            max_literal: limits.max_literal,
+            max_auth_failures: limits.max_auth_failures,
+            max_commands: limits.max_preauth_commands,
+            max_protocol_errors: limits.max_protocol_errors,
+            starttls: listen.tls_mode() == TlsMode::Starttls,
+            require_tls: listen.requires_tls(),
+        };
+        let spec = listen.protocol.spec();
         Self {
             protocol: listen.protocol,
+            spec,
             label: metrics::Listener {
                 protocol: listen.protocol,
                 address: bound,
             },
-            imap: Rc::new(ImapSettings {
-                greeting: listen.greeting().to_owned(),
-                max_line: limits.max_line,
-                max_literal: limits.max_literal,
-                max_auth_failures: limits.max_auth_failures,
-                max_commands: limits.max_preauth_commands,
-                max_protocol_errors: limits.max_protocol_errors,
-                starttls,
-                require_tls: listen.requires_tls(),
-            }),
-            pop3: Rc::new(Pop3Settings {
-                greeting: listen.greeting().to_owned(),
-                max_line: limits.max_line,
-                max_auth_failures: limits.max_auth_failures,
-                max_commands: limits.max_preauth_commands,
-                max_protocol_errors: limits.max_protocol_errors,
-                capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
-                starttls,
-                require_tls: listen.requires_tls(),
-            }),
+            machines: (spec.listener)(&settings),
+            settings,
             tls_mode: listen.tls_mode(),
             tls,
             handshake_timeout,
@@ -106,18 +100,14 @@ impl ListenerContext {
 
 /// How back ends are reached and logged in to, and how sessions relay.
 pub struct BackendPolicy {
-    /// IMAP port when a route names none.
-    pub imap_port: u16,
-    /// POP3 port when a route names none.
-    pub pop3_port: u16,
+    /// Each protocol's back-end port when a route names none.
+    pub ports: PerProtocol<u16>,
     /// Back-end TCP connect bound.
     pub connect_timeout: Duration,
     /// Back-end greeting + login bound.
     pub login_timeout: Duration,
-    /// IMAP back-end login method.
-    pub imap_auth: ImapBackendAuth,
-    /// POP3 back-end login method.
-    pub pop3_auth: Pop3BackendAuth,
+    /// Each protocol's back-end login method.
+    pub auth: PerProtocol<BackendAuth>,
     /// Pass the client's address to back ends that accept it.
     pub forward_client_address: bool,
     /// Write a PROXY v2 header first on each back-end connection.
@@ -147,12 +137,10 @@ impl BackendPolicy {
     ) -> Self {
         let backend = &loaded.config.backend;
         Self {
-            imap_port: backend.imap_port,
-            pop3_port: backend.pop3_port,
+            ports: PerProtocol::from_fn(|p| backend.port(p)),
             connect_timeout: backend.connect_timeout,
             login_timeout: backend.login_timeout,
-            imap_auth: backend.imap_auth,
-            pop3_auth: backend.pop3_auth,
+            auth: PerProtocol::from_fn(|p| backend.auth(p)),
             forward_client_address: backend.forward_client_address,
             proxy_protocol: backend.proxy_protocol,
             tls_mode: *backend.tls.get_ref(),
@@ -166,10 +154,7 @@ impl BackendPolicy {
 
     /// The back-end port for `protocol` when a route names none.
     pub fn port(&self, protocol: Protocol) -> u16 {
-        match protocol {
-            Protocol::Imap => self.imap_port,
-            Protocol::Pop3 => self.pop3_port,
-        }
+        *self.ports.get(protocol)
     }
 }
 

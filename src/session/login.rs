@@ -10,14 +10,13 @@ pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
 use super::reuse::{self, ParkTicket};
 use super::Session;
 use crate::auth::Credentials;
-use crate::config::{Protocol, TlsMode};
+use crate::config::TlsMode;
 use crate::directory::{Route, ServedBy};
-use crate::imap::ImapBackendLogin;
 use crate::login::{
-    BackendEvent, BackendGreeting, BackendLogin, BackendOutcome, ClientAddress, LoginFailure,
+    BackendEvent, BackendGreeting, BackendLogin, BackendLoginRequest, BackendOutcome,
+    ClientAddress, LoginFailure,
 };
 use crate::metrics::{LoginOutcome, Phase};
-use crate::pop3::Pop3BackendLogin;
 use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
 use std::net::{IpAddr, SocketAddr};
@@ -49,8 +48,9 @@ pub(super) async fn attempt<C: Connector>(
     // back-end session this login makes.
     let stamp = LoginStamp::now(&ctx.worker.invalidations);
     let route = lookup(session, &credentials.user).await?;
-    let cached = ctx.listener.connection_cache && ctx.listener.protocol == Protocol::Imap;
-    let route_key = cached.then(|| reuse::route_key(&route, ctx.backend.imap_port));
+    let cached = ctx.listener.connection_cache && ctx.listener.spec.connection_cache;
+    let default_port = ctx.backend.port(ctx.listener.protocol);
+    let route_key = cached.then(|| reuse::route_key(&route, default_port));
     let password = credentials.password.expose();
     // The name the back end logs in as: the cache's identity.
     let login_user = route.login_user.as_deref().unwrap_or(&credentials.user);
@@ -227,30 +227,15 @@ async fn exchange<C: Connector>(
         )),
         _ => MaybeTls::Plain(stream),
     };
-    let starttls = ctx.backend.tls_mode == TlsMode::Starttls;
-    let password = credentials.password.clone();
-    match ctx.listener.protocol {
-        Protocol::Imap => {
-            let mut machine = ImapBackendLogin::new(login_user, password, ctx.backend.imap_auth);
-            if let Some(client) = client_address {
-                machine = machine.with_client_address(client);
-            }
-            if starttls {
-                machine = machine.with_starttls();
-            }
-            backend_login(session, stream, host, machine).await
-        }
-        Protocol::Pop3 => {
-            let mut machine = Pop3BackendLogin::new(login_user, password, ctx.backend.pop3_auth);
-            if let Some(client) = client_address {
-                machine = machine.with_client_address(client);
-            }
-            if starttls {
-                machine = machine.with_starttls();
-            }
-            backend_login(session, stream, host, machine).await
-        }
-    }
+    let spec = ctx.listener.spec;
+    let machine = (spec.backend_login)(BackendLoginRequest {
+        user: login_user,
+        password: credentials.password.clone(),
+        auth: *ctx.backend.auth.get(ctx.listener.protocol),
+        client_address,
+        starttls: ctx.backend.tls_mode == TlsMode::Starttls,
+    });
+    backend_login(session, stream, host, machine).await
 }
 
 /// Client-side TLS handshake with a back end, verifying its certificate

@@ -28,10 +28,8 @@ mod tracking;
 pub use context::{BackendPolicy, ListenerContext, SessionContext, WorkerShared};
 pub use record::{Outcome, TlsHandshake};
 
-use crate::config::{Protocol, TlsMode};
-use crate::imap::ImapPreAuth;
+use crate::config::TlsMode;
 use crate::login::PreAuth;
-use crate::pop3::Pop3PreAuth;
 use crate::tls::MaybeTls;
 use crate::transport::{Connector, Stream};
 use preauth::{drive, tls_handshake, PreAuthEnd};
@@ -59,15 +57,6 @@ pub trait Ticket: 'static {
     fn claim_user(&self, canonical: &dyn Fn() -> String) -> bool;
     /// The login failed: the session no longer counts for its user.
     fn release_user(&self);
-}
-
-/// What an evicted pre-auth connection hears (plaintext listeners only),
-/// like Dovecot's "Connection queue full".
-fn eviction_line(protocol: Protocol) -> &'static [u8] {
-    match protocol {
-        Protocol::Imap => b"* BYE [UNAVAILABLE] Connection queue full, try again later.\r\n",
-        Protocol::Pop3 => b"-ERR [SYS/TEMP] Connection queue full, try again later.\r\n",
-    }
 }
 
 /// Where a client connected from, and to.
@@ -102,18 +91,9 @@ pub async fn run<C: Connector, T: Ticket>(
         ticket: &ticket,
         local: endpoints.local,
     };
-    match ctx.listener.protocol {
-        Protocol::Imap => {
-            let settings = ctx.listener.imap.clone();
-            let machine = |tls| ImapPreAuth::with_tls(settings, tls);
-            session.serve(client, machine, &mut record).await
-        }
-        Protocol::Pop3 => {
-            let settings = ctx.listener.pop3.clone();
-            let machine = |tls| Pop3PreAuth::with_tls(settings, tls);
-            session.serve(client, machine, &mut record).await
-        }
-    }
+    let machines = ctx.listener.machines.clone();
+    let machine = |tls| machines.preauth(tls);
+    session.serve(client, machine, &mut record).await;
     record.finish(&ctx);
 }
 
@@ -190,7 +170,8 @@ impl<C: Connector> Session<'_, C> {
             done = &mut work => Some(done),
             () = self.ticket.evicted() => {
                 if let Some(fd) = plaintext {
-                    goodbye(fd, eviction_line(self.ctx.listener.protocol));
+                    // Like Dovecot's "Connection queue full".
+                    goodbye(fd, self.ctx.listener.spec.queue_full);
                 }
                 None
             }

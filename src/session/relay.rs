@@ -7,7 +7,6 @@ use super::record::{Gauge, GaugeKind, Outcome, SessionRecord};
 use super::reuse::{self, ParkTicket};
 use super::tracking::ImapInspector;
 use super::SessionContext;
-use crate::config::Protocol;
 use crate::imap::tracker::SessionTracker;
 use crate::metrics::CacheEvent;
 use crate::metrics::RelayMethod;
@@ -101,10 +100,7 @@ fn register<S: Stream, B: Stream>(
             addr: backend_addr,
             fd: backend.as_raw_fd(),
         },
-        match ctx.listener.protocol {
-            Protocol::Imap => b"* BYE Server shutting down.\r\n",
-            Protocol::Pop3 => b"",
-        },
+        ctx.listener.spec.shutting_down,
     ))
 }
 
@@ -123,7 +119,7 @@ async fn tracked<S: Stream, B: Stream + Detach + 'static>(
             .any(|c| c.eq_ignore_ascii_case("UNSELECT"))
     });
     let tracker = RefCell::new(ImapInspector(SessionTracker::new(
-        ctx.listener.imap.max_line,
+        ctx.listener.settings.max_line,
         unselect,
     )));
     let registration = register(ctx, record, &client, &backend);

@@ -15,7 +15,7 @@ mod stream;
 pub use detached::DetachedStream;
 pub use stream::{MaybeTls, TlsStream};
 
-use crate::login::Protocol;
+use crate::protocols::Protocol;
 use resolver::SniResolver;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
