@@ -41,6 +41,7 @@ pub mod netaddr;
 pub mod proxy_header;
 
 pub mod imap;
+pub mod managesieve;
 pub mod pop3;
 pub mod protocols;
 

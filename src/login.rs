@@ -9,6 +9,7 @@
 
 use crate::auth::Credentials;
 
+pub mod framing;
 mod spec;
 pub use spec::{BackendAuth, BackendLoginRequest, ListenerSettings, MachineFactory, ProtocolSpec};
 

@@ -15,6 +15,7 @@ const ORDER: &[&str] = &[
     "netaddr",
     "proxy_header",
     "imap",
+    "managesieve",
     "pop3",
     "protocols",
     "directory",
@@ -36,7 +37,7 @@ const ORDER: &[&str] = &[
 
 /// The protocol core: these may use nothing of the crate but each other's
 /// bottom layer (`auth`, `login`).
-const PROTOCOL_CORE: &[&str] = &["auth", "login", "imap", "pop3"];
+const PROTOCOL_CORE: &[&str] = &["auth", "login", "imap", "managesieve", "pop3"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read src") {
@@ -153,7 +154,7 @@ fn the_protocol_core_imports_only_auth_and_login() {
 
 /// Protocols: what the relay must not know (it defines the inspector trait
 /// it needs; the session layer adapts a protocol's tracker to it).
-const PROTOCOLS: &[&str] = &["imap", "pop3"];
+const PROTOCOLS: &[&str] = &["imap", "managesieve", "pop3"];
 
 #[test]
 fn the_relay_knows_no_protocol() {

@@ -5,7 +5,7 @@
 
 pub mod backend;
 pub mod command;
-pub mod framing;
+pub use crate::login::framing;
 pub mod parkable;
 pub mod preauth;
 mod protocol;

@@ -1,6 +1,7 @@
-//! Finding where one client command ends, literals included, within limits.
+//! Finding where one client command ends, literals included, within limits,
+//! for the protocols with IMAP's literals (IMAP, ManageSieve).
 //!
-//! An IMAP command is a line that may end in a literal announcement (`{n}` or
+//! Such a command is a line that may end in a literal announcement (`{n}` or
 //! the non-synchronizing `{n+}`, RFC 7888), followed by `n` raw bytes and the
 //! rest of the command. The framer resumes where it stopped, so feeding a
 //! command byte by byte costs linear time, and it enforces three bounds: each
