@@ -15,21 +15,24 @@ pub enum Protocol {
     Imap,
     /// POP3.
     Pop3,
+    /// ManageSieve (`managesieve`).
+    ManageSieve,
 }
 
 impl Protocol {
     /// Every protocol, in registry order.
-    pub const ALL: [Protocol; 2] = [Protocol::Imap, Protocol::Pop3];
+    pub const ALL: [Protocol; 3] = [Protocol::Imap, Protocol::Pop3, Protocol::ManageSieve];
 
     /// What the protocol supplies.
     pub fn spec(self) -> &'static ProtocolSpec {
         match self {
             Protocol::Imap => &crate::imap::IMAP,
             Protocol::Pop3 => &crate::pop3::POP3,
+            Protocol::ManageSieve => &crate::managesieve::MANAGESIEVE,
         }
     }
 
-    /// Its name (`imap`, `pop3`).
+    /// Its name (`imap`, `pop3`, `managesieve`).
     pub fn as_str(self) -> &'static str {
         self.spec().name
     }
@@ -89,8 +92,12 @@ mod tests {
         }
         let per = PerProtocol::from_fn(|p| p.spec().default_backend_port);
         assert_eq!(
-            (*per.get(Protocol::Imap), *per.get(Protocol::Pop3)),
-            (143, 110)
+            (
+                *per.get(Protocol::Imap),
+                *per.get(Protocol::Pop3),
+                *per.get(Protocol::ManageSieve)
+            ),
+            (143, 110, 4190)
         );
     }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the integration tests drive: Dovecot (IMAP + POP3), curl,
+# Installs what the integration tests drive: Dovecot (IMAP, POP3 and
+# Pigeonhole's ManageSieve) and sieve-connect, curl,
 # Python 3, OpenLDAP, HAProxy (the balancer of the PROXY protocol tests),
 # adduser (the Debian package's postinst, tests/package.sh).
 # Skips apt when everything is already there.
 set -euo pipefail
-packages=(dovecot-imapd dovecot-pop3d curl python3 slapd ldap-utils haproxy adduser)
+packages=(dovecot-imapd dovecot-pop3d dovecot-managesieved sieve-connect curl python3 slapd ldap-utils haproxy adduser)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

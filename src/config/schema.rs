@@ -365,6 +365,9 @@ pub struct BackendConfig {
     pub imap_port: u16,
     /// POP3 port used when the directory gives a host without a port.
     pub pop3_port: u16,
+    /// ManageSieve port used when the directory gives a host without a
+    /// port.
+    pub managesieve_port: u16,
     /// Bound on TCP connect to a back end.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -402,6 +405,7 @@ impl BackendConfig {
         match protocol {
             Protocol::Imap => self.imap_port,
             Protocol::Pop3 => self.pop3_port,
+            Protocol::ManageSieve => self.managesieve_port,
         }
     }
 
@@ -410,6 +414,8 @@ impl BackendConfig {
         match protocol {
             Protocol::Imap => self.imap_auth.into(),
             Protocol::Pop3 => self.pop3_auth.into(),
+            // SASL PLAIN is ManageSieve's only way to log in.
+            Protocol::ManageSieve => BackendAuth::Plain,
         }
     }
 }
@@ -419,6 +425,7 @@ impl Default for BackendConfig {
         Self {
             imap_port: Protocol::Imap.spec().default_backend_port,
             pop3_port: Protocol::Pop3.spec().default_backend_port,
+            managesieve_port: Protocol::ManageSieve.spec().default_backend_port,
             connect_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(15),
             imap_auth: ImapBackendAuth::Auto,
