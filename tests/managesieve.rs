@@ -42,7 +42,8 @@ impl Sieve {
         let sieve = format!(
             "{dovecot_extra}protocols = imap pop3 sieve\n\
              service managesieve-login {{\n  inet_listener sieve {{\n    port = {port}\n  }}\n  service_count = 0\n}}\n\
-             plugin {{\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}}\n"
+             plugin {{\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  \
+             sieve_extensions = fileinto vacation envelope\n}}\n"
         );
         let dovecot = Dovecot::start_with(&directory_users(), &sieve);
         let direct = SocketAddr::from(([127, 0, 0, 1], port));
@@ -76,7 +77,9 @@ impl Sieve {
             &format!("managesieve_port = {port}"),
             &listener,
         )
-        .replace("kind = \"static\"\nmap = \"users.map\"\n", &directory);
+        .replace("kind = \"static\"\nmap = \"users.map\"\n", &directory)
+        // One worker: the greeting learned from a login is the next one's.
+        .replace("workers = 2", "workers = 1");
         Self {
             mailgate: Mailgate::start(&config, ""),
             _slapd: slapd,
@@ -392,4 +395,26 @@ fn a_stranger_is_bounded_in_literal_size_line_length_errors_and_time() {
         read_to_close(&mut c),
         "BYE \"Disconnected for inactivity.\"\r\n"
     );
+}
+
+#[test]
+fn the_greeting_announces_the_sieve_extensions_the_back_end_announces() {
+    let s = Sieve::start("none");
+    let sieve_line = |lines: &[String]| {
+        lines
+            .iter()
+            .find(|l| l.starts_with("\"SIEVE\""))
+            .cloned()
+            .unwrap()
+    };
+    let mut direct = SieveClient::connect(s.direct);
+    let dovecots = sieve_line(&direct.command(b"CAPABILITY\r\n"));
+    let mut c = s.connect();
+    let line = format!("AUTHENTICATE \"PLAIN\" \"{}\"\r\n", plain(ALICE, ALICE_PW));
+    assert!(c.command(line.as_bytes())[0].starts_with("OK"));
+    let mut next = s.connect();
+    let ours = sieve_line(&next.command(b"CAPABILITY\r\n"));
+    // Not Pigeonhole's default list: this Dovecot allows three extensions.
+    assert_eq!(dovecots, "\"SIEVE\" \"fileinto envelope vacation\"\r\n");
+    assert_eq!(ours, dovecots);
 }

@@ -51,6 +51,13 @@ pub trait MachineFactory {
     /// A machine for a new connection, `tls_active` when TLS was on from
     /// the first byte (implicit TLS); its greeting is queued.
     fn preauth(&self, tls_active: bool) -> Box<dyn PreAuth>;
+
+    /// A back-end login succeeded with `greeting`: a protocol whose
+    /// greeting repeats what the back ends announce (ManageSieve's Sieve
+    /// capabilities) takes it for the next connections.
+    fn learned(&self, greeting: &super::BackendGreeting) {
+        let _ = greeting;
+    }
 }
 
 /// A listener's pre-auth settings, the same for every protocol (each

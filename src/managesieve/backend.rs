@@ -7,7 +7,10 @@
 //!
 //! Answers are `OK`, `NO` or `BYE`, each with an optional response code in
 //! parentheses and an optional string (quoted, or a literal `{n}` the back
-//! end sends on the next line). `NO (TRYLATER)` and `BYE` are trouble
+//! end sends on the next line). A successful login hands on the back end's
+//! capability lines (the greeting's, after TLS when it was upgraded) in
+//! [`BackendGreeting::capability`], for the greeting mailgate gives its own
+//! clients. `NO (TRYLATER)` and `BYE` are trouble
 //! behind us (a temporary failure for the client); any other `NO` to the
 //! login is a refused password. Nothing here performs I/O.
 
@@ -45,6 +48,9 @@ pub struct ManageSieveBackendLogin {
     output: Vec<u8>,
     /// Capability names of the last greeting (upper case).
     capabilities: Vec<String>,
+    /// The last greeting's capability lines (CRLF included), handed on in
+    /// the login's [`BackendGreeting`].
+    capability_lines: Vec<u8>,
     client: Option<ClientAddress>,
     starttls: bool,
 }
@@ -79,6 +85,7 @@ impl ManageSieveBackendLogin {
             input: Vec::new(),
             output: Vec::new(),
             capabilities: Vec::new(),
+            capability_lines: Vec::new(),
             client: None,
             starttls: false,
         }
@@ -148,6 +155,7 @@ impl ManageSieveBackendLogin {
                 && line.starts_with(b"\"") =>
             {
                 self.capabilities.push(capability_name(line));
+                self.capability_lines.extend_from_slice(line);
                 return None;
             }
             None => return Some(self.fault(BackendFault::UnexpectedReply(printable(line)))),
@@ -171,10 +179,12 @@ impl ManageSieveBackendLogin {
             }
             (Step::Authenticate, Answer::Ok) => {
                 let leftover = std::mem::take(&mut self.input);
-                Some(self.done(BackendOutcome::LoggedIn {
-                    greeting: BackendGreeting::default(),
-                    leftover,
-                }))
+                let lines = std::mem::take(&mut self.capability_lines);
+                let greeting = BackendGreeting {
+                    capability: Some(String::from_utf8_lossy(&lines).into_owned()),
+                    untagged: Vec::new(),
+                };
+                Some(self.done(BackendOutcome::LoggedIn { greeting, leftover }))
             }
             (Step::Authenticate, Answer::No { trylater: false }) => {
                 Some(self.done(BackendOutcome::Rejected(LoginFailure::AuthFailed)))
@@ -256,6 +266,7 @@ impl BackendLogin for ManageSieveBackendLogin {
 
     fn tls_started(&mut self) {
         self.capabilities.clear();
+        self.capability_lines.clear();
         self.step = Step::TlsGreeting;
     }
 }

@@ -20,10 +20,16 @@ fn logs_in_with_authenticate_plain_after_the_greeting() {
     assert_eq!(event, BackendEvent::NeedInput);
     assert_eq!(out, "AUTHENTICATE \"PLAIN\" \"AGFsaWNlAHB3\"\r\n");
     let (event, _) = step(&mut m, b"OK \"Logged in.\"\r\n");
+    let caps =
+        std::str::from_utf8(&GREETING[..GREETING.len() - b"OK \"Dovecot ready.\"\r\n".len()])
+            .unwrap();
     assert_eq!(
         event,
         BackendEvent::Done(BackendOutcome::LoggedIn {
-            greeting: BackendGreeting::default(),
+            greeting: BackendGreeting {
+                capability: Some(caps.to_owned()),
+                untagged: Vec::new(),
+            },
             leftover: Vec::new()
         })
     );

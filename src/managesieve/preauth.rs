@@ -32,6 +32,37 @@ pub struct SieveCapabilities {
     pub notify: Option<String>,
 }
 
+impl SieveCapabilities {
+    /// The Sieve capabilities among a back end's capability lines
+    /// (`"NAME" "value"` CRLF each); `None` without `IMPLEMENTATION` and
+    /// `SIEVE` or with a line that does not parse.
+    pub fn from_lines(lines: &str) -> Option<Self> {
+        let (mut implementation, mut sieve, mut notify) = (None, None, None);
+        for line in lines.split_inclusive('\n') {
+            let words = parse_words(line.as_bytes()).ok()?;
+            let text = |arg: &Arg| {
+                arg.as_string()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+            };
+            let (Some(name), value) = (words.first().and_then(text), words.get(1).and_then(text))
+            else {
+                return None;
+            };
+            match name.to_ascii_uppercase().as_str() {
+                "IMPLEMENTATION" => implementation = value,
+                "SIEVE" => sieve = value,
+                "NOTIFY" => notify = value,
+                _ => {}
+            }
+        }
+        Some(Self {
+            implementation: implementation?,
+            sieve: sieve?,
+            notify,
+        })
+    }
+}
+
 impl Default for SieveCapabilities {
     /// What Debian's Dovecot 2.3 with Pigeonhole 0.5 announces by default.
     fn default() -> Self {

@@ -1,9 +1,11 @@
 //! ManageSieve's entry in the protocol registry.
 
-use super::{ManageSieveBackendLogin, ManageSievePreAuth, ManageSieveSettings};
+use super::{ManageSieveBackendLogin, ManageSievePreAuth, ManageSieveSettings, SieveCapabilities};
 use crate::login::{
-    BackendLogin, BackendLoginRequest, ListenerSettings, MachineFactory, PreAuth, ProtocolSpec,
+    BackendGreeting, BackendLogin, BackendLoginRequest, ListenerSettings, MachineFactory, PreAuth,
+    ProtocolSpec,
 };
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// ManageSieve (RFC 5804).
@@ -20,19 +22,39 @@ pub static MANAGESIEVE: ProtocolSpec = ProtocolSpec {
     backend_login,
 };
 
-struct Listener(Rc<ManageSieveSettings>);
+/// A listener's machines: they greet with the Sieve capabilities of the
+/// last back end this worker logged in to (Pigeonhole 0.5's defaults until
+/// then), so clients see what the boxes behind really offer.
+struct Listener(RefCell<Rc<ManageSieveSettings>>);
 
 impl MachineFactory for Listener {
     fn preauth(&self, tls_active: bool) -> Box<dyn PreAuth> {
-        Box::new(ManageSievePreAuth::with_tls(self.0.clone(), tls_active))
+        let settings = self.0.borrow().clone();
+        Box::new(ManageSievePreAuth::with_tls(settings, tls_active))
+    }
+
+    fn learned(&self, greeting: &BackendGreeting) {
+        let Some(lines) = &greeting.capability else {
+            return;
+        };
+        let Some(capabilities) = SieveCapabilities::from_lines(lines) else {
+            return;
+        };
+        let mut settings = self.0.borrow_mut();
+        if settings.capabilities != capabilities {
+            *settings = Rc::new(ManageSieveSettings {
+                listener: settings.listener.clone(),
+                capabilities,
+            });
+        }
     }
 }
 
 fn listener(settings: &ListenerSettings) -> Rc<dyn MachineFactory> {
-    Rc::new(Listener(Rc::new(ManageSieveSettings {
+    Rc::new(Listener(RefCell::new(Rc::new(ManageSieveSettings {
         listener: settings.clone(),
         ..ManageSieveSettings::default()
-    })))
+    }))))
 }
 
 /// ManageSieve has SASL only: every `BackendAuth` is `PLAIN`.
@@ -45,4 +67,41 @@ fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
         machine = machine.with_starttls();
     }
     Box::new(machine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_greeting_follows_the_back_ends_capabilities() {
+        let factory = listener(&ListenerSettings::default());
+        let greeting = |f: &Rc<dyn MachineFactory>| {
+            let mut m = f.preauth(false);
+            String::from_utf8(m.take_output()).unwrap()
+        };
+        assert!(greeting(&factory).contains("\"IMPLEMENTATION\" \"Dovecot Pigeonhole\""));
+        factory.learned(&BackendGreeting {
+            capability: Some(
+                "\"IMPLEMENTATION\" \"Box 7\"\r\n\"SIEVE\" \"fileinto vacation\"\r\n\"SASL\" \"PLAIN\"\r\n".into(),
+            ),
+            untagged: Vec::new(),
+        });
+        let now = greeting(&factory);
+        assert!(now.contains("\"IMPLEMENTATION\" \"Box 7\"\r\n\"SIEVE\" \"fileinto vacation\"\r\n"));
+        assert!(
+            !now.contains("NOTIFY"),
+            "the back end announced none: {now}"
+        );
+        assert!(
+            now.contains("\"SASL\" \"PLAIN LOGIN\""),
+            "mailgate's own SASL list"
+        );
+        // Lines that do not parse change nothing.
+        factory.learned(&BackendGreeting {
+            capability: Some("garbage\r\n".into()),
+            untagged: Vec::new(),
+        });
+        assert_eq!(greeting(&factory), now);
+    }
 }

@@ -183,6 +183,7 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
             continue;
         };
         let logged_in = machine.login_succeeded(&backend.greeting);
+        ctx.listener.machines.learned(&backend.greeting);
         let mut to_client = logged_in.to_client;
         to_client.extend_from_slice(&backend.leftover);
         // Returning ends this future: the read buffer, the back-end greeting
