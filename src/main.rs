@@ -70,9 +70,10 @@ enum Command {
         /// save the TOML in the same folder (an existing file is kept).
         #[arg(long, default_value = "users.map")]
         map_out: PathBuf,
-        /// Perdition modes to import: imap4, imap4s, pop3, pop3s (default:
-        /// those --defaults starts, else the file's `protocol`, else all
-        /// four, as Debian starts them).
+        /// Perdition modes to import: imap4, imap4s, pop3, pop3s,
+        /// managesieve (or the program names, perdition.managesieve …;
+        /// default: those --defaults starts, else the file's `protocol`,
+        /// else IMAP4, IMAP4S, POP3 and POP3S).
         #[arg(long, value_delimiter = ',')]
         modes: Vec<String>,
         /// The init script's settings (/etc/default/perdition, or
@@ -202,7 +203,7 @@ fn import_perdition(
         None
     } else {
         let parsed: Option<Vec<Mode>> = modes.iter().map(|m| Mode::parse(m)).collect();
-        Some(parsed.context("--modes takes imap4, imap4s, pop3 and pop3s")?)
+        Some(parsed.context("--modes takes imap4, imap4s, pop3, pop3s and managesieve")?)
     };
     let source = file.file_name().map_or_else(
         || file.display().to_string(),

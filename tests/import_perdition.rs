@@ -236,13 +236,18 @@ fn debians_shipped_defaults_file_gives_the_modes_its_init_script_starts() {
     // The shipped file starts POP3, POP3S, IMAP4, IMAP4S and ManageSieve,
     // without flags.
     assert!(
-        import.toml.contains("# Modes: POP3, POP3S, IMAP4, IMAP4S."),
+        import
+            .toml
+            .contains("# Modes: POP3, POP3S, IMAP4, IMAP4S, MANAGESIEVE."),
         "{}",
         import.toml
     );
-    assert!(import.toml.contains("# not carried over: MANAGESIEVE=yes"));
+    assert!(import
+        .toml
+        .contains("protocol = \"managesieve\"\naddress = \"0.0.0.0:4190\""));
+    assert!(!import.toml.contains("MANAGESIEVE=yes"));
     let summary = check_debian_import(&import);
-    assert!(summary.contains("4 listener(s)"), "{summary}");
+    assert!(summary.contains("5 listener(s)"), "{summary}");
 }
 
 const PYTHON_LOGIN: &str = r#"
@@ -321,4 +326,64 @@ fn the_imported_classic_config_serves_logins_through_slapd_to_dovecot() {
         );
     }
     assert!(dovecot.log().contains(&format!("Login: user=<{ALICE}>")));
+}
+
+#[test]
+fn an_imported_managesieve_config_serves_sieve_connect_through_slapd_to_dovecot() {
+    let conf = golden_dir().join("managesieve.conf");
+    let import = import(&conf, None, &[]);
+    golden("managesieve.toml", &import.toml);
+    assert!(
+        import
+            .toml
+            .contains("# not carried over: line 11: `managesieve_capability"),
+        "{}",
+        import.toml
+    );
+    let (dovecot, sieve) = support::sieve::dovecot_with_sieve(&directory_users(), "");
+    let slapd = Slapd::start(
+        &[Person {
+            mail: ALICE,
+            host: "127.0.0.1",
+            status: "active",
+        }],
+        Options::default(),
+    )
+    .unwrap();
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue("mail", &["localhost"], &["127.0.0.1"]);
+    // Ports aside (the test binds free loopback ports), the import as is.
+    let config = import
+        .toml
+        .replace("ldap://ldap1.infra.org", &slapd.url())
+        .replace("0.0.0.0:4190", "127.0.0.1:0")
+        .replace(
+            "managesieve_port = 4190",
+            &format!("managesieve_port = {}", sieve.port()),
+        )
+        .replace("/etc/perdition/mail.infra.org.crt", cert.to_str().unwrap())
+        .replace("/etc/perdition/mail.infra.org.key", key.to_str().unwrap());
+    let mailgate = Mailgate::start(&config, "");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("v.sieve"),
+        "require \"vacation\";\r\nvacation \"away\";\r\n",
+    )
+    .unwrap();
+    let port = mailgate.addr(0).port();
+    let run = |args: &[&str]| {
+        support::sieve::sieve_connect(port, &ca.ca(), (ALICE, ALICE_PW), dir.path(), args)
+            .unwrap_or_else(|e| panic!("{e}\n{}", mailgate.log()))
+    };
+    run(&[
+        "--upload",
+        "--localsieve",
+        "v.sieve",
+        "--remotesieve",
+        "away",
+    ]);
+    assert!(run(&["--list"]).contains("away"));
+    assert!(dovecot
+        .log()
+        .contains(&format!("managesieve-login: Info: Login: user=<{ALICE}>")));
 }

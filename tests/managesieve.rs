@@ -11,9 +11,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use support::certs::TestCa;
+use support::sieve::{dovecot_with_sieve, sieve_connect};
 use support::slapd::{Options, Person, Slapd, PEOPLE};
 use support::stack::*;
-use support::{free_port, wait_for_port, Dovecot, Mailgate, START_DEADLINE};
+use support::{Dovecot, Mailgate};
 
 /// Dovecot with ManageSieve on a port of its own, and mailgate with a
 /// `managesieve` listener (listener 2) whose `tls` is `tls`.
@@ -38,16 +39,7 @@ impl Sieve {
 
     /// Like `start_with`, with `extra` appended to mailgate's config.
     fn start_full(tls: &str, dovecot_extra: &str, extra: &str) -> Self {
-        let port = free_port();
-        let sieve = format!(
-            "{dovecot_extra}protocols = imap pop3 sieve\n\
-             service managesieve-login {{\n  inet_listener sieve {{\n    port = {port}\n  }}\n  service_count = 0\n}}\n\
-             plugin {{\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  \
-             sieve_extensions = fileinto vacation envelope\n}}\n"
-        );
-        let dovecot = Dovecot::start_with(&directory_users(), &sieve);
-        let direct = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_for_port(direct, START_DEADLINE);
+        let (dovecot, direct) = dovecot_with_sieve(&directory_users(), dovecot_extra);
         let ca = TestCa::new();
         let (cert, key) = ca.issue("mail", &["localhost"], &["127.0.0.1"]);
         let listener = format!(
@@ -74,7 +66,7 @@ impl Sieve {
         let config = support::mailgate::config(
             dovecot.imap.port(),
             dovecot.pop3.port(),
-            &format!("managesieve_port = {port}"),
+            &format!("managesieve_port = {}", direct.port()),
             &listener,
         )
         .replace("kind = \"static\"\nmap = \"users.map\"\n", &directory)
@@ -258,41 +250,14 @@ fn a_held_user_is_told_to_try_later_without_a_back_end_login() {
 
 #[test]
 fn sieve_connect_over_starttls_uploads_lists_activates_downloads_and_deletes() {
-    if !support::have("sieve-connect") {
-        panic!("sieve-connect is missing (tests/setup.sh installs it)");
-    }
     let s = Sieve::start("starttls");
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("mg.sieve");
     std::fs::write(&local, SCRIPT).unwrap();
+    let ca = s.ca.ca();
     let run = |port: u16, args: &[&str]| {
-        let mut child = std::process::Command::new("sieve-connect")
-            .args(["--server", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--user", ALICE, "--passwordfd", "0", "--authmech", "PLAIN"])
-            .args(["--tlscafile", &s.ca.ca().display().to_string()])
-            .args(["--tlshostname", "localhost"])
-            .args(args)
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{ALICE_PW}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "sieve-connect {args:?}: {text}\n{}",
-            s.mailgate.log()
-        );
-        text
+        sieve_connect(port, &ca, (ALICE, ALICE_PW), dir.path(), args)
+            .unwrap_or_else(|e| panic!("{e}\n{}", s.mailgate.log()))
     };
     let port = s.mailgate.addr(2).port();
     let local_arg = local.display().to_string();

@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod dovecot;
 pub mod mailgate;
+pub mod sieve;
 pub mod slapd;
 pub mod stack;
 

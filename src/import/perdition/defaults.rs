@@ -27,8 +27,6 @@ pub struct Defaults {
     pub run: bool,
     /// The IMAP and POP3 modes set to `yes`, in the init script's order.
     pub modes: Vec<Mode>,
-    /// `MANAGESIEVE=yes` (mailgate does not proxy ManageSieve).
-    pub managesieve: bool,
     /// `FLAGS`: options for every mode.
     pub common: Vec<Setting>,
     /// `<MODE>_FLAGS`: options for one mode, for the modes that run.
@@ -38,11 +36,12 @@ pub struct Defaults {
 }
 
 /// The init script's modes, in its start order, with their variables.
-const MODES: [(Mode, &str); 4] = [
+const MODES: [(Mode, &str); 5] = [
     (Mode::Pop3, "POP3"),
     (Mode::Pop3s, "POP3S"),
     (Mode::Imap4, "IMAP4"),
     (Mode::Imap4s, "IMAP4S"),
+    (Mode::ManageSieve, "MANAGESIEVE"),
 ];
 
 /// Reads the defaults file `text`.
@@ -84,7 +83,6 @@ pub fn read(text: &str) -> Defaults {
     Defaults {
         run: yes("RUN_PERDITION", false),
         modes,
-        managesieve: yes("MANAGESIEVE", true),
         common,
         per_mode,
         notes,
@@ -222,9 +220,14 @@ mod tests {
         assert!(!d.run);
         assert_eq!(
             d.modes,
-            vec![Mode::Pop3, Mode::Pop3s, Mode::Imap4, Mode::Imap4s]
+            vec![
+                Mode::Pop3,
+                Mode::Pop3s,
+                Mode::Imap4,
+                Mode::Imap4s,
+                Mode::ManageSieve
+            ]
         );
-        assert!(d.managesieve);
         assert!(d.common.is_empty() && d.notes.is_empty());
     }
 
@@ -239,8 +242,7 @@ mod tests {
              MANAGESIEVE=no\n",
         );
         assert!(d.run);
-        assert!(!d.managesieve);
-        assert_eq!(d.modes, vec![Mode::Imap4, Mode::Imap4s]);
+        assert_eq!(d.modes, vec![Mode::Imap4, Mode::Imap4s], "MANAGESIEVE=no");
         assert_eq!(pairs(&d.common), [("t", "55"), ("lower_case", "all")]);
         assert_eq!(d.common[0].from.as_deref(), Some("FLAGS"));
         assert_eq!(d.common[0].line, 2);
@@ -262,8 +264,9 @@ mod tests {
             "RUN_PERDITION=yes\n#FLAGS=\nPOP3=yes\nPOP3_FLAGS=\nPOP3S=yes\nPOP3S_FLAGS=\n\
              IMAP4=yes\nIMAP4_FLAGS=\nIMAP4S=yes\nIMAP4S_FLAGS=\nMANAGESIEVE=yes\nMANAGESIEVE_FLAGS=\n",
         );
-        assert!(d.run && d.managesieve);
-        assert_eq!(d.modes.len(), 4);
+        assert!(d.run);
+        assert_eq!(d.modes.len(), 5);
+        assert_eq!(d.modes[4], Mode::ManageSieve);
         assert!(d.per_mode.iter().all(|(_, s)| s.is_empty()));
         assert!(d.notes.is_empty());
     }

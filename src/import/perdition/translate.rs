@@ -27,16 +27,23 @@ pub enum Mode {
     Pop3,
     /// POP3 over SSL, port 995.
     Pop3s,
+    /// ManageSieve, port 4190 (STARTTLS; no implicit-TLS mode).
+    ManageSieve,
 }
 
 impl Mode {
-    /// Parses a Perdition protocol name (`IMAP4`, `imaps`, `POP3S`, …).
+    /// Parses a Perdition protocol name (`IMAP4`, `imaps`, `POP3S`,
+    /// `MANAGESIEVE` …) or program name (`perdition.managesieve`: the
+    /// program Perdition runs as chooses its mode).
     pub fn parse(name: &str) -> Option<Self> {
-        match name.trim().to_ascii_uppercase().as_str() {
+        let name = name.trim().to_ascii_uppercase();
+        let name = name.strip_prefix("PERDITION.").unwrap_or(&name);
+        match name {
             "IMAP4" | "IMAP" => Some(Mode::Imap4),
             "IMAP4S" | "IMAPS" => Some(Mode::Imap4s),
             "POP3" | "POP" => Some(Mode::Pop3),
             "POP3S" | "POPS" => Some(Mode::Pop3s),
+            "MANAGESIEVE" | "SIEVE" => Some(Mode::ManageSieve),
             _ => None,
         }
     }
@@ -47,6 +54,7 @@ impl Mode {
             Mode::Imap4s => "IMAP4S",
             Mode::Pop3 => "POP3",
             Mode::Pop3s => "POP3S",
+            Mode::ManageSieve => "MANAGESIEVE",
         }
     }
 
@@ -54,11 +62,8 @@ impl Mode {
         match self {
             Mode::Imap4 | Mode::Imap4s => "imap",
             Mode::Pop3 | Mode::Pop3s => "pop3",
+            Mode::ManageSieve => "managesieve",
         }
-    }
-
-    fn is_imap(self) -> bool {
-        matches!(self, Mode::Imap4 | Mode::Imap4s)
     }
 
     fn secure(self) -> bool {
@@ -72,6 +77,7 @@ impl Mode {
             Mode::Imap4s => 993,
             Mode::Pop3 => 110,
             Mode::Pop3s => 995,
+            Mode::ManageSieve => 4190,
         }
     }
 }
@@ -371,11 +377,6 @@ fn modes(
                  # no Perdition at all. These are the modes it would start.\n",
             );
         }
-        if d.managesieve {
-            out.notes.push(
-                "MANAGESIEVE=yes in the defaults file (mailgate proxies IMAP and POP3 only)".into(),
-            );
-        }
         return d.modes.clone();
     }
     let Some(p) = protocol else {
@@ -391,10 +392,6 @@ fn modes(
         match Mode::parse(name) {
             Some(m) if !modes.contains(&m) => modes.push(m),
             Some(_) => {}
-            None if name.trim().eq_ignore_ascii_case("managesieve") => out.notes.push(format!(
-                "{}: protocol MANAGESIEVE (mailgate proxies IMAP and POP3 only)",
-                p.place()
-            )),
             None => out.notes.push(format!(
                 "{}: protocol `{}` (not a Perdition protocol)",
                 p.place(),
@@ -1035,7 +1032,7 @@ fn backend(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
         let choice = (mode, ssl.outgoing(), port.unwrap_or(mode.port()));
         match chosen
             .iter()
-            .position(|(m, _, _)| m.is_imap() == mode.is_imap())
+            .position(|(m, _, _)| m.protocol() == mode.protocol())
         {
             None => chosen.push(choice),
             Some(i) => {
@@ -1059,23 +1056,26 @@ fn backend(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
     let backend_tls = tls.first().copied().unwrap_or("none");
     if tls.iter().any(|t| *t != backend_tls) {
         out.notes.push(format!(
-            "the POP3 back-end TLS setting ({}): mailgate's `[backend] tls` covers both protocols, taken from IMAP ({backend_tls})",
-            tls.last().copied().unwrap_or("none")
+            "the back-end TLS settings differ between protocols ({}): mailgate's `[backend] tls` covers every protocol, taken from {} ({backend_tls})",
+            chosen
+                .iter()
+                .map(|c| format!("{} {}", c.0.name(), c.1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            chosen.first().map_or("IMAP", |c| c.0.name())
         ));
     }
     out.toml.push_str("[backend]\n");
     for (mode, _, port) in &chosen {
-        let key = if mode.is_imap() {
-            "imap_port"
-        } else {
-            "pop3_port"
-        };
-        let _ = writeln!(out.toml, "{key} = {port}");
+        let _ = writeln!(out.toml, "{}_port = {port}", mode.protocol());
     }
-    if chosen.len() == 2 && outgoing.is_some() {
-        out.toml.push_str(
+    if chosen.len() >= 2 && outgoing.is_some() {
+        let all: Vec<&str> = chosen.iter().map(|c| c.0.protocol()).collect();
+        let _ = writeln!(
+            out.toml,
             "# outgoing_port applies to every mode of the file, as in Perdition; check\n\
-             # that the POP3 back ends really listen there.\n",
+             # that the {} back ends really listen there.",
+            all.join(", ")
         );
     }
     if backend_tls != "none" {
@@ -1247,7 +1247,7 @@ fn leftovers(opts: &mut Options) {
         ),
         (
             "managesieve_capability",
-            "mailgate proxies IMAP and POP3 only",
+            "mailgate's ManageSieve greeting announces the Sieve capabilities of the back ends it logs in to (IMPLEMENTATION, SIEVE, NOTIFY), Pigeonhole's defaults until the first login",
         ),
         ("ok_line", "the client gets the back end's own login answer"),
         (

@@ -240,7 +240,7 @@ const CLASSIC: &str =
                        outgoing_port 10143\ntimeout 1800\n";
 
 #[test]
-fn debians_shipped_defaults_start_the_four_modes_and_list_managesieve() {
+fn debians_shipped_defaults_start_the_five_modes_managesieve_included() {
     let out = run_with_defaults(
         CLASSIC,
         "RUN_PERDITION=yes\n#FLAGS=\nPOP3=yes\nPOP3_FLAGS=\nPOP3S=yes\nPOP3S_FLAGS=\n\
@@ -255,9 +255,18 @@ fn debians_shipped_defaults_start_the_four_modes_and_list_managesieve() {
         .collect();
     assert_eq!(
         addresses,
-        ["0.0.0.0:110", "0.0.0.0:995", "0.0.0.0:143", "0.0.0.0:993"]
+        [
+            "0.0.0.0:110",
+            "0.0.0.0:995",
+            "0.0.0.0:143",
+            "0.0.0.0:993",
+            "0.0.0.0:4190"
+        ]
     );
-    assert!(out.contains("# not carried over: MANAGESIEVE=yes"), "{out}");
+    assert_eq!(t["listen"][4]["protocol"].as_str(), Some("managesieve"));
+    // The file's outgoing_port, as Perdition applies it to every mode.
+    assert_eq!(t["backend"]["managesieve_port"].as_integer(), Some(10143));
+    assert!(!out.contains("MANAGESIEVE=yes"), "{out}");
     assert!(!out.contains("RUN_PERDITION"), "{out}");
 }
 
