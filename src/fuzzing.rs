@@ -12,6 +12,7 @@ use crate::imap::{ImapBackendAuth, ImapBackendLogin, ImapPreAuth, ImapSettings};
 use crate::login::{
     BackendEvent, BackendGreeting, BackendLogin, LoginFailure, PreAuth, PreAuthEvent,
 };
+use crate::managesieve::{ManageSieveBackendLogin, ManageSievePreAuth, ManageSieveSettings};
 use crate::pop3::{Pop3BackendAuth, Pop3BackendLogin, Pop3PreAuth, Pop3Settings};
 use std::rc::Rc;
 
@@ -88,6 +89,38 @@ pub fn pop3_preauth(data: &[u8]) {
         ..Pop3Settings::default()
     };
     drive_preauth(Pop3PreAuth::new(Rc::new(settings)), data);
+}
+
+/// Arbitrary client bytes into the ManageSieve pre-auth machine, then
+/// arbitrary server bytes (the same input) into its back-end login, with
+/// and without STARTTLS and a client address.
+pub fn managesieve(data: &[u8]) {
+    let mut settings = ManageSieveSettings::default();
+    settings.listener.max_line = 256;
+    settings.listener.max_literal = 128;
+    settings.listener.max_auth_failures = 5;
+    settings.listener.starttls = data.first().is_some_and(|b| b & 1 == 1);
+    settings.listener.require_tls = data.first().is_some_and(|b| b & 2 == 2);
+    let tls_active = data.first().is_some_and(|b| b & 4 == 4);
+    drive_preauth(
+        ManageSievePreAuth::with_tls(Rc::new(settings), tls_active),
+        data,
+    );
+    let password = || Secret::new(b"p\"w\\ \xc3\xa9".to_vec());
+    let client = crate::login::ClientAddress {
+        peer: ([192, 0, 2, 7], 50123).into(),
+        local: ([198, 51, 100, 1], 4190).into(),
+    };
+    drive_backend(
+        ManageSieveBackendLogin::new("user@example.org", password()),
+        data,
+    );
+    drive_backend(
+        ManageSieveBackendLogin::new("user@example.org", password())
+            .with_starttls()
+            .with_client_address(client),
+        data,
+    );
 }
 
 fn drive_backend<B: BackendLogin>(mut machine: B, data: &[u8]) {
@@ -351,6 +384,15 @@ mod tests {
         b"b BAD x\r\n",
         b"* 1 FETCH (BODY[] {4}\r\n",
         b"z LOGOUT\r\n",
+        b"AUTHENTICATE \"PLAIN\" ",
+        b"\"AGFAYg==\"\r\n",
+        b"STARTTLS\r\n",
+        b"NOOP \"t\"\r\n",
+        b"\"IMPLEMENTATION\" \"x\"\r\n",
+        b"\"XCLIENT\"\r\n",
+        b"OK \"ready\"\r\n",
+        b"NO (TRYLATER) {3}\r\nabc\r\n",
+        b"BYE \"x\"\r\n",
     ];
 
     fn random_input(seed: u64) -> Vec<u8> {
@@ -381,6 +423,7 @@ mod tests {
             pop3_preauth(&input);
             backend_login(&input);
             imap_tracker(&input);
+            managesieve(&input);
         }
     }
 
