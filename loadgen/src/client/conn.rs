@@ -99,16 +99,22 @@ impl Conn {
             bytes_in: 0,
             line: Vec::with_capacity(256),
         };
-        let greeting = conn.read_line().await?;
-        let ok = match endpoint.protocol {
-            Protocol::Imap => greeting.starts_with(b"* OK"),
-            Protocol::Pop3 => greeting.starts_with(b"+OK"),
-        };
-        if !ok {
-            return Err(Failure::new(
-                ErrorKind::Greeting,
-                String::from_utf8_lossy(&greeting).into_owned(),
-            ));
+        if endpoint.protocol == Protocol::Managesieve {
+            conn.sieve_answer()
+                .await
+                .map_err(|e| Failure::new(ErrorKind::Greeting, e.detail))?;
+        } else {
+            let greeting = conn.read_line().await?;
+            let ok = match endpoint.protocol {
+                Protocol::Imap => greeting.starts_with(b"* OK"),
+                _ => greeting.starts_with(b"+OK"),
+            };
+            if !ok {
+                return Err(Failure::new(
+                    ErrorKind::Greeting,
+                    String::from_utf8_lossy(&greeting).into_owned(),
+                ));
+            }
         }
         if endpoint.tls == TlsMode::Starttls {
             match endpoint.protocol {
@@ -116,6 +122,7 @@ impl Conn {
                     conn.imap_command("STARTTLS").await?.ok()?;
                 }
                 Protocol::Pop3 => conn.pop3_command("STLS").await?,
+                Protocol::Managesieve => conn.sieve_command("STARTTLS").await?,
             }
             if !conn.stream.buffer().is_empty() {
                 return Err(Failure::new(
@@ -129,6 +136,10 @@ impl Conn {
             )
             .into_inner();
             conn.stream = BufReader::with_capacity(64 * 1024, tls_wrap(endpoint, plain).await?);
+            if endpoint.protocol == Protocol::Managesieve {
+                // RFC 5804 §2.2: the capabilities again, then OK.
+                conn.sieve_answer().await?;
+            }
         }
         Ok(conn)
     }
@@ -173,6 +184,7 @@ impl Conn {
                 self.pop3_command(&format!("USER {user}")).await?;
                 self.pop3_command(&format!("PASS {password}")).await
             }
+            Protocol::Managesieve => self.sieve_login(user, password).await,
         }
     }
 
@@ -185,7 +197,7 @@ impl Conn {
                 response.ok()?;
                 Ok(response.uid_validity)
             }
-            Protocol::Pop3 => Ok(None),
+            Protocol::Pop3 | Protocol::Managesieve => Ok(None),
         }
     }
 
@@ -195,6 +207,12 @@ impl Conn {
         let body = match self.protocol {
             Protocol::Imap => self.imap_fetch(number).await?,
             Protocol::Pop3 => self.pop3_retr(number, expected.len()).await?,
+            Protocol::Managesieve => {
+                return Err(Failure::new(
+                    ErrorKind::Protocol,
+                    "ManageSieve has no messages to fetch",
+                ))
+            }
         };
         check_body(&body, expected)?;
         Ok(body.len() as u64)
@@ -214,6 +232,10 @@ impl Conn {
                 tokio::time::sleep_until(until).await;
                 self.pop3_command("NOOP").await
             }
+            Protocol::Managesieve => {
+                tokio::time::sleep_until(until).await;
+                self.sieve_command("NOOP").await
+            }
         }
     }
 
@@ -222,6 +244,7 @@ impl Conn {
         match self.protocol {
             Protocol::Imap => self.imap_command("LOGOUT").await?.ok(),
             Protocol::Pop3 => self.pop3_command("QUIT").await,
+            Protocol::Managesieve => self.sieve_command("LOGOUT").await,
         }
     }
 }

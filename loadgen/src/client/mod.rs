@@ -1,6 +1,7 @@
-//! Async IMAP and POP3 clients, just what the scenarios need: connect (from a
-//! chosen source address), greeting, STARTTLS/STLS or implicit TLS, login,
-//! select, fetch/retr with the body checked byte for byte, IDLE, logout.
+//! Async IMAP, POP3 and ManageSieve clients, just what the scenarios need:
+//! connect (from a chosen source address), greeting, STARTTLS/STLS or
+//! implicit TLS, login, select, fetch/retr with the body checked byte for
+//! byte, IDLE, logout (ManageSieve: the login scenarios only).
 //!
 //! Every failure carries an [`ErrorKind`], which is how the summary counts
 //! errors. A body that differs from the expected one is
@@ -11,6 +12,7 @@
 
 mod conn;
 mod imap;
+mod managesieve;
 mod pop3;
 
 pub use conn::Conn;
@@ -123,6 +125,8 @@ pub enum TlsMode {
 pub enum Protocol {
     Imap,
     Pop3,
+    /// ManageSieve (RFC 5804): logins only.
+    Managesieve,
 }
 
 /// Where and how to connect.

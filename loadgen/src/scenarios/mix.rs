@@ -189,6 +189,7 @@ async fn short_session(
                     conn.select().await?;
                 }
                 Protocol::Pop3 => conn.pop3_command("STAT").await?,
+                Protocol::Managesieve => conn.sieve_command("LISTSCRIPTS").await?,
             }
             let body = expected.get(&number).map(Vec::as_slice).unwrap_or(&[]);
             conn.fetch(number, body).await?;

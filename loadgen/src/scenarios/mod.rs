@@ -279,5 +279,6 @@ pub fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Imap => "imap",
         Protocol::Pop3 => "pop3",
+        Protocol::Managesieve => "managesieve",
     }
 }
