@@ -200,9 +200,11 @@ mod tests {
 
     #[test]
     fn routes_may_name_the_configured_and_mapped_ports_by_default() {
-        let text = format!("{STATIC}[backend]\nimap_port = 10143\npop3_port = 10110\n");
+        let text = format!(
+            "{STATIC}[backend]\nimap_port = 10143\npop3_port = 10110\nmanagesieve_port = 14190\n"
+        );
         let live = build(&text, Some("a@x 10.0.0.1:4143\n* 10.0.0.2\n")).unwrap();
-        assert_eq!(live.allowed_ports(), [4143, 10110, 10143]);
+        assert_eq!(live.allowed_ports(), [4143, 10110, 10143, 14190]);
         let explicit = format!("{text}allowed_ports = [1, 2]\n");
         let live = build(&explicit, Some("* 10.0.0.2:4143\n")).unwrap();
         assert_eq!(
