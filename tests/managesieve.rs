@@ -383,3 +383,65 @@ fn the_greeting_announces_the_sieve_extensions_the_back_end_announces() {
     assert_eq!(dovecots, "\"SIEVE\" \"fileinto envelope vacation\"\r\n");
     assert_eq!(ours, dovecots);
 }
+
+/// `openssl s_client` to 127.0.0.1:`port` (`-starttls sieve` when asked),
+/// sending `input`; what it printed.
+fn s_client(ca: &std::path::Path, port: u16, starttls: bool, input: &str) -> String {
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-CAfile", ca.to_str().unwrap(), "-verify_return_error"])
+        .args(["-servername", "localhost", "-crlf", "-ign_eof"]);
+    if starttls {
+        cmd.args(["-starttls", "sieve"]);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn openssl_logs_in_over_implicit_tls_and_starttls_and_metrics_say_managesieve() {
+    let s = Sieve::start_full(
+        "starttls",
+        "",
+        "[[listen]]\nprotocol = \"managesieve\"\naddress = \"127.0.0.1:0\"\ntls = \"implicit\"\n\
+         [admin]\naddress = \"127.0.0.1:0\"\n",
+    );
+    let input = format!(
+        "AUTHENTICATE \"PLAIN\" \"{}\"\nLISTSCRIPTS\nLOGOUT\n",
+        plain(ALICE, ALICE_PW)
+    );
+    let ca = s.ca.ca();
+    for (listener, starttls) in [(3, false), (2, true)] {
+        let text = s_client(&ca, s.mailgate.addr(listener).port(), starttls, &input);
+        assert!(
+            text.contains("Verify return code: 0 (ok)"),
+            "{listener}: {text}"
+        );
+        assert!(
+            text.contains("OK \"Logged in.\""),
+            "{listener}: {text}\n{}",
+            s.mailgate.log()
+        );
+    }
+    let metrics = mailgate_testkit::admin::AdminClient::new(s.mailgate.addr(4), None)
+        .run(&mailgate_testkit::admin::Action::Metrics)
+        .unwrap()
+        .body;
+    let logins = support::metric(
+        &metrics,
+        "mailgate_logins_total{protocol=\"managesieve\",outcome=\"ok\"}",
+    );
+    assert_eq!(logins, 2.0, "{metrics}");
+}
