@@ -329,3 +329,30 @@ fn modes_on_the_command_line_win_over_the_defaults_file() {
     assert_eq!(listen.len(), 1);
     assert_eq!(listen[0]["address"].as_str(), Some("0.0.0.0:110"));
 }
+
+#[test]
+fn managesieve_is_chosen_by_protocol_program_name_or_defaults_flags() {
+    for name in [
+        "MANAGESIEVE",
+        "managesieve",
+        "perdition.managesieve",
+        "sieve",
+    ] {
+        assert_eq!(Mode::parse(name), Some(Mode::ManageSieve), "{name}");
+    }
+    assert_eq!(Mode::parse("perdition.imap4s"), Some(Mode::Imap4s));
+    let t = config_of(&run("protocol MANAGESIEVE\n"));
+    assert_eq!(t["listen"][0]["protocol"].as_str(), Some("managesieve"));
+    assert_eq!(t["listen"][0]["address"].as_str(), Some("0.0.0.0:4190"));
+    assert_eq!(t["backend"]["managesieve_port"].as_integer(), Some(4190));
+    // MANAGESIEVE_FLAGS set that listener alone.
+    let out = run_with_defaults(
+        "",
+        "POP3=no\nPOP3S=no\nIMAP4=no\nIMAP4S=no\nMANAGESIEVE=yes\nMANAGESIEVE_FLAGS='-l 2000 --ssl_mode tls_listen'\n",
+    );
+    let t = config_of(&out);
+    let listen = t["listen"].as_array().unwrap();
+    assert_eq!(listen.len(), 1, "{out}");
+    assert_eq!(listen[0]["address"].as_str(), Some("0.0.0.0:2000"));
+    assert_eq!(listen[0]["tls"].as_str(), Some("starttls"));
+}
