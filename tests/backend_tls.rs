@@ -7,7 +7,7 @@ mod support;
 use mailgate::check_client::{ImapClient, Pop3Client};
 use support::certs::TestCa;
 use support::stack::*;
-use support::{free_port, Dovecot, Mailgate, TestUser};
+use support::{Dovecot, Mailgate, TestUser};
 
 struct Setup {
     dovecot: Dovecot,
@@ -19,26 +19,24 @@ struct Setup {
 fn dovecot_with_tls() -> Setup {
     let ca = TestCa::new();
     let (cert, key) = ca.issue("dovecot", &["localhost"], &["127.0.0.1"]);
-    let (imaps, pop3s) = (free_port(), free_port());
-    let extra = format!(
-        "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n\
-         service imap-login {{\n  inet_listener imaps {{\n    port = {imaps}\n  }}\n}}\n\
-         service pop3-login {{\n  inet_listener pop3s {{\n    port = {pop3s}\n  }}\n}}\n",
-        cert.display(),
-        key.display()
-    );
-    let dovecot = Dovecot::start_with(
-        &[TestUser {
-            name: ALICE.into(),
-            password: ALICE_PW.into(),
-            messages: alice_messages(),
-        }],
-        &extra,
-    );
-    support::wait_for_port(
-        std::net::SocketAddr::from(([127, 0, 0, 1], imaps)),
-        support::START_DEADLINE,
-    );
+    let extra = |ports: &[u16]| {
+        format!(
+            "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n\
+             service imap-login {{\n  inet_listener imaps {{\n    port = {}\n  }}\n}}\n\
+             service pop3-login {{\n  inet_listener pop3s {{\n    port = {}\n  }}\n}}\n",
+            cert.display(),
+            key.display(),
+            ports[0],
+            ports[1]
+        )
+    };
+    let users = [TestUser {
+        name: ALICE.into(),
+        password: ALICE_PW.into(),
+        messages: alice_messages(),
+    }];
+    let (dovecot, ports) = Dovecot::start_with_ports(&users, 2, extra);
+    let (imaps, pop3s) = (ports[0], ports[1]);
     Setup {
         dovecot,
         imaps,

@@ -649,18 +649,16 @@ fn max_per_user_and_max_bound_the_process_not_each_worker() {
 fn a_tls_back_end_session_parked_on_one_worker_carries_on_on_another() {
     let ca = support::certs::TestCa::new();
     let (cert, key) = ca.issue("dovecot", &["localhost"], &["127.0.0.1"]);
-    let imaps = support::free_port();
-    let dovecot_extra = format!(
-        "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n\
-         service imap-login {{\n  inet_listener imaps {{\n    port = {imaps}\n  }}\n}}\n",
-        cert.display(),
-        key.display()
-    );
-    let dovecot = Dovecot::start_with(&directory_users(), &dovecot_extra);
-    support::wait_for_port(
-        std::net::SocketAddr::from(([127, 0, 0, 1], imaps)),
-        support::START_DEADLINE,
-    );
+    let (dovecot, ports) = Dovecot::start_with_ports(&directory_users(), 1, |ports| {
+        format!(
+            "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n\
+             service imap-login {{\n  inet_listener imaps {{\n    port = {}\n  }}\n}}\n",
+            cert.display(),
+            key.display(),
+            ports[0]
+        )
+    });
+    let imaps = ports[0];
     let backend = format!("tls = \"implicit\"\nca_file = \"{}\"", ca.ca().display());
     let setup = Setup {
         workers: 4,

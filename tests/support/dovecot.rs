@@ -1,6 +1,6 @@
 //! A real Dovecot (imap + pop3, plaintext) with Maildirs of known content.
 
-use super::{free_port, terminate, wait_for_port, START_DEADLINE};
+use super::{free_port, terminate, START_DEADLINE};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,24 @@ pub struct Dovecot {
 }
 
 const MAIL_UID: u32 = 8; // Debian's `mail` user
+/// Starts tried before a test gives up on Dovecot.
+const START_ATTEMPTS: u32 = 3;
+
+/// Whether `child` listens on `addr` before [`START_DEADLINE`]; false as
+/// soon as it has exited (it could not bind).
+fn listening(child: &mut Child, addr: SocketAddr) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < START_DEADLINE {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
 const MAIL_GID: u32 = 8;
 
 impl Dovecot {
@@ -39,14 +57,27 @@ impl Dovecot {
 
     /// Like `start`, with `extra` appended to dovecot.conf.
     pub fn start_with(users: &[TestUser], extra: &str) -> Self {
+        Self::start_with_ports(users, 0, |_| extra.to_owned()).0
+    }
+
+    /// Like `start_with`, with `extra(ports)` appended, `ports` being
+    /// `more` free ports of its own (listeners it adds), returned too.
+    ///
+    /// A free port can be taken between the test picking it and Dovecot
+    /// binding it (another test's outgoing connection may land on it):
+    /// Dovecot then exits at once, and the start is tried again with new
+    /// ports, up to [`START_ATTEMPTS`] times.
+    pub fn start_with_ports(
+        users: &[TestUser],
+        more: usize,
+        extra: impl Fn(&[u16]) -> String,
+    ) -> (Self, Vec<u16>) {
         let dir = tempfile::Builder::new()
             .prefix("mailgate-dovecot-")
             .tempdir()
             .expect("temp dir");
         let root = dir.path();
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let imap_port = free_port();
-        let pop3_port = free_port();
         let mut passwd = String::new();
         for user in users {
             passwd.push_str(&format!("{}:{{PLAIN}}{}::::::\n", user.name, user.password));
@@ -57,25 +88,40 @@ impl Dovecot {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
         let conf = root.join("dovecot.conf");
-        std::fs::write(&conf, config(root, imap_port, pop3_port) + extra).unwrap();
-        let child = Command::new("dovecot")
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dovecot (apt-get install dovecot-imapd dovecot-pop3d)");
-        let dovecot = Self {
-            child,
-            imap: SocketAddr::from(([127, 0, 0, 1], imap_port)),
-            pop3: SocketAddr::from(([127, 0, 0, 1], pop3_port)),
-            dir,
-        };
-        wait_for_port(dovecot.imap, START_DEADLINE);
-        wait_for_port(dovecot.pop3, START_DEADLINE);
-        dovecot
+        for attempt in 1..=START_ATTEMPTS {
+            let (imap_port, pop3_port) = (free_port(), free_port());
+            let ports: Vec<u16> = (0..more).map(|_| free_port()).collect();
+            std::fs::write(&conf, config(root, imap_port, pop3_port) + &extra(&ports)).unwrap();
+            let mut child = Command::new("dovecot")
+                .arg("-F")
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start dovecot (apt-get install dovecot-imapd dovecot-pop3d)");
+            let listening = [imap_port, pop3_port]
+                .iter()
+                .chain(&ports)
+                .all(|port| listening(&mut child, SocketAddr::from(([127, 0, 0, 1], *port))));
+            if listening {
+                let dovecot = Self {
+                    child,
+                    imap: SocketAddr::from(([127, 0, 0, 1], imap_port)),
+                    pop3: SocketAddr::from(([127, 0, 0, 1], pop3_port)),
+                    dir,
+                };
+                return (dovecot, ports);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!(
+                "dovecot did not listen on its ports (attempt {attempt}): {}",
+                std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default()
+            );
+        }
+        panic!("dovecot did not start in {START_ATTEMPTS} attempts");
     }
 
     /// Dovecot's log so far.

@@ -1,7 +1,7 @@
 //! ManageSieve test parts: a Dovecot with Pigeonhole's managesieve on a
 //! port of its own, and `sieve-connect` run against any ManageSieve port.
 
-use super::{free_port, wait_for_port, Dovecot, TestUser, START_DEADLINE};
+use super::{Dovecot, TestUser};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,17 +11,16 @@ use std::process::{Command, Stdio};
 /// own port, scripts in each home's `sieve/`, and `extra` in dovecot.conf;
 /// that ManageSieve address.
 pub fn dovecot_with_sieve(users: &[TestUser], extra: &str) -> (Dovecot, SocketAddr) {
-    let port = free_port();
-    let sieve = format!(
-        "{extra}protocols = imap pop3 sieve\n\
-         service managesieve-login {{\n  inet_listener sieve {{\n    port = {port}\n  }}\n  service_count = 0\n}}\n\
-         plugin {{\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  \
-         sieve_extensions = fileinto vacation envelope\n}}\n"
-    );
-    let dovecot = Dovecot::start_with(users, &sieve);
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for_port(address, START_DEADLINE);
-    (dovecot, address)
+    let (dovecot, ports) = Dovecot::start_with_ports(users, 1, |ports| {
+        format!(
+            "{extra}protocols = imap pop3 sieve\n\
+             service managesieve-login {{\n  inet_listener sieve {{\n    port = {}\n  }}\n  service_count = 0\n}}\n\
+             plugin {{\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n  \
+             sieve_extensions = fileinto vacation envelope\n}}\n",
+            ports[0]
+        )
+    });
+    (dovecot, SocketAddr::from(([127, 0, 0, 1], ports[0])))
 }
 
 /// Runs `sieve-connect` against 127.0.0.1:`port` over STARTTLS (the
