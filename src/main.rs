@@ -218,6 +218,9 @@ fn import_perdition(
         modes,
         defaults: defaults.as_deref(),
     });
+    for warning in &imported.warnings {
+        eprintln!("mailgate: {warning}");
+    }
     if let Some(map) = &imported.map {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

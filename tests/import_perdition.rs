@@ -28,6 +28,8 @@ fn debian_etc() -> PathBuf {
 struct Import {
     toml: String,
     map: Option<String>,
+    /// What the command said on stderr.
+    stderr: String,
     dir: tempfile::TempDir,
 }
 
@@ -53,6 +55,7 @@ fn import(conf: &Path, popmap: Option<&Path>, extra: &[&str]) -> Import {
     Import {
         toml: String::from_utf8(out.stdout).unwrap(),
         map,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         dir,
     }
 }
@@ -386,4 +389,25 @@ fn an_imported_managesieve_config_serves_sieve_connect_through_slapd_to_dovecot(
     assert!(dovecot
         .log()
         .contains(&format!("managesieve-login: Info: Login: user=<{ALICE}>")));
+}
+
+#[test]
+fn a_popmap_the_configuration_does_not_read_is_said_on_stderr() {
+    let work = tempfile::tempdir().unwrap();
+    let popmap = work.path().join("popmap");
+    std::fs::write(&popmap, "alice@example.org:box1\n").unwrap();
+    // The classic file maps with LDAP: the popmap is not read.
+    let ldap = import(&golden_dir().join("classic.conf"), Some(&popmap), &[]);
+    assert!(
+        ldap.stderr
+            .contains("--popmap was given but not read: its map is LDAP"),
+        "{}",
+        ldap.stderr
+    );
+    // A file map: the popmap becomes the static map, nothing said.
+    let conf = work.path().join("perdition.conf");
+    std::fs::write(&conf, "map_library /usr/lib/libperditiondb_gdbm.so.0\n").unwrap();
+    let file = import(&conf, Some(&popmap), &[]);
+    assert!(!file.stderr.contains("--popmap"), "{}", file.stderr);
+    assert!(file.map.unwrap().contains("alice@example.org box1"));
 }

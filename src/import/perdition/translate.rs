@@ -108,6 +108,10 @@ pub struct Imported {
     pub toml: String,
     /// The static map file's content, to be written at `map_out`.
     pub map: Option<String>,
+    /// Said on stderr: what the command line asked for that this
+    /// configuration does not use (a `--popmap` whose map is not the
+    /// popmap).
+    pub warnings: Vec<String>,
 }
 
 /// Perdition's default LDAP URL (perditiondb(5)).
@@ -267,6 +271,8 @@ impl SslMode {
 struct Out {
     toml: String,
     notes: Vec<String>,
+    /// The `--popmap` text became the static map.
+    popmap_read: bool,
 }
 
 /// Imports `input`; infallible: what cannot be carried over is listed in
@@ -277,10 +283,12 @@ pub fn import(input: &Input<'_>) -> Imported {
     let mut out = Out {
         toml: String::new(),
         notes: Vec::new(),
+        popmap_read: false,
     };
     let mut header = Out {
         toml: String::new(),
         notes: Vec::new(),
+        popmap_read: false,
     };
     let modes = modes(input, defaults.as_ref(), &mut opts, &mut header);
     out.notes.append(&mut header.notes);
@@ -322,6 +330,7 @@ pub fn import(input: &Input<'_>) -> Imported {
     listeners(&per_mode, &own, &mut opts, &mut out);
     tls(&per_mode, &mut opts, &mut out);
     let map = directory(input, &mut opts, &mut out);
+    let warnings = unused_popmap(input, out.popmap_read, map.is_none());
     backend(&per_mode, &mut opts, &mut out);
     limits(&modes, &mut opts, &mut out);
     runtime(&mut opts, &mut out);
@@ -342,6 +351,7 @@ pub fn import(input: &Input<'_>) -> Imported {
     Imported {
         toml: out.toml,
         map,
+        warnings,
     }
 }
 
@@ -620,6 +630,23 @@ fn tls(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
     out.toml.push('\n');
 }
 
+/// A `--popmap` the imported map does not come from: the map is LDAP (no
+/// map file), or a file that does not hold the popmap's lines (everyone to
+/// `outgoing_server`, another library's exported table).
+fn unused_popmap(input: &Input<'_>, read: bool, ldap: bool) -> Vec<String> {
+    if input.popmap.is_none() || read {
+        return Vec::new();
+    }
+    let why = if ldap {
+        "its map is LDAP (map_library_opt)"
+    } else {
+        "its map is not the popmap (no map_library, or another map library)"
+    };
+    vec![format!(
+        "--popmap was given but not read: {why}; the imported configuration does not use it"
+    )]
+}
+
 fn directory(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Option<String> {
     let library = opts.take("map_library");
     let library_opt = opts.take("map_library_opt");
@@ -706,6 +733,7 @@ fn directory(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Option<Str
             "domain_delimiter `{delimiter}` (mailgate splits user and domain at `@`)"
         ));
     }
+    out.popmap_read = input.popmap.is_some();
     let converted = match (input.popmap, regex) {
         (Some(text), true) => popmap::regex(text, &delimiter),
         (Some(text), false) => popmap::flat(text, &delimiter),
