@@ -25,11 +25,16 @@ pub static MANAGESIEVE: ProtocolSpec = ProtocolSpec {
 /// A listener's machines: they greet with the Sieve capabilities of the
 /// last back end this worker logged in to (Pigeonhole 0.5's defaults until
 /// then), so clients see what the boxes behind really offer.
-struct Listener(RefCell<Rc<ManageSieveSettings>>);
+struct Listener {
+    settings: RefCell<Rc<ManageSieveSettings>>,
+    /// The capability lines the settings were last learned from: a login
+    /// that brings the same lines (the usual case) parses nothing.
+    learned_from: RefCell<String>,
+}
 
 impl MachineFactory for Listener {
     fn preauth(&self, tls_active: bool) -> Box<dyn PreAuth> {
-        let settings = self.0.borrow().clone();
+        let settings = self.settings.borrow().clone();
         Box::new(ManageSievePreAuth::with_tls(settings, tls_active))
     }
 
@@ -37,10 +42,14 @@ impl MachineFactory for Listener {
         let Some(lines) = &greeting.capability else {
             return;
         };
+        if *self.learned_from.borrow() == *lines {
+            return;
+        }
         let Some(capabilities) = SieveCapabilities::from_lines(lines) else {
             return;
         };
-        let mut settings = self.0.borrow_mut();
+        lines.clone_into(&mut self.learned_from.borrow_mut());
+        let mut settings = self.settings.borrow_mut();
         if settings.capabilities != capabilities {
             *settings = Rc::new(ManageSieveSettings {
                 listener: settings.listener.clone(),
@@ -51,10 +60,13 @@ impl MachineFactory for Listener {
 }
 
 fn listener(settings: &ListenerSettings) -> Rc<dyn MachineFactory> {
-    Rc::new(Listener(RefCell::new(Rc::new(ManageSieveSettings {
-        listener: settings.clone(),
-        ..ManageSieveSettings::default()
-    }))))
+    Rc::new(Listener {
+        settings: RefCell::new(Rc::new(ManageSieveSettings {
+            listener: settings.clone(),
+            ..ManageSieveSettings::default()
+        })),
+        learned_from: RefCell::new(String::new()),
+    })
 }
 
 /// ManageSieve has SASL only: every `BackendAuth` is `PLAIN`.

@@ -68,27 +68,28 @@ impl ParkingLot {
         });
     }
 
-    /// The bounds in force.
-    pub fn bounds(&self) -> CacheBounds {
-        self.lock().bounds()
-    }
-
     /// New bounds, from a reloaded configuration.
     pub fn set_bounds(&self, bounds: CacheBounds) {
         self.lock().set_bounds(bounds);
     }
 
-    /// See [`ConnectionCache::take`].
+    /// See [`ConnectionCache::take`]; with it, whether the session has
+    /// been parked longer than `check_after` (it must then answer a `NOOP`
+    /// before reuse), read under the same lock.
     pub fn take(
         &self,
         identity: &str,
         route: &str,
         password: &[u8],
-    ) -> Result<Parked<DetachedStream>, Miss> {
+    ) -> Result<(Parked<DetachedStream>, bool), Miss> {
         let mut cache = self.lock();
+        let check_after = cache.bounds().check_after;
         let taken = cache.take(identity, route, password);
         self.publish(&mut cache);
-        taken
+        taken.map(|parked| {
+            let due = parked.parked_longer_than(check_after);
+            (parked, due)
+        })
     }
 
     /// See [`ConnectionCache::forget_other_passwords`].
@@ -223,7 +224,7 @@ mod tests {
         assert_eq!(lot.recorder().lock().unwrap().parked_sessions, 1);
         lot.sweep();
         assert_eq!(lot.len(), 1, "a silent session survives the sweep");
-        let taken = lot.take("alice", "box1:143", b"pw").ok().unwrap();
+        let (taken, _) = lot.take("alice", "box1:143", b"pw").ok().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

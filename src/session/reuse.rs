@@ -70,8 +70,8 @@ pub(super) async fn take<C: Connector>(
 ) -> Option<(BackendSession<MaybeTls<C::Stream>>, ParkTicket)> {
     let lot = &ctx.worker.parking;
     let taken = lot.take(identity, route, password);
-    let parked = match taken {
-        Ok(parked) => parked,
+    let (parked, due) = match taken {
+        Ok(taken) => taken,
         Err(miss) => {
             let event = match miss {
                 Miss::Empty => CacheEvent::MissEmpty,
@@ -81,9 +81,7 @@ pub(super) async fn take<C: Connector>(
             return None;
         }
     };
-    let check_after = lot.bounds().check_after;
     let mac = parked.mac().to_vec();
-    let due = parked.parked_longer_than(check_after);
     let session = match parked.session.map_stream(|s| s.attach(connector)) {
         Ok(session) => session,
         Err(e) => {
