@@ -275,10 +275,10 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     }
     let io = mailgate::runtime::resolve_io(runtime.io, runtime.ring_entries)?;
     println!(
-        "{}: ok ({} listener(s), {} static map entries, io {})",
+        "{}: ok ({} listener(s), {}, io {})",
         path.display(),
         live.loaded.config.listen.len(),
-        live.static_map.as_ref().map_or(0, |m| m.len()),
+        live.directory.summary(),
         io.as_str()
     );
     Ok(())

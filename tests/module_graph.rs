@@ -255,3 +255,68 @@ fn the_protocol_check_sees_variants_and_modules() {
     let text = "match p { Protocol::Imap => 1, _ => 2 }\nlet all = Protocol::ALL;\nuse crate::pop3::X;\nuse crate::login::Y;";
     assert_eq!(protocol_names(text), ["Protocol::Imap", "crate::pop3"]);
 }
+
+/// Directory kinds are registered in one place (`directory::kind::KINDS`):
+/// outside `directory/`, only these may name one — the Perdition importer
+/// (it writes LDAP and static configurations) and the fuzz entry points.
+const NAMES_A_KIND_ON_PURPOSE: &[&str] = &["import", "fuzzing.rs"];
+
+/// The crate paths naming a directory kind's module in `text`'s non-test
+/// code: `directory::ldap`, `directory::static_map`, …
+fn kind_names(text: &str) -> Vec<String> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let kinds = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/directory");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(kinds).expect("read src/directory") {
+        let path = entry.expect("dir entry").path();
+        if !path.is_dir() {
+            continue;
+        }
+        let kind = path
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        for prefix in ["crate::directory::", "directory::"] {
+            let named = format!("{prefix}{kind}");
+            if code.contains(&named) && !found.iter().any(|f: &String| f.ends_with(&named)) {
+                found.push(named);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_module_outside_the_directory_names_a_kind() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let shown = relative.to_string_lossy().replace('\\', "/");
+        let top = shown.split('/').next().unwrap_or("");
+        if top == "directory"
+            || NAMES_A_KIND_ON_PURPOSE.contains(&top)
+            || shown.ends_with("_tests.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for found in kind_names(&text) {
+            wrong.push(format!("{shown}: {found}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "directory kinds named outside directory/ (build through directory::kind):\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_kind_check_sees_kind_modules() {
+    let text = "use crate::directory::ldap::watch::Change;\nuse crate::directory::kind::KINDS;\n";
+    assert_eq!(kind_names(text), ["crate::directory::ldap"]);
+}

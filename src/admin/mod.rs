@@ -35,7 +35,7 @@ pub struct Admin {
     /// The reactor the workers run (`mailgate_info{io=…}`).
     pub io: crate::transport::Io,
     /// The directory watch, when `[directory] watch` is on.
-    pub watch: Option<Arc<crate::directory::ldap::watch::WatchStatus>>,
+    pub watch: Option<Arc<crate::directory::changes::WatchStatus>>,
     /// Per-worker state.
     pub workers: Vec<WorkerState>,
     /// Figures kept for the whole process rather than per worker (the

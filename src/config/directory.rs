@@ -1,49 +1,71 @@
-//! Validating `[directory]` into directory settings and the cache's.
+//! Validating `[directory]`: the keys every kind shares here, the kind's
+//! own keys by the kind (`directory::kind`), and the cache's settings.
 
 use super::load::Locator;
-use super::{ConfigError, DirectoryConfig, DirectoryKind, DirectorySettings};
-use crate::auth::Secret;
-use crate::directory::ldap::query::{self, KeyFormat, QuerySpec, Scope};
-use crate::directory::ldap::LdapSettings;
+use super::{ConfigError, DirectoryConfig};
+use crate::directory::kind::{self, Common, KindSettings, Problem, Setup};
+use crate::directory::name_form::KeyFormat;
 use crate::directory::{CacheSettings, HostRewrite};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The directory settings and, when caching is on, the cache's.
+/// The kind's validated settings and, when caching is on, the cache's.
+/// `ignored` lists the `directory.*` keys the shared schema did not read.
 pub(super) fn build(
     d: &DirectoryConfig,
+    text: &str,
+    ignored: &[String],
     at: &mut Locator,
     base_dir: &Path,
-) -> Result<(DirectorySettings, Option<CacheSettings>), ConfigError> {
-    let settings = match d.kind.get_ref() {
-        DirectoryKind::Static if d.watch || d.hold_filter.is_some() => {
-            return Err(at.invalid(
-                Some(d.kind.span()),
-                "directory.watch",
-                "watch and hold_filter need kind = \"ldap\"".into(),
-            ))
-        }
-        DirectoryKind::Static => {
-            let Some(map) = &d.map else {
-                return Err(at.invalid(
-                    Some(d.kind.span()),
-                    "directory.map",
-                    "kind = \"static\" needs `map = \"FILE\"`".into(),
-                ));
-            };
-            at.locate("directory.map", Some(map.span()));
-            DirectorySettings::Static {
-                map: base_dir.join(map.get_ref()),
-                local_part_case_sensitive: d.local_part_case_sensitive,
-            }
-        }
-        DirectoryKind::Ldap => {
-            at.locate("directory.ca_file", d.ca_file.as_ref().map(|f| f.span()));
-            DirectorySettings::Ldap(Arc::new(ldap(d, at, base_dir)?))
-        }
+) -> Result<(Arc<dyn KindSettings>, Option<CacheSettings>), ConfigError> {
+    let Some(spec) = kind::find(d.kind.get_ref()) else {
+        return Err(at.invalid(
+            Some(d.kind.span()),
+            "directory.kind",
+            format!(
+                "unknown kind \"{}\": one of {}",
+                d.kind.get_ref(),
+                kind::names()
+            ),
+        ));
     };
-    let is_ldap = matches!(settings, DirectorySettings::Ldap(_));
-    let cache_on = d.cache.as_ref().map_or(is_ldap, |c| c.enabled);
+    let common = Common {
+        name_form: KeyFormat {
+            template: d.query_key.clone(),
+            strip_domain: d.strip_domain,
+            lower_case: d.lower_case,
+            default_domain: d.default_domain.clone(),
+        },
+        hosts: HostRewrite::new(&d.hosts, d.host_suffix.clone())
+            .map_err(|e| at.invalid(None, "directory.hosts", e))?,
+    };
+    let mut setup = Setup::new(text, base_dir, &common);
+    let settings = (spec.configure)(&mut setup).map_err(|problem| match problem {
+        Problem::Parse(message) => ConfigError::Parse {
+            path: at.path.to_owned(),
+            message,
+        },
+        // A key that is missing, or wrong with another, is shown at `kind`.
+        Problem::Invalid(i) => at.invalid(i.span.or(Some(d.kind.span())), &i.key, i.reason),
+    })?;
+    for (key, span) in setup.located() {
+        at.locate(key, Some(span.clone()));
+    }
+    // A key is unknown when neither the shared schema nor the kind read it.
+    if let Some(unknown) = ignored.iter().find(|k| setup.unread().contains(k)) {
+        return Err(at.invalid(
+            Some(d.kind.span()),
+            unknown,
+            format!(
+                "unknown key for kind = \"{}\" (see docs/configuration.md, [directory])",
+                spec.name
+            ),
+        ));
+    }
+    let cache_on = d
+        .cache
+        .as_ref()
+        .map_or(spec.cached_by_default, |c| c.enabled);
     let cache = cache_on.then(|| {
         let c = d.cache.clone().unwrap_or_default();
         CacheSettings {
@@ -57,160 +79,10 @@ pub(super) fn build(
     Ok((settings, cache))
 }
 
-fn ldap(d: &DirectoryConfig, at: &Locator, base_dir: &Path) -> Result<LdapSettings, ConfigError> {
-    let bind_password = bind_password(d, at, base_dir)?;
-    if d.bind_dn.is_some() != bind_password.is_some() {
-        return Err(at.invalid(
-            None,
-            "directory.bind_dn",
-            "bind_dn and bind_password_file go together".into(),
-        ));
-    }
-    let hosts = HostRewrite::new(&d.hosts, d.host_suffix.clone())
-        .map_err(|e| at.invalid(None, "directory.hosts", e))?;
-    let query = query_spec(d, at)?;
-    Ok(LdapSettings {
-        hold_filter: hold_filter(d, &query, at)?,
-        query,
-        key: KeyFormat {
-            template: d.query_key.clone(),
-            strip_domain: d.strip_domain,
-            lower_case: d.lower_case,
-            default_domain: d.default_domain.clone(),
-        },
-        hosts,
-        bind_dn: d.bind_dn.clone(),
-        bind_password,
-        starttls: d.starttls,
-        ca_file: d.ca_file.as_ref().map(|f| base_dir.join(f.get_ref())),
-        timeout: d.timeout,
-        pool_size: d.pool_size,
-        ambiguous: d.ambiguous,
-        watch: d.watch,
-    })
-}
-
-/// The hold filter as a template with `%s`: a filter without one is ANDed
-/// with `(attribute=%s)`, the attribute being the one the main filter
-/// compares with the login (else the user attribute).
-fn hold_filter(
-    d: &DirectoryConfig,
-    query: &QuerySpec,
-    at: &Locator,
-) -> Result<Option<String>, ConfigError> {
-    let Some(hold) = &d.hold_filter else {
-        return Ok(None);
-    };
-    let text = hold.get_ref().trim();
-    if text.contains("%s") {
-        return Ok(Some(text.to_owned()));
-    }
-    match query
-        .key_attribute()
-        .or_else(|| query.user_attribute.clone())
-    {
-        Some(attribute) => Ok(Some(format!("(&({attribute}=%s){text})"))),
-        None => Err(at.invalid(
-            Some(hold.span()),
-            "directory.hold_filter",
-            "a filter without %s needs an attribute to search by (the one the filter \
-             compares with %s, or the URL's first attribute); or write the whole filter with %s"
-                .into(),
-        )),
-    }
-}
-
-/// The Perdition-style URL with the explicit keys laid over it.
-fn query_spec(d: &DirectoryConfig, at: &Locator) -> Result<QuerySpec, ConfigError> {
-    let mut spec = match (&d.url, &d.servers) {
-        (Some(url), _) => query::parse_url(url.get_ref())
-            .map_err(|e| at.invalid(Some(url.span()), "directory.url", e))?,
-        (None, Some(_)) => query::parse_url("ldap://placeholder/")
-            .expect("a valid URL"),
-        (None, None) => {
-            return Err(at.invalid(
-                Some(d.kind.span()),
-                "directory.url",
-                "kind = \"ldap\" needs `url = \"ldap://host/base?user,host?sub?(filter=%s)\"` or `servers`".into(),
-            ))
-        }
-    };
-    if let Some(servers) = &d.servers {
-        if servers.is_empty()
-            || servers
-                .iter()
-                .any(|s| !s.starts_with("ldap://") && !s.starts_with("ldaps://"))
-        {
-            return Err(at.invalid(
-                None,
-                "directory.servers",
-                "a list of ldap:// or ldaps:// URLs".into(),
-            ));
-        }
-        spec.servers = servers.clone();
-    }
-    if let Some(base) = &d.base {
-        spec.base = base.clone();
-    }
-    if let Some(scope) = &d.scope {
-        spec.scope = Scope::parse(scope.get_ref()).ok_or_else(|| {
-            at.invalid(
-                Some(scope.span()),
-                "directory.scope",
-                "one of base, one, sub".into(),
-            )
-        })?;
-    }
-    if let Some(filter) = &d.filter {
-        spec.filter = filter.get_ref().clone();
-    }
-    if !spec.filter.contains("%s") {
-        let span = d.filter.as_ref().or(d.url.as_ref()).map(|s| s.span());
-        return Err(at.invalid(
-            span,
-            "directory.filter",
-            format!("`{}` has no %s for the user", spec.filter),
-        ));
-    }
-    if let Some(a) = &d.user_attribute {
-        spec.user_attribute = Some(a.clone());
-    }
-    if let Some(a) = &d.host_attribute {
-        spec.host_attribute = a.clone();
-    }
-    if let Some(a) = &d.port_attribute {
-        spec.port_attribute = Some(a.clone());
-    }
-    Ok(spec)
-}
-
-/// The bind password from its file (one trailing line end dropped).
-fn bind_password(
-    d: &DirectoryConfig,
-    at: &Locator,
-    base_dir: &Path,
-) -> Result<Option<Secret>, ConfigError> {
-    let Some(file) = &d.bind_password_file else {
-        return Ok(None);
-    };
-    let path = base_dir.join(file.get_ref());
-    let text = std::fs::read(&path).map_err(|e| {
-        at.invalid(
-            Some(file.span()),
-            "directory.bind_password_file",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    let trimmed = text.strip_suffix(b"\n").unwrap_or(&text);
-    Ok(Some(Secret::new(
-        trimmed.strip_suffix(b"\r").unwrap_or(trimmed).to_vec(),
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::parse_str;
-    use super::*;
+    use crate::directory::ldap::{LdapKind, LdapSettings};
     use std::path::Path;
 
     fn parse(directory: &str) -> Result<super::super::Loaded, super::super::ConfigError> {
@@ -223,10 +95,11 @@ mod tests {
     const URL: &str = "url = \"ldap://127.0.0.1/ou=People,dc=infra,dc=org,o=Anarchy?mail,host?sub?(&(mail=%s)(status=active))\"\n";
 
     fn ldap_of(loaded: &super::super::Loaded) -> &LdapSettings {
-        match &loaded.directory {
-            DirectorySettings::Ldap(ldap) => ldap,
-            other => panic!("not LDAP: {other:?}"),
-        }
+        let kind: &dyn std::any::Any = loaded.directory.as_any();
+        &kind
+            .downcast_ref::<LdapKind>()
+            .unwrap_or_else(|| panic!("not LDAP: {:?}", loaded.directory))
+            .0
     }
 
     #[test]
@@ -314,5 +187,42 @@ mod tests {
             .unwrap()
             .cache
             .is_some());
+    }
+
+    #[test]
+    fn a_key_no_kind_reads_is_refused_at_its_table() {
+        let err = parse("kind = \"static\"\nmap = \"m\"\nurl = \"ldap://x/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml:6: `directory.url`"), "{err}");
+        assert!(err.contains("kind = \"static\""), "{err}");
+        let err = parse(&format!("kind = \"ldap\"\n{URL}map = \"m\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`directory.map`"), "{err}");
+        // Shared keys are read for every kind.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m"), "* 1.2.3.4\n").unwrap();
+        let text = "[[listen]]\nprotocol = \"imap\"\naddress = \"127.0.0.1:0\"\n[directory]\nkind = \"static\"\nmap = \"m\"\nlower_case = true\nhost_suffix = \".vpn\"\n";
+        assert!(parse_str(text, Path::new("t"), dir.path()).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_kind_lists_the_kinds() {
+        let err = parse("kind = \"nis\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:6: `directory.kind`"), "{err}");
+        assert!(
+            err.contains("\"ldap\"") && err.contains("\"static\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_kinds_bad_value_keeps_its_line() {
+        let err = parse(&format!("kind = \"ldap\"\n{URL}timeout = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 8"), "{err}");
+        assert!(err.contains("timeout"), "{err}");
     }
 }

@@ -33,7 +33,4 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         reason: String,
     },
-    /// The static map file is malformed.
-    #[error(transparent)]
-    StaticMap(#[from] crate::directory::StaticMapError),
 }

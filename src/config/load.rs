@@ -21,7 +21,13 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parses and validates config text; `path` is only used in messages.
 pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    // `[directory]`'s shared schema leaves the kind's keys to the kind:
+    // what it does not read is collected and checked against the kind's.
+    let mut ignored = Vec::new();
+    let config: Config = serde_ignored::deserialize(toml::Deserializer::new(text), |key| {
+        ignored.push(key.to_string())
+    })
+    .map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
@@ -53,7 +59,8 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         }
     }
     let listener_tls = listener_tls(&config, &mut at, base_dir)?;
-    let (directory, cache) = super::directory::build(&config.directory, &mut at, base_dir)?;
+    let (directory, cache) =
+        super::directory::build(&config.directory, text, &ignored, &mut at, base_dir)?;
     let backend_ca = match (config.backend.tls.get_ref(), &config.backend.ca_file) {
         (TlsMode::None, _) => None,
         (_, Some(ca)) => Some(base_dir.join(ca)),
@@ -244,7 +251,6 @@ fn check_positive(config: &Config, at: &Locator) -> Result<(), ConfigError> {
             config.limits.max_auth_failures == 0,
         ),
         ("relay.buffer_size", config.relay.buffer_size == 0),
-        ("directory.pool_size", config.directory.pool_size == 0),
         (
             "directory.cache.capacity",
             config
@@ -369,10 +375,7 @@ pop3_port = 10110
         let loaded = parse(MINIMAL).expect("minimal config loads");
         assert_eq!(loaded.config.listen.len(), 1);
         assert_eq!(loaded.config.backend.imap_port, 10143);
-        assert!(matches!(
-            loaded.directory,
-            super::super::DirectorySettings::Static { .. }
-        ));
+        assert_eq!(loaded.directory.kind(), "static");
     }
 
     #[test]

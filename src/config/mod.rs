@@ -3,7 +3,7 @@
 //! Every key is declared with `deny_unknown_fields`, so a typo is an error that
 //! names the file, the line and the key instead of a silently ignored setting.
 //! Loading maps the TOML into the settings types of the modules it configures
-//! (`LdapSettings`, `CacheSettings`, `RelaySettings`, `ServerTlsSettings`…)
+//! (a directory kind's settings, `CacheSettings`, `RelaySettings`, `ServerTlsSettings`…)
 //! and reads small files the settings need (an LDAP bind password). It builds
 //! nothing live — no rustls config, directory or static map: the runtime does
 //! that from these settings, and reports its own failures through
@@ -22,7 +22,7 @@ pub use limits::{DEFAULT_FAILURE_DELAY, DEFAULT_PREAUTH_TIMEOUT};
 pub use load::{load_file, parse_str};
 pub use schema::*;
 
-use crate::directory::ldap::LdapSettings;
+use crate::directory::kind::KindSettings;
 use crate::directory::CacheSettings;
 use crate::relay::RelaySettings;
 use crate::tls::ServerTlsSettings;
@@ -30,27 +30,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Where routes come from, as configured.
-#[derive(Debug, Clone)]
-pub enum DirectorySettings {
-    /// A map file.
-    Static {
-        /// The file (absolute, or relative to the working directory).
-        map: PathBuf,
-        /// Whether `Alice@x` and `alice@x` are different users.
-        local_part_case_sensitive: bool,
-    },
-    /// LDAP.
-    Ldap(Arc<LdapSettings>),
-}
-
 /// A loaded, validated configuration and the settings derived from it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     /// The parsed and validated configuration.
     pub config: Config,
-    /// Where routes come from.
-    pub directory: DirectorySettings,
+    /// Where routes come from: the configured kind's validated settings.
+    pub directory: Arc<dyn KindSettings>,
     /// Cache settings, when caching is on.
     pub cache: Option<CacheSettings>,
     /// Per listener: what it serves over TLS (`None` for plaintext listeners).

@@ -225,58 +225,13 @@ pub struct NamedCertificate {
     pub key: PathBuf,
 }
 
-/// Kind of directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DirectoryKind {
-    /// A map file (`user host[:port]` per line).
-    Static,
-    /// LDAP.
-    Ldap,
-}
-
-/// `[directory]`.
+/// `[directory]`: the keys every kind shares. Each kind's own keys
+/// (`url`, `map`, …) are read by that kind from the same table
+/// (`directory::kind`); a key no one reads is an error.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
-    /// Which directory to use.
-    pub kind: toml::Spanned<DirectoryKind>,
-    /// Static map file, relative to the config file's folder.
-    pub map: Option<toml::Spanned<PathBuf>>,
-    /// Whether `Alice@x` and `alice@x` are different users (domains never are).
-    #[serde(default)]
-    pub local_part_case_sensitive: bool,
-    /// LDAP: Perdition-compatible RFC 4516 URL(s).
-    pub url: Option<toml::Spanned<String>>,
-    /// LDAP: servers in failover order (overrides the URL's).
-    pub servers: Option<Vec<String>>,
-    /// LDAP: search base (overrides the URL's).
-    pub base: Option<String>,
-    /// LDAP: `base`, `one` or `sub` (overrides the URL's).
-    pub scope: Option<toml::Spanned<String>>,
-    /// LDAP: filter with `%s` for the key (overrides the URL's).
-    pub filter: Option<toml::Spanned<String>>,
-    /// LDAP: attribute naming the back-end login (overrides the URL's first).
-    pub user_attribute: Option<String>,
-    /// LDAP: attribute naming the back-end host (overrides the URL's second).
-    pub host_attribute: Option<String>,
-    /// LDAP: attribute naming the back-end port (overrides the URL's third).
-    pub port_attribute: Option<String>,
-    /// LDAP: simple bind DN (anonymous without).
-    pub bind_dn: Option<String>,
-    /// LDAP: file holding the bind password (never inline).
-    pub bind_password_file: Option<toml::Spanned<PathBuf>>,
-    /// LDAP: StartTLS on `ldap://` servers.
-    #[serde(default)]
-    pub starttls: bool,
-    /// LDAP: CA certificates (PEM) for `ldaps://` and StartTLS.
-    pub ca_file: Option<toml::Spanned<PathBuf>>,
-    /// LDAP: bound on connect, bind and each search.
-    #[serde(default = "default_ldap_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// LDAP: connections per worker.
-    #[serde(default = "default_pool_size")]
-    pub pool_size: usize,
+    /// Which kind of directory: `ldap`, `static`, …
+    pub kind: toml::Spanned<String>,
     /// Key template: `\U` full name, `\u` local part, `\d` domain.
     pub query_key: Option<String>,
     /// Drop `@domain` from the key.
@@ -292,33 +247,11 @@ pub struct DirectoryConfig {
     /// Host name → address rewrites.
     #[serde(default)]
     pub hosts: std::collections::HashMap<String, String>,
-    /// LDAP: what several entries (or several host values) for one user
-    /// mean: an error (the default; the user gets a temporary failure) or
-    /// take the first.
-    #[serde(default)]
-    pub ambiguous: crate::directory::ldap::Ambiguity,
-    /// LDAP: keep a content-sync search open (RFC 4533, OpenLDAP's
-    /// `syncprov`) and apply every change at once: cached routes dropped,
-    /// sessions on a box the mailbox left ended.
-    #[serde(default)]
-    pub watch: bool,
-    /// With `watch`: end a user's sessions whose back end is no longer the
-    /// user's route (default: on with `watch`).
+    /// With a directory watch: end a user's sessions whose back end is no
+    /// longer the user's route (default: on with the watch).
     pub kick_on_move: Option<bool>,
-    /// LDAP: users this filter finds (while the main filter does not) get a
-    /// temporary failure, never "wrong password": `(status=moving)` (ANDed
-    /// with the user attribute's `%s`) or a whole filter with `%s`.
-    pub hold_filter: Option<toml::Spanned<String>>,
     /// `[directory.cache]`.
     pub cache: Option<CacheConfig>,
-}
-
-fn default_ldap_timeout() -> Duration {
-    Duration::from_secs(2)
-}
-
-fn default_pool_size() -> usize {
-    1
 }
 
 /// `[directory.cache]`: per-worker LRU with TTLs (on by default for LDAP).

@@ -8,7 +8,7 @@
 //! credential: the back end still checks every password.
 
 use super::entries::{Entries, Entry};
-use super::ldap::query::KeyFormat;
+use super::name_form::KeyFormat;
 use super::shared::{Begin, SharedRoutes};
 use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServedBy};
 use std::cell::{Cell, RefCell};

@@ -19,7 +19,10 @@ impl Directory for Scripted {
             self.lookups.set(self.lookups.get() + 1);
             tokio::time::sleep(Duration::from_millis(50)).await;
             if self.failing.get() {
-                return Err(DirectoryError::BackingOff(Duration::from_secs(1)));
+                return Err(DirectoryError::BackingOff {
+                    kind: "test",
+                    wait: Duration::from_secs(1),
+                });
             }
             Ok(Lookup::direct(self.routes.borrow().get(user).cloned()))
         })
@@ -262,7 +265,7 @@ fn each_answer_says_whether_the_cache_gave_it() {
 
 #[test]
 fn an_invalidation_by_any_name_of_a_user_reaches_every_other_name() {
-    let form = crate::directory::ldap::query::KeyFormat {
+    let form = crate::directory::name_form::KeyFormat {
         strip_domain: true,
         lower_case: true,
         ..Default::default()
@@ -282,7 +285,7 @@ fn an_invalidation_by_any_name_of_a_user_reaches_every_other_name() {
 
 #[test]
 fn canonical_names_follow_default_domain_and_the_query_key_template() {
-    use crate::directory::ldap::query::KeyFormat;
+    use crate::directory::name_form::KeyFormat;
     let with_domain = Invalidations::with_form(KeyFormat {
         default_domain: Some("example.org".into()),
         ..Default::default()

@@ -9,9 +9,12 @@
 //! the settings types defined here; nothing here reads the configuration.
 
 pub mod cache;
+pub mod changes;
 mod entries;
 pub mod host_rewrite;
+pub mod kind;
 pub mod ldap;
+pub mod name_form;
 pub mod shared;
 pub(crate) mod static_map;
 
@@ -68,22 +71,40 @@ pub enum ServedBy {
 }
 
 /// Why a lookup could not be answered (as opposed to "no such user"); the
-/// client gets a temporary failure.
+/// client gets a temporary failure. Every message names the kind of
+/// directory (`LDAP`, `SQL`, …) and, where one is at fault, the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirectoryError {
-    /// The whole lookup (connect, bind, search, one retry) ran out of time.
-    #[error("LDAP lookup timed out after {0:?}")]
-    Timeout(std::time::Duration),
+    /// The whole lookup (connect, bind, query, one retry) ran out of time.
+    #[error("{kind} lookup timed out after {after:?}")]
+    Timeout {
+        /// The kind of directory.
+        kind: &'static str,
+        /// The bound that ran out.
+        after: std::time::Duration,
+    },
     /// Every server failed a moment ago; lookups wait for the backoff.
-    #[error("every LDAP server failed recently; waiting {0:?} before reconnecting")]
-    BackingOff(std::time::Duration),
+    #[error("{kind} directory unreachable: every server failed recently; waiting {wait:?} before reconnecting")]
+    BackingOff {
+        /// The kind of directory.
+        kind: &'static str,
+        /// Until the next attempt.
+        wait: std::time::Duration,
+    },
     /// No server could be connected to (or bound to).
-    #[error("no LDAP server usable: {0}")]
-    NoServer(ServerFailures),
+    #[error("{kind} directory unreachable: {failures}")]
+    Unreachable {
+        /// The kind of directory.
+        kind: &'static str,
+        /// Each server tried and why it failed.
+        failures: ServerFailures,
+    },
     /// The directory's entry for a user cannot be used as it is (several
     /// entries or values, a host or port that does not parse).
-    #[error("LDAP entry of {user:?} unusable: {detail}")]
+    #[error("{kind} entry of {user:?} unusable: {detail}")]
     BadEntry {
+        /// The kind of directory.
+        kind: &'static str,
         /// The user looked up.
         user: String,
         /// What is wrong, with the values.
@@ -96,12 +117,12 @@ pub enum DirectoryError {
         /// The user looked up.
         user: String,
     },
-    /// A search failed on a connected server.
-    #[error("search of {base}: {detail}")]
-    Search {
-        /// The search base.
-        base: String,
-        /// What the LDAP client said.
+    /// A query failed on a connected server.
+    #[error("{kind} query failed: {detail}")]
+    Query {
+        /// The kind of directory.
+        kind: &'static str,
+        /// What the client library or server said, with what was asked.
         detail: String,
     },
 }

@@ -1,14 +1,13 @@
 //! The one place live objects are built from a loaded configuration: rustls
-//! server configs per TLS listener, the TLS client configs (back ends, LDAP),
-//! the static map, and — on each worker's thread — the directory with its
+//! server configs per TLS listener, the TLS client config towards back ends,
+//! the directory of the configured kind (its files and TLS client config), and — on each worker's thread — the directory with its
 //! cache. `check-config` builds the same [`Live`] as `run`, so what it
 //! accepts starts.
 
-use crate::config::{ConfigError, DirectorySettings, Loaded, Protocol};
+use crate::config::{ConfigError, Loaded, Protocol};
+use crate::directory::kind::Prepared;
 use crate::directory::shared::SharedRoutes;
-use crate::directory::{
-    CacheCounters, CachedDirectory, Directory, Invalidations, LdapDirectory, StaticMap,
-};
+use crate::directory::{CacheCounters, CachedDirectory, Directory, Invalidations};
 use crate::tls;
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
@@ -22,10 +21,9 @@ pub struct Live {
     pub listener_tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     /// TLS client config towards back ends, when `[backend] tls` is on.
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
-    /// TLS client config towards LDAP servers, when `ca_file` is set.
-    ldap_tls: Option<Arc<rustls::ClientConfig>>,
-    /// The static map, when `kind = "static"` (shared read-only by workers).
-    pub static_map: Option<Arc<StaticMap>>,
+    /// The directory, ready to be built on each worker (a loaded map, a
+    /// TLS client config towards the directory's servers).
+    pub directory: Arc<dyn Prepared>,
 }
 
 impl Live {
@@ -51,47 +49,24 @@ impl Live {
             .map(tls::client_config)
             .transpose()
             .map_err(|e| loaded.invalid("backend.ca_file", e.to_string()))?;
-        let (ldap_tls, static_map) = match &loaded.directory {
-            DirectorySettings::Ldap(ldap) => {
-                let tls = ldap
-                    .ca_file
-                    .as_deref()
-                    .map(tls::client_config)
-                    .transpose()
-                    .map_err(|e| loaded.invalid("directory.ca_file", e.to_string()))?;
-                (tls, None)
-            }
-            DirectorySettings::Static {
-                map,
-                local_part_case_sensitive,
-            } => {
-                let text = std::fs::read_to_string(map).map_err(|e| {
-                    loaded.invalid(
-                        "directory.map",
-                        format!("cannot read {}: {e}", map.display()),
-                    )
-                })?;
-                let parsed = StaticMap::parse(&text, map, *local_part_case_sensitive)?;
-                (None, Some(Arc::new(parsed)))
-            }
-        };
+        let client_tls =
+            |path: &std::path::Path| tls::client_config(path).map_err(|e| e.to_string());
+        let directory = loaded
+            .directory
+            .prepare(&client_tls)
+            .map_err(|i| loaded.invalid(&i.key, i.reason))?;
         Ok(Self {
             loaded,
             listener_tls,
             backend_tls,
-            ldap_tls,
-            static_map,
+            directory,
         })
-    }
-
-    /// The TLS client config towards LDAP servers, if any.
-    pub fn ldap_tls(&self) -> Option<Arc<rustls::ClientConfig>> {
-        self.ldap_tls.clone()
     }
 
     /// The ports a route may name: `[backend] allowed_ports`, or by default
     /// the configured back-end ports (993 and 995 too with back-end TLS),
-    /// the ports the static map and `[directory.hosts]` name.
+    /// the ports the directory names (a static map's entries,
+    /// `[directory.hosts]`).
     pub fn allowed_ports(&self) -> Vec<u16> {
         let backend = &self.loaded.config.backend;
         if !backend.allowed_ports.is_empty() {
@@ -105,28 +80,19 @@ impl Live {
                     .filter_map(|p| p.spec().implicit_tls_port),
             );
         }
-        if let Some(map) = &self.static_map {
-            ports.extend(map.ports());
-        }
-        if let DirectorySettings::Ldap(ldap) = &self.loaded.directory {
-            ports.extend(ldap.hosts.ports());
-        }
+        ports.extend(self.directory.ports());
         ports.sort_unstable();
         ports.dedup();
         ports
     }
 
     /// How a typed name becomes the directory's lookup key (the canonical
-    /// name invalidations, sessions and parked sessions are matched by):
-    /// LDAP's transformations, or none.
-    pub fn name_form(&self) -> crate::directory::ldap::query::KeyFormat {
-        match &self.loaded.directory {
-            DirectorySettings::Ldap(ldap) => ldap.key.clone(),
-            DirectorySettings::Static { .. } => Default::default(),
-        }
+    /// name invalidations, sessions and parked sessions are matched by).
+    pub fn name_form(&self) -> crate::directory::name_form::KeyFormat {
+        self.loaded.directory.name_form()
     }
 
-    /// A worker's directory: LDAP or the static map, behind the cache if
+    /// A worker's directory, behind the cache if
     /// configured. Called on the worker's thread (the result is not `Send`).
     pub fn directory(
         &self,
@@ -135,15 +101,7 @@ impl Live {
         health: Arc<AtomicBool>,
         shared: Option<Arc<SharedRoutes>>,
     ) -> Rc<dyn Directory> {
-        let base: Rc<dyn Directory> = match (&self.loaded.directory, &self.static_map) {
-            (DirectorySettings::Ldap(settings), _) => Rc::new(
-                LdapDirectory::new(settings.clone(), self.ldap_tls.clone()).with_health(health),
-            ),
-            (DirectorySettings::Static { .. }, Some(map)) => Rc::new(map.clone()),
-            (DirectorySettings::Static { .. }, None) => {
-                unreachable!("Live::build loads the map of a static directory")
-            }
-        };
+        let base = self.directory.worker(health);
         match self.loaded.cache {
             Some(settings) => {
                 let cache =

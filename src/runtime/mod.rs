@@ -19,7 +19,7 @@ pub mod worker;
 pub use live::Live;
 
 use crate::config::Protocol;
-use crate::directory::ldap::watch::{self as directory_watch, FirstContact, WatchStatus};
+use crate::directory::changes::{FirstContact, WatchStatus};
 use crate::directory::{CacheCounters, Invalidations};
 use crate::metrics::SharedRecorder;
 use crate::registry::Registry;
@@ -577,12 +577,9 @@ fn start_watch(
     invalidations: &Arc<Invalidations>,
     workers: &[WorkerState],
 ) -> Result<Option<Arc<WatchStatus>>, RuntimeError> {
-    let crate::config::DirectorySettings::Ldap(settings) = &live.loaded.directory else {
+    let Some(feed) = live.directory.watch() else {
         return Ok(None);
     };
-    if !settings.watch {
-        return Ok(None);
-    }
     let status = Arc::new(WatchStatus::default());
     let moves = moves::Moves {
         invalidations: invalidations.clone(),
@@ -590,14 +587,10 @@ fn start_watch(
         kick_on_move: live.loaded.config.directory.kick_on_move.unwrap_or(true),
         status: status.clone(),
     };
-    let first = directory_watch::spawn(
-        settings.clone(),
-        live.ldap_tls(),
-        status.clone(),
-        move |change| moves.apply(change),
-    )
-    .map_err(RuntimeError::Thread)?;
-    let wait = settings.timeout * 3 + std::time::Duration::from_secs(1);
+    let first = feed
+        .start(status.clone(), Box::new(move |change| moves.apply(change)))
+        .map_err(RuntimeError::Thread)?;
+    let wait = feed.first_contact_within();
     match first.recv_timeout(wait) {
         Ok(FirstContact::Up) => {}
         Ok(FirstContact::Refused(why)) => return Err(RuntimeError::Watch(why)),

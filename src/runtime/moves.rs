@@ -3,7 +3,7 @@
 //! a back end that is no longer theirs are ended, as `admin kick` ends them,
 //! counted and logged with the old and the new back end.
 
-use crate::directory::ldap::watch::{Change, WatchStatus};
+use crate::directory::changes::{Change, WatchStatus};
 use crate::directory::{Invalidations, Route};
 use crate::registry::Registry;
 use std::collections::HashSet;

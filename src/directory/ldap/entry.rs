@@ -32,6 +32,7 @@ pub(super) fn route_from(
     let q = &settings.query;
     let strict = settings.ambiguous == Ambiguity::Error;
     let bad = |detail: String| DirectoryError::BadEntry {
+        kind: super::KIND_NAME,
         user: user.to_owned(),
         detail,
     };
@@ -86,7 +87,8 @@ pub(super) fn route_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::ldap::query::{parse_url, KeyFormat};
+    use crate::directory::ldap::query::parse_url;
+    use crate::directory::name_form::KeyFormat;
     use crate::directory::HostRewrite;
     use std::collections::HashMap;
 

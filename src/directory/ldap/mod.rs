@@ -9,23 +9,28 @@
 //! found by the configured filter, which the proxy answers exactly like a
 //! wrong password. Trouble with the servers is a [`DirectoryError`].
 
+mod config;
 mod entry;
 pub mod query;
 pub mod watch;
 
+pub use config::{LdapKind, KIND};
 pub use entry::Ambiguity;
 
 use super::host_rewrite::HostRewrite;
+use super::name_form::KeyFormat;
 use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServerFailures};
 use crate::auth::Secret;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, SearchEntry};
-use query::{KeyFormat, QuerySpec, Scope};
+use query::{QuerySpec, Scope};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How errors name this kind.
+const KIND_NAME: &str = "LDAP";
 /// Longest pause between reconnection attempts while every server is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// First pause after every server failed.
@@ -171,9 +176,9 @@ impl LdapDirectory {
             Scope::One => ldap3::Scope::OneLevel,
             Scope::Sub => ldap3::Scope::Subtree,
         };
-        let failed = |e: ldap3::LdapError| DirectoryError::Search {
-            base: q.base.clone(),
-            detail: e.to_string(),
+        let failed = |e: ldap3::LdapError| DirectoryError::Query {
+            kind: KIND_NAME,
+            detail: format!("search of {}: {e}", q.base),
         };
         let result = ldap
             .with_timeout(self.settings.timeout)
@@ -196,7 +201,10 @@ impl LdapDirectory {
         if let Some(at) = self.retry_at.get() {
             let now = Instant::now();
             if now < at {
-                return Err(DirectoryError::BackingOff(at - now));
+                return Err(DirectoryError::BackingOff {
+                    kind: KIND_NAME,
+                    wait: at - now,
+                });
             }
         }
         let mut errors = ServerFailures::default();
@@ -217,7 +225,10 @@ impl LdapDirectory {
         let backoff = self.backoff.get();
         self.retry_at.set(Some(Instant::now() + backoff));
         self.backoff.set((backoff * 2).min(MAX_BACKOFF));
-        Err(DirectoryError::NoServer(errors))
+        Err(DirectoryError::Unreachable {
+            kind: KIND_NAME,
+            failures: errors,
+        })
     }
 
     fn live(&self, slot: usize) -> Option<Ldap> {
@@ -242,7 +253,10 @@ impl Directory for LdapDirectory {
             let limit = self.settings.timeout * LOOKUP_TIMEOUTS;
             match tokio::time::timeout(limit, self.lookup_route(user)).await {
                 Ok(result) => result.map(Lookup::direct),
-                Err(_) => Err(DirectoryError::Timeout(limit)),
+                Err(_) => Err(DirectoryError::Timeout {
+                    kind: KIND_NAME,
+                    after: limit,
+                }),
             }
         })
     }

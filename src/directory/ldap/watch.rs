@@ -14,7 +14,7 @@
 
 use super::entry::route_from;
 use super::{connect, query, LdapSettings};
-use crate::directory::Route;
+use crate::directory::changes::{Change, FirstContact, WatchStatus};
 use ldap3::controls::{
     parse_syncinfo, Control, ControlType, EntryState, MakeCritical, RefreshMode, SyncInfo,
     SyncRequest, SyncState,
@@ -22,7 +22,7 @@ use ldap3::controls::{
 use ldap3::{Ldap, LdapError, ResultEntry, SearchEntry};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,50 +44,6 @@ const ADMIN_LIMIT_EXCEEDED: u32 = 11;
 /// e-syncRefreshRequired (RFC 4533 §2.6): the cookie is no good here (too
 /// old, or from another replica); start over without it.
 const SYNC_REFRESH_REQUIRED: u32 = 4096;
-
-/// A change to one user's entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Added or modified (or reported in a refresh): the user's route now.
-    Route {
-        /// The user as they log in (the value of the attribute the filter
-        /// compares with the login, e.g. `mail`), lower-cased.
-        identity: String,
-        /// Where the entry routes now.
-        route: Route,
-    },
-    /// Deleted, or no longer matched by the filter (de-activated, held).
-    Gone {
-        /// As in [`Change::Route`].
-        identity: String,
-    },
-    /// The watch (re)connected and may have missed changes: forget every
-    /// cached route.
-    Resync,
-}
-
-/// What the rest of the process reads of the watch.
-#[derive(Debug, Default)]
-pub struct WatchStatus {
-    /// Whether the content-sync search is open.
-    pub up: AtomicBool,
-    /// Changes reported since start.
-    pub changes: AtomicU64,
-    /// Sessions ended because their mailbox moved.
-    pub kicked: AtomicU64,
-}
-
-/// How the watch's first connection went (reported once at start).
-#[derive(Debug)]
-pub enum FirstContact {
-    /// The content-sync search is open and its refresh is done.
-    Up,
-    /// The server refused the watch: `syncprov` is not loaded, or a server
-    /// limit cut the search.
-    Refused(String),
-    /// No server could be reached; the watch keeps trying.
-    Unreachable(String),
-}
 
 /// Why one watch connection ended.
 enum Ended {
@@ -422,7 +378,8 @@ fn refused(rc: u32, server_text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::directory::ldap::entry::Ambiguity;
-    use crate::directory::ldap::query::{parse_url, KeyFormat};
+    use crate::directory::ldap::query::parse_url;
+    use crate::directory::name_form::KeyFormat;
     use crate::directory::HostRewrite;
     use std::sync::Mutex;
 

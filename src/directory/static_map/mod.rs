@@ -4,6 +4,10 @@
 //! case-insensitively; local parts do unless `local_part_case_sensitive`.
 //! Parsing reports the file and line of the first bad entry.
 
+mod config;
+
+pub use config::KIND;
+
 use super::{Directory, LookupFuture, Route};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
