@@ -170,6 +170,20 @@ pub fn ldap_url(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes as an auth_http server's answer: a head found in them
+/// parses to an answer or a named refusal, never a panic; a route it gives
+/// has a host and a port.
+pub fn auth_http_answer(data: &[u8]) {
+    use crate::directory::http::exchange::{head_end, parse_head, Answer};
+    let Some(end) = head_end(data) else { return };
+    if let Ok(head) = parse_head(&data[..end]) {
+        let _ = head.body_to_skip();
+        if let Ok(Answer::Route(route)) = head.answer() {
+            assert!(!route.host.is_empty() && route.port.is_some_and(|p| p > 0));
+        }
+    }
+}
+
 /// Arbitrary text as a static map: parsed or refused with a line number,
 /// never a panic; a parsed map answers lookups.
 pub fn static_map(data: &[u8]) {
@@ -443,6 +457,10 @@ mod tests {
         b"[directory]\nkind = \"ldap\"\n",
         b"url = \"ldap://h/b?mail,host?sub?(m=%s)\"\n",
         b"[directory]\nkind = \"static\"\nmap = \"m\"\n",
+        b"[directory]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/a\"\n",
+        b"HTTP/1.0 200 OK\r\n",
+        b"Auth-Status: OK\r\nAuth-Server: 10.0.0.1\r\nAuth-Port: 143\r\n",
+        b"Auth-Wait: 3\r\nAuth-Pass: \xe9\r\n\r\n",
         b"[limits]\nmax_line = 0\n",
         b"[relay]\npipe_size = 1\n",
         b"[backend]\nallowed_networks = [\"10.0.0.0/99\"]\n",
@@ -478,6 +496,7 @@ mod tests {
             ldap_url(&input);
             static_map(&input);
             config(&input);
+            auth_http_answer(&input);
         }
     }
 

@@ -10,7 +10,7 @@
 use super::entries::{Entries, Entry};
 use super::name_form::KeyFormat;
 use super::shared::{Begin, SharedRoutes};
-use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServedBy};
+use super::{Directory, DirectoryError, Lookup, LookupFuture, LookupRequest, Route, ServedBy};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -363,12 +363,16 @@ impl<D: Directory> CachedDirectory<D> {
         }
     }
 
-    async fn lookup_cached(&self, user: &str) -> Result<Lookup, DirectoryError> {
-        let (result, served_by) = self.lookup_inner(user).await;
+    async fn lookup_cached(&self, request: LookupRequest<'_>) -> Result<Lookup, DirectoryError> {
+        let (result, served_by) = self.lookup_inner(request).await;
         result.map(|route| Lookup { route, served_by })
     }
 
-    async fn lookup_inner(&self, user: &str) -> (Result<Option<Route>, DirectoryError>, ServedBy) {
+    async fn lookup_inner(
+        &self,
+        request: LookupRequest<'_>,
+    ) -> (Result<Option<Route>, DirectoryError>, ServedBy) {
+        let user = request.user;
         self.apply_invalidations();
         loop {
             if let Some(route) = self.fresh(user) {
@@ -399,15 +403,23 @@ impl<D: Directory> CachedDirectory<D> {
             cache: &self.in_flight,
             user,
         };
-        let (result, served_by) = self.resolve(user).await;
-        let _ = tx.send(Some(result.clone()));
+        let (result, served_by) = self.resolve(request).await;
+        if !is_personal(&result) {
+            let _ = tx.send(Some(result.clone()));
+        }
+        // (An answer about this login only is not handed on: the sessions
+        // waiting for it see the channel close and ask for themselves.)
         (result, served_by)
     }
 
     /// This worker leads `user`'s lookup: the process-wide layer, another
     /// worker's lookup, or the directory (this worker leading for the
     /// process).
-    async fn resolve(&self, user: &str) -> (Result<Option<Route>, DirectoryError>, ServedBy) {
+    async fn resolve(
+        &self,
+        request: LookupRequest<'_>,
+    ) -> (Result<Option<Route>, DirectoryError>, ServedBy) {
+        let user = request.user;
         let leader = loop {
             let Some(shared) = &self.shared else {
                 break None;
@@ -438,7 +450,8 @@ impl<D: Directory> CachedDirectory<D> {
         };
         self.count(|s| s.misses += 1);
         let mut stored = None;
-        let result = match self.inner.lookup(user).await.map(|l| l.route) {
+        let result = match self.inner.lookup_for(request).await.map(|l| l.route) {
+            Ok(Some(route)) if route.login_password.is_some() => Ok(Some(route)),
             Ok(route) => {
                 // One copy of the route, here and in the process's layer.
                 let entry = Entry::now(route.clone());
@@ -461,7 +474,9 @@ impl<D: Directory> CachedDirectory<D> {
                 }
             },
         };
-        if let Some(leader) = leader {
+        // An answer about this login only is abandoned, not finished: the
+        // workers waiting for it ask for themselves.
+        if let Some(leader) = leader.filter(|_| !is_personal(&result)) {
             leader.finish(&result, stored);
         }
         (result, ServedBy::CacheMiss)
@@ -481,8 +496,19 @@ impl Drop for InFlightGuard<'_> {
 }
 
 impl<D: Directory> Directory for CachedDirectory<D> {
-    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
-        Box::pin(self.lookup_cached(user))
+    fn lookup_for<'a>(&'a self, request: LookupRequest<'a>) -> LookupFuture<'a> {
+        Box::pin(self.lookup_cached(request))
+    }
+}
+
+/// Whether `result` answers one login rather than the user: a directory
+/// that checked the password refused it, or gave a password of its own.
+/// Such an answer is neither stored nor handed to another login.
+fn is_personal(result: &Result<Option<Route>, DirectoryError>) -> bool {
+    match result {
+        Ok(Some(route)) => route.login_password.is_some(),
+        Ok(None) => false,
+        Err(e) => matches!(e, DirectoryError::Refused { .. }),
     }
 }
 

@@ -14,7 +14,8 @@ struct Scripted {
 }
 
 impl Directory for Scripted {
-    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+    fn lookup_for<'a>(&'a self, request: LookupRequest<'a>) -> LookupFuture<'a> {
+        let user = request.user;
         Box::pin(async move {
             self.lookups.set(self.lookups.get() + 1);
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -30,11 +31,7 @@ impl Directory for Scripted {
 }
 
 fn route(host: &str) -> Route {
-    Route {
-        host: host.into(),
-        port: None,
-        login_user: None,
-    }
+    Route::to(host, None)
 }
 
 fn setup() -> (
@@ -411,4 +408,71 @@ fn an_invalidation_clears_the_shared_layer_too() {
         assert_eq!(b.lookup("alice").await.unwrap().route, Some(route("box2")));
         assert_eq!(inner.lookups.get(), 2);
     })
+}
+
+/// Checks the password, as an auth_http server does: "good" routes with a
+/// password of the directory's own, anything else is refused.
+#[derive(Default)]
+struct Checking {
+    lookups: Cell<usize>,
+}
+
+impl Directory for Checking {
+    fn lookup_for<'a>(&'a self, request: LookupRequest<'a>) -> LookupFuture<'a> {
+        Box::pin(async move {
+            self.lookups.set(self.lookups.get() + 1);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if request.password.map(|p| p.expose()) == Some(b"good") {
+                let mut route = route("box1");
+                route.login_password = Some(crate::auth::Secret::new(b"master".to_vec()));
+                Ok(Lookup::direct(Some(route)))
+            } else {
+                Err(DirectoryError::Refused {
+                    kind: "test",
+                    reason: "Invalid login or password".into(),
+                    wait: None,
+                })
+            }
+        })
+    }
+}
+
+#[test]
+fn answers_about_one_login_are_neither_cached_nor_handed_on() {
+    run(async {
+        let inner = Rc::new(Checking::default());
+        let invalidations = Arc::new(Invalidations::default());
+        let settings = CacheSettings {
+            max_bytes: usize::MAX,
+            ..CacheSettings::default()
+        };
+        let shared = Arc::new(SharedRoutes::new(settings, invalidations.clone()));
+        let cache = CachedDirectory::new(inner.clone(), settings, invalidations.clone())
+            .with_shared(shared.clone());
+        let other_worker =
+            CachedDirectory::new(inner.clone(), settings, invalidations).with_shared(shared);
+        let good = crate::auth::Secret::new(b"good".to_vec());
+        let bad = crate::auth::Secret::new(b"bad".to_vec());
+        let ask = |password| LookupRequest {
+            password: Some(password),
+            ..LookupRequest::user("alice")
+        };
+        // A wrong password's refusal, asked first, is not the answer of
+        // the right one asked while it is pending (here or on another
+        // worker), nor the other way round.
+        let (refused, routed, other) = tokio::join!(
+            cache.lookup_for(ask(&bad)),
+            cache.lookup_for(ask(&good)),
+            other_worker.lookup_for(ask(&bad)),
+        );
+        assert!(matches!(refused, Err(DirectoryError::Refused { .. })));
+        assert!(matches!(other, Err(DirectoryError::Refused { .. })));
+        let route = routed.unwrap().route.unwrap();
+        assert_eq!(route.login_password.unwrap().expose(), b"master");
+        assert_eq!(inner.lookups.get(), 3, "each login asked for itself");
+        // Nothing was kept: the next logins ask again.
+        assert!(cache.lookup_for(ask(&bad)).await.is_err());
+        assert!(cache.lookup_for(ask(&good)).await.is_ok());
+        assert_eq!(inner.lookups.get(), 5);
+    });
 }

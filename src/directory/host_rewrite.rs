@@ -56,11 +56,7 @@ mod tests {
     use super::*;
 
     fn route(host: &str, port: Option<u16>) -> Route {
-        Route {
-            host: host.into(),
-            port,
-            login_user: None,
-        }
+        Route::to(host, port)
     }
 
     #[test]

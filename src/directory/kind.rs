@@ -26,7 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Every kind of directory, by its `kind = "…"` name.
-pub const KINDS: &[KindSpec] = &[super::static_map::KIND, super::ldap::KIND];
+pub const KINDS: &[KindSpec] = &[
+    super::static_map::KIND,
+    super::ldap::KIND,
+    super::http::KIND,
+];
 
 /// The kind named `name`, if there is one.
 pub fn find(name: &str) -> Option<&'static KindSpec> {

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod changes;
 mod entries;
 pub mod host_rewrite;
+pub mod http;
 pub mod kind;
 pub mod ldap;
 pub mod name_form;
@@ -35,6 +36,52 @@ pub struct Route {
     pub port: Option<u16>,
     /// Name to log in with at the back end, when it differs from the client's.
     pub login_user: Option<String>,
+    /// Password to log in with at the back end, when the directory checked
+    /// the client's and gives another (an auth_http server's `Auth-Pass`).
+    /// Such a route answers one login only: it is never cached or shared.
+    pub login_password: Option<crate::auth::Secret>,
+}
+
+impl Route {
+    /// A route to `host` (on the protocol's port unless `port`).
+    pub fn to(host: impl Into<String>, port: Option<u16>) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            login_user: None,
+            login_password: None,
+        }
+    }
+}
+
+/// What a lookup is asked with. Most kinds read only `user`; a directory
+/// that also authenticates (an auth_http server) is told the rest, as
+/// nginx's mail proxy tells it.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupRequest<'a> {
+    /// The name as the client typed it.
+    pub user: &'a str,
+    /// The client's password, for directories that check it.
+    pub password: Option<&'a crate::auth::Secret>,
+    /// The listener's protocol (`imap`, `pop3`, `managesieve`).
+    pub protocol: &'a str,
+    /// Where the client connects from.
+    pub client: Option<std::net::IpAddr>,
+    /// Which login of this connection this is (1 for the first).
+    pub attempt: u32,
+}
+
+impl<'a> LookupRequest<'a> {
+    /// A request that names the user only.
+    pub fn user(user: &'a str) -> Self {
+        Self {
+            user,
+            password: None,
+            protocol: "imap",
+            client: None,
+            attempt: 1,
+        }
+    }
 }
 
 /// A lookup's answer and who gave it (for the latency metrics).
@@ -117,6 +164,19 @@ pub enum DirectoryError {
         /// The user looked up.
         user: String,
     },
+    /// The directory checked the login and refused it (an auth_http
+    /// server's `Auth-Status`): answered like a wrong password, after
+    /// `wait` when the server asks for one. About this login only: never
+    /// cached, never handed to another login of the same user.
+    #[error("{kind} refused the login: {reason}")]
+    Refused {
+        /// The kind of directory.
+        kind: &'static str,
+        /// What the server said (logged, never shown to the client).
+        reason: String,
+        /// How long to wait before answering (`Auth-Wait`).
+        wait: Option<std::time::Duration>,
+    },
     /// A query failed on a connected server.
     #[error("{kind} query failed: {detail}")]
     Query {
@@ -131,7 +191,10 @@ impl DirectoryError {
     /// Whether this is the directory's answer about the user (served as
     /// is), rather than trouble reaching it (a stale route may be served).
     pub fn is_answer(&self) -> bool {
-        matches!(self, DirectoryError::Held { .. })
+        matches!(
+            self,
+            DirectoryError::Held { .. } | DirectoryError::Refused { .. }
+        )
     }
 }
 
@@ -156,18 +219,23 @@ pub type LookupFuture<'a> = Pin<Box<dyn Future<Output = Result<Lookup, Directory
 
 /// A source of routes.
 pub trait Directory {
-    /// Looks up `user` as typed by the client.
-    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a>;
+    /// Looks up `request.user` as typed by the client.
+    fn lookup_for<'a>(&'a self, request: LookupRequest<'a>) -> LookupFuture<'a>;
+
+    /// Looks up `user` with nothing else known of the login.
+    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+        self.lookup_for(LookupRequest::user(user))
+    }
 }
 
 impl<D: Directory + ?Sized> Directory for std::rc::Rc<D> {
-    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
-        (**self).lookup(user)
+    fn lookup_for<'a>(&'a self, request: LookupRequest<'a>) -> LookupFuture<'a> {
+        (**self).lookup_for(request)
     }
 }
 
 impl<D: Directory + ?Sized> Directory for std::sync::Arc<D> {
-    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
-        (**self).lookup(user)
+    fn lookup_for<'a>(&'a self, request: LookupRequest<'a>) -> LookupFuture<'a> {
+        (**self).lookup_for(request)
     }
 }

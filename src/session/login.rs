@@ -9,9 +9,9 @@ use super::io::{write_secret, PREAUTH_READ_SIZE};
 pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
 use super::reuse::{self, ParkTicket};
 use super::Session;
-use crate::auth::Credentials;
+use crate::auth::{Credentials, Secret};
 use crate::config::TlsMode;
-use crate::directory::{Route, ServedBy};
+use crate::directory::{DirectoryError, LookupRequest, Route, ServedBy};
 use crate::login::{
     BackendEvent, BackendGreeting, BackendLogin, BackendLoginRequest, BackendOutcome,
     ClientAddress, LoginFailure,
@@ -34,6 +34,14 @@ pub(super) struct Backend<S> {
     pub park: Option<Box<ParkTicket>>,
 }
 
+/// Who is logging in, for the directory (an auth_http server is told).
+pub(super) struct Asker {
+    /// Where the client connects from.
+    pub peer: IpAddr,
+    /// Which login of this connection this is (1 for the first).
+    pub attempt: u32,
+}
+
 /// Looks `credentials.user` up, connects to the route and logs in there.
 /// `client` is where the client connected from and to (told to the back
 /// end as `[backend]` says: ID/XCLIENT, a PROXY header).
@@ -41,13 +49,21 @@ pub(super) async fn attempt<C: Connector>(
     session: &Session<'_, C>,
     credentials: &Credentials,
     client: Option<ClientAddress>,
+    asker: Asker,
 ) -> Result<Backend<C::Stream>, LoginError> {
     let ctx = session.ctx;
     let client_address = client.filter(|_| ctx.backend.forward_client_address);
     // Before anything is sent: an invalidation from here on retires the
     // back-end session this login makes.
     let stamp = LoginStamp::now(&ctx.worker.invalidations);
-    let route = lookup(session, &credentials.user).await?;
+    let request = LookupRequest {
+        user: &credentials.user,
+        password: Some(&credentials.password),
+        protocol: ctx.listener.spec.name,
+        client: Some(asker.peer),
+        attempt: asker.attempt,
+    };
+    let route = lookup(session, request).await?;
     let cached = ctx.listener.connection_cache && ctx.listener.spec.connection_cache;
     let default_port = ctx.backend.port(ctx.listener.protocol);
     let route_key = cached.then(|| reuse::route_key(&route, default_port));
@@ -86,7 +102,11 @@ pub(super) async fn attempt<C: Connector>(
         stream,
         &route.host,
         login_user,
-        credentials,
+        // The directory's own password for the user (`Auth-Pass`), if any.
+        route
+            .login_password
+            .as_ref()
+            .unwrap_or(&credentials.password),
         client_address,
     );
     let limit = ctx.backend.login_timeout;
@@ -161,10 +181,13 @@ fn still_allowed<S>(
 }
 
 /// The user's route, with the lookup timed as a phase.
-async fn lookup<C>(session: &Session<'_, C>, user: &str) -> Result<Route, LoginError> {
+async fn lookup<C>(
+    session: &Session<'_, C>,
+    request: LookupRequest<'_>,
+) -> Result<Route, LoginError> {
     let ctx = session.ctx;
     let started = Instant::now();
-    let looked_up = ctx.worker.directory.lookup(user).await;
+    let looked_up = ctx.worker.directory.lookup_for(request).await;
     let took = started.elapsed();
     match looked_up {
         Ok(lookup) => {
@@ -180,9 +203,15 @@ async fn lookup<C>(session: &Session<'_, C>, user: &str) -> Result<Route, LoginE
                 cause: LoginCause::UnknownUser,
             })
         }
+        // The directory checked the password and refused it.
+        Err(e @ DirectoryError::Refused { .. }) => Err(LoginError {
+            failure: LoginFailure::AuthFailed,
+            outcome: LoginOutcome::BadPassword,
+            cause: LoginCause::Directory(e),
+        }),
         Err(e) => Err(LoginError {
             failure: LoginFailure::Unavailable,
-            outcome: if matches!(e, crate::directory::DirectoryError::Held { .. }) {
+            outcome: if matches!(e, DirectoryError::Held { .. }) {
                 LoginOutcome::Held
             } else {
                 LoginOutcome::DirectoryUnavailable
@@ -215,7 +244,7 @@ async fn exchange<C: Connector>(
     stream: C::Stream,
     host: &str,
     login_user: &str,
-    credentials: &Credentials,
+    password: &Secret,
     client_address: Option<ClientAddress>,
 ) -> Result<(MaybeTls<C::Stream>, BackendOutcome), ExchangeError> {
     let ctx = session.ctx;
@@ -230,7 +259,7 @@ async fn exchange<C: Connector>(
     let spec = ctx.listener.spec;
     let machine = (spec.backend_login)(BackendLoginRequest {
         user: login_user,
-        password: credentials.password.clone(),
+        password: password.clone(),
         auth: *ctx.backend.auth.get(ctx.listener.protocol),
         client_address,
         starttls: ctx.backend.tls_mode == TlsMode::Starttls,

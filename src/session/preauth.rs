@@ -4,11 +4,12 @@
 //! session's pre-auth deadline.
 
 use super::io::{write_until, PREAUTH_READ_SIZE};
-use super::login::{attempt, Backend, LoginError};
+use super::login::{attempt, Asker, Backend, LoginCause, LoginError};
 use super::record::{Outcome, SessionRecord, TlsHandshake};
 use super::reuse::ParkTicket;
 use super::{Session, SessionContext};
 use crate::auth::Credentials;
+use crate::directory::DirectoryError;
 use crate::login::{check_user_name, ClientAddress, LoginFailure, PreAuth, PreAuthEvent};
 use crate::metrics::{LoginOutcome, Phase};
 use crate::tls::{MaybeTls, TlsStream};
@@ -240,7 +241,11 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         Err(LoginError::user_address_cap())
     } else {
         // Boxed phases keep the session task small while it idles.
-        let login = Box::pin(attempt(session, &credentials, client_address));
+        let asker = Asker {
+            peer: record.peer.ip(),
+            attempt: record.failed_logins + 1,
+        };
+        let login = Box::pin(attempt(session, &credentials, client_address, asker));
         timeout_at(session.deadline, login)
             .await
             .unwrap_or(Err(LoginError::preauth_timeout()))
@@ -273,8 +278,15 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             } else {
                 tracing::debug!(client = %record.peer, user, reason = e.cause.to_string(), "login failed");
                 // Every refused login is answered at the same moment after
-                // it was asked, whatever refused it: timing tells nothing.
-                let answer_at = (asked + ctx.listener.failure_delay).min(session.deadline);
+                // it was asked, whatever refused it: timing tells nothing
+                // (a directory that checked the password may ask for more).
+                let delay = match &e.cause {
+                    LoginCause::Directory(DirectoryError::Refused {
+                        wait: Some(wait), ..
+                    }) => ctx.listener.failure_delay.max(*wait),
+                    _ => ctx.listener.failure_delay,
+                };
+                let answer_at = (asked + delay).min(session.deadline);
                 tokio::time::sleep_until(answer_at).await;
             }
             machine.login_failed(e.failure);

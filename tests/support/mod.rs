@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod auth_http;
 pub mod certs;
 pub mod dovecot;
 pub mod mailgate;

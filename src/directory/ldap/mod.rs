@@ -19,7 +19,9 @@ pub use entry::Ambiguity;
 
 use super::host_rewrite::HostRewrite;
 use super::name_form::KeyFormat;
-use super::{Directory, DirectoryError, Lookup, LookupFuture, Route, ServerFailures};
+use super::{
+    Directory, DirectoryError, Lookup, LookupFuture, LookupRequest, Route, ServerFailures,
+};
 use crate::auth::Secret;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, SearchEntry};
 use query::{QuerySpec, Scope};
@@ -247,7 +249,8 @@ impl LdapDirectory {
 }
 
 impl Directory for LdapDirectory {
-    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
+    fn lookup_for<'a>(&'a self, request: LookupRequest<'a>) -> LookupFuture<'a> {
+        let user = request.user;
         Box::pin(async move {
             // Bound the whole lookup: connect + bind + search (+ one retry).
             let limit = self.settings.timeout * LOOKUP_TIMEOUTS;

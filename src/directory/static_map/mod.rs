@@ -8,7 +8,7 @@ mod config;
 
 pub use config::KIND;
 
-use super::{Directory, LookupFuture, Route};
+use super::{Directory, LookupFuture, LookupRequest, Route};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -130,8 +130,8 @@ impl StaticMap {
 }
 
 impl Directory for StaticMap {
-    fn lookup<'a>(&'a self, user: &'a str) -> LookupFuture<'a> {
-        let route = self.route(user).cloned();
+    fn lookup_for<'a>(&'a self, request: LookupRequest<'a>) -> LookupFuture<'a> {
+        let route = self.route(request.user).cloned();
         Box::pin(std::future::ready(Ok(super::Lookup::direct(route))))
     }
 }
@@ -166,11 +166,7 @@ pub(crate) fn parse_target(target: &str) -> Result<Route, String> {
     if port == Some(0) {
         return Err(bad_port("0"));
     }
-    Ok(Route {
-        host: host.to_owned(),
-        port,
-        login_user: None,
-    })
+    Ok(Route::to(host, port))
 }
 
 #[cfg(test)]
