@@ -6,6 +6,9 @@
 # io_uring, once on epoll (MAILGATE_TEST_IO, which the test kit turns into
 # `[runtime] io`), then the Debian package (tests/package.sh: built from the
 # test build with cargo-deb, installed as root with dpkg -i and checked).
+# Everything is built with the `sql` feature (the SQL directory kind and its
+# tests against real PostgreSQL and MariaDB), as the Debian package is;
+# clippy also checks the build without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
@@ -13,6 +16,7 @@ tests/setup.sh
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-MAILGATE_TEST_IO=uring cargo test --workspace
-MAILGATE_TEST_IO=epoll cargo test --workspace
+cargo clippy --workspace --all-targets --features mailgate/sql -- -D warnings
+MAILGATE_TEST_IO=uring cargo test --workspace --features mailgate/sql
+MAILGATE_TEST_IO=epoll cargo test --workspace --features mailgate/sql
 tests/package.sh

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 PROFILE=release
 [ "${1:-}" = --profile ] && PROFILE=$2
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
-cargo build --profile "$PROFILE" -q -p mailgate --bin mailgate
+cargo build --profile "$PROFILE" -q -p mailgate --bin mailgate --features sql
 DIR=$PROFILE
 [ "$PROFILE" = dev ] && DIR=debug     # cargo's folder for the dev profile
 BIN=target/$DIR/mailgate

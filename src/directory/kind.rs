@@ -29,6 +29,7 @@ use std::time::Duration;
 pub const KINDS: &[KindSpec] = &[
     super::static_map::KIND,
     super::ldap::KIND,
+    super::sql::KIND,
     super::http::KIND,
 ];
 

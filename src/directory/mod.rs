@@ -17,6 +17,7 @@ pub mod kind;
 pub mod ldap;
 pub mod name_form;
 pub mod shared;
+pub mod sql;
 pub(crate) mod static_map;
 
 pub use cache::{CacheCounters, CacheSettings, CacheStats, CachedDirectory, Invalidations};

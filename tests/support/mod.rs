@@ -10,6 +10,7 @@ pub mod dovecot;
 pub mod mailgate;
 pub mod sieve;
 pub mod slapd;
+pub mod sql;
 pub mod stack;
 
 pub use dovecot::{Dovecot, TestUser};

@@ -1,0 +1,48 @@
+//! `kind = "sql"`: routes from a table in PostgreSQL or MariaDB/MySQL —
+//! Perdition's `tblPerdition` (`user | servername | port`) as it is, another
+//! table of the same shape, or a SELECT of one's own.
+//!
+//! The user name is only ever a bound parameter; table and column names
+//! are checked identifiers, quoted. One thread per process owns every
+//! database connection (`pool.rs`); a worker's directory sends it the key
+//! and awaits the rows, bounded by `timeout` per server. Drivers:
+//! tokio-postgres (the rust-postgres project's async client) and
+//! mysql_async (the MySQL/MariaDB client most async Rust uses), both with
+//! rustls; built only with the cargo feature `sql`.
+
+mod config;
+#[cfg(feature = "sql")]
+mod mysql;
+#[cfg(feature = "sql")]
+mod pool;
+#[cfg(feature = "sql")]
+mod postgres;
+pub mod query;
+
+pub use config::{SqlKind, SqlSettings, KIND};
+
+use crate::directory::kind::{Invalid, Prepared};
+use std::sync::Arc;
+
+#[cfg(feature = "sql")]
+fn prepared(
+    settings: Arc<SqlSettings>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Arc<dyn Prepared>, Invalid> {
+    Ok(Arc::new(worker::PreparedSql::new(settings, tls)))
+}
+
+#[cfg(not(feature = "sql"))]
+fn prepared(
+    _settings: Arc<SqlSettings>,
+    _tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Arc<dyn Prepared>, Invalid> {
+    Err(Invalid::new(
+        "directory.kind",
+        None,
+        "this mailgate was built without SQL support (cargo feature `sql`)",
+    ))
+}
+
+#[cfg(feature = "sql")]
+mod worker;

@@ -1,0 +1,174 @@
+//! `kind = "sql"` against real PostgreSQL and real MariaDB holding
+//! Perdition's table as it is, and a real Dovecot: routing for two boxes,
+//! an unknown user, a user with a port, a servername with a user part, a
+//! user name that tries SQL injection, and the database going away (cached
+//! users still served, the others refused at once with a temporary
+//! failure). Built with the `sql` feature only.
+
+mod support;
+
+use mailgate::check_client::{ImapClient, Pop3Client};
+use support::sql::{Database, Engine, DB_PASSWORD};
+use support::stack::*;
+use support::{free_port, Dovecot, Mailgate};
+
+/// Alice on box1 (Dovecot, the protocol's port), Bob on box1 with
+/// Dovecot's IMAP port in the table (used whatever the protocol, as
+/// Perdition uses it), Carol on box2 (a closed port), "bob-alias" logging
+/// in as Bob (`user@host` in servername).
+fn rows(imap_port: u16) -> Vec<(String, String, Option<String>)> {
+    vec![
+        (ALICE.into(), "box1".into(), None),
+        (BOB.into(), "127.0.0.1".into(), Some(imap_port.to_string())),
+        (CAROL.into(), "box2".into(), None),
+        ("bob-alias@example.org".into(), format!("{BOB}@box1"), None),
+    ]
+}
+
+fn start(engine: Engine, dovecot: &Dovecot) -> Database {
+    let rows = rows(dovecot.imap.port());
+    let borrowed: Vec<(&str, &str, Option<&str>)> = rows
+        .iter()
+        .map(|(u, s, p)| (u.as_str(), s.as_str(), p.as_deref()))
+        .collect();
+    Database::start(engine, &borrowed)
+}
+
+/// mailgate routing with `db`; the password file lives in `secrets`.
+fn mailgate(
+    dovecot: &Dovecot,
+    db: &Database,
+    cache: &str,
+    secrets: &tempfile::TempDir,
+) -> Mailgate {
+    let password_file = secrets.path().join("db.pw");
+    std::fs::write(&password_file, format!("{DB_PASSWORD}\n")).unwrap();
+    let directory = format!(
+        "kind = \"sql\"\nurl = \"{}\"\npassword_file = \"{}\"\ntimeout = \"1s\"\n\
+         [directory.hosts]\nbox1 = \"127.0.0.1\"\nbox2 = \"127.0.0.1:{}\"\n{cache}\n",
+        db.url(),
+        password_file.display(),
+        free_port()
+    );
+    let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
+        .replace("kind = \"static\"\nmap = \"users.map\"\n", &directory)
+        .replace("workers = 2", "workers = 1");
+    Mailgate::start(&config, "")
+}
+
+fn imap_login(mg: &Mailgate, user: &str, password: &str) -> (String, String) {
+    let mut c = ImapClient::connect(mg.addr(0)).unwrap();
+    let r = c.login(user, password).unwrap();
+    (r.status, r.text)
+}
+
+fn routes_perditions_table(engine: Engine) {
+    let dovecot = Dovecot::start(&directory_users());
+    let db = start(engine, &dovecot);
+    let secrets = tempfile::tempdir().unwrap();
+    let mg = mailgate(&dovecot, &db, "", &secrets);
+
+    let mut c = ImapClient::connect(mg.addr(0)).unwrap();
+    assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok(), "{}", mg.log());
+    assert!(c.command("SELECT INBOX").unwrap().is_ok());
+    assert_eq!(
+        c.fetch_message(1).unwrap(),
+        alice_messages()[0],
+        "byte-exact"
+    );
+    let mut p = Pop3Client::connect(mg.addr(1)).unwrap();
+    assert!(
+        p.login(ALICE, ALICE_PW).unwrap().starts_with("+OK"),
+        "NULL port: POP3's own"
+    );
+
+    assert_eq!(imap_login(&mg, BOB, BOB_PW).0, "OK", "the port column");
+    let mut p = Pop3Client::connect(mg.addr(1)).unwrap();
+    let answer = p.login(BOB, BOB_PW).unwrap();
+    assert!(
+        answer.starts_with("-ERR [SYS/TEMP]"),
+        "POP3 to Bob's IMAP port: the table's port is used: {answer}"
+    );
+    let (status, text) = imap_login(&mg, CAROL, CAROL_PW);
+    assert!(
+        status == "NO" && text.starts_with("[UNAVAILABLE]"),
+        "Carol is on box2: {text}"
+    );
+    let (status, text) = imap_login(&mg, "nobody@example.org", "pw");
+    assert!(
+        status == "NO" && text.starts_with("[AUTHENTICATIONFAILED]"),
+        "{text}"
+    );
+    for attempt in ["' OR '1'='1", "x' OR 1=1 -- ", "\\' OR 1=1#", "*"] {
+        let (status, text) = imap_login(&mg, attempt, "pw");
+        assert!(
+            status == "NO" && text.starts_with("[AUTHENTICATIONFAILED]"),
+            "{attempt:?} found nothing: {text}"
+        );
+    }
+    assert_eq!(imap_login(&mg, "bob-alias@example.org", BOB_PW).0, "OK");
+    assert!(
+        dovecot
+            .log()
+            .matches(&format!("Login: user=<{BOB}>"))
+            .count()
+            >= 2,
+        "the alias logged in as Bob: {}",
+        dovecot.log()
+    );
+    assert!(
+        !mg.log().contains(DB_PASSWORD),
+        "the database password is never logged"
+    );
+}
+
+#[test]
+fn postgresql_routes_perditions_table() {
+    routes_perditions_table(Engine::Postgres);
+}
+
+#[test]
+fn mariadb_routes_perditions_table() {
+    routes_perditions_table(Engine::Mariadb);
+}
+
+fn survives_the_database_going_away(engine: Engine) {
+    let dovecot = Dovecot::start(&directory_users());
+    let mut db = start(engine, &dovecot);
+    let cache = "[directory.cache]\nttl = \"1s\"\n";
+    let secrets = tempfile::tempdir().unwrap();
+    let mg = mailgate(&dovecot, &db, cache, &secrets);
+    assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    db.stop();
+    let (status, text) = imap_login(&mg, ALICE, ALICE_PW);
+    assert_eq!(
+        status, "OK",
+        "a stale route while the database is down: {text}"
+    );
+    let (status, text) = imap_login(&mg, BOB, BOB_PW);
+    assert!(
+        status == "NO" && text.starts_with("[UNAVAILABLE]"),
+        "uncached: {text}"
+    );
+    assert!(
+        mg.log().contains("SQL directory unreachable"),
+        "{}",
+        mg.log()
+    );
+    assert!(
+        mg.log().contains("serving a stale cached route"),
+        "{}",
+        mg.log()
+    );
+}
+
+#[test]
+fn postgresql_going_away_serves_cached_users_and_refuses_others() {
+    survives_the_database_going_away(Engine::Postgres);
+}
+
+#[test]
+fn mariadb_going_away_serves_cached_users_and_refuses_others() {
+    survives_the_database_going_away(Engine::Mariadb);
+}
