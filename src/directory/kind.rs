@@ -90,6 +90,17 @@ pub trait KindSettings: std::fmt::Debug + Send + Sync {
 /// file; the runtime supplies it (TLS sits above the directory).
 pub type ClientTls<'a> = dyn Fn(&Path) -> Result<Arc<rustls::ClientConfig>, String> + 'a;
 
+/// The client config for `ca_file` (`directory.ca_file`), if one is set.
+pub fn ca_tls(
+    ca_file: Option<&Path>,
+    tls: &ClientTls<'_>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, Invalid> {
+    ca_file
+        .map(tls)
+        .transpose()
+        .map_err(|e| Invalid::new("directory.ca_file", None, e))
+}
+
 /// A directory ready to be built on each worker.
 pub trait Prepared: Send + Sync {
     /// A worker's directory (called on the worker's thread); `health` is

@@ -6,7 +6,8 @@ use super::query::{self, QuerySpec, Scope};
 use super::{Ambiguity, LdapDirectory, LdapSettings};
 use crate::directory::changes::{Change, FirstContact, WatchStatus};
 use crate::directory::kind::{
-    read_secret_file, ClientTls, Invalid, KindSettings, KindSpec, Prepared, Problem, Setup, Watch,
+    ca_tls, read_secret_file, ClientTls, Invalid, KindSettings, KindSpec, Prepared, Problem, Setup,
+    Watch,
 };
 use crate::directory::name_form::KeyFormat;
 use crate::directory::Directory;
@@ -223,13 +224,7 @@ impl KindSettings for LdapKind {
     }
 
     fn prepare(&self, tls: &ClientTls<'_>) -> Result<Arc<dyn Prepared>, Invalid> {
-        let tls = self
-            .0
-            .ca_file
-            .as_deref()
-            .map(tls)
-            .transpose()
-            .map_err(|e| Invalid::new("directory.ca_file", None, e))?;
+        let tls = ca_tls(self.0.ca_file.as_deref(), tls)?;
         Ok(Arc::new(PreparedLdap {
             settings: self.0.clone(),
             tls,

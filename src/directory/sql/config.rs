@@ -5,7 +5,7 @@ use super::query::{self, Dialect, TableSpec};
 use crate::auth::Secret;
 use crate::directory::host_rewrite::HostRewrite;
 use crate::directory::kind::{
-    read_secret_file, ClientTls, Invalid, KindSettings, KindSpec, Prepared, Problem, Setup,
+    ca_tls, read_secret_file, ClientTls, Invalid, KindSettings, KindSpec, Prepared, Problem, Setup,
 };
 use crate::directory::name_form::KeyFormat;
 use serde::Deserialize;
@@ -235,13 +235,7 @@ impl KindSettings for SqlKind {
     }
 
     fn prepare(&self, tls: &ClientTls<'_>) -> Result<Arc<dyn Prepared>, Invalid> {
-        let tls = self
-            .0
-            .ca_file
-            .as_deref()
-            .map(tls)
-            .transpose()
-            .map_err(|e| Invalid::new("directory.ca_file", None, e))?;
+        let tls = ca_tls(self.0.ca_file.as_deref(), tls)?;
         super::prepared(self.0.clone(), tls)
     }
 }
