@@ -333,6 +333,7 @@ pub fn perdition_import(data: &[u8]) {
             config: &text,
             popmap: also,
             map_out: "users.map",
+            password_out: "sql.pw",
             modes: None,
             defaults: also,
         });

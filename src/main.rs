@@ -70,6 +70,10 @@ enum Command {
         /// save the TOML in the same folder (an existing file is kept).
         #[arg(long, default_value = "users.map")]
         map_out: PathBuf,
+        /// Where to write the password of a MySQL or PostgreSQL map (mode
+        /// 0600; the TOML names it as given; an existing file is kept).
+        #[arg(long, default_value = "sql.pw")]
+        password_out: PathBuf,
         /// Perdition modes to import: imap4, imap4s, pop3, pop3s,
         /// managesieve (or the program names, perdition.managesieve …;
         /// default: those --defaults starts, else the file's `protocol`,
@@ -155,12 +159,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             file,
             popmap,
             map_out,
+            password_out,
             modes,
             defaults,
         } => import_perdition(
             &file,
             popmap.as_deref(),
             &map_out,
+            &password_out,
             &modes,
             defaults.as_deref(),
         ),
@@ -190,6 +196,7 @@ fn import_perdition(
     file: &Path,
     popmap: Option<&Path>,
     map_out: &Path,
+    password_out: &Path,
     modes: &[String],
     defaults: Option<&Path>,
 ) -> anyhow::Result<()> {
@@ -210,11 +217,13 @@ fn import_perdition(
         |n| n.to_string_lossy().into_owned(),
     );
     let map_name = map_out.display().to_string();
+    let password_name = password_out.display().to_string();
     let imported = import(&Input {
         source: &source,
         config: &config,
         popmap: popmap.as_deref(),
         map_out: &map_name,
+        password_out: &password_name,
         modes,
         defaults: defaults.as_deref(),
     });
@@ -236,6 +245,23 @@ fn import_perdition(
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .count();
         eprintln!("mailgate: wrote {map_name} ({entries} entries)");
+    }
+    if let Some(password) = &imported.password {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(password_out)
+            .with_context(|| {
+                format!("writing the database password to {password_name} (an existing file is never overwritten)")
+            })?;
+        let mut text = password.expose().to_vec();
+        text.push(b'\n');
+        std::io::Write::write_all(&mut f, &text)
+            .with_context(|| format!("writing {password_name}"))?;
+        zeroize::Zeroize::zeroize(&mut text);
+        eprintln!("mailgate: wrote the SQL map's password to {password_name} (mode 0600)");
     }
     print!("{}", imported.toml);
     Ok(())

@@ -411,3 +411,83 @@ fn a_popmap_the_configuration_does_not_read_is_said_on_stderr() {
     assert!(!file.stderr.contains("--popmap"), "{}", file.stderr);
     assert!(file.map.unwrap().contains("alice@example.org box1"));
 }
+
+#[test]
+fn perditions_sql_maps_import_to_their_golden_files_with_the_password_in_a_file() {
+    let mysql = import(&golden_dir().join("mysql.conf"), None, &[]);
+    golden("mysql.toml", &mysql.toml);
+    assert!(
+        !mysql.toml.contains("s3cret-db-pw"),
+        "no password in the TOML"
+    );
+    let password = mysql.dir.path().join("sql.pw");
+    assert_eq!(
+        std::fs::read_to_string(&password).unwrap(),
+        "s3cret-db-pw\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&password).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(mysql.map.is_none(), "an SQL import writes no map");
+    if cfg!(feature = "sql") {
+        let summary = check_config(&mysql, &[]);
+        assert!(summary.contains("sql (MySQL), 2 server(s)"), "{summary}");
+    }
+    let pg = import(&golden_dir().join("postgresql.conf"), None, &[]);
+    golden("postgresql.toml", &pg.toml);
+    if cfg!(feature = "sql") {
+        check_config(&pg, &[]);
+    }
+    // A popmap is not what an SQL map reads.
+    let work = tempfile::tempdir().unwrap();
+    let popmap = work.path().join("popmap");
+    std::fs::write(&popmap, "alice@example.org:box1\n").unwrap();
+    let with_popmap = import(&golden_dir().join("mysql.conf"), Some(&popmap), &[]);
+    assert!(
+        with_popmap
+            .stderr
+            .contains("--popmap was given but not read: its map is MySQL"),
+        "{}",
+        with_popmap.stderr
+    );
+}
+
+/// An imported MySQL-map configuration, pointed at a real MariaDB holding
+/// Perdition's table, serves a login end to end.
+#[cfg(feature = "sql")]
+#[test]
+fn an_imported_mysql_map_config_serves_a_login_through_mariadb_to_dovecot() {
+    use support::sql::{Database, Engine, DB_PASSWORD};
+    let dovecot = Dovecot::start(&directory_users());
+    let db = Database::start(Engine::Mariadb, &[(ALICE, "127.0.0.1", None)]);
+    let conf = std::fs::read_to_string(golden_dir().join("mysql.conf"))
+        .unwrap()
+        .replace(
+            "db1.infra.org,db2.infra.org:3306",
+            &format!("127.0.0.1:{}", db.port),
+        )
+        .replace("s3cret-db-pw", DB_PASSWORD)
+        .replace(
+            "outgoing_port 10143",
+            &format!("outgoing_port {}", dovecot.imap.port()),
+        );
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("perdition.conf");
+    std::fs::write(&path, conf).unwrap();
+    let imported = import(&path, None, &[]);
+    // The listener on a free loopback port, the password file where the
+    // import wrote it; the rest as imported.
+    let config = imported.toml.replace("0.0.0.0:143", "127.0.0.1:0").replace(
+        "\"sql.pw\"",
+        &format!("\"{}\"", imported.dir.path().join("sql.pw").display()),
+    );
+    let mailgate = Mailgate::start(&config, "");
+    let mut c = mailgate::check_client::ImapClient::connect(mailgate.addr(0)).unwrap();
+    assert!(
+        c.login(ALICE, ALICE_PW).unwrap().is_ok(),
+        "{}\n{config}",
+        mailgate.log()
+    );
+    assert!(c.command("SELECT INBOX").unwrap().is_ok());
+    assert_eq!(c.fetch_message(1).unwrap(), alice_messages()[0]);
+}

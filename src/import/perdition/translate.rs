@@ -12,6 +12,7 @@ use super::defaults::{self, Defaults};
 use super::file::{self, Setting};
 use super::options::{canonical, Flag};
 use super::popmap;
+use crate::directory::sql::query::Dialect;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -93,6 +94,8 @@ pub struct Input<'a> {
     pub popmap: Option<&'a str>,
     /// The name the TOML gives the static map file.
     pub map_out: &'a str,
+    /// The name the TOML gives the SQL map's password file.
+    pub password_out: &'a str,
     /// Modes to import; `None`: the defaults file's, else `protocol`, else
     /// Debian's four.
     pub modes: Option<Vec<Mode>>,
@@ -112,6 +115,9 @@ pub struct Imported {
     /// configuration does not use (a `--popmap` whose map is not the
     /// popmap).
     pub warnings: Vec<String>,
+    /// The SQL map's database password, to be written at `password_out`
+    /// (never into the TOML).
+    pub password: Option<crate::auth::Secret>,
 }
 
 /// Perdition's default LDAP URL (perditiondb(5)).
@@ -273,6 +279,10 @@ struct Out {
     notes: Vec<String>,
     /// The `--popmap` text became the static map.
     popmap_read: bool,
+    /// The map is not a file: `LDAP`, `MySQL`, `PostgreSQL`.
+    map_kind: Option<&'static str>,
+    /// The SQL map's password.
+    password: Option<crate::auth::Secret>,
 }
 
 /// Imports `input`; infallible: what cannot be carried over is listed in
@@ -280,16 +290,8 @@ struct Out {
 pub fn import(input: &Input<'_>) -> Imported {
     let mut opts = Options::read(input.config);
     let defaults = input.defaults.map(defaults::read);
-    let mut out = Out {
-        toml: String::new(),
-        notes: Vec::new(),
-        popmap_read: false,
-    };
-    let mut header = Out {
-        toml: String::new(),
-        notes: Vec::new(),
-        popmap_read: false,
-    };
+    let mut out = Out::default();
+    let mut header = Out::default();
     let modes = modes(input, defaults.as_ref(), &mut opts, &mut header);
     out.notes.append(&mut header.notes);
     let own = match defaults {
@@ -330,7 +332,7 @@ pub fn import(input: &Input<'_>) -> Imported {
     listeners(&per_mode, &own, &mut opts, &mut out);
     tls(&per_mode, &mut opts, &mut out);
     let map = directory(input, &mut opts, &mut out);
-    let warnings = unused_popmap(input, out.popmap_read, map.is_none());
+    let warnings = unused_popmap(input, out.popmap_read, out.map_kind);
     backend(&per_mode, &mut opts, &mut out);
     limits(&modes, &mut opts, &mut out);
     runtime(&mut opts, &mut out);
@@ -352,6 +354,19 @@ pub fn import(input: &Input<'_>) -> Imported {
         toml: out.toml,
         map,
         warnings,
+        password: out.password,
+    }
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Self {
+            toml: String::new(),
+            notes: Vec::new(),
+            popmap_read: false,
+            map_kind: None,
+            password: None,
+        }
     }
 }
 
@@ -630,17 +645,16 @@ fn tls(per_mode: &[(Mode, SslMode)], opts: &mut Options, out: &mut Out) {
     out.toml.push('\n');
 }
 
-/// A `--popmap` the imported map does not come from: the map is LDAP (no
-/// map file), or a file that does not hold the popmap's lines (everyone to
-/// `outgoing_server`, another library's exported table).
-fn unused_popmap(input: &Input<'_>, read: bool, ldap: bool) -> Vec<String> {
+/// A `--popmap` the imported map does not come from: the map is LDAP or
+/// SQL (no map file), or a file that does not hold the popmap's lines
+/// (everyone to `outgoing_server`, another library's exported table).
+fn unused_popmap(input: &Input<'_>, read: bool, kind: Option<&str>) -> Vec<String> {
     if input.popmap.is_none() || read {
         return Vec::new();
     }
-    let why = if ldap {
-        "its map is LDAP (map_library_opt)"
-    } else {
-        "its map is not the popmap (no map_library, or another map library)"
+    let why = match kind {
+        Some(kind) => format!("its map is {kind} (map_library, map_library_opt)"),
+        None => "its map is not the popmap (no map_library, or another map library)".to_owned(),
     };
     vec![format!(
         "--popmap was given but not read: {why}; the imported configuration does not use it"
@@ -704,7 +718,30 @@ fn directory(input: &Input<'_>, opts: &mut Options, out: &mut Out) -> Option<Str
         );
     }
     if lib_lower.contains("ldap") {
+        out.map_kind = Some("LDAP");
         ldap(library_opt, &delimiter, opts, out);
+        return None;
+    }
+    let dialect = if lib_lower.contains("mysql") {
+        Some(Dialect::Mysql)
+    } else if lib_lower.contains("postgresql") || lib_lower.contains("pgsql") {
+        Some(Dialect::Postgres)
+    } else {
+        None
+    };
+    if let Some(dialect) = dialect {
+        out.map_kind = Some(dialect.name());
+        sql(dialect, library_opt, input.password_out, out);
+        if delimiter != "@" {
+            out.notes.push(format!(
+                "domain_delimiter `{delimiter}` (servername's user part is split at the last `@`)"
+            ));
+        }
+        states(opts, out, "strip_domain");
+        states(opts, out, "lower_case");
+        query_key(&delimiter, opts, out);
+        add_domain(opts, out);
+        out.toml.push('\n');
         return None;
     }
     let regex = lib_lower.contains("posix_regex");
@@ -808,6 +845,134 @@ fn key_options_for_static_map(opts: &mut Options) {
         );
     }
 }
+
+/// Perdition's MySQL and PostgreSQL map option string,
+/// `dbhost:dbport:dbname:dbtable:dbuser:dbpwd:dbservercol:dbusercol:dbportcol`
+/// (perditiondb(5)), as `kind = "sql"`; fields left out or empty take
+/// Perdition's defaults, several comma-separated hosts become `servers`
+/// in failover order, the password goes to its own file.
+fn sql(dialect: Dialect, library_opt: Option<Setting>, password_out: &str, out: &mut Out) {
+    let fields: Vec<String> = library_opt
+        .as_ref()
+        .map(|o| o.value.split(':').map(|f| f.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let at = library_opt
+        .as_ref()
+        .map_or_else(|| "Perdition's defaults".to_owned(), |o| o.place());
+    if fields.len() > SQL_DEFAULTS.len() {
+        out.notes.push(format!(
+            "{at}: {} fields after the ninth (perditiondb(5) has nine)",
+            fields.len() - SQL_DEFAULTS.len()
+        ));
+    }
+    let mut empty = Vec::new();
+    let field = |i: usize, empty: &mut Vec<&'static str>| -> String {
+        match fields.get(i).filter(|f| !f.is_empty()) {
+            Some(f) => f.clone(),
+            None => {
+                if i < fields.len() {
+                    empty.push(SQL_DEFAULTS[i].0);
+                }
+                SQL_DEFAULTS[i].1.to_owned()
+            }
+        }
+    };
+    let hosts = field(0, &mut empty);
+    let port = field(1, &mut empty);
+    let name = field(2, &mut empty);
+    let table = field(3, &mut empty);
+    let user = field(4, &mut empty);
+    let password = match fields.get(5) {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(p.clone()),
+        None => Some(SQL_DEFAULTS[5].1.to_owned()),
+    };
+    let server_column = field(6, &mut empty);
+    let user_column = field(7, &mut empty);
+    let port_column = field(8, &mut empty);
+    if !empty.is_empty() {
+        out.notes.push(format!(
+            "{at}: {} empty (Perdition passes NULL for an empty field; imported as Perdition's defaults)",
+            empty.join(", ")
+        ));
+    }
+    let scheme = match dialect {
+        Dialect::Mysql => "mysql",
+        Dialect::Postgres => "postgresql",
+    };
+    let encode = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let urls: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|host| {
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
+            let port = if port.is_empty() {
+                String::new()
+            } else {
+                format!(":{port}")
+            };
+            format!(
+                "{scheme}://{}@{host}{port}/{}",
+                encode(&user),
+                encode(&name)
+            )
+        })
+        .collect();
+    let _ = writeln!(out.toml, "[directory]\nkind = \"sql\"");
+    match urls.as_slice() {
+        [one] => {
+            let _ = writeln!(out.toml, "url = {}", quote(one));
+        }
+        many => {
+            let list: Vec<String> = many.iter().map(|u| quote(u)).collect();
+            let _ = writeln!(
+                out.toml,
+                "servers = [{}]               # in failover order, as Perdition tries them",
+                list.join(", ")
+            );
+        }
+    }
+    if let Some(password) = password {
+        let _ = writeln!(
+            out.toml,
+            "password_file = {}             # the map's password, written there by import-perdition (mode 0600)",
+            quote(password_out)
+        );
+        out.password = Some(crate::auth::Secret::new(password.into_bytes()));
+    }
+    for (key, value, default) in [
+        ("table", &table, SQL_DEFAULTS[3].1),
+        ("server_column", &server_column, SQL_DEFAULTS[6].1),
+        ("user_column", &user_column, SQL_DEFAULTS[7].1),
+        ("port_column", &port_column, SQL_DEFAULTS[8].1),
+    ] {
+        if value != default {
+            let _ = writeln!(out.toml, "{key} = {}", quote(value));
+        }
+    }
+}
+
+/// perditiondb(5)'s defaults for the MySQL and PostgreSQL libraries, by
+/// field: host, port (the client's default), database, table, user,
+/// password, server column, user column, port column.
+const SQL_DEFAULTS: [(&str, &str); 9] = [
+    ("dbhost", "localhost"),
+    ("dbport", ""),
+    ("dbname", "dbPerdition"),
+    ("dbtable", "tblPerdition"),
+    ("dbuser", "perdition"),
+    ("dbpwd", "perdition"),
+    ("dbservercol", "servername"),
+    ("dbusercol", "user"),
+    ("dbportcol", "port"),
+];
 
 fn ldap(library_opt: Option<Setting>, delimiter: &str, opts: &mut Options, out: &mut Out) {
     let (at, raw) = library_opt.as_ref().map_or(

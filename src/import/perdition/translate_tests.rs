@@ -6,6 +6,7 @@ fn run(config: &str) -> String {
         config,
         popmap: None,
         map_out: "users.map",
+        password_out: "sql.pw",
         modes: None,
         defaults: None,
     })
@@ -159,6 +160,7 @@ fn no_map_library_sends_everyone_to_the_outgoing_server() {
         config: "M \"\"\ns box1.vpn:10143,box2.vpn\nP IMAP4\n",
         popmap: None,
         map_out: "users.map",
+        password_out: "sql.pw",
         modes: None,
         defaults: None,
     });
@@ -181,6 +183,7 @@ fn modes_given_by_the_caller_win() {
         config: "protocol POP3\nlisten_port 2143\n",
         popmap: None,
         map_out: "users.map",
+        password_out: "sql.pw",
         modes: Some(vec![Mode::Imap4]),
         defaults: None,
     });
@@ -229,6 +232,7 @@ fn run_with_defaults(config: &str, defaults: &str) -> String {
         config,
         popmap: None,
         map_out: "users.map",
+        password_out: "sql.pw",
         modes: None,
         defaults: Some(defaults),
     })
@@ -320,6 +324,7 @@ fn modes_on_the_command_line_win_over_the_defaults_file() {
         config: CLASSIC,
         popmap: None,
         map_out: "users.map",
+        password_out: "sql.pw",
         modes: Some(vec![Mode::Pop3]),
         defaults: Some("RUN_PERDITION=yes\nPOP3=no\nIMAP4_FLAGS='-l 1143'\n"),
     })
