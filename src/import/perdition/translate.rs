@@ -274,6 +274,7 @@ impl SslMode {
 }
 
 /// Builds the output.
+#[derive(Default)]
 struct Out {
     toml: String,
     notes: Vec<String>,
@@ -355,18 +356,6 @@ pub fn import(input: &Input<'_>) -> Imported {
         map,
         warnings,
         password: out.password,
-    }
-}
-
-impl Default for Out {
-    fn default() -> Self {
-        Self {
-            toml: String::new(),
-            notes: Vec::new(),
-            popmap_read: false,
-            map_kind: None,
-            password: None,
-        }
     }
 }
 
