@@ -9,12 +9,11 @@ use crate::directory::{CacheSettings, HostRewrite};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The kind's validated settings and, when caching is on, the cache's.
-/// `ignored` lists the `directory.*` keys the shared schema did not read.
+/// The kind's validated settings and, when caching is on, the cache's;
+/// `text` is the whole file (each kind reads its keys from it).
 pub(super) fn build(
     d: &DirectoryConfig,
     text: &str,
-    ignored: &[String],
     at: &mut Locator,
     base_dir: &Path,
 ) -> Result<(Arc<dyn KindSettings>, Option<CacheSettings>), ConfigError> {
@@ -52,6 +51,11 @@ pub(super) fn build(
         at.locate(key, Some(span.clone()));
     }
     // A key is unknown when neither the shared schema nor the kind read it.
+    let (_, ignored) =
+        kind::read_directory::<DirectoryConfig>(text).map_err(|message| ConfigError::Parse {
+            path: at.path.to_owned(),
+            message,
+        })?;
     if let Some(unknown) = ignored.iter().find(|k| setup.unread().contains(k)) {
         return Err(at.invalid(
             Some(d.kind.span()),

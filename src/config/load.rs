@@ -21,13 +21,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parses and validates config text; `path` is only used in messages.
 pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, ConfigError> {
-    // `[directory]`'s shared schema leaves the kind's keys to the kind:
-    // what it does not read is collected and checked against the kind's.
-    let mut ignored = Vec::new();
-    let config: Config = serde_ignored::deserialize(toml::Deserializer::new(text), |key| {
-        ignored.push(key.to_string())
-    })
-    .map_err(|e| ConfigError::Parse {
+    let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
@@ -59,8 +53,7 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         }
     }
     let listener_tls = listener_tls(&config, &mut at, base_dir)?;
-    let (directory, cache) =
-        super::directory::build(&config.directory, text, &ignored, &mut at, base_dir)?;
+    let (directory, cache) = super::directory::build(&config.directory, text, &mut at, base_dir)?;
     let backend_ca = match (config.backend.tls.get_ref(), &config.backend.ca_file) {
         (TlsMode::None, _) => None,
         (_, Some(ca)) => Some(base_dir.join(ca)),

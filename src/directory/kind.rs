@@ -205,17 +205,9 @@ impl<'a> Setup<'a> {
     /// know are remembered ([`Self::unread`]): the configuration refuses
     /// those no one read.
     pub fn read<T: DeserializeOwned>(&mut self) -> Result<T, Problem> {
-        let mut unread = Vec::new();
-        let deserializer = toml::Deserializer::new(self.text);
-        let only: Only<T> = serde_ignored::deserialize(deserializer, |path| {
-            let path = path.to_string();
-            if path.starts_with("directory.") {
-                unread.push(path);
-            }
-        })
-        .map_err(|e| Problem::Parse(e.to_string().trim_end().to_owned()))?;
+        let (directory, unread) = read_directory(self.text).map_err(Problem::Parse)?;
         self.unread = unread;
-        Ok(only.directory)
+        Ok(directory)
     }
 
     /// Folder holding the configuration file (relative paths start here).
@@ -247,6 +239,55 @@ impl<'a> Setup<'a> {
     }
 }
 
+/// `[directory]` of a whole configuration text deserialized as `T`, and
+/// the keys of the table that `T` has no field for (`directory.KEY`).
+pub fn read_directory<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<String>), String> {
+    let parse = |e: toml::de::Error| e.to_string().trim_end().to_owned();
+    let only: Only<T> = toml::from_str(text).map_err(parse)?;
+    let keys: Only<std::collections::BTreeMap<String, serde::de::IgnoredAny>> =
+        toml::from_str(text).map_err(parse)?;
+    let fields = field_names::<T>();
+    let unread = keys
+        .directory
+        .into_keys()
+        .filter(|key| !fields.contains(&key.as_str()))
+        .map(|key| format!("directory.{key}"))
+        .collect();
+    Ok((only.directory, unread))
+}
+
+/// The field names a derived `Deserialize` struct asks for: a deserializer
+/// that only records what `deserialize_struct` is given.
+pub fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Names(&'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for &mut Names {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(serde::de::Error::custom("names recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut names = Names(&[]);
+    let _ = T::deserialize(&mut names);
+    names.0
+}
+
 /// Reads a secret from a file (one trailing line end dropped): passwords
 /// are never written inline in the configuration.
 pub fn read_secret_file(
@@ -266,4 +307,26 @@ pub fn read_secret_file(
     Ok(crate::auth::Secret::new(
         trimmed.strip_suffix(b"\r").unwrap_or(trimmed).to_vec(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Sample {
+        url: String,
+        #[serde(default)]
+        pool_size: usize,
+    }
+
+    #[test]
+    fn field_names_are_read_off_the_derived_deserializer() {
+        assert_eq!(field_names::<Sample>(), ["url", "pool_size"]);
+        let text = "[directory]\nurl = \"x\"\nsurprise = 1\n[directory.sub]\na = 1\n";
+        let (sample, unread) = read_directory::<Sample>(text).unwrap();
+        assert_eq!(sample.url, "x");
+        assert_eq!(unread, ["directory.sub", "directory.surprise"]);
+    }
 }
