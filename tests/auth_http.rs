@@ -217,3 +217,33 @@ fn the_route_cache_wraps_auth_http_when_turned_on_but_never_keeps_a_refusal() {
         "the refusal, one lookup for Alice's three logins, each rewrite asked"
     );
 }
+
+#[test]
+fn an_https_auth_server_is_verified_against_the_ca_file() {
+    let dovecot = dovecot();
+    let ca = mailgate_testkit::certs::TestCa::new();
+    let (cert, key) = ca.issue("auth", &["localhost"], &["127.0.0.1"]);
+    let auth = AuthHttp::start_tls(&auth_config(&dovecot, 0), &cert, &key);
+    let ca_file = format!("ca_file = \"{}\"", ca.ca().display());
+    let mg = mailgate(&dovecot, &directory(&auth.https_url(), &ca_file), 1);
+    for _ in 0..2 {
+        assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK", "{}", mg.log());
+    }
+    assert_eq!(auth.requests().len(), 2);
+    drop(mg);
+    // Another CA: the server is not trusted, nothing is sent.
+    let other = mailgate_testkit::certs::TestCa::new();
+    let other_file = format!("ca_file = \"{}\"", other.ca().display());
+    let mg = mailgate(&dovecot, &directory(&auth.https_url(), &other_file), 1);
+    let (status, text) = imap_login(&mg, ALICE, ALICE_PW);
+    assert!(
+        status == "NO" && text.starts_with("[UNAVAILABLE]"),
+        "{text}"
+    );
+    assert!(mg.log().contains("TLS"), "{}", mg.log());
+    assert_eq!(
+        auth.requests().len(),
+        2,
+        "no request to an untrusted server"
+    );
+}

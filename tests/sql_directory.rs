@@ -41,12 +41,23 @@ fn mailgate(
     cache: &str,
     secrets: &tempfile::TempDir,
 ) -> Mailgate {
+    let servers = format!("url = \"{}\"", db.url());
+    mailgate_with(dovecot, &servers, cache, secrets)
+}
+
+/// mailgate routing with the SQL `servers` line given (`url = …`,
+/// `servers = […]`, and `ca_file` if any).
+fn mailgate_with(
+    dovecot: &Dovecot,
+    servers: &str,
+    cache: &str,
+    secrets: &tempfile::TempDir,
+) -> Mailgate {
     let password_file = secrets.path().join("db.pw");
     std::fs::write(&password_file, format!("{DB_PASSWORD}\n")).unwrap();
     let directory = format!(
-        "kind = \"sql\"\nurl = \"{}\"\npassword_file = \"{}\"\ntimeout = \"1s\"\n\
+        "kind = \"sql\"\n{servers}\npassword_file = \"{}\"\ntimeout = \"1s\"\n\
          [directory.hosts]\nbox1 = \"127.0.0.1\"\nbox2 = \"127.0.0.1:{}\"\n{cache}\n",
-        db.url(),
         password_file.display(),
         free_port()
     );
@@ -171,4 +182,57 @@ fn postgresql_going_away_serves_cached_users_and_refuses_others() {
 #[test]
 fn mariadb_going_away_serves_cached_users_and_refuses_others() {
     survives_the_database_going_away(Engine::Mariadb);
+}
+
+#[test]
+fn a_server_that_does_not_answer_is_passed_over_for_the_next() {
+    let dovecot = Dovecot::start(&directory_users());
+    let db = start(Engine::Mariadb, &dovecot);
+    let dead = format!("mysql://perdition@127.0.0.1:{}/dbPerdition", free_port());
+    let secrets = tempfile::tempdir().unwrap();
+    let servers = format!("servers = [\"{dead}\", \"{}\"]", db.url());
+    let mg = mailgate_with(&dovecot, &servers, "", &secrets);
+    for _ in 0..3 {
+        assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK", "{}", mg.log());
+    }
+}
+
+#[test]
+fn postgresql_over_tls_verified_against_the_ca_file() {
+    let dovecot = Dovecot::start(&directory_users());
+    let ca = mailgate_testkit::certs::TestCa::new();
+    let (cert, key) = ca.issue("db", &["localhost"], &["127.0.0.1"]);
+    let rows = [(ALICE, "box1", None)];
+    let db = Database::start_tls_only(&rows, &cert, &key);
+    let secrets = tempfile::tempdir().unwrap();
+    // The server takes TCP logins over TLS only: a plaintext client fails.
+    let plain = format!("url = \"{}\"", db.url());
+    let mg = mailgate_with(&dovecot, &plain, "", &secrets);
+    let (status, text) = imap_login(&mg, ALICE, ALICE_PW);
+    assert!(
+        status == "NO" && text.starts_with("[UNAVAILABLE]"),
+        "{text}"
+    );
+    drop(mg);
+    let tls = format!(
+        "url = \"{}?sslmode=require\"\nca_file = \"{}\"",
+        db.url(),
+        ca.ca().display()
+    );
+    let mg = mailgate_with(&dovecot, &tls, "", &secrets);
+    assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK", "{}", mg.log());
+    // A CA the server's certificate does not chain to: refused.
+    let other = mailgate_testkit::certs::TestCa::new();
+    let wrong = format!(
+        "url = \"{}?sslmode=require\"\nca_file = \"{}\"",
+        db.url(),
+        other.ca().display()
+    );
+    drop(mg);
+    let mg = mailgate_with(&dovecot, &wrong, "", &secrets);
+    let (status, text) = imap_login(&mg, ALICE, ALICE_PW);
+    assert!(
+        status == "NO" && text.starts_with("[UNAVAILABLE]"),
+        "{text}"
+    );
 }

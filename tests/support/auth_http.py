@@ -5,7 +5,7 @@ Shaped like the example in nginx's documentation: it answers every
 request with headers only (`Auth-Status`, `Auth-Server`, `Auth-Port`,
 `Auth-Wait`, optionally `Auth-User`/`Auth-Pass`). Usage:
 
-    auth_http.py CONFIG.json PORT_FILE LOG_FILE
+    auth_http.py CONFIG.json PORT_FILE LOG_FILE [CERT KEY]
 
 CONFIG.json: {"users": {name: {"password": ..., "server": ..., "ports":
 {"imap": N, "pop3": N}, "user": optional rewrite, "pass": optional
@@ -13,8 +13,9 @@ rewrite}}, "wait": seconds for a wrong password, "secret": the
 X-Auth-Key header required (or null)}. Special names: hang@... (never
 answers), garbage@... (answers something that is not HTTP), noserver@...
 (Auth-Status OK without a server), slow-then-ok@... (WAIT once, then OK).
-It binds 127.0.0.1 on an ephemeral port, writes the port to PORT_FILE,
-and appends one JSON line per request (headers, client port) to LOG_FILE.
+It binds 127.0.0.1 on an ephemeral port (HTTPS with CERT and KEY), writes
+the port to PORT_FILE, and appends one JSON line per request (headers,
+client port) to LOG_FILE.
 """
 import json
 import socketserver
@@ -91,6 +92,11 @@ class Server(socketserver.ThreadingMixIn, HTTPServer):
 
 
 server = Server(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 5:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 with open(PORT_FILE + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
 import os

@@ -18,6 +18,22 @@ pub struct AuthHttp {
 impl AuthHttp {
     /// Starts the server with `config` (the JSON `auth_http.py` documents).
     pub fn start(config: &serde_json::Value) -> Self {
+        Self::start_with(config, None)
+    }
+
+    /// The same over HTTPS with this certificate and key.
+    pub fn start_tls(
+        config: &serde_json::Value,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Self {
+        Self::start_with(config, Some((cert, key)))
+    }
+
+    fn start_with(
+        config: &serde_json::Value,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, config.to_string()).expect("write config");
@@ -29,6 +45,7 @@ impl AuthHttp {
             .arg(&config_path)
             .arg(&port_file)
             .arg(&log)
+            .args(tls.iter().flat_map(|(c, k)| [c.as_os_str(), k.as_os_str()]))
             .spawn()
             .expect("start python3 auth_http.py");
         let start = Instant::now();
@@ -56,6 +73,11 @@ impl AuthHttp {
     /// The URL mailgate is configured with.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mail/auth", self.port)
+    }
+
+    /// The same, over HTTPS.
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}/mail/auth", self.port)
     }
 
     /// Every request so far: its path, client port and headers.

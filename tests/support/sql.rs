@@ -87,11 +87,28 @@ impl Database {
     /// Starts `engine` with Perdition's table holding `rows` (user,
     /// servername, port).
     pub fn start(engine: Engine, rows: &[(&str, &str, Option<&str>)]) -> Self {
+        Self::start_with(engine, rows, None)
+    }
+
+    /// PostgreSQL that takes TCP connections over TLS only (`hostssl` in
+    /// pg_hba.conf), with the certificate and key given.
+    pub fn start_tls_only(rows: &[(&str, &str, Option<&str>)], cert: &Path, key: &Path) -> Self {
+        Self::start_with(Engine::Postgres, rows, Some((cert, key)))
+    }
+
+    fn start_with(
+        engine: Engine,
+        rows: &[(&str, &str, Option<&str>)],
+        tls: Option<(&Path, &Path)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut db = match engine {
             Engine::Postgres => Self::init_postgres(dir),
             Engine::Mariadb => Self::init_mariadb(dir, rows),
         };
+        if let Some((cert, key)) = tls {
+            db.postgres_tls_only(cert, key);
+        }
         db.launch();
         if engine == Engine::Postgres {
             db.fill_postgres(rows);
@@ -145,6 +162,42 @@ impl Database {
             dir,
             start,
             run_as,
+        }
+    }
+
+    /// The server's certificate and key (owned by the server's user, mode
+    /// 0600 as PostgreSQL demands), TLS on, TCP logins over TLS only.
+    fn postgres_tls_only(&mut self, cert: &Path, key: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let (server_cert, server_key) = (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        );
+        std::fs::copy(cert, &server_cert).unwrap();
+        std::fs::copy(key, &server_key).unwrap();
+        std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if let Some((uid, gid)) = self.run_as {
+            for file in [&server_cert, &server_key] {
+                std::os::unix::fs::chown(file, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        let hba = self.dir.path().join("data/pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        let tls_only: String = rules
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, tls_only).unwrap();
+        for setting in [
+            "ssl=on".to_owned(),
+            format!("ssl_cert_file={}", server_cert.display()),
+            format!("ssl_key_file={}", server_key.display()),
+        ] {
+            self.start.push("-c".into());
+            self.start.push(setting);
         }
     }
 
