@@ -89,10 +89,13 @@ impl HttpDirectory {
         };
         let url = &self.settings.url;
         let bytes = exchange::request(&url.path, &url.host_header, &self.settings.headers, &ask);
-        let _slot = self.slots.acquire().await.expect("never closed");
         let limit = self.settings.timeout;
         for _ in 0..MAX_ASKS {
-            let answer = match tokio::time::timeout(limit, self.exchange(bytes.expose())).await {
+            // A slot per ask: a `WAIT` sleeps without holding one.
+            let slot = self.slots.acquire().await.expect("never closed");
+            let asked = tokio::time::timeout(limit, self.exchange(bytes.expose())).await;
+            drop(slot);
+            let answer = match asked {
                 Err(_) => {
                     return Err(DirectoryError::Timeout {
                         kind: KIND_NAME,

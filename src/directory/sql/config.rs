@@ -133,6 +133,9 @@ fn configure(setup: &mut Setup<'_>) -> Result<Arc<dyn KindSettings>, Problem> {
             )
             .into());
         }
+        if let Err(why) = super::check_url(dialect, url) {
+            return Err(Invalid::new("directory.url", Some(span.clone()), why).into());
+        }
         if has_password(url) {
             return Err(Invalid::new(
                 "directory.url",
@@ -251,5 +254,33 @@ mod tests {
         assert!(!has_password("postgresql://u@h/db"));
         assert!(!has_password("mysql://h/db"));
         assert!(!has_password("postgresql://u@h/db?options=a:b@c"));
+    }
+
+    #[cfg(feature = "sql")]
+    #[test]
+    fn urls_the_driver_cannot_use_are_refused_at_load() {
+        let load = |url: &str| {
+            let text = format!(
+                "[[listen]]\nprotocol = \"imap\"\naddress = \"127.0.0.1:0\"\n[directory]\nkind = \"sql\"\nurl = \"{url}\"\n"
+            );
+            crate::config::parse_str(
+                &text,
+                std::path::Path::new("t.toml"),
+                std::path::Path::new("."),
+            )
+            .map(drop)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(load("postgresql://perdition@db/dbPerdition"), Ok(()));
+        assert_eq!(load("mysql://perdition@db:3306/dbPerdition"), Ok(()));
+        for bad in [
+            "postgresql://u@db:port/x",
+            "mysql://u@db:99999/x",
+            "mysql://u:pw@db/x",
+            "sqlite:///x",
+        ] {
+            let err = load(bad).unwrap_err();
+            assert!(err.starts_with("t.toml:6: `directory.url`"), "{bad}: {err}");
+        }
     }
 }

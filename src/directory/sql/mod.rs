@@ -24,6 +24,26 @@ pub use config::{SqlKind, SqlSettings, KIND};
 use crate::directory::kind::{Invalid, Prepared};
 use std::sync::Arc;
 
+/// Whether the driver takes `url` (checked when the configuration is
+/// loaded, not first when the SQL thread connects).
+#[cfg(feature = "sql")]
+fn check_url(dialect: query::Dialect, url: &str) -> Result<(), String> {
+    match dialect {
+        query::Dialect::Postgres => url
+            .parse::<tokio_postgres::Config>()
+            .map(drop)
+            .map_err(|e| format!("PostgreSQL cannot use this URL: {e}")),
+        query::Dialect::Mysql => mysql_async::Opts::from_url(url)
+            .map(drop)
+            .map_err(|e| format!("MySQL cannot use this URL: {e}")),
+    }
+}
+
+#[cfg(not(feature = "sql"))]
+fn check_url(_dialect: query::Dialect, _url: &str) -> Result<(), String> {
+    Ok(())
+}
+
 #[cfg(feature = "sql")]
 fn prepared(
     settings: Arc<SqlSettings>,
