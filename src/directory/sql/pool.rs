@@ -168,7 +168,9 @@ impl Db {
                     self.backoff.set(FIRST_BACKOFF);
                     return Ok(rows);
                 }
-                Ok(Err(ServerError::Query(why))) => return Err(Failure::Query(why)),
+                Ok(Err(ServerError::Query(why))) => {
+                    return Err(Failure::Query(format!("{name}: {why}")))
+                }
                 Ok(Err(ServerError::Connect(why))) => why,
                 Err(_) => format!("no answer within {:?}", self.timeout),
             };
