@@ -236,3 +236,32 @@ fn postgresql_over_tls_verified_against_the_ca_file() {
         "{text}"
     );
 }
+
+/// A reload moves routing from MariaDB to PostgreSQL: the new SQL thread
+/// serves the next login (the old one ends with the old workers'
+/// directories).
+#[test]
+fn a_reload_switches_the_database() {
+    let dovecot = Dovecot::start(&directory_users());
+    let mariadb = Database::start(Engine::Mariadb, &[(ALICE, "box2", None)]);
+    let postgres = Database::start(Engine::Postgres, &[(ALICE, "box1", None)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let mg = mailgate(
+        &dovecot,
+        &mariadb,
+        "[directory.cache]\nenabled = false\n",
+        &secrets,
+    );
+    let (status, text) = imap_login(&mg, ALICE, ALICE_PW);
+    assert!(
+        status == "NO" && text.starts_with("[UNAVAILABLE]"),
+        "box2 is down: {text}"
+    );
+    let config = std::fs::read_to_string(mg.config_path())
+        .unwrap()
+        .replace(&mariadb.url(), &postgres.url());
+    mg.rewrite(&config, "");
+    let report = mg.reload(1);
+    assert!(report.contains("reloaded"), "{report}");
+    assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK", "{}", mg.log());
+}

@@ -78,6 +78,11 @@ impl Mailgate {
         }
     }
 
+    /// The config file mailgate was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mailgate.toml")
+    }
+
     /// Replaces the config file (with the test defaults added, as at
     /// start) and the static map; takes effect at [`Mailgate::reload`].
     pub fn rewrite(&self, config: &str, map: &str) {
