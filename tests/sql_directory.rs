@@ -264,4 +264,17 @@ fn a_reload_switches_the_database() {
     let report = mg.reload(1);
     assert!(report.contains("reloaded"), "{report}");
     assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK", "{}", mg.log());
+    // The old SQL thread ended: one is left.
+    let sql_threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", mg.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "mailgate-sql")
+            .count()
+    };
+    let start = std::time::Instant::now();
+    while sql_threads() != 1 && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(sql_threads(), 1);
 }
