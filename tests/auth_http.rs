@@ -140,10 +140,7 @@ fn auth_user_and_auth_pass_reach_the_back_end_and_wait_asks_again() {
     let (status, text) = imap_login(&mg, "slow-then-ok@example.org", "front-pw");
     assert_eq!(status, "OK", "{text}");
     assert_eq!(
-        dovecot
-            .log()
-            .matches(&format!("Login: user=<{BOB}>"))
-            .count(),
+        dovecot.logins_of(BOB, 2),
         2,
         "logged in as Bob with Bob's password: {}",
         dovecot.log()

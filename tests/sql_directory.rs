@@ -119,11 +119,7 @@ fn routes_perditions_table(engine: Engine) {
     }
     assert_eq!(imap_login(&mg, "bob-alias@example.org", BOB_PW).0, "OK");
     assert!(
-        dovecot
-            .log()
-            .matches(&format!("Login: user=<{BOB}>"))
-            .count()
-            >= 2,
+        dovecot.logins_of(BOB, 2) >= 2,
         "the alias logged in as Bob: {}",
         dovecot.log()
     );
@@ -277,4 +273,31 @@ fn a_reload_switches_the_database() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(sql_threads(), 1);
+}
+
+/// A custom query; one that finds several rows for a user is a temporary
+/// failure naming the count (at most two rows are ever read).
+#[test]
+fn a_custom_query_routes_and_several_rows_are_refused() {
+    let dovecot = Dovecot::start(&directory_users());
+    let db = start(Engine::Mariadb, &dovecot);
+    let secrets = tempfile::tempdir().unwrap();
+    let own = format!(
+        "url = \"{}\"\nquery = \"SELECT servername, port FROM tblPerdition WHERE user = ?\"",
+        db.url()
+    );
+    let mg = mailgate_with(&dovecot, &own, "", &secrets);
+    assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK", "{}", mg.log());
+    drop(mg);
+    let every = format!(
+        "url = \"{}\"\nquery = \"SELECT servername, port FROM tblPerdition WHERE user = ? OR 1 = 1\"",
+        db.url()
+    );
+    let mg = mailgate_with(&dovecot, &every, "", &secrets);
+    let (status, text) = imap_login(&mg, ALICE, ALICE_PW);
+    assert!(
+        status == "NO" && text.starts_with("[UNAVAILABLE]"),
+        "{text}"
+    );
+    assert!(mg.log().contains("2 rows (one expected)"), "{}", mg.log());
 }

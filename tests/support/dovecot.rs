@@ -129,6 +129,21 @@ impl Dovecot {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// How many `Login: user=<USER>` lines the log holds once it has
+    /// `count` of them, or after 10 s (Dovecot writes its log a moment
+    /// after it answers the login).
+    pub fn logins_of(&self, user: &str, count: usize) -> usize {
+        let needle = format!("Login: user=<{user}>");
+        let start = std::time::Instant::now();
+        loop {
+            let found = self.log().matches(&needle).count();
+            if found >= count || start.elapsed() > std::time::Duration::from_secs(10) {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Runs `doveadm ARGS` against this Dovecot; its output, or what it
     /// said when it failed.
     pub fn doveadm(&self, args: &[&str]) -> Result<String, String> {

@@ -242,12 +242,17 @@ impl Database {
 
     fn init_mariadb(dir: tempfile::TempDir, rows: &[(&str, &str, Option<&str>)]) -> Self {
         let data = dir.path().join("data");
+        // A temporary folder of its own: MariaDB deletes the `#sql*` files
+        // it finds in its tmpdir at start, another instance's included.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let mut install = Command::new("mariadb-install-db");
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .stdout(Stdio::null());
         if root {
@@ -277,6 +282,7 @@ impl Database {
             "mariadbd".into(),
             "--no-defaults".into(),
             format!("--datadir={}", data.display()),
+            format!("--tmpdir={}", tmp.display()),
             format!("--socket={}", dir.path().join("mysql.sock").display()),
             format!("--pid-file={}", dir.path().join("mysql.pid").display()),
             "--bind-address=127.0.0.1".into(),

@@ -2,7 +2,7 @@
 //! connections per server, none kept open before the first lookup), the
 //! statement prepared per connection by the driver's statement cache.
 
-use super::pool::ServerError;
+use super::pool::{ServerError, MAX_ROWS};
 use super::query::Row;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, Value};
@@ -46,13 +46,24 @@ impl MyServer {
     /// The rows for `key`.
     pub async fn fetch(&self, key: &str) -> Result<Vec<Row>, ServerError> {
         let mut conn = self.pool.get_conn().await.map_err(classify)?;
-        let rows: Vec<mysql_async::Row> = conn
-            .exec(self.query.as_str(), (key,))
+        let mut result = conn
+            .exec_iter(self.query.as_str(), (key,))
             .await
             .map_err(classify)?;
-        rows.into_iter()
-            .map(|row| row.unwrap().into_iter().map(text_cell).collect())
-            .collect::<Result<Vec<Row>, ServerError>>()
+        // At most MAX_ROWS rows kept; the rest is read past, one at a
+        // time (a query that matches a whole table costs no memory here).
+        let mut rows = Vec::new();
+        while let Some(row) = result.next().await.map_err(classify)? {
+            if rows.len() < MAX_ROWS {
+                rows.push(
+                    row.unwrap()
+                        .into_iter()
+                        .map(text_cell)
+                        .collect::<Result<Row, ServerError>>()?,
+                );
+            }
+        }
+        Ok(rows)
     }
 }
 

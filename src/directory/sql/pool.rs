@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+/// Rows of an answer kept (one is the route; a second makes it ambiguous).
+pub const MAX_ROWS: usize = 2;
 /// Lookups waiting for the SQL thread, at most.
 pub const QUEUE: usize = 4096;
 /// First pause after every server failed; doubled up to [`MAX_BACKOFF`].

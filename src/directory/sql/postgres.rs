@@ -3,7 +3,7 @@
 //! carries concurrent queries), replaced when it dies (one retry on a fresh
 //! connection).
 
-use super::pool::ServerError;
+use super::pool::{ServerError, MAX_ROWS};
 use super::query::Row;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -86,8 +86,8 @@ impl PgServer {
                     conn
                 }
             };
-            match conn.0.query(&conn.1, &[&key]).await {
-                Ok(rows) => return Ok(rows.iter().map(text_row).collect()),
+            match first_rows(&conn, key).await {
+                Ok(rows) => return Ok(rows),
                 Err(e) if e.as_db_error().is_some() => return Err(classify(e)),
                 Err(e) => {
                     // The connection died: one retry on a fresh one.
@@ -98,6 +98,31 @@ impl PgServer {
         }
         Err(ServerError::Connect(last.unwrap_or_default()))
     }
+}
+
+/// At most [`MAX_ROWS`] rows of the answer, streamed (a query that
+/// matches a whole table costs no memory here).
+async fn first_rows(
+    conn: &(Client, Statement),
+    key: &str,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    use futures_util::StreamExt;
+    let stream = conn
+        .0
+        .query_raw(
+            &conn.1,
+            std::iter::once(&key as &(dyn tokio_postgres::types::ToSql + Sync)),
+        )
+        .await?;
+    let mut stream = std::pin::pin!(stream);
+    let mut rows = Vec::new();
+    while let Some(row) = stream.next().await {
+        rows.push(text_row(&row?));
+        if rows.len() == MAX_ROWS {
+            break;
+        }
+    }
+    Ok(rows)
 }
 
 /// The server's own error (a missing table, a refused login) is not cured
