@@ -170,6 +170,21 @@ pub fn ldap_url(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes as an OAUTHBEARER or XOAUTH2 message: decoded or
+/// refused, never a panic; a decoded login re-encodes to a message that
+/// decodes to the same login.
+pub fn bearer_message(data: &[u8]) {
+    use crate::auth::oauth::*;
+    let max = 1024;
+    if let Ok(BearerMessage::Login(login)) = decode_oauthbearer(data, max) {
+        let again = decode_oauthbearer(encode_oauthbearer(&login).expose(), max);
+        assert_eq!(again, Ok(BearerMessage::Login(login)));
+    }
+    if let Ok(login) = decode_xoauth2(data, max) {
+        assert_eq!(decode_xoauth2(encode_xoauth2(&login).expose(), max), Ok(login));
+    }
+}
+
 /// Arbitrary bytes as an auth_http server's answer: a head found in them
 /// parses to an answer or a named refusal, never a panic; a route it gives
 /// has a host and a port.
@@ -462,6 +477,9 @@ mod tests {
         b"HTTP/1.0 200 OK\r\n",
         b"Auth-Status: OK\r\nAuth-Server: 10.0.0.1\r\nAuth-Port: 143\r\n",
         b"Auth-Wait: 3\r\nAuth-Pass: \xe9\r\n\r\n",
+        b"n,a=user@example.com,\x01",
+        b"host=h\x01port=143\x01auth=Bearer abc=\x01\x01",
+        b"user=u@x\x01auth=Bearer t\x01\x01",
         b"[limits]\nmax_line = 0\n",
         b"[relay]\npipe_size = 1\n",
         b"[backend]\nallowed_networks = [\"10.0.0.0/99\"]\n",
@@ -498,6 +516,7 @@ mod tests {
             static_map(&input);
             config(&input);
             auth_http_answer(&input);
+            bearer_message(&input);
         }
     }
 

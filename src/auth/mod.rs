@@ -6,6 +6,7 @@
 //! the SASL exchanges (PLAIN, LOGIN) that IMAP `AUTHENTICATE` and POP3 `AUTH`
 //! share. Nothing here performs I/O or knows a protocol's syntax.
 
+pub mod oauth;
 pub mod sasl;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
