@@ -181,7 +181,10 @@ pub fn bearer_message(data: &[u8]) {
         assert_eq!(again, Ok(BearerMessage::Login(login)));
     }
     if let Ok(login) = decode_xoauth2(data, max) {
-        assert_eq!(decode_xoauth2(encode_xoauth2(&login).expose(), max), Ok(login));
+        assert_eq!(
+            decode_xoauth2(encode_xoauth2(&login).expose(), max),
+            Ok(login)
+        );
     }
 }
 
