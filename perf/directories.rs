@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use support::auth_http::AuthHttp;
 use support::slapd::{Options, Person, Slapd, PEOPLE};
 use support::sql::{Database, Engine, DB_PASSWORD};
-use support::{metric, Dovecot, Mailgate, TestUser};
+use support::{cpu_ticks, metric, Dovecot, Mailgate, TestUser};
 
 const USERS: usize = 20;
 const THREADS: usize = 4;
@@ -30,17 +30,6 @@ const LOGINS_PER_THREAD: usize = 100;
 
 fn user(i: usize) -> String {
     format!("user{i}@example.org")
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// A storm of logins: (logins, CPU ms per login, median latency ms).

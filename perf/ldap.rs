@@ -15,7 +15,7 @@ mod support;
 use mailgate::check_client::ImapClient;
 use std::time::{Duration, Instant};
 use support::slapd::{Options, Person, Slapd, PEOPLE};
-use support::{Dovecot, Mailgate, TestUser};
+use support::{cpu_ticks, Dovecot, Mailgate, TestUser};
 
 const USERS: usize = 20;
 const STORM_THREADS: usize = 4;
@@ -23,17 +23,6 @@ const STORM_LOGINS_PER_THREAD: usize = 100;
 
 fn user(i: usize) -> String {
     format!("user{i}@example.org")
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 fn login(addr: std::net::SocketAddr, i: usize) -> Duration {

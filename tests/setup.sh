@@ -11,7 +11,8 @@ set -euo pipefail
 packages=(dovecot-imapd dovecot-pop3d dovecot-managesieved sieve-connect curl python3 slapd ldap-utils haproxy postgresql mariadb-server adduser)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  # Installed, not merely known (a removed package keeps its config files).
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""

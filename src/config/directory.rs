@@ -51,12 +51,12 @@ pub(super) fn build(
         at.locate(key, Some(span.clone()));
     }
     // A key is unknown when neither the shared schema nor the kind read it.
-    let (_, ignored) =
-        kind::read_directory::<DirectoryConfig>(text).map_err(|message| ConfigError::Parse {
-            path: at.path.to_owned(),
-            message,
-        })?;
-    if let Some(unknown) = ignored.iter().find(|k| setup.unread().contains(k)) {
+    let shared = kind::field_names::<DirectoryConfig>();
+    let unknown = setup.unread().iter().find(|k| {
+        let key = k.strip_prefix("directory.").unwrap_or(k);
+        !shared.contains(&key)
+    });
+    if let Some(unknown) = unknown {
         return Err(at.invalid(
             Some(d.kind.span()),
             unknown,

@@ -64,6 +64,18 @@ pub fn terminate(
     None
 }
 
+/// CPU time `pid` has used, user and system, in clock ticks (10 ms).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 /// True when `program` can be run (for tools that CI installs).
 pub fn have(program: &str) -> bool {
     std::process::Command::new("sh")
