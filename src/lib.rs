@@ -25,6 +25,8 @@
 //! * [`transport`]: the `Stream`/`Connector` seam and its io_uring implementation.
 //! * [`tls`]: rustls configs and the TLS stream (on `transport`).
 //! * [`relay`]: splice and copy paths with half-close and idle timeout.
+//! * [`oauth`]: OAuth 2.0 bearer tokens checked at the front (JWT against
+//!   a provider's keys, or RFC 7662 introspection).
 //! * [`config`]: TOML into the settings types of the modules above.
 //! * [`session`]: one connection's life, generic over the transport.
 //! * [`runtime`]: builds live objects, runs the worker threads and listeners.
@@ -50,6 +52,7 @@ pub mod metrics;
 pub mod registry;
 pub mod transport;
 
+pub mod oauth;
 pub mod relay;
 pub mod tls;
 

@@ -11,7 +11,9 @@ use crate::auth::Credentials;
 
 pub mod framing;
 mod spec;
-pub use spec::{BackendAuth, BackendLoginRequest, ListenerSettings, MachineFactory, ProtocolSpec};
+pub use spec::{
+    BackendAuth, BackendLoginRequest, ListenerSettings, MachineFactory, OAuthOffer, ProtocolSpec,
+};
 
 /// Greeting text when a listener sets none (never the back end's banner).
 pub const DEFAULT_GREETING: &str = "mailgate ready.";
@@ -214,6 +216,10 @@ pub enum BackendFault {
     /// `LOGINDISABLED` without a mechanism the proxy can use.
     #[error("back end advertises LOGINDISABLED and no AUTH=PLAIN")]
     LoginDisabled,
+    /// A bearer-token login, and the back end does not announce the
+    /// mechanism.
+    #[error("back end does not offer {0} (a bearer-token login is replayed with the client's mechanism: add `{1}` to the back end's mechanisms, e.g. Dovecot's auth_mechanisms, with an oauth2 passdb)")]
+    MechanismMissing(&'static str, &'static str),
     /// A continuation request that no pending literal or SASL step explains.
     #[error("unexpected continuation request during login")]
     UnexpectedContinuation,

@@ -24,6 +24,7 @@ const ORDER: &[&str] = &[
     "transport",
     "relay",
     "tls",
+    "oauth",
     "config",
     "session",
     "runtime",

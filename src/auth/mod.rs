@@ -2,9 +2,11 @@
 //!
 //! The password lives in [`Secret`]: zeroized on drop and printed as `***` by
 //! `Debug`/`Display`, so it cannot reach a log line by accident. This module
-//! also decodes and encodes SASL PLAIN (RFC 4616) messages, and [`sasl`] runs
-//! the SASL exchanges (PLAIN, LOGIN) that IMAP `AUTHENTICATE` and POP3 `AUTH`
-//! share. Nothing here performs I/O or knows a protocol's syntax.
+//! also decodes and encodes SASL PLAIN (RFC 4616) messages, [`oauth`] the
+//! OAuth 2.0 bearer-token messages (OAUTHBEARER, XOAUTH2), and [`sasl`] runs
+//! the SASL exchanges that IMAP `AUTHENTICATE`, POP3 `AUTH` and ManageSieve
+//! `AUTHENTICATE` share. Nothing here performs I/O or knows a protocol's
+//! syntax.
 
 pub mod oauth;
 pub mod sasl;
@@ -41,13 +43,39 @@ impl std::fmt::Display for Secret {
     }
 }
 
-/// A user name and password as the client presented them.
+/// A user name and password (or bearer token) as the client presented them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {
-    /// Login name as typed by the client (used for the directory lookup).
+    /// Login name as typed by the client (used for the directory lookup);
+    /// for a bearer-token login, the user the client names (`a=`, `user=`).
     pub user: String,
-    /// The password.
+    /// The password; for a bearer-token login, the token.
     pub password: Secret,
+    /// Set when `password` is an OAuth 2.0 bearer token: the mechanism
+    /// that carried it and what else the client sent with it, for the
+    /// back-end login that replays it.
+    pub bearer: Option<oauth::Bearer>,
+}
+
+impl Credentials {
+    /// A password login.
+    pub fn with_password(user: String, password: Secret) -> Self {
+        Self {
+            user,
+            password,
+            bearer: None,
+        }
+    }
+
+    /// How the client proved who it is, for metrics and logs: `password`
+    /// (PLAIN, LOGIN, the protocols' own login commands) or the bearer
+    /// mechanism's name in lower case.
+    pub fn method(&self) -> &'static str {
+        match &self.bearer {
+            None => "password",
+            Some(bearer) => bearer.mechanism.label(),
+        }
+    }
 }
 
 /// Why a SASL PLAIN message was refused.
@@ -68,6 +96,10 @@ pub enum SaslError {
     /// The client ended the exchange with `*`.
     #[error("exchange cancelled by the client")]
     Cancelled,
+    /// A bearer-token login ended with the error exchange (RFC 7628
+    /// §3.2.2): the token was refused or the message unusable.
+    #[error("bearer token refused")]
+    TokenRefused,
 }
 
 /// Decodes base64 (one SASL response line, `=` meaning empty).
@@ -96,10 +128,10 @@ pub fn decode_plain(response_b64: &[u8]) -> Result<Credentials, SaslError> {
         return Err(SaslError::Authzid);
     }
     let user = std::str::from_utf8(authcid).map_err(|_| SaslError::NotUtf8)?;
-    Ok(Credentials {
-        user: user.to_owned(),
-        password: Secret::new(passwd.to_vec()),
-    })
+    Ok(Credentials::with_password(
+        user.to_owned(),
+        Secret::new(passwd.to_vec()),
+    ))
 }
 
 /// Encodes `\0user\0password` as base64 for a back end, as user name `login_user`.
@@ -125,10 +157,7 @@ mod tests {
 
     #[test]
     fn secret_never_prints() {
-        let c = Credentials {
-            user: "alice".into(),
-            password: Secret::new(b"hunter2".to_vec()),
-        };
+        let c = Credentials::with_password("alice".into(), Secret::new(b"hunter2".to_vec()));
         let shown = format!("{c:?} {}", c.password);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"));

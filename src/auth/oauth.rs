@@ -3,12 +3,13 @@
 //! and encoded again for the back end, plus the error challenge a server
 //! sends before it refuses a token.
 //!
-//! This is the first piece of OAuth logins (issue 24): the protocol
-//! machines do not offer these mechanisms yet. Nothing here performs I/O
-//! or logs; a token is a [`Secret`] from the moment it is decoded, and
-//! every input is bounded (`max_token`, the whole message).
+//! The SASL exchange around them is [`super::sasl`]; checking a token
+//! against an identity provider is the `oauth` module's, above this one.
+//! Nothing here performs I/O or logs; a token is a [`Secret`] from the
+//! moment it is decoded, and every input is bounded (`max_token`, the
+//! whole message).
 
-use super::Secret;
+use super::{Credentials, Secret};
 
 /// OAUTHBEARER's and XOAUTH2's field separator (`kvsep`, `^A`).
 const KVSEP: u8 = 0x01;
@@ -18,6 +19,169 @@ const MAX_HOST: usize = 255;
 /// (`login::check_user_name`: at most 255 bytes, no control character),
 /// applied here too since this module sits below `login`.
 const MAX_USER: usize = 255;
+
+/// Longest authzid accepted, escaped (`,` and `=` take three bytes each).
+const MAX_AUTHZID: usize = 3 * MAX_USER;
+/// Bytes of a message besides its token, user, host and port: the GS2
+/// header, the field names and separators, with room for short extension
+/// fields.
+const MESSAGE_FRAME: usize = 256;
+
+/// The two bearer-token mechanisms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BearerMechanism {
+    /// RFC 7628's OAUTHBEARER.
+    OAuthBearer,
+    /// Google's XOAUTH2 (what older clients and Gmail speak).
+    XOAuth2,
+}
+
+impl BearerMechanism {
+    /// Both, in the order they are announced.
+    pub const ALL: [BearerMechanism; 2] = [BearerMechanism::OAuthBearer, BearerMechanism::XOAuth2];
+
+    /// The SASL name, as announced and sent.
+    pub fn name(self) -> &'static str {
+        match self {
+            BearerMechanism::OAuthBearer => "OAUTHBEARER",
+            BearerMechanism::XOAuth2 => "XOAUTH2",
+        }
+    }
+
+    /// The name in lower case, for metrics and configuration.
+    pub fn label(self) -> &'static str {
+        match self {
+            BearerMechanism::OAuthBearer => "oauthbearer",
+            BearerMechanism::XOAuth2 => "xoauth2",
+        }
+    }
+
+    /// The mechanism named `name` (case-insensitive).
+    pub fn parse(name: &[u8]) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| name.eq_ignore_ascii_case(m.name().as_bytes()))
+    }
+
+    /// Decodes a client's (base64-decoded) message.
+    pub fn decode(self, message: &[u8], max_token: usize) -> Result<BearerMessage, BearerError> {
+        match self {
+            BearerMechanism::OAuthBearer => decode_oauthbearer(message, max_token),
+            BearerMechanism::XOAuth2 => {
+                decode_xoauth2(message, max_token).map(BearerMessage::Login)
+            }
+        }
+    }
+
+    /// The message a back end gets for `login`.
+    pub fn encode(self, login: &BearerLogin) -> Secret {
+        match self {
+            BearerMechanism::OAuthBearer => encode_oauthbearer(login),
+            BearerMechanism::XOAuth2 => encode_xoauth2(login),
+        }
+    }
+
+    /// What a client answers to the server's error challenge (base64):
+    /// OAUTHBEARER's `^A` (RFC 7628 §3.2.3), XOAUTH2's empty response.
+    pub fn error_acknowledgement(self) -> &'static str {
+        match self {
+            BearerMechanism::OAuthBearer => "AQ==",
+            BearerMechanism::XOAuth2 => "",
+        }
+    }
+}
+
+/// What a bearer-token login carries besides its user and token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bearer {
+    /// The mechanism the client used (the back end is asked with the same).
+    pub mechanism: BearerMechanism,
+    /// OAUTHBEARER's `host=`, when sent.
+    pub host: Option<String>,
+    /// OAUTHBEARER's `port=`, when sent.
+    pub port: Option<u16>,
+}
+
+/// The longest base64 text of a client message whose token has at most
+/// `max_token` bytes: the bound on a SASL response line (and on an
+/// initial response) wherever these mechanisms are offered.
+pub fn max_message_base64(max_token: usize) -> usize {
+    let raw = max_token + MAX_AUTHZID + MAX_HOST + MESSAGE_FRAME;
+    raw.div_ceil(3) * 4
+}
+
+/// [`error_challenge`] in base64, as the challenge line carries it.
+pub const ERROR_CHALLENGE_BASE64: &str =
+    "eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NoZW1lcyI6ImJlYXJlciJ9";
+
+/// Why a token was refused at the front (`[oauth] verify`), as metrics
+/// count it. The client hears the same error exchange whatever the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
+pub enum TokenFailure {
+    /// Not a JWT (three base64url parts of JSON), or a claim of the wrong
+    /// type, or no `exp`.
+    #[error("malformed token")]
+    Malformed,
+    /// Signed with an algorithm not accepted (`none`, HMAC, unknown).
+    #[error("algorithm not accepted")]
+    Algorithm,
+    /// No key with the token's `kid` (after a refresh).
+    #[error("no such signing key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Past `exp` (with leeway).
+    #[error("expired")]
+    Expired,
+    /// Before `nbf` (with leeway).
+    #[error("not yet valid")]
+    NotYetValid,
+    /// `iss` is not the configured issuer.
+    #[error("wrong issuer")]
+    Issuer,
+    /// `aud` names none of the configured audiences.
+    #[error("wrong audience")]
+    Audience,
+    /// The user claim does not name the user the client logs in as.
+    #[error("names another user")]
+    User,
+    /// The introspection endpoint says the token is not active.
+    #[error("not active")]
+    Inactive,
+}
+
+impl TokenFailure {
+    /// Every reason, in export order.
+    pub const ALL: [TokenFailure; 10] = [
+        TokenFailure::Malformed,
+        TokenFailure::Algorithm,
+        TokenFailure::UnknownKey,
+        TokenFailure::BadSignature,
+        TokenFailure::Expired,
+        TokenFailure::NotYetValid,
+        TokenFailure::Issuer,
+        TokenFailure::Audience,
+        TokenFailure::User,
+        TokenFailure::Inactive,
+    ];
+
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenFailure::Malformed => "malformed",
+            TokenFailure::Algorithm => "algorithm",
+            TokenFailure::UnknownKey => "unknown_key",
+            TokenFailure::BadSignature => "bad_signature",
+            TokenFailure::Expired => "expired",
+            TokenFailure::NotYetValid => "not_yet_valid",
+            TokenFailure::Issuer => "issuer",
+            TokenFailure::Audience => "audience",
+            TokenFailure::User => "user",
+            TokenFailure::Inactive => "inactive",
+        }
+    }
+}
 
 /// A decoded bearer-token login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +320,32 @@ pub fn decode_xoauth2(message: &[u8], max_token: usize) -> Result<BearerLogin, B
         host: None,
         port: None,
     })
+}
+
+impl BearerLogin {
+    /// The credentials this login presents (the token as the secret).
+    pub fn into_credentials(self, mechanism: BearerMechanism) -> Credentials {
+        Credentials {
+            user: self.user,
+            password: self.token,
+            bearer: Some(Bearer {
+                mechanism,
+                host: self.host,
+                port: self.port,
+            }),
+        }
+    }
+
+    /// The login to replay as `user` with `token` (a back end's name for
+    /// the user may differ from the one the client sent).
+    pub fn replay(user: &str, token: &Secret, bearer: &Bearer) -> Self {
+        Self {
+            user: user.to_owned(),
+            token: token.clone(),
+            host: bearer.host.clone(),
+            port: bearer.port,
+        }
+    }
 }
 
 /// The OAUTHBEARER message a back end gets: the same user and token.
@@ -373,5 +563,51 @@ mod tests {
     fn the_error_challenge_is_rfc_7628s_json() {
         let json: serde_json::Value = serde_json::from_str(error_challenge()).unwrap();
         assert_eq!(json["status"], "invalid_token");
+        assert_eq!(
+            ERROR_CHALLENGE_BASE64,
+            crate::auth::encode_base64(error_challenge().as_bytes())
+        );
+    }
+
+    #[test]
+    fn the_longest_message_fits_the_line_bound() {
+        let user = ",".repeat(MAX_USER);
+        let host = "h".repeat(MAX_HOST);
+        let login = BearerLogin {
+            user,
+            token: Secret::new(vec![b't'; MAX]),
+            host: Some(host),
+            port: Some(65535),
+        };
+        let message = encode_oauthbearer(&login);
+        let b64 = crate::auth::encode_base64(message.expose());
+        assert!(b64.len() <= max_message_base64(MAX), "{}", b64.len());
+        assert!(decode_oauthbearer(message.expose(), MAX).is_ok());
+    }
+
+    #[test]
+    fn mechanisms_parse_by_name_and_replay_with_their_own_encoding() {
+        assert_eq!(
+            BearerMechanism::parse(b"oauthbearer"),
+            Some(BearerMechanism::OAuthBearer)
+        );
+        assert_eq!(
+            BearerMechanism::parse(b"XOAUTH2"),
+            Some(BearerMechanism::XOAuth2)
+        );
+        assert_eq!(BearerMechanism::parse(b"PLAIN"), None);
+        for mechanism in BearerMechanism::ALL {
+            let login = BearerLogin {
+                user: "u@example.org".into(),
+                token: Secret::new(b"tok".to_vec()),
+                host: None,
+                port: None,
+            };
+            let message = mechanism.encode(&login);
+            assert_eq!(
+                mechanism.decode(message.expose(), MAX),
+                Ok(BearerMessage::Login(login))
+            );
+        }
     }
 }

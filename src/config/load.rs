@@ -66,6 +66,15 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         }
     };
     at.locate("backend.ca_file", Some(config.backend.tls.span()));
+    let oauth = match &config.oauth {
+        Some(table) => Some(super::oauth::build(
+            table.get_ref(),
+            table.span(),
+            &mut at,
+            base_dir,
+        )?),
+        None => None,
+    };
     let relay = RelaySettings {
         buffer_size: config.relay.buffer_size,
         idle_timeout: config.relay.idle_timeout,
@@ -79,6 +88,7 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
         listener_tls,
         backend_ca,
         relay,
+        oauth,
         base_dir: base_dir.to_owned(),
         origin: Origin {
             path: path.to_owned(),

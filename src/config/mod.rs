@@ -13,6 +13,7 @@ mod directory;
 mod error;
 mod limits;
 mod load;
+mod oauth;
 mod schema;
 mod tuning;
 
@@ -20,6 +21,7 @@ pub use crate::protocols::Protocol;
 pub use error::ConfigError;
 pub use limits::{DEFAULT_FAILURE_DELAY, DEFAULT_PREAUTH_TIMEOUT};
 pub use load::{load_file, parse_str};
+pub use oauth::{OAuthConfig, VerifyMode, DEFAULT_MAX_TOKEN, MAX_MAX_TOKEN};
 pub use schema::*;
 
 use crate::directory::kind::KindSettings;
@@ -46,6 +48,8 @@ pub struct Loaded {
     pub backend_ca: Option<PathBuf>,
     /// Relay settings.
     pub relay: RelaySettings,
+    /// `[oauth]`, when present: what listeners offer, how tokens are checked.
+    pub oauth: Option<crate::oauth::OAuthSettings>,
     /// Folder holding the config file (relative paths start here).
     pub base_dir: PathBuf,
     origin: Origin,

@@ -48,6 +48,8 @@ pub struct Config {
     /// How log lines are written.
     #[serde(default)]
     pub log: LogConfig,
+    /// OAuth 2.0 logins (off unless this table is present).
+    pub oauth: Option<toml::Spanned<super::oauth::OAuthConfig>>,
 }
 
 /// `[log]`.

@@ -3,12 +3,16 @@
 //! Reads the greeting (asking `CAPABILITY` only if the greeting carried none),
 //! then uses `AUTHENTICATE PLAIN` (with SASL-IR when offered) or `LOGIN` with
 //! quoted strings, or literals when a value cannot be quoted (`{n+}` with
-//! LITERAL+, else synchronizing literals awaiting `+`). The tagged reply
+//! LITERAL+, else synchronizing literals awaiting `+`). A bearer-token
+//! login is replayed with the client's mechanism (`AUTHENTICATE
+//! OAUTHBEARER`/`XOAUTH2`, which the back end must announce), its error
+//! challenge acknowledged so that the refusal follows. The tagged reply
 //! decides: `OK` → logged in (post-login capability kept for the client),
 //! `NO` → rejected or temporarily unavailable depending on the response code,
 //! anything unexpected → unavailable. Never performs I/O.
 
 use super::response::{can_quote, capability_code, response_code, split_caps, strip_prefix_ci};
+use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
     self, printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
@@ -73,6 +77,10 @@ pub struct ImapBackendLogin {
     awaiting_id_reply: bool,
     /// Upgrade the connection with STARTTLS before logging in.
     starttls: bool,
+    /// A bearer-token login (`password` is the token); its error challenge
+    /// is answered once.
+    bearer: Option<Bearer>,
+    acknowledged: bool,
 }
 
 /// The step and sizes only: the buffers hold the password.
@@ -111,7 +119,15 @@ impl ImapBackendLogin {
             client: None,
             awaiting_id_reply: false,
             starttls: false,
+            bearer: None,
+            acknowledged: false,
         }
+    }
+
+    /// Replays a bearer token (the `password`) with its mechanism.
+    pub fn with_bearer(mut self, bearer: Bearer) -> Self {
+        self.bearer = Some(bearer);
+        self
     }
 
     /// Upgrades the connection with `STARTTLS` (RFC 2595) before the login.
@@ -203,6 +219,15 @@ impl ImapBackendLogin {
     }
 
     fn start_login(&mut self) -> Option<BackendEvent> {
+        if let Some(bearer) = &self.bearer {
+            let name = bearer.mechanism.name();
+            if !self.has_capability(&format!("AUTH={name}")) {
+                let fault = BackendFault::MechanismMissing(name, bearer.mechanism.label());
+                return Some(self.unavailable(fault));
+            }
+            let chunks = self.bearer_chunks(bearer);
+            return self.send_login(chunks);
+        }
         let use_plain = match self.method {
             ImapBackendAuth::Plain => true,
             ImapBackendAuth::Login => false,
@@ -211,7 +236,7 @@ impl ImapBackendLogin {
         if !use_plain && self.has_capability("LOGINDISABLED") {
             return Some(self.unavailable(BackendFault::LoginDisabled));
         }
-        let mut chunks = if use_plain {
+        let chunks = if use_plain {
             self.plain_chunks()
         } else {
             match self.login_chunks() {
@@ -219,6 +244,11 @@ impl ImapBackendLogin {
                 None => return Some(self.done(BackendOutcome::Rejected(LoginFailure::AuthFailed))),
             }
         };
+        self.send_login(chunks)
+    }
+
+    /// Queues the first chunk of a login (after `ID` when one is sent).
+    fn send_login(&mut self, mut chunks: VecDeque<Zeroizing<Vec<u8>>>) -> Option<BackendEvent> {
         if let Some(id) = self.id_command() {
             self.output.extend_from_slice(id.as_bytes());
             self.awaiting_id_reply = true;
@@ -231,16 +261,29 @@ impl ImapBackendLogin {
 
     fn plain_chunks(&self) -> VecDeque<Zeroizing<Vec<u8>>> {
         let b64 = auth::encode_plain(&self.login_user, &self.password);
+        self.authenticate_chunks("PLAIN", &b64)
+    }
+
+    fn bearer_chunks(&self, bearer: &Bearer) -> VecDeque<Zeroizing<Vec<u8>>> {
+        let login = BearerLogin::replay(&self.login_user, &self.password, bearer);
+        let message = bearer.mechanism.encode(&login);
+        let b64 = Zeroizing::new(auth::encode_base64(message.expose()));
+        self.authenticate_chunks(bearer.mechanism.name(), &b64)
+    }
+
+    /// `AUTHENTICATE <mechanism>` with the response as SASL-IR when
+    /// offered, else after the first `+`.
+    fn authenticate_chunks(&self, mechanism: &str, b64: &str) -> VecDeque<Zeroizing<Vec<u8>>> {
         let mut chunks = VecDeque::new();
         if self.has_capability("SASL-IR") {
             chunks.push_back(Zeroizing::new(
-                format!("{LOGIN_TAG} AUTHENTICATE PLAIN {}\r\n", b64.as_str()).into_bytes(),
+                format!("{LOGIN_TAG} AUTHENTICATE {mechanism} {b64}\r\n").into_bytes(),
             ));
         } else {
             chunks.push_back(Zeroizing::new(
-                format!("{LOGIN_TAG} AUTHENTICATE PLAIN\r\n").into_bytes(),
+                format!("{LOGIN_TAG} AUTHENTICATE {mechanism}\r\n").into_bytes(),
             ));
-            chunks.push_back(Zeroizing::new(format!("{}\r\n", b64.as_str()).into_bytes()));
+            chunks.push_back(Zeroizing::new(format!("{b64}\r\n").into_bytes()));
         }
         chunks
     }
@@ -306,7 +349,18 @@ impl ImapBackendLogin {
                     self.output.extend_from_slice(&chunk);
                     None
                 }
-                None => Some(self.unavailable(BackendFault::UnexpectedContinuation)),
+                // A bearer token refused: the error challenge (RFC 7628
+                // §3.2.2), acknowledged once; the tagged NO follows.
+                None => match &self.bearer {
+                    Some(bearer) if !self.acknowledged => {
+                        self.acknowledged = true;
+                        let ack = bearer.mechanism.error_acknowledgement();
+                        self.output
+                            .extend_from_slice(format!("{ack}\r\n").as_bytes());
+                        None
+                    }
+                    _ => Some(self.unavailable(BackendFault::UnexpectedContinuation)),
+                },
             };
         }
         if let Some(caps) = strip_prefix_ci(line, b"* CAPABILITY ") {

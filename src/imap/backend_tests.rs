@@ -316,3 +316,89 @@ fn debug_never_shows_the_password() {
     step(&mut m, DOVECOT_GREETING);
     assert!(!format!("{m:?}").contains("hunter2"));
 }
+
+fn bearer_login(mechanism: crate::auth::oauth::BearerMechanism) -> ImapBackendLogin {
+    ImapBackendLogin::new(
+        "ann@example.org",
+        Secret::new(b"t0k".to_vec()),
+        ImapBackendAuth::Login,
+    )
+    .with_bearer(crate::auth::oauth::Bearer {
+        mechanism,
+        host: Some("mail.example.org".into()),
+        port: Some(993),
+    })
+}
+
+const OAUTH_GREETING: &[u8] =
+    b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN AUTH=OAUTHBEARER AUTH=XOAUTH2] Dovecot ready.\r\n";
+
+#[test]
+fn a_bearer_token_is_replayed_with_its_mechanism_whatever_the_method() {
+    use crate::auth::oauth::BearerMechanism;
+    let mut m = bearer_login(BearerMechanism::OAuthBearer);
+    let (_, out) = step(&mut m, OAUTH_GREETING);
+    let message = auth::encode_base64(
+        b"n,a=ann@example.org,\x01host=mail.example.org\x01port=993\x01auth=Bearer t0k\x01\x01",
+    );
+    assert_eq!(out, format!("mg1 AUTHENTICATE OAUTHBEARER {message}\r\n"));
+    let (ev, _) = step(&mut m, b"mg1 OK Logged in\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn { .. })
+    ));
+    let mut m = bearer_login(BearerMechanism::XOAuth2);
+    let (_, out) = step(&mut m, OAUTH_GREETING);
+    let message = auth::encode_base64(b"user=ann@example.org\x01auth=Bearer t0k\x01\x01");
+    assert_eq!(out, format!("mg1 AUTHENTICATE XOAUTH2 {message}\r\n"));
+}
+
+#[test]
+fn a_refused_token_s_error_challenge_is_acknowledged_and_the_no_is_a_failed_login() {
+    use crate::auth::oauth::BearerMechanism;
+    for (mechanism, ack) in [
+        (BearerMechanism::OAuthBearer, "AQ==\r\n"),
+        (BearerMechanism::XOAuth2, "\r\n"),
+    ] {
+        let mut m = bearer_login(mechanism);
+        step(&mut m, OAUTH_GREETING);
+        let (ev, out) = step(&mut m, b"+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\r\n");
+        assert_eq!((ev, out.as_str()), (BackendEvent::NeedInput, ack));
+        let (ev, _) = step(
+            &mut m,
+            b"mg1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+        );
+        assert_eq!(
+            ev,
+            BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+        );
+    }
+    // A second challenge is not part of the exchange.
+    let mut m = bearer_login(BearerMechanism::OAuthBearer);
+    step(&mut m, OAUTH_GREETING);
+    step(&mut m, b"+ e30=\r\n");
+    let (ev, _) = step(&mut m, b"+ e30=\r\n");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(
+            BackendFault::UnexpectedContinuation
+        ))
+    );
+}
+
+#[test]
+fn a_back_end_without_the_mechanism_is_a_fault_naming_the_fix() {
+    let mut m = bearer_login(crate::auth::oauth::BearerMechanism::OAuthBearer);
+    let (ev, out) = step(&mut m, DOVECOT_GREETING);
+    assert_eq!(out, "");
+    match ev {
+        BackendEvent::Done(BackendOutcome::Unavailable(fault)) => {
+            let text = fault.to_string();
+            assert!(
+                text.contains("OAUTHBEARER") && text.contains("auth_mechanisms"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -2,8 +2,10 @@
 //!
 //! Answers `CAPABILITY`, `NOOP`, `LOGOUT`, `ID` (RFC 2971), takes credentials
 //! from `LOGIN` (atoms, quoted strings, literals, LITERAL+) and
-//! `AUTHENTICATE PLAIN` (RFC 4616, with or without SASL-IR) or
-//! `AUTHENTICATE LOGIN`, and refuses everything else with a tagged `BAD`.
+//! `AUTHENTICATE PLAIN` (RFC 4616, with or without SASL-IR),
+//! `AUTHENTICATE LOGIN`, and where the listener offers them `AUTHENTICATE
+//! OAUTHBEARER` / `XOAUTH2` (with the RFC 7628 error exchange when a token
+//! is refused), and refuses everything else with a tagged `BAD`.
 //! Bytes the client pipelined after its login command stay buffered and are
 //! handed over on success, so nothing is lost. This module never performs I/O.
 
@@ -30,8 +32,16 @@ const MAX_ID_FIELDS: usize = 30;
 #[derive(Debug)]
 enum State {
     Commands,
-    Sasl { tag: String, exchange: SaslExchange },
-    LoggingIn { tag: String },
+    Sasl {
+        tag: String,
+        exchange: SaslExchange,
+    },
+    /// Waiting for the session's verdict; `bearer` when a token was sent
+    /// (a refusal then runs the error exchange first).
+    LoggingIn {
+        tag: String,
+        bearer: bool,
+    },
     StartingTls,
     Closed,
 }
@@ -75,7 +85,7 @@ impl ImapPreAuth {
     /// A new connection, `tls_active` when TLS was on from the first byte.
     pub fn with_tls(settings: Rc<ImapSettings>, tls_active: bool) -> Self {
         let mut machine = Self {
-            framer: Framer::new(settings.max_line, settings.max_literal),
+            framer: Framer::new(settings.max_login_line(), settings.max_literal),
             settings,
             input: Vec::new(),
             output: Vec::new(),
@@ -98,12 +108,17 @@ impl ImapPreAuth {
     /// Capabilities for the current state (recomputed after STARTTLS).
     pub fn capabilities(&self) -> String {
         if !self.login_allowed() {
-            PRETLS_CAPABILITIES.to_owned()
-        } else if self.settings.starttls && !self.tls_active {
-            format!("{PREAUTH_CAPABILITIES} STARTTLS")
-        } else {
-            PREAUTH_CAPABILITIES.to_owned()
+            return PRETLS_CAPABILITIES.to_owned();
         }
+        let mut caps = PREAUTH_CAPABILITIES.to_owned();
+        for mechanism in self.settings.bearer_mechanisms() {
+            caps.push_str(" AUTH=");
+            caps.push_str(mechanism.name());
+        }
+        if self.settings.starttls && !self.tls_active {
+            caps.push_str(" STARTTLS");
+        }
+        caps
     }
 
     fn login_allowed(&self) -> bool {
@@ -209,7 +224,7 @@ impl PreAuth for ImapPreAuth {
                     Frame::Error(err) => return self.frame_error(err),
                 },
                 State::Sasl { .. } => {
-                    match login::take_line(&mut self.input, self.settings.max_line) {
+                    match login::take_line(&mut self.input, self.settings.max_login_line()) {
                         Ok(Some(mut line)) => {
                             let State::Sasl { tag, exchange } =
                                 std::mem::replace(&mut self.state, State::Commands)
@@ -237,14 +252,19 @@ impl PreAuth for ImapPreAuth {
     }
 
     fn login_failed(&mut self, failure: LoginFailure) {
-        let tag = match std::mem::replace(&mut self.state, State::Commands) {
-            State::LoggingIn { tag } => tag,
+        let (tag, bearer) = match std::mem::replace(&mut self.state, State::Commands) {
+            State::LoggingIn { tag, bearer } => (tag, bearer),
             other => {
                 self.state = other;
                 return;
             }
         };
         match failure {
+            LoginFailure::AuthFailed if bearer => {
+                // RFC 7628 §3.2.2: the error challenge first; the refusal
+                // follows the client's acknowledgement.
+                let _ = self.sasl_step(tag, SaslExchange::token_refused());
+            }
             LoginFailure::AuthFailed => {
                 self.failures += 1;
                 self.reply(format_args!(
@@ -265,7 +285,7 @@ impl PreAuth for ImapPreAuth {
 
     fn login_succeeded(&mut self, backend: &BackendGreeting) -> LoggedIn {
         let tag = match &self.state {
-            State::LoggingIn { tag } => tag.clone(),
+            State::LoggingIn { tag, .. } => tag.clone(),
             _ => "*".to_owned(),
         };
         let mut to_client = std::mem::take(&mut self.output);

@@ -65,10 +65,7 @@ impl ImapPreAuth {
         match std::str::from_utf8(user) {
             Ok(user) if !user.is_empty() => Some(self.start_login(
                 tag,
-                Credentials {
-                    user: user.to_owned(),
-                    password: Secret::new(password.to_vec()),
-                },
+                Credentials::with_password(user.to_owned(), Secret::new(password.to_vec())),
             )),
             _ => self.fail_now(tag),
         }
@@ -90,13 +87,17 @@ impl ImapPreAuth {
                 return None;
             }
         };
-        let Some(mechanism) = mechanism else {
+        let Some(mechanism) = mechanism.filter(|m| self.settings.offers(*m)) else {
             self.reply(format_args!(
                 "{tag} NO Unsupported authentication mechanism."
             ));
             return None;
         };
-        self.sasl_step(tag.to_owned(), SaslExchange::start(mechanism, initial))
+        let max_token = self.settings.max_token();
+        self.sasl_step(
+            tag.to_owned(),
+            SaslExchange::start(mechanism, initial, max_token),
+        )
     }
 
     /// Acts on one step of an `AUTHENTICATE` exchange.
@@ -127,6 +128,7 @@ impl ImapPreAuth {
     fn start_login(&mut self, tag: &str, credentials: Credentials) -> PreAuthEvent {
         self.state = State::LoggingIn {
             tag: tag.to_owned(),
+            bearer: credentials.bearer.is_some(),
         };
         PreAuthEvent::Login(credentials)
     }
@@ -135,6 +137,7 @@ impl ImapPreAuth {
     fn fail_now(&mut self, tag: &str) -> Option<PreAuthEvent> {
         self.state = State::LoggingIn {
             tag: tag.to_owned(),
+            bearer: false,
         };
         self.login_failed(LoginFailure::AuthFailed);
         match self.state {

@@ -501,3 +501,131 @@ fn every_bad_is_counted_as_a_protocol_error_and_failed_logins_are_not() {
     assert!(out.contains("BAD [TOOBIG]"), "{out}");
     assert_eq!(m.take_protocol_errors(), 1);
 }
+
+fn oauth_machine(max_token: usize) -> ImapPreAuth {
+    let mut m = ImapPreAuth::new(Rc::new(ImapSettings {
+        max_line: 128,
+        oauth: Some(crate::login::OAuthOffer {
+            mechanisms: crate::auth::oauth::BearerMechanism::ALL.to_vec(),
+            max_token,
+        }),
+        ..ImapSettings::default()
+    }));
+    m.take_output();
+    m
+}
+
+fn bearer_ir(user: &str, token: &str) -> String {
+    auth::encode_base64(format!("n,a={user},\x01auth=Bearer {token}\x01\x01").as_bytes())
+}
+
+#[test]
+fn bearer_mechanisms_are_announced_only_where_offered() {
+    let mut m = oauth_machine(64);
+    let (_, out) = feed(&mut m, b"a CAPABILITY\r\n");
+    assert!(
+        out.contains("AUTH=PLAIN AUTH=LOGIN AUTH=OAUTHBEARER AUTH=XOAUTH2"),
+        "{out}"
+    );
+    let mut plain = machine();
+    let (_, out) = feed(&mut plain, b"a CAPABILITY\r\n");
+    assert!(!out.contains("OAUTHBEARER"), "{out}");
+    let ir = bearer_ir("ann@example.org", "t0k");
+    let (event, out) = feed(
+        &mut plain,
+        format!("b AUTHENTICATE OAUTHBEARER {ir}\r\n").as_bytes(),
+    );
+    assert_eq!(event, PreAuthEvent::NeedInput);
+    assert_eq!(out, "b NO Unsupported authentication mechanism.\r\n");
+}
+
+#[test]
+fn an_oauthbearer_login_is_routed_by_its_authzid_and_refusals_run_the_error_exchange() {
+    let mut m = oauth_machine(64);
+    let ir = bearer_ir("ann@example.org", "t0k");
+    let (event, _) = feed(
+        &mut m,
+        format!("a AUTHENTICATE OAUTHBEARER {ir}\r\n").as_bytes(),
+    );
+    match event {
+        PreAuthEvent::Login(c) => {
+            assert_eq!(c.user, "ann@example.org");
+            assert_eq!(c.password.expose(), b"t0k");
+            assert_eq!(c.method(), "oauthbearer");
+        }
+        other => panic!("{other:?}"),
+    }
+    m.login_failed(LoginFailure::AuthFailed);
+    let challenge = crate::auth::oauth::ERROR_CHALLENGE_BASE64;
+    assert_eq!(
+        String::from_utf8(m.take_output()).unwrap(),
+        format!("+ {challenge}\r\n")
+    );
+    let (event, out) = feed(&mut m, b"AQ==\r\n");
+    assert_eq!(event, PreAuthEvent::NeedInput);
+    assert_eq!(
+        out,
+        "a NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    );
+    // A temporary failure is a plain NO: nothing to acknowledge.
+    let (_, _) = feed(
+        &mut m,
+        format!("b AUTHENTICATE OAUTHBEARER {ir}\r\n").as_bytes(),
+    );
+    m.login_failed(LoginFailure::Unavailable);
+    assert_eq!(
+        String::from_utf8(m.take_output()).unwrap(),
+        "b NO [UNAVAILABLE] Temporary failure, try again later.\r\n"
+    );
+}
+
+#[test]
+fn xoauth2_takes_its_message_after_a_continuation() {
+    let mut m = oauth_machine(64);
+    let (event, out) = feed(&mut m, b"a AUTHENTICATE XOAUTH2\r\n");
+    assert_eq!((event, out.as_str()), (PreAuthEvent::NeedInput, "+ \r\n"));
+    let message = auth::encode_base64(b"user=bob@example.org\x01auth=Bearer abc\x01\x01");
+    let (event, _) = feed(&mut m, format!("{message}\r\n").as_bytes());
+    assert!(
+        matches!(event, PreAuthEvent::Login(c) if c.user == "bob@example.org" && c.method() == "xoauth2")
+    );
+}
+
+#[test]
+fn a_malformed_or_oversized_bearer_message_fails_after_the_error_exchange_without_a_lookup() {
+    let mut m = oauth_machine(8);
+    for message in [
+        auth::encode_base64(b"x,a=u,\x01auth=Bearer abc\x01\x01"),
+        bearer_ir("u", "123456789"),
+    ] {
+        let (event, out) = feed(
+            &mut m,
+            format!("a AUTHENTICATE OAUTHBEARER {message}\r\n").as_bytes(),
+        );
+        assert_eq!(event, PreAuthEvent::NeedInput);
+        assert!(out.starts_with("+ eyJ"), "{out}");
+        let (event, out) = feed(&mut m, b"AQ==\r\n");
+        assert!(!matches!(event, PreAuthEvent::Login(_)), "{event:?}");
+        assert!(out.contains("NO [AUTHENTICATIONFAILED]"), "{out}");
+    }
+    let (_, out) = feed(&mut m, b"a AUTHENTICATE OAUTHBEARER !!!\r\n");
+    assert_eq!(out, "a BAD Invalid base64 data.\r\n");
+}
+
+#[test]
+fn a_bearer_line_may_be_as_long_as_the_largest_message_and_no_longer() {
+    let max_token = 300;
+    let mut m = oauth_machine(max_token);
+    let limit = m.settings.max_login_line();
+    assert!(limit > 128, "raised above max_line for tokens");
+    let prefix = "a AUTHENTICATE OAUTHBEARER ";
+    let at_limit = format!("{prefix}{}\r\n", "A".repeat(limit - prefix.len()));
+    let (event, out) = feed(&mut m, at_limit.as_bytes());
+    assert_eq!(event, PreAuthEvent::NeedInput);
+    assert!(!out.contains("TOOBIG"), "{out}");
+    let mut m = oauth_machine(max_token);
+    let over = format!("{prefix}{}\r\n", "A".repeat(limit - prefix.len() + 1));
+    let (event, out) = feed(&mut m, over.as_bytes());
+    assert_eq!(event, PreAuthEvent::Close);
+    assert!(out.contains("BAD [TOOBIG]"), "{out}");
+}

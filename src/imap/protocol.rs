@@ -58,5 +58,8 @@ fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
     if request.starttls {
         machine = machine.with_starttls();
     }
+    if let Some(bearer) = request.bearer {
+        machine = machine.with_bearer(bearer);
+    }
     Box::new(machine)
 }

@@ -11,6 +11,8 @@
 //! with ([`BackendLoginRequest`]).
 
 use super::{BackendLogin, ClientAddress, PreAuth};
+use crate::auth::oauth::{max_message_base64, Bearer, BearerMechanism};
+use crate::auth::sasl::Mechanism;
 use crate::auth::Secret;
 use std::rc::Rc;
 
@@ -80,6 +82,61 @@ pub struct ListenerSettings {
     pub starttls: bool,
     /// Login only after TLS.
     pub require_tls: bool,
+    /// The bearer-token mechanisms offered (`[oauth]` configured).
+    pub oauth: Option<OAuthOffer>,
+}
+
+/// What a listener offers of OAuth 2.0 logins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthOffer {
+    /// The mechanisms announced and accepted.
+    pub mechanisms: Vec<BearerMechanism>,
+    /// Longest token accepted (bytes).
+    pub max_token: usize,
+}
+
+impl ListenerSettings {
+    /// Whether a client may use `mechanism` here (once login is allowed).
+    pub fn offers(&self, mechanism: Mechanism) -> bool {
+        match mechanism {
+            Mechanism::Plain | Mechanism::Login => true,
+            Mechanism::Bearer(bearer) => self
+                .oauth
+                .as_ref()
+                .is_some_and(|o| o.mechanisms.contains(&bearer)),
+        }
+    }
+
+    /// The bearer-token mechanisms offered, in announcing order.
+    pub fn bearer_mechanisms(&self) -> impl Iterator<Item = BearerMechanism> + '_ {
+        self.oauth.iter().flat_map(|o| o.mechanisms.iter().copied())
+    }
+
+    /// Longest bearer token accepted (0 where none is offered).
+    pub fn max_token(&self) -> usize {
+        self.oauth.as_ref().map_or(0, |o| o.max_token)
+    }
+
+    /// Longest line before login (CRLF excluded): `max_line`, or where
+    /// bearer tokens are offered, at least a bearer message of
+    /// `max_token` in base64 (an `AUTHENTICATE` initial response or a
+    /// SASL response line carries one).
+    pub fn max_login_line(&self) -> usize {
+        match &self.oauth {
+            Some(o) => self.max_line.max(max_message_base64(o.max_token) + 64),
+            None => self.max_line,
+        }
+    }
+
+    /// Largest literal before login: `max_literal`, or where bearer
+    /// tokens are offered, at least [`Self::max_login_line`] (a protocol
+    /// whose SASL responses are strings may send one as a literal).
+    pub fn max_login_literal(&self) -> usize {
+        match &self.oauth {
+            Some(_) => self.max_literal.max(self.max_login_line()),
+            None => self.max_literal,
+        }
+    }
 }
 
 impl Default for ListenerSettings {
@@ -93,6 +150,7 @@ impl Default for ListenerSettings {
             max_protocol_errors: super::DEFAULT_MAX_PROTOCOL_ERRORS,
             starttls: false,
             require_tls: false,
+            oauth: None,
         }
     }
 }
@@ -115,8 +173,11 @@ pub enum BackendAuth {
 pub struct BackendLoginRequest<'a> {
     /// The name to log in as.
     pub user: &'a str,
-    /// The password.
+    /// The password, or the bearer token when `bearer` is set.
     pub password: Secret,
+    /// Set for an OAuth 2.0 login: replayed with the same mechanism
+    /// (whatever `auth` says), the back end checking the token.
+    pub bearer: Option<Bearer>,
     /// How to log in.
     pub auth: BackendAuth,
     /// Where the client connected from and to, when it is passed on.

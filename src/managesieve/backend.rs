@@ -3,7 +3,9 @@
 //! capabilities again after the handshake; `XCLIENT ADDR=… PORT=…` when the
 //! back end announces `XCLIENT` (Dovecot does to its
 //! `login_trusted_networks`) and the client's address is passed on; then
-//! `AUTHENTICATE "PLAIN"` with the credentials as initial response.
+//! `AUTHENTICATE "PLAIN"` with the credentials as initial response, or for
+//! a bearer-token login the client's mechanism (which the back end's
+//! `SASL` capability must list) with its error challenge acknowledged.
 //!
 //! Answers are `OK`, `NO` or `BYE`, each with an optional response code in
 //! parentheses and an optional string (quoted, or a literal `{n}` the back
@@ -14,7 +16,8 @@
 //! behind us (a temporary failure for the client); any other `NO` to the
 //! login is a refused password. Nothing here performs I/O.
 
-use crate::auth::{encode_plain, Secret};
+use crate::auth::oauth::{Bearer, BearerLogin};
+use crate::auth::{encode_base64, encode_plain, Secret};
 use crate::login::framing::{Frame, Framer};
 use crate::login::{
     printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
@@ -53,6 +56,12 @@ pub struct ManageSieveBackendLogin {
     capability_lines: Vec<u8>,
     client: Option<ClientAddress>,
     starttls: bool,
+    /// The mechanisms of the last greeting's `SASL` line (upper case).
+    sasl: Vec<String>,
+    /// A bearer-token login (`password` is the token); its error challenge
+    /// is answered once.
+    bearer: Option<Bearer>,
+    acknowledged: bool,
 }
 
 /// The step and sizes only: the output may hold the password.
@@ -88,7 +97,16 @@ impl ManageSieveBackendLogin {
             capability_lines: Vec::new(),
             client: None,
             starttls: false,
+            sasl: Vec::new(),
+            bearer: None,
+            acknowledged: false,
         }
+    }
+
+    /// Replays a bearer token (the `password`) with its mechanism.
+    pub fn with_bearer(mut self, bearer: Bearer) -> Self {
+        self.bearer = Some(bearer);
+        self
     }
 
     /// Upgrades the connection with `STARTTLS` before the login.
@@ -131,16 +149,31 @@ impl ManageSieveBackendLogin {
             self.step = Step::Xclient;
             return None;
         }
-        self.authenticate();
-        None
+        self.authenticate()
     }
 
-    fn authenticate(&mut self) {
-        let response = encode_plain(&self.login_user, &self.password);
-        self.output.extend_from_slice(b"AUTHENTICATE \"PLAIN\" \"");
+    fn authenticate(&mut self) -> Option<BackendEvent> {
+        let (mechanism, response) = match &self.bearer {
+            None => ("PLAIN", encode_plain(&self.login_user, &self.password)),
+            Some(bearer) => {
+                let mechanism = bearer.mechanism;
+                if !self.sasl.iter().any(|m| m == mechanism.name()) {
+                    let fault = BackendFault::MechanismMissing(mechanism.name(), mechanism.label());
+                    return Some(self.fault(fault));
+                }
+                let login = BearerLogin::replay(&self.login_user, &self.password, bearer);
+                let message = mechanism.encode(&login);
+                let b64 = zeroize::Zeroizing::new(encode_base64(message.expose()));
+                (mechanism.name(), b64)
+            }
+        };
+        self.output.extend_from_slice(b"AUTHENTICATE \"");
+        self.output.extend_from_slice(mechanism.as_bytes());
+        self.output.extend_from_slice(b"\" \"");
         self.output.extend_from_slice(response.as_bytes());
         self.output.extend_from_slice(b"\"\r\n");
         self.step = Step::Authenticate;
+        None
     }
 
     fn announces(&self, name: &str) -> bool {
@@ -154,8 +187,28 @@ impl ManageSieveBackendLogin {
             None if matches!(self.step, Step::Greeting | Step::TlsGreeting)
                 && line.starts_with(b"\"") =>
             {
-                self.capabilities.push(capability_name(line));
+                let name = capability_name(line);
+                if name == "SASL" {
+                    self.sasl = sasl_mechanisms(line);
+                }
+                self.capabilities.push(name);
                 self.capability_lines.extend_from_slice(line);
+                return None;
+            }
+            // A refused token's error challenge (RFC 7628 §3.2.2), a
+            // string: acknowledged once, the `NO` follows.
+            None if self.step == Step::Authenticate
+                && self.bearer.is_some()
+                && !self.acknowledged
+                && (line.starts_with(b"\"") || line.starts_with(b"{")) =>
+            {
+                self.acknowledged = true;
+                let ack = self
+                    .bearer
+                    .as_ref()
+                    .map_or("", |b| b.mechanism.error_acknowledgement());
+                self.output
+                    .extend_from_slice(format!("\"{ack}\"\r\n").as_bytes());
                 return None;
             }
             None => return Some(self.fault(BackendFault::UnexpectedReply(printable(line)))),
@@ -173,10 +226,7 @@ impl ManageSieveBackendLogin {
                 Some(BackendEvent::StartTls)
             }
             (Step::StartTls, _) => Some(self.fault(BackendFault::StartTlsRefused(printable(line)))),
-            (Step::Xclient, Answer::Ok) => {
-                self.authenticate();
-                None
-            }
+            (Step::Xclient, Answer::Ok) => self.authenticate(),
             (Step::Authenticate, Answer::Ok) => {
                 let leftover = std::mem::take(&mut self.input);
                 let lines = std::mem::take(&mut self.capability_lines);
@@ -217,6 +267,13 @@ fn answer(line: &[u8]) -> Option<Answer> {
         w if w.eq_ignore_ascii_case(b"BYE") => Some(Answer::Bye),
         _ => None,
     }
+}
+
+/// The mechanisms of a `"SASL" "…"` line, upper-cased.
+fn sasl_mechanisms(line: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(line).to_ascii_uppercase();
+    let value = text.split('"').nth(3).unwrap_or("");
+    value.split_ascii_whitespace().map(str::to_owned).collect()
 }
 
 /// The first quoted string of a capability line, upper-cased.
@@ -266,6 +323,7 @@ impl BackendLogin for ManageSieveBackendLogin {
 
     fn tls_started(&mut self) {
         self.capabilities.clear();
+        self.sasl.clear();
         self.capability_lines.clear();
         self.step = Step::TlsGreeting;
     }

@@ -118,3 +118,36 @@ fn no_xclient_without_the_capability_and_a_line_bound() {
         BackendEvent::Done(BackendOutcome::Unavailable(BackendFault::LineTooLong))
     );
 }
+
+#[test]
+fn a_bearer_token_is_replayed_with_its_mechanism_and_its_error_challenge_acknowledged() {
+    let bearer = crate::auth::oauth::Bearer {
+        mechanism: crate::auth::oauth::BearerMechanism::XOAuth2,
+        host: None,
+        port: None,
+    };
+    let greeting = String::from_utf8_lossy(GREETING)
+        .replace("\"SASL\" \"PLAIN\"", "\"SASL\" \"PLAIN XOAUTH2\"");
+    let mut m = ManageSieveBackendLogin::new("ann", Secret::new(b"t0k".to_vec()))
+        .with_bearer(bearer.clone());
+    let (_, out) = step(&mut m, greeting.as_bytes());
+    let message = crate::auth::encode_base64(b"user=ann\x01auth=Bearer t0k\x01\x01");
+    assert_eq!(out, format!("AUTHENTICATE \"XOAUTH2\" \"{message}\"\r\n"));
+    let (event, out) = step(&mut m, b"\"eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\"\r\n");
+    assert_eq!((event, out.as_str()), (BackendEvent::NeedInput, "\"\"\r\n"));
+    let (event, _) = step(&mut m, b"NO \"Authentication failed.\"\r\n");
+    assert_eq!(
+        event,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
+    let mut m =
+        ManageSieveBackendLogin::new("ann", Secret::new(b"t0k".to_vec())).with_bearer(bearer);
+    let (event, _) = step(&mut m, GREETING);
+    assert!(matches!(
+        event,
+        BackendEvent::Done(BackendOutcome::Unavailable(BackendFault::MechanismMissing(
+            "XOAUTH2",
+            _
+        )))
+    ));
+}

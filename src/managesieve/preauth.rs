@@ -1,7 +1,9 @@
 //! The ManageSieve client side before login (RFC 5804), as a state machine
 //! fed with bytes: the capability greeting, `CAPABILITY`, `NOOP`,
-//! `STARTTLS`, `LOGOUT` and `AUTHENTICATE` (PLAIN or LOGIN, with or without
-//! an initial response; challenges and responses are strings). Every other
+//! `STARTTLS`, `LOGOUT` and `AUTHENTICATE` (PLAIN or LOGIN, and where the
+//! listener offers them OAUTHBEARER or XOAUTH2 with RFC 7628's error
+//! exchange, with or without an initial response; challenges and responses
+//! are strings). Every other
 //! command is refused with `NO` before login. Commands are framed like
 //! IMAP's (a line, literals `{n+}`/`{n}` bounded by `max_literal`, the line
 //! by `max_line`).
@@ -90,7 +92,10 @@ pub struct ManageSieveSettings {
 enum State {
     Commands,
     Sasl(SaslExchange),
-    LoggingIn,
+    /// Waiting for the session's verdict; `bearer` when a token was sent.
+    LoggingIn {
+        bearer: bool,
+    },
     StartingTls,
     Closed,
 }
@@ -118,7 +123,7 @@ impl std::fmt::Debug for ManageSievePreAuth {
         let state = match self.state {
             State::Commands => "Commands",
             State::Sasl(_) => "Sasl",
-            State::LoggingIn => "LoggingIn",
+            State::LoggingIn { .. } => "LoggingIn",
             State::StartingTls => "StartingTls",
             State::Closed => "Closed",
         };
@@ -138,7 +143,7 @@ impl ManageSievePreAuth {
     pub fn with_tls(settings: Rc<ManageSieveSettings>, tls_active: bool) -> Self {
         let listener = &settings.listener;
         let mut machine = Self {
-            framer: Framer::new(listener.max_line, listener.max_literal),
+            framer: Framer::new(listener.max_login_line(), listener.max_login_literal()),
             settings,
             input: Vec::new(),
             output: Vec::new(),
@@ -176,12 +181,15 @@ impl ManageSievePreAuth {
         }
         // Only what mailgate can replay to the back end; nothing while a
         // login would be refused for want of TLS.
-        let sasl = if self.login_allowed() {
-            "PLAIN LOGIN"
-        } else {
-            ""
-        };
-        text.push_str(&format!("\"SASL\" {}\r\n", quote(sasl)));
+        let mut sasl = String::new();
+        if self.login_allowed() {
+            sasl.push_str("PLAIN LOGIN");
+            for mechanism in self.settings.listener.bearer_mechanisms() {
+                sasl.push(' ');
+                sasl.push_str(mechanism.name());
+            }
+        }
+        text.push_str(&format!("\"SASL\" {}\r\n", quote(&sasl)));
         if self.offers_starttls() {
             text.push_str("\"STARTTLS\"\r\n");
         }
@@ -281,7 +289,8 @@ impl ManageSievePreAuth {
                     );
                     return None;
                 }
-                let Some(mechanism) = Mechanism::parse(mechanism) else {
+                let offered = |m: &Mechanism| self.settings.listener.offers(*m);
+                let Some(mechanism) = Mechanism::parse(mechanism).filter(offered) else {
                     self.refuse(None, "Unsupported authentication mechanism.");
                     return None;
                 };
@@ -293,7 +302,8 @@ impl ManageSievePreAuth {
                         return None;
                     }
                 };
-                return self.sasl_step(SaslExchange::start(mechanism, initial));
+                let max_token = self.settings.listener.max_token();
+                return self.sasl_step(SaslExchange::start(mechanism, initial, max_token));
             }
             ("CAPABILITY" | "NOOP" | "LOGOUT" | "STARTTLS" | "AUTHENTICATE", _) => {
                 self.refuse(None, "Wrong arguments.")
@@ -323,7 +333,7 @@ impl ManageSievePreAuth {
                 None
             }
             SaslStep::Failed(_) => {
-                self.state = State::LoggingIn;
+                self.state = State::LoggingIn { bearer: false };
                 self.login_failed(LoginFailure::AuthFailed);
                 matches!(self.state, State::Closed).then_some(PreAuthEvent::Close)
             }
@@ -343,7 +353,9 @@ impl ManageSievePreAuth {
     }
 
     fn start_login(&mut self, credentials: Credentials) -> PreAuthEvent {
-        self.state = State::LoggingIn;
+        self.state = State::LoggingIn {
+            bearer: credentials.bearer.is_some(),
+        };
         PreAuthEvent::Login(credentials)
     }
 }
@@ -359,7 +371,7 @@ impl PreAuth for ManageSievePreAuth {
         loop {
             match self.state {
                 State::Closed => return PreAuthEvent::Close,
-                State::LoggingIn | State::StartingTls => return PreAuthEvent::NeedInput,
+                State::LoggingIn { .. } | State::StartingTls => return PreAuthEvent::NeedInput,
                 State::Commands | State::Sasl(_) => {}
             }
             let end = match self.framer.scan(&self.input) {
@@ -374,7 +386,8 @@ impl PreAuth for ManageSievePreAuth {
             };
             self.framer.reset();
             let mut bytes: Vec<u8> = self.input.drain(..end).collect();
-            let event = match std::mem::replace(&mut self.state, State::LoggingIn) {
+            let event = match std::mem::replace(&mut self.state, State::LoggingIn { bearer: false })
+            {
                 State::Sasl(exchange) => self.sasl_response(exchange, &bytes),
                 other => {
                     self.state = other;
@@ -393,11 +406,16 @@ impl PreAuth for ManageSievePreAuth {
     }
 
     fn login_failed(&mut self, failure: LoginFailure) {
-        if !matches!(self.state, State::LoggingIn) {
+        let State::LoggingIn { bearer } = self.state else {
             return;
-        }
+        };
         self.state = State::Commands;
         match failure {
+            LoginFailure::AuthFailed if bearer => {
+                // RFC 7628 §3.2.2: the error challenge first; the refusal
+                // follows the client's acknowledgement.
+                let _ = self.sasl_step(SaslExchange::token_refused());
+            }
             LoginFailure::AuthFailed => {
                 self.failures += 1;
                 if self.failures >= self.settings.listener.max_auth_failures {

@@ -12,6 +12,7 @@ fn settings(starttls: bool, require_tls: bool) -> Rc<ManageSieveSettings> {
             max_protocol_errors: 5,
             starttls,
             require_tls,
+            oauth: None,
         },
         capabilities: SieveCapabilities::default(),
     })
@@ -213,4 +214,43 @@ fn a_cancelled_exchange_and_a_shutdown() {
         b"BYE (TRYLATER) \"Server shutting down.\"\r\n"
     );
     assert_eq!(m.poll(), PreAuthEvent::Close);
+}
+
+#[test]
+fn oauthbearer_is_offered_where_configured_and_its_refusal_is_acknowledged_first() {
+    let mut with_oauth = (*settings(false, false)).clone();
+    with_oauth.listener.oauth = Some(crate::login::OAuthOffer {
+        mechanisms: crate::auth::oauth::BearerMechanism::ALL.to_vec(),
+        max_token: 256,
+    });
+    let mut m = ManageSievePreAuth::with_tls(Rc::new(with_oauth), false);
+    let greeting = String::from_utf8(m.take_output()).unwrap();
+    assert!(
+        greeting.contains("\"SASL\" \"PLAIN LOGIN OAUTHBEARER XOAUTH2\"\r\n"),
+        "{greeting}"
+    );
+    // The message as a literal longer than max_literal (64): allowed up to
+    // a bearer message's size.
+    let message =
+        encode_base64(format!("n,a=ann,\x01auth=Bearer {}\x01\x01", "t".repeat(100)).as_bytes());
+    let command = format!(
+        "AUTHENTICATE \"OAUTHBEARER\" {{{}+}}\r\n{message}\r\n",
+        message.len()
+    );
+    let (event, _) = feed(&mut m, command.as_bytes());
+    assert!(
+        matches!(event, PreAuthEvent::Login(c) if c.user == "ann" && c.method() == "oauthbearer")
+    );
+    m.login_failed(LoginFailure::AuthFailed);
+    let challenge = crate::auth::oauth::ERROR_CHALLENGE_BASE64;
+    assert_eq!(
+        String::from_utf8(m.take_output()).unwrap(),
+        format!("\"{challenge}\"\r\n")
+    );
+    let (_, out) = feed(&mut m, b"\"AQ==\"\r\n");
+    assert_eq!(out, "NO \"Authentication failed.\"\r\n");
+    let mut plain = machine();
+    plain.take_output();
+    let (_, out) = feed(&mut plain, b"AUTHENTICATE \"XOAUTH2\" \"eA==\"\r\n");
+    assert_eq!(out, "NO \"Unsupported authentication mechanism.\"\r\n");
 }

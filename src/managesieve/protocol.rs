@@ -69,7 +69,8 @@ fn listener(settings: &ListenerSettings) -> Rc<dyn MachineFactory> {
     })
 }
 
-/// ManageSieve has SASL only: every `BackendAuth` is `PLAIN`.
+/// ManageSieve has SASL only: every `BackendAuth` is `PLAIN` (a bearer
+/// token keeps its own mechanism).
 fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
     let mut machine = ManageSieveBackendLogin::new(request.user, request.password);
     if let Some(client) = request.client_address {
@@ -77,6 +78,9 @@ fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
     }
     if request.starttls {
         machine = machine.with_starttls();
+    }
+    if let Some(bearer) = request.bearer {
+        machine = machine.with_bearer(bearer);
     }
     Box::new(machine)
 }

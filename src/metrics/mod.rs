@@ -9,6 +9,7 @@
 pub mod hlog;
 pub mod prometheus;
 
+use crate::auth::oauth::TokenFailure;
 use crate::protocols::Protocol;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -42,11 +43,17 @@ pub enum LoginOutcome {
     /// Refused before any lookup: the user already has
     /// `max_sessions_per_user_address` sessions from the client's address.
     UserAddressCap,
+    /// A bearer token refused at the front (`[oauth] verify`), before any
+    /// lookup.
+    BadToken,
+    /// A bearer token could not be checked (the provider's keys or
+    /// introspection endpoint unreachable): a temporary failure.
+    TokenCheckUnavailable,
 }
 
 impl LoginOutcome {
     /// Every outcome, in export order.
-    pub const ALL: [LoginOutcome; 10] = [
+    pub const ALL: [LoginOutcome; 12] = [
         LoginOutcome::Ok,
         LoginOutcome::BadPassword,
         LoginOutcome::UnknownUser,
@@ -57,6 +64,8 @@ impl LoginOutcome {
         LoginOutcome::ProtocolError,
         LoginOutcome::Held,
         LoginOutcome::UserAddressCap,
+        LoginOutcome::BadToken,
+        LoginOutcome::TokenCheckUnavailable,
     ];
 
     /// Label value.
@@ -72,6 +81,8 @@ impl LoginOutcome {
             LoginOutcome::ProtocolError => "protocol_error",
             LoginOutcome::Held => "held",
             LoginOutcome::UserAddressCap => "max_sessions_per_user_address",
+            LoginOutcome::BadToken => "bad_token",
+            LoginOutcome::TokenCheckUnavailable => "token_check_unavailable",
         }
     }
 }
@@ -167,6 +178,11 @@ pub struct Recorder {
     pub connection_cache: HashMap<CacheEvent, u64>,
     /// Back-end sessions parked in the connection cache now.
     pub parked_sessions: i64,
+    /// Login attempts by how the client proved who it is (`password`,
+    /// `oauthbearer`, `xoauth2`) and whether they logged in.
+    pub mechanisms: HashMap<(&'static str, bool), u64>,
+    /// Bearer tokens refused at the front, by reason.
+    pub token_failures: HashMap<TokenFailure, u64>,
 }
 
 /// What happened in the connection cache (`connection_cache` listeners).
@@ -253,11 +269,13 @@ pub enum Phase {
     TlsHandshakeFull,
     /// Client TLS handshake, resumed.
     TlsHandshakeResumed,
+    /// A bearer token checked at the front (`[oauth] verify`).
+    TokenCheck,
 }
 
 impl Phase {
     /// Every phase, in export order.
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::DirectoryLookup,
         Phase::DirectoryCacheHit,
         Phase::DirectoryCacheMiss,
@@ -265,6 +283,7 @@ impl Phase {
         Phase::BackendLogin,
         Phase::TlsHandshakeFull,
         Phase::TlsHandshakeResumed,
+        Phase::TokenCheck,
     ];
 
     /// Label value.
@@ -277,6 +296,7 @@ impl Phase {
             Phase::BackendLogin => "backend_login",
             Phase::TlsHandshakeFull => "tls_handshake_full",
             Phase::TlsHandshakeResumed => "tls_handshake_resumed",
+            Phase::TokenCheck => "token_check",
         }
     }
 }
@@ -297,6 +317,16 @@ impl Recorder {
                 .or_insert_with(histogram)
                 .record(us);
         }
+    }
+
+    /// Counts a login attempt by how the client proved who it is.
+    pub fn mechanism(&mut self, mechanism: &'static str, ok: bool) {
+        *self.mechanisms.entry((mechanism, ok)).or_default() += 1;
+    }
+
+    /// Counts a bearer token refused at the front.
+    pub fn token_failure(&mut self, reason: TokenFailure) {
+        *self.token_failures.entry(reason).or_default() += 1;
     }
 
     /// Counts pre-auth commands refused as protocol errors.
@@ -397,6 +427,12 @@ impl Recorder {
             *self.connection_cache.entry(*k).or_default() += v;
         }
         self.parked_sessions += other.parked_sessions;
+        for (k, v) in &other.mechanisms {
+            *self.mechanisms.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.token_failures {
+            *self.token_failures.entry(*k).or_default() += v;
+        }
         for (k, h) in &other.phases {
             let _ = self.phases.entry(*k).or_insert_with(histogram).add(h);
         }

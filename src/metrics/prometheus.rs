@@ -4,6 +4,7 @@
 //! `_count`) whose buckets are read off the HdrHistogram data.
 
 use super::{CacheEvent, Listener, LoginOutcome, Phase, Recorder, Refusal, RelayMethod};
+use crate::auth::oauth::TokenFailure;
 use crate::directory::CacheStats;
 use hdrhistogram::Histogram;
 use std::fmt::Write;
@@ -44,6 +45,7 @@ pub fn render(recorder: &Recorder, cache: &CacheStats) -> String {
         }
     }
     refusals(&mut out, recorder, &listeners);
+    mechanisms(&mut out, recorder);
     connection_cache(&mut out, recorder);
     let name = "mailgate_login_duration_seconds";
     header(
@@ -135,6 +137,39 @@ fn connection_cache(out: &mut String, recorder: &Recorder) {
     let name = "mailgate_connection_cache_parked";
     header(out, name, "Back-end sessions parked now.", "gauge");
     sample(out, name, "", recorder.parked_sessions.max(0));
+}
+
+/// How clients proved who they are, and bearer tokens refused at the front.
+fn mechanisms(out: &mut String, recorder: &Recorder) {
+    let name = "mailgate_login_mechanisms_total";
+    header(
+        out,
+        name,
+        "Login attempts by mechanism (password, oauthbearer, xoauth2) and result.",
+        "counter",
+    );
+    for mechanism in ["password", "oauthbearer", "xoauth2"] {
+        for (ok, result) in [(true, "ok"), (false, "failed")] {
+            let n = recorder
+                .mechanisms
+                .get(&(mechanism, ok))
+                .copied()
+                .unwrap_or(0);
+            let labels = format!("mechanism=\"{mechanism}\",result=\"{result}\"");
+            sample(out, name, &labels, n);
+        }
+    }
+    let name = "mailgate_oauth_token_failures_total";
+    header(
+        out,
+        name,
+        "Bearer tokens refused at the front ([oauth] verify), by reason.",
+        "counter",
+    );
+    for reason in TokenFailure::ALL {
+        let n = recorder.token_failures.get(&reason).copied().unwrap_or(0);
+        sample(out, name, &format!("reason=\"{}\"", reason.as_str()), n);
+    }
 }
 
 /// Connections refused at accept, by listener and cap.

@@ -4,8 +4,13 @@
 //! `AUTH PLAIN` with an initial response when `SASL` lists PLAIN, else
 //! `USER`/`PASS`. `-ERR` replies are classified by their RFC 3206 response
 //! code: `[SYS/TEMP]`/`[SYS/PERM]` → unavailable, `[IN-USE]` → in use,
-//! anything else → authentication failed. Never performs I/O.
+//! anything else → authentication failed. A bearer-token login always asks
+//! `CAPA` and is replayed with the client's mechanism (`AUTH OAUTHBEARER`
+//! / `XOAUTH2` with an initial response), which `SASL` must list; its
+//! error challenge is acknowledged so that the `-ERR` follows. Never
+//! performs I/O.
 
+use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
     self, printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
@@ -43,6 +48,11 @@ enum Step {
         plain: bool,
     },
     AuthPlain,
+    /// `AUTH OAUTHBEARER|XOAUTH2` sent; `acknowledged` once its error
+    /// challenge was answered.
+    AuthBearer {
+        acknowledged: bool,
+    },
     User,
     Pass,
     Done,
@@ -64,6 +74,10 @@ pub struct Pop3BackendLogin {
     /// An event decided outside `poll` (after the TLS upgrade), returned by
     /// the next `poll`.
     pending: Option<BackendEvent>,
+    /// A bearer-token login (`password` is the token).
+    bearer: Option<Bearer>,
+    /// `CAPA`'s `SASL` line lists the bearer login's mechanism.
+    bearer_offered: bool,
 }
 
 /// The step and sizes only: the buffers hold the password.
@@ -92,7 +106,15 @@ impl Pop3BackendLogin {
             xclient_offered: false,
             starttls: false,
             pending: None,
+            bearer: None,
+            bearer_offered: false,
         }
+    }
+
+    /// Replays a bearer token (the `password`) with its mechanism.
+    pub fn with_bearer(mut self, bearer: Bearer) -> Self {
+        self.bearer = Some(bearer);
+        self
     }
 
     /// Upgrades the connection with `STLS` (RFC 2595) before the login.
@@ -122,7 +144,12 @@ impl Pop3BackendLogin {
     }
 
     fn after_greeting(&mut self) -> Option<BackendEvent> {
-        match self.method {
+        // A bearer login needs to know the mechanism is there.
+        let method = match self.bearer {
+            Some(_) => Pop3BackendAuth::Auto,
+            None => self.method,
+        };
+        match method {
             Pop3BackendAuth::Auto => {
                 self.send(&[b"CAPA"]);
                 self.step = Step::Capa {
@@ -155,6 +182,21 @@ impl Pop3BackendLogin {
     }
 
     fn start_auth(&mut self, plain: bool) -> Option<BackendEvent> {
+        if let Some(bearer) = &self.bearer {
+            let mechanism = bearer.mechanism;
+            if !self.bearer_offered {
+                let fault = BackendFault::MechanismMissing(mechanism.name(), mechanism.label());
+                return Some(self.done(BackendOutcome::Unavailable(fault)));
+            }
+            let login = BearerLogin::replay(&self.login_user, &self.password, bearer);
+            let message = mechanism.encode(&login);
+            let b64 = zeroize::Zeroizing::new(auth::encode_base64(message.expose()));
+            self.send(&[b"AUTH ", mechanism.name().as_bytes(), b" ", b64.as_bytes()]);
+            self.step = Step::AuthBearer {
+                acknowledged: false,
+            };
+            return None;
+        }
         if plain {
             let b64 = auth::encode_plain(&self.login_user, &self.password);
             self.send(&[b"AUTH PLAIN ", b64.as_bytes()]);
@@ -207,14 +249,28 @@ impl Pop3BackendLogin {
                 self.step = Step::Pass;
                 None
             }
-            Step::AuthPlain | Step::Pass if ok => {
+            // A refused token's error challenge (RFC 7628 §3.2.2).
+            Step::AuthBearer {
+                acknowledged: false,
+            } if line.starts_with(b"+ ") || line == b"+" => {
+                let ack = self
+                    .bearer
+                    .as_ref()
+                    .map_or("", |b| b.mechanism.error_acknowledgement());
+                self.send(&[ack.as_bytes()]);
+                self.step = Step::AuthBearer { acknowledged: true };
+                None
+            }
+            Step::AuthPlain | Step::AuthBearer { .. } | Step::Pass if ok => {
                 let leftover = std::mem::take(&mut self.input);
                 Some(self.done(BackendOutcome::LoggedIn {
                     greeting: BackendGreeting::default(),
                     leftover,
                 }))
             }
-            Step::AuthPlain | Step::User | Step::Pass if line.starts_with(b"-ERR") => {
+            Step::AuthPlain | Step::AuthBearer { .. } | Step::User | Step::Pass
+                if line.starts_with(b"-ERR") =>
+            {
                 Some(self.rejected(line))
             }
             _ => Some(self.unexpected(line, ok)),
@@ -246,10 +302,16 @@ impl Pop3BackendLogin {
             return self.introduce_client_then_auth(plain);
         }
         let (keyword, rest) = super::split_command(line);
-        let offers_plain = keyword == "SASL"
-            && rest
-                .split(|&b| b == b' ')
-                .any(|m| m.eq_ignore_ascii_case(b"PLAIN"));
+        let offers = |name: &str| {
+            keyword == "SASL"
+                && rest
+                    .split(|&b| b == b' ')
+                    .any(|m| m.eq_ignore_ascii_case(name.as_bytes()))
+        };
+        let offers_plain = offers("PLAIN");
+        if let Some(bearer) = &self.bearer {
+            self.bearer_offered |= offers(bearer.mechanism.name());
+        }
         self.step = Step::Capa {
             status_seen: true,
             plain: plain || offers_plain,

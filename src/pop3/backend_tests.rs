@@ -176,3 +176,48 @@ fn leftover_after_login_is_kept() {
     let (ev, _) = step(&mut m, b"+OK Logged in.\r\n+OK 2 messages\r\n");
     assert_eq!(ev, logged_in(b"+OK 2 messages\r\n"));
 }
+
+fn bearer_login() -> Pop3BackendLogin {
+    Pop3BackendLogin::new("ann", Secret::new(b"t0k".to_vec()), Pop3BackendAuth::User).with_bearer(
+        crate::auth::oauth::Bearer {
+            mechanism: crate::auth::oauth::BearerMechanism::OAuthBearer,
+            host: None,
+            port: None,
+        },
+    )
+}
+
+#[test]
+fn a_bearer_token_asks_capa_then_auth_with_the_clients_mechanism() {
+    let mut m = bearer_login();
+    let (_, out) = step(&mut m, b"+OK Dovecot ready.\r\n");
+    assert_eq!(out, "CAPA\r\n", "whatever pop3_auth says");
+    let (_, out) = step(&mut m, b"+OK\r\nSASL PLAIN OAUTHBEARER\r\n.\r\n");
+    let message = auth::encode_base64(b"n,a=ann,\x01auth=Bearer t0k\x01\x01");
+    assert_eq!(out, format!("AUTH OAUTHBEARER {message}\r\n"));
+    let (ev, out) = step(&mut m, b"+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\r\n");
+    assert_eq!((ev, out.as_str()), (BackendEvent::NeedInput, "AQ==\r\n"));
+    let (ev, _) = step(&mut m, b"-ERR [AUTH] Authentication failed.\r\n");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
+    let mut m = bearer_login();
+    step(&mut m, b"+OK Dovecot ready.\r\n");
+    step(&mut m, b"+OK\r\nSASL PLAIN OAUTHBEARER\r\n.\r\n");
+    assert_eq!(step(&mut m, b"+OK Logged in.\r\n").0, logged_in(b""));
+}
+
+#[test]
+fn a_pop3_back_end_without_the_mechanism_is_a_fault() {
+    let mut m = bearer_login();
+    step(&mut m, b"+OK Dovecot ready.\r\n");
+    let (ev, _) = step(&mut m, b"+OK\r\nSASL PLAIN\r\n.\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(BackendFault::MechanismMissing(
+            "OAUTHBEARER",
+            _
+        )))
+    ));
+}

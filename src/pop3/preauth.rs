@@ -2,15 +2,16 @@
 //!
 //! Answers `CAPA`, `AUTH` (mechanism list), `QUIT`; takes credentials from
 //! `USER`/`PASS` or `AUTH PLAIN` (initial response or continuation, `*`
-//! cancels); refuses `APOP` (a proxy cannot replay a digest) and everything
+//! cancels), and where the listener offers them `AUTH OAUTHBEARER` /
+//! `XOAUTH2` (RFC 7628's error exchange when a token is refused); refuses `APOP` (a proxy cannot replay a digest) and everything
 //! else with `-ERR`. Commands pipelined after the login (RFC 2449 PIPELINING)
 //! are handed over on success. This module never performs I/O.
 
 use crate::auth::sasl::{Mechanism, SaslExchange, SaslStep};
 use crate::auth::{Credentials, SaslError, Secret};
 use crate::login::{
-    self, BackendGreeting, LoggedIn, LoginFailure, PreAuth, PreAuthEvent, DEFAULT_GREETING,
-    DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE, DEFAULT_MAX_PREAUTH_COMMANDS,
+    self, BackendGreeting, LoggedIn, LoginFailure, OAuthOffer, PreAuth, PreAuthEvent,
+    DEFAULT_GREETING, DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_LINE, DEFAULT_MAX_PREAUTH_COMMANDS,
     DEFAULT_MAX_PROTOCOL_ERRORS,
 };
 use std::rc::Rc;
@@ -36,6 +37,8 @@ pub struct Pop3Settings {
     pub starttls: bool,
     /// Login only after TLS (STLS listeners).
     pub require_tls: bool,
+    /// The bearer-token mechanisms offered (`[oauth]` configured).
+    pub oauth: Option<OAuthOffer>,
 }
 
 /// Default `CAPA` entries (what Dovecot offers after login).
@@ -53,14 +56,43 @@ impl Default for Pop3Settings {
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
             starttls: false,
             require_tls: false,
+            oauth: None,
+        }
+    }
+}
+
+impl Pop3Settings {
+    /// The SASL mechanisms `AUTH` accepts, as `CAPA` and `AUTH` list them.
+    fn mechanisms(&self) -> String {
+        let mut names = String::from("PLAIN");
+        for mechanism in self.oauth.iter().flat_map(|o| &o.mechanisms) {
+            names.push(' ');
+            names.push_str(mechanism.name());
+        }
+        names
+    }
+
+    fn offers(&self, mechanism: Mechanism) -> bool {
+        match mechanism {
+            Mechanism::Plain => true,
+            Mechanism::Login => false,
+            Mechanism::Bearer(bearer) => self
+                .oauth
+                .as_ref()
+                .is_some_and(|o| o.mechanisms.contains(&bearer)),
         }
     }
 }
 
 enum State {
-    Authorization { user: Option<String> },
+    Authorization {
+        user: Option<String>,
+    },
     Sasl(SaslExchange),
-    LoggingIn,
+    /// Waiting for the session's verdict; `bearer` when a token was sent.
+    LoggingIn {
+        bearer: bool,
+    },
     StartingTls,
     Closed,
 }
@@ -88,7 +120,7 @@ impl std::fmt::Debug for Pop3PreAuth {
         let state = match self.state {
             State::Authorization { .. } => "Authorization",
             State::Sasl(_) => "Sasl",
-            State::LoggingIn => "LoggingIn",
+            State::LoggingIn { .. } => "LoggingIn",
             State::StartingTls => "StartingTls",
             State::Closed => "Closed",
         };
@@ -202,7 +234,9 @@ impl Pop3PreAuth {
                     text.push_str("STLS\r\n");
                 }
                 if login_allowed {
-                    text.push_str("USER\r\nSASL PLAIN\r\n");
+                    text.push_str("USER\r\nSASL ");
+                    text.push_str(&self.settings.mechanisms());
+                    text.push_str("\r\n");
                 }
                 text.push_str(".\r\n");
                 self.output.extend_from_slice(text.as_bytes());
@@ -219,10 +253,9 @@ impl Pop3PreAuth {
                     self.refuse("-ERR No user name given: send USER first.");
                     return None;
                 };
-                return Some(self.start_login(Credentials {
-                    user: name,
-                    password: Secret::new(arg.to_vec()),
-                }));
+                return Some(
+                    self.start_login(Credentials::with_password(name, Secret::new(arg.to_vec()))),
+                );
             }
             "AUTH" => return self.auth(arg),
             "QUIT" => return Some(self.close_with("+OK Bye.")),
@@ -240,12 +273,16 @@ impl Pop3PreAuth {
             Some(sp) => (&arg[..sp], Some(&arg[sp + 1..])),
             None => (arg, None),
         };
-        match (mechanism, Mechanism::parse(mechanism)) {
+        let parsed = Mechanism::parse(mechanism).filter(|m| self.settings.offers(*m));
+        match (mechanism, parsed) {
             (b"", _) if initial.is_none() => {
-                self.output.extend_from_slice(b"+OK\r\nPLAIN\r\n.\r\n")
+                let list =
+                    format!("+OK\r\n{}\r\n.\r\n", self.settings.mechanisms()).replace(' ', "\r\n");
+                self.output.extend_from_slice(list.as_bytes())
             }
-            (_, Some(Mechanism::Plain)) => {
-                return self.sasl_step(SaslExchange::start(Mechanism::Plain, initial))
+            (_, Some(mechanism)) => {
+                let max_token = self.settings.oauth.as_ref().map_or(0, |o| o.max_token);
+                return self.sasl_step(SaslExchange::start(mechanism, initial, max_token));
             }
             _ => self.refuse("-ERR Unsupported authentication mechanism."),
         }
@@ -271,7 +308,7 @@ impl Pop3PreAuth {
                 None
             }
             SaslStep::Failed(_) => {
-                self.state = State::LoggingIn;
+                self.state = State::LoggingIn { bearer: false };
                 self.login_failed(LoginFailure::AuthFailed);
                 matches!(self.state, State::Closed).then_some(PreAuthEvent::Close)
             }
@@ -279,7 +316,9 @@ impl Pop3PreAuth {
     }
 
     fn start_login(&mut self, credentials: Credentials) -> PreAuthEvent {
-        self.state = State::LoggingIn;
+        self.state = State::LoggingIn {
+            bearer: credentials.bearer.is_some(),
+        };
         PreAuthEvent::Login(credentials)
     }
 }
@@ -295,7 +334,7 @@ impl PreAuth for Pop3PreAuth {
         loop {
             match self.state {
                 State::Closed => return PreAuthEvent::Close,
-                State::LoggingIn | State::StartingTls => return PreAuthEvent::NeedInput,
+                State::LoggingIn { .. } | State::StartingTls => return PreAuthEvent::NeedInput,
                 State::Authorization { .. } | State::Sasl(_) => {}
             }
             let mut line = match login::take_line(&mut self.input, self.settings.max_line) {
@@ -306,7 +345,8 @@ impl PreAuth for Pop3PreAuth {
                     return self.close_with("-ERR Line too long, closing connection.");
                 }
             };
-            let event = match std::mem::replace(&mut self.state, State::LoggingIn) {
+            let event = match std::mem::replace(&mut self.state, State::LoggingIn { bearer: false })
+            {
                 State::Sasl(exchange) => self.sasl_step(exchange.respond(&line)),
                 other => {
                     self.state = other;
@@ -325,11 +365,16 @@ impl PreAuth for Pop3PreAuth {
     }
 
     fn login_failed(&mut self, failure: LoginFailure) {
-        if !matches!(self.state, State::LoggingIn) {
+        let State::LoggingIn { bearer } = self.state else {
             return;
-        }
+        };
         self.state = State::Authorization { user: None };
         match failure {
+            LoginFailure::AuthFailed if bearer => {
+                // RFC 7628 §3.2.2: the error challenge first; the refusal
+                // follows the client's acknowledgement.
+                let _ = self.sasl_step(SaslExchange::token_refused());
+            }
             LoginFailure::AuthFailed => {
                 self.failures += 1;
                 if self.failures >= self.settings.max_auth_failures {

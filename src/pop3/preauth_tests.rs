@@ -226,3 +226,43 @@ fn refused_commands_are_counted_as_protocol_errors_and_failed_logins_are_not() {
     assert!(out.contains("Line too long"), "{out}");
     assert_eq!(m.take_protocol_errors(), 1);
 }
+
+fn oauth_machine() -> Pop3PreAuth {
+    let mut m = Pop3PreAuth::new(Rc::new(Pop3Settings {
+        oauth: Some(crate::login::OAuthOffer {
+            mechanisms: vec![crate::auth::oauth::BearerMechanism::OAuthBearer],
+            max_token: 64,
+        }),
+        ..Pop3Settings::default()
+    }));
+    m.take_output();
+    m
+}
+
+#[test]
+fn auth_offers_oauthbearer_where_configured_and_runs_its_error_exchange() {
+    let mut m = oauth_machine();
+    let (_, out) = feed(&mut m, b"CAPA\r\n");
+    assert!(out.contains("SASL PLAIN OAUTHBEARER\r\n"), "{out}");
+    let (_, out) = feed(&mut m, b"AUTH\r\n");
+    assert_eq!(out, "+OK\r\nPLAIN\r\nOAUTHBEARER\r\n.\r\n");
+    let (_, out) = feed(&mut m, b"AUTH XOAUTH2\r\n");
+    assert_eq!(out, "-ERR Unsupported authentication mechanism.\r\n");
+    let ir = auth::encode_base64(b"n,a=ann,\x01auth=Bearer t0k\x01\x01");
+    let (ev, _) = feed(&mut m, format!("AUTH OAUTHBEARER {ir}\r\n").as_bytes());
+    expect_login(ev, "ann", b"t0k");
+    m.login_failed(LoginFailure::AuthFailed);
+    let challenge = crate::auth::oauth::ERROR_CHALLENGE_BASE64;
+    assert_eq!(
+        String::from_utf8(m.take_output()).unwrap(),
+        format!("+ {challenge}\r\n")
+    );
+    let (ev, out) = feed(&mut m, b"AQ==\r\n");
+    assert_eq!(ev, PreAuthEvent::NeedInput);
+    assert_eq!(out, "-ERR [AUTH] Authentication failed.\r\n");
+    let (_, out) = feed(&mut machine(), b"CAPA\r\n");
+    assert!(
+        out.contains("SASL PLAIN\r\n"),
+        "not offered by default: {out}"
+    );
+}

@@ -34,13 +34,15 @@ impl MachineFactory for Listener {
 fn listener(settings: &ListenerSettings) -> Rc<dyn MachineFactory> {
     Rc::new(Listener(Rc::new(Pop3Settings {
         greeting: settings.greeting.clone(),
-        max_line: settings.max_line,
+        // Where bearer tokens are offered, a line may carry one.
+        max_line: settings.max_login_line(),
         max_auth_failures: settings.max_auth_failures,
         max_commands: settings.max_commands,
         max_protocol_errors: settings.max_protocol_errors,
         capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
         starttls: settings.starttls,
         require_tls: settings.require_tls,
+        oauth: settings.oauth.clone(),
     })))
 }
 
@@ -66,6 +68,9 @@ fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
     }
     if request.starttls {
         machine = machine.with_starttls();
+    }
+    if let Some(bearer) = request.bearer {
+        machine = machine.with_bearer(bearer);
     }
     Box::new(machine)
 }

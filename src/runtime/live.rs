@@ -24,6 +24,8 @@ pub struct Live {
     /// The directory, ready to be built on each worker (a loaded map, a
     /// TLS client config towards the directory's servers).
     pub directory: Arc<dyn Prepared>,
+    /// The bearer-token checker, when `[oauth] verify` asks for one.
+    pub oauth: Option<Arc<crate::oauth::TokenChecker>>,
 }
 
 impl Live {
@@ -55,11 +57,25 @@ impl Live {
             .directory
             .prepare(&client_tls)
             .map_err(|i| loaded.invalid(&i.key, i.reason))?;
+        let oauth = match &loaded.oauth {
+            None => None,
+            Some(settings) => {
+                let tls = settings
+                    .ca_file
+                    .as_deref()
+                    .map(tls::client_config)
+                    .transpose()
+                    .map_err(|e| loaded.invalid("oauth.ca_file", e.to_string()))?;
+                crate::oauth::TokenChecker::build(settings, tls)
+                    .map_err(|e| loaded.invalid("oauth", e))?
+            }
+        };
         Ok(Self {
             loaded,
             listener_tls,
             backend_tls,
             directory,
+            oauth,
         })
     }
 

@@ -172,6 +172,7 @@ fn worker_shared(live: &Live, parts: &Parts) -> WorkerShared {
         shutdown: parts.shutdown.clone(),
         invalidations: parts.invalidations.clone(),
         parking: parts.parking.clone(),
+        oauth: live.oauth.clone(),
     }
 }
 
@@ -200,6 +201,7 @@ fn contexts(
             let context = ListenerContext::new(
                 &config.listen[listener.index],
                 &config.limits,
+                loaded.oauth.as_ref().map(|o| o.offer.clone()),
                 handshake_timeout,
                 listener.address,
                 listener.tls.clone(),

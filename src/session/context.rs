@@ -8,7 +8,7 @@ use super::rate_limit::LoginFailures;
 use crate::config::{Limits, Listener, Loaded, Protocol, TlsMode};
 use crate::directory::Directory;
 use crate::directory::Invalidations;
-use crate::login::{BackendAuth, ListenerSettings, MachineFactory, ProtocolSpec};
+use crate::login::{BackendAuth, ListenerSettings, MachineFactory, OAuthOffer, ProtocolSpec};
 use crate::metrics::{self, Recorder, SharedRecorder};
 use crate::netaddr::Network;
 use crate::protocols::PerProtocol;
@@ -62,6 +62,7 @@ impl ListenerContext {
     pub fn new(
         listen: &Listener,
         limits: &Limits,
+        oauth: Option<OAuthOffer>,
         handshake_timeout: Duration,
         bound: SocketAddr,
         tls: Option<SwappableServerConfig>,
@@ -75,6 +76,7 @@ impl ListenerContext {
             max_protocol_errors: limits.max_protocol_errors,
             starttls: listen.tls_mode() == TlsMode::Starttls,
             require_tls: listen.requires_tls(),
+            oauth,
         };
         let spec = listen.protocol.spec();
         Self {
@@ -179,6 +181,9 @@ pub struct WorkerShared {
     pub invalidations: Arc<Invalidations>,
     /// The process's parking lot of the connection cache.
     pub parking: Arc<ParkingLot>,
+    /// The process's bearer-token checker (`[oauth] verify` other than
+    /// `none`).
+    pub oauth: Option<Arc<crate::oauth::TokenChecker>>,
 }
 
 /// Everything a session needs, shared by the sessions of one listener on one worker.

@@ -9,6 +9,7 @@ use super::io::{write_secret, PREAUTH_READ_SIZE};
 pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
 use super::reuse::{self, ParkTicket};
 use super::Session;
+use crate::auth::oauth::Bearer;
 use crate::auth::{Credentials, Secret};
 use crate::config::TlsMode;
 use crate::directory::{DirectoryError, LookupRequest, Route, ServedBy};
@@ -17,6 +18,7 @@ use crate::login::{
     ClientAddress, LoginFailure,
 };
 use crate::metrics::{LoginOutcome, Phase};
+use crate::oauth::{CheckError, TokenChecker};
 use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
 use std::net::{IpAddr, SocketAddr};
@@ -56,15 +58,24 @@ pub(super) async fn attempt<C: Connector>(
     // Before anything is sent: an invalidation from here on retires the
     // back-end session this login makes.
     let stamp = LoginStamp::now(&ctx.worker.invalidations);
+    // A token is checked at the front (`[oauth] verify`) before anything
+    // else is asked, and never handed to the directory.
+    if let (Some(_), Some(checker)) = (&credentials.bearer, &ctx.worker.oauth) {
+        check_token(session, checker, credentials).await?;
+    }
+    let bearer = credentials.bearer.as_ref();
     let request = LookupRequest {
         user: &credentials.user,
-        password: Some(&credentials.password),
+        password: bearer.is_none().then_some(&credentials.password),
         protocol: ctx.listener.spec.name,
         client: Some(asker.peer),
         attempt: asker.attempt,
     };
     let route = lookup(session, request).await?;
-    let cached = ctx.listener.connection_cache && ctx.listener.spec.connection_cache;
+    // A bearer login is never parked nor served a parked session: a token
+    // is not a password whose hash may stand for the user's next login.
+    let cached =
+        ctx.listener.connection_cache && ctx.listener.spec.connection_cache && bearer.is_none();
     let default_port = ctx.backend.port(ctx.listener.protocol);
     let route_key = cached.then(|| reuse::route_key(&route, default_port));
     let password = credentials.password.expose();
@@ -107,6 +118,8 @@ pub(super) async fn attempt<C: Connector>(
             .login_password
             .as_ref()
             .unwrap_or(&credentials.password),
+        // A route's own back-end password replaces a token too.
+        bearer.filter(|_| route.login_password.is_none()),
         client_address,
     );
     let limit = ctx.backend.login_timeout;
@@ -155,6 +168,39 @@ pub(super) async fn attempt<C: Connector>(
         BackendOutcome::Unavailable(fault) => {
             Err(LoginError::backend(LoginCause::Fault { address, fault }))
         }
+    }
+}
+
+/// Checks a bearer token with the process's checker, timed as a phase:
+/// a refused token is a failed login that asked no one else, trouble
+/// reaching the provider a temporary failure.
+async fn check_token<C>(
+    session: &Session<'_, C>,
+    checker: &TokenChecker,
+    credentials: &Credentials,
+) -> Result<(), LoginError> {
+    let ctx = session.ctx;
+    let started = Instant::now();
+    let checked = checker
+        .check(&credentials.user, &credentials.password)
+        .await;
+    let took = started.elapsed();
+    ctx.record(|r| r.phase(Phase::TokenCheck, took));
+    match checked {
+        Ok(_) => Ok(()),
+        Err(CheckError::Refused(reason)) => {
+            ctx.record(|r| r.token_failure(reason));
+            Err(LoginError {
+                failure: LoginFailure::AuthFailed,
+                outcome: LoginOutcome::BadToken,
+                cause: LoginCause::Token(reason),
+            })
+        }
+        Err(CheckError::Unavailable(why)) => Err(LoginError {
+            failure: LoginFailure::Unavailable,
+            outcome: LoginOutcome::TokenCheckUnavailable,
+            cause: LoginCause::TokenCheck(why),
+        }),
     }
 }
 
@@ -245,6 +291,7 @@ async fn exchange<C: Connector>(
     host: &str,
     login_user: &str,
     password: &Secret,
+    bearer: Option<&Bearer>,
     client_address: Option<ClientAddress>,
 ) -> Result<(MaybeTls<C::Stream>, BackendOutcome), ExchangeError> {
     let ctx = session.ctx;
@@ -260,6 +307,7 @@ async fn exchange<C: Connector>(
     let machine = (spec.backend_login)(BackendLoginRequest {
         user: login_user,
         password: password.clone(),
+        bearer: bearer.cloned(),
         auth: *ctx.backend.auth.get(ctx.listener.protocol),
         client_address,
         starttls: ctx.backend.tls_mode == TlsMode::Starttls,

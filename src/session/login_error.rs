@@ -65,6 +65,10 @@ pub(super) enum LoginCause {
     UserAddressCap,
     #[error("route to {value} refused: {why}")]
     RouteRefused { value: String, why: &'static str },
+    #[error("bearer token refused: {0}")]
+    Token(crate::auth::oauth::TokenFailure),
+    #[error("bearer token not checked: {0}")]
+    TokenCheck(String),
 }
 
 /// Why a TLS session with a back end could not be set up.

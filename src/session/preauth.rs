@@ -218,6 +218,7 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         record.failed_logins += 1;
         let latency = record.started.elapsed();
         ctx.record(|r| r.login(label, LoginOutcome::RateLimited, latency));
+        ctx.record(|r| r.mechanism(credentials.method(), false));
         tracing::info!(client = %record.peer, user, "login refused: too many failed logins from this address");
         machine.login_failed(LoginFailure::Unavailable);
         return None;
@@ -251,6 +252,8 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             .unwrap_or(Err(LoginError::preauth_timeout()))
     };
     let latency = record.started.elapsed();
+    let method = credentials.method();
+    ctx.record(|r| r.mechanism(method, result.is_ok()));
     match result {
         Ok(backend) => {
             ctx.record(|r| r.login(label, LoginOutcome::Ok, latency));
@@ -268,15 +271,15 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
             record.failed_logins += 1;
             if matches!(
                 e.outcome,
-                LoginOutcome::BadPassword | LoginOutcome::UnknownUser
+                LoginOutcome::BadPassword | LoginOutcome::UnknownUser | LoginOutcome::BadToken
             ) {
                 ctx.login_failed_from(record.peer);
             }
             ctx.record(|r| r.login(label, e.outcome, latency));
             if e.failure == LoginFailure::Unavailable {
-                tracing::warn!(client = %record.peer, user, reason = e.cause.to_string(), "login failed: temporary failure");
+                tracing::warn!(client = %record.peer, user, method, reason = e.cause.to_string(), "login failed: temporary failure");
             } else {
-                tracing::debug!(client = %record.peer, user, reason = e.cause.to_string(), "login failed");
+                tracing::debug!(client = %record.peer, user, method, reason = e.cause.to_string(), "login failed");
                 // Every refused login is answered at the same moment after
                 // it was asked, whatever refused it: timing tells nothing
                 // (a directory that checked the password may ask for more).

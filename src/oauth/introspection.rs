@@ -1,0 +1,210 @@
+//! RFC 7662 token introspection: the provider says whether a token is
+//! active and whom it names. The request is a form POST with the client's
+//! credentials (HTTP Basic, RFC 7662 §2.1); the answer's `active`, `exp`
+//! and user claim decide. Active answers are cached — keyed by the
+//! token's SHA-256 and the user, never the token — until the token's
+//! `exp` and for at most `cache_ttl`, in a bounded LRU shared by the
+//! process, so a client's next login costs no request.
+
+use super::fetch::{self, Endpoint, Request};
+use super::jwt::Verified;
+use crate::auth::oauth::TokenFailure;
+use crate::auth::Secret;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Largest introspection answer read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// How to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionPolicy {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The client id mailgate authenticates as.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: Secret,
+    /// The answer's claim that names the user (`username`, `email`, …).
+    pub user_claim: String,
+    /// Most answers cached.
+    pub cache_capacity: usize,
+    /// Longest an answer is trusted, whatever the token's `exp`.
+    pub cache_ttl: Duration,
+    /// Allowed clock difference for `exp`.
+    pub leeway: Duration,
+    /// Bound on one request.
+    pub timeout: Duration,
+}
+
+/// What a failed introspection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntrospectionError {
+    /// The token is refused.
+    Refused(TokenFailure),
+    /// The endpoint could not be asked.
+    Unavailable(String),
+}
+
+type CacheKey = ([u8; 32], String);
+
+/// The process's introspection client and its answer cache.
+pub struct Introspector {
+    policy: IntrospectionPolicy,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    authorization: Secret,
+    cache: Mutex<lru::LruCache<CacheKey, u64>>,
+}
+
+impl Introspector {
+    /// A client for `policy`.
+    pub fn new(policy: IntrospectionPolicy, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        let mut credentials = Vec::new();
+        credentials.extend_from_slice(form(&policy.client_id).as_bytes());
+        credentials.push(b':');
+        let secret = String::from_utf8_lossy(policy.client_secret.expose()).into_owned();
+        credentials.extend_from_slice(form(&secret).as_bytes());
+        let encoded = crate::auth::encode_base64(&credentials);
+        let authorization = Secret::new(format!("Basic {encoded}").into_bytes());
+        let capacity = NonZeroUsize::new(policy.cache_capacity.max(1)).expect("at least 1");
+        Self {
+            policy,
+            tls,
+            authorization,
+            cache: Mutex::new(lru::LruCache::new(capacity)),
+        }
+    }
+
+    /// Whether `token` is active and names `user`.
+    pub async fn check(&self, user: &str, token: &Secret) -> Result<Verified, IntrospectionError> {
+        let now = unix_now();
+        let key = (sha256(token.expose()), user.to_owned());
+        if let Some(&until) = self.cache().get(&key) {
+            if now < until {
+                return Ok(Verified { expires_at: until });
+            }
+        }
+        let body = Secret::new(
+            format!(
+                "token={}&token_type_hint=access_token",
+                form(&String::from_utf8_lossy(token.expose()))
+            )
+            .into_bytes(),
+        );
+        let request = Request {
+            method: "POST",
+            authorization: Some(&self.authorization),
+            body: Some(&body),
+        };
+        let asked = fetch::send(
+            &self.policy.endpoint,
+            self.tls.as_ref(),
+            &request,
+            MAX_ANSWER,
+        );
+        let answer = match tokio::time::timeout(self.policy.timeout, asked).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return Err(IntrospectionError::Unavailable(e.to_string())),
+            Err(_) => {
+                return Err(IntrospectionError::Unavailable(format!(
+                    "no answer within {:?}",
+                    self.policy.timeout
+                )))
+            }
+        };
+        let verified =
+            judge(&answer, &self.policy, user, now).map_err(IntrospectionError::Refused)?;
+        let until = verified
+            .expires_at
+            .min(now.saturating_add(self.policy.cache_ttl.as_secs()));
+        self.cache().put(key, until);
+        Ok(verified)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, lru::LruCache<CacheKey, u64>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An introspection answer judged for a login as `user` at `now`.
+pub fn judge(
+    answer: &[u8],
+    policy: &IntrospectionPolicy,
+    user: &str,
+    now: u64,
+) -> Result<Verified, TokenFailure> {
+    let claims: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(answer).map_err(|_| TokenFailure::Malformed)?;
+    if claims.get("active").and_then(|v| v.as_bool()) != Some(true) {
+        return Err(TokenFailure::Inactive);
+    }
+    let expires_at = match claims.get("exp") {
+        // RFC 7662 makes `exp` optional: without one, the cache bound rules.
+        None => u64::MAX,
+        Some(v) => v.as_u64().ok_or(TokenFailure::Malformed)?,
+    };
+    if now > expires_at.saturating_add(policy.leeway.as_secs()) {
+        return Err(TokenFailure::Expired);
+    }
+    match claims.get(&policy.user_claim).and_then(|v| v.as_str()) {
+        Some(named) if named == user => Ok(Verified { expires_at }),
+        _ => Err(TokenFailure::User),
+    }
+}
+
+/// `application/x-www-form-urlencoded` value (and RFC 6749 §2.3.1's
+/// encoding of client credentials).
+fn form(value: &str) -> String {
+    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> IntrospectionPolicy {
+        IntrospectionPolicy {
+            endpoint: Endpoint::parse("http://127.0.0.1:1/i").unwrap(),
+            client_id: "mailgate".into(),
+            client_secret: Secret::new(b"s".to_vec()),
+            user_claim: "username".into(),
+            cache_capacity: 10,
+            cache_ttl: Duration::from_secs(300),
+            leeway: Duration::from_secs(60),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn an_answer_must_be_active_current_and_name_the_user() {
+        let p = policy();
+        let ok = br#"{"active":true,"username":"ann","exp":1000}"#;
+        assert_eq!(judge(ok, &p, "ann", 900), Ok(Verified { expires_at: 1000 }));
+        assert_eq!(judge(ok, &p, "bob", 900), Err(TokenFailure::User));
+        assert_eq!(judge(ok, &p, "ann", 1061), Err(TokenFailure::Expired));
+        assert!(judge(ok, &p, "ann", 1060).is_ok());
+        assert_eq!(
+            judge(br#"{"active":false}"#, &p, "ann", 0),
+            Err(TokenFailure::Inactive)
+        );
+        assert_eq!(judge(b"<html>", &p, "ann", 0), Err(TokenFailure::Malformed));
+        let no_exp = br#"{"active":true,"username":"ann"}"#;
+        assert_eq!(judge(no_exp, &p, "ann", 0).unwrap().expires_at, u64::MAX);
+    }
+}
