@@ -8,6 +8,7 @@ pub mod auth_http;
 pub mod certs;
 pub mod dovecot;
 pub mod mailgate;
+pub mod oauth;
 pub mod sieve;
 pub mod slapd;
 pub mod sql;
