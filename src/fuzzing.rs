@@ -66,6 +66,25 @@ fn drive_preauth<P: PreAuth>(mut machine: P, data: &[u8]) {
     assert_eq!(machine.poll(), PreAuthEvent::Close);
 }
 
+/// The bearer-token offer when the input's first byte asks for it (bit 3).
+fn oauth_offer(data: &[u8]) -> Option<crate::login::OAuthOffer> {
+    data.first()
+        .is_some_and(|b| b & 8 == 8)
+        .then(|| crate::login::OAuthOffer {
+            mechanisms: crate::auth::oauth::BearerMechanism::ALL.to_vec(),
+            max_token: 200,
+        })
+}
+
+/// A bearer login to replay (its token is the `password`).
+fn bearer(mechanism: crate::auth::oauth::BearerMechanism) -> crate::auth::oauth::Bearer {
+    crate::auth::oauth::Bearer {
+        mechanism,
+        host: Some("mail.example.org".into()),
+        port: Some(143),
+    }
+}
+
 /// Arbitrary client bytes into the IMAP pre-auth machine.
 pub fn imap_preauth(data: &[u8]) {
     let settings = ImapSettings {
@@ -74,6 +93,7 @@ pub fn imap_preauth(data: &[u8]) {
         max_auth_failures: 5,
         starttls: data.first().is_some_and(|b| b & 1 == 1),
         require_tls: data.first().is_some_and(|b| b & 2 == 2),
+        oauth: oauth_offer(data),
         ..ImapSettings::default()
     };
     drive_preauth(ImapPreAuth::new(Rc::new(settings)), data);
@@ -86,6 +106,7 @@ pub fn pop3_preauth(data: &[u8]) {
         max_auth_failures: 5,
         starttls: data.first().is_some_and(|b| b & 1 == 1),
         require_tls: data.first().is_some_and(|b| b & 2 == 2),
+        oauth: oauth_offer(data),
         ..Pop3Settings::default()
     };
     drive_preauth(Pop3PreAuth::new(Rc::new(settings)), data);
@@ -101,6 +122,7 @@ pub fn managesieve(data: &[u8]) {
     settings.listener.max_auth_failures = 5;
     settings.listener.starttls = data.first().is_some_and(|b| b & 1 == 1);
     settings.listener.require_tls = data.first().is_some_and(|b| b & 2 == 2);
+    settings.listener.oauth = oauth_offer(data);
     let tls_active = data.first().is_some_and(|b| b & 4 == 4);
     drive_preauth(
         ManageSievePreAuth::with_tls(Rc::new(settings), tls_active),
@@ -121,6 +143,13 @@ pub fn managesieve(data: &[u8]) {
             .with_client_address(client),
         data,
     );
+    for mechanism in crate::auth::oauth::BearerMechanism::ALL {
+        drive_backend(
+            ManageSieveBackendLogin::new("user@example.org", password())
+                .with_bearer(bearer(mechanism)),
+            data,
+        );
+    }
 }
 
 fn drive_backend<B: BackendLogin>(mut machine: B, data: &[u8]) {
@@ -157,6 +186,18 @@ pub fn backend_login(data: &[u8]) {
             data,
         );
     }
+    for mechanism in crate::auth::oauth::BearerMechanism::ALL {
+        drive_backend(
+            ImapBackendLogin::new("user@example.org", password(), ImapBackendAuth::Auto)
+                .with_bearer(bearer(mechanism)),
+            data,
+        );
+        drive_backend(
+            Pop3BackendLogin::new("user@example.org", password(), Pop3BackendAuth::Auto)
+                .with_bearer(bearer(mechanism)),
+            data,
+        );
+    }
 }
 
 /// Arbitrary text as a Perdition-style LDAP URL: parsed or refused, never a
@@ -186,6 +227,43 @@ pub fn bearer_message(data: &[u8]) {
             Ok(login)
         );
     }
+}
+
+/// Arbitrary bytes as what an identity provider sends: a JWT (parsed,
+/// its signature checked against a fixed key set, its claims against a
+/// policy), a JWKS document, an introspection answer and an HTTP answer
+/// around them — parsed or refused, never a panic; an HTTP body read is
+/// never larger than its bound.
+pub fn oauth_provider(data: &[u8]) {
+    use crate::oauth::{fetch, introspection, jwks::KeySet, Jwt, JwtPolicy};
+    let policy = JwtPolicy {
+        issuer: Some("https://idp".into()),
+        audiences: vec!["mail".into()],
+        user_claim: "email".into(),
+        leeway: std::time::Duration::from_secs(60),
+    };
+    let keys = KeySet::parse(
+        br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
+    )
+    .expect("a fixed, valid key set");
+    if let Ok(jwt) = Jwt::parse(data) {
+        let _ = jwt.check_signature(&keys);
+        let _ = jwt.check_claims(&policy, "u@example.org", 1_800_000_000);
+    }
+    let _ = KeySet::parse(data);
+    let introspection = introspection::IntrospectionPolicy {
+        endpoint: fetch::Endpoint::parse("http://127.0.0.1/i").expect("a fixed URL"),
+        client_id: "c".into(),
+        client_secret: Secret::new(b"s".to_vec()),
+        user_claim: "username".into(),
+        leeway: std::time::Duration::from_secs(1),
+        timeout: std::time::Duration::from_secs(1),
+    };
+    let _ = introspection::judge(data, &introspection, "u", 0);
+    if let Ok(body) = fetch::answer_body(data, 64) {
+        assert!(body.len() <= 64);
+    }
+    let _ = fetch::Endpoint::parse(&String::from_utf8_lossy(data));
 }
 
 /// Arbitrary bytes as an auth_http server's answer: a head found in them
@@ -520,6 +598,7 @@ mod tests {
             config(&input);
             auth_http_answer(&input);
             bearer_message(&input);
+            oauth_provider(&input);
         }
     }
 

@@ -63,10 +63,11 @@ pub struct OAuthConfig {
     pub client_id: Option<String>,
     /// `introspection`: file holding the client secret.
     pub client_secret_file: Option<toml::Spanned<PathBuf>>,
-    /// `introspection`: most answers cached.
+    /// Tokens accepted lately, kept (0: none): the next login with the
+    /// same token is not checked again.
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,
-    /// `introspection`: longest an answer is trusted.
+    /// Longest a token stays accepted without another check.
     #[serde(default = "default_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
     /// Bound on one request to the provider.
@@ -202,9 +203,6 @@ pub(super) fn build(
                 base_dir,
             )
             .map_err(|i| at.invalid(i.span, &i.key, i.reason))?;
-            if config.cache_capacity == 0 {
-                return Err(invalid("oauth.cache_capacity", "must be above 0".into()));
-            }
             VerifySettings::Introspection(IntrospectionPolicy {
                 endpoint: endpoint("oauth.introspection_url", url)?,
                 client_id: client_id.clone(),
@@ -213,8 +211,6 @@ pub(super) fn build(
                     .user_claim
                     .clone()
                     .unwrap_or_else(|| "username".into()),
-                cache_capacity: config.cache_capacity,
-                cache_ttl: config.cache_ttl,
                 leeway: config.leeway,
                 timeout: config.timeout,
             })
@@ -236,6 +232,8 @@ pub(super) fn build(
         },
         verify,
         ca_file,
+        cache_capacity: config.cache_capacity,
+        cache_ttl: config.cache_ttl,
     })
 }
 

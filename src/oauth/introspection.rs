@@ -1,18 +1,15 @@
 //! RFC 7662 token introspection: the provider says whether a token is
 //! active and whom it names. The request is a form POST with the client's
 //! credentials (HTTP Basic, RFC 7662 §2.1); the answer's `active`, `exp`
-//! and user claim decide. Active answers are cached — keyed by the
-//! token's SHA-256 and the user, never the token — until the token's
-//! `exp` and for at most `cache_ttl`, in a bounded LRU shared by the
-//! process, so a client's next login costs no request.
+//! and user claim decide. (Active answers are remembered by the token
+//! checker, `accepted.rs`, so a client's next login costs no request.)
 
 use super::fetch::{self, Endpoint, Request};
 use super::jwt::Verified;
 use crate::auth::oauth::TokenFailure;
 use crate::auth::Secret;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest introspection answer read.
@@ -29,10 +26,6 @@ pub struct IntrospectionPolicy {
     pub client_secret: Secret,
     /// The answer's claim that names the user (`username`, `email`, …).
     pub user_claim: String,
-    /// Most answers cached.
-    pub cache_capacity: usize,
-    /// Longest an answer is trusted, whatever the token's `exp`.
-    pub cache_ttl: Duration,
     /// Allowed clock difference for `exp`.
     pub leeway: Duration,
     /// Bound on one request.
@@ -48,14 +41,11 @@ pub enum IntrospectionError {
     Unavailable(String),
 }
 
-type CacheKey = ([u8; 32], String);
-
-/// The process's introspection client and its answer cache.
+/// The process's introspection client.
 pub struct Introspector {
     policy: IntrospectionPolicy,
     tls: Option<Arc<rustls::ClientConfig>>,
     authorization: Secret,
-    cache: Mutex<lru::LruCache<CacheKey, u64>>,
 }
 
 impl Introspector {
@@ -68,24 +58,16 @@ impl Introspector {
         credentials.extend_from_slice(form(&secret).as_bytes());
         let encoded = crate::auth::encode_base64(&credentials);
         let authorization = Secret::new(format!("Basic {encoded}").into_bytes());
-        let capacity = NonZeroUsize::new(policy.cache_capacity.max(1)).expect("at least 1");
         Self {
             policy,
             tls,
             authorization,
-            cache: Mutex::new(lru::LruCache::new(capacity)),
         }
     }
 
     /// Whether `token` is active and names `user`.
     pub async fn check(&self, user: &str, token: &Secret) -> Result<Verified, IntrospectionError> {
         let now = unix_now();
-        let key = (sha256(token.expose()), user.to_owned());
-        if let Some(&until) = self.cache().get(&key) {
-            if now < until {
-                return Ok(Verified { expires_at: until });
-            }
-        }
         let body = Secret::new(
             format!(
                 "token={}&token_type_hint=access_token",
@@ -114,17 +96,7 @@ impl Introspector {
                 )))
             }
         };
-        let verified =
-            judge(&answer, &self.policy, user, now).map_err(IntrospectionError::Refused)?;
-        let until = verified
-            .expires_at
-            .min(now.saturating_add(self.policy.cache_ttl.as_secs()));
-        self.cache().put(key, until);
-        Ok(verified)
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, lru::LruCache<CacheKey, u64>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+        judge(&answer, &self.policy, user, now).map_err(IntrospectionError::Refused)
     }
 }
 
@@ -160,13 +132,6 @@ fn form(value: &str) -> String {
     utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -184,8 +149,6 @@ mod tests {
             client_id: "mailgate".into(),
             client_secret: Secret::new(b"s".to_vec()),
             user_claim: "username".into(),
-            cache_capacity: 10,
-            cache_ttl: Duration::from_secs(300),
             leeway: Duration::from_secs(60),
             timeout: Duration::from_secs(1),
         }

@@ -4,12 +4,13 @@
 //! Owns the token checker shared by every worker of the process: with
 //! `verify = "jwt"` the provider's signing keys (a JWKS file or URL,
 //! refreshed on a schedule and when a token names an unknown `kid`) and
-//! the claim policy; with `verify = "introspection"` an RFC 7662 endpoint
-//! and a bounded cache of its answers. The SASL messages themselves are
-//! [`crate::auth::oauth`]'s; what the client hears is the protocol
-//! machines'. This module never logs a token and keeps none: the
-//! introspection cache is keyed by the token's SHA-256.
+//! the claim policy; with `verify = "introspection"` an RFC 7662
+//! endpoint; in both modes a bounded cache of the tokens accepted lately.
+//! The SASL messages themselves are [`crate::auth::oauth`]'s; what the
+//! client hears is the protocol machines'. This module never logs a token
+//! and keeps none: the cache is keyed by the token's SHA-256.
 
+pub mod accepted;
 pub mod fetch;
 pub mod introspection;
 pub mod jwks;
@@ -36,6 +37,10 @@ pub struct OAuthSettings {
     pub verify: VerifySettings,
     /// CA certificates (PEM) an https key or introspection URL must chain to.
     pub ca_file: Option<PathBuf>,
+    /// Tokens accepted lately, kept at most (0: none).
+    pub cache_capacity: usize,
+    /// Longest a token stays accepted without another check.
+    pub cache_ttl: std::time::Duration,
 }
 
 /// How tokens are checked at the front.
@@ -80,6 +85,7 @@ pub enum CheckError {
 /// The process's token checker (`verify = "jwt"` or `"introspection"`).
 pub struct TokenChecker {
     mode: Mode,
+    accepted: accepted::Accepted,
 }
 
 enum Mode {
@@ -104,11 +110,29 @@ impl TokenChecker {
                 Mode::Introspection(Introspector::new(policy.clone(), tls))
             }
         };
-        Ok(Some(Arc::new(Self { mode })))
+        let accepted = accepted::Accepted::new(settings.cache_capacity, settings.cache_ttl);
+        Ok(Some(Arc::new(Self { mode, accepted })))
     }
 
-    /// Whether `token` may log in as `user` now.
+    /// Whether `token` may log in as `user` now: accepted lately, or
+    /// checked (and then remembered).
     pub async fn check(&self, user: &str, token: &Secret) -> Result<Verified, CheckError> {
+        let now = introspection::unix_now();
+        if let Some(expires_at) = self.accepted.get(token.expose(), user, now) {
+            return Ok(Verified { expires_at });
+        }
+        let verified = self.check_anew(user, token, now).await?;
+        self.accepted
+            .put(token.expose(), user, verified.expires_at, now);
+        Ok(verified)
+    }
+
+    async fn check_anew(
+        &self,
+        user: &str,
+        token: &Secret,
+        now: u64,
+    ) -> Result<Verified, CheckError> {
         match &self.mode {
             Mode::Jwt { keys, policy } => {
                 let jwt = Jwt::parse(token.expose()).map_err(CheckError::Refused)?;
@@ -124,7 +148,7 @@ impl TokenChecker {
                     checked => checked,
                 }
                 .map_err(CheckError::Refused)?;
-                jwt.check_claims(policy, user, introspection::unix_now())
+                jwt.check_claims(policy, user, now)
                     .map_err(CheckError::Refused)
             }
             Mode::Introspection(introspector) => {

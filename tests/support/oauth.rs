@@ -1,7 +1,7 @@
 //! OAuth 2.0 test parts: a provider on loopback (`oauth_idp.py`, Python's
 //! `http.server`) that answers Dovecot's oauth2 passdb (tokeninfo and
-//! introspection) and serves a JWKS, and a signing key that mints JWTs
-//! (Ed25519, through ring). Stopped when dropped.
+//! introspection) and serves a JWKS, and signing keys that mint JWTs
+//! (Ed25519, P-256, RSA through ring). Stopped when dropped.
 
 use super::{terminate, START_DEADLINE};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -146,42 +146,148 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// An Ed25519 signing key with a `kid`.
+/// A signing key with a `kid`: Ed25519 (the default), P-256 or RSA-2048.
 pub struct SigningKey {
     /// Its key id.
     pub kid: String,
-    pair: Ed25519KeyPair,
+    pair: Pair,
+}
+
+enum Pair {
+    Ed25519(Ed25519KeyPair),
+    P256(ring::signature::EcdsaKeyPair),
+    Rsa(ring::signature::RsaKeyPair),
 }
 
 impl SigningKey {
-    /// A fresh key.
+    /// A fresh Ed25519 key (`EdDSA`).
     pub fn new(kid: &str) -> Self {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("generate");
         Self {
             kid: kid.to_owned(),
-            pair: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse"),
+            pair: Pair::Ed25519(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("parse")),
+        }
+    }
+
+    /// A fresh P-256 key (`ES256`).
+    pub fn p256(kid: &str) -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("generate");
+        let pair =
+            ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).expect("parse");
+        Self {
+            kid: kid.to_owned(),
+            pair: Pair::P256(pair),
+        }
+    }
+
+    /// A fresh RSA-2048 key (`RS256`, Keycloak's default), made by openssl
+    /// (ring cannot generate RSA keys).
+    pub fn rsa(kid: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (pem, der) = (dir.path().join("k.pem"), dir.path().join("k.der"));
+        let run = |args: &[&std::ffi::OsStr]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "genpkey".as_ref(),
+            "-algorithm".as_ref(),
+            "RSA".as_ref(),
+            "-pkeyopt".as_ref(),
+            "rsa_keygen_bits:2048".as_ref(),
+            "-out".as_ref(),
+            pem.as_os_str(),
+        ]);
+        run(&[
+            "rsa".as_ref(),
+            "-in".as_ref(),
+            pem.as_os_str(),
+            "-traditional".as_ref(),
+            "-outform".as_ref(),
+            "DER".as_ref(),
+            "-out".as_ref(),
+            der.as_os_str(),
+        ]);
+        let pair = ring::signature::RsaKeyPair::from_der(&std::fs::read(&der).expect("key"))
+            .expect("parse");
+        Self {
+            kid: kid.to_owned(),
+            pair: Pair::Rsa(pair),
+        }
+    }
+
+    /// The JWS algorithm it signs with.
+    pub fn alg(&self) -> &'static str {
+        match self.pair {
+            Pair::Ed25519(_) => "EdDSA",
+            Pair::P256(_) => "ES256",
+            Pair::Rsa(_) => "RS256",
         }
     }
 
     /// Its public JWK.
     pub fn jwk(&self) -> serde_json::Value {
-        serde_json::json!({
-            "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
-            "kid": self.kid, "x": b64(self.pair.public_key().as_ref()),
-        })
+        match &self.pair {
+            Pair::Ed25519(k) => serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
+                "kid": self.kid, "x": b64(k.public_key().as_ref()),
+            }),
+            Pair::P256(k) => {
+                let point = k.public_key().as_ref();
+                serde_json::json!({
+                    "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256",
+                    "kid": self.kid, "x": b64(&point[1..33]), "y": b64(&point[33..]),
+                })
+            }
+            Pair::Rsa(k) => {
+                let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(k.public());
+                serde_json::json!({
+                    "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
+                    "n": b64(&public.n), "e": b64(&public.e),
+                })
+            }
+        }
     }
 
     /// A JWT with `claims`, signed by this key.
     pub fn sign(&self, claims: &serde_json::Value) -> String {
-        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
+        let header = serde_json::json!({"alg": self.alg(), "typ": "JWT", "kid": self.kid});
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
             b64(claims.to_string().as_bytes())
         );
-        let signature = self.pair.sign(input.as_bytes());
-        format!("{input}.{}", b64(signature.as_ref()))
+        let rng = ring::rand::SystemRandom::new();
+        let signature = match &self.pair {
+            Pair::Ed25519(k) => k.sign(input.as_bytes()).as_ref().to_vec(),
+            Pair::P256(k) => k
+                .sign(&rng, input.as_bytes())
+                .expect("sign")
+                .as_ref()
+                .to_vec(),
+            Pair::Rsa(k) => {
+                let mut sig = vec![0; k.public().modulus_len()];
+                k.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .expect("sign");
+                sig
+            }
+        };
+        format!("{input}.{}", b64(&signature))
     }
 
     /// A token for `user` as an identity provider issues it (`iss`,
