@@ -37,9 +37,13 @@ fn dovecot(provider: &Provider) -> Dovecot {
 /// mailgate in front of `dovecot` (static map) with `oauth` as `[oauth]`
 /// and the admin listener (its address is the last one).
 fn mailgate(dovecot: &Dovecot, oauth: &str) -> Mailgate {
+    mailgate_logging(dovecot, oauth, "debug")
+}
+
+fn mailgate_logging(dovecot: &Dovecot, oauth: &str, level: &str) -> Mailgate {
     let extra = format!("[admin]\naddress = \"127.0.0.1:0\"\n\n[oauth]\n{oauth}\n");
     let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", &extra);
-    Mailgate::start(&config, "*@example.org  127.0.0.1\n")
+    Mailgate::start_with_env(&config, "*@example.org  127.0.0.1\n", level, &[])
 }
 
 fn metrics(mailgate: &Mailgate) -> String {
@@ -186,10 +190,9 @@ fn bearer_tokens_log_in_through_mailgate_with_curl_and_imaplib_and_fetch_byte_ex
     );
 }
 
-/// One raw OAUTHBEARER attempt on a fresh IMAP connection: the lines the
-/// server answered (the error challenge and the NO, or the OK).
-fn raw_oauthbearer(addr: SocketAddr, message: &[u8]) -> Vec<String> {
-    let mut stream = TcpStream::connect(addr).unwrap();
+/// An IMAP connection to `addr` past its greeting.
+fn greeted(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -197,6 +200,13 @@ fn raw_oauthbearer(addr: SocketAddr, message: &[u8]) -> Vec<String> {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     assert!(line.starts_with("* OK"), "{line}");
+    (stream, reader)
+}
+
+/// One raw OAUTHBEARER attempt on a fresh IMAP connection: the lines the
+/// server answered (the error challenge and the NO, or the OK).
+fn raw_oauthbearer(addr: SocketAddr, message: &[u8]) -> Vec<String> {
+    let (mut stream, mut reader) = greeted(addr);
     let b64 = base64::engine::general_purpose::STANDARD.encode(message);
     write!(stream, "a AUTHENTICATE OAUTHBEARER {b64}\r\n").unwrap();
     let mut lines = Vec::new();
@@ -229,14 +239,21 @@ fn jwt_config(provider: &Provider) -> String {
     )
 }
 
-#[test]
-fn with_verify_jwt_a_bad_token_is_refused_before_any_lookup_or_back_end() {
+/// A provider publishing one key, a token of Alice's signed with it (and
+/// known to the provider), and Dovecot asking that provider.
+fn jwt_fixture() -> (Provider, SigningKey, String, Dovecot) {
     let mut provider = Provider::start();
     let key = SigningKey::new("k1");
     provider.publish(&[&key]);
     let good = key.token_for(ALICE);
     provider.issue(&good, ALICE);
     let dovecot = dovecot(&provider);
+    (provider, key, good, dovecot)
+}
+
+#[test]
+fn with_verify_jwt_a_bad_token_is_refused_before_any_lookup_or_back_end() {
+    let (provider, key, good, dovecot) = jwt_fixture();
     let mg = mailgate(&dovecot, &jwt_config(&provider));
     let ok = raw_oauthbearer(mg.addr(0), &oauthbearer(ALICE, &good));
     assert!(ok.last().unwrap().starts_with("a OK"), "{ok:?}");
@@ -451,13 +468,8 @@ fn hostile_bearer_input_gets_a_clear_answer_never_a_hang() {
         "a NO [AUTHENTICATIONFAILED] Authentication failed."
     );
     // Garbage base64 as the initial response: BAD.
-    let mut stream = TcpStream::connect(mg.addr(0)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let (mut stream, mut reader) = greeted(mg.addr(0));
     let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
     stream
         .write_all(b"a AUTHENTICATE OAUTHBEARER !!notbase64!!\r\n")
         .unwrap();
@@ -550,4 +562,48 @@ fn managesieve_takes_a_bearer_token_to_pigeonhole() {
         listed.ends_with("OK \"Listscripts completed.\"\r\n"),
         "{listed}"
     );
+}
+
+#[test]
+fn no_bearer_path_puts_a_token_in_the_log() {
+    let (provider, key, good, dovecot) = jwt_fixture();
+    let expired = key.sign(&claims(ALICE, now() - 600));
+    let messages = |token: &str| {
+        [
+            oauthbearer(ALICE, token),
+            format!("user={ALICE}\x01auth=Bearer {token}\x01\x01").into_bytes(),
+        ]
+    };
+    for oauth in ["", &jwt_config(&provider)] {
+        let mg = mailgate_logging(&dovecot, oauth, "trace");
+        for token in [good.as_str(), expired.as_str(), "unknown-token"] {
+            raw_oauthbearer(mg.addr(0), &messages(token)[0]);
+            // XOAUTH2 after a continuation.
+            let (mut stream, mut reader) = greeted(mg.addr(0));
+            let mut line = String::new();
+            stream.write_all(b"x AUTHENTICATE XOAUTH2\r\n").unwrap();
+            reader.read_line(&mut line).unwrap();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&messages(token)[1]);
+            write!(stream, "{b64}\r\n").unwrap();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap() == 0 || line.starts_with("x ") {
+                    break;
+                }
+                if line.starts_with("+ ") {
+                    stream.write_all(b"\r\n").unwrap();
+                }
+            }
+        }
+        let log = mg.log();
+        assert!(log.contains("TRACE"), "trace logging is on:\n{log}");
+        for token in [good.as_str(), expired.as_str(), "unknown-token"] {
+            let signature = token.rsplit('.').next().unwrap();
+            assert!(!log.contains(signature), "a token is in the log");
+            for message in messages(token) {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&message);
+                assert!(!log.contains(&b64), "a bearer message is in the log");
+            }
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The command line: subcommands and their options.
 
-use crate::client::{Protocol, TlsMode};
+use crate::client::{Mechanism, Protocol, TlsMode};
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -121,6 +121,11 @@ pub struct Common {
     pub target: SocketAddr,
     #[arg(long, value_enum, default_value_t = Protocol::Imap)]
     pub protocol: Protocol,
+    /// How to log in: the protocol's own login, or a SASL mechanism with
+    /// an initial response (for oauthbearer and xoauth2 the password, or
+    /// each user's in --users-file, is the bearer token).
+    #[arg(long, value_enum, default_value_t = Mechanism::Native)]
+    pub mechanism: Mechanism,
     #[arg(long, value_enum, default_value_t = TlsMode::None)]
     pub tls: TlsMode,
     /// CA certificate(s) to verify the server with.

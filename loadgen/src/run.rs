@@ -173,6 +173,7 @@ fn endpoint(common: &Common) -> anyhow::Result<Endpoint> {
     Ok(Endpoint {
         target: common.target,
         protocol: common.protocol,
+        mechanism: common.mechanism,
         tls: common.tls,
         tls_config,
         server_name,

@@ -178,6 +178,50 @@ fn logins_closed_and_open_loop_directly_and_through_mailgate() {
 }
 
 #[test]
+fn bearer_and_plain_mechanisms_log_in_directly_and_through_mailgate() {
+    let be = backend(false);
+    let mg = Mailgate::start(&be, "[oauth]\n");
+    for (protocol, target) in [
+        ("imap", be.imap.to_string()),
+        ("imap", mg.addr("imap", 0)),
+        ("pop3", be.pop3.to_string()),
+        ("pop3", mg.addr("pop3", 0)),
+    ] {
+        for mechanism in ["plain", "oauthbearer", "xoauth2"] {
+            let v = summary(&[
+                "logins",
+                "--target",
+                &target,
+                "--protocol",
+                protocol,
+                "--mechanism",
+                mechanism,
+                "--count",
+                "10",
+                "--duration",
+                "60s",
+            ]);
+            all_ok(&v, 10);
+        }
+    }
+    // A wrong token: the error exchange is answered and the login fails.
+    let v = summary(&[
+        "logins",
+        "--target",
+        &mg.addr("imap", 0),
+        "--mechanism",
+        "oauthbearer",
+        "--password",
+        "wrong",
+        "--count",
+        "3",
+        "--duration",
+        "60s",
+    ]);
+    assert_eq!((count(&v, "ok"), count(&v, "errors")), (0, 3), "{v}");
+}
+
+#[test]
 fn fetch_and_retr_check_every_body_directly_and_through_mailgate() {
     let be = backend(false);
     let mg = Mailgate::start(&be, "");

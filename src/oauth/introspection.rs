@@ -8,9 +8,9 @@ use super::fetch::{self, Endpoint, Request};
 use super::jwt::Verified;
 use crate::auth::oauth::TokenFailure;
 use crate::auth::Secret;
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
 
 /// Largest introspection answer read.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -51,13 +51,14 @@ pub struct Introspector {
 impl Introspector {
     /// A client for `policy`.
     pub fn new(policy: IntrospectionPolicy, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
-        let mut credentials = Vec::new();
-        credentials.extend_from_slice(form(&policy.client_id).as_bytes());
+        let mut credentials = Zeroizing::new(Vec::new());
+        form_into(&mut credentials, policy.client_id.as_bytes());
         credentials.push(b':');
-        let secret = String::from_utf8_lossy(policy.client_secret.expose()).into_owned();
-        credentials.extend_from_slice(form(&secret).as_bytes());
-        let encoded = crate::auth::encode_base64(&credentials);
-        let authorization = Secret::new(format!("Basic {encoded}").into_bytes());
+        form_into(&mut credentials, policy.client_secret.expose());
+        let encoded = Zeroizing::new(crate::auth::encode_base64(&credentials));
+        let mut authorization = b"Basic ".to_vec();
+        authorization.extend_from_slice(encoded.as_bytes());
+        let authorization = Secret::new(authorization);
         Self {
             policy,
             tls,
@@ -68,13 +69,10 @@ impl Introspector {
     /// Whether `token` is active and names `user`.
     pub async fn check(&self, user: &str, token: &Secret) -> Result<Verified, IntrospectionError> {
         let now = unix_now();
-        let body = Secret::new(
-            format!(
-                "token={}&token_type_hint=access_token",
-                form(&String::from_utf8_lossy(token.expose()))
-            )
-            .into_bytes(),
-        );
+        let mut body = b"token=".to_vec();
+        form_into(&mut body, token.expose());
+        body.extend_from_slice(b"&token_type_hint=access_token");
+        let body = Secret::new(body);
         let request = Request {
             method: "POST",
             authorization: Some(&self.authorization),
@@ -126,10 +124,18 @@ pub fn judge(
     }
 }
 
-/// `application/x-www-form-urlencoded` value (and RFC 6749 §2.3.1's
-/// encoding of client credentials).
-fn form(value: &str) -> String {
-    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+/// Appends `value` `application/x-www-form-urlencoded` (and as RFC 6749
+/// §2.3.1 encodes client credentials): unreserved bytes as they are, every
+/// other byte `%XX`. Written straight into `out`, which the caller wipes
+/// (it may hold a token or a secret).
+fn form_into(out: &mut Vec<u8>, value: &[u8]) {
+    for &b in value {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -169,5 +175,12 @@ mod tests {
         assert_eq!(judge(b"<html>", &p, "ann", 0), Err(TokenFailure::Malformed));
         let no_exp = br#"{"active":true,"username":"ann"}"#;
         assert_eq!(judge(no_exp, &p, "ann", 0).unwrap().expires_at, u64::MAX);
+    }
+
+    #[test]
+    fn form_values_keep_unreserved_bytes_and_escape_the_rest() {
+        let mut out = Vec::new();
+        form_into(&mut out, b"aZ9-._~ +/=\xff");
+        assert_eq!(out, b"aZ9-._~%20%2B%2F%3D%FF");
     }
 }

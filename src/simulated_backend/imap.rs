@@ -1,7 +1,6 @@
 //! The simulated back end's IMAP side.
 
 use super::Served;
-use crate::auth;
 use crate::imap::command::{self, Token};
 use crate::imap::framing::{Frame, Framer};
 use std::io;
@@ -9,7 +8,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR IDLE ID AUTH=PLAIN";
+const CAPABILITIES: &str =
+    "IMAP4rev1 LITERAL+ SASL-IR IDLE ID AUTH=PLAIN AUTH=OAUTHBEARER AUTH=XOAUTH2";
 const LIMIT: usize = 64 * 1024;
 
 /// Client bytes not yet consumed, read in chunks.
@@ -107,8 +107,8 @@ pub(super) async fn serve(mut stream: TcpStream, served: Arc<Served>) -> io::Res
                         input.line(&mut stream).await?.unwrap_or_default()
                     }
                 };
-                logged_in =
-                    auth::decode_plain(&ir).is_ok_and(|c| served.password_ok(c.password.expose()));
+                let mechanism = cmd.args.first().and_then(Token::as_astring).unwrap_or(b"");
+                logged_in = super::sasl_ok(mechanism, &ir, &served);
                 reply = login_reply(tag, logged_in);
             }
             (_, false) => reply = format!("{tag} BAD not logged in\r\n").into_bytes(),

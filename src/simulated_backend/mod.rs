@@ -126,6 +126,26 @@ impl Served {
     }
 }
 
+/// Whether a SASL initial response (base64) logs in: PLAIN with the
+/// password, or OAUTHBEARER / XOAUTH2 with the password as the token.
+fn sasl_ok(mechanism: &[u8], response: &[u8], served: &Served) -> bool {
+    use crate::auth::oauth::{BearerMechanism, BearerMessage};
+    if mechanism.eq_ignore_ascii_case(b"PLAIN") {
+        return crate::auth::decode_plain(response)
+            .is_ok_and(|c| served.password_ok(c.password.expose()));
+    }
+    let (Some(bearer), Ok(message)) = (
+        BearerMechanism::parse(mechanism),
+        crate::auth::decode_base64(response),
+    ) else {
+        return false;
+    };
+    matches!(
+        bearer.decode(&message, 64 * 1024),
+        Ok(BearerMessage::Login(login)) if served.password_ok(login.token.expose())
+    )
+}
+
 /// A running simulated back end (stops when dropped: listeners and
 /// connections close).
 pub struct SimulatedBackend {

@@ -1,7 +1,6 @@
 //! The simulated back end's POP3 side.
 
 use super::Served;
-use crate::auth;
 use std::io;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -29,7 +28,8 @@ pub(super) async fn serve(stream: TcpStream, served: Arc<Served>) -> io::Result<
         let sizes = &served.sizes;
         let reply = match (keyword.to_ascii_uppercase().as_str(), logged_in) {
             ("CAPA", _) => {
-                "+OK\r\nUSER\r\nSASL PLAIN\r\nUIDL\r\nTOP\r\nPIPELINING\r\n.\r\n".to_owned()
+                "+OK\r\nUSER\r\nSASL PLAIN OAUTHBEARER XOAUTH2\r\nUIDL\r\nTOP\r\nPIPELINING\r\n.\r\n"
+                    .to_owned()
             }
             ("QUIT", _) => {
                 out.write_all(b"+OK bye\r\n").await?;
@@ -44,9 +44,8 @@ pub(super) async fn serve(stream: TcpStream, served: Arc<Served>) -> io::Result<
                 login_reply(logged_in)
             }
             ("AUTH", false) => {
-                let ir = arg.strip_prefix("PLAIN ").unwrap_or("");
-                logged_in = auth::decode_plain(ir.as_bytes())
-                    .is_ok_and(|c| served.password_ok(c.password.expose()));
+                let (mechanism, ir) = arg.split_once(' ').unwrap_or((arg, ""));
+                logged_in = super::sasl_ok(mechanism.as_bytes(), ir.as_bytes(), &served);
                 login_reply(logged_in)
             }
             (_, false) => "-ERR not logged in\r\n".to_owned(),

@@ -46,6 +46,7 @@ impl AsyncWrite for AnyStream {
 pub struct Conn {
     pub(super) stream: BufReader<AnyStream>,
     pub(super) protocol: Protocol,
+    pub(super) mechanism: super::Mechanism,
     pub(super) next_tag: u32,
     /// Every byte read from the server.
     pub bytes_in: u64,
@@ -95,6 +96,7 @@ impl Conn {
         let mut conn = Conn {
             stream: BufReader::with_capacity(64 * 1024, stream),
             protocol: endpoint.protocol,
+            mechanism: endpoint.mechanism,
             next_tag: 0,
             bytes_in: 0,
             line: Vec::with_capacity(256),
@@ -167,8 +169,12 @@ impl Conn {
         Ok(())
     }
 
-    /// Logs in (`LOGIN` / `USER`+`PASS`).
+    /// Logs in (`LOGIN` / `USER`+`PASS`, or the endpoint's SASL
+    /// mechanism with an initial response).
     pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
+        if let Some((name, response)) = self.mechanism.initial_response(user, password) {
+            return self.sasl_login(name, &response).await;
+        }
         match self.protocol {
             Protocol::Imap => {
                 let r = self
@@ -185,6 +191,48 @@ impl Conn {
                 self.pop3_command(&format!("PASS {password}")).await
             }
             Protocol::Managesieve => self.sieve_login(user, password).await,
+        }
+    }
+
+    /// `AUTHENTICATE`/`AUTH` `name` with `response` as initial response; a
+    /// server challenge (a refused token's error challenge) is
+    /// acknowledged, then the answer decides.
+    async fn sasl_login(&mut self, name: &str, response: &str) -> Result<()> {
+        let ack = self.mechanism.error_acknowledgement();
+        match self.protocol {
+            Protocol::Imap => {
+                self.next_tag += 1;
+                let tag = format!("t{}", self.next_tag);
+                self.send(format!("{tag} AUTHENTICATE {name} {response}\r\n").as_bytes())
+                    .await?;
+                loop {
+                    let line = self.read_line().await?;
+                    if line.starts_with(b"+") {
+                        self.send(format!("{ack}\r\n").as_bytes()).await?;
+                    } else if line.starts_with(format!("{tag} ").as_bytes()) {
+                        let status = String::from_utf8_lossy(&line[tag.len() + 1..]);
+                        return super::imap::ImapResponse {
+                            tagged: status.trim_end().to_owned(),
+                            ..Default::default()
+                        }
+                        .ok();
+                    }
+                }
+            }
+            Protocol::Pop3 => {
+                self.send(format!("AUTH {name} {response}\r\n").as_bytes())
+                    .await?;
+                let mut line = self.read_line().await?;
+                if line.starts_with(b"+ ") {
+                    self.send(format!("{ack}\r\n").as_bytes()).await?;
+                    line = self.read_line().await?;
+                }
+                super::pop3::pop3_status(&line)
+            }
+            Protocol::Managesieve => {
+                self.sieve_command(&format!("AUTHENTICATE \"{name}\" \"{response}\""))
+                    .await
+            }
         }
     }
 

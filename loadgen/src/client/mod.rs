@@ -129,11 +129,59 @@ pub enum Protocol {
     Managesieve,
 }
 
+/// How a client logs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mechanism {
+    /// The protocol's own: IMAP `LOGIN`, POP3 `USER`/`PASS`, ManageSieve
+    /// `AUTHENTICATE "PLAIN"`.
+    #[default]
+    Native,
+    /// SASL `PLAIN` with an initial response.
+    Plain,
+    /// OAUTHBEARER (RFC 7628) with an initial response; the password is
+    /// the token.
+    Oauthbearer,
+    /// XOAUTH2 with an initial response; the password is the token.
+    Xoauth2,
+}
+
+impl Mechanism {
+    /// The SASL name and the base64 initial response for `user` and
+    /// `secret`; `None` for the native login.
+    pub fn initial_response(self, user: &str, secret: &str) -> Option<(&'static str, String)> {
+        let (name, message) = match self {
+            Mechanism::Native => return None,
+            Mechanism::Plain => ("PLAIN", format!("\0{user}\0{secret}")),
+            Mechanism::Oauthbearer => (
+                "OAUTHBEARER",
+                format!("n,a={user},\x01auth=Bearer {secret}\x01\x01"),
+            ),
+            Mechanism::Xoauth2 => (
+                "XOAUTH2",
+                format!("user={user}\x01auth=Bearer {secret}\x01\x01"),
+            ),
+        };
+        Some((name, mailgate::auth::encode_base64(message.as_bytes())))
+    }
+
+    /// What the client answers to a server's error challenge (RFC 7628
+    /// §3.2.3; XOAUTH2 an empty response).
+    pub fn error_acknowledgement(self) -> &'static str {
+        match self {
+            Mechanism::Oauthbearer => "AQ==",
+            _ => "",
+        }
+    }
+}
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Endpoint {
     pub target: SocketAddr,
     pub protocol: Protocol,
+    /// How to log in.
+    pub mechanism: Mechanism,
     pub tls: TlsMode,
     pub tls_config: Option<Arc<rustls::ClientConfig>>,
     pub server_name: rustls::pki_types::ServerName<'static>,

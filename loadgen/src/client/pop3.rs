@@ -93,7 +93,7 @@ impl Conn {
     }
 }
 
-fn pop3_status(line: &[u8]) -> Result<()> {
+pub(super) fn pop3_status(line: &[u8]) -> Result<()> {
     if line.starts_with(b"+OK") {
         return Ok(());
     }
@@ -134,6 +134,7 @@ mod tests {
             let mut conn = Conn {
                 stream: BufReader::with_capacity(capacity, AnyStream(Box::new(client))),
                 protocol: Protocol::Pop3,
+                mechanism: super::super::Mechanism::Native,
                 next_tag: 0,
                 bytes_in: 0,
                 line: Vec::new(),

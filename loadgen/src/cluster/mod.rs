@@ -367,6 +367,7 @@ fn endpoint(target: std::net::SocketAddr) -> Endpoint {
     Endpoint {
         target,
         protocol: Protocol::Imap,
+        mechanism: crate::client::Mechanism::Native,
         tls: TlsMode::None,
         tls_config: None,
         server_name: rustls::pki_types::ServerName::try_from("localhost").expect("valid"),
