@@ -40,6 +40,7 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
     check_positive(&config, &at)?;
     check_connection_cache(&config, &at)?;
     check_proxy_protocol(&config, &at)?;
+    super::oauth::check_listeners(&config, &at)?;
     if let Some(admin) = &config.admin {
         if !admin.address.ip().is_loopback() && admin.token_file.is_none() {
             return Err(at.invalid(

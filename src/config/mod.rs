@@ -75,6 +75,19 @@ impl Loaded {
         }
     }
 
+    /// What listener `index` offers of `[oauth]`: the mechanisms, unless
+    /// the listener turns them off (`oauth = false`).
+    pub fn oauth_offer(&self, index: usize) -> Option<crate::login::OAuthOffer> {
+        let off = self.config.listen[index]
+            .oauth
+            .as_ref()
+            .is_some_and(|on| !*on.get_ref());
+        self.oauth
+            .as_ref()
+            .filter(|_| !off)
+            .map(|o| o.offer.clone())
+    }
+
     /// The file the configuration was read from.
     pub fn path(&self) -> &std::path::Path {
         &self.origin.path

@@ -237,6 +237,22 @@ pub(super) fn build(
     })
 }
 
+/// A listener's `oauth = true` needs `[oauth]`.
+pub(super) fn check_listeners(config: &super::Config, at: &Locator<'_>) -> Result<(), ConfigError> {
+    for (index, listen) in config.listen.iter().enumerate() {
+        if let (Some(on), None) = (&listen.oauth, &config.oauth) {
+            if *on.get_ref() {
+                return Err(at.invalid(
+                    Some(on.span()),
+                    &format!("listen[{index}].oauth"),
+                    "no [oauth] table: add one (its keys say how tokens are checked)".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::parse_str;
@@ -289,6 +305,36 @@ mod tests {
         assert!(err.contains("oauth.mechanisms"), "{err}");
         let err = load("[oauth]\nbogus = 1\n").unwrap_err();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn a_listener_may_turn_oauth_off_but_not_on_without_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |key: &str, table: &str| {
+            let text = BASE.replace(
+                "address = \"127.0.0.1:0\"\n",
+                &format!("address = \"127.0.0.1:0\"\n{key}"),
+            );
+            parse_str(&format!("{text}{table}"), Path::new("t.toml"), dir.path())
+        };
+        assert!(with("", "[oauth]\n").unwrap().oauth_offer(0).is_some());
+        assert!(with("oauth = false\n", "[oauth]\n")
+            .unwrap()
+            .oauth_offer(0)
+            .is_none());
+        assert!(with("oauth = true\n", "[oauth]\n")
+            .unwrap()
+            .oauth_offer(0)
+            .is_some());
+        assert!(with("oauth = false\n", "")
+            .unwrap()
+            .oauth_offer(0)
+            .is_none());
+        let err = with("oauth = true\n", "").unwrap_err().to_string();
+        assert!(
+            err.contains("listen[0].oauth") && err.contains("[oauth]"),
+            "{err}"
+        );
     }
 
     #[test]

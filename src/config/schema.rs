@@ -171,6 +171,10 @@ pub struct Listener {
     /// balancer in `trusted_networks`, naming the real client.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Offer `[oauth]`'s bearer-token mechanisms here (default: wherever
+    /// `[oauth]` is configured).
+    #[serde(default)]
+    pub oauth: Option<toml::Spanned<bool>>,
 }
 
 impl Listener {

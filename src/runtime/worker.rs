@@ -201,7 +201,7 @@ fn contexts(
             let context = ListenerContext::new(
                 &config.listen[listener.index],
                 &config.limits,
-                loaded.oauth.as_ref().map(|o| o.offer.clone()),
+                loaded.oauth_offer(listener.index),
                 handshake_timeout,
                 listener.address,
                 listener.tls.clone(),
