@@ -629,3 +629,33 @@ fn a_bearer_line_may_be_as_long_as_the_largest_message_and_no_longer() {
     assert_eq!(event, PreAuthEvent::Close);
     assert!(out.contains("BAD [TOOBIG]"), "{out}");
 }
+
+#[test]
+fn bearer_mechanisms_wait_for_tls_where_login_does() {
+    let mut m = ImapPreAuth::new(Rc::new(ImapSettings {
+        starttls: true,
+        require_tls: true,
+        oauth: Some(crate::login::OAuthOffer {
+            mechanisms: crate::auth::oauth::BearerMechanism::ALL.to_vec(),
+            max_token: 64,
+        }),
+        ..ImapSettings::default()
+    }));
+    m.take_output();
+    let (_, out) = feed(&mut m, b"a CAPABILITY\r\n");
+    assert!(
+        !out.contains("OAUTHBEARER") && out.contains("LOGINDISABLED"),
+        "{out}"
+    );
+    let ir = bearer_ir("ann", "t0k");
+    let (_, out) = feed(
+        &mut m,
+        format!("b AUTHENTICATE OAUTHBEARER {ir}\r\n").as_bytes(),
+    );
+    assert!(out.starts_with("b NO [PRIVACYREQUIRED]"), "{out}");
+    let (event, _) = feed(&mut m, b"c STARTTLS\r\n");
+    assert_eq!(event, PreAuthEvent::StartTls);
+    m.tls_started();
+    let (_, out) = feed(&mut m, b"d CAPABILITY\r\n");
+    assert!(out.contains("AUTH=OAUTHBEARER AUTH=XOAUTH2"), "{out}");
+}
