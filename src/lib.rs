@@ -52,6 +52,7 @@ pub mod metrics;
 pub mod registry;
 pub mod transport;
 
+pub mod compress;
 pub mod oauth;
 pub mod relay;
 pub mod tls;

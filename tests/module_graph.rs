@@ -25,6 +25,7 @@ const ORDER: &[&str] = &[
     "relay",
     "tls",
     "oauth",
+    "compress",
     "config",
     "session",
     "runtime",
