@@ -94,6 +94,34 @@ pub struct BackendGreeting {
     pub capability: Option<String>,
     /// Untagged lines the back end sent with its login reply, CRLF included.
     pub untagged: Vec<u8>,
+    /// Whether the back-end leg is compressed from here on.
+    pub compression: Compression,
+}
+
+/// The back-end leg's compression after a login (RFC 4978).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Not asked for (`[backend] compress = "off"`, or a protocol without it).
+    #[default]
+    Off,
+    /// `COMPRESS DEFLATE` accepted: every byte after the answer is deflate.
+    Deflate,
+    /// Asked for, but the back end does not announce `COMPRESS=DEFLATE`.
+    NotOffered,
+    /// Asked for and announced, but the back end refused the command.
+    Refused,
+}
+
+impl Compression {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Off => "off",
+            Compression::Deflate => "deflate",
+            Compression::NotOffered => "not_offered",
+            Compression::Refused => "refused",
+        }
+    }
 }
 
 /// Bytes to send once a login has succeeded.

@@ -265,6 +265,33 @@ mod tests {
     }
 
     #[test]
+    fn output_held_inside_the_inflater_comes_out_without_more_input() {
+        // All the input consumed into a small room: what did not fit waits
+        // inside the inflater, and an empty input must still yield it (the
+        // stream reads the socket only when this yields nothing).
+        let mut deflater = Deflater::new(6);
+        let mut wire = Vec::new();
+        let plain = text(100_000);
+        deflater.write(&plain, &mut wire).unwrap();
+        let mut inflater = Inflater::new();
+        let mut got = Vec::new();
+        let mut at = 0;
+        while got.len() < plain.len() {
+            let mut out = Vec::with_capacity(1000);
+            let (used, made) = inflater.read(&wire[at..], &mut out).unwrap();
+            at += used;
+            assert!(
+                used > 0 || made > 0,
+                "stalled at {} of {}",
+                got.len(),
+                plain.len()
+            );
+            got.extend_from_slice(&out);
+        }
+        assert_eq!(got, plain);
+    }
+
+    #[test]
     fn corrupt_input_is_an_error_not_a_panic() {
         let mut inflater = Inflater::new();
         let mut out = Vec::with_capacity(100);

@@ -36,6 +36,9 @@ pub struct DeflateStream<S> {
     /// Compressed bytes received and not yet inflated, from `at`.
     pending: RefCell<Vec<u8>>,
     at: Cell<usize>,
+    /// The last inflate filled the caller's buffer: the inflater may hold
+    /// more output without needing more input.
+    full: Cell<bool>,
     eof: Cell<bool>,
     wire: Cell<WireBytes>,
 }
@@ -54,6 +57,7 @@ impl<S: Stream> DeflateStream<S> {
             inflater: RefCell::new(Inflater::new()),
             pending: RefCell::new(received),
             at: Cell::new(0),
+            full: Cell::new(false),
             eof: Cell::new(false),
             wire: Cell::new(wire),
         }
@@ -69,15 +73,18 @@ impl<S: Stream> DeflateStream<S> {
         &self.inner
     }
 
+    /// Whether an inflate may give bytes without reading the socket.
     fn has_pending(&self) -> bool {
-        self.at.get() < self.pending.borrow().len()
+        self.full.get() || self.at.get() < self.pending.borrow().len()
     }
 
     /// Inflates pending bytes into `buf`: bytes made.
     fn inflate_pending(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         let mut pending = self.pending.borrow_mut();
         let at = self.at.get();
+        let room = buf.capacity() - buf.len();
         let (used, made) = self.inflater.borrow_mut().read(&pending[at..], buf)?;
+        self.full.set(room > 0 && made == room);
         if at + used == pending.len() {
             // Consumed: release the buffer (a quiet connection keeps none).
             let spent = std::mem::take(&mut *pending);
@@ -115,7 +122,7 @@ impl<S: Stream> Stream for DeflateStream<S> {
                     Ok(made) => return (Ok(made), buf),
                     Err(e) => return (Err(e), buf),
                 }
-                if self.has_pending() {
+                if self.at.get() < self.pending.borrow().len() {
                     // Input left but nothing made: the caller's buffer has
                     // no room (a zero-capacity read) or the stream ended.
                     return (Ok(0), buf);

@@ -41,6 +41,13 @@ pub fn parse_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Con
     check_connection_cache(&config, &at)?;
     check_proxy_protocol(&config, &at)?;
     super::oauth::check_listeners(&config, &at)?;
+    if !(1..=9).contains(&config.backend.compress_level) {
+        return Err(at.invalid(
+            None,
+            "backend.compress_level",
+            "must be 1 (fastest) to 9 (smallest)".into(),
+        ));
+    }
     if let Some(admin) = &config.admin {
         if !admin.address.ip().is_loopback() && admin.token_file.is_none() {
             return Err(at.invalid(

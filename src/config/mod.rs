@@ -88,6 +88,20 @@ impl Loaded {
             .map(|o| o.offer.clone())
     }
 
+    /// The deflate level listener `index`'s sessions compress their
+    /// back-end leg with, if they do: `[[listen]] compress`, else
+    /// `[backend] compress`; never on `connection_cache` listeners (a
+    /// parked session must be a plain or TLS socket) nor for protocols
+    /// without compression.
+    pub fn compress_level(&self, index: usize) -> Option<u32> {
+        let listen = &self.config.listen[index];
+        let mode = listen.compress.unwrap_or(self.config.backend.compress);
+        (mode == CompressMode::Deflate
+            && !listen.connection_cache
+            && listen.protocol.spec().compression)
+            .then_some(self.config.backend.compress_level)
+    }
+
     /// The file the configuration was read from.
     pub fn path(&self) -> &std::path::Path {
         &self.origin.path

@@ -175,6 +175,10 @@ pub struct Listener {
     /// `[oauth]` is configured).
     #[serde(default)]
     pub oauth: Option<toml::Spanned<bool>>,
+    /// This listener's sessions' back-end compression, instead of
+    /// `[backend] compress`.
+    #[serde(default)]
+    pub compress: Option<CompressMode>,
 }
 
 impl Listener {
@@ -335,7 +339,28 @@ pub struct BackendConfig {
     /// their implicit-TLS ports (993, 995) with back-end TLS, and the
     /// ports the static map names).
     pub allowed_ports: Vec<u16>,
+    /// Compress the back-end leg (IMAP `COMPRESS DEFLATE`, RFC 4978) when
+    /// the back end offers it: `off` or `deflate`.
+    pub compress: CompressMode,
+    /// Deflate level of what mailgate sends compressed (1 fastest … 9
+    /// smallest).
+    pub compress_level: u32,
 }
+
+/// `[backend] compress`, `[[listen]] compress`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressMode {
+    /// The back-end leg as the client's: uncompressed (a client's own
+    /// `COMPRESS` passes through end to end).
+    #[default]
+    Off,
+    /// `COMPRESS DEFLATE` after the back-end login, when offered.
+    Deflate,
+}
+
+/// Default `[backend] compress_level`.
+pub const DEFAULT_COMPRESS_LEVEL: u32 = 1;
 
 impl BackendConfig {
     /// The back-end port of `protocol` when a route names none (its
@@ -375,6 +400,8 @@ impl Default for BackendConfig {
             ca_file: None,
             allowed_networks: Network::ANY.to_vec(),
             allowed_ports: Vec::new(),
+            compress: CompressMode::Off,
+            compress_level: DEFAULT_COMPRESS_LEVEL,
         }
     }
 }

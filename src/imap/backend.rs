@@ -6,7 +6,10 @@
 //! LITERAL+, else synchronizing literals awaiting `+`). A bearer-token
 //! login is replayed with the client's mechanism (`AUTHENTICATE
 //! OAUTHBEARER`/`XOAUTH2`, which the back end must announce), its error
-//! challenge acknowledged so that the refusal follows. The tagged reply
+//! challenge acknowledged so that the refusal follows. With compression
+//! asked for and `COMPRESS=DEFLATE` in the post-login capabilities, a
+//! `COMPRESS DEFLATE` follows the login (RFC 4978); everything after its
+//! `OK` is deflate, handed over as `leftover`. The tagged reply
 //! decides: `OK` → logged in (post-login capability kept for the client),
 //! `NO` → rejected or temporarily unavailable depending on the response code,
 //! anything unexpected → unavailable. Never performs I/O.
@@ -16,7 +19,7 @@ use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
     self, printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
-    ClientAddress, LoginFailure, MAX_BACKEND_LINE,
+    ClientAddress, Compression, LoginFailure, MAX_BACKEND_LINE,
 };
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -42,6 +45,9 @@ const CAPABILITY_TAG: &str = "mg0";
 const LOGIN_TAG: &str = "mg1";
 const ID_TAG: &str = "mgid";
 const STARTTLS_TAG: &str = "mgtls";
+const COMPRESS_TAG: &str = "mgz";
+/// The capability that announces RFC 4978's DEFLATE.
+const COMPRESS_DEFLATE: &str = "COMPRESS=DEFLATE";
 
 enum Step {
     Greeting,
@@ -53,6 +59,10 @@ enum Step {
     /// Login sent (maybe in part); `pending` chunks wait for `+` each.
     LoggingIn {
         pending: VecDeque<Zeroizing<Vec<u8>>>,
+    },
+    /// Logged in; `COMPRESS DEFLATE` sent, its answer pending.
+    Compressing {
+        greeting: BackendGreeting,
     },
     Done,
 }
@@ -81,6 +91,8 @@ pub struct ImapBackendLogin {
     /// is answered once.
     bearer: Option<Bearer>,
     acknowledged: bool,
+    /// Compress the leg after the login when offered.
+    compress: bool,
 }
 
 /// The step and sizes only: the buffers hold the password.
@@ -92,6 +104,7 @@ impl std::fmt::Debug for ImapBackendLogin {
             Step::AwaitingTls => "AwaitingTls",
             Step::Capability => "Capability",
             Step::LoggingIn { .. } => "LoggingIn",
+            Step::Compressing { .. } => "Compressing",
             Step::Done => "Done",
         };
         f.debug_struct("ImapBackendLogin")
@@ -121,7 +134,77 @@ impl ImapBackendLogin {
             starttls: false,
             bearer: None,
             acknowledged: false,
+            compress: false,
         }
+    }
+
+    /// Asks for `COMPRESS DEFLATE` after the login when the back end
+    /// announces it.
+    pub fn with_compression(mut self) -> Self {
+        self.compress = true;
+        self
+    }
+
+    /// After the login's `OK`: `COMPRESS DEFLATE` when asked for and
+    /// offered (`None`: its answer is awaited), else done.
+    fn logged_in(&mut self, mut greeting: BackendGreeting) -> Option<BackendEvent> {
+        if !self.compress {
+            let leftover = std::mem::take(&mut self.input);
+            return Some(self.done(BackendOutcome::LoggedIn { greeting, leftover }));
+        }
+        let offered = greeting.capability.as_deref().is_some_and(|caps| {
+            caps.split_ascii_whitespace()
+                .any(|c| c.eq_ignore_ascii_case(COMPRESS_DEFLATE))
+        });
+        if !offered {
+            greeting.compression = Compression::NotOffered;
+            let leftover = std::mem::take(&mut self.input);
+            return Some(self.done(BackendOutcome::LoggedIn { greeting, leftover }));
+        }
+        self.output
+            .extend_from_slice(format!("{COMPRESS_TAG} COMPRESS DEFLATE\r\n").as_bytes());
+        self.step = Step::Compressing { greeting };
+        None
+    }
+
+    fn on_compress_reply(&mut self, line: &[u8]) -> Option<BackendEvent> {
+        let Step::Compressing { greeting } = &mut self.step else {
+            return None;
+        };
+        if line.starts_with(b"* ") {
+            if greeting.untagged.len() + line.len() + 2 > MAX_UNTAGGED {
+                return Some(self.unavailable(BackendFault::TooManyUntagged));
+            }
+            greeting.untagged.extend_from_slice(line);
+            greeting.untagged.extend_from_slice(b"\r\n");
+            return None;
+        }
+        let Some(status) = line
+            .strip_prefix(COMPRESS_TAG.as_bytes())
+            .and_then(|r| r.strip_prefix(b" "))
+        else {
+            return Some(self.unavailable(BackendFault::UnexpectedReply(printable(line))));
+        };
+        let Step::Compressing { mut greeting } = std::mem::replace(&mut self.step, Step::Done)
+        else {
+            unreachable!("matched above");
+        };
+        if strip_prefix_ci(status, b"OK").is_some() {
+            greeting.compression = Compression::Deflate;
+            // The client's own COMPRESS would meet an active one: the list
+            // it is handed says what it can use.
+            greeting.capability = greeting.capability.map(|caps| {
+                caps.split_ascii_whitespace()
+                    .filter(|c| !c.eq_ignore_ascii_case(COMPRESS_DEFLATE))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+        } else {
+            greeting.compression = Compression::Refused;
+        }
+        // After an OK these bytes are deflate; after a refusal, plain.
+        let leftover = std::mem::take(&mut self.input);
+        Some(self.done(BackendOutcome::LoggedIn { greeting, leftover }))
     }
 
     /// Replays a bearer token (the `password`) with its mechanism.
@@ -386,9 +469,9 @@ impl ImapBackendLogin {
             let greeting = BackendGreeting {
                 capability,
                 untagged: std::mem::take(&mut self.untagged),
+                compression: Compression::Off,
             };
-            let leftover = std::mem::take(&mut self.input);
-            return Some(self.done(BackendOutcome::LoggedIn { greeting, leftover }));
+            return self.logged_in(greeting);
         }
         if let Some(rest) = strip_prefix_ci(status, b"NO") {
             let failure = match response_code(rest).as_deref() {
@@ -425,6 +508,7 @@ impl BackendLogin for ImapBackendLogin {
                 Step::AwaitingTls => Some(self.unavailable(BackendFault::DataDuringTlsUpgrade)),
                 Step::Capability => self.on_capability_reply(&line),
                 Step::LoggingIn { .. } => self.on_login_reply(&line),
+                Step::Compressing { .. } => self.on_compress_reply(&line),
                 Step::Done => None,
             };
             if let Some(event) = event {

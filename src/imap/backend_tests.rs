@@ -35,6 +35,7 @@ fn auto_uses_authenticate_plain_with_sasl_ir() {
             greeting: BackendGreeting {
                 capability: Some("IMAP4rev1 IDLE MOVE".into()),
                 untagged: vec![],
+                compression: Default::default(),
             },
             leftover: b"* 3 EXISTS\r\n".to_vec(),
         })
@@ -155,6 +156,7 @@ fn post_login_untagged_capability_is_used() {
             greeting: BackendGreeting {
                 capability: Some("IMAP4rev1 X".into()),
                 untagged: b"* OK [ALERT] hi\r\n".to_vec(),
+                compression: Default::default(),
             },
             leftover: vec![],
         })
@@ -217,6 +219,7 @@ fn client_address_goes_in_an_id_before_the_login_and_its_reply_is_skipped() {
             greeting: BackendGreeting {
                 capability: Some("IMAP4rev1".into()),
                 untagged: vec![],
+                compression: Default::default(),
             },
             leftover: vec![],
         })
@@ -401,4 +404,76 @@ fn a_back_end_without_the_mechanism_is_a_fault_naming_the_fix() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn compress_deflate_follows_the_login_when_offered_and_hands_over_the_deflate_bytes() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_compression();
+    step(&mut m, DOVECOT_GREETING);
+    let (ev, out) = step(
+        &mut m,
+        b"mg1 OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE MOVE] Logged in\r\n* 2 EXISTS\r\n",
+    );
+    assert_eq!(
+        (ev, out.as_str()),
+        (BackendEvent::NeedInput, "mgz COMPRESS DEFLATE\r\n")
+    );
+    let (ev, _) = step(&mut m, b"mgz OK Begin compression.\r\n\x00\x01\x02");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn {
+            greeting: BackendGreeting {
+                capability: Some("IMAP4rev1 IDLE MOVE".into()),
+                untagged: b"* 2 EXISTS\r\n".to_vec(),
+                compression: Compression::Deflate,
+            },
+            leftover: b"\x00\x01\x02".to_vec(),
+        })
+    );
+}
+
+#[test]
+fn compression_not_offered_or_refused_leaves_the_leg_plain() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_compression();
+    step(&mut m, DOVECOT_GREETING);
+    let (ev, out) = step(&mut m, b"mg1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
+    assert_eq!(out, "");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn { ref greeting, .. })
+            if greeting.compression == Compression::NotOffered
+    ));
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_compression();
+    step(&mut m, DOVECOT_GREETING);
+    step(
+        &mut m,
+        b"mg1 OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] Logged in\r\n",
+    );
+    let (ev, _) = step(
+        &mut m,
+        b"mgz NO [COMPRESSIONACTIVE] Already.\r\n* 1 EXISTS\r\n",
+    );
+    match ev {
+        BackendEvent::Done(BackendOutcome::LoggedIn { greeting, leftover }) => {
+            assert_eq!(greeting.compression, Compression::Refused);
+            assert_eq!(
+                greeting.capability.as_deref(),
+                Some("IMAP4rev1 COMPRESS=DEFLATE")
+            );
+            assert_eq!(leftover, b"* 1 EXISTS\r\n", "plain bytes for the client");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without compression asked for, nothing changes.
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    step(&mut m, DOVECOT_GREETING);
+    let (ev, _) = step(
+        &mut m,
+        b"mg1 OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] Logged in\r\n",
+    );
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn { ref greeting, .. })
+            if greeting.compression == Compression::Off
+    ));
 }

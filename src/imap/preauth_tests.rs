@@ -131,6 +131,7 @@ fn successful_login_forwards_pipelined_commands_and_backend_capability() {
     let done = m.login_succeeded(&BackendGreeting {
         capability: Some("IMAP4rev1 IDLE".into()),
         untagged: b"* OK [ALERT] hi\r\n".to_vec(),
+        compression: Default::default(),
     });
     assert_eq!(
         done.to_client,

@@ -18,6 +18,7 @@ pub static IMAP: ProtocolSpec = ProtocolSpec {
     queue_full: b"* BYE [UNAVAILABLE] Connection queue full, try again later.\r\n",
     shutting_down: b"* BYE Server shutting down.\r\n",
     connection_cache: true,
+    compression: true,
     listener,
     backend_login,
 };
@@ -60,6 +61,9 @@ fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
     }
     if let Some(bearer) = request.bearer {
         machine = machine.with_bearer(bearer);
+    }
+    if request.compress {
+        machine = machine.with_compression();
     }
     Box::new(machine)
 }

@@ -36,6 +36,8 @@ pub struct ProtocolSpec {
     /// Whether `connection_cache` listeners may speak it (the webmail
     /// cache knows this protocol's commands).
     pub connection_cache: bool,
+    /// Whether its back-end leg can be compressed (IMAP's `COMPRESS`).
+    pub compression: bool,
     /// The machines of a listener's sessions, built once per listener.
     pub listener: fn(&ListenerSettings) -> Rc<dyn MachineFactory>,
     /// A back-end login machine.
@@ -184,4 +186,7 @@ pub struct BackendLoginRequest<'a> {
     pub client_address: Option<ClientAddress>,
     /// Upgrade the connection with STARTTLS (STLS) first.
     pub starttls: bool,
+    /// Compress the leg after the login when the back end offers it (IMAP
+    /// `COMPRESS DEFLATE`; protocols without compression ignore it).
+    pub compress: bool,
 }

@@ -232,7 +232,7 @@ impl ManageSieveBackendLogin {
                 let lines = std::mem::take(&mut self.capability_lines);
                 let greeting = BackendGreeting {
                     capability: Some(String::from_utf8_lossy(&lines).into_owned()),
-                    untagged: Vec::new(),
+                    ..BackendGreeting::default()
                 };
                 Some(self.done(BackendOutcome::LoggedIn { greeting, leftover }))
             }

@@ -29,6 +29,7 @@ fn logs_in_with_authenticate_plain_after_the_greeting() {
             greeting: BackendGreeting {
                 capability: Some(caps.to_owned()),
                 untagged: Vec::new(),
+                compression: Default::default(),
             },
             leftover: Vec::new()
         })

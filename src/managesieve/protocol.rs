@@ -18,6 +18,7 @@ pub static MANAGESIEVE: ProtocolSpec = ProtocolSpec {
     queue_full: b"BYE (TRYLATER) \"Connection queue full, try again later.\"\r\n",
     shutting_down: b"BYE (TRYLATER) \"Server shutting down.\"\r\n",
     connection_cache: false,
+    compression: false,
     listener,
     backend_login,
 };
@@ -102,6 +103,7 @@ mod tests {
                 "\"IMPLEMENTATION\" \"Box 7\"\r\n\"SIEVE\" \"fileinto vacation\"\r\n\"SASL\" \"PLAIN\"\r\n".into(),
             ),
             untagged: Vec::new(),
+            compression: Default::default(),
         });
         let now = greeting(&factory);
         assert!(now.contains("\"IMPLEMENTATION\" \"Box 7\"\r\n\"SIEVE\" \"fileinto vacation\"\r\n"));
@@ -117,6 +119,7 @@ mod tests {
         factory.learned(&BackendGreeting {
             capability: Some("garbage\r\n".into()),
             untagged: Vec::new(),
+            compression: Default::default(),
         });
         assert_eq!(greeting(&factory), now);
     }

@@ -160,8 +160,14 @@ pub struct Recorder {
     pub login_latency: HashMap<Listener, Histogram<u64>>,
     /// Session duration, milliseconds, by listener.
     pub session_duration: HashMap<Listener, Histogram<u64>>,
-    /// Bytes client → back end and back end → client, by back end.
+    /// Bytes client → back end and back end → client, by back end, on the
+    /// wire (compressed where the leg is).
     pub backend_bytes: HashMap<SocketAddr, (u64, u64)>,
+    /// The same bytes uncompressed (equal to `backend_bytes` for legs
+    /// without compression).
+    pub backend_plain_bytes: HashMap<SocketAddr, (u64, u64)>,
+    /// Back-end logins that asked for compression, by result.
+    pub compression: HashMap<crate::login::Compression, u64>,
     /// Bytes moved by splice and by copying.
     pub spliced_bytes: u64,
     /// Bytes moved by the copy path.
@@ -324,6 +330,18 @@ impl Recorder {
         *self.mechanisms.entry((mechanism, ok)).or_default() += 1;
     }
 
+    /// Adds the uncompressed bytes of a relay for `backend`.
+    pub fn uncompressed(&mut self, backend: SocketAddr, up: u64, down: u64) {
+        let entry = self.backend_plain_bytes.entry(backend).or_default();
+        entry.0 += up;
+        entry.1 += down;
+    }
+
+    /// Counts a back-end login that asked for compression.
+    pub fn backend_compression(&mut self, result: crate::login::Compression) {
+        *self.compression.entry(result).or_default() += 1;
+    }
+
     /// Counts a bearer token refused at the front.
     pub fn token_failure(&mut self, reason: TokenFailure) {
         *self.token_failures.entry(reason).or_default() += 1;
@@ -432,6 +450,14 @@ impl Recorder {
         }
         for (k, v) in &other.token_failures {
             *self.token_failures.entry(*k).or_default() += v;
+        }
+        for (k, (up, down)) in &other.backend_plain_bytes {
+            let e = self.backend_plain_bytes.entry(*k).or_default();
+            e.0 += up;
+            e.1 += down;
+        }
+        for (k, v) in &other.compression {
+            *self.compression.entry(*k).or_default() += v;
         }
         for (k, h) in &other.phases {
             let _ = self.phases.entry(*k).or_insert_with(histogram).add(h);

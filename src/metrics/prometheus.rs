@@ -233,7 +233,48 @@ fn bytes(out: &mut String, recorder: &Recorder) {
         "Bytes relayed, by back end and direction.",
         "counter",
     );
-    let mut backends: Vec<_> = recorder.backend_bytes.iter().collect();
+    per_backend(out, name, &recorder.backend_bytes);
+    let name = "mailgate_backend_uncompressed_bytes_total";
+    header(
+        out,
+        name,
+        "Bytes relayed before compression, by back end and direction (equal to mailgate_backend_bytes_total on legs without compression).",
+        "counter",
+    );
+    per_backend(out, name, &recorder.backend_plain_bytes);
+    let name = "mailgate_backend_compression_total";
+    header(
+        out,
+        name,
+        "Back-end logins that asked for COMPRESS DEFLATE, by result.",
+        "counter",
+    );
+    for result in [
+        crate::login::Compression::Deflate,
+        crate::login::Compression::NotOffered,
+        crate::login::Compression::Refused,
+    ] {
+        let n = recorder.compression.get(&result).copied().unwrap_or(0);
+        sample(out, name, &format!("result=\"{}\"", result.as_str()), n);
+    }
+    let name = "mailgate_relay_bytes_total";
+    header(out, name, "Bytes relayed, by method.", "counter");
+    for method in [RelayMethod::Splice, RelayMethod::Copy] {
+        let n = match method {
+            RelayMethod::Splice => recorder.spliced_bytes,
+            RelayMethod::Copy => recorder.copied_bytes,
+        };
+        sample(out, name, &format!("method=\"{}\"", method.as_str()), n);
+    }
+}
+
+/// One counter per back end and direction.
+fn per_backend(
+    out: &mut String,
+    name: &str,
+    bytes: &std::collections::HashMap<std::net::SocketAddr, (u64, u64)>,
+) {
+    let mut backends: Vec<_> = bytes.iter().collect();
     backends.sort_by_key(|(addr, _)| **addr);
     for (addr, (up, down)) in backends {
         sample(
@@ -248,15 +289,6 @@ fn bytes(out: &mut String, recorder: &Recorder) {
             &format!("backend=\"{addr}\",direction=\"to_client\""),
             *down,
         );
-    }
-    let name = "mailgate_relay_bytes_total";
-    header(out, name, "Bytes relayed, by method.", "counter");
-    for method in [RelayMethod::Splice, RelayMethod::Copy] {
-        let n = match method {
-            RelayMethod::Splice => recorder.spliced_bytes,
-            RelayMethod::Copy => recorder.copied_bytes,
-        };
-        sample(out, name, &format!("method=\"{}\"", method.as_str()), n);
     }
 }
 

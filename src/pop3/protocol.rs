@@ -19,6 +19,7 @@ pub static POP3: ProtocolSpec = ProtocolSpec {
     // POP3 has no unsolicited answer: the connection just closes.
     shutting_down: b"",
     connection_cache: false,
+    compression: false,
     listener,
     backend_login,
 };

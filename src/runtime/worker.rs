@@ -202,6 +202,7 @@ fn contexts(
                 &config.listen[listener.index],
                 &config.limits,
                 loaded.oauth_offer(listener.index),
+                loaded.compress_level(listener.index),
                 handshake_timeout,
                 listener.address,
                 listener.tls.clone(),

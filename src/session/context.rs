@@ -50,6 +50,8 @@ pub struct ListenerContext {
     pub trusted_networks: Vec<Network>,
     /// Connections start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// The deflate level of the back-end leg, when it is compressed.
+    pub compress: Option<u32>,
 }
 
 impl ListenerContext {
@@ -63,6 +65,7 @@ impl ListenerContext {
         listen: &Listener,
         limits: &Limits,
         oauth: Option<OAuthOffer>,
+        compress: Option<u32>,
         handshake_timeout: Duration,
         bound: SocketAddr,
         tls: Option<SwappableServerConfig>,
@@ -96,6 +99,7 @@ impl ListenerContext {
             connection_cache: listen.connection_cache,
             trusted_networks: listen.trusted_networks.clone(),
             proxy_protocol: listen.proxy_protocol,
+            compress,
         }
     }
 }

@@ -311,6 +311,7 @@ async fn exchange<C: Connector>(
         auth: *ctx.backend.auth.get(ctx.listener.protocol),
         client_address,
         starttls: ctx.backend.tls_mode == TlsMode::Starttls,
+        compress: ctx.listener.compress.is_some(),
     });
     backend_login(session, stream, host, machine).await
 }

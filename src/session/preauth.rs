@@ -10,7 +10,9 @@ use super::reuse::ParkTicket;
 use super::{Session, SessionContext};
 use crate::auth::Credentials;
 use crate::directory::DirectoryError;
-use crate::login::{check_user_name, ClientAddress, LoginFailure, PreAuth, PreAuthEvent};
+use crate::login::{
+    check_user_name, ClientAddress, Compression, LoginFailure, PreAuth, PreAuthEvent,
+};
 use crate::metrics::{LoginOutcome, Phase};
 use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
@@ -44,6 +46,9 @@ pub(super) struct LoggedIn<S, B> {
     pub to_backend: Vec<u8>,
     /// On `connection_cache` listeners: what parking the back end needs.
     pub park: Option<Box<ParkTicket>>,
+    /// Set when the back-end leg is compressed: the deflate bytes already
+    /// read past the `COMPRESS` answer.
+    pub compressed: Option<Vec<u8>>,
 }
 
 /// Server-side TLS handshake, bounded by the handshake timeout and the
@@ -185,8 +190,20 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
         };
         let logged_in = machine.login_succeeded(&backend.greeting);
         ctx.listener.machines.learned(&backend.greeting);
+        let compression = backend.greeting.compression;
+        if compression != Compression::Off {
+            ctx.record(|r| r.backend_compression(compression));
+        }
         let mut to_client = logged_in.to_client;
-        to_client.extend_from_slice(&backend.leftover);
+        // After `COMPRESS`, what followed its answer is deflate: the
+        // relay's inflater takes it.
+        let compressed = match compression {
+            Compression::Deflate => Some(backend.leftover),
+            _ => {
+                to_client.extend_from_slice(&backend.leftover);
+                None
+            }
+        };
         // Returning ends this future: the read buffer, the back-end greeting
         // and input and the password are freed before the relay starts.
         return PreAuthEnd::LoggedIn(LoggedIn {
@@ -195,6 +212,7 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
             to_client,
             to_backend: logged_in.to_backend,
             park: backend.park,
+            compressed,
         });
     }
 }

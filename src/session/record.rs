@@ -88,6 +88,9 @@ pub(super) struct SessionRecord {
     /// `reused` (a parked session); `parked` is appended when the session
     /// was parked at its end.
     pub backend_session: Option<&'static str>,
+    /// Bytes on the wire to and from the back end, when the leg was
+    /// compressed (the counts above are the uncompressed bytes).
+    pub wire: Option<crate::compress::WireBytes>,
 }
 
 impl SessionRecord {
@@ -106,6 +109,7 @@ impl SessionRecord {
             tls: None,
             relay: None,
             backend_session: None,
+            wire: None,
         }
     }
 
@@ -114,12 +118,10 @@ impl SessionRecord {
         ctx.record(|r| {
             r.session_end(ctx.listener.label, self.started.elapsed());
             if let (Some(backend), Some(method)) = (self.backend, self.relay) {
-                r.relayed(
-                    backend,
-                    self.client_to_backend,
-                    self.backend_to_client,
-                    method,
-                );
+                let plain = (self.client_to_backend, self.backend_to_client);
+                let wire = self.wire.map_or(plain, |w| (w.sent, w.received));
+                r.relayed(backend, wire.0, wire.1, method);
+                r.uncompressed(backend, plain.0, plain.1);
             }
         });
         if let Some(backend_session) = self.backend_session {

@@ -7,6 +7,7 @@ use super::record::{Gauge, GaugeKind, Outcome, SessionRecord};
 use super::reuse::{self, ParkTicket};
 use super::tracking::ImapInspector;
 use super::SessionContext;
+use crate::compress::DeflateStream;
 use crate::imap::tracker::SessionTracker;
 use crate::metrics::CacheEvent;
 use crate::metrics::RelayMethod;
@@ -30,6 +31,7 @@ pub(super) async fn relay_session<S: Stream, B: Stream + Detach + 'static>(
         to_client,
         to_backend,
         park,
+        compressed,
     } = session;
     record.backend_to_client = to_client.len() as u64;
     record.relay = Some(RelayMethod::Copy);
@@ -46,15 +48,34 @@ pub(super) async fn relay_session<S: Stream, B: Stream + Detach + 'static>(
         }
         return Box::pin(tracked(ctx, client, backend, to_backend, *ticket, record)).await;
     }
+    if let (Some(received), Some(level)) = (compressed, ctx.listener.compress) {
+        let backend = DeflateStream::new(backend, level, received);
+        relay_plain(ctx, &client, &backend, to_client, to_backend, idle, record).await;
+        record.wire = Some(backend.wire_bytes());
+        return;
+    }
+    relay_plain(ctx, &client, &backend, to_client, to_backend, idle, record).await;
+}
+
+/// The first writes, then bytes both ways until the session ends.
+async fn relay_plain<S: Stream, B: Stream>(
+    ctx: &SessionContext,
+    client: &S,
+    backend: &B,
+    to_client: Vec<u8>,
+    to_backend: Vec<u8>,
+    idle: Instant,
+    record: &mut SessionRecord,
+) {
     record.client_to_backend = to_backend.len() as u64;
     // Declared after the streams: dropped (unregistered) before they close.
-    let _registration = register(ctx, record, &client, &backend);
+    let _registration = register(ctx, record, client, backend);
     // Boxed: the two write futures are large and done in a moment; inline
     // they would size this future (alive for the whole session) for good.
     let first = Box::pin(async {
         tokio::join!(
-            write_until(&client, to_client, idle),
-            write_until(&backend, to_backend, idle)
+            write_until(client, to_client, idle),
+            write_until(backend, to_backend, idle)
         )
     })
     .await;
@@ -62,7 +83,7 @@ pub(super) async fn relay_session<S: Stream, B: Stream + Detach + 'static>(
         record.outcome = Outcome::RelayError;
         return;
     }
-    let stats = relay::relay(&client, &backend, ctx.backend.relay).await;
+    let stats = relay::relay(client, backend, ctx.backend.relay).await;
     record.relay = Some(stats.method);
     record.client_to_backend += stats.client_to_backend;
     record.backend_to_client += stats.backend_to_client;
