@@ -186,6 +186,11 @@ pub fn backend_login(data: &[u8]) {
             data,
         );
     }
+    drive_backend(
+        ImapBackendLogin::new("user@example.org", password(), ImapBackendAuth::Auto)
+            .with_compression(),
+        data,
+    );
     for mechanism in crate::auth::oauth::BearerMechanism::ALL {
         drive_backend(
             ImapBackendLogin::new("user@example.org", password(), ImapBackendAuth::Auto)

@@ -421,6 +421,65 @@ pop3_port = 10110
     }
 
     #[test]
+    fn back_end_compression_is_per_listener_never_cached_and_its_level_bounded() {
+        let with = |extra: &str| {
+            parse(&MINIMAL.replace("pop3_port = 10110", &format!("pop3_port = 10110\n{extra}")))
+        };
+        assert_eq!(
+            parse(MINIMAL).unwrap().compress_level(0),
+            None,
+            "off by default"
+        );
+        assert_eq!(
+            with("compress = \"deflate\"").unwrap().compress_level(0),
+            Some(1)
+        );
+        for level in [1, 9] {
+            let loaded =
+                with(&format!("compress = \"deflate\"\ncompress_level = {level}")).unwrap();
+            assert_eq!(loaded.compress_level(0), Some(level));
+        }
+        for level in [0, 10] {
+            let err = with(&format!("compress_level = {level}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("backend.compress_level"), "{err}");
+        }
+        let off_here = MINIMAL
+            .replace("tls = \"none\"\n", "tls = \"none\"\ncompress = \"off\"\n")
+            .replace(
+                "pop3_port = 10110",
+                "pop3_port = 10110\ncompress = \"deflate\"",
+            );
+        assert_eq!(parse(&off_here).unwrap().compress_level(0), None);
+        let pop3 = MINIMAL
+            .replace("protocol = \"imap\"", "protocol = \"pop3\"")
+            .replace(
+                "pop3_port = 10110",
+                "pop3_port = 10110\ncompress = \"deflate\"",
+            );
+        assert_eq!(
+            parse(&pop3).unwrap().compress_level(0),
+            None,
+            "POP3 has no COMPRESS"
+        );
+        let cached = MINIMAL
+            .replace(
+                "tls = \"none\"\n",
+                "tls = \"none\"\nconnection_cache = true\n",
+            )
+            .replace(
+                "pop3_port = 10110",
+                "pop3_port = 10110\ncompress = \"deflate\"",
+            );
+        assert_eq!(
+            parse(&cached).unwrap().compress_level(0),
+            None,
+            "parked sessions are sockets"
+        );
+    }
+
+    #[test]
     fn pipe_size_below_one_page_is_refused_at_the_boundary() {
         let at = |size: usize| parse(&format!("{MINIMAL}\n[relay]\npipe_size = {size}\n"));
         let err = at(MIN_PIPE_SIZE - 1).unwrap_err().to_string();

@@ -172,11 +172,9 @@ impl ImapBackendLogin {
             return None;
         };
         if line.starts_with(b"* ") {
-            if greeting.untagged.len() + line.len() + 2 > MAX_UNTAGGED {
+            if !keep_untagged(&mut greeting.untagged, line) {
                 return Some(self.unavailable(BackendFault::TooManyUntagged));
             }
-            greeting.untagged.extend_from_slice(line);
-            greeting.untagged.extend_from_slice(b"\r\n");
             return None;
         }
         let Some(status) = line
@@ -451,11 +449,9 @@ impl ImapBackendLogin {
             return None;
         }
         if line.starts_with(b"* ") {
-            if self.untagged.len() + line.len() + 2 > MAX_UNTAGGED {
+            if !keep_untagged(&mut self.untagged, line) {
                 return Some(self.unavailable(BackendFault::TooManyUntagged));
             }
-            self.untagged.extend_from_slice(line);
-            self.untagged.extend_from_slice(b"\r\n");
             return None;
         }
         let Some(status) = line
@@ -485,6 +481,17 @@ impl ImapBackendLogin {
         }
         Some(self.unavailable(BackendFault::UnexpectedReply(printable(line))))
     }
+}
+
+/// Keeps an untagged line (CRLF added) for the client, within
+/// [`MAX_UNTAGGED`] bytes in all; `false` when it would not fit.
+fn keep_untagged(kept: &mut Vec<u8>, line: &[u8]) -> bool {
+    if kept.len() + line.len() + 2 > MAX_UNTAGGED {
+        return false;
+    }
+    kept.extend_from_slice(line);
+    kept.extend_from_slice(b"\r\n");
+    true
 }
 
 impl BackendLogin for ImapBackendLogin {
