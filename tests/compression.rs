@@ -214,3 +214,126 @@ fn a_back_end_without_compress_is_relayed_uncompressed_and_counted() {
         sample(&text, "mailgate_backend_uncompressed_bytes_total{")
     );
 }
+
+/// An IMAP connection through `addr`, logged in as Alice with INBOX
+/// selected; lines are read with a deadline.
+fn selected(
+    addr: std::net::SocketAddr,
+) -> (std::net::TcpStream, std::io::BufReader<std::net::TcpStream>) {
+    use std::io::{BufRead, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    write!(stream, "a LOGIN {ALICE} {ALICE_PW}\r\nb SELECT INBOX\r\n").unwrap();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "closed");
+        if line.starts_with("b ") {
+            assert!(line.starts_with("b OK"), "{line}");
+            return (stream, reader);
+        }
+    }
+}
+
+#[test]
+fn idle_notifications_come_through_a_compressed_leg() {
+    use std::io::{BufRead, Write};
+    let dovecot = dovecot(IMAP_ZLIB);
+    let mg = mailgate(&dovecot, "deflate");
+    let (mut stream, mut reader) = selected(mg.addr(0));
+    stream.write_all(b"c IDLE\r\n").unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with('+'), "{line}");
+    // Another session delivers a message: the idle one hears of it.
+    let (mut other, mut other_reader) = selected(mg.addr(0));
+    let message = b"Subject: new\r\n\r\nhello\r\n";
+    write!(other, "d APPEND INBOX {{{}+}}\r\n", message.len()).unwrap();
+    other.write_all(message).unwrap();
+    other.write_all(b"\r\n").unwrap();
+    loop {
+        line.clear();
+        other_reader.read_line(&mut line).unwrap();
+        if line.starts_with("d ") {
+            assert!(line.starts_with("d OK"), "{line}");
+            break;
+        }
+    }
+    let count = alice_messages().len() + 2;
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "closed while idling"
+        );
+        if line.trim_end() == format!("* {count} EXISTS") {
+            break;
+        }
+    }
+    stream.write_all(b"DONE\r\n").unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.starts_with("c ") {
+            assert!(line.starts_with("c OK"), "{line}");
+            break;
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_highly_compressible_flood_waits_for_the_client_instead_of_filling_memory() {
+    use std::io::{Read, Write};
+    // 96 MiB of one repeated line: a few hundred KiB on the compressed leg.
+    let line = b"0000000000000000000000000000000000000000000000000000000000000000000000\r\n";
+    let mut flood = b"Subject: flood\r\n\r\n".to_vec();
+    while flood.len() < 96 << 20 {
+        flood.extend_from_slice(line);
+    }
+    let dovecot = Dovecot::start_with(
+        &[TestUser {
+            name: ALICE.into(),
+            password: ALICE_PW.into(),
+            messages: vec![flood.clone()],
+        }],
+        IMAP_ZLIB,
+    );
+    let mg = mailgate(&dovecot, "deflate");
+    let (mut stream, mut reader) = selected(mg.addr(0));
+    let before = rss_kib(mg.pid());
+    stream.write_all(b"f FETCH 1 BODY.PEEK[]\r\n").unwrap();
+    // The client reads nothing for a while: whatever mailgate inflated
+    // waits in socket buffers, the rest compressed at the back end.
+    let mut peak = before;
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        peak = peak.max(rss_kib(mg.pid()));
+    }
+    assert!(
+        peak < before + 24 * 1024,
+        "mailgate grew from {before} to {peak} KiB while the client did not read"
+    );
+    // Then it reads everything, byte-exact.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"}\r\n") {
+        reader.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let mut body = vec![0u8; flood.len()];
+    reader.read_exact(&mut body).unwrap();
+    assert!(body == flood, "the flood arrives intact");
+}
