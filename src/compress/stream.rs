@@ -16,8 +16,10 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
-/// Compressed bytes read from the socket at a time.
+/// Compressed bytes read from the socket at a time while the leg is quiet.
 pub const WIRE_READ_SIZE: usize = 4096;
+/// … and while it is busy (a read filled the quiet size).
+pub const BUSY_WIRE_READ_SIZE: usize = 64 * 1024;
 
 /// Bytes on the wire (compressed), both ways.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub struct DeflateStream<S> {
     /// The last inflate filled the caller's buffer: the inflater may hold
     /// more output without needing more input.
     full: Cell<bool>,
+    /// The next socket read's size: [`WIRE_READ_SIZE`] while quiet,
+    /// [`BUSY_WIRE_READ_SIZE`] after a read filled its buffer.
+    wire_read: Cell<usize>,
     eof: Cell<bool>,
     wire: Cell<WireBytes>,
 }
@@ -58,6 +63,7 @@ impl<S: Stream> DeflateStream<S> {
             pending: RefCell::new(received),
             at: Cell::new(0),
             full: Cell::new(false),
+            wire_read: Cell::new(WIRE_READ_SIZE),
             eof: Cell::new(false),
             wire: Cell::new(wire),
         }
@@ -88,7 +94,7 @@ impl<S: Stream> DeflateStream<S> {
         if at + used == pending.len() {
             // Consumed: release the buffer (a quiet connection keeps none).
             let spent = std::mem::take(&mut *pending);
-            if spent.capacity() == WIRE_READ_SIZE {
+            if matches!(spent.capacity(), WIRE_READ_SIZE | BUSY_WIRE_READ_SIZE) {
                 buffers::give_back(spent);
             }
             self.at.set(0);
@@ -131,7 +137,15 @@ impl<S: Stream> Stream for DeflateStream<S> {
             if self.eof.get() || self.inflater.borrow().ended() {
                 return (Ok(0), buf);
             }
-            let (res, wire) = self.inner.read(buffers::take(WIRE_READ_SIZE)).await;
+            let size = self.wire_read.get();
+            let (res, wire) = self.inner.read(buffers::take(size)).await;
+            // Busy while reads fill their buffer; quiet again once one
+            // comes back under a quarter full.
+            match res {
+                Ok(n) if n == size => self.wire_read.set(BUSY_WIRE_READ_SIZE),
+                Ok(n) if n < size / 4 => self.wire_read.set(WIRE_READ_SIZE),
+                _ => {}
+            }
             match res {
                 Ok(0) => {
                     buffers::give_back(wire);
