@@ -48,7 +48,13 @@ pub(super) async fn relay_session<S: Stream, B: Stream + Detach + 'static>(
         }
         return Box::pin(tracked(ctx, client, backend, to_backend, *ticket, record)).await;
     }
-    if let (Some(received), Some(level)) = (compressed, ctx.listener.compress) {
+    if let Some(received) = compressed {
+        // The back end agreed: from here on the leg is deflate whatever
+        // else holds (the level only shapes what mailgate sends).
+        let level = ctx
+            .listener
+            .compress
+            .unwrap_or(crate::config::DEFAULT_COMPRESS_LEVEL);
         let backend = DeflateStream::new(backend, level, received);
         relay_plain(ctx, &client, &backend, to_client, to_backend, idle, record).await;
         record.wire = Some(backend.wire_bytes());
