@@ -271,6 +271,42 @@ pub fn oauth_provider(data: &[u8]) {
     let _ = fetch::Endpoint::parse(&String::from_utf8_lossy(data));
 }
 
+/// Arbitrary bytes as a compressed back-end leg: inflated into rooms of
+/// sizes taken from the data, an error or bytes but never a panic; and a
+/// deflater's output of the same bytes (written in parts, stored and
+/// compressed blocks mixed) inflates back to exactly them.
+pub fn deflate_stream(data: &[u8]) {
+    use crate::compress::{Deflater, Inflater};
+    let mut inflater = Inflater::new();
+    let mut at = 0;
+    for &room in data.iter().take(64) {
+        let room = usize::from(room) * 16 + 1;
+        let mut out = Vec::with_capacity(room);
+        match inflater.read(&data[at..], &mut out) {
+            Ok((used, _)) => at += used,
+            Err(_) => break,
+        }
+    }
+    let mut wire = Vec::new();
+    let mut deflater = Deflater::new(1);
+    for part in data.chunks(700) {
+        deflater.write(part, &mut wire).expect("deflate");
+    }
+    let mut inflater = Inflater::new();
+    let mut back = Vec::new();
+    let mut at = 0;
+    while back.len() < data.len() {
+        let mut out = Vec::with_capacity(4096);
+        let (used, made) = inflater
+            .read(&wire[at..], &mut out)
+            .expect("our own stream");
+        assert!(used > 0 || made > 0, "stalled");
+        at += used;
+        back.extend_from_slice(&out);
+    }
+    assert_eq!(back, data);
+}
+
 /// Arbitrary bytes as an auth_http server's answer: a head found in them
 /// parses to an answer or a named refusal, never a panic; a route it gives
 /// has a host and a port.
@@ -604,6 +640,7 @@ mod tests {
             auth_http_answer(&input);
             bearer_message(&input);
             oauth_provider(&input);
+            deflate_stream(&input);
         }
     }
 
