@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 use support::oauth::{claims, now, Provider, SigningKey, AUDIENCE, ISSUER};
+use support::run_client;
 use support::stack::*;
 use support::{Dovecot, Mailgate, TestUser};
 
@@ -63,19 +64,8 @@ fn sample(metrics: &str, series: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().expect("run client");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn curl_fetch(url: &str, user: &str, token: &str) -> Vec<u8> {
-    run(Command::new("curl").args([
+    run_client(Command::new("curl").args([
         "-sS",
         "--max-time",
         "60",
@@ -111,7 +101,7 @@ fn python_imap(addr: SocketAddr, user: &str, token: &str, mechanism: &str, expec
     let dir = tempfile::tempdir().unwrap();
     let expected_path = dir.path().join("expected");
     std::fs::write(&expected_path, expected).unwrap();
-    let out = run(Command::new("python3").args([
+    let out = run_client(Command::new("python3").args([
         "-c",
         PYTHON_IMAP,
         &addr.ip().to_string(),

@@ -4,24 +4,14 @@
 mod support;
 
 use std::process::Command;
+use support::run_client;
 use support::stack::*;
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().expect("run client");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// Fetches every message of alice with curl (`url(n)` for message n) and
 /// compares each with what Dovecot stores.
 fn curl_fetches_all_byte_exact(url: impl Fn(usize) -> String) {
     for (i, expected) in alice_messages().iter().enumerate() {
-        let body = run(Command::new("curl").args([
+        let body = run_client(Command::new("curl").args([
             "-sS",
             "--max-time",
             "60",
@@ -109,7 +99,7 @@ print('ok')
 fn python_imaplib_login_authenticate_and_fetch() {
     let stack = Stack::start("");
     let expected = stack.dovecot.message_path(ALICE, 2);
-    let out = run(Command::new("python3").args([
+    let out = run_client(Command::new("python3").args([
         "-c",
         PYTHON_IMAP,
         "127.0.0.1",
@@ -125,7 +115,7 @@ fn python_imaplib_login_authenticate_and_fetch() {
 fn python_poplib_user_pass_and_retr() {
     let stack = Stack::start("");
     let expected = stack.dovecot.message_path(ALICE, 2);
-    let out = run(Command::new("python3").args([
+    let out = run_client(Command::new("python3").args([
         "-c",
         PYTHON_POP3,
         "127.0.0.1",

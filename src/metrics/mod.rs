@@ -163,9 +163,10 @@ pub struct Recorder {
     /// Bytes client → back end and back end → client, by back end, on the
     /// wire (compressed where the leg is).
     pub backend_bytes: HashMap<SocketAddr, (u64, u64)>,
-    /// The same bytes uncompressed (equal to `backend_bytes` for legs
-    /// without compression).
-    pub backend_plain_bytes: HashMap<SocketAddr, (u64, u64)>,
+    /// Of those, the bytes of compressed legs, on the wire and before
+    /// compression (up, down each), by back end; legs without compression
+    /// add nothing here (their bytes are the same either way).
+    pub backend_compressed: HashMap<SocketAddr, CompressedBytes>,
     /// Back-end logins that asked for compression, by result.
     pub compression: HashMap<crate::login::Compression, u64>,
     /// Bytes moved by splice and by copying.
@@ -189,6 +190,25 @@ pub struct Recorder {
     pub mechanisms: HashMap<(&'static str, bool), u64>,
     /// Bearer tokens refused at the front, by reason.
     pub token_failures: HashMap<TokenFailure, u64>,
+}
+
+/// A compressed leg's bytes: on the wire and before compression, each
+/// (to the back end, to the client).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CompressedBytes {
+    /// On the wire.
+    pub wire: (u64, u64),
+    /// Before compression.
+    pub plain: (u64, u64),
+}
+
+impl CompressedBytes {
+    fn add(&mut self, other: &CompressedBytes) {
+        self.wire.0 += other.wire.0;
+        self.wire.1 += other.wire.1;
+        self.plain.0 += other.plain.0;
+        self.plain.1 += other.plain.1;
+    }
 }
 
 /// What happened in the connection cache (`connection_cache` listeners).
@@ -330,11 +350,25 @@ impl Recorder {
         *self.mechanisms.entry((mechanism, ok)).or_default() += 1;
     }
 
-    /// Adds the uncompressed bytes of a relay for `backend`.
-    pub fn uncompressed(&mut self, backend: SocketAddr, up: u64, down: u64) {
-        let entry = self.backend_plain_bytes.entry(backend).or_default();
-        entry.0 += up;
-        entry.1 += down;
+    /// Adds a compressed relay's bytes for `backend` (already counted on
+    /// the wire by [`Recorder::relayed`]).
+    pub fn compressed(&mut self, backend: SocketAddr, bytes: CompressedBytes) {
+        self.backend_compressed
+            .entry(backend)
+            .or_default()
+            .add(&bytes);
+    }
+
+    /// Bytes by back end before compression: the wire bytes, with each
+    /// compressed leg's wire bytes replaced by its uncompressed ones.
+    pub fn backend_uncompressed_bytes(&self) -> HashMap<SocketAddr, (u64, u64)> {
+        let mut out = self.backend_bytes.clone();
+        for (backend, c) in &self.backend_compressed {
+            let e = out.entry(*backend).or_default();
+            e.0 = (e.0 + c.plain.0).saturating_sub(c.wire.0);
+            e.1 = (e.1 + c.plain.1).saturating_sub(c.wire.1);
+        }
+        out
     }
 
     /// Counts a back-end login that asked for compression.
@@ -451,10 +485,8 @@ impl Recorder {
         for (k, v) in &other.token_failures {
             *self.token_failures.entry(*k).or_default() += v;
         }
-        for (k, (up, down)) in &other.backend_plain_bytes {
-            let e = self.backend_plain_bytes.entry(*k).or_default();
-            e.0 += up;
-            e.1 += down;
+        for (k, c) in &other.backend_compressed {
+            self.backend_compressed.entry(*k).or_default().add(c);
         }
         for (k, v) in &other.compression {
             *self.compression.entry(*k).or_default() += v;

@@ -241,7 +241,7 @@ fn bytes(out: &mut String, recorder: &Recorder) {
         "Bytes relayed before compression, by back end and direction (equal to mailgate_backend_bytes_total on legs without compression).",
         "counter",
     );
-    per_backend(out, name, &recorder.backend_plain_bytes);
+    per_backend(out, name, &recorder.backend_uncompressed_bytes());
     let name = "mailgate_backend_compression_total";
     header(
         out,

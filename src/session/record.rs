@@ -119,9 +119,14 @@ impl SessionRecord {
             r.session_end(ctx.listener.label, self.started.elapsed());
             if let (Some(backend), Some(method)) = (self.backend, self.relay) {
                 let plain = (self.client_to_backend, self.backend_to_client);
-                let wire = self.wire.map_or(plain, |w| (w.sent, w.received));
-                r.relayed(backend, wire.0, wire.1, method);
-                r.uncompressed(backend, plain.0, plain.1);
+                match self.wire {
+                    None => r.relayed(backend, plain.0, plain.1, method),
+                    Some(w) => {
+                        r.relayed(backend, w.sent, w.received, method);
+                        let wire = (w.sent, w.received);
+                        r.compressed(backend, crate::metrics::CompressedBytes { wire, plain });
+                    }
+                }
             }
         });
         if let Some(backend_session) = self.backend_session {

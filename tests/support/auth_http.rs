@@ -2,9 +2,9 @@
 //! `http.server`), answering as an nginx `auth_http` server does; stopped
 //! when dropped.
 
-use super::{terminate, START_DEADLINE};
+use super::terminate;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The running server.
 pub struct AuthHttp {
@@ -39,29 +39,13 @@ impl AuthHttp {
         std::fs::write(&config_path, config.to_string()).expect("write config");
         let port_file = dir.path().join("port");
         let log = dir.path().join("requests.jsonl");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/auth_http.py");
-        let mut child = std::process::Command::new("python3")
-            .arg(script)
-            .arg(&config_path)
-            .arg(&port_file)
-            .arg(&log)
-            .args(tls.iter().flat_map(|(c, k)| [c.as_os_str(), k.as_os_str()]))
-            .spawn()
-            .expect("start python3 auth_http.py");
-        let start = Instant::now();
-        let port = loop {
-            if let Some(port) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|p| p.trim().parse().ok())
-            {
-                break port;
-            }
-            if start.elapsed() > START_DEADLINE {
-                let _ = child.kill();
-                panic!("auth_http.py did not start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut args = vec![
+            config_path.as_os_str(),
+            port_file.as_os_str(),
+            log.as_os_str(),
+        ];
+        args.extend(tls.iter().flat_map(|(c, k)| [c.as_os_str(), k.as_os_str()]));
+        let (child, port) = super::start_python_server("auth_http.py", &args, &port_file);
         Self {
             port,
             child,

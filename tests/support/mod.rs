@@ -32,6 +32,51 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// Starts `python3 tests/support/<script> <args…>`, a server that writes its
+/// port to `port_file` once it listens; the child and that port.
+// The child is handed to the caller, whose fixture terminates and reaps it
+// when dropped; the lint does not follow it out of the loop.
+#[allow(clippy::zombie_processes)]
+pub fn start_python_server(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    port_file: &std::path::Path,
+) -> (std::process::Child, u16) {
+    let path = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = std::process::Command::new("python3")
+        .arg(path)
+        .args(args)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start python3 {script}: {e}"));
+    let start = Instant::now();
+    loop {
+        if let Some(port) = std::fs::read_to_string(port_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            return (child, port);
+        }
+        if start.elapsed() > START_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a client program; its output, or a panic with what it said.
+pub fn run_client(cmd: &mut std::process::Command) -> Vec<u8> {
+    let out = cmd.output().expect("run client");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Waits until `addr` accepts a TCP connection.
 pub fn wait_for_port(addr: SocketAddr, deadline: Duration) {
     let start = Instant::now();

@@ -3,12 +3,12 @@
 //! introspection) and serves a JWKS, and signing keys that mint JWTs
 //! (Ed25519, P-256, RSA through ring). Stopped when dropped.
 
-use super::{terminate, START_DEADLINE};
+use super::terminate;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The running provider.
 pub struct Provider {
@@ -29,28 +29,12 @@ impl Provider {
         let port_file = dir.path().join("port");
         let log = dir.path().join("requests.log");
         std::fs::write(&log, "").unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/oauth_idp.py");
-        let mut child = std::process::Command::new("python3")
-            .arg(script)
-            .arg(dir.path())
-            .arg(&port_file)
-            .arg(&log)
-            .spawn()
-            .expect("start python3 oauth_idp.py");
-        let start = Instant::now();
-        let port = loop {
-            if let Some(port) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|p| p.trim().parse().ok())
-            {
-                break port;
-            }
-            if start.elapsed() > START_DEADLINE {
-                let _ = child.kill();
-                panic!("oauth_idp.py did not start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let args = [
+            dir.path().as_os_str(),
+            port_file.as_os_str(),
+            log.as_os_str(),
+        ];
+        let (child, port) = super::start_python_server("oauth_idp.py", &args, &port_file);
         Self {
             port,
             child,
