@@ -49,6 +49,7 @@ pub fn run(check: bool, wait: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Re
         message_sizes: DEMO_MESSAGE_SIZES.to_vec(),
         corrupt: false,
         uid_validity: 1,
+        ..Default::default()
     })
     .context("starting the simulated back end")?;
     let dir = tempfile_dir()?;

@@ -16,6 +16,7 @@ fn simulated(sizes: Vec<usize>) -> SimulatedBackend {
         message_sizes: sizes,
         corrupt: false,
         uid_validity: 1,
+        ..Default::default()
     })
     .unwrap()
 }

@@ -70,6 +70,53 @@ pub enum Command {
     },
     /// Model B boxes (front end + back end each) and measure the VPN share of proxying.
     Cluster(crate::cluster::ClusterArgs),
+    /// Write the mail corpus (built from real files on this system) as one
+    /// `.eml` file per message, to deliver into a real server.
+    Corpus {
+        #[command(flatten)]
+        corpus: CorpusArgs,
+        /// Folder to write into (created).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The corpus: mail built from real files on this system (docs/loadgen.md).
+#[derive(Args, Clone, Debug)]
+pub struct CorpusArgs {
+    /// Messages built.
+    #[arg(long, default_value_t = 200)]
+    pub corpus_messages: usize,
+    /// Sizes from this table (`bytes share` per line) instead of the
+    /// built-in log-normal.
+    #[arg(long)]
+    pub corpus_sizes: Option<PathBuf>,
+    /// Seed of every choice (same seed and system, same corpus).
+    #[arg(long, default_value_t = 1)]
+    pub corpus_seed: u64,
+}
+
+impl CorpusArgs {
+    /// Builds the corpus.
+    pub fn build(&self) -> anyhow::Result<mailgate_testkit::corpus::Corpus> {
+        use anyhow::Context;
+        use mailgate_testkit::corpus::{build, Options, Sizes};
+        if !(1..=10_000).contains(&self.corpus_messages) {
+            anyhow::bail!("--corpus-messages must be 1 ..= 10 000");
+        }
+        let sizes = match &self.corpus_sizes {
+            Some(path) => Sizes::parse_table(
+                &std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?,
+            )?,
+            None => Sizes::DEFAULT,
+        };
+        Ok(build(&Options {
+            messages: self.corpus_messages,
+            seed: self.corpus_seed,
+            sizes,
+            ..Options::default()
+        })?)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -89,6 +136,15 @@ pub struct BackendArgs {
     /// Flip one byte in every message served (to test that clients notice).
     #[arg(long, hide = true)]
     pub corrupt: bool,
+    /// Serve the corpus (mail built from real files on this system)
+    /// instead of synthetic messages of --sizes.
+    #[arg(long)]
+    pub corpus: bool,
+    #[command(flatten)]
+    pub corpus_args: CorpusArgs,
+    /// Announce COMPRESS=DEFLATE after login and compress when asked.
+    #[arg(long)]
+    pub compress: bool,
 }
 
 #[derive(Args, Clone)]
@@ -181,4 +237,13 @@ pub struct Common {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -44,6 +44,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Backend(args) => run::backend(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Corpus { corpus, out } => run::corpus(&corpus, &out),
         Command::Logins {
             common,
             clients,

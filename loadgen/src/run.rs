@@ -15,6 +15,13 @@ use std::time::Duration;
 
 /// `backend`: the simulated back end until interrupted.
 pub fn backend(args: BackendArgs) -> anyhow::Result<()> {
+    let messages = if args.corpus {
+        let corpus = args.corpus_args.build()?;
+        eprintln!("corpus: {}", corpus.summary());
+        corpus.messages
+    } else {
+        Vec::new()
+    };
     let backend = mailgate::simulated_backend::SimulatedBackend::start_on(
         args.listen,
         args.threads.max(1),
@@ -23,6 +30,8 @@ pub fn backend(args: BackendArgs) -> anyhow::Result<()> {
             message_sizes: args.sizes,
             corrupt: args.corrupt,
             uid_validity: 1,
+            messages,
+            compress: args.compress,
         },
     )?;
     println!("imap {}\npop3 {}", backend.imap, backend.pop3);
@@ -280,5 +289,16 @@ fn publish(
         std::fs::write(path, summary.html())
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// `corpus`: the corpus written as `NNNN.eml` files.
+pub fn corpus(args: &crate::cli::CorpusArgs, out: &std::path::Path) -> anyhow::Result<()> {
+    let corpus = args.build()?;
+    std::fs::create_dir_all(out)?;
+    for (i, message) in corpus.messages.iter().enumerate() {
+        std::fs::write(out.join(format!("{:04}.eml", i + 1)), message)?;
+    }
+    println!("{}", corpus.summary());
     Ok(())
 }

@@ -34,6 +34,7 @@ fn backend(corrupt: bool) -> SimulatedBackend {
         message_sizes: vec![2000, 300_000],
         corrupt,
         uid_validity: 1,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -494,6 +495,62 @@ fn cluster_of_three_boxes_sends_two_thirds_over_the_vpn() {
     );
     assert!(v["projection"]["proxy_vpn_mbit_avg"].as_f64().unwrap() > 0.0);
     assert_eq!(v["projection"]["per_box_vpn_mbit_avg"], 0.0);
+}
+
+/// `cluster --corpus --compress compare`: the same sessions through
+/// uncompressed and compressed back-end legs (the simulated back ends speak
+/// COMPRESS=DEFLATE); every corpus message arrives byte-exact both ways
+/// (the run fails on a differing byte), the compressed phase sends fewer
+/// VPN bytes than it carries, the uncompressed one exactly what it carries.
+#[test]
+fn cluster_compares_compressed_and_plain_legs_on_the_corpus() {
+    let out = run(&[
+        "cluster",
+        "--boxes",
+        "3",
+        "--users",
+        "30",
+        "--sessions",
+        "60",
+        "--clients",
+        "4",
+        "--fetches-per-session",
+        "3",
+        "--corpus",
+        "--corpus-messages",
+        "40",
+        "--compress",
+        "compare",
+        "--mailgate",
+        mailgate_binary().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let phases = v["compression"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{v}");
+    let (off, deflate) = (&phases[0], &phases[1]);
+    assert_eq!(off["compress"], "off");
+    assert_eq!(deflate["compress"], "deflate");
+    for p in phases {
+        assert_eq!(count(p, "sessions_ok"), 60, "{v}");
+        assert!(p["vpn_plain_bytes"].as_u64().unwrap() > 0, "{v}");
+        assert!(p["small_fetch_p99_ms"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    assert_eq!(off["vpn_wire_bytes"], off["vpn_plain_bytes"], "{v}");
+    let ratio = deflate["vpn_wire_ratio"].as_f64().unwrap();
+    assert!(ratio < 0.95, "compressed legs carry fewer bytes: {ratio}");
+    assert!(
+        deflate["projection"]["proxy_vpn_mbit_avg"]
+            .as_f64()
+            .unwrap()
+            < off["projection"]["proxy_vpn_mbit_avg"].as_f64().unwrap()
+    );
+    assert!(v["corpus"].as_str().unwrap().contains("40 messages"), "{v}");
 }
 
 /// `cluster --moves`: a real slapd with content sync behind three front

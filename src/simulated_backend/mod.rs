@@ -13,7 +13,11 @@
 //! `[UID] FETCH n BODY[]`, `IDLE`, `NOOP`, `LOGOUT`; POP3 `CAPA`, `USER`/
 //! `PASS`, `AUTH PLAIN`, `STAT`, `LIST`, `UIDL`, `RETR`, `DELE`, `NOOP`,
 //! `RSET`, `QUIT`. A `corrupt` mailbox flips one byte in the middle of every
-//! message it serves, so tests can prove that clients notice.
+//! message it serves, so tests can prove that clients notice. A mailbox
+//! may hold given messages (a corpus) instead of synthetic ones, and may
+//! speak `COMPRESS=DEFLATE` (RFC 4978) after login, as Dovecot's
+//! `imap_zlib` does: its `FETCH` answers are then deflated once at start
+//! too, each as a stream of its own (see [`imap`]).
 
 mod imap;
 mod pop3;
@@ -29,6 +33,12 @@ pub struct Mailbox {
     pub password: String,
     /// Sizes of the messages, in order (message 1 first).
     pub message_sizes: Vec<usize>,
+    /// The messages themselves, served instead of synthetic ones of
+    /// `message_sizes` when not empty (a corpus).
+    pub messages: Vec<Vec<u8>>,
+    /// Announce `COMPRESS=DEFLATE` after login and compress the IMAP
+    /// connection when asked.
+    pub compress: bool,
     /// Flip one byte in the middle of every message served (for tests that
     /// prove a client checks what it receives).
     pub corrupt: bool,
@@ -79,8 +89,12 @@ struct Served {
     password: String,
     sizes: Vec<usize>,
     uid_validity: u32,
+    compress: bool,
     /// Per message: `* n FETCH (UID n BODY[] {len}` CRLF, body, `)` CRLF.
     imap_fetch: Vec<Vec<u8>>,
+    /// The same, deflated (each from a fresh compressor, ending on a sync
+    /// flush) when the mailbox speaks `COMPRESS=DEFLATE`.
+    imap_fetch_deflated: Vec<Vec<u8>>,
     /// Per message: `+OK` line, dot-stuffed body, `.` CRLF.
     pop3_retr: Vec<Vec<u8>>,
 }
@@ -88,10 +102,19 @@ struct Served {
 impl Served {
     fn new(mailbox: Mailbox) -> Self {
         let mut imap_fetch = Vec::new();
+        let mut imap_fetch_deflated = Vec::new();
         let mut pop3_retr = Vec::new();
-        for (i, &size) in mailbox.message_sizes.iter().enumerate() {
+        let sizes: Vec<usize> = if mailbox.messages.is_empty() {
+            mailbox.message_sizes.clone()
+        } else {
+            mailbox.messages.iter().map(Vec::len).collect()
+        };
+        for (i, &size) in sizes.iter().enumerate() {
             let number = i + 1;
-            let mut body = message(number, size);
+            let mut body = match mailbox.messages.get(i) {
+                Some(given) => given.clone(),
+                None => message(number, size),
+            };
             if mailbox.corrupt && !body.is_empty() {
                 let middle = body.len() / 2;
                 body[middle] = if body[middle] == b'x' { b'y' } else { b'x' };
@@ -100,6 +123,9 @@ impl Served {
                 format!("* {number} FETCH (UID {number} BODY[] {{{size}}}\r\n").into_bytes();
             fetch.extend_from_slice(&body);
             fetch.extend_from_slice(b")\r\n");
+            if mailbox.compress {
+                imap_fetch_deflated.push(imap::deflate_alone(&fetch));
+            }
             imap_fetch.push(fetch);
             let mut retr = format!("+OK {size} octets\r\n").into_bytes();
             retr.extend_from_slice(&dot_stuff(&body));
@@ -108,9 +134,11 @@ impl Served {
         }
         Self {
             password: mailbox.password,
-            sizes: mailbox.message_sizes,
+            sizes,
             uid_validity: mailbox.uid_validity.max(1),
+            compress: mailbox.compress,
             imap_fetch,
+            imap_fetch_deflated,
             pop3_retr,
         }
     }

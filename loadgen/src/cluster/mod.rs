@@ -18,15 +18,25 @@
 //! move means reconfiguring clients).
 
 //!
+//! With `--corpus` the back ends serve mail built from real files on this
+//! system (the test kit's corpus) and each session first fetches the
+//! smallest message (its latency is the "small FETCH"), then random ones.
+//! With `--compress compare` the sessions run twice, through listeners
+//! with uncompressed and with compressed back-end legs.
+//!
 //! `front_end.rs` runs the mailgate processes and reads their counters;
-//! `projection.rs` scales the measurement to a deployment and words it.
+//! `projection.rs` scales the measurement to a deployment and words it;
+//! `compression.rs` measures and compares the compression modes.
 
+mod compression;
 mod front_end;
 mod moves;
 mod projection;
 
 use crate::client::{Conn, Endpoint, ErrorKind, Failure, Protocol, TlsMode};
 use anyhow::{bail, Context};
+pub use compression::CompressMode;
+use compression::{PhaseFigures, Snapshot};
 use front_end::FrontEnd;
 use mailgate::simulated_backend::{Mailbox, SimulatedBackend};
 use mailgate_testkit::slapd::{self, Person, Slapd};
@@ -69,9 +79,23 @@ pub struct ClusterArgs {
     /// Fetches per session.
     #[arg(long, default_value_t = 1)]
     pub(super) fetches_per_session: usize,
-    /// Time bound of the run.
+    /// Time bound of the run (of each phase with --compress compare).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
     pub(super) duration: Duration,
+    /// Serve a corpus built from real files on this system (text, HTML,
+    /// base64 images, PDFs and archives; docs/loadgen.md) instead of one
+    /// synthetic message of --message-size.
+    #[arg(long)]
+    pub(super) corpus: bool,
+    #[command(flatten)]
+    pub(super) corpus_args: crate::cli::CorpusArgs,
+    /// Back-end legs: uncompressed, compressed (COMPRESS=DEFLATE), or both
+    /// one after the other in the same run.
+    #[arg(long, value_enum, default_value_t = CompressMode::Off)]
+    pub(super) compress: CompressMode,
+    /// The front ends' `[backend] compress_level` (default: mailgate's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub(super) compress_level: Option<u32>,
     /// Seed of the front-end and user choices (same seed, same sessions).
     #[arg(long, default_value_t = 1)]
     pub(super) seed: u64,
@@ -161,9 +185,17 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             mailgate.display()
         );
     }
+    if args.compress == CompressMode::Compare && args.routes.moves > 0 {
+        bail!("--moves runs in one phase: not with --compress compare");
+    }
     let work = tempfile::Builder::new()
         .prefix("mailgate-cluster.")
         .tempdir()?;
+    let corpus = corpus(&args)?;
+    let messages: Arc<Vec<Vec<u8>>> = Arc::new(match &corpus {
+        Some(corpus) => corpus.messages.clone(),
+        None => vec![mailgate::simulated_backend::message(1, args.message_size)],
+    });
     let mut backends = Vec::new();
     for b in 0..args.boxes {
         backends.push(
@@ -173,6 +205,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 Mailbox {
                     password: PASSWORD.into(),
                     message_sizes: vec![args.message_size],
+                    messages: messages.to_vec(),
+                    compress: args.compress != CompressMode::Off,
                     corrupt: false,
                     uid_validity: b as u32 + 1,
                 },
@@ -189,6 +223,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             b,
             box_address(b),
             &directory,
+            args.compress.phases(),
+            args.compress_level,
         )?);
     }
     let moves = slapd
@@ -202,11 +238,32 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 password: PASSWORD,
             })
         });
-    let started = Instant::now();
-    let (outcome, moved) = drive(&args, &fronts, moves)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let sessions_ended = outcome.attempted;
-    let (vpn_bytes, local_bytes) = relayed_bytes(&fronts, sessions_ended)?;
+    let mut phases = Vec::new();
+    let mut first = None;
+    let mut ended = 0;
+    let mut mismatches = 0;
+    let mut before = snapshot(&fronts)?;
+    for (i, mode) in args.compress.phases().iter().enumerate() {
+        let started = Instant::now();
+        let endpoints: Vec<Endpoint> = fronts.iter().map(|f| endpoint(f.listeners[i])).collect();
+        let (outcome, moved) = drive(&args, &endpoints, moves.clone(), &messages)?;
+        let seconds = started.elapsed().as_secs_f64();
+        ended += outcome.attempted;
+        mismatches += outcome.mismatches;
+        let after = wait_for_ends(&fronts, ended)?;
+        phases.push(compression::figures(
+            &args, mode, &outcome, seconds, before, after,
+        ));
+        if first.is_none() {
+            first = Some((outcome, moved, seconds, before, after));
+        }
+        before = after;
+    }
+    let (outcome, moved, seconds, start, end) = first.context("no phase ran")?;
+    let (vpn_bytes, local_bytes) = (
+        end.vpn_wire - start.vpn_wire,
+        end.local_wire - start.local_wire,
+    );
     let ldap = match &slapd {
         Some(slapd) => Some(ldap_figures(&args, slapd, &fronts)?),
         None => None,
@@ -217,16 +274,26 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut report = report(&args, &outcome, seconds, vpn_bytes, local_bytes);
     report.ldap = ldap;
     report.moves = moved;
+    report.corpus = corpus
+        .as_ref()
+        .map(mailgate_testkit::corpus::Corpus::summary);
+    let compared = args.corpus || args.compress != CompressMode::Off;
+    if compared {
+        report.compression = phases;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", text(&report));
+        if let Some(corpus) = &report.corpus {
+            println!("\nCorpus: {corpus}");
+        }
+        if compared {
+            print!("{}", compression::text(&report.compression));
+        }
     }
-    if outcome.mismatches > 0 {
-        bail!(
-            "{} message bodies differed from what the back end holds",
-            outcome.mismatches
-        );
+    if mismatches > 0 {
+        bail!("{mismatches} message bodies differed from what the back end holds");
     }
     if let Some(moves) = report.moves.as_ref().filter(|m| !m.clean()) {
         bail!(
@@ -242,6 +309,14 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The corpus of `--corpus`, built once for every box.
+fn corpus(args: &ClusterArgs) -> anyhow::Result<Option<mailgate_testkit::corpus::Corpus>> {
+    if !args.corpus {
+        return Ok(None);
+    }
+    Ok(Some(args.corpus_args.build()?))
 }
 
 /// The front ends' `[directory]` section, and the slapd behind it (LDAP).
@@ -360,6 +435,8 @@ fn report(
         projection,
         ldap: None,
         moves: None,
+        corpus: None,
+        compression: Vec::new(),
     }
 }
 
@@ -377,7 +454,6 @@ fn endpoint(target: std::net::SocketAddr) -> Endpoint {
 fn user(k: u64) -> String {
     format!("user{k}@example.org")
 }
-#[derive(Default)]
 struct Outcome {
     attempted: u64,
     ok: u64,
@@ -387,21 +463,39 @@ struct Outcome {
     local_bytes: u64,
     remote_bytes: u64,
     remote_sessions: u64,
+    /// Each session's small `FETCH` (corpus runs), µs.
+    small_fetch: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self {
+            attempted: 0,
+            ok: 0,
+            errors: BTreeMap::new(),
+            first_error: None,
+            mismatches: 0,
+            local_bytes: 0,
+            remote_bytes: 0,
+            remote_sessions: 0,
+            small_fetch: crate::stats::histogram(),
+        }
+    }
 }
 
 /// Runs the sessions, and the moves beside them; returns what the clients
 /// saw and what the moves measured.
 fn drive(
     args: &ClusterArgs,
-    fronts: &[FrontEnd],
+    endpoints: &[Endpoint],
     moves: Option<Arc<Moves>>,
+    messages: &Arc<Vec<Vec<u8>>>,
 ) -> anyhow::Result<(Outcome, Option<MoveReport>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let endpoints: Vec<Endpoint> = fronts.iter().map(|f| endpoint(f.imap)).collect();
     let moving = moves.map(|m| runtime.spawn(m.run(args.routes.moves, args.routes.move_mode)));
-    let expected = Arc::new(mailgate::simulated_backend::message(1, args.message_size));
+    let expected = messages.clone();
     let next = Arc::new(AtomicU64::new(0));
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let deadline = tokio::time::Instant::now() + args.duration;
@@ -409,7 +503,7 @@ fn drive(
         let tasks: Vec<_> = (0..args.clients.max(1))
             .map(|_| {
                 let (endpoints, expected, next, outcome) = (
-                    endpoints.clone(),
+                    endpoints.to_vec(),
                     expected.clone(),
                     next.clone(),
                     outcome.clone(),
@@ -426,12 +520,16 @@ fn drive(
                         let front = rng.usize(0..endpoints.len());
                         let k = rng.u64(0..args.users);
                         let remote = (k % args.boxes as u64) as usize != front;
-                        let session = one_session(&args, &endpoints[front], k, &expected).await;
+                        let session =
+                            one_session(&args, &endpoints[front], k, &expected, &mut rng).await;
                         let mut o = outcome.lock().unwrap_or_else(|p| p.into_inner());
                         o.attempted += 1;
                         match session {
-                            Ok(bytes) => {
+                            Ok((bytes, small)) => {
                                 o.ok += 1;
+                                if let Some(small) = small {
+                                    let _ = o.small_fetch.record(small.as_micros().max(1) as u64);
+                                }
                                 if remote {
                                     o.remote_bytes += bytes;
                                     o.remote_sessions += 1;
@@ -464,49 +562,73 @@ fn drive(
     Ok((outcome, moved))
 }
 /// One session as user `k` through `endpoint`: login, select, fetches
-/// checked against `expected`, logout; the bytes received.
+/// checked against `messages`, logout; the bytes received, and with more
+/// than one message the latency of the first fetch (the smallest message)
+/// before the others (random ones).
 async fn one_session(
     args: &ClusterArgs,
     endpoint: &Endpoint,
     k: u64,
-    expected: &[u8],
-) -> Result<u64, Failure> {
+    messages: &[Vec<u8>],
+    rng: &mut fastrand::Rng,
+) -> Result<(u64, Option<Duration>), Failure> {
     let session = async {
         let mut conn = Conn::open(endpoint, None).await?;
         conn.login(&user(k), PASSWORD).await?;
         conn.select().await?;
+        let mut small = None;
+        if messages.len() > 1 {
+            let smallest = (0..messages.len())
+                .min_by_key(|&i| messages[i].len())
+                .unwrap_or(0);
+            let started = Instant::now();
+            conn.fetch(smallest + 1, &messages[smallest]).await?;
+            small = Some(started.elapsed());
+        }
         for _ in 0..args.fetches_per_session {
-            conn.fetch(1, expected).await?;
+            let i = rng.usize(0..messages.len());
+            conn.fetch(i + 1, &messages[i]).await?;
         }
         conn.logout().await?;
-        Ok::<_, Failure>(conn.bytes_in)
+        Ok::<_, Failure>((conn.bytes_in, small))
     };
     tokio::time::timeout(SESSION_LIMIT, session)
         .await
         .unwrap_or_else(|_| Err(Failure::new(ErrorKind::Timeout, "session over 60 s")))
 }
 
-/// Sums `mailgate_backend_bytes_total` over the front ends into (VPN,
-/// local), once every front end has recorded its sessions' ends.
-fn relayed_bytes(fronts: &[FrontEnd], sessions: u64) -> anyhow::Result<(u64, u64)> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut ended = 0.0;
-        let mut vpn = 0u64;
-        let mut local = 0u64;
-        for front in fronts {
-            let counts = front.counts()?;
-            ended += counts.sessions_ended;
-            for (backend, bytes) in counts.backend_bytes {
-                if backend.ip() == front.ip {
-                    local += bytes;
-                } else {
-                    vpn += bytes;
-                }
+/// Sums `mailgate_backend_bytes_total` (and the uncompressed counter) over
+/// the front ends into VPN and local bytes, with their CPU time.
+fn snapshot(fronts: &[FrontEnd]) -> anyhow::Result<Snapshot> {
+    let mut s = Snapshot::default();
+    for front in fronts {
+        let counts = front.counts()?;
+        s.sessions_ended += counts.sessions_ended;
+        s.cpu_seconds += front.cpu_seconds()?;
+        for (backend, bytes) in counts.backend_bytes {
+            if backend.ip() == front.ip {
+                s.local_wire += bytes;
+            } else {
+                s.vpn_wire += bytes;
             }
         }
-        if ended as u64 >= sessions || Instant::now() > deadline {
-            return Ok((vpn, local));
+        for (backend, bytes) in counts.backend_uncompressed {
+            if backend.ip() != front.ip {
+                s.vpn_plain += bytes;
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// A snapshot once every front end has recorded `sessions` ends (or after
+/// 10 s).
+fn wait_for_ends(fronts: &[FrontEnd], sessions: u64) -> anyhow::Result<Snapshot> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = snapshot(fronts)?;
+        if s.sessions_ended as u64 >= sessions || Instant::now() > deadline {
+            return Ok(s);
         }
         std::thread::sleep(Duration::from_millis(50));
     }

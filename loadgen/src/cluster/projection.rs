@@ -33,6 +33,10 @@ pub struct ClusterReport {
     pub ldap: Option<LdapFigures>,
     /// With `--moves`.
     pub moves: Option<super::MoveReport>,
+    /// With `--corpus`: what the corpus holds.
+    pub corpus: Option<String>,
+    /// With `--corpus` or `--compress`: each phase's figures.
+    pub compression: Vec<super::PhaseFigures>,
 }
 
 /// The directory's load, from slapd's own log.
@@ -189,6 +193,14 @@ mod tests {
             mib_per_session: Some(1.0),
             peak_factor: 2.0,
             json: false,
+            corpus: false,
+            corpus_args: crate::cli::CorpusArgs {
+                corpus_messages: 1,
+                corpus_sizes: None,
+                corpus_seed: 1,
+            },
+            compress: super::super::CompressMode::Off,
+            compress_level: None,
             routes: super::super::RouteArgs::default(),
         };
         let p = project(&args, 0.5, 99.0);
