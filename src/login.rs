@@ -110,6 +110,9 @@ pub enum Compression {
     NotOffered,
     /// Asked for and announced, but the back end refused the command.
     Refused,
+    /// Not asked for although configured: the back end is on this host,
+    /// there is no VPN to save bytes on (set by the session, not a machine).
+    SameHost,
 }
 
 impl Compression {
@@ -120,6 +123,7 @@ impl Compression {
             Compression::Deflate => "deflate",
             Compression::NotOffered => "not_offered",
             Compression::Refused => "refused",
+            Compression::SameHost => "same_host",
         }
     }
 }

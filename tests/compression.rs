@@ -10,8 +10,15 @@ use std::process::Command;
 use support::stack::*;
 use support::{Dovecot, Mailgate, TestUser};
 
-/// Dovecot's `imap_zlib` plugin on IMAP sessions.
-const IMAP_ZLIB: &str = "protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n";
+/// Dovecot listens on 127.0.0.2 too, where mailgate reaches it as another
+/// host would be reached: a connection to 127.0.0.2 leaves from 127.0.0.1
+/// (the loopback route's source), the address the clients connect to is
+/// 127.0.0.1. A back end on this host is never compressed (no VPN to save).
+const ANOTHER_HOST: &str = "listen = 127.0.0.1, 127.0.0.2\n";
+
+/// Dovecot's `imap_zlib` plugin on IMAP sessions (and [`ANOTHER_HOST`]).
+const IMAP_ZLIB: &str =
+    "listen = 127.0.0.1, 127.0.0.2\nprotocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n";
 
 /// A message of real text (the GPL, as Debian ships it): what mail mostly is.
 fn text_message() -> Vec<u8> {
@@ -34,18 +41,23 @@ fn dovecot(extra: &str) -> Dovecot {
             password: ALICE_PW.into(),
             messages,
         }],
-        extra,
+        &format!("{ANOTHER_HOST}{extra}"),
     )
 }
 
+/// mailgate routing Alice to Dovecot at 127.0.0.2 (another host).
 fn mailgate(dovecot: &Dovecot, compress: &str) -> Mailgate {
+    mailgate_routing(dovecot, compress, "127.0.0.2")
+}
+
+fn mailgate_routing(dovecot: &Dovecot, compress: &str, host: &str) -> Mailgate {
     let config = support::mailgate::config(
         dovecot.imap.port(),
         dovecot.pop3.port(),
         &format!("compress = \"{compress}\""),
         "[admin]\naddress = \"127.0.0.1:0\"\n",
     );
-    Mailgate::start(&config, "*@example.org  127.0.0.1\n")
+    Mailgate::start(&config, &format!("*@example.org  {host}\n"))
 }
 
 fn metrics(mg: &Mailgate) -> String {
@@ -252,7 +264,7 @@ fn a_compressed_back_end_leg_is_byte_exact_and_smaller_on_the_wire() {
     let plain = sample(&text, "mailgate_backend_uncompressed_bytes_total{");
     assert!(plain > 5 * 1024 * 1024, "{plain}");
     assert!(wire < plain, "compressed on the wire: {wire} of {plain}");
-    let down_wire = sample(&text, "mailgate_backend_bytes_total{backend=\"127.0.0.1");
+    let down_wire = sample(&text, "mailgate_backend_bytes_total{backend=\"127.0.0.2");
     assert!(down_wire > 0);
 }
 
@@ -290,6 +302,37 @@ fn a_back_end_without_compress_is_relayed_uncompressed_and_counted() {
         sample(&text, "mailgate_backend_bytes_total{"),
         sample(&text, "mailgate_backend_uncompressed_bytes_total{")
     );
+}
+
+/// A back end on this host (127.0.0.1: the connection leaves from the
+/// address it goes to) is relayed uncompressed, spliced, and counted:
+/// compression only pays where a leg crosses the VPN.
+#[test]
+fn a_back_end_on_this_host_is_not_compressed() {
+    let dovecot = dovecot(IMAP_ZLIB);
+    let mg = mailgate_routing(&dovecot, "deflate", "127.0.0.1");
+    python(&mg, &dovecot, false);
+    let text = metrics(&mg);
+    assert_eq!(
+        sample(
+            &text,
+            "mailgate_backend_compression_total{result=\"same_host\"}"
+        ),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "mailgate_backend_compression_total{result=\"deflate\"}"
+        ),
+        0
+    );
+    assert_eq!(
+        sample(&text, "mailgate_backend_bytes_total{"),
+        sample(&text, "mailgate_backend_uncompressed_bytes_total{")
+    );
+    assert!(sample(&text, "mailgate_relay_bytes_total{method=\"splice\"}") > 0);
 }
 
 /// An IMAP connection through `addr`, logged in as Alice with INBOX

@@ -246,13 +246,14 @@ fn bytes(out: &mut String, recorder: &Recorder) {
     header(
         out,
         name,
-        "Back-end logins that asked for COMPRESS DEFLATE, by result.",
+        "Back-end logins on listeners that compress, by result (same_host: not asked, the back end is on this host).",
         "counter",
     );
     for result in [
         crate::login::Compression::Deflate,
         crate::login::Compression::NotOffered,
         crate::login::Compression::Refused,
+        crate::login::Compression::SameHost,
     ] {
         let n = recorder.compression.get(&result).copied().unwrap_or(0);
         sample(out, name, &format!("result=\"{}\"", result.as_str()), n);

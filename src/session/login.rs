@@ -9,13 +9,12 @@ use super::io::{write_secret, PREAUTH_READ_SIZE};
 pub(super) use super::login_error::{BackendTlsError, LoginCause, LoginError};
 use super::reuse::{self, ParkTicket};
 use super::Session;
-use crate::auth::oauth::Bearer;
-use crate::auth::{Credentials, Secret};
+use crate::auth::Credentials;
 use crate::config::TlsMode;
 use crate::directory::{DirectoryError, LookupRequest, Route, ServedBy};
 use crate::login::{
     BackendEvent, BackendGreeting, BackendLogin, BackendLoginRequest, BackendOutcome,
-    ClientAddress, LoginFailure,
+    ClientAddress, Compression, LoginFailure,
 };
 use crate::metrics::{LoginOutcome, Phase};
 use crate::oauth::{CheckError, TokenChecker};
@@ -107,21 +106,27 @@ pub(super) async fn attempt<C: Connector>(
     }
     let took = started.elapsed();
     ctx.record(|r| r.phase(Phase::BackendConnect, took));
+    // Compression saves VPN bytes only: a back end on this host is not
+    // compressed (its leg stays spliced).
+    let same_host =
+        ctx.listener.compress.is_some() && on_this_host(&stream, address, client.as_ref());
     let started = Instant::now();
-    let exchange = exchange(
-        session,
-        stream,
-        &route.host,
-        login_user,
+    let request = BackendLoginRequest {
+        user: login_user,
         // The directory's own password for the user (`Auth-Pass`), if any.
-        route
+        password: route
             .login_password
             .as_ref()
-            .unwrap_or(&credentials.password),
+            .unwrap_or(&credentials.password)
+            .clone(),
         // A route's own back-end password replaces a token too.
-        bearer.filter(|_| route.login_password.is_none()),
+        bearer: bearer.filter(|_| route.login_password.is_none()).cloned(),
+        auth: *ctx.backend.auth.get(ctx.listener.protocol),
         client_address,
-    );
+        starttls: ctx.backend.tls_mode == TlsMode::Starttls,
+        compress: ctx.listener.compress.is_some() && !same_host,
+    };
+    let exchange = exchange(session, stream, &route.host, request);
     let limit = ctx.backend.login_timeout;
     let (stream, outcome) = match timeout(limit, exchange).await {
         Ok(Ok(done)) => done,
@@ -136,7 +141,13 @@ pub(super) async fn attempt<C: Connector>(
     let took = started.elapsed();
     ctx.record(|r| r.phase(Phase::BackendLogin, took));
     match outcome {
-        BackendOutcome::LoggedIn { greeting, leftover } => {
+        BackendOutcome::LoggedIn {
+            mut greeting,
+            leftover,
+        } => {
+            if same_host {
+                greeting.compression = Compression::SameHost;
+            }
             let identity = login_user.to_owned();
             let park = route_key.map(|key| {
                 reuse::fresh(
@@ -284,15 +295,28 @@ impl ExchangeError {
     }
 }
 
-/// Optional TLS, then the protocol's login exchange.
+/// Whether the back end at `address` (connected on `stream`) is on this
+/// host: it is the address the client connected to, or the kernel chose
+/// that same address as the connection's source (which it does for a
+/// destination that is one of this host's own addresses, 127.0.0.1 as
+/// much as a VPN address of the box).
+fn on_this_host<S: Stream>(
+    stream: &S,
+    address: SocketAddr,
+    client: Option<&ClientAddress>,
+) -> bool {
+    client.is_some_and(|c| c.local.ip() == address.ip())
+        || stream
+            .local_addr()
+            .is_ok_and(|local| local.ip() == address.ip())
+}
+
+/// Optional TLS, then the protocol's login exchange with `host`.
 async fn exchange<C: Connector>(
     session: &Session<'_, C>,
     stream: C::Stream,
     host: &str,
-    login_user: &str,
-    password: &Secret,
-    bearer: Option<&Bearer>,
-    client_address: Option<ClientAddress>,
+    request: BackendLoginRequest<'_>,
 ) -> Result<(MaybeTls<C::Stream>, BackendOutcome), ExchangeError> {
     let ctx = session.ctx;
     let stream = match ctx.backend.tls_mode {
@@ -303,16 +327,7 @@ async fn exchange<C: Connector>(
         )),
         _ => MaybeTls::Plain(stream),
     };
-    let spec = ctx.listener.spec;
-    let machine = (spec.backend_login)(BackendLoginRequest {
-        user: login_user,
-        password: password.clone(),
-        bearer: bearer.cloned(),
-        auth: *ctx.backend.auth.get(ctx.listener.protocol),
-        client_address,
-        starttls: ctx.backend.tls_mode == TlsMode::Starttls,
-        compress: ctx.listener.compress.is_some(),
-    });
+    let machine = (ctx.listener.spec.backend_login)(request);
     backend_login(session, stream, host, machine).await
 }
 

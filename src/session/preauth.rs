@@ -241,8 +241,11 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         machine.login_failed(LoginFailure::Unavailable);
         return None;
     }
-    // Only when something tells the back end (a getsockname per login).
-    let told = ctx.backend.forward_client_address || ctx.backend.proxy_protocol;
+    // Only when something tells the back end or compression asks whether
+    // the back end is on this host (a getsockname per login).
+    let told = ctx.backend.forward_client_address
+        || ctx.backend.proxy_protocol
+        || ctx.listener.compress.is_some();
     let client_address = told
         .then(|| session.local.or_else(|| client.local_addr().ok()))
         .flatten()

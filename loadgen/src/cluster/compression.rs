@@ -40,6 +40,7 @@ pub(super) struct Snapshot {
     pub vpn_wire: u64,
     pub vpn_plain: u64,
     pub local_wire: u64,
+    pub local_plain: u64,
     pub cpu_seconds: f64,
 }
 
@@ -83,7 +84,8 @@ pub(super) fn figures(
     let client_gib = client_bytes.max(1) as f64 / (MIB * 1024.0);
     let vpn_wire = after.vpn_wire - before.vpn_wire;
     let vpn_plain = after.vpn_plain - before.vpn_plain;
-    let local = after.local_wire - before.local_wire;
+    // Local legs are compressed too: the share is of bytes before compression.
+    let local = after.local_plain - before.local_plain;
     let vpn_wire_ratio = vpn_wire as f64 / vpn_plain.max(1) as f64;
     let plain_total = (vpn_plain + local).max(1) as f64;
     let vpn_share = vpn_plain as f64 / plain_total;

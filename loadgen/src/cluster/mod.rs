@@ -613,7 +613,9 @@ fn snapshot(fronts: &[FrontEnd]) -> anyhow::Result<Snapshot> {
             }
         }
         for (backend, bytes) in counts.backend_uncompressed {
-            if backend.ip() != front.ip {
+            if backend.ip() == front.ip {
+                s.local_plain += bytes;
+            } else {
                 s.vpn_plain += bytes;
             }
         }
