@@ -33,6 +33,37 @@ impl CompressMode {
     }
 }
 
+/// Most TIME_WAIT sockets a phase may start with.
+const SETTLED_TIME_WAIT: u64 = 200;
+/// Longest wait for them to expire (Linux keeps one 60 s).
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(65);
+
+/// Waits (at most [`SETTLE_LIMIT`]) until the host has at most
+/// [`SETTLED_TIME_WAIT`] TCP sockets in TIME_WAIT (`/proc/net/sockstat`),
+/// so compared phases start alike.
+pub(super) fn settle_time_wait() {
+    let time_wait = || -> Option<u64> {
+        let stat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("TCP:"))?;
+        let mut words = line.split_whitespace();
+        words.find(|w| *w == "tw")?;
+        words.next()?.parse().ok()
+    };
+    let started = std::time::Instant::now();
+    let mut said = false;
+    while let Some(n) = time_wait().filter(|&n| n > SETTLED_TIME_WAIT) {
+        if started.elapsed() > SETTLE_LIMIT {
+            eprintln!("still {n} sockets in TIME_WAIT after {SETTLE_LIMIT:?}: going on");
+            return;
+        }
+        if !said {
+            eprintln!("waiting for {n} sockets in TIME_WAIT to expire before the phase");
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Counters summed over the front ends at one moment.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Snapshot {
