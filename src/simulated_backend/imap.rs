@@ -69,27 +69,33 @@ impl Wire {
     }
 
     /// Appends what arrives (inflated when compressed) to `buf`; 0 at EOF.
+    /// Reads go straight into the growing buffers (no read buffer lives in
+    /// the session while it waits).
     async fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let mut chunk = [0u8; 16 * 1024];
+        const CHUNK: usize = 16 * 1024;
+        let Wire { stream, deflate } = self;
+        let Some(d) = deflate else {
+            let start = buf.len();
+            buf.resize(start + CHUNK, 0);
+            let n = stream.read(&mut buf[start..]).await?;
+            buf.truncate(start + n);
+            return Ok(n);
+        };
         loop {
-            if let Some(d) = &mut self.deflate {
-                if !d.raw.is_empty() {
-                    buf.reserve(64 * 1024);
-                    let (used, n) = d.inflater.read(&d.raw, buf)?;
-                    d.raw.drain(..used);
-                    if n > 0 {
-                        return Ok(n);
-                    }
-                }
-            }
-            let n = self.stream.read(&mut chunk).await?;
-            match &mut self.deflate {
-                _ if n == 0 => return Ok(0),
-                None => {
-                    buf.extend_from_slice(&chunk[..n]);
+            if !d.raw.is_empty() {
+                buf.reserve(64 * 1024);
+                let (used, n) = d.inflater.read(&d.raw, buf)?;
+                d.raw.drain(..used);
+                if n > 0 {
                     return Ok(n);
                 }
-                Some(d) => d.raw.extend_from_slice(&chunk[..n]),
+            }
+            let start = d.raw.len();
+            d.raw.resize(start + CHUNK, 0);
+            let n = stream.read(&mut d.raw[start..]).await?;
+            d.raw.truncate(start + n);
+            if n == 0 {
+                return Ok(0);
             }
         }
     }
