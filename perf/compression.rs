@@ -128,14 +128,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-fn metrics(mg: &Mailgate) -> String {
-    mg.process()
-        .admin(None)
-        .request("GET", "/metrics")
-        .unwrap()
-        .body
-}
-
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn compressed_leg_next_to_plain() {
@@ -180,7 +172,7 @@ fn compressed_leg_next_to_plain() {
             // Sessions are counted when they end, a moment after LOGOUT.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             let (wire, plain_bytes) = loop {
-                let text = metrics(mg);
+                let text = mg.metrics();
                 let wire = metric(&text, "mailgate_backend_bytes_total");
                 let plain = metric(&text, "mailgate_backend_uncompressed_bytes_total");
                 if plain >= fetched as f64 || std::time::Instant::now() > deadline {

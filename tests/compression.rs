@@ -60,14 +60,6 @@ fn mailgate_routing(dovecot: &Dovecot, compress: &str, host: &str) -> Mailgate {
     Mailgate::start(&config, &format!("*@example.org  {host}\n"))
 }
 
-fn metrics(mg: &Mailgate) -> String {
-    let admin = *mg.addresses.last().expect("admin listener");
-    mailgate_testkit::admin::AdminClient::new(admin, None)
-        .request("GET", "/metrics")
-        .expect("metrics")
-        .body
-}
-
 fn sample(metrics: &str, prefix: &str) -> u64 {
     metrics
         .lines()
@@ -146,27 +138,41 @@ fn python(mg: &Mailgate, dovecot: &Dovecot, client_compress: bool) -> String {
         let body = std::fs::read(dovecot.message_path(ALICE, i)).unwrap();
         std::fs::write(dir.path().join(format!("{i:03}")), body).unwrap();
     }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            PYTHON,
-            "127.0.0.1",
-            &mg.addr(0).port().to_string(),
-            ALICE,
-            ALICE_PW,
-            dir.path().to_str().unwrap(),
-            if client_compress { "yes" } else { "no" },
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (ok, stdout, stderr) = run_script(
+        PYTHON,
+        mg,
+        dir.path(),
+        &[if client_compress { "yes" } else { "no" }],
+    );
     assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "{stdout}\n{}\nmailgate:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        ok && stdout.trim_end().ends_with("ok"),
+        "{stdout}\n{stderr}\nmailgate:\n{}",
         mg.log()
     );
     stdout
+}
+
+/// Runs a Python `script` as Alice through `mg` with the messages in
+/// `folder` and `extra` arguments: whether it succeeded, its output and
+/// its errors.
+fn run_script(
+    script: &str,
+    mg: &Mailgate,
+    folder: &std::path::Path,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let port = mg.addr(0).port().to_string();
+    let out = Command::new("python3")
+        .args(["-c", script, "127.0.0.1", &port, ALICE, ALICE_PW])
+        .arg(folder)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Appends every message in a folder to a new mailbox, then fetches each
@@ -212,26 +218,13 @@ fn every_corpus_message_goes_up_and_comes_back_exact_through_a_compressed_leg() 
     for (i, message) in corpus.messages.iter().enumerate() {
         std::fs::write(dir.path().join(format!("{i:03}.eml")), message).unwrap();
     }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            CORPUS_PY,
-            "127.0.0.1",
-            &mg.addr(0).port().to_string(),
-            ALICE,
-            ALICE_PW,
-            dir.path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (ok, stdout, stderr) = run_script(CORPUS_PY, &mg, dir.path(), &[]);
     assert!(
-        out.status.success() && stdout.starts_with("ok 60"),
-        "{stdout}\n{}\nmailgate:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        ok && stdout.starts_with("ok 60"),
+        "{stdout}\n{stderr}\nmailgate:\n{}",
         mg.log()
     );
-    let text = metrics(&mg);
+    let text = mg.metrics();
     assert_eq!(
         sample(
             &text,
@@ -251,7 +244,7 @@ fn a_compressed_back_end_leg_is_byte_exact_and_smaller_on_the_wire() {
     let dovecot = dovecot(IMAP_ZLIB);
     let mg = mailgate(&dovecot, "deflate");
     python(&mg, &dovecot, false);
-    let text = metrics(&mg);
+    let text = mg.metrics();
     assert_eq!(
         sample(
             &text,
@@ -289,7 +282,7 @@ fn a_back_end_without_compress_is_relayed_uncompressed_and_counted() {
     let dovecot = dovecot("");
     let mg = mailgate(&dovecot, "deflate");
     python(&mg, &dovecot, false);
-    let text = metrics(&mg);
+    let text = mg.metrics();
     assert_eq!(
         sample(
             &text,
@@ -312,7 +305,7 @@ fn a_back_end_on_this_host_is_not_compressed() {
     let dovecot = dovecot(IMAP_ZLIB);
     let mg = mailgate_routing(&dovecot, "deflate", "127.0.0.1");
     python(&mg, &dovecot, false);
-    let text = metrics(&mg);
+    let text = mg.metrics();
     assert_eq!(
         sample(
             &text,

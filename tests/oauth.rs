@@ -47,14 +47,6 @@ fn mailgate_logging(dovecot: &Dovecot, oauth: &str, level: &str) -> Mailgate {
     Mailgate::start_with_env(&config, "*@example.org  127.0.0.1\n", level, &[])
 }
 
-fn metrics(mailgate: &Mailgate) -> String {
-    let admin = *mailgate.addresses.last().expect("admin listener");
-    mailgate_testkit::admin::AdminClient::new(admin, None)
-        .request("GET", "/metrics")
-        .expect("metrics")
-        .body
-}
-
 /// The value of the sample `series` (name and labels as written).
 fn sample(metrics: &str, series: &str) -> u64 {
     metrics
@@ -143,7 +135,7 @@ fn bearer_tokens_log_in_through_mailgate_with_curl_and_imaplib_and_fetch_byte_ex
     // The same token straight to Dovecot: the proxy changed nothing.
     let url = format!("imap://{}/INBOX;MAILINDEX=1", dovecot.imap);
     assert!(curl_fetch(&url, ALICE, "alice-token-1") == messages[0]);
-    let text = metrics(&mg);
+    let text = mg.metrics();
     assert!(
         sample(
             &text,
@@ -248,7 +240,7 @@ fn with_verify_jwt_a_bad_token_is_refused_before_any_lookup_or_back_end() {
     let ok = raw_oauthbearer(mg.addr(0), &oauthbearer(ALICE, &good));
     assert!(ok.last().unwrap().starts_with("a OK"), "{ok:?}");
     assert_eq!(dovecot.logins_of(ALICE, 1), 1);
-    let before = metrics(&mg);
+    let before = mg.metrics();
     let asked_before = provider.requests().len();
     let stranger = SigningKey::new("k1");
     let cases: [(&str, Vec<u8>); 4] = [
@@ -282,7 +274,7 @@ fn with_verify_jwt_a_bad_token_is_refused_before_any_lookup_or_back_end() {
             "{why}"
         );
     }
-    let after = metrics(&mg);
+    let after = mg.metrics();
     for reason in ["expired", "bad_signature", "user"] {
         let series = format!("mailgate_oauth_token_failures_total{{reason=\"{reason}\"}}");
         assert_eq!(sample(&after, &series), 1, "{series}");
@@ -427,7 +419,7 @@ fn with_verify_introspection_the_provider_is_asked_once_per_token() {
     assert_eq!(provider.asked("/introspect"), dovecot_asked);
     assert_eq!(
         sample(
-            &metrics(&mg),
+            &mg.metrics(),
             "mailgate_oauth_token_failures_total{reason=\"inactive\"}"
         ),
         1

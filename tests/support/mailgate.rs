@@ -133,6 +133,15 @@ impl Mailgate {
         &self.process
     }
 
+    /// `GET /metrics` from the admin listener (which must be configured).
+    pub fn metrics(&self) -> String {
+        self.process
+            .admin(None)
+            .request("GET", "/metrics")
+            .expect("metrics")
+            .body
+    }
+
     /// Waits up to `deadline` for the process to exit by itself.
     pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
         self.process.wait_exit(deadline)
