@@ -63,7 +63,9 @@ pub struct Registry {
 #[derive(Debug, Default)]
 struct Sessions {
     next: u64,
-    entries: HashMap<u64, SessionEntry>,
+    /// Boxed: the table's spare buckets (up to half of them after it
+    /// grows) then cost a pointer each rather than a whole entry.
+    entries: HashMap<u64, Box<SessionEntry>>,
     /// Each lower-cased name (identity, typed name, canonical name) → the
     /// sessions under it: a directory watch asks about every user in a full
     /// refresh, and most have no session here.
@@ -88,7 +90,7 @@ impl Sessions {
         for name in Self::names(&entry) {
             self.by_name.entry(name).or_default().push(id);
         }
-        self.entries.insert(id, entry);
+        self.entries.insert(id, Box::new(entry));
         id
     }
 
@@ -112,7 +114,7 @@ impl Sessions {
             .get(&name.to_lowercase())
             .into_iter()
             .flatten()
-            .filter_map(|id| self.entries.get(id))
+            .filter_map(|id| self.entries.get(id).map(|e| &**e))
     }
 
     /// Sessions under any of `names`, each once.
@@ -125,7 +127,9 @@ impl Sessions {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        ids.iter().filter_map(|id| self.entries.get(id)).collect()
+        ids.iter()
+            .filter_map(|id| self.entries.get(id).map(|e| &**e))
+            .collect()
     }
 }
 
@@ -178,7 +182,7 @@ impl Registry {
             .entries
             .values()
             .filter(|e| user.is_none_or(|u| e.user.eq_ignore_ascii_case(u)))
-            .cloned()
+            .map(|e| SessionEntry::clone(e))
             .collect()
     }
 

@@ -70,6 +70,7 @@ pub async fn relay<A: Stream, B: Stream>(
         &shared.backend_to_client,
         settings.buffer_size,
     );
+    tokio::pin!(up, down);
     run_both(&shared, up, down, settings.idle_timeout, RelayMethod::Copy).await
 }
 
@@ -99,7 +100,7 @@ async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
         let n = match res {
             Ok(0) => {
                 give_back_quiet_or_large(buf, quiet_size);
-                let _ = to.close_write().await;
+                let _ = Box::pin(to.close_write()).await;
                 return;
             }
             Ok(n) => n,
@@ -109,7 +110,10 @@ async fn pump<A: Stream, B: Stream, F: Stream, T: Stream>(
                 return;
             }
         };
-        let (res, buf) = to.write_all(buf).await;
+        // Boxed (like the close above): inline, the write's state would
+        // sit beside the read's in every session's future, idle or not;
+        // boxed it exists only while a write is under way.
+        let (res, buf) = Box::pin(to.write_all(buf)).await;
         if let Err(e) = res {
             shared.abort(e.kind());
             return;

@@ -9,11 +9,12 @@
 //! the socket is readable stays on the worker's core. While a direction is quiet
 //! it waits for readiness without any buffer or pipe.
 
-use super::{pipes, run_both, RelayMethod, RelaySettings, RelayStats, Shared};
+use super::{pipes, poll_idle, RelayEnd, RelayMethod, RelaySettings, RelayStats, Shared};
 use crate::transport::Stream;
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::time::Instant;
@@ -102,7 +103,10 @@ pub async fn relay<A: Stream, B: Stream>(
     }
 }
 
-/// Both directions over the sockets' registrations.
+/// Both directions over the sockets' registrations, and the idle clock, in
+/// one hand-polled future: its state is two [`Flow`]s and a timer (a few
+/// hundred bytes for an idle session, where one `async` pump per direction
+/// held every await point's state, ~4 KiB).
 async fn run<A: Stream, B: Stream, F: AsRawFd>(
     client: &A,
     backend: &B,
@@ -111,201 +115,233 @@ async fn run<A: Stream, B: Stream, F: AsRawFd>(
     settings: RelaySettings,
 ) -> RelayStats {
     let shared = Shared::new(client, backend);
-    let up = pump(
-        &shared,
-        client_io,
-        backend_io,
-        backend,
-        &shared.client_to_backend,
-        &settings,
-    );
-    let down = pump(
-        &shared,
-        backend_io,
-        client_io,
-        client,
-        &shared.backend_to_client,
-        &settings,
-    );
-    run_both(
-        &shared,
-        up,
-        down,
-        settings.idle_timeout,
-        RelayMethod::Splice,
-    )
-    .await
-}
-
-/// One direction until EOF (then a write shutdown of `to`) or an error.
-async fn pump<A: Stream, B: Stream, T: Stream, F: AsRawFd>(
-    shared: &Shared<'_, A, B>,
-    from: &AsyncFd<F>,
-    to: &AsyncFd<F>,
-    to_stream: &T,
-    total: &Cell<u64>,
-    settings: &RelaySettings,
-) {
-    loop {
-        let mut ready = match from.readable().await {
-            Ok(guard) => guard,
-            Err(e) => return shared.abort(e.kind()),
-        };
-        let moved = match pipes::take(settings.pipe_size, settings.max_pipes) {
-            Some(pipe) => {
-                let end = splice_burst(from, to, &pipe, settings.pipe_size, total, shared).await;
-                if end.as_ref().is_ok_and(|e| *e != Burst::Failed) {
-                    pipes::give_back(pipe); // empty; a failed one is dropped
-                }
-                end
-            }
-            // No pipe to be had (the bound, or out of descriptors): this
-            // burst is copied, the session goes on.
-            None => copy_burst(from, to, settings.buffer_size, total, shared).await,
-        };
-        match moved {
-            Ok(Burst::Drained) => ready.clear_ready(),
-            Ok(Burst::Eof) => {
-                let _ = to_stream.close_write().await;
-                return;
-            }
-            Ok(Burst::Failed) | Err(_) => return,
+    let mut up = Flow::Waiting;
+    let mut down = Flow::Waiting;
+    let clock = tokio::time::sleep_until(shared.last_activity.get() + settings.idle_timeout);
+    tokio::pin!(clock);
+    let end = std::future::poll_fn(|cx| {
+        let ends = [
+            Ends {
+                from: client_io,
+                to: backend_io,
+                to_stream: backend as &dyn ShutWrite,
+                total: &shared.client_to_backend,
+            },
+            Ends {
+                from: backend_io,
+                to: client_io,
+                to_stream: client as &dyn ShutWrite,
+                total: &shared.backend_to_client,
+            },
+        ];
+        let [up_ends, down_ends] = &ends;
+        let up_done = up_ends.poll(cx, &mut up, &shared, &settings).is_ready();
+        let down_done = down_ends.poll(cx, &mut down, &shared, &settings).is_ready();
+        if up_done && down_done {
+            return Poll::Ready(shared.error.get().map_or(RelayEnd::Closed, RelayEnd::Error));
         }
+        poll_idle(clock.as_mut(), &shared, settings.idle_timeout, cx)
+            .map(|()| RelayEnd::IdleTimeout)
+    })
+    .await;
+    RelayStats {
+        client_to_backend: shared.client_to_backend.get(),
+        backend_to_client: shared.backend_to_client.get(),
+        end,
+        method: RelayMethod::Splice,
     }
 }
 
-/// How a burst of bytes ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Burst {
-    /// The socket has nothing more for now.
-    Drained,
-    /// The sender closed its direction.
-    Eof,
-    /// An error ended the relay (already aborted).
-    Failed,
+/// The write shutdown at EOF: both sides of the splice path are plain
+/// sockets, so ending a direction is a `shutdown(SHUT_WR)`.
+trait ShutWrite {
+    fn shut_write(&self);
 }
 
-/// Moves bytes through `pipe` while `from` has them; the pipe is empty
-/// afterwards unless the burst failed.
-async fn splice_burst<A: Stream, B: Stream, F: AsRawFd>(
-    from: &AsyncFd<F>,
-    to: &AsyncFd<F>,
-    pipe: &pipes::Pipe,
-    pipe_size: usize,
-    total: &Cell<u64>,
-    shared: &Shared<'_, A, B>,
-) -> io::Result<Burst> {
-    loop {
-        match splice(from.as_raw_fd(), pipe.write_fd(), pipe_size) {
-            Ok(0) => return Ok(Burst::Eof),
-            Ok(n) => {
-                if let Err(e) = drain(pipe, to, n).await {
-                    tracing::debug!("splice out: {e}");
+impl<S: Stream> ShutWrite for S {
+    fn shut_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Where one direction's bytes are.
+enum Flow {
+    /// Waiting for the sender: no pipe, no buffer.
+    Waiting,
+    /// A burst through `pipe`, `pending` bytes of it still in the pipe; at
+    /// 0 the next read is due.
+    Spliced { pipe: pipes::Pipe, pending: usize },
+    /// A burst copied through `buf` (no pipe could be had): `buf[sent..len]`
+    /// is still to be written; at `sent == len` the next read is due.
+    Copied {
+        buf: Vec<u8>,
+        sent: usize,
+        len: usize,
+    },
+    /// The sender's EOF was passed on, or the relay failed.
+    Done,
+}
+
+/// One direction's sockets and byte count.
+struct Ends<'a, F: AsRawFd> {
+    from: &'a AsyncFd<F>,
+    to: &'a AsyncFd<F>,
+    to_stream: &'a dyn ShutWrite,
+    total: &'a Cell<u64>,
+}
+
+impl<F: AsRawFd> Ends<'_, F> {
+    /// Moves bytes while both sockets let it; `Ready` once the direction is
+    /// done (EOF passed on, or an error that ended the relay).
+    fn poll<A: Stream, B: Stream>(
+        &self,
+        cx: &mut Context<'_>,
+        flow: &mut Flow,
+        shared: &Shared<'_, A, B>,
+        settings: &RelaySettings,
+    ) -> Poll<()> {
+        loop {
+            let reading = match flow {
+                Flow::Done => return Poll::Ready(()),
+                Flow::Waiting => true,
+                Flow::Spliced { pending, .. } => *pending == 0,
+                Flow::Copied { sent, len, .. } => sent == len,
+            };
+            let step = if reading {
+                self.read(cx, flow, settings)
+            } else {
+                self.write(cx, flow, shared)
+            };
+            match ready!(step) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::debug!("splice relay: {e}");
                     shared.abort(e.kind());
-                    return Ok(Burst::Failed);
+                    *flow = Flow::Done; // a pipe with bytes in it is dropped
+                    return Poll::Ready(());
                 }
-                total.set(total.get() + n as u64);
+            }
+        }
+    }
+
+    /// One read into the burst's pipe or buffer (a burst starts with the
+    /// first readiness); at EOF the write shutdown, when drained the pipe or
+    /// buffer goes back.
+    fn read(
+        &self,
+        cx: &mut Context<'_>,
+        flow: &mut Flow,
+        settings: &RelaySettings,
+    ) -> Poll<io::Result<()>> {
+        let mut ready = ready!(self.from.poll_read_ready(cx))?;
+        if matches!(flow, Flow::Waiting) {
+            *flow = match pipes::take(settings.pipe_size, settings.max_pipes) {
+                Some(pipe) => Flow::Spliced { pipe, pending: 0 },
+                // No pipe to be had (the bound, or out of descriptors): this
+                // burst is copied, the session goes on.
+                None => Flow::Copied {
+                    buf: vec![0; settings.buffer_size.min(COPY_FALLBACK_BUFFER)],
+                    sent: 0,
+                    len: 0,
+                },
+            };
+        }
+        let from = self.from.as_raw_fd();
+        let read = match flow {
+            Flow::Spliced { pipe, .. } => splice(from, pipe.write_fd(), settings.pipe_size),
+            Flow::Copied { buf, .. } => recv(from, buf),
+            Flow::Waiting | Flow::Done => unreachable!("a read is due only in a burst"),
+        };
+        match read {
+            Ok(0) => {
+                end_burst(flow);
+                self.to_stream.shut_write();
+                *flow = Flow::Done;
+            }
+            Ok(n) => match flow {
+                Flow::Spliced { pending, .. } => *pending = n,
+                Flow::Copied { sent, len, .. } => (*sent, *len) = (0, n),
+                Flow::Waiting | Flow::Done => {}
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.clear_ready();
+                end_burst(flow);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// One write of what the burst holds.
+    fn write<A: Stream, B: Stream>(
+        &self,
+        cx: &mut Context<'_>,
+        flow: &mut Flow,
+        shared: &Shared<'_, A, B>,
+    ) -> Poll<io::Result<()>> {
+        let mut ready = ready!(self.to.poll_write_ready(cx))?;
+        let to = self.to.as_raw_fd();
+        let written = match flow {
+            Flow::Spliced { pipe, pending } => {
+                splice(pipe.read_fd(), to, *pending).inspect(|&n| *pending -= n)
+            }
+            Flow::Copied { buf, sent, len } => send(to, &buf[*sent..*len]).inspect(|&n| *sent += n),
+            Flow::Waiting | Flow::Done => unreachable!("a write is due only with bytes held"),
+        };
+        match written {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                self.total.set(self.total.get() + n as u64);
                 shared.last_activity.set(Instant::now());
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                tracing::debug!("splice in: {e}");
-                shared.abort(e.kind());
-                return Ok(Burst::Failed);
-            }
+            Err(e) => return Poll::Ready(Err(e)),
         }
+        Poll::Ready(Ok(()))
     }
 }
 
-/// Moves bytes by copying while `from` has them: the fallback when no pipe
-/// can be had.
-async fn copy_burst<A: Stream, B: Stream, F: AsRawFd>(
-    from: &AsyncFd<F>,
-    to: &AsyncFd<F>,
-    buffer_size: usize,
-    total: &Cell<u64>,
-    shared: &Shared<'_, A, B>,
-) -> io::Result<Burst> {
-    let mut buf = vec![0u8; buffer_size.min(COPY_FALLBACK_BUFFER)];
-    loop {
-        // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes and
-        // the descriptor stays open for the call (owned by the session's
-        // stream, which outlives the relay).
-        let n = unsafe {
-            libc::recv(
-                from.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
-                io::ErrorKind::Interrupted => continue,
-                kind => {
-                    shared.abort(kind);
-                    return Ok(Burst::Failed);
-                }
-            }
-        }
-        if n == 0 {
-            return Ok(Burst::Eof);
-        }
-        let n = n as usize;
-        if let Err(e) = send_all(to, &buf[..n]).await {
-            shared.abort(e.kind());
-            return Ok(Burst::Failed);
-        }
-        total.set(total.get() + n as u64);
-        shared.last_activity.set(Instant::now());
+/// A drained burst ends: its (empty) pipe back to the pool, its buffer
+/// freed; the direction waits again holding nothing.
+fn end_burst(flow: &mut Flow) {
+    if let Flow::Spliced { pipe, .. } = std::mem::replace(flow, Flow::Waiting) {
+        pipes::give_back(pipe);
     }
 }
 
-/// Writes all of `bytes` to the socket, waiting for room as needed.
-async fn send_all<F: AsRawFd>(to: &AsyncFd<F>, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let mut ready = to.writable().await?;
-        // SAFETY: `bytes` is a live buffer; the descriptor stays open for the
-        // call (owned by the session's stream, which outlives the relay).
-        let n = unsafe {
-            libc::send(
-                to.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => ready.clear_ready(),
-                io::ErrorKind::Interrupted => {}
-                _ => return Err(e),
-            }
-            continue;
-        }
-        bytes = &bytes[n as usize..];
+/// Reads what the socket has into `buf`, never waiting.
+fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes and the
+    // descriptor stays open for the call (owned by the session's stream,
+    // which outlives the relay).
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
-    Ok(())
+}
+
+/// Writes what the socket takes of `bytes`, never waiting or raising SIGPIPE.
+fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `bytes` is a live buffer; the descriptor stays open for the
+    // call (owned by the session's stream, which outlives the relay).
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// Largest buffer the copy fallback reads into.
 const COPY_FALLBACK_BUFFER: usize = 64 * 1024;
-
-/// Moves `len` bytes from the pipe to the socket.
-async fn drain<F: AsRawFd>(pipe: &pipes::Pipe, to: &AsyncFd<F>, mut len: usize) -> io::Result<()> {
-    while len > 0 {
-        let mut ready = to.writable().await?;
-        match splice(pipe.read_fd(), to.as_raw_fd(), len) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => len -= n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}

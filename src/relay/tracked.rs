@@ -72,13 +72,18 @@ pub async fn relay<A: Stream, B: Stream, I: Inspector>(
     };
     let up = up(&shared, tracker, &parking, pipelined, settings.buffer_size);
     let down = down(&shared, tracker, &parking, settings.buffer_size);
-    let both = async { tokio::join!(up, down) };
+    // Pinned here and polled through references: one copy of each
+    // direction in the session's state.
+    tokio::pin!(up, down);
+    let clock = tokio::time::sleep_until(shared.last_activity.get() + settings.idle_timeout);
+    tokio::pin!(clock);
+    let both = async { tokio::join!(up.as_mut(), down.as_mut()) };
+    let idle = std::future::poll_fn(|cx| {
+        super::poll_idle(clock.as_mut(), &shared, settings.idle_timeout, cx)
+    });
     let end = tokio::select! {
         _ = both => shared.error.get().map_or(RelayEnd::Closed, RelayEnd::Error),
-        () = super::idle_watchdog(&shared, settings.idle_timeout) => {
-            shared.abort(io::ErrorKind::TimedOut);
-            RelayEnd::IdleTimeout
-        }
+        () = idle => RelayEnd::IdleTimeout,
         () = answer_watchdog(&parking) => {
             shared.abort(io::ErrorKind::TimedOut);
             RelayEnd::Error(io::ErrorKind::TimedOut)

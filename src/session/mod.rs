@@ -31,8 +31,8 @@ pub use record::{Outcome, TlsHandshake};
 use crate::config::TlsMode;
 use crate::login::PreAuth;
 use crate::tls::MaybeTls;
-use crate::transport::{Connector, Stream};
-use preauth::{drive, tls_handshake, PreAuthEnd};
+use crate::transport::Connector;
+use preauth::{drive, tls_handshake, LoggedIn, PreAuthEnd};
 use record::{Gauge, GaugeKind, SessionRecord};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -93,9 +93,19 @@ pub async fn run<C: Connector, T: Ticket>(
     };
     let machines = ctx.listener.machines.clone();
     let machine = |tls| machines.preauth(tls);
-    session.serve(client, machine, &mut record).await;
+    // Boxed, and over before the relay starts: an idle relayed session
+    // holds none of the pre-auth phase's state, only the relay's.
+    let logged_in = Box::pin(session.serve(client, machine, &mut record)).await;
+    if let Some(logged_in) = logged_in {
+        ticket.logged_in();
+        relay::relay_session(&ctx, logged_in, &mut record).await;
+    }
     record.finish(&ctx);
 }
+
+/// A logged-in session; its client speaks plaintext or TLS (one type for
+/// both, so that the relay is compiled, and sized, once).
+type Relayable<S> = LoggedIn<MaybeTls<S>, MaybeTls<S>>;
 
 /// What every phase of one session is handed.
 struct Session<'a, C> {
@@ -110,49 +120,49 @@ struct Session<'a, C> {
 }
 
 impl<C: Connector> Session<'_, C> {
-    /// Pre-auth in plaintext or TLS (implicit, or after STARTTLS), then
-    /// login and relay.
+    /// Pre-auth in plaintext or TLS (implicit, or after STARTTLS) up to a
+    /// login: the session to relay, if it logged in.
     async fn serve<P: PreAuth>(
         &self,
         client: C::Stream,
         new_machine: impl FnOnce(bool) -> P,
         record: &mut SessionRecord,
-    ) {
-        let gauge = Gauge::enter(self.ctx, GaugeKind::PreAuth);
+    ) -> Option<Relayable<C::Stream>> {
+        let _gauge = Gauge::enter(self.ctx, GaugeKind::PreAuth);
         let fd = client.as_raw_fd();
         let handshake =
             |client, record| Box::pin(tls_handshake(self.ctx, client, self.deadline, record));
         if self.ctx.listener.tls_mode == TlsMode::Implicit {
             let handshake = handshake(client, &mut *record);
             let Some(shook) = self.unless_evicted(handshake, None).await else {
-                return record.outcome = Outcome::Evicted;
+                return evicted(record);
             };
-            let Some(client) = shook else { return };
+            let client = shook?;
             let work = Box::pin(drive(self, client, new_machine(true), record));
             let Some(end) = self.unless_evicted(work, None).await else {
-                return record.outcome = Outcome::Evicted;
+                return evicted(record);
             };
-            return self.relay_if_logged_in(end, gauge, record).await;
+            return logged_in(end).map(|s| s.with_client(MaybeTls::Tls));
         }
         let work = Box::pin(drive(self, client, new_machine(false), record));
         let Some(end) = self.unless_evicted(work, Some(fd)).await else {
-            return record.outcome = Outcome::Evicted;
+            return evicted(record);
         };
         match end {
             PreAuthEnd::StartTls(client, mut machine) => {
                 let handshake = handshake(client, &mut *record);
                 let Some(shook) = self.unless_evicted(handshake, None).await else {
-                    return record.outcome = Outcome::Evicted;
+                    return evicted(record);
                 };
-                let Some(client) = shook else { return };
+                let client = shook?;
                 machine.tls_started();
                 let work = Box::pin(drive(self, client, machine, record));
                 let Some(end) = self.unless_evicted(work, None).await else {
-                    return record.outcome = Outcome::Evicted;
+                    return evicted(record);
                 };
-                self.relay_if_logged_in(end, gauge, record).await
+                logged_in(end).map(|s| s.with_client(MaybeTls::Tls))
             }
-            end => self.relay_if_logged_in(end, gauge, record).await,
+            end => logged_in(end).map(|s| s.with_client(MaybeTls::Plain)),
         }
     }
 
@@ -177,20 +187,20 @@ impl<C: Connector> Session<'_, C> {
             }
         }
     }
+}
 
-    /// Relays a logged-in session (counted as relaying from here on).
-    async fn relay_if_logged_in<S: Stream, P>(
-        &self,
-        end: PreAuthEnd<S, P, MaybeTls<C::Stream>>,
-        preauth: Gauge<'_>,
-        record: &mut SessionRecord,
-    ) {
-        if let PreAuthEnd::LoggedIn(session) = end {
-            drop(preauth);
-            self.ticket.logged_in();
-            Box::pin(relay::relay_session(self.ctx, session, record)).await;
-        }
+/// The logged-in session a pre-auth phase ended with, if any.
+fn logged_in<S, P, B>(end: PreAuthEnd<S, P, B>) -> Option<LoggedIn<S, B>> {
+    match end {
+        PreAuthEnd::LoggedIn(session) => Some(session),
+        _ => None,
     }
+}
+
+/// Notes an eviction; nothing to relay.
+fn evicted<T>(record: &mut SessionRecord) -> Option<T> {
+    record.outcome = Outcome::Evicted;
+    None
 }
 
 /// One line to a socket that is about to be closed: best effort, never

@@ -51,6 +51,20 @@ pub(super) struct LoggedIn<S, B> {
     pub compressed: Option<Vec<u8>>,
 }
 
+impl<S, B> LoggedIn<S, B> {
+    /// The same session with its client stream wrapped by `wrap`.
+    pub fn with_client<T>(self, wrap: impl FnOnce(S) -> T) -> LoggedIn<T, B> {
+        LoggedIn {
+            client: wrap(self.client),
+            backend: self.backend,
+            to_client: self.to_client,
+            to_backend: self.to_backend,
+            park: self.park,
+            compressed: self.compressed,
+        }
+    }
+}
+
 /// Server-side TLS handshake, bounded by the handshake timeout and the
 /// pre-auth deadline. `None` when it failed (the reason is in the record).
 pub(super) async fn tls_handshake<S: Stream>(

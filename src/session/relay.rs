@@ -41,24 +41,32 @@ pub(super) async fn relay_session<S: Stream, B: Stream + Detach + 'static>(
     // Bounded like any relay write: by the idle timeout.
     let idle = Instant::now() + ctx.backend.relay.idle_timeout;
     if let Some(ticket) = park {
-        // The pipelined bytes go through the tracker with the rest.
-        if write_until(&client, to_client, idle).await.is_err() {
-            record.outcome = Outcome::RelayError;
-            return;
-        }
-        return Box::pin(tracked(ctx, client, backend, to_backend, *ticket, record)).await;
+        // Boxed, like the compressed leg below: only a `connection_cache`
+        // listener's sessions need the tracker's state.
+        return Box::pin(async move {
+            // The pipelined bytes go through the tracker with the rest.
+            if write_until(&client, to_client, idle).await.is_err() {
+                record.outcome = Outcome::RelayError;
+                return;
+            }
+            tracked(ctx, client, backend, to_backend, *ticket, record).await;
+        })
+        .await;
     }
     if let Some(received) = compressed {
         // The back end agreed: from here on the leg is deflate whatever
-        // else holds (the level only shapes what mailgate sends).
+        // else holds (the level only shapes what mailgate sends). Boxed: the
+        // deflate state would size every session's future.
         let level = ctx
             .listener
             .compress
             .unwrap_or(crate::config::DEFAULT_COMPRESS_LEVEL);
-        let backend = DeflateStream::new(backend, level, received);
-        relay_plain(ctx, &client, &backend, to_client, to_backend, idle, record).await;
-        record.wire = Some(backend.wire_bytes());
-        return;
+        return Box::pin(async move {
+            let backend = DeflateStream::new(backend, level, received);
+            relay_plain(ctx, &client, &backend, to_client, to_backend, idle, record).await;
+            record.wire = Some(backend.wire_bytes());
+        })
+        .await;
     }
     relay_plain(ctx, &client, &backend, to_client, to_backend, idle, record).await;
 }
