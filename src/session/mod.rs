@@ -74,33 +74,60 @@ pub struct Endpoints {
 /// `ticket` is kept until the session ends: passing it in, rather than
 /// wrapping this future in another that holds it, keeps one copy of the
 /// session's state per task instead of two.
-pub async fn run<C: Connector, T: Ticket>(
+pub fn run<C: Connector, T: Ticket>(
     ctx: Rc<SessionContext>,
     connector: C,
     client: C::Stream,
     endpoints: Endpoints,
     ticket: T,
-) {
-    let peer = endpoints.peer;
-    let mut record = SessionRecord::new(peer, ctx.listener.protocol);
-    let deadline = Instant::now() + ctx.listener.preauth_timeout;
+) -> impl Future<Output = ()> {
+    // What the future keeps for the session's whole life is what it
+    // captures here and the relay's state: it is a plain function returning
+    // an `async move` block, because an `async fn` would hold its arguments
+    // twice (as arguments and as the locals they move into) and every local
+    // it ever had (the pre-auth `Session`, the logged-in parts) beside the
+    // relay.
+    let mut record = SessionRecord::new(endpoints.peer, ctx.listener.protocol);
+    let local = endpoints.local;
+    async move {
+        // Boxed, and over before the relay starts: an idle relayed session
+        // holds none of the pre-auth phase's state, only the relay's.
+        let logged_in = Box::pin(preauth(
+            &ctx,
+            &connector,
+            client,
+            local,
+            &ticket,
+            &mut record,
+        ))
+        .await;
+        if let Some(logged_in) = logged_in {
+            ticket.logged_in();
+            relay::relay_session(&ctx, logged_in, &mut record).await;
+        }
+        record.finish(&ctx);
+    }
+}
+
+/// The pre-auth phase up to a login: the session to relay, if it logged in.
+async fn preauth<C: Connector>(
+    ctx: &SessionContext,
+    connector: &C,
+    client: C::Stream,
+    local: Option<SocketAddr>,
+    ticket: &dyn Ticket,
+    record: &mut SessionRecord,
+) -> Option<Box<Relayable<C::Stream>>> {
     let session = Session {
-        ctx: &ctx,
-        connector: &connector,
-        deadline,
-        ticket: &ticket,
-        local: endpoints.local,
+        ctx,
+        connector,
+        deadline: Instant::now() + ctx.listener.preauth_timeout,
+        ticket,
+        local,
     };
     let machines = ctx.listener.machines.clone();
     let machine = |tls| machines.preauth(tls);
-    // Boxed, and over before the relay starts: an idle relayed session
-    // holds none of the pre-auth phase's state, only the relay's.
-    let logged_in = Box::pin(session.serve(client, machine, &mut record)).await;
-    if let Some(logged_in) = logged_in {
-        ticket.logged_in();
-        relay::relay_session(&ctx, logged_in, &mut record).await;
-    }
-    record.finish(&ctx);
+    session.serve(client, machine, record).await.map(Box::new)
 }
 
 /// A logged-in session; its client speaks plaintext or TLS (one type for

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 /// Relays a logged-in session until it ends.
 pub(super) async fn relay_session<S: Stream, B: Stream + Detach + 'static>(
     ctx: &SessionContext,
-    session: LoggedIn<S, MaybeTls<B>>,
+    session: Box<LoggedIn<S, MaybeTls<B>>>,
     record: &mut SessionRecord,
 ) {
     let LoggedIn {
@@ -32,7 +32,7 @@ pub(super) async fn relay_session<S: Stream, B: Stream + Detach + 'static>(
         to_backend,
         park,
         compressed,
-    } = session;
+    } = *session;
     record.backend_to_client = to_client.len() as u64;
     record.relay = Some(RelayMethod::Copy);
     let _relaying = Gauge::enter(ctx, GaugeKind::Relaying);
