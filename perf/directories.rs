@@ -85,23 +85,9 @@ fn lookups(mg: &Mailgate) -> f64 {
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn every_directory_kind_side_by_side() {
     let names: Vec<String> = (0..USERS).map(user).collect();
-    let users: Vec<TestUser> = names
-        .iter()
-        .map(|n| TestUser {
-            name: n.clone(),
-            password: "pw".into(),
-            messages: vec![],
-        })
-        .collect();
+    let users = TestUser::all_with_password(&names, "pw");
     let dovecot = Dovecot::start(&users);
-    let people: Vec<Person> = names
-        .iter()
-        .map(|m| Person {
-            mail: m,
-            host: "box1",
-            status: "active",
-        })
-        .collect();
+    let people = Person::active_on(&names, "box1");
     let slapd = Slapd::start(&people, Options::default()).unwrap();
     let rows: Vec<(&str, &str, Option<&str>)> =
         names.iter().map(|n| (n.as_str(), "box1", None)).collect();

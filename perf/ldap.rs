@@ -61,23 +61,9 @@ fn storm(mg: &Mailgate) -> (usize, f64) {
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn ldap_directory_figures() {
     let names: Vec<String> = (0..USERS).map(user).collect();
-    let people: Vec<Person> = names
-        .iter()
-        .map(|m| Person {
-            mail: m,
-            host: "box1",
-            status: "active",
-        })
-        .collect();
+    let people = Person::active_on(&names, "box1");
     let slapd = Slapd::start(&people, Options::default()).unwrap();
-    let users: Vec<TestUser> = names
-        .iter()
-        .map(|n| TestUser {
-            name: n.clone(),
-            password: "pw".into(),
-            messages: vec![],
-        })
-        .collect();
+    let users = TestUser::all_with_password(&names, "pw");
     let dovecot = Dovecot::start(&users);
     let workers: usize = std::env::var("WORKERS")
         .ok()

@@ -119,14 +119,7 @@ fn bearer_logins_next_to_plain() {
         SigningKey::rsa("rs"),
     ];
     provider.publish(&keys.iter().collect::<Vec<_>>());
-    let users: Vec<TestUser> = names
-        .iter()
-        .map(|n| TestUser {
-            name: n.clone(),
-            password: "pw".into(),
-            messages: vec![],
-        })
-        .collect();
+    let users = TestUser::all_with_password(&names, "pw");
     let oauthbearer =
         |u: &str, t: &str| b64(format!("n,a={u},\x01auth=Bearer {t}\x01\x01").as_bytes());
     let mut rows: Vec<(&str, &'static str, &'static str, Vec<String>)> = vec![(

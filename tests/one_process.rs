@@ -83,23 +83,9 @@ fn a_route_any_worker_learned_serves_every_worker_while_ldap_is_down() {
 #[test]
 fn logins_of_ten_users_over_four_workers_cost_one_ldap_search_each() {
     let names: Vec<String> = (0..10).map(|i| format!("user{i}@example.org")).collect();
-    let people: Vec<Person> = names
-        .iter()
-        .map(|mail| Person {
-            mail,
-            host: "box1",
-            status: "active",
-        })
-        .collect();
+    let people = Person::active_on(&names, "box1");
     let slapd = Slapd::start(&people, Options::default()).unwrap();
-    let users: Vec<TestUser> = names
-        .iter()
-        .map(|name| TestUser {
-            name: name.clone(),
-            password: "pw".into(),
-            messages: vec![],
-        })
-        .collect();
+    let users = TestUser::all_with_password(&names, "pw");
     let dovecot = Dovecot::start(&users);
     let mg = ldap_mailgate(&slapd, &dovecot, "ttl = \"1h\"");
     let addr = mg.addr(0);

@@ -69,6 +69,20 @@ pub struct Person<'a> {
     pub status: &'a str,
 }
 
+impl<'a> Person<'a> {
+    /// An active person per address in `mails`, each on `host`.
+    pub fn active_on(mails: &'a [String], host: &'a str) -> Vec<Self> {
+        mails
+            .iter()
+            .map(|mail| Person {
+                mail,
+                host,
+                status: "active",
+            })
+            .collect()
+    }
+}
+
 /// How to start slapd.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options<'a> {

@@ -18,6 +18,20 @@ pub struct TestUser {
     pub messages: Vec<Vec<u8>>,
 }
 
+impl TestUser {
+    /// A user per name in `names`, each with `password` and an empty INBOX.
+    pub fn all_with_password(names: &[String], password: &str) -> Vec<Self> {
+        names
+            .iter()
+            .map(|name| TestUser {
+                name: name.clone(),
+                password: password.into(),
+                messages: vec![],
+            })
+            .collect()
+    }
+}
+
 /// A running Dovecot.
 pub struct Dovecot {
     child: Child,
