@@ -10,7 +10,7 @@
 # 3. Memory per idle session: perf/idle.sh (HAProxy and MG_BASE beside
 #    mailgate, each in a fresh process and memory cgroup).
 #
-#   perf/efficiency.sh [logins per round (default 3000)] [idle sessions (default 1000)]
+#   perf/efficiency.sh [logins per round (default 3000)] [idle sessions (default 1000; 0: skip part 3)]
 #
 # MG_BASE=path/to/an/older/mailgate adds that binary to every part. ROUNDS
 # (default 3) rounds for part 1. IO=uring|epoll picks mailgate's transport
@@ -163,8 +163,12 @@ for p in "${PROXIES[@]}"; do
 done
 for p in "${PROXIES[@]}"; do kill "${PID[$p]}" 2>/dev/null || true; done
 
-echo "idle sessions..." >&2
-MG_BASE=${MG_BASE:-} perf/idle.sh "$IDLE" 5 > "$WORK/idle.md" 2>/dev/null
+if [ "$IDLE" -gt 0 ]; then
+  echo "idle sessions..." >&2
+  MG_BASE=${MG_BASE:-} perf/idle.sh "$IDLE" 5 > "$WORK/idle.md" 2>/dev/null
+else
+  echo "Idle sessions not measured (0 asked for)." > "$WORK/idle.md"
+fi
 
 OUT="perf/results/efficiency-$(date -u +%Y%m%dT%H%M%SZ).md"
 python3 - "$WORK" "$N" "$ROUNDS" "$IO" "$(git rev-parse --short HEAD)" > "$OUT" <<'PY'

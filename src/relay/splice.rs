@@ -55,13 +55,12 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// pipe side, and a blocking socket would stall the whole worker. io_uring
 /// operations are unaffected by the flag.
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor that stays open for the call (owned by
-    // the session's stream); F_GETFL/F_SETFL only read and set status flags.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO on a descriptor that stays open for the call (owned by
+    // the session's stream) reads one `c_int` from a valid pointer and sets
+    // O_NONBLOCK: one call where fcntl needs F_GETFL and F_SETFL.
+    if unsafe { libc::ioctl(fd, libc::FIONBIO, &on) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod moves;
 pub mod pid_file;
 pub mod privileges;
 pub mod proxied;
+pub mod timer_floor;
 pub mod worker;
 
 pub use live::Live;

@@ -422,6 +422,7 @@ async fn serve<L, C>(
         acceptance,
         accepting.clone(),
     ));
+    let floor = tokio::task::spawn_local(super::timer_floor::run());
     let _ = plan.shutdown.wait_for(|stop| *stop).await;
     follower.abort();
     for listener in accepting.borrow().iter() {
@@ -444,6 +445,7 @@ async fn serve<L, C>(
             tokio::time::sleep(DRAIN_POLL).await;
         }
     }
+    floor.abort();
 }
 
 async fn accept_loop<L: Acceptor, C: Connector<Stream = L::Stream> + Clone + 'static>(

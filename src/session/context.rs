@@ -60,6 +60,13 @@ impl ListenerContext {
         self.trusted_networks.is_empty() || self.trusted_networks.iter().any(|n| n.contains(ip))
     }
 
+    /// The local address of every connection this listener accepts, when it
+    /// is bound to one address rather than a wildcard (then each connection
+    /// would need its own `getsockname`).
+    pub fn fixed_local_address(&self) -> Option<SocketAddr> {
+        fixed_address(self.label.address)
+    }
+
     /// The context of `listen`, bound at `bound`.
     pub fn new(
         listen: &Listener,
@@ -246,6 +253,28 @@ impl SessionContext {
         }
         if let Some(limit) = &self.worker.login_limit {
             limit.record_failure(peer.ip(), std::time::Instant::now());
+        }
+    }
+}
+
+/// `bound` when connections accepted there all have it as their local
+/// address: not a wildcard (`0.0.0.0`, `::`).
+fn fixed_address(bound: SocketAddr) -> Option<SocketAddr> {
+    Some(bound).filter(|a| !a.ip().is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed_address;
+
+    #[test]
+    fn only_a_listener_bound_to_one_address_knows_its_connections_local_address() {
+        for specific in ["127.0.0.1:143", "192.0.2.7:993", "[::1]:110", "[2001:db8::1]:995"] {
+            let a = specific.parse().unwrap();
+            assert_eq!(fixed_address(a), Some(a), "{specific}");
+        }
+        for wildcard in ["0.0.0.0:143", "[::]:143"] {
+            assert_eq!(fixed_address(wildcard.parse().unwrap()), None, "{wildcard}");
         }
     }
 }

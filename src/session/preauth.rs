@@ -256,12 +256,18 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
         return None;
     }
     // Only when something tells the back end or compression asks whether
-    // the back end is on this host (a getsockname per login).
+    // the back end is on this host (a getsockname per login, unless the
+    // listener is bound to one address).
     let told = ctx.backend.forward_client_address
         || ctx.backend.proxy_protocol
         || ctx.listener.compress.is_some();
     let client_address = told
-        .then(|| session.local.or_else(|| client.local_addr().ok()))
+        .then(|| {
+            session
+                .local
+                .or_else(|| ctx.listener.fixed_local_address())
+                .or_else(|| client.local_addr().ok())
+        })
         .flatten()
         .map(|local| ClientAddress {
             peer: record.peer,

@@ -2,6 +2,7 @@
 //! [`Connector`]. Used on the worker threads that run a tokio-uring runtime.
 
 use super::{Acceptor, Connector, Detach, Stream};
+use std::cell::Cell;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -13,6 +14,10 @@ pub struct UringStream {
     /// Set by [`Detach::detach`]: the connection lives on in a duplicate
     /// descriptor, so dropping this one must not shut it down.
     detached: bool,
+    /// Operations submitted to the ring whose completion was not awaited
+    /// yet: above zero at drop only if a future was dropped mid-operation
+    /// (a timeout), which is when the drop must shut the socket down.
+    on_ring: Cell<u32>,
 }
 
 impl UringStream {
@@ -20,7 +25,16 @@ impl UringStream {
         Self {
             socket,
             detached: false,
+            on_ring: Cell::new(0),
         }
+    }
+
+    /// Runs one ring operation, counted in `on_ring` until it completes.
+    async fn on_ring<T>(&self, op: impl std::future::Future<Output = T>) -> T {
+        self.on_ring.set(self.on_ring.get() + 1);
+        let out = op.await;
+        self.on_ring.set(self.on_ring.get() - 1);
+        out
     }
 }
 
@@ -58,7 +72,7 @@ impl UringStream {
 impl Stream for UringStream {
     async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         buf.clear();
-        self.socket.read(buf).await
+        self.on_ring(self.socket.read(buf)).await
     }
 
     /// A socket with room takes the bytes in one direct `send`, which saves a
@@ -69,7 +83,7 @@ impl Stream for UringStream {
         if sent == buf.len() {
             return (Ok(()), buf);
         }
-        let (res, slice) = self.socket.write_all(buf.slice(sent..)).await;
+        let (res, slice) = self.on_ring(self.socket.write_all(buf.slice(sent..))).await;
         (res, slice.into_inner())
     }
 
@@ -92,10 +106,12 @@ impl Stream for UringStream {
 /// An io_uring operation abandoned by a timeout keeps the socket open until it
 /// completes (the kernel still owns the buffer and the descriptor). Shutting
 /// the socket down on drop completes such operations, so the descriptor is
-/// closed now and the peer sees the connection end.
+/// closed now and the peer sees the connection end. With no operation left
+/// on the ring (every session that ended in the relay) the close alone does
+/// that, and the `shutdown` call is saved.
 impl Drop for UringStream {
     fn drop(&mut self) {
-        if !self.detached {
+        if !self.detached && self.on_ring.get() > 0 {
             let _ = self.socket.shutdown(Shutdown::Both);
         }
     }
