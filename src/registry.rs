@@ -14,24 +14,28 @@ use std::time::SystemTime;
 /// A session's user by each of its names.
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
-    /// As the client typed it.
-    pub user: &'a str,
-    /// As the back end knows it.
-    pub identity: &'a str,
+    /// As the client typed it (the session record's, shared).
+    pub user: &'a Arc<str>,
+    /// As the back end knows it (shared likewise).
+    pub identity: &'a Arc<str>,
     /// The directory's lookup key, lower-cased (what a directory watch
     /// reports and invalidations are reduced to).
     pub canonical: &'a str,
 }
 
 /// One relaying session.
+///
+/// Its names are shared (`Arc<str>`) with the name index and with each
+/// other where they are equal (the common case: one login name, lower
+/// case), so an idle session's entry holds one small string, not six.
 #[derive(Debug, Clone)]
 pub struct SessionEntry {
     /// Login name, as the client typed it.
-    pub user: String,
+    pub user: Arc<str>,
     /// The name the back end knows the user by (lower-cased).
-    pub identity: String,
+    identity: Arc<str>,
     /// The directory's lookup key (lower-cased).
-    pub canonical: String,
+    canonical: Arc<str>,
     /// Client address.
     pub client: SocketAddr,
     /// Back-end address.
@@ -43,6 +47,57 @@ pub struct SessionEntry {
     /// Said to the client when the server closes the session (`* BYE …`
     /// for IMAP; nothing for POP3, which has no unsolicited answers).
     goodbye: &'static [u8],
+}
+
+/// `name` lower-cased, sharing `like`'s allocation when that is equal, or
+/// `name`'s own (`shared`) when it is lower case already.
+fn lowered(name: &str, shared: Option<&Arc<str>>, like: &Arc<str>) -> Arc<str> {
+    if name.chars().any(char::is_uppercase) {
+        let lower = name.to_lowercase();
+        if *lower == **like {
+            like.clone()
+        } else {
+            lower.into()
+        }
+    } else if name == &**like {
+        like.clone()
+    } else {
+        shared.cloned().unwrap_or_else(|| name.into())
+    }
+}
+
+/// The sessions under one name: nearly always one, so without a `Vec`.
+#[derive(Debug)]
+enum Ids {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Ids {
+    fn add(&mut self, id: u64) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(ids) => ids.push(id),
+        }
+    }
+
+    /// Takes `id` out; `true` when none is left.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            Ids::One(only) => *only == id,
+            Ids::Many(ids) => {
+                ids.retain(|&i| i != id);
+                ids.is_empty()
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(ids) => ids,
+        }
+    }
 }
 
 /// One side of a relaying session: its address and its socket.
@@ -69,14 +124,15 @@ struct Sessions {
     /// Each lower-cased name (identity, typed name, canonical name) → the
     /// sessions under it: a directory watch asks about every user in a full
     /// refresh, and most have no session here.
-    by_name: HashMap<String, Vec<u64>>,
+    by_name: HashMap<Arc<str>, Ids>,
 }
 
 impl Sessions {
-    /// The entry's distinct names.
-    fn names(entry: &SessionEntry) -> Vec<String> {
+    /// The entry's distinct lower-cased names.
+    fn names(entry: &SessionEntry) -> Vec<Arc<str>> {
         let mut names = vec![entry.identity.clone()];
-        for name in [entry.user.to_lowercase(), entry.canonical.clone()] {
+        let typed = lowered(&entry.user, Some(&entry.user), &entry.identity);
+        for name in [typed, entry.canonical.clone()] {
             if !names.contains(&name) {
                 names.push(name);
             }
@@ -88,7 +144,10 @@ impl Sessions {
         self.next += 1;
         let id = self.next;
         for name in Self::names(&entry) {
-            self.by_name.entry(name).or_default().push(id);
+            self.by_name
+                .entry(name)
+                .and_modify(|ids| ids.add(id))
+                .or_insert(Ids::One(id));
         }
         self.entries.insert(id, Box::new(entry));
         id
@@ -99,11 +158,12 @@ impl Sessions {
             return;
         };
         for name in Self::names(&entry) {
-            if let Some(ids) = self.by_name.get_mut(&name) {
-                ids.retain(|&i| i != id);
-                if ids.is_empty() {
-                    self.by_name.remove(&name);
-                }
+            if self
+                .by_name
+                .get_mut(&name)
+                .is_some_and(|ids| ids.remove(id))
+            {
+                self.by_name.remove(&name);
             }
         }
     }
@@ -111,7 +171,8 @@ impl Sessions {
     /// Sessions under `name` (any of their names, any case).
     fn named(&self, name: &str) -> impl Iterator<Item = &SessionEntry> {
         self.by_name
-            .get(&name.to_lowercase())
+            .get(&*name.to_lowercase())
+            .map(Ids::as_slice)
             .into_iter()
             .flatten()
             .filter_map(|id| self.entries.get(id).map(|e| &**e))
@@ -121,8 +182,8 @@ impl Sessions {
     fn named_any(&self, names: &[&str]) -> Vec<&SessionEntry> {
         let mut ids: Vec<u64> = names
             .iter()
-            .filter_map(|n| self.by_name.get(&n.to_lowercase()))
-            .flatten()
+            .filter_map(|n| self.by_name.get(&*n.to_lowercase()))
+            .flat_map(Ids::as_slice)
             .copied()
             .collect();
         ids.sort_unstable();
@@ -157,10 +218,13 @@ impl Registry {
         backend: Leg,
         goodbye: &'static [u8],
     ) -> Registration {
+        let user = names.user.clone();
+        let identity = lowered(names.identity, Some(names.identity), &user);
+        let canonical = lowered(names.canonical, None, &identity);
         let entry = SessionEntry {
-            user: names.user.to_owned(),
-            identity: names.identity.to_lowercase(),
-            canonical: names.canonical.to_lowercase(),
+            user,
+            identity,
+            canonical,
             client: client.addr,
             backend: backend.addr,
             since: SystemTime::now(),
@@ -277,9 +341,10 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let (client, _c) = pair();
         let (backend, _b) = pair();
+        let (user, identity) = ("Alice".into(), "alice@example.org".into());
         let names = Names {
-            user: "Alice",
-            identity: "alice@example.org",
+            user: &user,
+            identity: &identity,
             canonical: "uid-17",
         };
         let registration = registry.register(names, leg(&client), leg(&backend), b"");
@@ -292,6 +357,35 @@ mod tests {
         assert_eq!(registry.kick(&["alice", "nobody"]), 1, "one session, once");
         drop(registration);
         assert!(registry.kick_moved("alice", |_| false).is_empty());
+        let sessions = registry.inner.lock().unwrap();
+        assert!(sessions.entries.is_empty() && sessions.by_name.is_empty());
+    }
+
+    #[test]
+    fn one_name_is_stored_once_and_many_sessions_share_its_index_entry() {
+        let registry = Arc::new(Registry::default());
+        let (client, _c) = pair();
+        let (backend, _b) = pair();
+        let (user, identity) = ("carol@example.org".into(), "Carol@Example.org".into());
+        let names = Names {
+            user: &user,
+            identity: &identity,
+            canonical: "carol@example.org",
+        };
+        let first = registry.register(names, leg(&client), leg(&backend), b"");
+        let second = registry.register(names, leg(&client), leg(&backend), b"");
+        {
+            let sessions = registry.inner.lock().unwrap();
+            assert_eq!(sessions.by_name.len(), 1);
+            let entry = sessions.entries.values().next().unwrap();
+            assert!(Arc::ptr_eq(&entry.user, &entry.identity));
+            assert!(Arc::ptr_eq(&entry.identity, &entry.canonical));
+            let ids = sessions.by_name.values().next().unwrap().as_slice();
+            assert_eq!(ids.len(), 2);
+        }
+        drop(first);
+        assert_eq!(registry.list(Some("CAROL@example.org")).len(), 1);
+        drop(second);
         let sessions = registry.inner.lock().unwrap();
         assert!(sessions.entries.is_empty() && sessions.by_name.is_empty());
     }

@@ -269,7 +269,12 @@ mod tests {
 
     #[test]
     fn only_a_listener_bound_to_one_address_knows_its_connections_local_address() {
-        for specific in ["127.0.0.1:143", "192.0.2.7:993", "[::1]:110", "[2001:db8::1]:995"] {
+        for specific in [
+            "127.0.0.1:143",
+            "192.0.2.7:993",
+            "[::1]:110",
+            "[2001:db8::1]:995",
+        ] {
             let a = specific.parse().unwrap();
             assert_eq!(fixed_address(a), Some(a), "{specific}");
         }

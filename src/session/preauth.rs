@@ -245,7 +245,7 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
     let asked = Instant::now();
     // Written quoted and escaped: a string field, never `%` (Display).
     let user = credentials.user.as_str();
-    record.user = Some(credentials.user.clone());
+    record.user = Some(credentials.user.as_str().into());
     if ctx.login_limited(record.peer) {
         record.failed_logins += 1;
         let latency = record.started.elapsed();
@@ -304,7 +304,10 @@ async fn log_in<C: Connector, S: Stream, P: PreAuth>(
                     .as_ref()
                     .map(|p| if p.reused { "reused" } else { "new" });
             record.backend = Some(backend.address);
-            record.identity = Some(backend.identity.clone());
+            record.identity = Some(match &record.user {
+                Some(user) if **user == *backend.identity => user.clone(),
+                _ => backend.identity.as_str().into(),
+            });
             Some(backend)
         }
         Err(e) => {

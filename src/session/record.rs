@@ -5,6 +5,7 @@ use super::SessionContext;
 use crate::config::Protocol;
 use crate::metrics::RelayMethod;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// How a session ended, for the log line.
@@ -71,9 +72,12 @@ impl TlsHandshake {
 pub(super) struct SessionRecord {
     pub peer: SocketAddr,
     pub protocol: Protocol,
-    pub user: Option<String>,
-    /// The name the back end knows the user by (the route's login user).
-    pub identity: Option<String>,
+    /// Shared with the registry's entry (`Arc`): an idle session keeps its
+    /// login name once.
+    pub user: Option<Arc<str>>,
+    /// The name the back end knows the user by (the route's login user);
+    /// the same allocation as `user` when equal.
+    pub identity: Option<Arc<str>>,
     pub backend: Option<SocketAddr>,
     pub failed_logins: u32,
     pub client_to_backend: u64,

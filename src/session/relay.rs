@@ -116,13 +116,13 @@ fn register<S: Stream, B: Stream>(
     client: &S,
     backend: &B,
 ) -> Option<Registration> {
-    let (Some(user), Some(backend_addr)) = (record.user.as_deref(), record.backend) else {
+    let (Some(user), Some(backend_addr)) = (&record.user, record.backend) else {
         return None;
     };
     let canonical = ctx.worker.invalidations.canonical(user);
     let names = Names {
         user,
-        identity: record.identity.as_deref().unwrap_or(user),
+        identity: record.identity.as_ref().unwrap_or(user),
         canonical: &canonical,
     };
     Some(ctx.worker.registry.register(
