@@ -165,7 +165,7 @@ for p in "${PROXIES[@]}"; do kill "${PID[$p]}" 2>/dev/null || true; done
 
 if [ "$IDLE" -gt 0 ]; then
   echo "idle sessions..." >&2
-  MG_BASE=${MG_BASE:-} perf/idle.sh "$IDLE" 5 > "$WORK/idle.md" 2>/dev/null
+  MG_BASE=${MG_BASE:-} IO=$IO perf/idle.sh "$IDLE" 5 > "$WORK/idle.md" 2>/dev/null
 else
   echo "Idle sessions not measured (0 asked for)." > "$WORK/idle.md"
 fi

@@ -10,7 +10,8 @@
 #   perf/idle.sh [sessions (default 2000)] [hold seconds (default 10)]
 #
 # MG_BASE=path/to/an/older/mailgate adds that binary as a third proxy: a
-# change measured against its baseline in the same run.
+# change measured against its baseline in the same run. IO=uring|epoll picks
+# mailgate's transport (default uring).
 #
 # Each proxy and mode gets a fresh process (memory freed by an earlier phase
 # would otherwise be reused and make the later phase look cheaper), started
@@ -100,6 +101,7 @@ key = "$WORK/key.pem"
 
 [runtime]
 allow_root = true                 # benchmarks run as root here
+io = "${IO:-uring}"
 CONF
 }
 
@@ -203,7 +205,7 @@ PY
   done
 done
 {
-  echo "# IMAP IDLE sessions held through each proxy: $N at once, $(nproc) CPUs, held ${HOLD} s, mailgate $(git rev-parse --short HEAD)"
+  echo "# IMAP IDLE sessions held through each proxy: $N at once, $(nproc) CPUs, held ${HOLD} s, mailgate $(git rev-parse --short HEAD) (${IO:-uring})"
   echo
   echo "Per session, each proxy and mode in a fresh process; cgroup: ${CG_FILE:-none could be made} (pages and kernel memory)."
   echo
