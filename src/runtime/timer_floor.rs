@@ -12,9 +12,11 @@
 //! six system calls per login, found with `strace -k` and gdb.
 //!
 //! This tick keeps the planned wake-up at most [`TIMER_FLOOR`] away, so a
-//! timer set further out than that (every timeout in the config is at least
-//! a second) is filed without waking anything. It costs one wake-up per
-//! second per worker, idle or not.
+//! timer set further out than that is filed without waking anything: the
+//! session's timeouts by default (pre-auth 60 s, the failure delay 2 s, the
+//! back-end connect and login bounds, the idle limit). A timeout configured
+//! shorter than a second still works; it wakes the loop as before. The tick
+//! costs one wake-up per second per worker, idle or not.
 //!
 //! Owns nothing else and must never do work on its tick.
 
