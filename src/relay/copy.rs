@@ -14,8 +14,11 @@ use crate::transport::Stream;
 use std::cell::{Cell, RefCell};
 use tokio::time::Instant;
 
-/// Read size while a direction is quiet.
-pub const QUIET_READ_SIZE: usize = 2048;
+/// Read size while a direction is quiet: on io_uring an idle session's
+/// pending read holds a buffer of this size per direction. An IMAP command,
+/// an untagged `EXISTS`/`EXPUNGE` during IDLE or a POP3 answer line fits; a
+/// read that fills it switches to a full-size buffer.
+pub const QUIET_READ_SIZE: usize = 1024;
 /// Large buffers kept per worker for reuse.
 const POOL_LIMIT: usize = 256;
 
