@@ -5,17 +5,18 @@
 //! A quiet direction first waits for readiness ([`Stream::readable`]) holding
 //! no buffer, then reads into a small one ([`QUIET_READ_SIZE`], pooled per
 //! worker); a read that fills it switches to a full-size buffer from another
-//! per-worker pool, which goes back when the stream slows down. On epoll an
-//! idle session (IMAP IDLE) holds no buffer at all; on io_uring, which has no
-//! readiness, the pending read holds one small buffer per direction.
+//! per-worker pool, which goes back when the stream slows down. An idle
+//! session (IMAP IDLE) holds no buffer at all on either transport (io_uring
+//! sockets wait for readiness on the worker's epoll set, see
+//! `transport::uring`).
 
 use super::{run_both, RelayMethod, RelaySettings, RelayStats, Shared};
 use crate::transport::Stream;
 use std::cell::{Cell, RefCell};
 use tokio::time::Instant;
 
-/// Read size while a direction is quiet: on io_uring an idle session's
-/// pending read holds a buffer of this size per direction. An IMAP command,
+/// Read size while a direction is quiet (taken from the worker's pool once
+/// readiness is announced, so an idle direction holds none). An IMAP command,
 /// an untagged `EXISTS`/`EXPUNGE` during IDLE or a POP3 answer line fits; a
 /// read that fills it switches to a full-size buffer.
 pub const QUIET_READ_SIZE: usize = 1024;

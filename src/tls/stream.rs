@@ -14,8 +14,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
-/// Ciphertext read size while the peer is quiet. On io_uring, which has no
-/// readiness, an idle session's pending read holds a buffer of this size:
+/// Ciphertext read size while the peer is quiet (a read that waits on the
+/// ring, mid-record or before the relay waits for readiness, holds it):
 /// 2 KiB takes a ClientHello with a post-quantum key share (~1.8 KiB) or an
 /// IMAP command in one read; a read that fills it switches to [`BUSY_READ`].
 const QUIET_READ: usize = 2048;

@@ -113,8 +113,9 @@ pub trait Stream: AsRawFd {
     /// Reads into `buf` (cleared first, filled up to its capacity).
     async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
     /// Waits until a `read` would find bytes (or the end, or an error),
-    /// without holding a buffer meanwhile. Transports that cannot tell
-    /// (io_uring completes a read, it does not announce one) return at once.
+    /// without holding a buffer meanwhile. A wait that returns is followed
+    /// by a `read` (io_uring consumes the readiness it reports). The
+    /// default returns at once.
     async fn readable(&self) -> io::Result<()> {
         Ok(())
     }
