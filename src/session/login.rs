@@ -349,7 +349,8 @@ async fn backend_handshake<C, S: Stream>(
             host: host.to_owned(),
         }
     })?;
-    let conn = rustls::ClientConnection::new(config, name).map_err(BackendTlsError::Setup)?;
+    let conn = rustls::client::UnbufferedClientConnection::new(config, name)
+        .map_err(BackendTlsError::Setup)?;
     let tls = TlsStream::new(stream, conn);
     tls.handshake().await.map_err(BackendTlsError::Handshake)?;
     Ok(tls)

@@ -74,7 +74,7 @@ pub(super) async fn tls_handshake<S: Stream>(
     record: &mut SessionRecord,
 ) -> Option<Box<TlsStream<S>>> {
     let config = ctx.listener.tls.as_ref()?.load_full();
-    let conn = match rustls::ServerConnection::new(config) {
+    let conn = match rustls::server::UnbufferedServerConnection::new(config) {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(client = %record.peer, "TLS setup failed: {e}");

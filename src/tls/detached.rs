@@ -7,6 +7,7 @@
 //!
 //! This module moves streams; it never reads or writes them.
 
+use super::stream::TlsState;
 use super::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Detach, Stream};
 use std::io;
@@ -15,14 +16,9 @@ use std::os::fd::{AsRawFd, RawFd};
 /// A connected back-end stream registered with no reactor (`Send`).
 pub struct DetachedStream {
     socket: std::net::TcpStream,
+    /// rustls's connection, ciphertext read but not processed and
+    /// plaintext not yet taken.
     tls: Option<Box<TlsState>>,
-}
-
-/// A TLS session's state off its stream.
-struct TlsState {
-    conn: rustls::Connection,
-    /// Ciphertext read from the socket that rustls has not taken yet.
-    pending: Vec<u8>,
 }
 
 impl DetachedStream {
@@ -35,10 +31,10 @@ impl DetachedStream {
                 tls: None,
             }),
             MaybeTls::Tls(tls) => {
-                let (inner, conn, pending) = tls.into_parts();
+                let (inner, state) = tls.into_parts();
                 Ok(Self {
                     socket: inner.detach()?,
-                    tls: Some(Box::new(TlsState { conn, pending })),
+                    tls: Some(Box::new(state)),
                 })
             }
         }
@@ -49,11 +45,7 @@ impl DetachedStream {
         let stream = connector.adopt(self.socket)?;
         Ok(match self.tls {
             None => MaybeTls::Plain(stream),
-            Some(state) => MaybeTls::Tls(Box::new(TlsStream::from_parts(
-                stream,
-                state.conn,
-                state.pending,
-            ))),
+            Some(state) => MaybeTls::Tls(Box::new(TlsStream::from_parts(stream, *state))),
         })
     }
 

@@ -9,6 +9,7 @@
 //! seam for kTLS (rustls can export the traffic secrets after the handshake).
 
 mod detached;
+mod records;
 mod resolver;
 mod stream;
 

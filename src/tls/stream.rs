@@ -1,23 +1,26 @@
-//! A rustls connection (server or client side) over an owned-buffer stream.
+//! TLS over an owned-buffer stream: [`super::records::Records`] (rustls's
+//! unbuffered API and the buffers it owns) fed from the socket.
 //!
-//! Reads pull ciphertext from the socket into a reused buffer (small while the
-//! peer is quiet, large while it sends), feed rustls, and hand out plaintext;
-//! writes give plaintext to rustls and flush the records it produced. Records
-//! leaving the socket are serialized by a lock so that the two relay
-//! directions cannot interleave partial writes. Nothing here allocates per
-//! record: rustls encrypts into its own buffer, which is drained into one
-//! reused `Vec`.
+//! Reads pull ciphertext from the socket into a buffer (small while the
+//! peer is quiet, large while it sends) that becomes the connection's
+//! receive buffer when that is empty (no copy), and hand out plaintext;
+//! writes encrypt plaintext into records and send them. Records leaving the
+//! socket are serialized by a lock so that the two relay directions cannot
+//! interleave partial writes. A quiet session holds no buffer: the read
+//! buffer goes back to the worker's pool once rustls has taken its records.
 
+use super::records::{Conn, Progress, Records};
 use crate::transport::{buffers, Stream};
 use std::cell::{Cell, RefCell};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
 /// Ciphertext read size while the peer is quiet (a read that waits on the
 /// ring, mid-record or before the relay waits for readiness, holds it):
 /// 2 KiB takes a ClientHello with a post-quantum key share (~1.8 KiB) or an
-/// IMAP command in one read; a read that fills it switches to [`BUSY_READ`].
+/// IMAP command in one read; a read that returns this much or more makes
+/// the next one [`BUSY_READ`].
 const QUIET_READ: usize = 2048;
 /// Ciphertext read size while the peer sends (a few full records).
 const BUSY_READ: usize = 64 * 1024;
@@ -25,28 +28,30 @@ const BUSY_READ: usize = 64 * 1024;
 /// TLS over `S`.
 pub struct TlsStream<S> {
     inner: S,
-    conn: RefCell<rustls::Connection>,
-    /// Ciphertext received but not yet taken by rustls.
-    pending: RefCell<Vec<u8>>,
+    records: RefCell<Records>,
+    /// A large read buffer kept while the peer sends.
     read_buf: Cell<Option<Vec<u8>>>,
-    write_buf: Cell<Option<Vec<u8>>>,
+    /// Whether the last read was large: the next one takes [`BUSY_READ`].
+    busy: Cell<bool>,
     write_lock: tokio::sync::Mutex<()>,
     eof: Cell<bool>,
 }
 
-fn tls_error(e: rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
-}
+/// A TLS session's state off its socket (see [`TlsStream::into_parts`]).
+pub struct TlsState(Records);
 
 impl<S: Stream> TlsStream<S> {
     /// Wraps `inner`; call [`TlsStream::handshake`] next.
-    pub fn new(inner: S, conn: impl Into<rustls::Connection>) -> Self {
+    pub fn new(inner: S, conn: impl Into<Conn>) -> Self {
+        Self::with_records(inner, Records::new(conn))
+    }
+
+    fn with_records(inner: S, records: Records) -> Self {
         Self {
             inner,
-            conn: RefCell::new(conn.into()),
-            pending: RefCell::new(Vec::new()),
+            records: RefCell::new(records),
             read_buf: Cell::new(None),
-            write_buf: Cell::new(None),
+            busy: Cell::new(false),
             write_lock: tokio::sync::Mutex::new(()),
             eof: Cell::new(false),
         }
@@ -55,11 +60,13 @@ impl<S: Stream> TlsStream<S> {
     /// Runs the handshake to completion (the caller bounds the time).
     pub async fn handshake(&self) -> io::Result<()> {
         loop {
+            let progress = self.records.borrow_mut().advance()?;
+            self.release_buffers();
             self.flush().await?;
-            if !self.conn.borrow().is_handshaking() {
+            if !self.records.borrow().is_handshaking() {
                 return Ok(());
             }
-            if !self.receive().await? {
+            if progress == Progress::Closed || !self.receive().await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "peer closed during the TLS handshake",
@@ -68,149 +75,84 @@ impl<S: Stream> TlsStream<S> {
         }
     }
 
-    /// The socket and the TLS state, to move to another worker: rustls's
-    /// connection and the ciphertext received but not yet given to it.
-    pub(super) fn into_parts(self) -> (S, rustls::Connection, Vec<u8>) {
-        (
-            self.inner,
-            self.conn.into_inner(),
-            self.pending.into_inner(),
-        )
+    /// The socket and the TLS state (rustls's connection, ciphertext
+    /// received and plaintext decrypted but not yet taken), to move to
+    /// another worker.
+    pub(super) fn into_parts(self) -> (S, TlsState) {
+        (self.inner, TlsState(self.records.into_inner()))
     }
 
     /// A stream from [`TlsStream::into_parts`]'s parts (its socket adopted
     /// by this worker).
-    pub(super) fn from_parts(inner: S, conn: rustls::Connection, pending: Vec<u8>) -> Self {
-        let stream = Self::new(inner, conn);
-        *stream.pending.borrow_mut() = pending;
-        stream
-    }
-
-    /// The SNI name the client asked for, if any (server side).
-    pub fn server_name(&self) -> Option<String> {
-        match &*self.conn.borrow() {
-            rustls::Connection::Server(c) => c.server_name().map(str::to_owned),
-            rustls::Connection::Client(_) => None,
-        }
+    pub(super) fn from_parts(inner: S, state: TlsState) -> Self {
+        Self::with_records(inner, state.0)
     }
 
     /// Whether the session was resumed (an abbreviated handshake).
     pub fn resumed(&self) -> bool {
-        matches!(
-            self.conn.borrow().handshake_kind(),
-            Some(rustls::HandshakeKind::Resumed)
-        )
+        self.records.borrow().resumed()
     }
 
-    /// Writes every record rustls has ready.
+    /// Sends every record encoded so far, in order.
     async fn flush(&self) -> io::Result<()> {
         let _serialized = self.write_lock.lock().await;
         loop {
-            let mut out = self.write_buf.take().unwrap_or_default();
-            out.clear();
-            {
-                let mut conn = self.conn.borrow_mut();
-                while conn.wants_write() {
-                    conn.write_tls(&mut out)?;
-                }
-            }
-            if out.is_empty() {
-                self.write_buf.set(Some(out));
+            let Some(out) = self.records.borrow_mut().take_outgoing() else {
                 return Ok(());
-            }
-            let (res, out) = self.inner.write_all(out).await;
-            self.write_buf.set(Some(out));
-            res?;
+            };
+            self.inner.write_all(out).await.0?;
         }
     }
 
-    /// Feeds rustls ciphertext already received, then reads more from the
-    /// socket if it had none. False at the peer's EOF.
+    /// Reads ciphertext from the socket into the connection's receive
+    /// buffer. False at the peer's EOF.
     async fn receive(&self) -> io::Result<bool> {
-        if !self.pending.borrow().is_empty() {
-            self.feed_pending()?;
-            return Ok(true);
-        }
-        let buf = self
-            .read_buf
-            .take()
-            .unwrap_or_else(|| buffers::take(QUIET_READ));
-        let (res, buf) = self.inner.read(buf).await;
+        let buf = match self.read_buf.take() {
+            Some(buf) => buf,
+            None if self.busy.get() => Vec::with_capacity(BUSY_READ),
+            None => buffers::take(QUIET_READ),
+        };
+        let (res, mut buf) = self.inner.read(buf).await;
         let n = match res {
             Ok(n) => n,
             Err(e) => {
-                self.read_buf.set(Some(buf));
+                self.recycle(buf);
                 return Err(e);
             }
         };
         if n == 0 {
             self.eof.set(true);
-            buffers::give_back(buf);
+            self.recycle(buf);
             return Ok(false);
         }
-        self.pending.borrow_mut().extend_from_slice(&buf[..n]);
-        // Adapt the next read to the peer's pace; a quiet peer leaves no
-        // buffer behind (the next read takes one from the worker's pool).
-        let capacity = buf.capacity();
-        if n == capacity && capacity < BUSY_READ {
-            buffers::give_back(buf);
-            self.read_buf.set(Some(Vec::with_capacity(BUSY_READ)));
-        } else if n < QUIET_READ {
-            if capacity > QUIET_READ {
-                drop(buf);
-            } else {
-                buffers::give_back(buf);
-            }
-        } else {
-            self.read_buf.set(Some(buf));
-        }
-        self.feed_pending()?;
+        buf.truncate(n);
+        // A quiet peer's next read takes a small buffer from the worker's
+        // pool; one that filled a small buffer or sent much gets a large one.
+        self.busy.set(n >= QUIET_READ);
+        let spare = self.records.borrow_mut().receive(buf)?;
+        self.recycle(spare);
         Ok(true)
     }
 
-    fn feed_pending(&self) -> io::Result<()> {
-        let mut conn = self.conn.borrow_mut();
-        let mut pending = self.pending.borrow_mut();
-        let mut offset = 0;
-        // rustls stops wanting input while its plaintext buffer is full: the
-        // rest waits here until the reader has taken plaintext.
-        while offset < pending.len() && conn.wants_read() {
-            let mut rest = &pending[offset..];
-            let taken = conn.read_tls(&mut rest)?;
-            if taken == 0 {
-                break; // rustls is full: plaintext must be read first
-            }
-            offset += taken;
-            conn.process_new_packets().map_err(tls_error)?;
+    /// Keeps a large buffer for the next read while the peer is busy, gives
+    /// small ones back to the worker's pool, drops the rest.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if !self.busy.get() {
+            drop(self.read_buf.take());
         }
-        pending.drain(..offset);
-        Ok(())
+        if buf.capacity() == QUIET_READ {
+            buffers::give_back(buf);
+        } else if buf.capacity() == BUSY_READ && self.busy.get() {
+            let kept = self.read_buf.take().unwrap_or(buf);
+            self.read_buf.set(Some(kept));
+        }
     }
 
-    /// Plaintext into `buf`'s capacity: `Some(n)` when any is ready or the
-    /// stream ended, `None` when more ciphertext is needed.
-    fn take_plaintext(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        let capacity = buf.capacity();
-        buf.resize(capacity, 0);
-        let result = self.conn.borrow_mut().reader().read(buf);
-        match result {
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Some(n)) // 0: close_notify received
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                buf.clear();
-                Ok(None)
-            }
-            // EOF without close_notify: treat as the end of the stream.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                buf.clear();
-                Ok(Some(0))
-            }
-            Err(e) => {
-                buf.clear();
-                Err(e)
-            }
+    /// The receive buffer, once rustls has taken every record in it.
+    fn release_buffers(&self) {
+        if let Some(buf) = self.records.borrow_mut().release_incoming() {
+            self.recycle(buf);
         }
     }
 }
@@ -223,16 +165,10 @@ impl<S: Stream> AsRawFd for TlsStream<S> {
 
 impl<S: Stream> TlsStream<S> {
     /// Whether a read would make progress without the socket: plaintext
-    /// or ciphertext buffered, or the end seen (a TLS error counts: the
-    /// read reports it).
+    /// decrypted, or the end seen.
     fn buffered(&self) -> bool {
-        if self.eof.get() || !self.pending.borrow().is_empty() {
-            return true;
-        }
-        self.conn
-            .borrow_mut()
-            .process_new_packets()
-            .map_or(true, |state| state.plaintext_bytes_to_read() > 0)
+        let records = self.records.borrow();
+        self.eof.get() || records.has_plaintext() || records.peer_closed()
     }
 }
 
@@ -246,16 +182,30 @@ impl<S: Stream> Stream for TlsStream<S> {
 
     async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         loop {
-            match self.take_plaintext(&mut buf) {
-                Ok(Some(n)) => return (Ok(n), buf),
-                Ok(None) => {}
-                Err(e) => return (Err(e), buf),
+            {
+                let mut records = self.records.borrow_mut();
+                if records.has_plaintext() {
+                    let n = records.take_plaintext(&mut buf);
+                    return (Ok(n), buf);
+                }
             }
-            // Answer what rustls wants to say (handshake, key update, alerts).
+            let progress = self.records.borrow_mut().advance();
+            self.release_buffers();
+            // Answer what rustls wants to say (key updates, alerts).
             if let Err(e) = self.flush().await {
                 return (Err(e), buf);
             }
-            if self.eof.get() && self.pending.borrow().is_empty() {
+            let progress = match progress {
+                Ok(progress) => progress,
+                Err(e) => return (Err(e), buf),
+            };
+            if self.records.borrow().has_plaintext() {
+                continue;
+            }
+            // The end: close_notify, or EOF without it (taken as the end).
+            if progress == Progress::Closed || self.records.borrow().peer_closed() || self.eof.get()
+            {
+                buf.clear();
                 return (Ok(0), buf);
             }
             if let Err(e) = self.receive().await {
@@ -265,18 +215,12 @@ impl<S: Stream> Stream for TlsStream<S> {
     }
 
     async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let mut written = 0;
-        while written < buf.len() {
-            let accepted = self.conn.borrow_mut().writer().write(&buf[written..]);
-            match accepted {
-                Ok(n) => written += n,
-                Err(e) => return (Err(e), buf),
-            }
-            if let Err(e) = self.flush().await {
-                return (Err(e), buf);
-            }
+        let encrypted = self.records.borrow_mut().write(&buf);
+        self.release_buffers();
+        if let Err(e) = encrypted {
+            return (Err(e), buf);
         }
-        (Ok(()), buf)
+        (self.flush().await, buf)
     }
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
@@ -288,7 +232,7 @@ impl<S: Stream> Stream for TlsStream<S> {
     }
 
     async fn close_write(&self) -> io::Result<()> {
-        self.conn.borrow_mut().send_close_notify();
+        self.records.borrow_mut().close()?;
         self.flush().await?;
         self.inner.shutdown(Shutdown::Write)
     }
