@@ -74,15 +74,27 @@ impl Stream for EpollStream {
                 Ok(guard) => guard,
                 Err(e) => return (Err(e), buf),
             };
+            let capacity = buf.capacity();
             match ready.try_io(|socket| recv_into(socket.as_raw_fd(), &mut buf)) {
-                Ok(result) => return (result, buf),
+                Ok(result) => {
+                    // A short read drained the socket: forget the readiness,
+                    // so that the next wait waits rather than a read holding
+                    // its buffer (an idle TLS session's pending read). The
+                    // guard predates the read: readiness from bytes that came
+                    // since is newer and stays.
+                    if matches!(result, Ok(n) if n > 0 && n < capacity) {
+                        ready.clear_ready();
+                    }
+                    return (result, buf);
+                }
                 Err(_would_block) => continue,
             }
         }
     }
 
     async fn readable(&self) -> io::Result<()> {
-        // The readiness stays set: the read that follows finds it.
+        // The readiness stays set: the read that follows finds it (a read
+        // that drains the socket clears it).
         self.0.readable().await.map(drop)
     }
 
