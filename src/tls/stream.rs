@@ -173,10 +173,14 @@ impl<S: Stream> TlsStream<S> {
 }
 
 impl<S: Stream> Stream for TlsStream<S> {
+    /// A wait means the peer paused: the large read buffer kept while it
+    /// sent (an upload that just ended) is dropped first, so an idle
+    /// session holds none (a busy peer's next read takes a new one).
     async fn readable(&self) -> io::Result<()> {
         if self.buffered() {
             return Ok(());
         }
+        drop(self.read_buf.take());
         self.inner.readable().await
     }
 
@@ -311,5 +315,103 @@ impl<S: Stream> Stream for MaybeTls<S> {
             MaybeTls::Plain(s) => s.registration(),
             MaybeTls::Tls(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::Protocol;
+    use crate::tls::{client_config, server_config, ticketer, CertificateFiles, ServerTlsSettings};
+    use crate::transport::EpollStream;
+    use mailgate_testkit::certs::TestCa;
+    use rustls::client::UnbufferedClientConnection;
+    use rustls::pki_types::ServerName;
+    use rustls::server::UnbufferedServerConnection;
+    use std::time::Duration;
+    use tokio::time::timeout;
+
+    /// A client and a server `TlsStream` over a loopback connection, before
+    /// their handshake.
+    fn pair(ca: &TestCa) -> (TlsStream<EpollStream>, TlsStream<EpollStream>) {
+        let (cert, key) = ca.issue("server", &["localhost"], &[]);
+        let settings = ServerTlsSettings {
+            protocol: Protocol::Imap,
+            default: CertificateFiles { cert, key },
+            named: Vec::new(),
+        };
+        let server_config = server_config(&settings, ticketer().unwrap()).unwrap();
+        let client_config = client_config(&ca.ca()).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        (
+            TlsStream::new(
+                EpollStream::new(client).unwrap(),
+                UnbufferedClientConnection::new(client_config, name).unwrap(),
+            ),
+            TlsStream::new(
+                EpollStream::new(server).unwrap(),
+                UnbufferedServerConnection::new(server_config).unwrap(),
+            ),
+        )
+    }
+
+    #[test]
+    fn an_upload_arrives_whole_a_pause_holds_no_buffer_and_close_notify_ends_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ca = TestCa::new();
+            let (client, server) = pair(&ca);
+            let (a, b) = tokio::join!(client.handshake(), server.handshake());
+            a.unwrap();
+            b.unwrap();
+
+            let upload: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+            let send = async {
+                let (sent, _) = client.write_all(upload.clone()).await;
+                sent.unwrap();
+            };
+            let receive = async {
+                let mut got = Vec::new();
+                let mut buf = Vec::with_capacity(64 * 1024);
+                while got.len() < upload.len() {
+                    let (n, back) = server.read(buf).await;
+                    buf = back;
+                    let n = n.unwrap();
+                    assert!(n > 0, "the stream ended early");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                got
+            };
+            let ((), got) = tokio::join!(send, receive);
+            assert!(got == upload, "bytes exact");
+
+            // The peer pauses: waiting drops a large read buffer kept from
+            // the upload, and nothing else holds memory.
+            server.read_buf.set(Some(Vec::with_capacity(BUSY_READ)));
+            assert!(
+                timeout(Duration::from_millis(200), server.readable())
+                    .await
+                    .is_err(),
+                "nothing to read"
+            );
+            assert!(server.read_buf.take().is_none(), "read buffer dropped");
+            assert!(server.records.borrow_mut().release_incoming().is_none());
+            assert!(!server.records.borrow().has_plaintext());
+
+            // An answer back, then close_notify: the reader sees the end.
+            let (answered, _) = server.write_all(b"a1 OK APPEND done\r\n".to_vec()).await;
+            answered.unwrap();
+            let (n, buf) = client.read(Vec::with_capacity(256)).await;
+            assert_eq!(&buf[..n.unwrap()], b"a1 OK APPEND done\r\n");
+            client.close_write().await.unwrap();
+            let (n, _) = server.read(Vec::with_capacity(256)).await;
+            assert_eq!(n.unwrap(), 0, "close_notify ends the stream");
+        });
     }
 }
