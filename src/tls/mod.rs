@@ -206,3 +206,19 @@ pub fn client_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, TlsConfig
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+/// Test configs: a server with a certificate for `localhost` issued by
+/// `ca`, and a client that trusts `ca`.
+#[cfg(test)]
+pub(crate) fn test_configs(
+    ca: &mailgate_testkit::certs::TestCa,
+) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let (cert, key) = ca.issue("server", &["localhost"], &[]);
+    let settings = ServerTlsSettings {
+        protocol: Protocol::Imap,
+        default: CertificateFiles { cert, key },
+        named: Vec::new(),
+    };
+    let server = server_config(&settings, ticketer().unwrap()).unwrap();
+    (server, client_config(&ca.ca()).unwrap())
+}

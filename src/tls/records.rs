@@ -363,22 +363,13 @@ fn append(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::Protocol;
-    use crate::tls::{client_config, server_config, ticketer, CertificateFiles, ServerTlsSettings};
+    use crate::tls::test_configs;
     use mailgate_testkit::certs::TestCa;
     use rustls::pki_types::ServerName;
 
     /// A client and a server side, before their handshake.
     fn pair() -> (Records, Records) {
-        let ca = TestCa::new();
-        let (cert, key) = ca.issue("server", &["localhost"], &[]);
-        let settings = ServerTlsSettings {
-            protocol: Protocol::Imap,
-            default: CertificateFiles { cert, key },
-            named: Vec::new(),
-        };
-        let server = server_config(&settings, ticketer().unwrap()).unwrap();
-        let client = client_config(&ca.ca()).unwrap();
+        let (server, client) = test_configs(&TestCa::new());
         let name = ServerName::try_from("localhost").unwrap();
         (
             Records::new(UnbufferedClientConnection::new(client, name).unwrap()),

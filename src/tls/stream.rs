@@ -321,8 +321,7 @@ impl<S: Stream> Stream for MaybeTls<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::Protocol;
-    use crate::tls::{client_config, server_config, ticketer, CertificateFiles, ServerTlsSettings};
+    use crate::tls::test_configs;
     use crate::transport::EpollStream;
     use mailgate_testkit::certs::TestCa;
     use rustls::client::UnbufferedClientConnection;
@@ -334,14 +333,7 @@ mod tests {
     /// A client and a server `TlsStream` over a loopback connection, before
     /// their handshake.
     fn pair(ca: &TestCa) -> (TlsStream<EpollStream>, TlsStream<EpollStream>) {
-        let (cert, key) = ca.issue("server", &["localhost"], &[]);
-        let settings = ServerTlsSettings {
-            protocol: Protocol::Imap,
-            default: CertificateFiles { cert, key },
-            named: Vec::new(),
-        };
-        let server_config = server_config(&settings, ticketer().unwrap()).unwrap();
-        let client_config = client_config(&ca.ca()).unwrap();
+        let (server_config, client_config) = test_configs(ca);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
