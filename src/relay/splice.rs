@@ -10,7 +10,7 @@
 //! it waits for readiness without any buffer or pipe.
 
 use super::{pipes, poll_idle, RelayEnd, RelayMethod, RelaySettings, RelayStats, Shared};
-use crate::transport::Stream;
+use crate::transport::{SocketFd, Stream};
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -18,16 +18,6 @@ use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::time::Instant;
-
-/// A socket descriptor owned elsewhere (by the session's stream), registered
-/// with the reactor for the relay's duration.
-struct Borrowed(RawFd);
-
-impl AsRawFd for Borrowed {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: both descriptors are open for the duration of the call (the
@@ -90,10 +80,10 @@ pub async fn relay<A: Stream, B: Stream>(
             // registrations (dropped, and so deregistered, before this
             // function returns).
             let client_io =
-                unsafe { AsyncFd::register_with_interest(Borrowed(client_fd), interest)? };
+                unsafe { AsyncFd::register_with_interest(SocketFd(client_fd), interest)? };
             // SAFETY: as above.
             let backend_io =
-                unsafe { AsyncFd::register_with_interest(Borrowed(backend_fd), interest)? };
+                unsafe { AsyncFd::register_with_interest(SocketFd(backend_fd), interest)? };
             Ok(run(client, backend, &client_io, &backend_io, settings).await)
         }
         _ => Err(io::Error::other(

@@ -199,16 +199,15 @@ impl<S: Stream> Stream for TlsStream<S> {
             if let Err(e) = self.flush().await {
                 return (Err(e), buf);
             }
-            let progress = match progress {
-                Ok(progress) => progress,
-                Err(e) => return (Err(e), buf),
-            };
+            if let Err(e) = progress {
+                return (Err(e), buf);
+            }
             if self.records.borrow().has_plaintext() {
                 continue;
             }
-            // The end: close_notify, or EOF without it (taken as the end).
-            if progress == Progress::Closed || self.records.borrow().peer_closed() || self.eof.get()
-            {
+            // The end: close_notify (a closed connection has received it),
+            // or EOF without it (taken as the end).
+            if self.records.borrow().peer_closed() || self.eof.get() {
                 buf.clear();
                 return (Ok(0), buf);
             }

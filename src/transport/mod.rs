@@ -24,7 +24,7 @@ use serde::Deserialize;
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use tokio::io::unix::AsyncFd;
 
 /// Which reactor the workers run.
@@ -105,6 +105,16 @@ impl Reactor {
 pub fn send_now(socket: std::os::fd::BorrowedFd<'_>, line: &[u8]) {
     let _ = socket2::SockRef::from(&socket)
         .send_with_flags(line, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+}
+
+/// A socket descriptor owned elsewhere (by a stream that outlives what is
+/// made with it): what an epoll registration of an io_uring socket holds.
+pub(crate) struct SocketFd(pub RawFd);
+
+impl AsRawFd for SocketFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
 }
 
 /// A connected byte stream with owned-buffer I/O.

@@ -1,11 +1,11 @@
 //! The io_uring transport: tokio-uring sockets behind [`Stream`] and
 //! [`Connector`]. Used on the worker threads that run a tokio-uring runtime.
 
-use super::{Acceptor, Connector, Detach, Stream};
+use super::{Acceptor, Connector, Detach, SocketFd, Stream};
 use std::cell::{Cell, OnceCell};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio_uring::buf::BoundedBuf;
@@ -52,16 +52,6 @@ impl UringStream {
     fn count_on_ring(&self, change: i32) {
         self.on_ring
             .set(self.on_ring.get().wrapping_add_signed(change));
-    }
-}
-
-/// The stream's descriptor as the readiness registration sees it (owned by
-/// the stream's socket, which outlives the registration).
-struct SocketFd(RawFd);
-
-impl AsRawFd for SocketFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
     }
 }
 
