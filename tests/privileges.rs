@@ -99,11 +99,28 @@ fn root_without_a_user_refuses_to_run_unless_allowed() {
                 std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
                 return (Some(status), err, None);
             }
-            if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            // The file is created before the pid is written into it: a
+            // line is whole once it ends in a newline.
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .filter(|pid| pid.ends_with('\n'))
+            {
                 let pid = pid.trim().to_owned();
+                assert_eq!(pid, child.id().to_string(), "the pid file holds its pid");
                 // SIGTERM: it stops and removes its pid file.
                 Command::new("kill").arg(&pid).status().unwrap();
-                let status = child.wait().unwrap();
+                let stopping = Instant::now();
+                let status = loop {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        break status;
+                    }
+                    if stopping.elapsed() > Duration::from_secs(10) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!("mailgate did not stop on SIGTERM");
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
                 return (Some(status), String::new(), Some((pid, pid_file.exists())));
             }
             std::thread::sleep(Duration::from_millis(20));

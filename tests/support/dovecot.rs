@@ -61,6 +61,21 @@ fn listening(child: &mut Child, addr: SocketAddr) -> bool {
     }
     false
 }
+
+/// Whether the server on `addr` greets with a line holding `token`, this
+/// Dovecot's own `login_greeting`: a port that accepts could belong to
+/// another process that took it between `free_port` and Dovecot's bind
+/// (another test's mailgate or Dovecot), which `listening` cannot tell.
+fn greets_with(addr: SocketAddr, token: &str) -> bool {
+    use std::io::{BufRead, Read};
+    let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stream.take(1024)).read_line(&mut line);
+    line.contains(token)
+}
 const MAIL_GID: u32 = 8;
 
 impl Dovecot {
@@ -105,7 +120,18 @@ impl Dovecot {
         for attempt in 1..=START_ATTEMPTS {
             let (imap_port, pop3_port) = (free_port(), free_port());
             let ports: Vec<u16> = (0..more).map(|_| free_port()).collect();
-            std::fs::write(&conf, config(root, imap_port, pop3_port) + &extra(&ports)).unwrap();
+            // Dovecot's master binds every listener before it starts a
+            // login process: a greeting of its own on both ports, with the
+            // master still running, means all its ports are its own.
+            let greeting = format!(
+                "mailgate-test-{}-{attempt}",
+                root.file_name().unwrap_or_default().to_string_lossy()
+            );
+            std::fs::write(
+                &conf,
+                config(root, imap_port, pop3_port, &greeting) + &extra(&ports),
+            )
+            .unwrap();
             let mut child = Command::new("dovecot")
                 .arg("-F")
                 .arg("-c")
@@ -115,10 +141,15 @@ impl Dovecot {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start dovecot (apt-get install dovecot-imapd dovecot-pop3d)");
+            let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
             let listening = [imap_port, pop3_port]
                 .iter()
                 .chain(&ports)
-                .all(|port| listening(&mut child, SocketAddr::from(([127, 0, 0, 1], *port))));
+                .all(|port| listening(&mut child, at(*port)))
+                && [imap_port, pop3_port]
+                    .iter()
+                    .all(|port| greets_with(at(*port), &greeting))
+                && child.try_wait().ok().flatten().is_none();
             if listening {
                 let dovecot = Self {
                     child,
@@ -217,7 +248,7 @@ fn chown_tree(path: &Path) {
     }
 }
 
-fn config(root: &Path, imap_port: u16, pop3_port: u16) -> String {
+fn config(root: &Path, imap_port: u16, pop3_port: u16, greeting: &str) -> String {
     let root = root.display();
     format!(
         r#"base_dir = {root}/run
@@ -230,6 +261,7 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
+login_greeting = {greeting}
 mail_location = maildir:~/Maildir
 first_valid_uid = {MAIL_UID}
 mail_max_userip_connections = 10000
