@@ -9,8 +9,10 @@
 
 use crate::auth::Credentials;
 
+mod address_text;
 pub mod framing;
 mod spec;
+pub use address_text::AddressText;
 pub use spec::{
     BackendAuth, BackendLoginRequest, ListenerSettings, MachineFactory, OAuthOffer, ProtocolSpec,
 };

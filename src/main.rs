@@ -401,12 +401,16 @@ fn init_logging(format: mailgate::config::LogFormat) {
     let setting = std::env::var("MAILGATE_LOG").ok();
     let (filter, unreadable) = log_filter(setting.as_deref());
     let registry = tracing_subscriber::registry().with(filter);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // No colours, even on a terminal: tracing-subscriber is built without
+    // its `ansi` feature, whose styling code runs for every line even with
+    // colours off (~7 % of a plaintext login's user-space instructions,
+    // docs/performance.md, "User-space instructions per login").
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
     match format {
-        mailgate::config::LogFormat::Text => registry
-            .with(layer.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
-            .init(),
-        mailgate::config::LogFormat::Json => registry.with(layer.json().with_ansi(false)).init(),
+        mailgate::config::LogFormat::Text => registry.with(layer).init(),
+        mailgate::config::LogFormat::Json => registry.with(layer.json()).init(),
     }
     if let Some(reason) = unreadable {
         tracing::warn!("MAILGATE_LOG not understood ({reason}); logging at info");

@@ -18,8 +18,8 @@ use super::response::{can_quote, capability_code, response_code, split_caps, str
 use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
-    self, printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
-    ClientAddress, Compression, LoginFailure, MAX_BACKEND_LINE,
+    self, printable, AddressText, BackendEvent, BackendFault, BackendGreeting, BackendLogin,
+    BackendOutcome, ClientAddress, Compression, LoginFailure, MAX_BACKEND_LINE,
 };
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -244,9 +244,9 @@ impl ImapBackendLogin {
         let client = self.client.filter(|_| self.has_capability("ID"))?;
         Some(format!(
             "{ID_TAG} ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-connected-ip\" \"{}\" \"x-connected-port\" \"{}\")\r\n",
-            client.peer.ip(),
+            AddressText(client.peer.ip()),
             client.peer.port(),
-            client.local.ip(),
+            AddressText(client.local.ip()),
             client.local.port()
         ))
     }

@@ -20,8 +20,8 @@ use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{encode_base64, encode_plain, Secret};
 use crate::login::framing::{Frame, Framer};
 use crate::login::{
-    printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
-    ClientAddress, LoginFailure, MAX_BACKEND_LINE,
+    printable, AddressText, BackendEvent, BackendFault, BackendGreeting, BackendLogin,
+    BackendOutcome, ClientAddress, LoginFailure, MAX_BACKEND_LINE,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl ManageSieveBackendLogin {
         if let Some(client) = self.client.filter(|_| self.announces("XCLIENT")) {
             let line = format!(
                 "XCLIENT ADDR={} PORT={}\r\n",
-                client.peer.ip(),
+                AddressText(client.peer.ip()),
                 client.peer.port()
             );
             self.output.extend_from_slice(line.as_bytes());

@@ -13,8 +13,8 @@
 use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
-    self, printable, BackendEvent, BackendFault, BackendGreeting, BackendLogin, BackendOutcome,
-    ClientAddress, LoginFailure, MAX_BACKEND_LINE,
+    self, printable, AddressText, BackendEvent, BackendFault, BackendGreeting, BackendLogin,
+    BackendOutcome, ClientAddress, LoginFailure, MAX_BACKEND_LINE,
 };
 use serde::Deserialize;
 
@@ -170,7 +170,7 @@ impl Pop3BackendLogin {
             Some(client) => {
                 let command = format!(
                     "XCLIENT ADDR={} PORT={}",
-                    client.peer.ip(),
+                    AddressText(client.peer.ip()),
                     client.peer.port()
                 );
                 self.send(&[command.as_bytes()]);

@@ -3,6 +3,7 @@
 
 use super::SessionContext;
 use crate::config::Protocol;
+use crate::login::AddressText;
 use crate::metrics::RelayMethod;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,7 +137,7 @@ impl SessionRecord {
         if let Some(backend_session) = self.backend_session {
             tracing::info!(
                 target: "mailgate::session",
-                client = %self.peer,
+                client = %AddressText(self.peer),
                 user = self.user.as_deref().unwrap_or("-"),
                 backend_session,
                 "connection cache"
@@ -144,14 +145,14 @@ impl SessionRecord {
         }
         tracing::info!(
             target: "mailgate::session",
-            client = %self.peer,
+            client = %AddressText(self.peer),
             protocol = %self.protocol,
             tls = self.tls.map_or("none", TlsHandshake::as_str),
             relay = self.relay.map_or("-", RelayMethod::as_str),
             // A string field is written quoted and escaped (`Debug`), so a
             // user name with a line break cannot forge a log line.
             user = self.user.as_deref().unwrap_or("-"),
-            backend = %self.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            backend = %AddressText(self.backend),
             failed_logins = self.failed_logins,
             bytes_up = self.client_to_backend,
             bytes_down = self.backend_to_client,

@@ -1,0 +1,143 @@
+//! Addresses written as text exactly as the standard library writes them
+//! (`192.0.2.7`, `192.0.2.7:143`, `[2001:db8::1]:143`), IPv4 without its
+//! formatting machinery: every login writes four (the session's log line,
+//! the back end's `ID`/`XCLIENT`), and `Ipv4Addr`'s `Display` costs ~2 000
+//! instructions each (it formats into a buffer with `write!` per octet,
+//! then pads) — ~4 % of a plaintext login's user-space instructions
+//! (docs/performance.md, "User-space instructions per login").
+//!
+//! This module owns that text; it never decides where an address is shown.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// `address` as its `Display` writes it (width and alignment honoured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressText<T>(pub T);
+
+/// The longest IPv4 socket address: `255.255.255.255:65535`.
+const V4_SOCKET_MAX: usize = 21;
+
+/// Appends `n`'s decimal digits.
+fn push_decimal(buf: &mut [u8; V4_SOCKET_MAX], len: &mut usize, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut count = 0;
+    let mut rest = n;
+    loop {
+        digits[count] = b'0' + (rest % 10) as u8;
+        count += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &digit in digits[..count].iter().rev() {
+        buf[*len] = digit;
+        *len += 1;
+    }
+}
+
+fn push_v4(buf: &mut [u8; V4_SOCKET_MAX], len: &mut usize, ip: Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[*len] = b'.';
+            *len += 1;
+        }
+        push_decimal(buf, len, u16::from(octet));
+    }
+}
+
+fn pad_ascii(f: &mut fmt::Formatter<'_>, buf: &[u8]) -> fmt::Result {
+    // Only ASCII digits, dots and a colon were written.
+    f.pad(std::str::from_utf8(buf).map_err(|_| fmt::Error)?)
+}
+
+impl fmt::Display for AddressText<Ipv4Addr> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (mut buf, mut len) = ([0u8; V4_SOCKET_MAX], 0);
+        push_v4(&mut buf, &mut len, self.0);
+        pad_ascii(f, &buf[..len])
+    }
+}
+
+impl fmt::Display for AddressText<IpAddr> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(ip) => AddressText(ip).fmt(f),
+            IpAddr::V6(ip) => ip.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for AddressText<SocketAddr> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SocketAddr::V4(addr) => {
+                let (mut buf, mut len) = ([0u8; V4_SOCKET_MAX], 0);
+                push_v4(&mut buf, &mut len, *addr.ip());
+                buf[len] = b':';
+                len += 1;
+                push_decimal(&mut buf, &mut len, addr.port());
+                pad_ascii(f, &buf[..len])
+            }
+            SocketAddr::V6(addr) => addr.fmt(f),
+        }
+    }
+}
+
+/// An address, or `-` for none (the session log line's `backend` before
+/// a login reached one).
+impl fmt::Display for AddressText<Option<SocketAddr>> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => AddressText(addr).fmt(f),
+            None => f.pad("-"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_read_as_the_standard_library_writes_them() {
+        let ips: Vec<IpAddr> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "10.0.99.100",
+            "192.0.2.7",
+            "1.22.203.4",
+            "::1",
+            "2001:db8::1",
+            "::ffff:192.0.2.7",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for ip in ips {
+            assert_eq!(AddressText(ip).to_string(), ip.to_string());
+            if let IpAddr::V4(v4) = ip {
+                assert_eq!(AddressText(v4).to_string(), v4.to_string());
+            }
+            for port in [0, 9, 10, 143, 993, 10143, 65535] {
+                let addr = SocketAddr::new(ip, port);
+                assert_eq!(AddressText(addr).to_string(), addr.to_string());
+                assert_eq!(AddressText(Some(addr)).to_string(), addr.to_string());
+            }
+        }
+        assert_eq!(AddressText(None::<SocketAddr>).to_string(), "-");
+    }
+
+    #[test]
+    fn the_longest_ipv4_socket_address_fits_and_width_is_honoured() {
+        let longest: SocketAddr = "255.255.255.255:65535".parse().unwrap();
+        assert_eq!(AddressText(longest).to_string().len(), V4_SOCKET_MAX);
+        let short: SocketAddr = "1.2.3.4:5".parse().unwrap();
+        assert_eq!(
+            format!("[{:>12}]", AddressText(short)),
+            format!("[{short:>12}]")
+        );
+    }
+}
