@@ -323,11 +323,13 @@ pub struct LineTooLong;
 pub fn take_line(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, LineTooLong> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(lf) if lf <= max + 1 => {
-            let mut line: Vec<u8> = buf.drain(..=lf).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
+            let end = if lf > 0 && buf[lf - 1] == b'\r' {
+                lf - 1
+            } else {
+                lf
+            };
+            let line = buf[..end].to_vec();
+            buf.drain(..=lf);
             Ok(Some(line))
         }
         Some(_) => Err(LineTooLong),

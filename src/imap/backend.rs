@@ -14,7 +14,7 @@
 //! `NO` → rejected or temporarily unavailable depending on the response code,
 //! anything unexpected → unavailable. Never performs I/O.
 
-use super::response::{can_quote, capability_code, response_code, split_caps, strip_prefix_ci};
+use super::response::{can_quote, capability_code, response_code, strip_prefix_ci};
 use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
@@ -79,7 +79,9 @@ pub struct ImapBackendLogin {
     step: Step,
     input: Vec<u8>,
     output: Vec<u8>,
-    capabilities: Vec<String>,
+    /// The back end's capability list as it sent it (space-separated),
+    /// searched in place: no string per capability.
+    capabilities: String,
     post_login_capability: Option<String>,
     untagged: Vec<u8>,
     client: Option<ClientAddress>,
@@ -126,7 +128,7 @@ impl ImapBackendLogin {
             step: Step::Greeting,
             input: Vec::new(),
             output: Vec::new(),
-            capabilities: Vec::new(),
+            capabilities: String::new(),
             post_login_capability: None,
             untagged: Vec::new(),
             client: None,
@@ -253,7 +255,7 @@ impl ImapBackendLogin {
 
     fn has_capability(&self, name: &str) -> bool {
         self.capabilities
-            .iter()
+            .split_ascii_whitespace()
             .any(|c| c.eq_ignore_ascii_case(name))
     }
 
@@ -277,7 +279,7 @@ impl ImapBackendLogin {
             return None;
         }
         if let Some(caps) = capability_code(rest) {
-            self.capabilities = split_caps(&caps);
+            self.capabilities = caps;
             return self.start_login();
         }
         self.output
@@ -288,7 +290,7 @@ impl ImapBackendLogin {
 
     fn on_capability_reply(&mut self, line: &[u8]) -> Option<BackendEvent> {
         if let Some(caps) = strip_prefix_ci(line, b"* CAPABILITY ") {
-            self.capabilities = split_caps(&String::from_utf8_lossy(caps));
+            self.capabilities = String::from_utf8_lossy(caps).into_owned();
             None
         } else if line.starts_with(b"* ") {
             None
@@ -413,7 +415,10 @@ impl ImapBackendLogin {
     fn on_login_reply(&mut self, line: &[u8]) -> Option<BackendEvent> {
         if self.awaiting_id_reply {
             // The reply to our ID comes first: `* ID …` then `mgid OK|NO|BAD`.
-            if line.starts_with(format!("{ID_TAG} ").as_bytes()) {
+            if line
+                .strip_prefix(ID_TAG.as_bytes())
+                .is_some_and(|rest| rest.starts_with(b" "))
+            {
                 self.awaiting_id_reply = false;
                 return None;
             }

@@ -31,7 +31,3 @@ pub(super) fn capability_code(rest: &[u8]) -> Option<String> {
     let end = inner.iter().position(|&b| b == b']')?;
     Some(String::from_utf8_lossy(&inner[..end]).into_owned())
 }
-
-pub(super) fn split_caps(caps: &str) -> Vec<String> {
-    caps.split_ascii_whitespace().map(str::to_owned).collect()
-}
