@@ -2,7 +2,8 @@
 # What a login and an idle session cost, as ratios to baselines measured in
 # the same run, so that the next change that costs 20 % is seen:
 #
-# 1. CPU per login (user + system, from /proc/pid/stat): mailgate with one
+# 1. CPU per login (user + system, from /proc/pid/stat, and each apart: the
+#    kernel's TCP work against the proxy's own): mailgate with one
 #    worker and HAProxy with one thread, each in front of the same simulated
 #    back end, IMAP and POP3, ROUNDS rounds alternating who goes first, the
 #    median of the rounds. HAProxy relays TCP and reads no login: the floor.
@@ -122,14 +123,17 @@ if [ -n "${MG_BASE:-}" ]; then
   PROXIES+=(baseline)
 fi
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user, system
 TICK=$(getconf CLK_TCK)
-logins() { # proxy protocol count → CPU ms per login
+logins() { # proxy protocol count → CPU ms per login: total, user, system
   local p=$1 proto=$2 n=$3 t0 t1
   t0=$(ticks "${PID[$p]}")
   "$LG" logins --target "${ADDR[$p-$proto]}" --protocol "$proto" --clients 4 --count "$n" --quiet >/dev/null 2>&1
   t1=$(ticks "${PID[$p]}")
-  python3 -c "print(f'{($t1 - $t0) * 1000 / $TICK / $n:.4f}')"
+  python3 -c "
+u0, s0, u1, s1 = map(int, '$t0 $t1'.split())
+per = lambda t: t * 1000 / $TICK / $n
+print(f'{per(u1 - u0 + s1 - s0):.4f} {per(u1 - u0):.4f} {per(s1 - s0):.4f}')"
 }
 
 echo "CPU per login: $ROUNDS rounds of $N logins per proxy and protocol..." >&2
@@ -140,7 +144,12 @@ for r in $(seq "$ROUNDS"); do
   order=("${PROXIES[@]}")
   [ $((r % 2)) = 0 ] && order=($(printf '%s\n' "${PROXIES[@]}" | tac))
   for proto in imap pop3; do
-    for p in "${order[@]}"; do echo "$p $proto $(logins "$p" "$proto" "$N")" >> "$WORK/cpu.txt"; done
+    for p in "${order[@]}"; do
+      read -r total user system < <(logins "$p" "$proto" "$N")
+      echo "$p $proto $total" >> "$WORK/cpu.txt"
+      echo "$p $proto $user" >> "$WORK/cpu-user.txt"
+      echo "$p $proto $system" >> "$WORK/cpu-system.txt"
+    done
   done
 done
 
@@ -181,13 +190,15 @@ def table(name):
         rows.setdefault((p, proto), []).append(float(v))
     return {k: statistics.median(v) for k, v in rows.items()}
 cpu, calls = table("cpu.txt"), table("syscalls.txt")
+user, system = table("cpu-user.txt"), table("cpu-system.txt")
 proxies = sorted({p for p, _ in cpu}, key=["mailgate", "haproxy", "baseline"].index)
 print(f"# What a login and an idle session cost: mailgate {rev} ({io}, one worker) beside HAProxy (one thread), simulated back end\n")
 print(f"CPU per login: median of {rounds} rounds of {n} logins from 4 clients; system calls: strace -c over 1 000 logins from one client.\n")
 print("| figure | " + " | ".join(proxies) + " | mailgate ÷ HAProxy |" + (" mailgate ÷ baseline |" if "baseline" in proxies else ""))
 print("| --- |" + " --- |" * (len(proxies) + 1 + ("baseline" in proxies)))
 for proto in ("imap", "pop3"):
-    for label, t, fmt in (("CPU ms per login", cpu, "{:.3f}"), ("system calls per login", calls, "{:.1f}")):
+    for label, t, fmt in (("CPU ms per login", cpu, "{:.3f}"), ("… of it user space", user, "{:.3f}"),
+                          ("… of it kernel", system, "{:.3f}"), ("system calls per login", calls, "{:.1f}")):
         vals = [t.get((p, proto)) for p in proxies]
         line = f"| {proto.upper()} {label} | " + " | ".join(fmt.format(v) for v in vals)
         line += f" | {t[('mailgate', proto)] / t[('haproxy', proto)]:.2f} |"
