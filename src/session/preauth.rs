@@ -186,7 +186,12 @@ pub(super) async fn drive<C: Connector, S: Stream, P: PreAuth>(
                         machine.receive(&b[..n]);
                         // The bytes may hold a password: wiped (capacity
                         // kept for the next read) before anything else.
-                        b.zeroize();
+                        // Only these `n` bytes: every read is wiped as
+                        // it arrives, so the rest of the capacity holds
+                        // nothing this session read (wiping all 4 KiB
+                        // cost ~4 % of a login's user-space instructions).
+                        b[..n].zeroize();
+                        b.clear();
                         buf = b;
                     }
                     Ok((Err(_), _)) => {
