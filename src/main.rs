@@ -403,8 +403,8 @@ fn init_logging(format: mailgate::config::LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     // No colours, even on a terminal: tracing-subscriber is built without
     // its `ansi` feature, whose styling code runs for every line even with
-    // colours off (~7 % of a plaintext login's user-space instructions,
-    // docs/performance.md, "User-space instructions per login").
+    // colours off (10 % of a plaintext login's user-space instructions,
+    // docs/performance.md, "Where the CPU per login goes, by side").
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);

@@ -107,20 +107,9 @@ fn root_without_a_user_refuses_to_run_unless_allowed() {
             {
                 let pid = pid.trim().to_owned();
                 assert_eq!(pid, child.id().to_string(), "the pid file holds its pid");
-                // SIGTERM: it stops and removes its pid file.
-                Command::new("kill").arg(&pid).status().unwrap();
-                let stopping = Instant::now();
-                let status = loop {
-                    if let Some(status) = child.try_wait().unwrap() {
-                        break status;
-                    }
-                    if stopping.elapsed() > Duration::from_secs(10) {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        panic!("mailgate did not stop on SIGTERM");
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                };
+                // SIGTERM (to that pid): it stops and removes its pid file.
+                let status = support::terminate(&mut child, Duration::from_secs(10))
+                    .expect("mailgate stops on SIGTERM");
                 return (Some(status), String::new(), Some((pid, pid_file.exists())));
             }
             std::thread::sleep(Duration::from_millis(20));

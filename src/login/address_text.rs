@@ -3,8 +3,9 @@
 //! formatting machinery: every login writes four (the session's log line,
 //! the back end's `ID`/`XCLIENT`), and `Ipv4Addr`'s `Display` costs ~2 000
 //! instructions each (it formats into a buffer with `write!` per octet,
-//! then pads) — ~4 % of a plaintext login's user-space instructions
-//! (docs/performance.md, "User-space instructions per login").
+//! then pads); writing them here saved 2 % of a plaintext login's
+//! user-space instructions (docs/performance.md, "Where the CPU per login
+//! goes, by side").
 //!
 //! This module owns that text; it never decides where an address is shown.
 
