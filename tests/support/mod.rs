@@ -32,6 +32,25 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// A port nothing can listen on while the returned socket lives: bound on
+/// 127.0.0.1 without `SO_REUSEADDR` and never listening, so a connection
+/// to it is refused and no other process can take it (a port from
+/// [`free_port`] that is meant to stay closed can be bound by another
+/// test's server in the meantime).
+pub fn closed_port() -> (socket2::Socket, u16) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).expect("bind an ephemeral port");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .expect("its port");
+    (socket, port)
+}
+
 /// Starts `python3 tests/support/<script> <args…>`, a server that writes its
 /// port to `port_file` once it listens; the child and that port.
 // The child is handed to the caller, whose fixture terminates and reaps it

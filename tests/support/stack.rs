@@ -1,6 +1,6 @@
 //! The usual fixture: Dovecot with two users, mailgate in front of it.
 
-use super::{free_port, Dovecot, Mailgate, TestUser};
+use super::{closed_port, Dovecot, Mailgate, TestUser};
 use mailgate::simulated_backend::message;
 
 /// Alice: an ordinary password; three messages, the last one 5 MiB.
@@ -52,6 +52,8 @@ pub struct Stack {
     pub mailgate: Mailgate,
     /// The back end.
     pub dovecot: Dovecot,
+    /// Holds GHOST's back-end port closed.
+    _down: socket2::Socket,
 }
 
 impl Stack {
@@ -92,15 +94,17 @@ impl Stack {
             ],
             dovecot_extra,
         );
-        let map = format!(
-            "*@example.org  127.0.0.1\n{GHOST}  127.0.0.1:{}\n",
-            free_port()
-        );
+        let (down, down_port) = closed_port();
+        let map = format!("*@example.org  127.0.0.1\n{GHOST}  127.0.0.1:{down_port}\n");
         let config =
             super::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), backend, extra)
                 .replace("workers = 2", &format!("workers = {workers}"));
         let mailgate = Mailgate::start(&config, &map);
-        Self { mailgate, dovecot }
+        Self {
+            mailgate,
+            dovecot,
+            _down: down,
+        }
     }
 
     /// mailgate's IMAP address.
