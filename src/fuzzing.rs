@@ -186,6 +186,13 @@ pub fn backend_login(data: &[u8]) {
             data,
         );
     }
+    // Remembered offers (PLAIN, PIPELINING): the login without CAPA, its
+    // re-check on a refusal.
+    drive_backend(
+        Pop3BackendLogin::new("user@example.org", password(), Pop3BackendAuth::Auto)
+            .with_offers(crate::login::BackendOffers(0b11)),
+        data,
+    );
     drive_backend(
         ImapBackendLogin::new("user@example.org", password(), ImapBackendAuth::Auto)
             .with_compression(),

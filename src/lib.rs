@@ -15,7 +15,8 @@
 //!
 //! * [`auth`], [`login`]: credentials, SASL, and the contract between the
 //!   protocol machines and the session; [`netaddr`]: networks and client keys;
-//!   [`proxy_header`]: the PROXY protocol header (v1, v2), pure.
+//!   [`proxy_header`]: the PROXY protocol header (v1, v2), pure;
+//!   [`log_batch`]: log lines written in batches on worker threads.
 //! * [`imap`], [`pop3`]: sans-I/O protocol machines behind the [`login`]
 //!   contract, each with its `ProtocolSpec` (the protocol seam).
 //! * [`protocols`]: the registry that maps each protocol to its spec.
@@ -38,6 +39,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod log_batch;
 pub mod login;
 pub mod netaddr;
 pub mod proxy_header;

@@ -14,7 +14,8 @@ pub mod framing;
 mod spec;
 pub use address_text::AddressText;
 pub use spec::{
-    BackendAuth, BackendLoginRequest, ListenerSettings, MachineFactory, OAuthOffer, ProtocolSpec,
+    BackendAuth, BackendLoginRequest, BackendOffers, ListenerSettings, MachineFactory, OAuthOffer,
+    ProtocolSpec,
 };
 
 /// Greeting text when a listener sets none (never the back end's banner).
@@ -284,6 +285,12 @@ pub trait BackendLogin {
     fn take_output(&mut self) -> Vec<u8>;
     /// The TLS handshake after `StartTls` succeeded; capabilities are asked anew.
     fn tls_started(&mut self);
+    /// What the back end announced of itself during this exchange, to be
+    /// remembered for the next login to it ([`BackendLoginRequest::offers`]);
+    /// `None` when it was not asked.
+    fn offers(&self) -> Option<BackendOffers> {
+        None
+    }
 }
 
 /// A boxed back-end machine is a back-end machine.
@@ -299,6 +306,9 @@ impl<B: BackendLogin + ?Sized> BackendLogin for Box<B> {
     }
     fn tls_started(&mut self) {
         (**self).tls_started()
+    }
+    fn offers(&self) -> Option<BackendOffers> {
+        (**self).offers()
     }
 }
 

@@ -406,7 +406,7 @@ fn init_logging(format: mailgate::config::LogFormat) {
     // colours off (10 % of a plaintext login's user-space instructions,
     // docs/performance.md, "Where the CPU per login goes, by side").
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(mailgate::log_batch::LogOutput)
         .with_ansi(false);
     match format {
         mailgate::config::LogFormat::Text => registry.with(layer).init(),

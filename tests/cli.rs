@@ -178,3 +178,57 @@ fn log_format_json_writes_one_json_object_per_line() {
     assert_eq!(end["fields"]["user"], ALICE);
     assert_eq!(end["fields"]["outcome"], "relayed");
 }
+
+/// Logs in and out as `user`; the session's `session end` line is what
+/// the log should show for it.
+fn login_and_logout(stack: &Stack, user: &str, password: &str) {
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    assert!(c.login(user, password).unwrap().is_ok());
+    c.logout().unwrap();
+}
+
+fn session_end_of(log: &str, user: &str) -> Option<usize> {
+    let field = format!("user=\"{user}\"");
+    log.lines()
+        .position(|l| l.contains("session end") && l.contains(&field))
+}
+
+#[test]
+fn a_workers_log_lines_wait_for_their_batch_warnings_go_at_once_and_nothing_is_lost_at_stop() {
+    // An interval no test outlives: a line comes out only with something
+    // that is written at once, or at the stop.
+    let mut stack = Stack::start_one_worker("\n[log]\nflush_interval = \"1h\"\n");
+    login_and_logout(&stack, ALICE, ALICE_PW);
+    // The session is over well before this; its line waits.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        session_end_of(&stack.mailgate.log(), ALICE),
+        None,
+        "{}",
+        stack.mailgate.log()
+    );
+    // A warning (a back end that is down) is written at once, after the
+    // line that waited before it.
+    let mut c = ImapClient::connect(stack.imap()).unwrap();
+    let refused = c.login(GHOST, "pw").unwrap();
+    assert!(refused.text.contains("UNAVAILABLE"), "{refused:?}");
+    let log = stack
+        .mailgate
+        .wait_for_log("login failed: temporary failure", Duration::from_secs(10));
+    let warning = log
+        .lines()
+        .position(|l| l.contains("login failed: temporary failure"))
+        .unwrap();
+    let alice = session_end_of(&log, ALICE).expect("written with the warning");
+    assert!(alice < warning, "in order:\n{log}");
+    drop(c);
+    // Another session's line waits again, and the stop writes it.
+    login_and_logout(&stack, BOB, BOB_PW);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(session_end_of(&stack.mailgate.log(), BOB), None);
+    let status = stack.mailgate.stop(Duration::from_secs(20)).expect("exits");
+    assert!(status.success(), "{status}");
+    let log = stack.mailgate.log();
+    assert!(session_end_of(&log, BOB).is_some(), "{log}");
+    assert!(log.contains(&format!("user=\"{GHOST}\"")), "{log}");
+}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const ORDER: &[&str] = &[
     "auth",
     "login",
+    "log_batch",
     "netaddr",
     "proxy_header",
     "imap",

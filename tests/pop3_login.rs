@@ -100,3 +100,99 @@ fn apop_is_refused_clearly() {
         .unwrap();
     assert!(reply.starts_with("-ERR APOP is not supported"), "{reply}");
 }
+
+/// Relays 127.0.0.1:`target` and records what each client sent
+/// (`<dir>/<n>.up`, complete once the client closed); stopped when dropped.
+struct Recorder {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Recorder {
+    fn start(target: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let (child, port) = support::start_python_server(
+            "tcp_recorder.py",
+            &[
+                target.to_string().as_ref(),
+                port_file.as_os_str(),
+                dir.path().as_os_str(),
+            ],
+            &port_file,
+        );
+        Self { child, port, dir }
+    }
+
+    /// What the `n`th connection sent, once it is complete.
+    fn sent(&self, n: usize) -> String {
+        let path = self.dir.path().join(format!("{n}.up"));
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(10) {
+            if let Ok(bytes) = std::fs::read(&path) {
+                return String::from_utf8_lossy(&bytes).into_owned();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("connection {n} never completed");
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_workers_next_login_to_a_back_end_skips_capa_and_a_refusal_asks_again() {
+    let dovecot = support::Dovecot::start_with(
+        &[support::TestUser {
+            name: ALICE.into(),
+            password: ALICE_PW.into(),
+            messages: vec![],
+        }],
+        "",
+    );
+    let recorder = Recorder::start(dovecot.pop3.port());
+    // One worker: one memory, every login after the first meets it.
+    let config = support::mailgate::config(dovecot.imap.port(), recorder.port, "", "")
+        .replace("workers = 2", "workers = 1");
+    let mg = support::Mailgate::start(&config, "*@example.org 127.0.0.1\n");
+    let login = |password: &str| {
+        let mut c = Pop3Client::connect(mg.addr(1)).unwrap();
+        let answer = c.login(ALICE, password).unwrap();
+        let _ = c.command("QUIT");
+        answer
+    };
+    let plain = format!(
+        "AUTH PLAIN {}",
+        encode_base64(format!("\0{ALICE}\0{ALICE_PW}").as_bytes())
+    );
+
+    // The first login asks CAPA; Dovecot lists SASL PLAIN.
+    assert_eq!(login(ALICE_PW), "+OK Logged in.");
+    let first = recorder.sent(0);
+    assert!(first.starts_with("CAPA\r\n"), "{first:?}");
+    assert!(first.contains(&plain), "{first:?}");
+    // The next one goes straight to AUTH PLAIN.
+    assert_eq!(login(ALICE_PW), "+OK Logged in.");
+    let second = recorder.sent(1);
+    assert!(!second.contains("CAPA"), "{second:?}");
+    assert!(second.contains(&plain), "{second:?}");
+    // A refusal is checked against a fresh CAPA (PLAIN is still there: the
+    // refusal stands, and the password is not tried another way).
+    assert_eq!(login("wrong"), "-ERR [AUTH] Authentication failed.");
+    let third = recorder.sent(2);
+    let capa = third.find("CAPA\r\n").expect("asked again");
+    assert!(third.find("AUTH PLAIN").unwrap() < capa, "{third:?}");
+    assert!(
+        !third.contains("USER ") && !third.contains("PASS "),
+        "{third:?}"
+    );
+    // And the memory still holds.
+    assert_eq!(login(ALICE_PW), "+OK Logged in.");
+    assert!(!recorder.sent(3).contains("CAPA"));
+}

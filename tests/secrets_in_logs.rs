@@ -120,7 +120,7 @@ fn no_login_path_puts_a_password_in_the_log() {
         cert.display(),
         key.display(),
     );
-    let mg = Mailgate::start_with_env(&config, "*@example.org 127.0.0.1\n", "trace", &[]);
+    let mut mg = Mailgate::start_with_env(&config, "*@example.org 127.0.0.1\n", "trace", &[]);
     let out = Command::new("python3")
         .arg("-c")
         .arg(CLIENT)
@@ -146,6 +146,10 @@ fn no_login_path_puts_a_password_in_the_log() {
         let ok = line.ends_with(" OK") || line.ends_with(" +OK");
         assert_eq!(ok, line.contains(" right "), "{line}");
     }
+    // Stopped first: every line it wrote is in the file (a worker's lines
+    // wait for their batch while it runs).
+    let stopped = mg.stop(std::time::Duration::from_secs(20));
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
     let log = mg.log();
     assert!(log.lines().count() > 100, "trace logging is on");
     let b64 = |bytes: &[u8]| mailgate::auth::encode_base64(bytes);

@@ -53,13 +53,31 @@ pub struct Config {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` (default) or `json` (one JSON object per line, for log
     /// shippers). Read at start only.
     #[serde(default)]
     pub format: LogFormat,
+    /// How long a worker's log lines may wait to be written together (one
+    /// `write` per batch instead of one per line); `"0s"` writes each line
+    /// at once. Read at start only.
+    #[serde(default = "default_flush_interval", with = "humantime_serde")]
+    pub flush_interval: std::time::Duration,
+}
+
+fn default_flush_interval() -> std::time::Duration {
+    crate::log_batch::DEFAULT_FLUSH_INTERVAL
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            flush_interval: default_flush_interval(),
+        }
+    }
 }
 
 /// The log line format.

@@ -189,4 +189,17 @@ pub struct BackendLoginRequest<'a> {
     /// Compress the leg after the login when the back end offers it (IMAP
     /// `COMPRESS DEFLATE`; protocols without compression ignore it).
     pub compress: bool,
+    /// What this back end announced on an earlier login
+    /// ([`BackendLogin::offers`](super::BackendLogin::offers)), if that is
+    /// remembered.
+    pub offers: Option<BackendOffers>,
 }
+
+/// What a back end announced of itself (its capabilities, as far as a
+/// login uses them), in bits its protocol defines and only it reads.
+/// Remembered per worker and back-end address, it spares a protocol whose
+/// login would ask for them every time (POP3's `CAPA`) that round trip;
+/// the protocol must still come to the right outcome when the back end
+/// has changed since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendOffers(pub u32);

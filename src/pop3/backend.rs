@@ -2,7 +2,12 @@
 //!
 //! After the `+OK` greeting: with `pop3_auth = "auto"` ask `CAPA` and use
 //! `AUTH PLAIN` with an initial response when `SASL` lists PLAIN, else
-//! `USER`/`PASS`. `-ERR` replies are classified by their RFC 3206 response
+//! `USER`/`PASS`. What `CAPA` listed is handed out ([`BackendOffers`]) to
+//! be remembered for the next login to the same back end, which then
+//! sends `AUTH PLAIN` without asking (one round trip fewer); should that
+//! be refused, `CAPA` is asked after all, and the refusal stands only if
+//! PLAIN is still listed (else `USER`/`PASS` follows). `XCLIENT` goes in
+//! one write with the login when `CAPA` listed `PIPELINING` (RFC 2449). `-ERR` replies are classified by their RFC 3206 response
 //! code: `[SYS/TEMP]`/`[SYS/PERM]` → unavailable, `[IN-USE]` → in use,
 //! anything else → authentication failed. A bearer-token login always asks
 //! `CAPA` and is replayed with the client's mechanism (`AUTH OAUTHBEARER`
@@ -14,7 +19,7 @@ use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
     self, printable, AddressText, BackendEvent, BackendFault, BackendGreeting, BackendLogin,
-    BackendOutcome, ClientAddress, LoginFailure, MAX_BACKEND_LINE,
+    BackendOffers, BackendOutcome, ClientAddress, LoginFailure, MAX_BACKEND_LINE,
 };
 use serde::Deserialize;
 
@@ -31,6 +36,11 @@ pub enum Pop3BackendAuth {
     User,
 }
 
+/// [`BackendOffers`] bit: `CAPA`'s `SASL` line listed PLAIN.
+const OFFERS_SASL_PLAIN: u32 = 1;
+/// [`BackendOffers`] bit: `CAPA` listed `PIPELINING`.
+const OFFERS_PIPELINING: u32 = 1 << 1;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Greeting,
@@ -42,6 +52,7 @@ enum Step {
         status_seen: bool,
         plain: bool,
         xclient: bool,
+        pipelining: bool,
     },
     /// `XCLIENT` sent; then log in with PLAIN or not.
     Xclient {
@@ -78,6 +89,20 @@ pub struct Pop3BackendLogin {
     bearer: Option<Bearer>,
     /// `CAPA`'s `SASL` line lists the bearer login's mechanism.
     bearer_offered: bool,
+    /// What an earlier login's `CAPA` listed, remembered by the caller.
+    remembered: Option<BackendOffers>,
+    /// What this exchange's `CAPA` listed.
+    learned: Option<BackendOffers>,
+    /// Commands may go in one write (`PIPELINING`).
+    pipelining: bool,
+    /// `AUTH PLAIN` went on remembered offers, without asking `CAPA`.
+    assumed_plain: bool,
+    /// A refusal of that login, standing once a fresh `CAPA` still lists
+    /// PLAIN.
+    recheck: Option<LoginFailure>,
+    /// The step the login is at when `XCLIENT` was sent with it: taken
+    /// once `XCLIENT`'s reply is read.
+    after_xclient: Option<Step>,
 }
 
 /// The step and sizes only: the buffers hold the password.
@@ -108,7 +133,20 @@ impl Pop3BackendLogin {
             pending: None,
             bearer: None,
             bearer_offered: false,
+            remembered: None,
+            learned: None,
+            pipelining: false,
+            assumed_plain: false,
+            recheck: None,
+            after_xclient: None,
         }
+    }
+
+    /// What an earlier login to this back end learned ([`BackendLogin::offers`]):
+    /// with PLAIN among them, `auto` logs in without asking `CAPA`.
+    pub fn with_offers(mut self, offers: BackendOffers) -> Self {
+        self.remembered = Some(offers);
+        self
     }
 
     /// Replays a bearer token (the `password`) with its mechanism.
@@ -151,12 +189,13 @@ impl Pop3BackendLogin {
         };
         match method {
             Pop3BackendAuth::Auto => {
-                self.send(&[b"CAPA"]);
-                self.step = Step::Capa {
-                    status_seen: false,
-                    plain: false,
-                    xclient: false,
-                };
+                let remembered = self.remembered.map_or(0, |o| o.0);
+                if self.bearer.is_none() && remembered & OFFERS_SASL_PLAIN != 0 {
+                    self.assumed_plain = true;
+                    self.pipelining = remembered & OFFERS_PIPELINING != 0;
+                    return self.introduce_client_then_auth(true);
+                }
+                self.ask_capa();
                 None
             }
             Pop3BackendAuth::Plain => self.introduce_client_then_auth(true),
@@ -164,7 +203,18 @@ impl Pop3BackendLogin {
         }
     }
 
-    /// Sends `XCLIENT` first when offered and a client address is known.
+    fn ask_capa(&mut self) {
+        self.send(&[b"CAPA"]);
+        self.step = Step::Capa {
+            status_seen: false,
+            plain: false,
+            xclient: false,
+            pipelining: false,
+        };
+    }
+
+    /// Sends `XCLIENT` first when offered and a client address is known,
+    /// the login with it when the back end pipelines.
     fn introduce_client_then_auth(&mut self, plain: bool) -> Option<BackendEvent> {
         match self.client.filter(|_| self.xclient_offered) {
             Some(client) => {
@@ -174,6 +224,12 @@ impl Pop3BackendLogin {
                     client.peer.port()
                 );
                 self.send(&[command.as_bytes()]);
+                if self.pipelining {
+                    if let Some(event) = self.start_auth(plain) {
+                        return Some(event);
+                    }
+                    self.after_xclient = Some(self.step);
+                }
                 self.step = Step::Xclient { plain };
                 None
             }
@@ -237,9 +293,28 @@ impl Pop3BackendLogin {
                 status_seen,
                 plain,
                 xclient,
-            } => self.on_capa_line(line, ok, status_seen, plain, xclient),
+                pipelining,
+            } => self.on_capa_line(line, ok, status_seen, (plain, xclient, pipelining)),
             // Whatever the back end thinks of XCLIENT, the login goes on.
-            Step::Xclient { plain } => self.start_auth(plain),
+            Step::Xclient { plain } => match self.after_xclient.take() {
+                Some(sent) => {
+                    self.step = sent;
+                    None
+                }
+                None => self.start_auth(plain),
+            },
+            // Refused on remembered offers: PLAIN may be gone since.
+            Step::AuthPlain if self.assumed_plain && line.starts_with(b"-ERR") => {
+                self.assumed_plain = false;
+                match classify(line) {
+                    BackendOutcome::Rejected(failure @ LoginFailure::AuthFailed) => {
+                        self.recheck = Some(failure);
+                        self.ask_capa();
+                        None
+                    }
+                    outcome => Some(self.done(outcome)),
+                }
+            }
             Step::User if ok => {
                 let password = self.password.clone();
                 if password.expose().iter().any(|&b| b == b'\r' || b == b'\n') {
@@ -271,33 +346,50 @@ impl Pop3BackendLogin {
             Step::AuthPlain | Step::AuthBearer { .. } | Step::User | Step::Pass
                 if line.starts_with(b"-ERR") =>
             {
-                Some(self.rejected(line))
+                Some(self.done(classify(line)))
             }
             _ => Some(self.unexpected(line, ok)),
         }
     }
 
-    /// One line of the `CAPA` answer (its status line first).
+    /// One line of the `CAPA` answer (its status line first); `seen`:
+    /// PLAIN, XCLIENT, PIPELINING listed so far.
     fn on_capa_line(
         &mut self,
         line: &[u8],
         ok: bool,
         status_seen: bool,
-        plain: bool,
-        xclient: bool,
+        seen: (bool, bool, bool),
     ) -> Option<BackendEvent> {
+        let (plain, xclient, pipelining) = seen;
         if !status_seen {
             if !ok {
+                if let Some(failure) = self.recheck.take() {
+                    return Some(self.done(BackendOutcome::Rejected(failure)));
+                }
                 return self.start_auth(false);
             }
             self.step = Step::Capa {
                 status_seen: true,
                 plain: false,
                 xclient: false,
+                pipelining: false,
             };
             return None;
         }
         if line == b"." {
+            let bits = (if plain { OFFERS_SASL_PLAIN } else { 0 })
+                | (if pipelining { OFFERS_PIPELINING } else { 0 });
+            self.learned = Some(BackendOffers(bits));
+            self.pipelining = pipelining;
+            if let Some(failure) = self.recheck.take() {
+                // XCLIENT went already; the refusal stands where PLAIN is
+                // still offered, else the login goes the other way.
+                if plain {
+                    return Some(self.done(BackendOutcome::Rejected(failure)));
+                }
+                return self.start_auth(false);
+            }
             self.xclient_offered |= xclient;
             return self.introduce_client_then_auth(plain);
         }
@@ -316,6 +408,7 @@ impl Pop3BackendLogin {
             status_seen: true,
             plain: plain || offers_plain,
             xclient: xclient || keyword == "XCLIENT",
+            pipelining: pipelining || keyword == "PIPELINING",
         };
         None
     }
@@ -331,20 +424,20 @@ impl Pop3BackendLogin {
         };
         self.done(BackendOutcome::Unavailable(fault))
     }
+}
 
-    fn rejected(&mut self, line: &[u8]) -> BackendEvent {
-        let code = line
-            .strip_prefix(b"-ERR [")
-            .and_then(|r| r.iter().position(|&b| b == b']').map(|end| &r[..end]))
-            .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase());
-        let outcome = match code.as_deref() {
-            Some(c) if c.starts_with("SYS/") => {
-                BackendOutcome::Unavailable(BackendFault::ServiceRefused(printable(line)))
-            }
-            Some("IN-USE") => BackendOutcome::Rejected(LoginFailure::InUse),
-            _ => BackendOutcome::Rejected(LoginFailure::AuthFailed),
-        };
-        self.done(outcome)
+/// A `-ERR` to a login, by its RFC 3206 response code.
+fn classify(line: &[u8]) -> BackendOutcome {
+    let code = line
+        .strip_prefix(b"-ERR [")
+        .and_then(|r| r.iter().position(|&b| b == b']').map(|end| &r[..end]))
+        .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase());
+    match code.as_deref() {
+        Some(c) if c.starts_with("SYS/") => {
+            BackendOutcome::Unavailable(BackendFault::ServiceRefused(printable(line)))
+        }
+        Some("IN-USE") => BackendOutcome::Rejected(LoginFailure::InUse),
+        _ => BackendOutcome::Rejected(LoginFailure::AuthFailed),
     }
 }
 
@@ -384,6 +477,10 @@ impl BackendLogin for Pop3BackendLogin {
         // The login may be decided right here (a user name USER cannot
         // carry): keep that outcome for the next `poll`.
         self.pending = self.after_greeting();
+    }
+
+    fn offers(&self) -> Option<BackendOffers> {
+        self.learned
     }
 }
 

@@ -221,3 +221,127 @@ fn a_pop3_back_end_without_the_mechanism_is_a_fault() {
         )))
     ));
 }
+
+fn client() -> ClientAddress {
+    ClientAddress {
+        peer: "192.0.2.7:40000".parse().unwrap(),
+        local: "198.51.100.1:110".parse().unwrap(),
+    }
+}
+
+#[test]
+fn capa_is_handed_out_to_be_remembered_and_pipelining_sends_xclient_with_the_login() {
+    let mut m = login(Pop3BackendAuth::Auto, b"pw").with_client_address(client());
+    assert_eq!(m.offers(), None, "nothing asked yet");
+    step(&mut m, b"+OK [XCLIENT] Dovecot ready.\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\nSASL PLAIN\r\nPIPELINING\r\n.\r\n");
+    let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
+    assert_eq!(
+        out,
+        format!("XCLIENT ADDR=192.0.2.7 PORT=40000\r\nAUTH PLAIN {b64}\r\n"),
+        "one write"
+    );
+    assert_eq!(
+        m.offers(),
+        Some(BackendOffers(OFFERS_SASL_PLAIN | OFFERS_PIPELINING))
+    );
+    let (ev, out) = step(&mut m, b"+OK\r\n+OK Logged in.\r\nleft");
+    assert_eq!((ev, out.as_str()), (logged_in(b"left"), ""));
+
+    // Without PIPELINING: XCLIENT's reply first, as before.
+    let mut m = login(Pop3BackendAuth::Auto, b"pw").with_client_address(client());
+    step(&mut m, b"+OK [XCLIENT] Dovecot ready.\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\nSASL PLAIN\r\n.\r\n");
+    assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
+    assert_eq!(m.offers(), Some(BackendOffers(OFFERS_SASL_PLAIN)));
+    let (_, out) = step(&mut m, b"+OK\r\n");
+    assert_eq!(out, format!("AUTH PLAIN {b64}\r\n"));
+}
+
+#[test]
+fn remembered_plain_skips_capa() {
+    let remembered = BackendOffers(OFFERS_SASL_PLAIN | OFFERS_PIPELINING);
+    let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
+    let mut m = login(Pop3BackendAuth::Auto, b"pw")
+        .with_client_address(client())
+        .with_offers(remembered);
+    let (_, out) = step(&mut m, b"+OK [XCLIENT] Dovecot ready.\r\n");
+    assert_eq!(
+        out,
+        format!("XCLIENT ADDR=192.0.2.7 PORT=40000\r\nAUTH PLAIN {b64}\r\n")
+    );
+    let (ev, _) = step(&mut m, b"+OK\r\n+OK Logged in.\r\n");
+    assert_eq!(ev, logged_in(b""));
+    assert_eq!(m.offers(), None, "nothing new learned");
+
+    // Remembered without PLAIN (or without anything): CAPA as always.
+    for remembered in [BackendOffers(OFFERS_PIPELINING), BackendOffers(0)] {
+        let mut m = login(Pop3BackendAuth::Auto, b"pw").with_offers(remembered);
+        let (_, out) = step(&mut m, b"+OK hi\r\n");
+        assert_eq!(out, "CAPA\r\n");
+    }
+    // A bearer login must see its mechanism listed: CAPA still.
+    let mut m = bearer_login().with_offers(BackendOffers(OFFERS_SASL_PLAIN));
+    let (_, out) = step(&mut m, b"+OK hi\r\n");
+    assert_eq!(out, "CAPA\r\n");
+}
+
+#[test]
+fn a_refusal_on_remembered_offers_stands_only_if_plain_is_still_listed() {
+    let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
+    let remembered = BackendOffers(OFFERS_SASL_PLAIN);
+    // A wrong password: CAPA still lists PLAIN, the refusal stands.
+    let mut m = login(Pop3BackendAuth::Auto, b"pw").with_offers(remembered);
+    let (_, out) = step(&mut m, b"+OK hi\r\n");
+    assert_eq!(out, format!("AUTH PLAIN {b64}\r\n"));
+    let (ev, out) = step(&mut m, b"-ERR [AUTH] Authentication failed.\r\n");
+    assert_eq!((ev, out.as_str()), (BackendEvent::NeedInput, "CAPA\r\n"));
+    let (ev, out) = step(&mut m, b"+OK\r\nSASL PLAIN\r\n.\r\n");
+    assert_eq!(out, "", "the password is not sent again");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
+    assert_eq!(m.offers(), Some(BackendOffers(OFFERS_SASL_PLAIN)));
+
+    // PLAIN gone since: USER/PASS instead, and the memory corrected.
+    let mut m = login(Pop3BackendAuth::Auto, b"pw").with_offers(remembered);
+    step(&mut m, b"+OK hi\r\n");
+    step(&mut m, b"-ERR Unsupported authentication mechanism.\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\nUSER\r\n.\r\n");
+    assert_eq!(out, "USER alice@example.org\r\n");
+    assert_eq!(m.offers(), Some(BackendOffers(0)));
+    let (_, out) = step(&mut m, b"+OK\r\n");
+    assert_eq!(out, "PASS pw\r\n");
+    let (ev, _) = step(&mut m, b"+OK Logged in.\r\n");
+    assert_eq!(ev, logged_in(b""));
+
+    // CAPA itself refused on the re-check: the refusal stands.
+    let mut m = login(Pop3BackendAuth::Auto, b"pw").with_offers(remembered);
+    step(&mut m, b"+OK hi\r\n");
+    step(&mut m, b"-ERR no\r\n");
+    let (ev, out) = step(&mut m, b"-ERR unknown command\r\n");
+    assert_eq!(out, "");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
+
+    // In use or a temporary failure: no question asked, it stands.
+    for (reply, unavailable) in [
+        (&b"-ERR [IN-USE] locked\r\n"[..], false),
+        (b"-ERR [SYS/TEMP] later\r\n", true),
+    ] {
+        let mut m = login(Pop3BackendAuth::Auto, b"pw").with_offers(remembered);
+        step(&mut m, b"+OK hi\r\n");
+        let (ev, out) = step(&mut m, reply);
+        assert_eq!(out, "");
+        match ev {
+            BackendEvent::Done(BackendOutcome::Unavailable(_)) => assert!(unavailable),
+            BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::InUse)) => {
+                assert!(!unavailable)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -73,5 +73,8 @@ fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
     if let Some(bearer) = request.bearer {
         machine = machine.with_bearer(bearer);
     }
+    if let Some(offers) = request.offers {
+        machine = machine.with_offers(offers);
+    }
     Box::new(machine)
 }

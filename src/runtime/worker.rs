@@ -11,6 +11,7 @@ use super::{ListenerShape, Live, RuntimeError, WorkerState};
 use crate::config::TlsMode;
 use crate::directory::shared::SharedRoutes;
 use crate::directory::Invalidations;
+use crate::log_batch;
 use crate::metrics::{self, Refusal};
 use crate::session::parking_lot::ParkingLot;
 use crate::session::rate_limit::LoginFailures;
@@ -147,9 +148,19 @@ pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeEr
         }
     };
     let _ = ready.send(Ok(()));
+    // Dropped after the reactor stops (or while unwinding): what waits is
+    // written then.
+    let flush_interval = plan.live.loaded.config.log.flush_interval;
+    let _batching = (!flush_interval.is_zero()).then(log_batch::Batching::start);
     match plan.io {
-        Io::Uring => reactor.block_on(serve(plan, UringListener::new, UringConnector)),
-        Io::Epoll => reactor.block_on(serve(plan, EpollListener::new, EpollConnector)),
+        Io::Uring => reactor.block_on(async {
+            tokio::task::spawn_local(log_batch::flush_every(flush_interval));
+            serve(plan, UringListener::new, UringConnector).await
+        }),
+        Io::Epoll => reactor.block_on(async {
+            tokio::task::spawn_local(log_batch::flush_every(flush_interval));
+            serve(plan, EpollListener::new, EpollConnector).await
+        }),
     }
 }
 
@@ -173,6 +184,7 @@ fn worker_shared(live: &Live, parts: &Parts) -> WorkerShared {
         invalidations: parts.invalidations.clone(),
         parking: parts.parking.clone(),
         oauth: live.oauth.clone(),
+        backend_offers: Default::default(),
     }
 }
 

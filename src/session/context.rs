@@ -195,6 +195,8 @@ pub struct WorkerShared {
     /// The process's bearer-token checker (`[oauth] verify` other than
     /// `none`).
     pub oauth: Option<Arc<crate::oauth::TokenChecker>>,
+    /// What back ends announced on this worker's earlier logins.
+    pub backend_offers: super::backend_offers::RememberedOffers,
 }
 
 /// Everything a session needs, shared by the sessions of one listener on one worker.

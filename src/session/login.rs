@@ -125,8 +125,12 @@ pub(super) async fn attempt<C: Connector>(
         client_address,
         starttls: ctx.backend.tls_mode == TlsMode::Starttls,
         compress: ctx.listener.compress.is_some() && !same_host,
+        offers: ctx
+            .worker
+            .backend_offers
+            .get(ctx.listener.spec.name, address),
     };
-    let exchange = exchange(session, stream, &route.host, request);
+    let exchange = exchange(session, stream, address, &route.host, request);
     let limit = ctx.backend.login_timeout;
     let (stream, outcome) = match timeout(limit, exchange).await {
         Ok(Ok(done)) => done,
@@ -315,6 +319,7 @@ fn on_this_host<S: Stream>(
 async fn exchange<C: Connector>(
     session: &Session<'_, C>,
     stream: C::Stream,
+    address: SocketAddr,
     host: &str,
     request: BackendLoginRequest<'_>,
 ) -> Result<(MaybeTls<C::Stream>, BackendOutcome), ExchangeError> {
@@ -327,8 +332,13 @@ async fn exchange<C: Connector>(
         )),
         _ => MaybeTls::Plain(stream),
     };
-    let machine = (ctx.listener.spec.backend_login)(request);
-    backend_login(session, stream, host, machine).await
+    let mut machine = (ctx.listener.spec.backend_login)(request);
+    let done = backend_login(session, stream, host, &mut machine).await;
+    if let Some(offers) = machine.offers() {
+        let protocol = ctx.listener.spec.name;
+        ctx.worker.backend_offers.put(protocol, address, offers);
+    }
+    done
 }
 
 /// Client-side TLS handshake with a back end, verifying its certificate
@@ -425,7 +435,7 @@ async fn backend_login<C, S: Stream, B: BackendLogin>(
     session: &Session<'_, C>,
     mut stream: MaybeTls<S>,
     host: &str,
-    mut machine: B,
+    machine: &mut B,
 ) -> Result<(MaybeTls<S>, BackendOutcome), ExchangeError> {
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
     loop {

@@ -12,6 +12,7 @@
 //! what a session knows. Each phase is boxed and awaited in turn here, so the
 //! long-lived session future holds none of the pre-auth state while it relays.
 
+pub mod backend_offers;
 pub mod connection_cache;
 mod context;
 mod io;
