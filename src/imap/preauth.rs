@@ -96,12 +96,16 @@ impl ImapPreAuth {
             errors_total: 0,
             commands: 0,
         };
-        let greeting = format!(
-            "* OK [CAPABILITY {}] {}\r\n",
-            machine.capabilities(),
-            machine.settings.greeting
-        );
-        machine.output = greeting.into_bytes();
+        // Pieced together: `format!` cost ~1 200 instructions a connection.
+        let capabilities = machine.capabilities();
+        let greeting = &machine.settings.greeting;
+        let mut output = Vec::with_capacity(capabilities.len() + greeting.len() + 24);
+        output.extend_from_slice(b"* OK [CAPABILITY ");
+        output.extend_from_slice(capabilities.as_bytes());
+        output.extend_from_slice(b"] ");
+        output.extend_from_slice(greeting.as_bytes());
+        output.extend_from_slice(b"\r\n");
+        machine.output = output;
         machine
     }
 

@@ -86,6 +86,33 @@ impl fmt::Display for AddressText<SocketAddr> {
     }
 }
 
+impl AddressText<IpAddr> {
+    /// Appends the same text as `Display` (without width) to `out`,
+    /// IPv4 without the formatter at all: a back end's `ID` or `XCLIENT`
+    /// is built this way.
+    pub fn append_to(self, out: &mut String) {
+        match self.0 {
+            IpAddr::V4(ip) => {
+                let (mut buf, mut len) = ([0u8; V4_SOCKET_MAX], 0);
+                push_v4(&mut buf, &mut len, ip);
+                // Only ASCII digits and dots were written.
+                out.extend(buf[..len].iter().map(|&b| char::from(b)));
+            }
+            IpAddr::V6(ip) => {
+                use fmt::Write;
+                let _ = write!(out, "{ip}");
+            }
+        }
+    }
+}
+
+/// Appends `port`'s decimal digits to `out`, as `Display` writes them.
+pub fn append_port(out: &mut String, port: u16) {
+    let (mut buf, mut len) = ([0u8; V4_SOCKET_MAX], 0);
+    push_decimal(&mut buf, &mut len, port);
+    out.extend(buf[..len].iter().map(|&b| char::from(b)));
+}
+
 /// An address, or `-` for none (the session log line's `backend` before
 /// a login reached one).
 impl fmt::Display for AddressText<Option<SocketAddr>> {
@@ -129,6 +156,27 @@ mod tests {
             }
         }
         assert_eq!(AddressText(None::<SocketAddr>).to_string(), "-");
+    }
+
+    #[test]
+    fn appended_text_is_the_displayed_text() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "192.0.2.7",
+            "::1",
+            "2001:db8::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::from("x=");
+            AddressText(ip).append_to(&mut out);
+            assert_eq!(out, format!("x={ip}"));
+        }
+        for port in [0, 9, 10, 99, 100, 143, 9999, 10000, 65535] {
+            let mut out = String::new();
+            append_port(&mut out, port);
+            assert_eq!(out, port.to_string());
+        }
     }
 
     #[test]

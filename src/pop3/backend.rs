@@ -18,8 +18,8 @@
 use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
-    self, printable, AddressText, BackendEvent, BackendFault, BackendGreeting, BackendLogin,
-    BackendOffers, BackendOutcome, ClientAddress, LoginFailure, MAX_BACKEND_LINE,
+    self, append_port, printable, AddressText, BackendEvent, BackendFault, BackendGreeting,
+    BackendLogin, BackendOffers, BackendOutcome, ClientAddress, LoginFailure, MAX_BACKEND_LINE,
 };
 use serde::Deserialize;
 
@@ -218,11 +218,11 @@ impl Pop3BackendLogin {
     fn introduce_client_then_auth(&mut self, plain: bool) -> Option<BackendEvent> {
         match self.client.filter(|_| self.xclient_offered) {
             Some(client) => {
-                let command = format!(
-                    "XCLIENT ADDR={} PORT={}",
-                    AddressText(client.peer.ip()),
-                    client.peer.port()
-                );
+                let mut command = String::with_capacity(80);
+                command.push_str("XCLIENT ADDR=");
+                AddressText(client.peer.ip()).append_to(&mut command);
+                command.push_str(" PORT=");
+                append_port(&mut command, client.peer.port());
                 self.send(&[command.as_bytes()]);
                 if self.pipelining {
                     if let Some(event) = self.start_auth(plain) {
