@@ -101,6 +101,15 @@ impl Write for LogLine {
     }
 }
 
+/// Writes one whole informational line (ending in `\n`) as the
+/// formatter's lines are written: batched on a worker, at once elsewhere.
+/// For a line formatted outside tracing (the session-end line).
+pub fn write_info_line(line: &[u8]) {
+    // As for a formatted line: a log that cannot be written is not a
+    // reason to stop serving.
+    let _ = LogLine { urgent: false }.write_all(line);
+}
+
 /// What [`keep`] did with a line.
 enum Kept {
     /// Appended to this thread's batch.

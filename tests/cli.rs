@@ -232,3 +232,33 @@ fn a_workers_log_lines_wait_for_their_batch_warnings_go_at_once_and_nothing_is_l
     assert!(session_end_of(&log, BOB).is_some(), "{log}");
     assert!(log.contains(&format!("user=\"{GHOST}\"")), "{log}");
 }
+
+#[test]
+fn mailgate_log_still_decides_whether_the_session_line_is_written() {
+    let dovecot = support::Dovecot::start(&[support::TestUser {
+        name: ALICE.into(),
+        password: ALICE_PW.into(),
+        messages: vec![],
+    }]);
+    let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "");
+    for (level, written) in [
+        ("info,mailgate::session=warn", false),
+        ("warn,mailgate::session=info", true),
+    ] {
+        let mut mg = Mailgate::start_with_env(&config, "*@example.org 127.0.0.1\n", level, &[]);
+        let mut c = ImapClient::connect(mg.addr(0)).unwrap();
+        assert!(c.login(ALICE, ALICE_PW).unwrap().is_ok());
+        c.logout().unwrap();
+        drop(c);
+        // The stop writes whatever waits.
+        let status = mg.stop(Duration::from_secs(20)).expect("exits");
+        assert!(status.success(), "{status}");
+        let log = mg.log();
+        let ends: Vec<&str> = log.lines().filter(|l| l.contains("session end")).collect();
+        assert_eq!(ends.len(), usize::from(written), "{level}:\n{log}");
+        if written {
+            assert!(ends[0].contains(&format!("user=\"{ALICE}\"")), "{log}");
+            assert!(ends[0].contains("  INFO mailgate::session: session end client="));
+        }
+    }
+}

@@ -27,7 +27,7 @@ mod reuse;
 mod tracking;
 
 pub use context::{BackendPolicy, ListenerContext, SessionContext, WorkerShared};
-pub use record::{Outcome, TlsHandshake};
+pub use record::{write_session_end_as_text, Outcome, TlsHandshake};
 
 use crate::config::TlsMode;
 use crate::login::PreAuth;
