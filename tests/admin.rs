@@ -401,7 +401,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn readyz_fails_while_the_directory_is_unreachable_and_the_cache_is_cold() {
-    let closed = support::free_port();
+    let closed = support::closed_port_held();
     let config = support::mailgate::config(1, 1, "", "[admin]\naddress = \"127.0.0.1:0\"\n")
         .replace(
             "kind = \"static\"\nmap = \"users.map\"\n",

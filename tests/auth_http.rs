@@ -10,7 +10,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use support::auth_http::AuthHttp;
 use support::stack::*;
-use support::{free_port, Dovecot, Mailgate};
+use support::{Dovecot, Mailgate};
 
 fn dovecot() -> Dovecot {
     Dovecot::start(&directory_users())
@@ -20,7 +20,7 @@ fn dovecot() -> Dovecot {
 /// does not listen, "rewrite" logged in as Bob with Bob's password.
 fn auth_config(dovecot: &Dovecot, wait: u64) -> serde_json::Value {
     let ports = json!({"imap": dovecot.imap.port(), "pop3": dovecot.pop3.port()});
-    let closed = free_port();
+    let closed = support::closed_port_held();
     json!({
         "users": {
             ALICE: {"password": ALICE_PW, "server": "127.0.0.1", "ports": ports},
@@ -173,7 +173,7 @@ fn a_server_that_hangs_answers_garbage_or_is_down_is_a_temporary_failure() {
     assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK");
     drop(mg);
 
-    let down = format!("http://127.0.0.1:{}/auth", free_port());
+    let down = format!("http://127.0.0.1:{}/auth", support::closed_port_held());
     let mg = mailgate(&dovecot, &directory(&down, ""), 1);
     let (status, text) = imap_login(&mg, ALICE, ALICE_PW);
     assert_eq!(status, "NO");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::slapd::{Options, Person, Slapd, PEOPLE, PROXY_DN, PROXY_PW};
 use support::stack::*;
-use support::{free_port, Dovecot, Mailgate};
+use support::{Dovecot, Mailgate};
 
 const FILTER_URL: &str = "?mail,host?sub?(&(mail=%s)(status=active))";
 
@@ -43,7 +43,7 @@ fn ldap_directory(url: &str, extra: &str) -> String {
     format!(
         "kind = \"ldap\"\nurl = \"{url}/{PEOPLE}{FILTER_URL}\"\ntimeout = \"1s\"\n{extra}\n\
          [directory.hosts]\nbox1 = \"127.0.0.1\"\nbox2 = \"127.0.0.1:{}\"\n",
-        free_port()
+        support::closed_port_held()
     )
 }
 
@@ -192,7 +192,11 @@ fn bind_dn_with_password_file() {
 fn failover_to_the_next_server_when_the_first_is_down() {
     let slapd = Slapd::start(&people(), Options::default()).unwrap();
     let dovecot = dovecot();
-    let url = format!("ldap://127.0.0.1:{} 127.0.0.1:{}", free_port(), slapd.port);
+    let url = format!(
+        "ldap://127.0.0.1:{} 127.0.0.1:{}",
+        support::closed_port_held(),
+        slapd.port
+    );
     let mg = mailgate(&dovecot, &ldap_directory(&url, ""), "");
     assert_eq!(imap_login(&mg, ALICE, ALICE_PW).0, "OK");
 }

@@ -288,7 +288,11 @@ fn three_front_ends_all_apply_one_change_one_through_its_second_server() {
             // The last one's first server is a replica that is down: its
             // watch follows the failover order, as lookups do.
             let servers = match i {
-                2 => format!("ldap://127.0.0.1:{} {}", support::free_port(), slapd.url()),
+                2 => format!(
+                    "ldap://127.0.0.1:{} {}",
+                    support::closed_port_held(),
+                    slapd.url()
+                ),
                 _ => slapd.url(),
             };
             FrontEnd::start(&servers, &dovecot, "")

@@ -24,7 +24,7 @@ fn config(dovecot: &Dovecot, extra: &str) -> String {
 /// alice routed to a closed port, bob to Dovecot.
 fn start() -> Setup {
     let dovecot = Dovecot::start(&directory_users());
-    let closed = free_port();
+    let closed = support::closed_port_held();
     let map = format!("{ALICE} 127.0.0.1:{closed}\n{BOB} 127.0.0.1\n");
     let mailgate = Mailgate::start(&config(&dovecot, ""), &map);
     Setup {

@@ -10,7 +10,7 @@ mod support;
 use mailgate::check_client::{ImapClient, Pop3Client};
 use support::sql::{Database, Engine, DB_PASSWORD};
 use support::stack::*;
-use support::{free_port, Dovecot, Mailgate};
+use support::{Dovecot, Mailgate};
 
 /// Alice on box1 (Dovecot, the protocol's port), Bob on box1 with
 /// Dovecot's IMAP port in the table (used whatever the protocol, as
@@ -59,7 +59,7 @@ fn mailgate_with(
         "kind = \"sql\"\n{servers}\npassword_file = \"{}\"\ntimeout = \"1s\"\n\
          [directory.hosts]\nbox1 = \"127.0.0.1\"\nbox2 = \"127.0.0.1:{}\"\n{cache}\n",
         password_file.display(),
-        free_port()
+        support::closed_port_held()
     );
     let config = support::mailgate::config(dovecot.imap.port(), dovecot.pop3.port(), "", "")
         .replace("kind = \"static\"\nmap = \"users.map\"\n", &directory)
@@ -184,7 +184,10 @@ fn mariadb_going_away_serves_cached_users_and_refuses_others() {
 fn a_server_that_does_not_answer_is_passed_over_for_the_next() {
     let dovecot = Dovecot::start(&directory_users());
     let db = start(Engine::Mariadb, &dovecot);
-    let dead = format!("mysql://perdition@127.0.0.1:{}/dbPerdition", free_port());
+    let dead = format!(
+        "mysql://perdition@127.0.0.1:{}/dbPerdition",
+        support::closed_port_held()
+    );
     let secrets = tempfile::tempdir().unwrap();
     let servers = format!("servers = [\"{dead}\", \"{}\"]", db.url());
     let mg = mailgate_with(&dovecot, &servers, "", &secrets);

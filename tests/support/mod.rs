@@ -51,6 +51,15 @@ pub fn closed_port() -> (socket2::Socket, u16) {
     (socket, port)
 }
 
+/// A port as [`closed_port`] gives, its socket held for the rest of the
+/// test process: for a helper that returns only configuration text.
+pub fn closed_port_held() -> u16 {
+    static HELD: std::sync::Mutex<Vec<socket2::Socket>> = std::sync::Mutex::new(Vec::new());
+    let (socket, port) = closed_port();
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(socket);
+    port
+}
+
 /// Starts `python3 tests/support/<script> <args…>`, a server that writes its
 /// port to `port_file` once it listens; the child and that port.
 // The child is handed to the caller, whose fixture terminates and reaps it
