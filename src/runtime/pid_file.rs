@@ -4,6 +4,11 @@
 //! service user can write cannot turn root's write into a write elsewhere
 //! (a link to `/etc/shadow` planted there).
 //!
+//! The pid is written to a new file beside it, which is then renamed over
+//! the path: whoever reads the path sees the old file or the whole new one,
+//! never an empty or half-written file (a supervisor polling for it read
+//! an empty file between creation and write before).
+//!
 //! This module owns the file's creation and removal; it never decides where
 //! the file lives.
 
@@ -40,29 +45,47 @@ pub enum PidFileError {
 pub struct PidFile(PathBuf);
 
 impl PidFile {
-    /// Writes this process's id to `path`.
+    /// Writes this process's id to `path`, whole or not at all.
     pub fn write(path: &Path) -> Result<Self, PidFileError> {
         let io = |source| PidFileError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file: File = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        if !meta.file_type().is_file() || meta.nlink() != 1 {
-            return Err(PidFileError::NotPlain {
-                path: path.to_owned(),
-                what: format!("{:?}, {} links", meta.file_type(), meta.nlink()),
-            });
+        // What is there already must be a plain file (a stale pid file):
+        // a link is refused with its target untouched, as before. The
+        // rename below would replace a link rather than follow it.
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(io(std::io::Error::from_raw_os_error(libc::ELOOP)))
+            }
+            Ok(meta) if !meta.file_type().is_file() || meta.nlink() != 1 => {
+                return Err(PidFileError::NotPlain {
+                    path: path.to_owned(),
+                    what: format!("{:?}, {} links", meta.file_type(), meta.nlink()),
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
         }
-        file.set_len(0).map_err(io)?;
-        file.write_all(format!("{}\n", std::process::id()).as_bytes())
-            .map_err(io)?;
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(format!(".{}.new", std::process::id()));
+        let fresh = path.with_file_name(name);
+        let written = (|| {
+            // A new file only (never one planted under this name).
+            let mut file: File = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&fresh)?;
+            file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+            std::fs::rename(&fresh, path)
+        })();
+        if let Err(source) = written {
+            let _ = std::fs::remove_file(&fresh);
+            return Err(io(source));
+        }
         Ok(Self(path.to_owned()))
     }
 }
@@ -109,5 +132,38 @@ mod tests {
         );
         drop(pid);
         assert!(!path.exists());
+        // Nothing else was left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_pid_file_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailgate.pid");
+        // A reader polling the path sees no file or the whole line: the
+        // file is renamed into place after it was written.
+        let reader = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_secs(10) {
+                    if let Ok(text) = std::fs::read_to_string(&path) {
+                        return text;
+                    }
+                    std::thread::yield_now();
+                }
+                String::new()
+            })
+        };
+        let pid = PidFile::write(&path).unwrap();
+        assert_eq!(reader.join().unwrap(), format!("{}\n", std::process::id()));
+        // A directory at the path is refused, and nothing is left behind.
+        drop(pid);
+        std::fs::create_dir(&path).unwrap();
+        assert!(matches!(
+            PidFile::write(&path),
+            Err(PidFileError::NotPlain { .. })
+        ));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
