@@ -18,7 +18,7 @@ use super::response::{can_quote, capability_code, response_code, strip_prefix_ci
 use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
-    self, append_port, printable, AddressText, BackendEvent, BackendFault, BackendGreeting,
+    self, append_decimal, printable, AddressText, BackendEvent, BackendFault, BackendGreeting,
     BackendLogin, BackendOutcome, ClientAddress, Compression, LoginFailure, MAX_BACKEND_LINE,
 };
 use serde::Deserialize;
@@ -251,11 +251,11 @@ impl ImapBackendLogin {
         id.push_str(" ID (\"x-originating-ip\" \"");
         AddressText(client.peer.ip()).append_to(&mut id);
         id.push_str("\" \"x-originating-port\" \"");
-        append_port(&mut id, client.peer.port());
+        append_decimal(&mut id, client.peer.port().into());
         id.push_str("\" \"x-connected-ip\" \"");
         AddressText(client.local.ip()).append_to(&mut id);
         id.push_str("\" \"x-connected-port\" \"");
-        append_port(&mut id, client.local.port());
+        append_decimal(&mut id, client.local.port().into());
         id.push_str("\")\r\n");
         Some(id)
     }

@@ -106,11 +106,22 @@ impl AddressText<IpAddr> {
     }
 }
 
-/// Appends `port`'s decimal digits to `out`, as `Display` writes them.
-pub fn append_port(out: &mut String, port: u16) {
-    let (mut buf, mut len) = ([0u8; V4_SOCKET_MAX], 0);
-    push_decimal(&mut buf, &mut len, port);
-    out.extend(buf[..len].iter().map(|&b| char::from(b)));
+/// Appends `n`'s decimal digits to `out`, as `Display` writes them,
+/// without the formatter: a port in `ID`/`XCLIENT`, a count in the
+/// session's log line.
+pub fn append_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// An address, or `-` for none (the session log line's `backend` before
@@ -172,10 +183,19 @@ mod tests {
             AddressText(ip).append_to(&mut out);
             assert_eq!(out, format!("x={ip}"));
         }
-        for port in [0, 9, 10, 99, 100, 143, 9999, 10000, 65535] {
+        for port in [0u16, 9, 10, 99, 100, 143, 9999, 10000, 65535] {
             let mut out = String::new();
-            append_port(&mut out, port);
+            append_decimal(&mut out, u64::from(port));
             assert_eq!(out, port.to_string());
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_display_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 65535, u64::from(u32::MAX), u64::MAX] {
+            let mut line = String::new();
+            append_decimal(&mut line, n);
+            assert_eq!(line, n.to_string());
         }
     }
 

@@ -7,8 +7,8 @@
 //! sends `AUTH PLAIN` without asking (one round trip fewer); should that
 //! be refused, `CAPA` is asked after all, and the refusal stands only if
 //! PLAIN is still listed (else `USER`/`PASS` follows). `XCLIENT` goes in
-//! one write with the login when `CAPA` listed `PIPELINING` (RFC 2449). `-ERR` replies are classified by their RFC 3206 response
-//! code: `[SYS/TEMP]`/`[SYS/PERM]` → unavailable, `[IN-USE]` → in use,
+//! one write with the login when `CAPA` listed `PIPELINING` (RFC 2449).
+//! `-ERR` replies are classified by their RFC 3206 response code: `[SYS/TEMP]`/`[SYS/PERM]` → unavailable, `[IN-USE]` → in use,
 //! anything else → authentication failed. A bearer-token login always asks
 //! `CAPA` and is replayed with the client's mechanism (`AUTH OAUTHBEARER`
 //! / `XOAUTH2` with an initial response), which `SASL` must list; its
@@ -18,7 +18,7 @@
 use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
-    self, append_port, printable, AddressText, BackendEvent, BackendFault, BackendGreeting,
+    self, append_decimal, printable, AddressText, BackendEvent, BackendFault, BackendGreeting,
     BackendLogin, BackendOffers, BackendOutcome, ClientAddress, LoginFailure, MAX_BACKEND_LINE,
 };
 use serde::Deserialize;
@@ -222,7 +222,7 @@ impl Pop3BackendLogin {
                 command.push_str("XCLIENT ADDR=");
                 AddressText(client.peer.ip()).append_to(&mut command);
                 command.push_str(" PORT=");
-                append_port(&mut command, client.peer.port());
+                append_decimal(&mut command, client.peer.port().into());
                 self.send(&[command.as_bytes()]);
                 if self.pipelining {
                     if let Some(event) = self.start_auth(plain) {

@@ -153,14 +153,8 @@ pub fn run(plan: WorkerPlan, ready: std::sync::mpsc::Sender<Result<(), RuntimeEr
     let flush_interval = plan.live.loaded.config.log.flush_interval;
     let _batching = (!flush_interval.is_zero()).then(log_batch::Batching::start);
     match plan.io {
-        Io::Uring => reactor.block_on(async {
-            tokio::task::spawn_local(log_batch::flush_every(flush_interval));
-            serve(plan, UringListener::new, UringConnector).await
-        }),
-        Io::Epoll => reactor.block_on(async {
-            tokio::task::spawn_local(log_batch::flush_every(flush_interval));
-            serve(plan, EpollListener::new, EpollConnector).await
-        }),
+        Io::Uring => reactor.block_on(serve(plan, UringListener::new, UringConnector)),
+        Io::Epoll => reactor.block_on(serve(plan, EpollListener::new, EpollConnector)),
     }
 }
 
@@ -397,6 +391,9 @@ async fn serve<L, C>(
     L: Acceptor + 'static,
     C: Connector<Stream = L::Stream> + Clone + 'static,
 {
+    // Writes this worker's log batches (ends at once without batching).
+    let flush_interval = plan.live.loaded.config.log.flush_interval;
+    tokio::task::spawn_local(log_batch::flush_every(flush_interval));
     let active = Rc::new(Cell::new(0usize));
     let parts = Parts {
         index: plan.index,
