@@ -8,6 +8,19 @@
 //! `docs/ARCHITECTURE.md`). A non-blocking splice attempted when epoll says
 //! the socket is readable stays on the worker's core. While a direction is quiet
 //! it waits for readiness without any buffer or pipe.
+//!
+//! Small bursts are copied, not spliced (as HAProxy's `splice-auto` does): a
+//! burst starts with one read into a [`SMALL_BURST`]-byte buffer on the
+//! stack, passed on at once. A command, a reply line, a LOGOUT and its BYE
+//! fit in it; a read that comes back short proves the socket drained (a
+//! stream socket's read returns less than asked only when its queue is
+//! empty, the rule tokio's own reads rely on), so the burst ends with no
+//! further call. A splice proves nothing of the kind (a pipe fills by slots
+//! as well as by bytes), so a spliced burst ends only at `EAGAIN`: for the
+//! few bytes of a login's last exchanges the copy takes two calls where the
+//! pipe took three, and no page moves in the kernel. A read that fills the
+//! buffer means bulk: the rest of that burst, and the next bursts while they
+//! stay that large, go by splice.
 
 use super::{pipes, poll_idle, RelayEnd, RelayMethod, RelaySettings, RelayStats, Shared};
 use crate::transport::{SocketFd, Stream};
@@ -15,7 +28,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::task::{ready, Context, Poll};
-use tokio::io::unix::AsyncFd;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::Interest;
 use tokio::time::Instant;
 
@@ -104,8 +117,8 @@ async fn run<A: Stream, B: Stream, F: AsRawFd>(
     settings: RelaySettings,
 ) -> RelayStats {
     let shared = Shared::new(client, backend);
-    let mut up = Flow::Waiting;
-    let mut down = Flow::Waiting;
+    let mut up = Flow::Waiting { bulk: false };
+    let mut down = Flow::Waiting { bulk: false };
     let clock = tokio::time::sleep_until(shared.last_activity.get() + settings.idle_timeout);
     tokio::pin!(clock);
     let end = std::future::poll_fn(|cx| {
@@ -153,13 +166,32 @@ impl<S: Stream> ShutWrite for S {
     }
 }
 
+/// Bytes a burst's first read takes into a buffer on the stack, and the
+/// size under which a burst is copied rather than spliced: one page, far
+/// more than a command or a status line, far less than a message body.
+pub const SMALL_BURST: usize = 4096;
+
 /// Where one direction's bytes are.
 enum Flow {
-    /// Waiting for the sender: no pipe, no buffer.
-    Waiting,
-    /// A burst through `pipe`, `pending` bytes of it still in the pipe; at
-    /// 0 the next read is due.
-    Spliced { pipe: pipes::Pipe, pending: usize },
+    /// Waiting for the sender: no pipe, no buffer. `bulk`: the last burst
+    /// moved at least [`SMALL_BURST`] bytes, so the next one is spliced from
+    /// its start; otherwise it starts with a copy on the stack.
+    Waiting { bulk: bool },
+    /// A burst through `pipe`, `pending` bytes of it still in the pipe (at
+    /// 0 the next read is due); `moved`, the burst's bytes so far.
+    Spliced {
+        pipe: pipes::Pipe,
+        pending: usize,
+        moved: usize,
+    },
+    /// What a burst's first read brought and the receiver did not take at
+    /// once: `rest[sent..]` is still to be written. Then the direction
+    /// waits again, or splices on (`bulk`: the read filled its buffer).
+    Held {
+        rest: Vec<u8>,
+        sent: usize,
+        bulk: bool,
+    },
     /// A burst copied through `buf` (no pipe could be had): `buf[sent..len]`
     /// is still to be written; at `sent == len` the next read is due.
     Copied {
@@ -192,12 +224,13 @@ impl<F: AsRawFd> Ends<'_, F> {
         loop {
             let reading = match flow {
                 Flow::Done => return Poll::Ready(()),
-                Flow::Waiting => true,
+                Flow::Waiting { .. } => true,
                 Flow::Spliced { pending, .. } => *pending == 0,
                 Flow::Copied { sent, len, .. } => sent == len,
+                Flow::Held { .. } => false,
             };
             let step = if reading {
-                self.read(cx, flow, settings)
+                self.read(cx, flow, shared, settings)
             } else {
                 self.write(cx, flow, shared)
             };
@@ -216,16 +249,24 @@ impl<F: AsRawFd> Ends<'_, F> {
     /// One read into the burst's pipe or buffer (a burst starts with the
     /// first readiness); at EOF the write shutdown, when drained the pipe or
     /// buffer goes back.
-    fn read(
+    fn read<A: Stream, B: Stream>(
         &self,
         cx: &mut Context<'_>,
         flow: &mut Flow,
+        shared: &Shared<'_, A, B>,
         settings: &RelaySettings,
     ) -> Poll<io::Result<()>> {
         let mut ready = ready!(self.from.poll_read_ready(cx))?;
-        if matches!(flow, Flow::Waiting) {
+        if matches!(flow, Flow::Waiting { bulk: false }) {
+            return Poll::Ready(self.read_small(&mut ready, flow, shared));
+        }
+        if matches!(flow, Flow::Waiting { bulk: true }) {
             *flow = match pipes::take(settings.pipe_size, settings.max_pipes) {
-                Some(pipe) => Flow::Spliced { pipe, pending: 0 },
+                Some(pipe) => Flow::Spliced {
+                    pipe,
+                    pending: 0,
+                    moved: 0,
+                },
                 // No pipe to be had (the bound, or out of descriptors): this
                 // burst is copied, the session goes on.
                 None => Flow::Copied {
@@ -239,7 +280,9 @@ impl<F: AsRawFd> Ends<'_, F> {
         let read = match flow {
             Flow::Spliced { pipe, .. } => splice(from, pipe.write_fd(), settings.pipe_size),
             Flow::Copied { buf, .. } => recv(from, buf),
-            Flow::Waiting | Flow::Done => unreachable!("a read is due only in a burst"),
+            Flow::Waiting { .. } | Flow::Held { .. } | Flow::Done => {
+                unreachable!("a read is due only in a burst")
+            }
         };
         match read {
             Ok(0) => {
@@ -248,9 +291,9 @@ impl<F: AsRawFd> Ends<'_, F> {
                 *flow = Flow::Done;
             }
             Ok(n) => match flow {
-                Flow::Spliced { pending, .. } => *pending = n,
+                Flow::Spliced { pending, moved, .. } => (*pending, *moved) = (n, *moved + n),
                 Flow::Copied { sent, len, .. } => (*sent, *len) = (0, n),
-                Flow::Waiting | Flow::Done => {}
+                Flow::Waiting { .. } | Flow::Held { .. } | Flow::Done => {}
             },
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 ready.clear_ready();
@@ -260,6 +303,65 @@ impl<F: AsRawFd> Ends<'_, F> {
             Err(e) => return Poll::Ready(Err(e)),
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// A burst's first read, into [`SMALL_BURST`] bytes on the stack, and
+    /// the write of what it brought. A short read drained the socket: the
+    /// burst is over, no `EAGAIN` needed. A full one leaves the rest of the
+    /// burst to splice. Bytes the receiver does not take at once wait in a
+    /// buffer of their own (`Flow::Held`).
+    fn read_small<A: Stream, B: Stream>(
+        &self,
+        ready: &mut AsyncFdReadyGuard<'_, F>,
+        flow: &mut Flow,
+        shared: &Shared<'_, A, B>,
+    ) -> io::Result<()> {
+        let mut chunk = [0u8; SMALL_BURST];
+        let n = match recv(self.from.as_raw_fd(), &mut chunk) {
+            Ok(0) => {
+                self.to_stream.shut_write();
+                *flow = Flow::Done;
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.clear_ready();
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if n < SMALL_BURST {
+            // Short: the socket's queue was empty after it. Bytes or an end
+            // arriving later raise a new edge; an end that came with these
+            // bytes stays in the readiness (tokio never clears "closed").
+            ready.clear_ready();
+        }
+        let sent = match send(self.to.as_raw_fd(), &chunk[..n]) {
+            Ok(sent) => sent,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        if sent > 0 {
+            self.total.set(self.total.get() + sent as u64);
+            shared.last_activity.set(Instant::now());
+        }
+        let bulk = n == SMALL_BURST;
+        *flow = if sent < n {
+            Flow::Held {
+                rest: chunk[sent..n].to_vec(),
+                sent: 0,
+                bulk,
+            }
+        } else {
+            Flow::Waiting { bulk }
+        };
+        Ok(())
     }
 
     /// One write of what the burst holds.
@@ -272,12 +374,20 @@ impl<F: AsRawFd> Ends<'_, F> {
         let mut ready = ready!(self.to.poll_write_ready(cx))?;
         let to = self.to.as_raw_fd();
         let written = match flow {
-            Flow::Spliced { pipe, pending } => {
+            Flow::Spliced { pipe, pending, .. } => {
                 splice(pipe.read_fd(), to, *pending).inspect(|&n| *pending -= n)
             }
             Flow::Copied { buf, sent, len } => send(to, &buf[*sent..*len]).inspect(|&n| *sent += n),
-            Flow::Waiting | Flow::Done => unreachable!("a write is due only with bytes held"),
+            Flow::Held { rest, sent, .. } => send(to, &rest[*sent..]).inspect(|&n| *sent += n),
+            Flow::Waiting { .. } | Flow::Done => {
+                unreachable!("a write is due only with bytes held")
+            }
         };
+        if let Flow::Held { rest, sent, bulk } = flow {
+            if *sent == rest.len() {
+                *flow = Flow::Waiting { bulk: *bulk };
+            }
+        }
         match written {
             Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Ok(n) => {
@@ -293,9 +403,11 @@ impl<F: AsRawFd> Ends<'_, F> {
 }
 
 /// A drained burst ends: its (empty) pipe back to the pool, its buffer
-/// freed; the direction waits again holding nothing.
+/// freed; the direction waits again holding nothing, and splices the next
+/// burst from its start if this one was bulk.
 fn end_burst(flow: &mut Flow) {
-    if let Flow::Spliced { pipe, .. } = std::mem::replace(flow, Flow::Waiting) {
+    let bulk = matches!(flow, Flow::Spliced { moved, .. } if *moved >= SMALL_BURST);
+    if let Flow::Spliced { pipe, .. } = std::mem::replace(flow, Flow::Waiting { bulk }) {
         pipes::give_back(pipe);
     }
 }
@@ -334,3 +446,146 @@ fn send(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
 
 /// Largest buffer the copy fallback reads into.
 const COPY_FALLBACK_BUFFER: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::EpollStream;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::time::Duration;
+
+    /// A loopback connection: the end the relay holds, and its peer.
+    fn connection() -> (EpollStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        (EpollStream::new(ours).unwrap(), peer)
+    }
+
+    fn settings() -> RelaySettings {
+        RelaySettings {
+            buffer_size: 16 * 1024,
+            idle_timeout: Duration::from_secs(30),
+            splice: true,
+            pipe_size: 64 * 1024,
+            max_pipes: 16,
+        }
+    }
+
+    /// Reads exactly `len` bytes from a blocking socket on another thread.
+    fn read_exactly(mut from: TcpStream, len: usize) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut got = vec![0; len];
+            from.read_exact(&mut got).unwrap();
+            got
+        })
+    }
+
+    /// Both peers half-close; the relay's totals once it ended (`Closed`).
+    async fn both_half_close(
+        client_peer: &TcpStream,
+        backend_peer: &TcpStream,
+        relay: impl std::future::Future<Output = io::Result<RelayStats>>,
+    ) -> RelayStats {
+        client_peer.shutdown(Shutdown::Write).unwrap();
+        backend_peer.shutdown(Shutdown::Write).unwrap();
+        let stats = tokio::time::timeout(Duration::from_secs(10), relay)
+            .await
+            .expect("the relay ends after both half-closes")
+            .unwrap();
+        assert_eq!(stats.end, RelayEnd::Closed);
+        stats
+    }
+
+    #[test]
+    fn small_bursts_are_copied_without_a_pipe_and_a_bulk_burst_is_spliced() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, mut client_peer) = connection();
+            let (backend, mut backend_peer) = connection();
+            let (c, b) = (client.as_raw_fd(), backend.as_raw_fd());
+            let relay = relay(&client, &backend, c, b, settings());
+            tokio::pin!(relay);
+
+            // A command up, under SMALL_BURST.
+            let up = read_exactly(backend_peer.try_clone().unwrap(), 11);
+            client_peer.write_all(b"a1 LOGOUT\r\n").unwrap();
+            while !up.is_finished() {
+                let _ = tokio::time::timeout(Duration::from_millis(20), &mut relay).await;
+            }
+            assert_eq!(up.join().unwrap(), b"a1 LOGOUT\r\n");
+            assert_eq!(pipes::pooled(), 0, "a small burst took no pipe");
+
+            // Down: one byte under the boundary, at it, one over; then
+            // 256 KiB, bulk.
+            for len in [SMALL_BURST - 1, SMALL_BURST, SMALL_BURST + 1, 256 * 1024] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+                let down = read_exactly(client_peer.try_clone().unwrap(), len);
+                backend_peer.write_all(&data).unwrap();
+                while !down.is_finished() {
+                    let _ = tokio::time::timeout(Duration::from_millis(20), &mut relay).await;
+                }
+                assert!(down.join().unwrap() == data, "{len} bytes relayed exactly");
+            }
+            assert_eq!(
+                pipes::pooled(),
+                1,
+                "the bulk burst went through a pipe, now back"
+            );
+
+            let stats = both_half_close(&client_peer, &backend_peer, relay).await;
+            assert_eq!(stats.client_to_backend, 11);
+            assert_eq!(
+                stats.backend_to_client,
+                (3 * SMALL_BURST + 256 * 1024) as u64
+            );
+        });
+    }
+
+    #[test]
+    fn small_bursts_a_full_receiver_cannot_take_wait_and_arrive_whole() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, client_peer) = connection();
+            let (backend, mut backend_peer) = connection();
+            // Small socket buffers towards the client, which reads nothing
+            // at first: a small burst soon meets a full socket.
+            socket2::SockRef::from(&client_peer)
+                .set_recv_buffer_size(4096)
+                .unwrap();
+            socket2::SockRef::from(client.registration().unwrap().get_ref())
+                .set_send_buffer_size(4096)
+                .unwrap();
+            let (c, b) = (client.as_raw_fd(), backend.as_raw_fd());
+            let relay = relay(&client, &backend, c, b, settings());
+            tokio::pin!(relay);
+
+            // One message at a time, each given the relay's turn, so that
+            // each is a burst of its own under SMALL_BURST.
+            let message =
+                |i: usize| -> Vec<u8> { (0..1000).map(|j| ((i * 31 + j) % 253) as u8).collect() };
+            let count = 100;
+            for i in 0..count {
+                backend_peer.write_all(&message(i)).unwrap();
+                let _ = tokio::time::timeout(Duration::from_millis(5), &mut relay).await;
+            }
+            let reader = read_exactly(client_peer.try_clone().unwrap(), count * 1000);
+            while !reader.is_finished() {
+                let _ = tokio::time::timeout(Duration::from_millis(20), &mut relay).await;
+            }
+            let expected: Vec<u8> = (0..count).flat_map(message).collect();
+            // (What gathered behind the held bytes went on as bulk, spliced.)
+            assert!(reader.join().unwrap() == expected, "every burst, in order");
+
+            let stats = both_half_close(&client_peer, &backend_peer, relay).await;
+            assert_eq!(stats.backend_to_client, (count * 1000) as u64);
+        });
+    }
+}
