@@ -26,6 +26,7 @@ use super::{pipes, poll_idle, RelayEnd, RelayMethod, RelaySettings, RelayStats, 
 use crate::transport::{SocketFd, Stream};
 use std::cell::Cell;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 use std::task::{ready, Context, Poll};
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
@@ -316,14 +317,15 @@ impl<F: AsRawFd> Ends<'_, F> {
         flow: &mut Flow,
         shared: &Shared<'_, A, B>,
     ) -> io::Result<()> {
-        let mut chunk = [0u8; SMALL_BURST];
-        let n = match recv(self.from.as_raw_fd(), &mut chunk) {
-            Ok(0) => {
+        // Not zeroed: only what the read brought is ever looked at.
+        let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_BURST];
+        let bytes = match recv_uninit(self.from.as_raw_fd(), &mut chunk) {
+            Ok([]) => {
                 self.to_stream.shut_write();
                 *flow = Flow::Done;
                 return Ok(());
             }
-            Ok(n) => n,
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 ready.clear_ready();
                 return Ok(());
@@ -331,13 +333,14 @@ impl<F: AsRawFd> Ends<'_, F> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         };
+        let n = bytes.len();
         if n < SMALL_BURST {
             // Short: the socket's queue was empty after it. Bytes or an end
             // arriving later raise a new edge; an end that came with these
             // bytes stays in the readiness (tokio never clears "closed").
             ready.clear_ready();
         }
-        let sent = match send(self.to.as_raw_fd(), &chunk[..n]) {
+        let sent = match send(self.to.as_raw_fd(), bytes) {
             Ok(sent) => sent,
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
@@ -354,7 +357,7 @@ impl<F: AsRawFd> Ends<'_, F> {
         let bulk = n == SMALL_BURST;
         *flow = if sent < n {
             Flow::Held {
-                rest: chunk[sent..n].to_vec(),
+                rest: bytes[sent..].to_vec(),
                 sent: 0,
                 bulk,
             }
@@ -423,6 +426,22 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// Reads what the socket has into `buf`, never waiting, without `buf`
+/// having been initialized; the bytes that came.
+fn recv_uninit(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<&[u8]> {
+    // SAFETY: `buf` is live, writable memory of `buf.len()` bytes (recv
+    // writes at most that many and never reads them); the descriptor stays
+    // open for the call (owned by the session's stream, which outlives the
+    // relay).
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: recv initialized the first `n` bytes of `buf` (`n` is at most
+    // `buf.len()`), and the slice borrows `buf`.
+    Ok(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) })
 }
 
 /// Writes what the socket takes of `bytes`, never waiting or raising SIGPIPE.
