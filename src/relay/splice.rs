@@ -258,24 +258,27 @@ impl<F: AsRawFd> Ends<'_, F> {
         settings: &RelaySettings,
     ) -> Poll<io::Result<()>> {
         let mut ready = ready!(self.from.poll_read_ready(cx))?;
-        if matches!(flow, Flow::Waiting { bulk: false }) {
-            return Poll::Ready(self.read_small(&mut ready, flow, shared));
-        }
-        if matches!(flow, Flow::Waiting { bulk: true }) {
-            *flow = match pipes::take(settings.pipe_size, settings.max_pipes) {
-                Some(pipe) => Flow::Spliced {
-                    pipe,
-                    pending: 0,
-                    moved: 0,
-                },
-                // No pipe to be had (the bound, or out of descriptors): this
-                // burst is copied, the session goes on.
-                None => Flow::Copied {
-                    buf: vec![0; settings.buffer_size.min(COPY_FALLBACK_BUFFER)],
-                    sent: 0,
-                    len: 0,
-                },
-            };
+        match flow {
+            Flow::Waiting { bulk: false } => {
+                return Poll::Ready(self.read_small(&mut ready, flow, shared));
+            }
+            Flow::Waiting { bulk: true } => {
+                *flow = match pipes::take(settings.pipe_size, settings.max_pipes) {
+                    Some(pipe) => Flow::Spliced {
+                        pipe,
+                        pending: 0,
+                        moved: 0,
+                    },
+                    // No pipe to be had (the bound, or out of descriptors):
+                    // this burst is copied, the session goes on.
+                    None => Flow::Copied {
+                        buf: vec![0; settings.buffer_size.min(COPY_FALLBACK_BUFFER)],
+                        sent: 0,
+                        len: 0,
+                    },
+                };
+            }
+            _ => {}
         }
         let from = self.from.as_raw_fd();
         let read = match flow {
@@ -417,15 +420,10 @@ fn end_burst(flow: &mut Flow) {
 
 /// Reads what the socket has into `buf`, never waiting.
 fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes and the
-    // descriptor stays open for the call (owned by the session's stream,
-    // which outlives the relay).
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    // SAFETY: the same memory seen as possibly uninitialized, which it may
+    // always be; `recv_uninit` only writes initialized bytes into it.
+    let buf = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [MaybeUninit<u8>]) };
+    recv_uninit(fd, buf).map(<[u8]>::len)
 }
 
 /// Reads what the socket has into `buf`, never waiting, without `buf`

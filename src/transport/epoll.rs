@@ -105,27 +105,29 @@ impl Stream for EpollStream {
         // reactor even then (a socket's readiness is learnt from the
         // `epoll_wait` after its registration: a greeting to a client just
         // accepted waited for one). Only a socket that refuses waits.
+        let fd = self.0.as_raw_fd();
         let mut sent = 0;
+        let mut refused = false;
         while sent < buf.len() {
-            match send_some(self.0.as_raw_fd(), &buf[sent..]) {
+            let result = if refused {
+                let mut ready = match self.0.writable().await {
+                    Ok(guard) => guard,
+                    Err(e) => return (Err(e), buf),
+                };
+                // A refusal here forgets the readiness, and the wait waits.
+                match ready.try_io(|_| send_some(fd, &buf[sent..])) {
+                    Ok(result) => result,
+                    Err(_would_block) => continue,
+                }
+            } else {
+                send_some(fd, &buf[sent..])
+            };
+            match result {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => refused = true,
                 Err(e) => return (Err(e), buf),
-            }
-        }
-        while sent < buf.len() {
-            let mut ready = match self.0.writable().await {
-                Ok(guard) => guard,
-                Err(e) => return (Err(e), buf),
-            };
-            match ready.try_io(|socket| send_some(socket.as_raw_fd(), &buf[sent..])) {
-                Ok(Ok(0)) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(Ok(n)) => sent += n,
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return (Err(e), buf),
-                Err(_would_block) => {}
             }
         }
         (Ok(()), buf)
