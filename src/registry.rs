@@ -52,7 +52,12 @@ pub struct SessionEntry {
 /// `name` lower-cased, sharing `like`'s allocation when that is equal, or
 /// `name`'s own (`shared`) when it is lower case already.
 fn lowered(name: &str, shared: Option<&Arc<str>>, like: &Arc<str>) -> Arc<str> {
-    if name.chars().any(char::is_uppercase) {
+    let upper = if name.is_ascii() {
+        name.bytes().any(|b| b.is_ascii_uppercase())
+    } else {
+        name.chars().any(char::is_uppercase)
+    };
+    if upper {
         let lower = name.to_lowercase();
         if *lower == **like {
             like.clone()

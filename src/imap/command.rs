@@ -115,7 +115,11 @@ pub fn parse(buf: &[u8]) -> Result<Command<'_>, ParseError> {
     if name.is_empty() {
         return Err(fail("missing command"));
     }
-    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    // ASCII by the `take_while` above.
+    let name: String = name
+        .iter()
+        .map(|&b| char::from(b.to_ascii_uppercase()))
+        .collect();
     let mut args = Vec::new();
     let mut after_list_start = false;
     while !cursor.at_end() {
@@ -188,7 +192,9 @@ impl<'a> Cursor<'a> {
 
     fn quoted(&mut self) -> Result<Token<'a>, &'static str> {
         self.pos += 1; // opening quote
-        let mut out = Zeroizing::new(Vec::new());
+                       // Sized for the whole string at once: a password's bytes are then
+                       // never left behind in a smaller buffer that growing gave up.
+        let mut out = Zeroizing::new(Vec::with_capacity(self.quoted_len()));
         loop {
             match self.peek() {
                 None => return Err("unterminated quoted string"),
@@ -210,6 +216,24 @@ impl<'a> Cursor<'a> {
                 }
             }
         }
+    }
+
+    /// Bytes in the quoted string starting at `pos`, escapes counted once
+    /// (up to the end of the input when it is unterminated).
+    fn quoted_len(&self) -> usize {
+        let mut len = 0;
+        let mut rest = self.buf[self.pos..].iter();
+        while let Some(&b) = rest.next() {
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    rest.next();
+                }
+                _ => {}
+            }
+            len += 1;
+        }
+        len
     }
 
     fn literal(&mut self) -> Result<Token<'a>, &'static str> {
@@ -270,6 +294,20 @@ mod tests {
             strings(&c),
             vec![b"al ice".to_vec(), "p\"w\\d é".as_bytes().to_vec()]
         );
+    }
+
+    #[test]
+    fn a_quoted_string_is_allocated_once_at_its_length() {
+        let c = parse("t LOGIN \"al ice\" \"p\\\"w\\\\d é\"\r\n".as_bytes()).unwrap();
+        for (token, len) in c.args.iter().zip([6, 8]) {
+            let Token::Quoted(bytes) = token else {
+                panic!("not quoted: {token:?}");
+            };
+            // Never grown: a password is not copied out of a smaller buffer.
+            assert_eq!((bytes.len(), bytes.capacity()), (len, len));
+        }
+        // Unterminated: sized to the rest of the input, then refused.
+        assert!(parse(b"t LOGIN \"abc\r\n").is_err());
     }
 
     #[test]

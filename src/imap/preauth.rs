@@ -29,6 +29,10 @@ pub type ImapSettings = crate::login::ListenerSettings;
 /// Most key/value pairs accepted in an `ID` command (RFC 2971 allows 30).
 const MAX_ID_FIELDS: usize = 30;
 
+/// Bytes reserved before a reply is formatted: a tagged `OK`/`NO`/`BAD`
+/// with its text fits, so the output is not grown step by step.
+const REPLY_ROOM: usize = 96;
+
 #[derive(Debug)]
 enum State {
     Commands,
@@ -134,6 +138,8 @@ impl ImapPreAuth {
     fn reply(&mut self, line: std::fmt::Arguments) {
         use std::io::Write;
         let start = self.output.len();
+        // Room for a usual reply at once, not grown 8, 16, 32, 64 bytes.
+        self.output.reserve(REPLY_ROOM);
         let _ = self.output.write_fmt(line);
         let written = &self.output[start..];
         if let Some(space) = written.iter().position(|&b| b == b' ') {

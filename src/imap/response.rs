@@ -29,5 +29,10 @@ pub(super) fn capability_code(rest: &[u8]) -> Option<String> {
     let text = rest.strip_prefix(b" ")?;
     let inner = strip_prefix_ci(text, b"[CAPABILITY ")?;
     let end = inner.iter().position(|&b| b == b']')?;
-    Some(String::from_utf8_lossy(&inner[..end]).into_owned())
+    let list = &inner[..end];
+    // Nearly always ASCII: checked a word at a time, not char by char.
+    Some(match std::str::from_utf8(list) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(list).into_owned(),
+    })
 }

@@ -157,7 +157,8 @@ impl Detach for EpollStream {
     }
 }
 
-/// Connects with a non-blocking `connect` and a wait for writability.
+/// Connects with a non-blocking `connect` and, unless the handshake is
+/// already over, a wait for writability.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EpollConnector;
 
@@ -172,12 +173,20 @@ impl Connector for EpollConnector {
             Some(Protocol::TCP),
         )?;
         socket.set_nodelay(true)?;
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        let connected = match socket.connect(&addr.into()) {
+            Ok(()) => true,
+            // To this host (loopback, or one of its own addresses) the
+            // handshake is over before `connect` returns: the peer's
+            // address is then known, and the wait for writability (a whole
+            // reactor turn) is skipped. To another host this costs one
+            // `getpeername` while the handshake is on the wire.
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => socket.peer_addr().is_ok(),
             Err(e) => return Err(e),
-        }
+        };
         let stream = EpollStream(register(TcpStream::from(socket))?);
+        if connected {
+            return Ok(stream);
+        }
         // Writable once the handshake finished, one way or the other.
         let _ = stream.0.writable().await?;
         match stream.0.get_ref().take_error()? {
@@ -245,5 +254,58 @@ impl Acceptor for EpollListener {
                 Err(_would_block) => continue,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::io::{Read, Write};
+    use std::task::Poll;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_loopback_connect_needs_no_wait_and_works() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        runtime().block_on(async {
+            // Done at the first poll: no reactor turn waited for.
+            let mut connect = std::pin::pin!(EpollConnector.connect(address));
+            let first = std::future::poll_fn(|cx| Poll::Ready(connect.as_mut().poll(cx))).await;
+            let Poll::Ready(stream) = first else {
+                panic!("a loopback connect waited for writability");
+            };
+            let stream = stream.unwrap();
+            assert_eq!(stream.0.get_ref().peer_addr().unwrap(), address);
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.write_all(b"* OK\r\n").unwrap();
+            let (read, buf) = stream.read(Vec::with_capacity(16)).await;
+            assert_eq!(&buf[..read.unwrap()], b"* OK\r\n");
+            let (written, _) = stream.write_all(b"a LOGOUT\r\n".to_vec()).await;
+            written.unwrap();
+            let mut got = [0; 10];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"a LOGOUT\r\n");
+        });
+    }
+
+    #[test]
+    fn a_refused_connect_is_an_error() {
+        // Bound, never listening: the port stays ours and refuses.
+        let held =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        held.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let address = held.local_addr().unwrap().as_socket().unwrap();
+        let refused = runtime().block_on(EpollConnector.connect(address));
+        let err = refused.err().expect("a closed port refuses");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
     }
 }
