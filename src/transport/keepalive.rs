@@ -33,10 +33,16 @@ impl KeepAlive {
     pub fn apply_to(&self, fd: impl AsFd) {
         let socket = socket2::SockRef::from(&fd);
         if !self.idle.is_zero() {
-            let probes = socket2::TcpKeepalive::new()
+            let mut probes = socket2::TcpKeepalive::new()
                 .with_time(self.idle)
-                .with_interval(KEEPALIVE_INTERVAL)
-                .with_retries(KEEPALIVE_PROBES);
+                .with_interval(KEEPALIVE_INTERVAL);
+            // With `TCP_USER_TIMEOUT` set, Linux drops a connection whose
+            // probes go unanswered once that much time has passed, and
+            // never looks at the probe count (tcp(7)): a `setsockopt` for
+            // nothing on every back-end connection.
+            if self.user_timeout.is_zero() {
+                probes = probes.with_retries(KEEPALIVE_PROBES);
+            }
             if let Err(e) = socket.set_tcp_keepalive(&probes) {
                 tracing::debug!(fd = fd.as_fd().as_raw_fd(), "TCP keepalive not set: {e}");
             }
@@ -46,5 +52,43 @@ impl KeepAlive {
                 tracing::debug!("TCP_USER_TIMEOUT not set: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(user_timeout: Duration) -> socket2::Socket {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let settings = KeepAlive {
+            idle: Duration::from_secs(60),
+            user_timeout,
+        };
+        settings.apply_to(&socket);
+        socket
+    }
+
+    #[test]
+    fn the_probe_count_is_set_only_without_a_user_timeout() {
+        let fresh =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let default_count = fresh.keepalive_retries().unwrap();
+
+        let with = applied(Duration::from_secs(120));
+        assert!(with.keepalive().unwrap());
+        assert_eq!(with.keepalive_time().unwrap(), Duration::from_secs(60));
+        assert_eq!(with.keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(
+            with.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(120))
+        );
+        // Linux ignores the count once TCP_USER_TIMEOUT is set: not asked.
+        assert_eq!(with.keepalive_retries().unwrap(), default_count);
+
+        let without = applied(Duration::ZERO);
+        assert_eq!(without.keepalive_retries().unwrap(), KEEPALIVE_PROBES);
+        assert_eq!(without.tcp_user_timeout().unwrap(), None);
     }
 }
