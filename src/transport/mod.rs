@@ -65,6 +65,27 @@ pub fn probe_uring(entries: u32) -> io::Result<()> {
     io_uring::IoUring::new(entries).map(drop)
 }
 
+/// tokio-uring's runtime on a ring set up for one thread that is rarely
+/// away from the kernel for long: with `IORING_SETUP_COOP_TASKRUN` a
+/// completion that arrives while the worker runs (data on a socket it
+/// reads, from another CPU's network processing) does not interrupt it
+/// with an inter-processor interrupt; it is finished on the worker's next
+/// system call, and a worker asleep in `epoll_wait` is still woken at
+/// once. Kernels before 5.19 refuse the flag: the ring is then set up
+/// without it.
+fn uring_runtime(entries: u32) -> io::Result<tokio_uring::Runtime> {
+    let mut ring = io_uring::IoUring::builder();
+    ring.setup_coop_taskrun();
+    let mut builder = tokio_uring::builder();
+    builder.entries(entries).uring_builder(&ring);
+    match tokio_uring::Runtime::new(&builder) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tokio_uring::Runtime::new(tokio_uring::builder().entries(entries))
+        }
+        made => made,
+    }
+}
+
 /// A worker thread's event loop: a tokio current-thread runtime with a
 /// local task set, driving io_uring or epoll. Sessions are spawned with
 /// `tokio::task::spawn_local` on either.
@@ -79,8 +100,7 @@ impl Reactor {
     /// A reactor of kind `io`; `entries` sizes the io_uring rings.
     pub fn new(io: Io, entries: u32) -> io::Result<Self> {
         match io {
-            Io::Uring => tokio_uring::Runtime::new(tokio_uring::builder().entries(entries))
-                .map(Reactor::Uring),
+            Io::Uring => uring_runtime(entries).map(Reactor::Uring),
             Io::Epoll => {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
