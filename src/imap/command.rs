@@ -191,9 +191,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn quoted(&mut self) -> Result<Token<'a>, &'static str> {
-        self.pos += 1; // opening quote
-                       // Sized for the whole string at once: a password's bytes are then
-                       // never left behind in a smaller buffer that growing gave up.
+        // Past the opening quote. The string is sized at once: a password's
+        // bytes are then never left behind in a smaller buffer that growing
+        // gave up.
+        self.pos += 1;
         let mut out = Zeroizing::new(Vec::with_capacity(self.quoted_len()));
         loop {
             match self.peek() {

@@ -59,9 +59,12 @@ impl KeepAlive {
 mod tests {
     use super::*;
 
+    fn socket() -> socket2::Socket {
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap()
+    }
+
     fn applied(user_timeout: Duration) -> socket2::Socket {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let socket = socket();
         let settings = KeepAlive {
             idle: Duration::from_secs(60),
             user_timeout,
@@ -72,9 +75,7 @@ mod tests {
 
     #[test]
     fn the_probe_count_is_set_only_without_a_user_timeout() {
-        let fresh =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        let default_count = fresh.keepalive_retries().unwrap();
+        let default_count = socket().keepalive_retries().unwrap();
 
         let with = applied(Duration::from_secs(120));
         assert!(with.keepalive().unwrap());
