@@ -4,9 +4,13 @@
 //!
 //! Real Dovecot and slapd on loopback; the same logins made directly to
 //! Dovecot, through HAProxy (TCP, if installed: it reads no byte, so it is
-//! the floor for a proxy), and through mailgate with a static map, with LDAP
-//! behind its cache (warm) and with LDAP and no cache (every login queries
-//! slapd).
+//! the floor for a proxy), and through mailgate (2 workers) with a static
+//! map, with LDAP behind its cache (warm) and with LDAP and no cache (every
+//! login queries slapd). Two more static-map paths change one setting each:
+//! `pin_workers = false` (the workers may run on any CPU, where by default
+//! each is pinned to one) and `forward_client_address = false` (no IMAP
+//! `ID`, no POP3 `XCLIENT`: what telling the back end the client's address
+//! costs).
 //!
 //! 1. **Timeline, one client**: `ROUNDS` (default 300) logins per path,
 //!    interleaved path by path, each split into connect, greeting, login
@@ -18,6 +22,8 @@
 //!    of the rounds' p50s: on a machine whose CPUs the clients, Dovecot and
 //!    the proxy share, a login waits for every process's CPU, so what a proxy
 //!    adds here is mostly its CPU per login (and slapd's, on a cache miss).
+//!    Each proxy's own CPU per login over those rounds (user + system, from
+//!    `/proc/PID/stat`) is printed beside it.
 //!
 //! `MAILGATE_TEST_IO=uring|epoll` picks mailgate's transport.
 
@@ -171,11 +177,29 @@ impl Drop for Haproxy {
     }
 }
 
-/// A path a login can take: its name and its IMAP and POP3 addresses.
+/// A path a login can take: its name, its IMAP and POP3 addresses, and the
+/// proxy's process (none on the direct path).
 struct Path {
     name: &'static str,
     imap: SocketAddr,
     pop3: SocketAddr,
+    proxy: Option<u32>,
+}
+
+/// CPU time a process has used, user and system, in clock ticks
+/// (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the proxy runs");
+    // The command name (field 2) may hold spaces; the fields after it do not.
+    let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // `after_name` starts at field 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
 impl Path {
@@ -253,11 +277,16 @@ fn closed_loop(addr: SocketAddr, protocol: Protocol, clients: usize, secs: u64) 
 fn loaded(paths: &[Path], protocol: Protocol, clients: usize, rounds: usize, secs: u64) {
     let mut p50s: Vec<Vec<f64>> = paths.iter().map(|_| Vec::new()).collect();
     let mut counts: Vec<usize> = vec![0; paths.len()];
+    let mut ticks: Vec<u64> = vec![0; paths.len()];
     for round in 0..rounds {
         // Which path goes first turns round by round.
         for k in 0..paths.len() {
             let j = (k + round) % paths.len();
+            let before = paths[j].proxy.map(cpu_ticks);
             let (p50, n) = closed_loop(paths[j].addr(protocol), protocol, clients, secs);
+            if let (Some(pid), Some(before)) = (paths[j].proxy, before) {
+                ticks[j] += cpu_ticks(pid) - before;
+            }
             p50s[j].push(p50);
             counts[j] += n;
         }
@@ -271,12 +300,19 @@ fn loaded(paths: &[Path], protocol: Protocol, clients: usize, rounds: usize, sec
     println!(
         "\n{name}, {clients} closed-loop clients, {rounds} rounds of {secs} s per path, alternating:\n"
     );
-    println!("| path | login p50 ms (median of rounds) | rounds' p50s | logins | p50 − direct |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| path | login p50 ms (median of rounds) | rounds' p50s | logins | p50 − direct | proxy CPU ms per login |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let tick_ms = 1000.0 / ticks_per_second();
     for (k, path) in paths.iter().enumerate() {
         let rounds: Vec<String> = p50s[k].iter().map(|v| format!("{v:.1}")).collect();
+        let cpu = match path.proxy {
+            Some(_) => format!("{:.3}", ticks[k] as f64 * tick_ms / counts[k].max(1) as f64),
+            None => "—".to_owned(),
+        };
         println!(
-            "| {} | {:.2} | {} | {} | {:+.2} |",
+            "| {} | {:.2} | {} | {} | {:+.2} | {cpu} |",
             path.name,
             medians[k],
             rounds.join(", "),
@@ -312,6 +348,17 @@ fn login_latency_figures() {
         )
     };
     let static_map = Mailgate::start_with_env(&base, "*@example.org 127.0.0.1\n", "info", &[]);
+    // The same, its workers free to run on any CPU (the default pins each).
+    let unpinned = base.replace("workers = 2\n", "workers = 2\npin_workers = false\n");
+    assert_ne!(unpinned, base, "the template sets `workers = 2`");
+    let static_unpinned =
+        Mailgate::start_with_env(&unpinned, "*@example.org 127.0.0.1\n", "info", &[]);
+    // The same, telling the back end nothing of the client (no IMAP `ID`,
+    // no POP3 `XCLIENT`): what forwarding the client's address costs.
+    let anonymous = base.replace("[backend]\n", "[backend]\nforward_client_address = false\n");
+    assert_ne!(anonymous, base, "the template has a [backend] table");
+    let static_anonymous =
+        Mailgate::start_with_env(&anonymous, "*@example.org 127.0.0.1\n", "info", &[]);
     let cached = Mailgate::start_with_env(&ldap("ttl = \"60s\""), "", "info", &[]);
     let uncached = Mailgate::start_with_env(&ldap("enabled = false"), "", "info", &[]);
     let haproxy = Haproxy::start(imap_port, pop3_port);
@@ -320,16 +367,20 @@ fn login_latency_figures() {
         name: "direct to Dovecot",
         imap: dovecot.imap,
         pop3: dovecot.pop3,
+        proxy: None,
     }];
     if let Some(h) = &haproxy {
         paths.push(Path {
             name: "HAProxy (TCP)",
             imap: h.imap,
             pop3: h.pop3,
+            proxy: Some(h.child.id()),
         });
     }
     for (name, mg) in [
         ("mailgate, static map", &static_map),
+        ("mailgate, static map, unpinned", &static_unpinned),
+        ("mailgate, static map, no client address", &static_anonymous),
         ("mailgate, LDAP, cache warm", &cached),
         ("mailgate, LDAP, no cache", &uncached),
     ] {
@@ -337,6 +388,7 @@ fn login_latency_figures() {
             name,
             imap: mg.addr(0),
             pop3: mg.addr(1),
+            proxy: Some(mg.pid()),
         });
     }
     // Warm every path up (Dovecot's login processes, the LDAP cache).
