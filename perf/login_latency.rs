@@ -10,7 +10,7 @@
 //! `pin_workers = false` (the workers may run on any CPU, where by default
 //! each is pinned to one) and `forward_client_address = false` (no IMAP
 //! `ID`, no POP3 `XCLIENT`: what telling the back end the client's address
-//! costs).
+//! costs); one more has both.
 //!
 //! 1. **Timeline, one client**: `ROUNDS` (default 300) logins per path,
 //!    interleaved path by path, each split into connect, greeting, login
@@ -359,6 +359,9 @@ fn login_latency_figures() {
     assert_ne!(anonymous, base, "the template has a [backend] table");
     let static_anonymous =
         Mailgate::start_with_env(&anonymous, "*@example.org 127.0.0.1\n", "info", &[]);
+    // Both of those changes at once.
+    let both = unpinned.replace("[backend]\n", "[backend]\nforward_client_address = false\n");
+    let static_both = Mailgate::start_with_env(&both, "*@example.org 127.0.0.1\n", "info", &[]);
     let cached = Mailgate::start_with_env(&ldap("ttl = \"60s\""), "", "info", &[]);
     let uncached = Mailgate::start_with_env(&ldap("enabled = false"), "", "info", &[]);
     let haproxy = Haproxy::start(imap_port, pop3_port);
@@ -381,6 +384,10 @@ fn login_latency_figures() {
         ("mailgate, static map", &static_map),
         ("mailgate, static map, unpinned", &static_unpinned),
         ("mailgate, static map, no client address", &static_anonymous),
+        (
+            "mailgate, static map, unpinned, no client address",
+            &static_both,
+        ),
         ("mailgate, LDAP, cache warm", &cached),
         ("mailgate, LDAP, no cache", &uncached),
     ] {
