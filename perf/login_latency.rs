@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::slapd::{Options, Person, Slapd, PEOPLE};
-use support::{free_port, have, wait_for_port, Dovecot, Mailgate, TestUser};
+use support::{cpu_ticks, free_port, have, wait_for_port, Dovecot, Mailgate, TestUser};
 
 const USERS: usize = 8;
 
@@ -186,22 +186,6 @@ struct Path {
     proxy: Option<u32>,
 }
 
-/// CPU time a process has used, user and system, in clock ticks
-/// (`/proc/PID/stat` fields 14 and 15).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the proxy runs");
-    // The command name (field 2) may hold spaces; the fields after it do not.
-    let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<&str> = after_name.split(' ').collect();
-    // `after_name` starts at field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf reads a constant of the system; no memory is passed.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
 impl Path {
     fn addr(&self, protocol: Protocol) -> SocketAddr {
         match protocol {
@@ -304,11 +288,11 @@ fn loaded(paths: &[Path], protocol: Protocol, clients: usize, rounds: usize, sec
         "| path | login p50 ms (median of rounds) | rounds' p50s | logins | p50 − direct | proxy CPU ms per login |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
-    let tick_ms = 1000.0 / ticks_per_second();
     for (k, path) in paths.iter().enumerate() {
         let rounds: Vec<String> = p50s[k].iter().map(|v| format!("{v:.1}")).collect();
+        // A tick is 10 ms.
         let cpu = match path.proxy {
-            Some(_) => format!("{:.3}", ticks[k] as f64 * tick_ms / counts[k].max(1) as f64),
+            Some(_) => format!("{:.3}", ticks[k] as f64 * 10.0 / counts[k].max(1) as f64),
             None => "—".to_owned(),
         };
         println!(
@@ -347,21 +331,25 @@ fn login_latency_figures() {
             ),
         )
     };
-    let static_map = Mailgate::start_with_env(&base, "*@example.org 127.0.0.1\n", "info", &[]);
-    // The same, its workers free to run on any CPU (the default pins each).
-    let unpinned = base.replace("workers = 2\n", "workers = 2\npin_workers = false\n");
-    assert_ne!(unpinned, base, "the template sets `workers = 2`");
-    let static_unpinned =
-        Mailgate::start_with_env(&unpinned, "*@example.org 127.0.0.1\n", "info", &[]);
-    // The same, telling the back end nothing of the client (no IMAP `ID`,
-    // no POP3 `XCLIENT`): what forwarding the client's address costs.
-    let anonymous = base.replace("[backend]\n", "[backend]\nforward_client_address = false\n");
-    assert_ne!(anonymous, base, "the template has a [backend] table");
-    let static_anonymous =
-        Mailgate::start_with_env(&anonymous, "*@example.org 127.0.0.1\n", "info", &[]);
-    // Both of those changes at once.
-    let both = unpinned.replace("[backend]\n", "[backend]\nforward_client_address = false\n");
-    let static_both = Mailgate::start_with_env(&both, "*@example.org 127.0.0.1\n", "info", &[]);
+    let with_static_map =
+        |config: &str| Mailgate::start_with_env(config, "*@example.org 127.0.0.1\n", "info", &[]);
+    // Workers free to run on any CPU (the default pins each).
+    let unpinned = |config: &str| {
+        let changed = config.replace("workers = 2\n", "workers = 2\npin_workers = false\n");
+        assert_ne!(changed, config, "the template sets `workers = 2`");
+        changed
+    };
+    // Telling the back end nothing of the client (no IMAP `ID`, no POP3
+    // `XCLIENT`): what forwarding the client's address costs.
+    let anonymous = |config: &str| {
+        let changed = config.replace("[backend]\n", "[backend]\nforward_client_address = false\n");
+        assert_ne!(changed, config, "the template has a [backend] table");
+        changed
+    };
+    let static_map = with_static_map(&base);
+    let static_unpinned = with_static_map(&unpinned(&base));
+    let static_anonymous = with_static_map(&anonymous(&base));
+    let static_both = with_static_map(&anonymous(&unpinned(&base)));
     let cached = Mailgate::start_with_env(&ldap("ttl = \"60s\""), "", "info", &[]);
     let uncached = Mailgate::start_with_env(&ldap("enabled = false"), "", "info", &[]);
     let haproxy = Haproxy::start(imap_port, pop3_port);
