@@ -10,7 +10,13 @@
 //! `pin_workers = false` (the workers may run on any CPU, where by default
 //! each is pinned to one) and `forward_client_address = false` (no IMAP
 //! `ID`, no POP3 `XCLIENT`: what telling the back end the client's address
-//! costs); one more has both.
+//! costs); one more has both. One more tells Dovecot the client's address
+//! with a PROXY v2 header instead (`[backend] proxy_protocol = true` and
+//! `forward_client_address = false`, to Dovecot listeners with
+//! `haproxy = yes`): the header has no reply to wait for, where the `ID`'s
+//! comes back on its own; and once more with the header and unpinned.
+//! The last static-map path has `early_login = false`: every IMAP login
+//! waits for the back end's greeting, as before the login went early.
 //!
 //! 1. **Timeline, one client**: `ROUNDS` (default 300) logins per path,
 //!    interleaved path by path, each split into connect, greeting, login
@@ -313,7 +319,15 @@ fn login_latency_figures() {
     let people = Person::active_on(&names, "box1");
     let slapd = Slapd::start(&people, Options::default()).unwrap();
     let users = TestUser::all_with_password(&names, "pw");
-    let dovecot = Dovecot::start(&users);
+    // Two more listeners that expect a PROXY header from mailgate.
+    let (dovecot, header_ports) = Dovecot::start_with_ports(&users, 2, |ports| {
+        format!(
+            "haproxy_trusted_networks = 127.0.0.1/32\n\
+             service imap-login {{\n  inet_listener imap_haproxy {{\n    port = {}\n    haproxy = yes\n  }}\n}}\n\
+             service pop3-login {{\n  inet_listener pop3_haproxy {{\n    port = {}\n    haproxy = yes\n  }}\n}}\n",
+            ports[0], ports[1]
+        )
+    });
     let (imap_port, pop3_port) = (dovecot.imap.port(), dovecot.pop3.port());
     let base = support::mailgate::config(
         imap_port,
@@ -347,9 +361,23 @@ fn login_latency_figures() {
         changed
     };
     let static_map = with_static_map(&base);
+    // Every IMAP login after the greeting.
+    let after_greeting = base.replace("[backend]\n", "[backend]\nearly_login = false\n");
+    assert_ne!(after_greeting, base, "the template has a [backend] table");
+    let static_late = with_static_map(&after_greeting);
     let static_unpinned = with_static_map(&unpinned(&base));
     let static_anonymous = with_static_map(&anonymous(&base));
     let static_both = with_static_map(&anonymous(&unpinned(&base)));
+    // The client's address in a PROXY header to Dovecot's `haproxy = yes`
+    // listeners, not in an `ID`/`XCLIENT`.
+    let header = support::mailgate::config(
+        header_ports[0],
+        header_ports[1],
+        "forward_client_address = false\nproxy_protocol = true\n",
+        "[limits]\nmax_preauth_per_address = 0\n",
+    );
+    let static_header = with_static_map(&header);
+    let static_header_unpinned = with_static_map(&unpinned(&header));
     let cached = Mailgate::start_with_env(&ldap("ttl = \"60s\""), "", "info", &[]);
     let uncached = Mailgate::start_with_env(&ldap("enabled = false"), "", "info", &[]);
     let haproxy = Haproxy::start(imap_port, pop3_port);
@@ -375,6 +403,18 @@ fn login_latency_figures() {
         (
             "mailgate, static map, unpinned, no client address",
             &static_both,
+        ),
+        (
+            "mailgate, static map, PROXY header to Dovecot",
+            &static_header,
+        ),
+        (
+            "mailgate, static map, unpinned, PROXY header",
+            &static_header_unpinned,
+        ),
+        (
+            "mailgate, static map, login after the greeting",
+            &static_late,
         ),
         ("mailgate, LDAP, cache warm", &cached),
         ("mailgate, LDAP, no cache", &uncached),

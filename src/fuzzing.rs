@@ -198,6 +198,19 @@ pub fn backend_login(data: &[u8]) {
             .with_compression(),
         data,
     );
+    // Remembered greeting offers (bit 0 a greeting's list, then ID,
+    // AUTH=PLAIN, SASL-IR, LITERAL+): the login before the greeting, and
+    // its retry when the greeting offers otherwise.
+    for (method, offers) in [
+        (ImapBackendAuth::Auto, 0b0_1111),
+        (ImapBackendAuth::Login, 0b1_0001),
+    ] {
+        drive_backend(
+            ImapBackendLogin::new("user@example.org", password(), method)
+                .with_offers(crate::login::BackendOffers(offers)),
+            data,
+        );
+    }
     for mechanism in crate::auth::oauth::BearerMechanism::ALL {
         drive_backend(
             ImapBackendLogin::new("user@example.org", password(), ImapBackendAuth::Auto)

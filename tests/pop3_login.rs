@@ -4,6 +4,7 @@ mod support;
 
 use mailgate::auth::encode_base64;
 use mailgate::check_client::Pop3Client;
+use support::recorder::Recorder;
 use support::stack::*;
 
 #[test]
@@ -99,51 +100,6 @@ fn apop_is_refused_clearly() {
         .command(&format!("APOP {ALICE} 0123456789abcdef0123456789abcdef"))
         .unwrap();
     assert!(reply.starts_with("-ERR APOP is not supported"), "{reply}");
-}
-
-/// Relays 127.0.0.1:`target` and records what each client sent
-/// (`<dir>/<n>.up`, complete once the client closed); stopped when dropped.
-struct Recorder {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Recorder {
-    fn start(target: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let (child, port) = support::start_python_server(
-            "tcp_recorder.py",
-            &[
-                target.to_string().as_ref(),
-                port_file.as_os_str(),
-                dir.path().as_os_str(),
-            ],
-            &port_file,
-        );
-        Self { child, port, dir }
-    }
-
-    /// What the `n`th connection sent, once it is complete.
-    fn sent(&self, n: usize) -> String {
-        let path = self.dir.path().join(format!("{n}.up"));
-        let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_secs(10) {
-            if let Ok(bytes) = std::fs::read(&path) {
-                return String::from_utf8_lossy(&bytes).into_owned();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!("connection {n} never completed");
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

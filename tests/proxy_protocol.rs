@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+use support::recorder::Recorder;
 use support::stack::*;
 use support::{free_port, have, Dovecot, Mailgate};
 
@@ -189,14 +190,35 @@ fn backend_proxy_protocol_tells_a_haproxy_listener_of_dovecot_the_client() {
              service imap-login {{\n  inet_listener imap_haproxy {{\n    port = {haproxy_port}\n    haproxy = yes\n  }}\n}}\n"
         ),
     );
+    // In between, a relay that notes whether mailgate spoke before any
+    // greeting (Dovecot trusts its address, 127.0.0.1, for the header).
+    let recorder = Recorder::noting_who_speaks_first(haproxy_port, Duration::from_secs(2));
+    // One worker: the second login meets what the first learned.
     let config = support::mailgate::config(
-        haproxy_port,
+        recorder.port,
         dovecot.pop3.port(),
         "forward_client_address = false\nproxy_protocol = true\n",
         "",
-    );
+    )
+    .replace("workers = 2", "workers = 1");
     let mailgate = Mailgate::start(&config, "* 127.0.0.1\n");
     log_in(connect_from("127.0.0.2", mailgate.addr(0)));
     let line = dovecot_login_line(&dovecot);
     assert!(line.contains("rip=127.0.0.2"), "{line}");
+    // The second login goes before the greeting, in the header's write.
+    log_in(connect_from("127.0.0.3", mailgate.addr(0)));
+    let sent = recorder.sent(1);
+    assert!(recorder.spoke_first(1), "{sent:?}");
+    let header = b"\r\n\r\n\0\r\nQUIT\n";
+    assert!(sent.as_bytes().starts_with(header), "{sent:?}");
+    assert!(sent.contains("mg1 AUTHENTICATE PLAIN "), "{sent:?}");
+    let start = Instant::now();
+    while !dovecot.log().contains("rip=127.0.0.3") {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{}",
+            dovecot.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -346,6 +346,9 @@ pub struct BackendConfig {
     /// Start each back-end connection with a PROXY protocol v2 header
     /// naming the client (Dovecot's `haproxy = yes` listeners).
     pub proxy_protocol: bool,
+    /// Send an IMAP login before the back end's greeting when an earlier
+    /// login on this worker saw what that back end's greeting offers.
+    pub early_login: bool,
     /// TLS towards back ends: `none`, `implicit` or `starttls`.
     pub tls: toml::Spanned<TlsMode>,
     /// CA certificates (PEM) that back-end certificates must chain to.
@@ -414,6 +417,7 @@ impl Default for BackendConfig {
             pop3_auth: Pop3BackendAuth::Auto,
             forward_client_address: true,
             proxy_protocol: false,
+            early_login: true,
             tls: toml::Spanned::new(0..0, TlsMode::None),
             ca_file: None,
             allowed_networks: Network::ANY.to_vec(),

@@ -9,8 +9,24 @@
 //! challenge acknowledged so that the refusal follows. With compression
 //! asked for and `COMPRESS=DEFLATE` in the post-login capabilities, a
 //! `COMPRESS DEFLATE` follows the login (RFC 4978); everything after its
-//! `OK` is deflate, handed over as `leftover`. The tagged reply
-//! decides: `OK` → logged in (post-login capability kept for the client),
+//! `OK` is deflate, handed over as `leftover`.
+//!
+//! **The login before the greeting.** What a greeting offered (the
+//! capabilities a login's bytes depend on: `ID`, `AUTH=PLAIN`, `SASL-IR`,
+//! `LITERAL+`, `LOGINDISABLED`) is handed out ([`BackendOffers`]) to be
+//! remembered for the next login to the same back end. Given them, a
+//! password login that fits one write (no synchronizing literal, no
+//! STARTTLS, no bearer token) is sent at once, before the greeting has
+//! arrived: the back end reads it after its greeting, and the round trip
+//! to the greeting and back is gone (a VPN round trip per login; on one
+//! host, a wake-up of the back end's login process and often of the
+//! worker, the `ID`'s answer arriving with the greeting). The greeting is
+//! still read and checked: should it offer other capabilities than those
+//! assumed, a refusal of the early login is not taken for an answer, and
+//! the login is sent again as the greeting says (after `CAPABILITY` if it
+//! listed none); an `OK` stands either way.
+//!
+//! The tagged reply decides: `OK` → logged in (post-login capability kept for the client),
 //! `NO` → rejected or temporarily unavailable depending on the response code,
 //! anything unexpected → unavailable. Never performs I/O.
 
@@ -19,7 +35,8 @@ use crate::auth::oauth::{Bearer, BearerLogin};
 use crate::auth::{self, Secret};
 use crate::login::{
     self, append_decimal, printable, AddressText, BackendEvent, BackendFault, BackendGreeting,
-    BackendLogin, BackendOutcome, ClientAddress, Compression, LoginFailure, MAX_BACKEND_LINE,
+    BackendLogin, BackendOffers, BackendOutcome, ClientAddress, Compression, LoginFailure,
+    MAX_BACKEND_LINE,
 };
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -48,6 +65,46 @@ const STARTTLS_TAG: &str = "mgtls";
 const COMPRESS_TAG: &str = "mgz";
 /// The capability that announces RFC 4978's DEFLATE.
 const COMPRESS_DEFLATE: &str = "COMPRESS=DEFLATE";
+
+/// [`BackendOffers`] bit: the greeting carried a `CAPABILITY` code (without
+/// it nothing is known before asking, and no login goes early).
+pub(super) const OFFERS_IN_GREETING: u32 = 1;
+/// The capabilities a login's bytes depend on, one [`BackendOffers`] bit
+/// each (from bit 1 on), in the order of this list.
+pub(super) const LOGIN_CAPABILITIES: [&str; 5] =
+    ["ID", "AUTH=PLAIN", "SASL-IR", "LITERAL+", "LOGINDISABLED"];
+
+/// The [`BackendOffers`] of a greeting whose capability list is `caps`
+/// (`None`: it carried none).
+fn offers_of(caps: Option<&str>) -> BackendOffers {
+    let Some(caps) = caps else {
+        return BackendOffers(0);
+    };
+    let mut bits = OFFERS_IN_GREETING;
+    for cap in caps.split_ascii_whitespace() {
+        if let Some(i) = LOGIN_CAPABILITIES
+            .iter()
+            .position(|name| cap.eq_ignore_ascii_case(name))
+        {
+            bits |= 2 << i;
+        }
+    }
+    BackendOffers(bits)
+}
+
+/// The capability list that `offers` stands for (the login's part of it).
+fn capabilities_of(offers: BackendOffers) -> String {
+    let mut caps = String::new();
+    for (i, name) in LOGIN_CAPABILITIES.iter().enumerate() {
+        if offers.0 & (2 << i) != 0 {
+            if !caps.is_empty() {
+                caps.push(' ');
+            }
+            caps.push_str(name);
+        }
+    }
+    caps
+}
 
 enum Step {
     Greeting,
@@ -95,6 +152,18 @@ pub struct ImapBackendLogin {
     acknowledged: bool,
     /// Compress the leg after the login when offered.
     compress: bool,
+    /// What an earlier login's greeting offered, remembered by the caller:
+    /// the login may go before this one's greeting. Taken at the first poll.
+    remembered: Option<BackendOffers>,
+    /// The login went before the greeting, on these offers.
+    assumed: Option<BackendOffers>,
+    /// The greeting offered other capabilities than those assumed: a
+    /// refusal of the early login is not an answer.
+    stale: bool,
+    /// What this exchange's greeting offered (handed out by `offers`).
+    learned: Option<BackendOffers>,
+    /// The `ID` was sent (it is not sent twice).
+    id_sent: bool,
 }
 
 /// The step and sizes only: the buffers hold the password.
@@ -137,6 +206,36 @@ impl ImapBackendLogin {
             bearer: None,
             acknowledged: false,
             compress: false,
+            remembered: None,
+            assumed: None,
+            stale: false,
+            learned: None,
+            id_sent: false,
+        }
+    }
+
+    /// What an earlier login's greeting from this back end offered
+    /// ([`BackendLogin::offers`]): the login goes before the greeting when
+    /// it can.
+    pub fn with_offers(mut self, offers: BackendOffers) -> Self {
+        self.remembered = Some(offers);
+        self
+    }
+
+    /// Sends the login at once on the remembered offers, when they came
+    /// from a greeting and the login fits one write.
+    fn send_early(&mut self, offers: BackendOffers) {
+        if offers.0 & OFFERS_IN_GREETING == 0 || self.starttls || self.bearer.is_some() {
+            return;
+        }
+        self.capabilities = capabilities_of(offers);
+        match self.login_plan() {
+            Ok(chunks) if chunks.len() == 1 => {
+                self.queue_login(chunks);
+                self.assumed = Some(offers);
+            }
+            // Refused or in parts: the greeting decides, as without offers.
+            _ => self.capabilities.clear(),
         }
     }
 
@@ -245,6 +344,9 @@ impl ImapBackendLogin {
     /// `ID` with the client's address, built without the formatter (it
     /// cost ~2 000 instructions per login with `format!`).
     fn id_command(&self) -> Option<String> {
+        if self.id_sent {
+            return None;
+        }
         let client = self.client.filter(|_| self.has_capability("ID"))?;
         let mut id = String::with_capacity(200);
         id.push_str(ID_TAG);
@@ -285,14 +387,43 @@ impl ImapBackendLogin {
             self.step = Step::StartingTls;
             return None;
         }
-        if let Some(caps) = capability_code(rest) {
+        let caps = capability_code(rest);
+        let offers = offers_of(caps.as_deref());
+        self.learned = Some(offers);
+        if let Some(assumed) = self.assumed {
+            // The login is on its way; its answer follows.
+            self.stale = offers != assumed;
+            self.capabilities = caps.unwrap_or_default();
+            self.step = Step::LoggingIn {
+                pending: VecDeque::new(),
+            };
+            return None;
+        }
+        if let Some(caps) = caps {
             self.capabilities = caps;
             return self.start_login();
         }
+        self.ask_capability();
+        None
+    }
+
+    fn ask_capability(&mut self) {
         self.output
             .extend_from_slice(format!("{CAPABILITY_TAG} CAPABILITY\r\n").as_bytes());
         self.step = Step::Capability;
-        None
+    }
+
+    /// The early login was refused, but on capabilities the greeting did
+    /// not offer: sent again as the greeting says.
+    fn retry_stale(&mut self) -> Option<BackendEvent> {
+        self.stale = false;
+        self.assumed = None;
+        if self.learned.is_some_and(|o| o.0 & OFFERS_IN_GREETING != 0) {
+            self.start_login()
+        } else {
+            self.ask_capability();
+            None
+        }
     }
 
     fn on_capability_reply(&mut self, line: &[u8]) -> Option<BackendEvent> {
@@ -309,14 +440,26 @@ impl ImapBackendLogin {
     }
 
     fn start_login(&mut self) -> Option<BackendEvent> {
+        match self.login_plan() {
+            Ok(chunks) => {
+                let pending = self.queue_login(chunks);
+                self.step = Step::LoggingIn { pending };
+                None
+            }
+            Err(outcome) => Some(self.done(outcome)),
+        }
+    }
+
+    /// The login's chunks for the capabilities known now, or the outcome
+    /// that ends the exchange before anything is sent.
+    fn login_plan(&self) -> Result<VecDeque<Zeroizing<Vec<u8>>>, BackendOutcome> {
         if let Some(bearer) = &self.bearer {
             let name = bearer.mechanism.name();
             if !self.has_capability(&format!("AUTH={name}")) {
                 let fault = BackendFault::MechanismMissing(name, bearer.mechanism.label());
-                return Some(self.unavailable(fault));
+                return Err(BackendOutcome::Unavailable(fault));
             }
-            let chunks = self.bearer_chunks(bearer);
-            return self.send_login(chunks);
+            return Ok(self.bearer_chunks(bearer));
         }
         let use_plain = match self.method {
             ImapBackendAuth::Plain => true,
@@ -324,29 +467,29 @@ impl ImapBackendLogin {
             ImapBackendAuth::Auto => self.has_capability("AUTH=PLAIN"),
         };
         if !use_plain && self.has_capability("LOGINDISABLED") {
-            return Some(self.unavailable(BackendFault::LoginDisabled));
+            return Err(BackendOutcome::Unavailable(BackendFault::LoginDisabled));
         }
-        let chunks = if use_plain {
-            self.plain_chunks()
-        } else {
-            match self.login_chunks() {
-                Some(chunks) => chunks,
-                None => return Some(self.done(BackendOutcome::Rejected(LoginFailure::AuthFailed))),
-            }
-        };
-        self.send_login(chunks)
+        if use_plain {
+            return Ok(self.plain_chunks());
+        }
+        self.login_chunks()
+            .ok_or(BackendOutcome::Rejected(LoginFailure::AuthFailed))
     }
 
-    /// Queues the first chunk of a login (after `ID` when one is sent).
-    fn send_login(&mut self, mut chunks: VecDeque<Zeroizing<Vec<u8>>>) -> Option<BackendEvent> {
+    /// Queues the first chunk of a login (after `ID` when one is sent);
+    /// the chunks that wait for `+`.
+    fn queue_login(
+        &mut self,
+        mut chunks: VecDeque<Zeroizing<Vec<u8>>>,
+    ) -> VecDeque<Zeroizing<Vec<u8>>> {
         if let Some(id) = self.id_command() {
             self.output.extend_from_slice(id.as_bytes());
             self.awaiting_id_reply = true;
+            self.id_sent = true;
         }
         let first = chunks.pop_front().expect("a login has at least one chunk");
         self.output.extend_from_slice(&first);
-        self.step = Step::LoggingIn { pending: chunks };
-        None
+        chunks
     }
 
     fn plain_chunks(&self) -> VecDeque<Zeroizing<Vec<u8>>> {
@@ -484,7 +627,12 @@ impl ImapBackendLogin {
         else {
             return Some(self.unavailable(BackendFault::UnexpectedReply(printable(line))));
         };
-        if let Some(rest) = strip_prefix_ci(status, b"OK") {
+        let ok = strip_prefix_ci(status, b"OK");
+        if ok.is_none() && self.stale {
+            // Refused on capabilities the greeting did not offer.
+            return self.retry_stale();
+        }
+        if let Some(rest) = ok {
             let capability = capability_code(rest).or(self.post_login_capability.take());
             let greeting = BackendGreeting {
                 capability,
@@ -524,6 +672,9 @@ impl BackendLogin for ImapBackendLogin {
     }
 
     fn poll(&mut self) -> BackendEvent {
+        if let (Step::Greeting, Some(offers)) = (&self.step, self.remembered.take()) {
+            self.send_early(offers);
+        }
         loop {
             if matches!(self.step, Step::Done) {
                 return self.unavailable(BackendFault::AlreadyFinished);
@@ -550,6 +701,12 @@ impl BackendLogin for ImapBackendLogin {
 
     fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
+    }
+
+    fn offers(&self) -> Option<BackendOffers> {
+        // After STARTTLS the greeting's offers are void, and no login
+        // goes early there anyway.
+        self.learned.filter(|_| !self.starttls)
     }
 
     fn tls_started(&mut self) {

@@ -477,3 +477,207 @@ fn compression_not_offered_or_refused_leaves_the_leg_plain() {
             if greeting.compression == Compression::Off
     ));
 }
+
+/// What Dovecot's greeting (`DOVECOT_GREETING`) offers a login.
+fn dovecot_offers() -> BackendOffers {
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    step(&mut m, DOVECOT_GREETING);
+    m.offers().expect("learned from the greeting")
+}
+
+fn early_client() -> ClientAddress {
+    ClientAddress {
+        peer: "192.0.2.7:40000".parse().unwrap(),
+        local: "192.0.2.1:143".parse().unwrap(),
+    }
+}
+
+#[test]
+fn a_greeting_hands_out_what_it_offers_a_login() {
+    let offers = dovecot_offers();
+    assert_eq!(
+        capabilities_of(offers),
+        "ID AUTH=PLAIN SASL-IR LITERAL+",
+        "{offers:?}"
+    );
+    assert_ne!(offers.0 & OFFERS_IN_GREETING, 0);
+    // Case and order do not matter; what a login does not use is left out.
+    assert_eq!(
+        offers_of(Some("imap4rev1 literal+ idle id")),
+        offers_of(Some("ID LITERAL+"))
+    );
+    // A greeting without a list offers nothing to go early on.
+    let mut m = login(ImapBackendAuth::Auto, b"pw");
+    step(&mut m, b"* OK ready\r\n");
+    assert_eq!(m.offers(), Some(BackendOffers(0)));
+    // Every capability survives the round trip through the bits.
+    let all = LOGIN_CAPABILITIES.join(" ");
+    assert_eq!(capabilities_of(offers_of(Some(&all))), all);
+}
+
+#[test]
+fn with_remembered_offers_the_login_goes_before_the_greeting() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw")
+        .with_client_address(early_client())
+        .with_offers(dovecot_offers());
+    // Nothing received yet: ID and the login are already out.
+    let (ev, out) = step(&mut m, b"");
+    assert_eq!(ev, BackendEvent::NeedInput);
+    let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
+    assert!(
+        out.starts_with("mgid ID (\"x-originating-ip\" \"192.0.2.7\""),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!(")\r\nmg1 AUTHENTICATE PLAIN {b64}\r\n")),
+        "{out}"
+    );
+    // The greeting alone: read, nothing more to send.
+    let (ev, out) = step(&mut m, DOVECOT_GREETING);
+    assert_eq!((ev, out.as_str()), (BackendEvent::NeedInput, ""));
+    let (ev, out) = step(
+        &mut m,
+        b"* ID NIL\r\nmgid OK ID completed.\r\nmg1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n",
+    );
+    assert_eq!(out, "");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn {
+            greeting: BackendGreeting {
+                capability: Some("IMAP4rev1 IDLE".into()),
+                untagged: vec![],
+                compression: Default::default(),
+            },
+            leftover: vec![],
+        })
+    );
+    assert_eq!(m.offers(), Some(dovecot_offers()));
+}
+
+#[test]
+fn an_early_refusal_on_what_the_greeting_offers_stands() {
+    let mut m = login(ImapBackendAuth::Auto, b"bad").with_offers(dovecot_offers());
+    let (_, out) = step(&mut m, b"");
+    assert!(out.starts_with("mg1 AUTHENTICATE PLAIN "), "{out}");
+    let (ev, out) = step(
+        &mut m,
+        &[
+            DOVECOT_GREETING,
+            b"mg1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+        ]
+        .concat(),
+    );
+    assert_eq!(out, "", "not tried again");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
+}
+
+#[test]
+fn an_early_login_refused_on_stale_offers_is_sent_again_as_the_greeting_says() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw")
+        .with_client_address(early_client())
+        .with_offers(dovecot_offers());
+    let (_, early) = step(&mut m, b"");
+    assert!(early.contains("mg1 AUTHENTICATE PLAIN "), "{early}");
+    // The back end no longer offers SASL-IR: the early login is refused,
+    // and the refusal is not the answer.
+    let (ev, out) = step(
+        &mut m,
+        b"* OK [CAPABILITY IMAP4rev1 ID AUTH=PLAIN] ready\r\n* ID NIL\r\nmgid OK ID done\r\nmg1 BAD Unknown command\r\n",
+    );
+    assert_eq!(ev, BackendEvent::NeedInput);
+    assert_eq!(out, "mg1 AUTHENTICATE PLAIN\r\n", "no second ID");
+    let (_, out) = step(&mut m, b"+ \r\n");
+    assert_eq!(
+        out,
+        format!("{}\r\n", auth::encode_base64(b"\0alice@example.org\0pw"))
+    );
+    let (ev, _) = step(&mut m, b"mg1 OK Logged in\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn { .. })
+    ));
+    // What this greeting offered replaces what was remembered.
+    assert_eq!(
+        m.offers().map(capabilities_of).as_deref(),
+        Some("ID AUTH=PLAIN")
+    );
+}
+
+#[test]
+fn an_early_login_on_stale_offers_asks_capability_when_the_greeting_lists_none() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_offers(dovecot_offers());
+    step(&mut m, b"");
+    let (ev, out) = step(&mut m, b"* OK ready\r\nmg1 NO nope\r\n");
+    assert_eq!(ev, BackendEvent::NeedInput);
+    assert_eq!(out, "mg0 CAPABILITY\r\n");
+    let (_, out) = step(&mut m, b"* CAPABILITY IMAP4rev1\r\nmg0 OK done\r\n");
+    assert_eq!(out, "mg1 LOGIN \"alice@example.org\" \"pw\"\r\n");
+    // Stale or not, an OK stands.
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_offers(dovecot_offers());
+    step(&mut m, b"");
+    let (ev, _) = step(&mut m, b"* OK ready\r\nmg1 OK Logged in\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::LoggedIn { .. })
+    ));
+}
+
+#[test]
+fn an_early_login_meets_a_refusing_greeting_as_before() {
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_offers(dovecot_offers());
+    step(&mut m, b"");
+    let (ev, _) = step(&mut m, b"* BYE too many connections\r\n");
+    assert!(matches!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Unavailable(
+            BackendFault::UnexpectedGreeting(_)
+        ))
+    ));
+}
+
+#[test]
+fn no_login_goes_early_when_it_needs_the_greeting_first() {
+    let offers = dovecot_offers();
+    let literal_offers = offers_of(Some("IMAP4rev1"));
+    let cases: Vec<(&str, ImapBackendLogin)> = vec![
+        (
+            "offers without a greeting's list",
+            login(ImapBackendAuth::Auto, b"pw").with_offers(BackendOffers(0)),
+        ),
+        (
+            "STARTTLS first",
+            login(ImapBackendAuth::Auto, b"pw")
+                .with_starttls()
+                .with_offers(offers),
+        ),
+        (
+            "a synchronizing literal waits for +",
+            login(ImapBackendAuth::Login, b"p\r\nw").with_offers(literal_offers),
+        ),
+        (
+            "LOGIN disabled",
+            login(ImapBackendAuth::Login, b"pw").with_offers(offers_of(Some("LOGINDISABLED"))),
+        ),
+    ];
+    for (why, mut m) in cases {
+        let (ev, out) = step(&mut m, b"");
+        assert_eq!((ev, out.as_str()), (BackendEvent::NeedInput, ""), "{why}");
+    }
+    // A bearer token's login always waits for the greeting.
+    let mut m = login(ImapBackendAuth::Auto, b"token")
+        .with_bearer(crate::auth::oauth::Bearer {
+            mechanism: crate::auth::oauth::BearerMechanism::OAuthBearer,
+            host: None,
+            port: None,
+        })
+        .with_offers(offers_of(Some("AUTH=OAUTHBEARER SASL-IR")));
+    let (ev, out) = step(&mut m, b"");
+    assert_eq!((ev, out.as_str()), (BackendEvent::NeedInput, ""));
+    // Without STARTTLS nor a bearer, a literal with LITERAL+ goes early.
+    let mut m = login(ImapBackendAuth::Login, "pässword".as_bytes()).with_offers(offers);
+    let (_, out) = step(&mut m, b"");
+    assert_eq!(out, "mg1 LOGIN \"alice@example.org\" {9+}\r\npässword\r\n");
+}

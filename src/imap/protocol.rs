@@ -65,5 +65,8 @@ fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
     if request.compress {
         machine = machine.with_compression();
     }
+    if let Some(offers) = request.offers.filter(|_| request.early_login) {
+        machine = machine.with_offers(offers);
+    }
     Box::new(machine)
 }

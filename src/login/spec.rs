@@ -193,6 +193,9 @@ pub struct BackendLoginRequest<'a> {
     /// ([`BackendLogin::offers`](super::BackendLogin::offers)), if that is
     /// remembered.
     pub offers: Option<BackendOffers>,
+    /// The login may be sent before the greeting when `offers` say what the
+    /// greeting will offer (IMAP; `[backend] early_login`).
+    pub early_login: bool,
 }
 
 /// What a back end announced of itself (its capabilities, as far as a

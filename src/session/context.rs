@@ -125,6 +125,9 @@ pub struct BackendPolicy {
     pub forward_client_address: bool,
     /// Write a PROXY v2 header first on each back-end connection.
     pub proxy_protocol: bool,
+    /// Send the login before the greeting when the back end's offers are
+    /// remembered (IMAP).
+    pub early_login: bool,
     /// TLS towards back ends.
     pub tls_mode: TlsMode,
     /// The TLS client config for back ends.
@@ -155,6 +158,7 @@ impl BackendPolicy {
             login_timeout: backend.login_timeout,
             auth: PerProtocol::from_fn(|p| backend.auth(p)),
             forward_client_address: backend.forward_client_address,
+            early_login: backend.early_login,
             proxy_protocol: backend.proxy_protocol,
             tls_mode: *backend.tls.get_ref(),
             tls,

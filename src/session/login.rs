@@ -22,6 +22,7 @@ use crate::tls::{MaybeTls, TlsStream};
 use crate::transport::{Connector, Stream};
 use std::net::{IpAddr, SocketAddr};
 use tokio::time::{timeout, Instant};
+use zeroize::Zeroize;
 
 /// A logged-in back-end connection.
 pub(super) struct Backend<S> {
@@ -98,10 +99,16 @@ pub(super) async fn attempt<C: Connector>(
     }
     let started = Instant::now();
     let (stream, address) = connect(session, &route).await?;
-    if let (true, Some(client)) = (ctx.backend.proxy_protocol, client) {
-        let header = crate::proxy_header::v2(client.peer, client.local);
-        if let (Err(source), _) = stream.write_all(header).await {
-            return Err(LoginError::backend(LoginCause::Connect { address, source }));
+    let mut header = client
+        .filter(|_| ctx.backend.proxy_protocol)
+        .map(|client| crate::proxy_header::v2(client.peer, client.local));
+    // Ahead of a TLS handshake the header goes on its own; otherwise with
+    // the login's first bytes (an early login's: one write for both).
+    if ctx.backend.tls_mode == TlsMode::Implicit {
+        if let Some(header) = header.take() {
+            if let (Err(source), _) = stream.write_all(header).await {
+                return Err(LoginError::backend(LoginCause::Connect { address, source }));
+            }
         }
     }
     let took = started.elapsed();
@@ -129,8 +136,9 @@ pub(super) async fn attempt<C: Connector>(
             .worker
             .backend_offers
             .get(ctx.listener.spec.name, address),
+        early_login: ctx.backend.early_login,
     };
-    let exchange = exchange(session, stream, address, &route.host, request);
+    let exchange = exchange(session, (stream, header), address, &route.host, request);
     let limit = ctx.backend.login_timeout;
     let (stream, outcome) = match timeout(limit, exchange).await {
         Ok(Ok(done)) => done,
@@ -315,10 +323,11 @@ fn on_this_host<S: Stream>(
             .is_ok_and(|local| local.ip() == address.ip())
 }
 
-/// Optional TLS, then the protocol's login exchange with `host`.
+/// Optional TLS, then the protocol's login exchange with `host`; `header`
+/// (a PROXY header not yet sent) goes first, in the login's first write.
 async fn exchange<C: Connector>(
     session: &Session<'_, C>,
-    stream: C::Stream,
+    (stream, header): (C::Stream, Option<Vec<u8>>),
     address: SocketAddr,
     host: &str,
     request: BackendLoginRequest<'_>,
@@ -333,7 +342,7 @@ async fn exchange<C: Connector>(
         _ => MaybeTls::Plain(stream),
     };
     let mut machine = (ctx.listener.spec.backend_login)(request);
-    let done = backend_login(session, stream, host, &mut machine).await;
+    let done = backend_login(session, stream, host, &mut machine, header).await;
     if let Some(offers) = machine.offers() {
         let protocol = ctx.listener.spec.name;
         ctx.worker.backend_offers.put(protocol, address, offers);
@@ -430,17 +439,25 @@ async fn connect<C: Connector>(
     Err(LoginError::backend(last))
 }
 
-/// Drives a back-end login machine to its outcome.
+/// Drives a back-end login machine to its outcome; `header` goes ahead
+/// of its first bytes, in the same write.
 async fn backend_login<C, S: Stream, B: BackendLogin>(
     session: &Session<'_, C>,
     mut stream: MaybeTls<S>,
     host: &str,
     machine: &mut B,
+    mut header: Option<Vec<u8>>,
 ) -> Result<(MaybeTls<S>, BackendOutcome), ExchangeError> {
     let mut buf = Vec::with_capacity(PREAUTH_READ_SIZE);
     loop {
         let event = machine.poll();
-        write_secret(&stream, machine.take_output())
+        let mut output = machine.take_output();
+        if let Some(mut first) = header.take() {
+            first.extend_from_slice(&output);
+            output.zeroize();
+            output = first;
+        }
+        write_secret(&stream, output)
             .await
             .map_err(ExchangeError::Io)?;
         match event {

@@ -9,6 +9,7 @@ pub mod certs;
 pub mod dovecot;
 pub mod mailgate;
 pub mod oauth;
+pub mod recorder;
 pub mod sieve;
 pub mod slapd;
 pub mod sql;
