@@ -32,6 +32,11 @@
 //!    `/proc/PID/stat`) is printed beside it.
 //!
 //! `MAILGATE_TEST_IO=uring|epoll` picks mailgate's transport.
+//!
+//! A second benchmark in this file, `early_login_over_a_slow_link`, puts a
+//! relay that delays every byte (`tests/support/delay_relay.py`) between
+//! mailgate and Dovecot's IMAP port, as a VPN would, and compares logins
+//! sent before the back end's greeting with logins sent after it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -451,5 +456,112 @@ fn login_latency_figures() {
     println!(
         "\nLDAP searches slapd answered during the run: {}",
         slapd.searches().len()
+    );
+}
+
+/// `tests/support/delay_relay.py` in front of `target`: every byte
+/// `delay_ms` later each way; stopped on drop.
+struct SlowLink {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl SlowLink {
+    fn start(target: u16, delay_ms: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let (target, delay) = (target.to_string(), delay_ms.to_string());
+        let (child, port) = support::start_python_server(
+            "delay_relay.py",
+            &[target.as_ref(), port_file.as_os_str(), delay.as_ref()],
+            &port_file,
+        );
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What sending the IMAP login before the back end's greeting
+/// (`[backend] early_login`, the default) saves where the back end is a
+/// round trip away: mailgate's IMAP back ends behind a relay that delays
+/// every byte by `DELAY_MS` (default 1) each way, a VPN of `2 × DELAY_MS`
+/// round-trip time. One client, `ROUNDS` (default 200) logins alternating
+/// between a mailgate with `early_login` and one without; medians of each
+/// phase.
+///
+///   cargo test --release --test perf_login_latency -- --ignored --nocapture slow_link
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn early_login_over_a_slow_link() {
+    let names: Vec<String> = (0..USERS).map(user).collect();
+    let users = TestUser::all_with_password(&names, "pw");
+    let dovecot = Dovecot::start(&users);
+    let delay_ms = env_or("DELAY_MS", 1);
+    let link = SlowLink::start(dovecot.imap.port(), delay_ms);
+    let config = support::mailgate::config(
+        link.port,
+        dovecot.pop3.port(),
+        "",
+        "[limits]\nmax_preauth_per_address = 0\n",
+    );
+    let late_config = config.replace("[backend]\n", "[backend]\nearly_login = false\n");
+    assert_ne!(late_config, config, "the template has a [backend] table");
+    let map = "*@example.org 127.0.0.1\n";
+    let early = Mailgate::start_with_env(&config, map, "info", &[]);
+    let late = Mailgate::start_with_env(&late_config, map, "info", &[]);
+    let paths = [
+        ("login before the greeting (the default)", early.addr(0)),
+        (
+            "login after the greeting (`early_login = false`)",
+            late.addr(0),
+        ),
+    ];
+    // Each worker meets the back end once before the figures count.
+    for (_, addr) in paths {
+        for i in 0..2 * USERS {
+            login(addr, Protocol::Imap, i);
+        }
+    }
+    let rounds = env_or("ROUNDS", 200) as usize;
+    let mut phases: Vec<[Vec<f64>; 5]> = paths.iter().map(|_| Default::default()).collect();
+    for i in 0..rounds {
+        for ((_, addr), out) in paths.iter().zip(&mut phases) {
+            let p = login(*addr, Protocol::Imap, i);
+            for (k, d) in p.iter().enumerate() {
+                out[k].push(ms(*d));
+            }
+            out[4].push(ms(p.iter().sum()));
+        }
+    }
+    let medians: Vec<[f64; 5]> = phases.into_iter().map(|p| p.map(median)).collect();
+    println!(
+        "\n# IMAP logins to a back end {} ms away each way ({} ms round trip), one client, {rounds} logins per path, medians (ms), mailgate io {}\n",
+        delay_ms,
+        2 * delay_ms,
+        std::env::var("MAILGATE_TEST_IO").unwrap_or_else(|_| "auto".into())
+    );
+    println!("| path | connect | greeting | login | logout | total |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for ((name, _), m) in paths.iter().zip(&medians) {
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            m[0], m[1], m[2], m[3], m[4]
+        );
+    }
+    println!(
+        "\nThe login phase before the greeting, less after: {:+.3} ms (a round trip is {} ms).",
+        medians[0][2] - medians[1][2],
+        2 * delay_ms
     );
 }

@@ -201,7 +201,8 @@ pub struct BackendLoginRequest<'a> {
 /// What a back end announced of itself (its capabilities, as far as a
 /// login uses them), in bits its protocol defines and only it reads.
 /// Remembered per worker and back-end address, it spares a protocol whose
-/// login would ask for them every time (POP3's `CAPA`) that round trip;
+/// login would ask for them every time (POP3's `CAPA`), or wait for the
+/// greeting that lists them (IMAP), that round trip;
 /// the protocol must still come to the right outcome when the back end
 /// has changed since.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
