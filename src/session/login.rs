@@ -138,7 +138,7 @@ pub(super) async fn attempt<C: Connector>(
             .get(ctx.listener.spec.name, address),
         early_login: ctx.backend.early_login,
     };
-    let exchange = exchange(session, (stream, header), address, &route.host, request);
+    let exchange = exchange(session, stream, header, address, &route.host, request);
     let limit = ctx.backend.login_timeout;
     let (stream, outcome) = match timeout(limit, exchange).await {
         Ok(Ok(done)) => done,
@@ -327,7 +327,8 @@ fn on_this_host<S: Stream>(
 /// (a PROXY header not yet sent) goes first, in the login's first write.
 async fn exchange<C: Connector>(
     session: &Session<'_, C>,
-    (stream, header): (C::Stream, Option<Vec<u8>>),
+    stream: C::Stream,
+    header: Option<Vec<u8>>,
     address: SocketAddr,
     host: &str,
     request: BackendLoginRequest<'_>,
