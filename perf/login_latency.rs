@@ -206,18 +206,32 @@ impl Path {
     }
 }
 
-fn timeline(paths: &[Path], protocol: Protocol, rounds: usize) {
-    let mut phases: Vec<[Vec<f64>; 5]> = paths.iter().map(|_| Default::default()).collect();
+/// `config` with `setting` (a line) added to its `[backend]` table.
+fn with_backend_setting(config: &str, setting: &str) -> String {
+    let changed = config.replace("[backend]\n", &format!("[backend]\n{setting}\n"));
+    assert_ne!(changed, config, "the template has a [backend] table");
+    changed
+}
+
+/// `rounds` logins to each of `addrs`, interleaved; per address the median
+/// ms of each phase and of the total.
+fn phase_medians(addrs: &[SocketAddr], protocol: Protocol, rounds: usize) -> Vec<[f64; 5]> {
+    let mut phases: Vec<[Vec<f64>; 5]> = addrs.iter().map(|_| Default::default()).collect();
     for i in 0..rounds {
-        for (path, out) in paths.iter().zip(&mut phases) {
-            let p = login(path.addr(protocol), protocol, i);
+        for (addr, out) in addrs.iter().zip(&mut phases) {
+            let p = login(*addr, protocol, i);
             for (k, d) in p.iter().enumerate() {
                 out[k].push(ms(*d));
             }
             out[4].push(ms(p.iter().sum()));
         }
     }
-    let medians: Vec<[f64; 5]> = phases.into_iter().map(|p| p.map(median)).collect();
+    phases.into_iter().map(|p| p.map(median)).collect()
+}
+
+fn timeline(paths: &[Path], protocol: Protocol, rounds: usize) {
+    let addrs: Vec<SocketAddr> = paths.iter().map(|p| p.addr(protocol)).collect();
+    let medians = phase_medians(&addrs, protocol, rounds);
     let direct = medians[0][4];
     let name = if protocol == Protocol::Imap {
         "IMAP"
@@ -360,16 +374,10 @@ fn login_latency_figures() {
     };
     // Telling the back end nothing of the client (no IMAP `ID`, no POP3
     // `XCLIENT`): what forwarding the client's address costs.
-    let anonymous = |config: &str| {
-        let changed = config.replace("[backend]\n", "[backend]\nforward_client_address = false\n");
-        assert_ne!(changed, config, "the template has a [backend] table");
-        changed
-    };
+    let anonymous = |config: &str| with_backend_setting(config, "forward_client_address = false");
     let static_map = with_static_map(&base);
     // Every IMAP login after the greeting.
-    let after_greeting = base.replace("[backend]\n", "[backend]\nearly_login = false\n");
-    assert_ne!(after_greeting, base, "the template has a [backend] table");
-    let static_late = with_static_map(&after_greeting);
+    let static_late = with_static_map(&with_backend_setting(&base, "early_login = false"));
     let static_unpinned = with_static_map(&unpinned(&base));
     let static_anonymous = with_static_map(&anonymous(&base));
     let static_both = with_static_map(&anonymous(&unpinned(&base)));
@@ -515,8 +523,7 @@ fn early_login_over_a_slow_link() {
         "",
         "[limits]\nmax_preauth_per_address = 0\n",
     );
-    let late_config = config.replace("[backend]\n", "[backend]\nearly_login = false\n");
-    assert_ne!(late_config, config, "the template has a [backend] table");
+    let late_config = with_backend_setting(&config, "early_login = false");
     let map = "*@example.org 127.0.0.1\n";
     let early = Mailgate::start_with_env(&config, map, "info", &[]);
     let late = Mailgate::start_with_env(&late_config, map, "info", &[]);
@@ -534,17 +541,8 @@ fn early_login_over_a_slow_link() {
         }
     }
     let rounds = env_or("ROUNDS", 200) as usize;
-    let mut phases: Vec<[Vec<f64>; 5]> = paths.iter().map(|_| Default::default()).collect();
-    for i in 0..rounds {
-        for ((_, addr), out) in paths.iter().zip(&mut phases) {
-            let p = login(*addr, Protocol::Imap, i);
-            for (k, d) in p.iter().enumerate() {
-                out[k].push(ms(*d));
-            }
-            out[4].push(ms(p.iter().sum()));
-        }
-    }
-    let medians: Vec<[f64; 5]> = phases.into_iter().map(|p| p.map(median)).collect();
+    let addrs: Vec<SocketAddr> = paths.iter().map(|(_, addr)| *addr).collect();
+    let medians = phase_medians(&addrs, Protocol::Imap, rounds);
     println!(
         "\n# IMAP logins to a back end {} ms away each way ({} ms round trip), one client, {rounds} logins per path, medians (ms), mailgate io {}\n",
         delay_ms,

@@ -342,9 +342,11 @@ async fn exchange<C: Connector>(
         )),
         _ => MaybeTls::Plain(stream),
     };
+    let remembered = request.offers;
     let mut machine = (ctx.listener.spec.backend_login)(request);
     let done = backend_login(session, stream, host, &mut machine, header).await;
-    if let Some(offers) = machine.offers() {
+    // Most logins learn what was remembered: the map is written on a change.
+    if let Some(offers) = machine.offers().filter(|o| Some(*o) != remembered) {
         let protocol = ctx.listener.spec.name;
         ctx.worker.backend_offers.put(protocol, address, offers);
     }
