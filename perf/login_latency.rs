@@ -516,10 +516,11 @@ fn early_login_over_a_slow_link() {
     let users = TestUser::all_with_password(&names, "pw");
     let dovecot = Dovecot::start(&users);
     let delay_ms = env_or("DELAY_MS", 1);
-    let link = SlowLink::start(dovecot.imap.port(), delay_ms);
+    let imap_link = SlowLink::start(dovecot.imap.port(), delay_ms);
+    let pop3_link = SlowLink::start(dovecot.pop3.port(), delay_ms);
     let config = support::mailgate::config(
-        link.port,
-        dovecot.pop3.port(),
+        imap_link.port,
+        pop3_link.port,
         "",
         "[limits]\nmax_preauth_per_address = 0\n",
     );
@@ -527,39 +528,48 @@ fn early_login_over_a_slow_link() {
     let map = "*@example.org 127.0.0.1\n";
     let early = Mailgate::start_with_env(&config, map, "info", &[]);
     let late = Mailgate::start_with_env(&late_config, map, "info", &[]);
-    let paths = [
-        ("login before the greeting (the default)", early.addr(0)),
-        (
-            "login after the greeting (`early_login = false`)",
-            late.addr(0),
-        ),
-    ];
-    // Each worker meets the back end once before the figures count.
-    for (_, addr) in paths {
-        for i in 0..2 * USERS {
-            login(addr, Protocol::Imap, i);
-        }
-    }
     let rounds = env_or("ROUNDS", 200) as usize;
-    let addrs: Vec<SocketAddr> = paths.iter().map(|(_, addr)| *addr).collect();
-    let medians = phase_medians(&addrs, Protocol::Imap, rounds);
-    println!(
-        "\n# IMAP logins to a back end {} ms away each way ({} ms round trip), one client, {rounds} logins per path, medians (ms), mailgate io {}\n",
-        delay_ms,
-        2 * delay_ms,
-        std::env::var("MAILGATE_TEST_IO").unwrap_or_else(|_| "auto".into())
-    );
-    println!("| path | connect | greeting | login | logout | total |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for ((name, _), m) in paths.iter().zip(&medians) {
+    for (protocol, listener) in [(Protocol::Imap, 0), (Protocol::Pop3, 1)] {
+        let paths = [
+            (
+                "login before the greeting (the default)",
+                early.addr(listener),
+            ),
+            (
+                "login after the greeting (`early_login = false`)",
+                late.addr(listener),
+            ),
+        ];
+        // Each worker meets the back end once before the figures count.
+        for (_, addr) in paths {
+            for i in 0..2 * USERS {
+                login(addr, protocol, i);
+            }
+        }
+        let addrs: Vec<SocketAddr> = paths.iter().map(|(_, addr)| *addr).collect();
+        let medians = phase_medians(&addrs, protocol, rounds);
         println!(
-            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            m[0], m[1], m[2], m[3], m[4]
+            "\n# {} logins to a back end {} ms away each way ({} ms round trip), one client, {rounds} logins per path, medians (ms), mailgate io {}\n",
+            match protocol {
+                Protocol::Imap => "IMAP",
+                Protocol::Pop3 => "POP3",
+            },
+            delay_ms,
+            2 * delay_ms,
+            std::env::var("MAILGATE_TEST_IO").unwrap_or_else(|_| "auto".into())
+        );
+        println!("| path | connect | greeting | login | logout | total |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        for ((name, _), m) in paths.iter().zip(&medians) {
+            println!(
+                "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                m[0], m[1], m[2], m[3], m[4]
+            );
+        }
+        println!(
+            "\nThe login phase before the greeting, less after: {:+.3} ms (a round trip is {} ms).",
+            medians[0][2] - medians[1][2],
+            2 * delay_ms
         );
     }
-    println!(
-        "\nThe login phase before the greeting, less after: {:+.3} ms (a round trip is {} ms).",
-        medians[0][2] - medians[1][2],
-        2 * delay_ms
-    );
 }

@@ -193,6 +193,24 @@ pub fn backend_login(data: &[u8]) {
             .with_offers(crate::login::BackendOffers(0b11)),
         data,
     );
+    // And with a greeting that offered XCLIENT (bits 3, 4) remembered: the
+    // login before the greeting, in every mode.
+    for method in [
+        Pop3BackendAuth::Auto,
+        Pop3BackendAuth::Plain,
+        Pop3BackendAuth::User,
+    ] {
+        drive_backend(
+            Pop3BackendLogin::new("user@example.org", password(), method)
+                .with_client_address(crate::login::ClientAddress {
+                    peer: std::net::SocketAddr::from(([192, 0, 2, 7], 40000)),
+                    local: std::net::SocketAddr::from(([198, 51, 100, 1], 110)),
+                })
+                .with_offers(crate::login::BackendOffers(0b1_1011))
+                .with_early_login(),
+            data,
+        );
+    }
     drive_backend(
         ImapBackendLogin::new("user@example.org", password(), ImapBackendAuth::Auto)
             .with_compression(),

@@ -4,26 +4,11 @@
 
 mod support;
 
-use std::process::Command;
 use support::{have, stack::*};
 
 fn curl_from(source: &str, url: &str) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--interface",
-            source,
-            url,
-            "-u",
-            &format!("{ALICE}:{ALICE_PW}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, said) = curl_as_alice_from(source, url);
+    assert!(ok, "{said}");
 }
 
 #[test]

@@ -170,50 +170,19 @@ fn login_mode_sends_literals_for_eight_bit_passwords() {
     assert_eq!(c.login(BOB, "wrong").unwrap().status, "NO");
 }
 
-/// Dovecot's log lines of IMAP logins.
-fn imap_logins(dovecot: &support::Dovecot) -> Vec<String> {
-    dovecot
-        .log()
-        .lines()
-        .filter(|l| l.contains("imap-login: Info: Login:"))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn a_workers_next_imap_login_goes_before_the_greeting() {
-    use std::time::Duration;
-    use support::recorder::Recorder;
     assert!(support::have("curl"));
-    let dovecot = support::Dovecot::start_with(
-        &[support::TestUser {
-            name: ALICE.into(),
-            password: ALICE_PW.into(),
-            messages: vec![],
-        }],
-        "login_trusted_networks = 127.0.0.1/32\n",
-    );
-    // The recorder connects to Dovecot only once mailgate has spoken, or
-    // after 2 s: a login that waits for the greeting waits those 2 s.
-    let recorder = Recorder::noting_who_speaks_first(dovecot.imap.port(), Duration::from_secs(2));
-    let config = |backend: &str| {
-        // One worker: one memory, every login after the first meets it.
-        support::mailgate::config(recorder.port, dovecot.pop3.port(), backend, "")
-            .replace("workers = 2", "workers = 1")
-    };
+    let rig = BehindARecorder::start(false);
+    let (dovecot, recorder) = (&rig.dovecot, &rig.recorder);
     let curl_from = |source: &str, mailgate: &support::Mailgate| {
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "--interface", source])
-            .arg(format!("imap://{}/INBOX;MAILINDEX=1", mailgate.addr(0)))
-            .args(["-u", &format!("{ALICE}:{ALICE_PW}")])
-            .output()
-            .unwrap();
+        let url = format!("imap://{}/INBOX;MAILINDEX=1", mailgate.addr(0));
         // An empty INBOX: curl reports that the message is not there,
         // after the login.
-        let said = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success() || said.contains("(78)"), "{said}");
+        let (ok, said) = curl_as_alice_from(source, &url);
+        assert!(ok || said.contains("(78)"), "{said}");
     };
-    let mailgate = support::Mailgate::start(&config(""), "*@example.org 127.0.0.1\n");
+    let mailgate = rig.mailgate("");
 
     // The first login to the back end waits for its greeting and learns
     // what it offers.
@@ -230,7 +199,7 @@ fn a_workers_next_imap_login_goes_before_the_greeting() {
         second.starts_with("mgid ID (\"x-originating-ip\" \"127.0.0.3\""),
         "{second}"
     );
-    let logins = imap_logins(&dovecot);
+    let logins = dovecot.login_lines("imap", 2);
     assert!(
         logins.len() == 2 && logins[1].contains("rip=127.0.0.3"),
         "{logins:?}"
@@ -246,15 +215,12 @@ fn a_workers_next_imap_login_goes_before_the_greeting() {
     drop(mailgate);
 
     // `early_login = false`: every login waits for the greeting.
-    let mailgate = support::Mailgate::start(
-        &config("early_login = false\n"),
-        "*@example.org 127.0.0.1\n",
-    );
+    let mailgate = rig.mailgate("early_login = false\n");
     curl_from("127.0.0.2", &mailgate);
     curl_from("127.0.0.2", &mailgate);
     for n in [3, 4] {
         let sent = recorder.sent(n);
         assert!(!recorder.spoke_first(n), "{n}: {sent}");
     }
-    assert_eq!(imap_logins(&dovecot).len(), 4);
+    assert_eq!(dovecot.login_lines("imap", 4).len(), 4);
 }

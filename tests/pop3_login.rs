@@ -152,3 +152,61 @@ fn a_workers_next_login_to_a_back_end_skips_capa_and_a_refusal_asks_again() {
     assert_eq!(login(ALICE_PW), "+OK Logged in.");
     assert!(!recorder.sent(3).contains("CAPA"));
 }
+
+#[test]
+fn a_workers_next_pop3_login_goes_before_the_greeting() {
+    assert!(support::have("curl"));
+    // Trusted: Dovecot offers XCLIENT in its greeting (`+OK [XCLIENT]`).
+    let rig = BehindARecorder::start(true);
+    let (dovecot, recorder) = (&rig.dovecot, &rig.recorder);
+    let curl_from = |source: &str, mailgate: &support::Mailgate| {
+        let (ok, said) = curl_as_alice_from(source, &format!("pop3://{}/", mailgate.addr(1)));
+        assert!(ok, "{said}");
+    };
+    let mailgate = rig.mailgate("");
+
+    // The first login waits for the greeting and asks CAPA.
+    curl_from("127.0.0.2", &mailgate);
+    let first = recorder.sent(0);
+    assert!(!recorder.spoke_first(0), "{first:?}");
+    assert!(first.starts_with("CAPA\r\n"), "{first:?}");
+    // The next one goes at once: XCLIENT (Dovecot logs the real client)
+    // and AUTH PLAIN, before the greeting, in one write.
+    curl_from("127.0.0.3", &mailgate);
+    let second = recorder.sent(1);
+    assert!(recorder.spoke_first(1), "{second:?}");
+    assert!(
+        second.starts_with("XCLIENT ADDR=127.0.0.3 PORT=") && second.contains("\r\nAUTH PLAIN "),
+        "{second:?}"
+    );
+    let seen = dovecot.login_lines("pop3", 2);
+    assert!(
+        seen.len() == 2 && seen[1].contains("rip=127.0.0.3"),
+        "{seen:?}"
+    );
+    // A wrong password sent early is refused once; CAPA confirms PLAIN,
+    // and the password is not tried another way.
+    let mut c = Pop3Client::connect(mailgate.addr(1)).unwrap();
+    assert_eq!(
+        c.login(ALICE, "wrong").unwrap(),
+        "-ERR [AUTH] Authentication failed."
+    );
+    drop(c);
+    let third = recorder.sent(2);
+    assert!(recorder.spoke_first(2), "{third:?}");
+    assert_eq!(third.matches("AUTH PLAIN").count(), 1, "{third:?}");
+    assert!(!third.contains("USER "), "{third:?}");
+    drop(mailgate);
+
+    // `early_login = false`: every login waits for the greeting (and
+    // still skips CAPA on what it remembers).
+    let mailgate = rig.mailgate("early_login = false\n");
+    curl_from("127.0.0.2", &mailgate);
+    curl_from("127.0.0.2", &mailgate);
+    for n in [3, 4] {
+        let sent = recorder.sent(n);
+        assert!(!recorder.spoke_first(n), "{n}: {sent:?}");
+    }
+    assert!(!recorder.sent(4).contains("CAPA"), "{:?}", recorder.sent(4));
+    assert_eq!(dovecot.login_lines("pop3", 4).len(), 4);
+}

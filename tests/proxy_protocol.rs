@@ -180,23 +180,26 @@ fn a_v1_line_names_the_client_and_a_bad_or_missing_header_closes() {
 #[test]
 fn backend_proxy_protocol_tells_a_haproxy_listener_of_dovecot_the_client() {
     let haproxy_port = free_port();
-    // A second IMAP listener on Dovecot that expects a PROXY header from
-    // 127.0.0.1; mailgate's own ID forwarding is off, so only the header
-    // can carry the address.
+    let pop3_haproxy_port = free_port();
+    // A second IMAP and POP3 listener on Dovecot that expect a PROXY header
+    // from 127.0.0.1; mailgate's own ID/XCLIENT forwarding is off, so only
+    // the header can carry the address.
     let dovecot = Dovecot::start_with(
         &directory_users(),
         &format!(
             "haproxy_trusted_networks = 127.0.0.1/32\n\
-             service imap-login {{\n  inet_listener imap_haproxy {{\n    port = {haproxy_port}\n    haproxy = yes\n  }}\n}}\n"
+             service imap-login {{\n  inet_listener imap_haproxy {{\n    port = {haproxy_port}\n    haproxy = yes\n  }}\n}}\n\
+             service pop3-login {{\n  inet_listener pop3_haproxy {{\n    port = {pop3_haproxy_port}\n    haproxy = yes\n  }}\n}}\n"
         ),
     );
-    // In between, a relay that notes whether mailgate spoke before any
-    // greeting (Dovecot trusts its address, 127.0.0.1, for the header).
+    // In between, relays that note whether mailgate spoke before any
+    // greeting (Dovecot trusts their address, 127.0.0.1, for the header).
     let recorder = Recorder::noting_who_speaks_first(haproxy_port, Duration::from_secs(2));
+    let pop3 = Recorder::noting_who_speaks_first(pop3_haproxy_port, Duration::from_secs(2));
     // One worker: the second login meets what the first learned.
     let config = support::mailgate::config(
         recorder.port,
-        dovecot.pop3.port(),
+        pop3.port,
         "forward_client_address = false\nproxy_protocol = true\n",
         "",
     )
@@ -212,13 +215,31 @@ fn backend_proxy_protocol_tells_a_haproxy_listener_of_dovecot_the_client() {
     let header = b"\r\n\r\n\0\r\nQUIT\n";
     assert!(sent.as_bytes().starts_with(header), "{sent:?}");
     assert!(sent.contains("mg1 AUTHENTICATE PLAIN "), "{sent:?}");
-    let start = Instant::now();
-    while !dovecot.log().contains("rip=127.0.0.3") {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{}",
-            dovecot.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let logged = |what: &str| {
+        let start = Instant::now();
+        while !dovecot.log().lines().any(|l| l.contains(what)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{what}: {}",
+                dovecot.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    logged("rip=127.0.0.3");
+
+    // POP3 likewise: the second login (AUTH PLAIN on what the first
+    // learned from CAPA) goes with the header, before the greeting.
+    let pop3_from = |source: &str| {
+        let (ok, said) = curl_as_alice_from(source, &format!("pop3://{}/", mailgate.addr(1)));
+        assert!(ok, "{said}");
+    };
+    pop3_from("127.0.0.4");
+    logged("pop3-login: Info: Login: user=<alice@example.org>, method=PLAIN, rip=127.0.0.4");
+    pop3_from("127.0.0.5");
+    let sent = pop3.sent(1);
+    assert!(pop3.spoke_first(1), "{sent:?}");
+    assert!(sent.as_bytes().starts_with(header), "{sent:?}");
+    assert!(sent.contains("AUTH PLAIN "), "{sent:?}");
+    logged("rip=127.0.0.5");
 }

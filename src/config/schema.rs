@@ -346,7 +346,7 @@ pub struct BackendConfig {
     /// Start each back-end connection with a PROXY protocol v2 header
     /// naming the client (Dovecot's `haproxy = yes` listeners).
     pub proxy_protocol: bool,
-    /// Send an IMAP login before the back end's greeting when an earlier
+    /// Send a login before the back end's greeting when an earlier
     /// login on this worker saw what that back end's greeting offers.
     pub early_login: bool,
     /// TLS towards back ends: `none`, `implicit` or `starttls`.

@@ -194,7 +194,7 @@ pub struct BackendLoginRequest<'a> {
     /// remembered.
     pub offers: Option<BackendOffers>,
     /// The login may be sent before the greeting when `offers` say what the
-    /// greeting will offer (IMAP; `[backend] early_login`).
+    /// greeting will offer (`[backend] early_login`).
     pub early_login: bool,
 }
 

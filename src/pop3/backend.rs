@@ -8,6 +8,12 @@
 //! be refused, `CAPA` is asked after all, and the refusal stands only if
 //! PLAIN is still listed (else `USER`/`PASS` follows). `XCLIENT` goes in
 //! one write with the login when `CAPA` listed `PIPELINING` (RFC 2449).
+//! What the greeting offered (`+OK [XCLIENT]`) is remembered with it; on
+//! both, and with `[backend] early_login`, the next login is sent right
+//! after connecting, before the greeting (the greeting is still read and
+//! checked; an `XCLIENT` the greeting no longer offers is answered with
+//! an error the login ignores, one it newly offers is used from the next
+//! login on).
 //! `-ERR` replies are classified by their RFC 3206 response code: `[SYS/TEMP]`/`[SYS/PERM]` → unavailable, `[IN-USE]` → in use,
 //! anything else → authentication failed. A bearer-token login always asks
 //! `CAPA` and is replayed with the client's mechanism (`AUTH OAUTHBEARER`
@@ -40,6 +46,16 @@ pub enum Pop3BackendAuth {
 const OFFERS_SASL_PLAIN: u32 = 1;
 /// [`BackendOffers`] bit: `CAPA` listed `PIPELINING`.
 const OFFERS_PIPELINING: u32 = 1 << 1;
+/// [`BackendOffers`] bit: `CAPA` listed `XCLIENT`.
+const OFFERS_XCLIENT_CAPA: u32 = 1 << 2;
+/// The bits `CAPA` answers (kept from memory when it is not asked).
+const OFFERS_FROM_CAPA: u32 = OFFERS_SASL_PLAIN | OFFERS_PIPELINING | OFFERS_XCLIENT_CAPA;
+/// [`BackendOffers`] bit: a greeting was read, so the next bit says what
+/// it offered (without it, nothing is known of the greeting and no login
+/// goes early).
+const OFFERS_GREETED: u32 = 1 << 3;
+/// [`BackendOffers`] bit: the greeting offered `XCLIENT` (`+OK [XCLIENT]`).
+const OFFERS_XCLIENT_GREETING: u32 = 1 << 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -103,6 +119,12 @@ pub struct Pop3BackendLogin {
     /// The step the login is at when `XCLIENT` was sent with it: taken
     /// once `XCLIENT`'s reply is read.
     after_xclient: Option<Step>,
+    /// The login may go before the greeting (`[backend] early_login`).
+    early: bool,
+    /// The login went before the greeting, which is still to be read.
+    greeting_pending: bool,
+    /// Whether the greeting offered `XCLIENT`, once it was read.
+    greeting_xclient: Option<bool>,
 }
 
 /// The step and sizes only: the buffers hold the password.
@@ -139,7 +161,32 @@ impl Pop3BackendLogin {
             assumed_plain: false,
             recheck: None,
             after_xclient: None,
+            early: false,
+            greeting_pending: false,
+            greeting_xclient: None,
         }
+    }
+
+    /// Lets the login go before the greeting when the remembered offers
+    /// say what the greeting offers (`[backend] early_login`).
+    pub fn with_early_login(mut self) -> Self {
+        self.early = true;
+        self
+    }
+
+    /// Sends the login at once, as [`Self::after_greeting`] would, when the
+    /// remembered offers say what the greeting will offer; not with STLS
+    /// (the login waits for TLS) or a bearer token (which asks `CAPA`
+    /// anyway).
+    fn send_early(&mut self) -> Option<BackendEvent> {
+        let remembered = self.remembered.map_or(0, |o| o.0);
+        if !self.early || remembered & OFFERS_GREETED == 0 || self.starttls || self.bearer.is_some()
+        {
+            return None;
+        }
+        self.greeting_pending = true;
+        self.xclient_offered = remembered & OFFERS_XCLIENT_GREETING != 0;
+        self.after_greeting()
     }
 
     /// What an earlier login to this back end learned ([`BackendLogin::offers`]):
@@ -193,6 +240,7 @@ impl Pop3BackendLogin {
                 if self.bearer.is_none() && remembered & OFFERS_SASL_PLAIN != 0 {
                     self.assumed_plain = true;
                     self.pipelining = remembered & OFFERS_PIPELINING != 0;
+                    self.xclient_offered |= remembered & OFFERS_XCLIENT_CAPA != 0;
                     return self.introduce_client_then_auth(true);
                 }
                 self.ask_capa();
@@ -275,9 +323,21 @@ impl Pop3BackendLogin {
 
     fn on_line(&mut self, line: &[u8]) -> Option<BackendEvent> {
         let ok = line.starts_with(b"+OK");
+        if self.greeting_pending {
+            // The greeting to a login sent before it: checked, and what it
+            // offers noted for the next login.
+            self.greeting_pending = false;
+            if !ok {
+                let fault = BackendFault::UnexpectedGreeting(printable(line));
+                return Some(self.done(BackendOutcome::Unavailable(fault)));
+            }
+            self.greeting_xclient = Some(line.starts_with(b"+OK [XCLIENT]"));
+            return None;
+        }
         match self.step {
             Step::Greeting if ok => {
                 self.xclient_offered = line.starts_with(b"+OK [XCLIENT]");
+                self.greeting_xclient = Some(self.xclient_offered);
                 if self.starttls {
                     self.send(&[b"STLS"]);
                     self.step = Step::Stls;
@@ -379,7 +439,8 @@ impl Pop3BackendLogin {
         }
         if line == b"." {
             let bits = (if plain { OFFERS_SASL_PLAIN } else { 0 })
-                | (if pipelining { OFFERS_PIPELINING } else { 0 });
+                | (if pipelining { OFFERS_PIPELINING } else { 0 })
+                | (if xclient { OFFERS_XCLIENT_CAPA } else { 0 });
             self.learned = Some(BackendOffers(bits));
             self.pipelining = pipelining;
             if let Some(failure) = self.recheck.take() {
@@ -450,6 +511,11 @@ impl BackendLogin for Pop3BackendLogin {
         if let Some(event) = self.pending.take() {
             return event;
         }
+        if self.step == Step::Greeting && !self.greeting_pending {
+            if let Some(event) = self.send_early() {
+                return event;
+            }
+        }
         loop {
             if self.step == Step::Done {
                 return BackendEvent::Done(BackendOutcome::Unavailable(
@@ -480,7 +546,12 @@ impl BackendLogin for Pop3BackendLogin {
     }
 
     fn offers(&self) -> Option<BackendOffers> {
-        self.learned
+        // What `CAPA` answered now, or was remembered when not asked; with
+        // what the greeting offered, once one was read.
+        let xclient = self.greeting_xclient?;
+        let capa = self.learned.or(self.remembered).map_or(0, |o| o.0) & OFFERS_FROM_CAPA;
+        let greeting = OFFERS_GREETED | if xclient { OFFERS_XCLIENT_GREETING } else { 0 };
+        Some(BackendOffers(capa | greeting))
     }
 }
 

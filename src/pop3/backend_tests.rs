@@ -241,9 +241,12 @@ fn capa_is_handed_out_to_be_remembered_and_pipelining_sends_xclient_with_the_log
         format!("XCLIENT ADDR=192.0.2.7 PORT=40000\r\nAUTH PLAIN {b64}\r\n"),
         "one write"
     );
+    let greeted = OFFERS_GREETED | OFFERS_XCLIENT_GREETING;
     assert_eq!(
         m.offers(),
-        Some(BackendOffers(OFFERS_SASL_PLAIN | OFFERS_PIPELINING))
+        Some(BackendOffers(
+            OFFERS_SASL_PLAIN | OFFERS_PIPELINING | greeted
+        ))
     );
     let (ev, out) = step(&mut m, b"+OK\r\n+OK Logged in.\r\nleft");
     assert_eq!((ev, out.as_str()), (logged_in(b"left"), ""));
@@ -253,7 +256,7 @@ fn capa_is_handed_out_to_be_remembered_and_pipelining_sends_xclient_with_the_log
     step(&mut m, b"+OK [XCLIENT] Dovecot ready.\r\n");
     let (_, out) = step(&mut m, b"+OK\r\nSASL PLAIN\r\n.\r\n");
     assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
-    assert_eq!(m.offers(), Some(BackendOffers(OFFERS_SASL_PLAIN)));
+    assert_eq!(m.offers(), Some(BackendOffers(OFFERS_SASL_PLAIN | greeted)));
     let (_, out) = step(&mut m, b"+OK\r\n");
     assert_eq!(out, format!("AUTH PLAIN {b64}\r\n"));
 }
@@ -272,7 +275,19 @@ fn remembered_plain_skips_capa() {
     );
     let (ev, _) = step(&mut m, b"+OK\r\n+OK Logged in.\r\n");
     assert_eq!(ev, logged_in(b""));
-    assert_eq!(m.offers(), None, "nothing new learned");
+    // The greeting's offers join what CAPA said before.
+    assert_eq!(
+        m.offers(),
+        Some(BackendOffers(
+            remembered.0 | OFFERS_GREETED | OFFERS_XCLIENT_GREETING
+        ))
+    );
+    // XCLIENT listed by CAPA only (not in the greeting) is remembered too.
+    let mut m = login(Pop3BackendAuth::Auto, b"pw")
+        .with_client_address(client())
+        .with_offers(BackendOffers(remembered.0 | OFFERS_XCLIENT_CAPA));
+    let (_, out) = step(&mut m, b"+OK ready.\r\n");
+    assert!(out.starts_with("XCLIENT ADDR=192.0.2.7 "), "{out}");
 
     // Remembered without PLAIN (or without anything): CAPA as always.
     for remembered in [BackendOffers(OFFERS_PIPELINING), BackendOffers(0)] {
@@ -302,7 +317,10 @@ fn a_refusal_on_remembered_offers_stands_only_if_plain_is_still_listed() {
         ev,
         BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
     );
-    assert_eq!(m.offers(), Some(BackendOffers(OFFERS_SASL_PLAIN)));
+    assert_eq!(
+        m.offers(),
+        Some(BackendOffers(OFFERS_SASL_PLAIN | OFFERS_GREETED))
+    );
 
     // PLAIN gone since: USER/PASS instead, and the memory corrected.
     let mut m = login(Pop3BackendAuth::Auto, b"pw").with_offers(remembered);
@@ -310,7 +328,7 @@ fn a_refusal_on_remembered_offers_stands_only_if_plain_is_still_listed() {
     step(&mut m, b"-ERR Unsupported authentication mechanism.\r\n");
     let (_, out) = step(&mut m, b"+OK\r\nUSER\r\n.\r\n");
     assert_eq!(out, "USER alice@example.org\r\n");
-    assert_eq!(m.offers(), Some(BackendOffers(0)));
+    assert_eq!(m.offers(), Some(BackendOffers(OFFERS_GREETED)));
     let (_, out) = step(&mut m, b"+OK\r\n");
     assert_eq!(out, "PASS pw\r\n");
     let (ev, _) = step(&mut m, b"+OK Logged in.\r\n");
@@ -344,4 +362,125 @@ fn a_refusal_on_remembered_offers_stands_only_if_plain_is_still_listed() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// What a worker remembers of Dovecot: CAPA's PLAIN and PIPELINING, and a
+/// greeting that offered XCLIENT.
+const DOVECOT: BackendOffers =
+    BackendOffers(OFFERS_SASL_PLAIN | OFFERS_PIPELINING | OFFERS_GREETED | OFFERS_XCLIENT_GREETING);
+
+fn early(method: Pop3BackendAuth, offers: BackendOffers) -> Pop3BackendLogin {
+    login(method, b"pw")
+        .with_client_address(client())
+        .with_offers(offers)
+        .with_early_login()
+}
+
+#[test]
+fn on_remembered_greeting_offers_the_login_goes_before_the_greeting() {
+    let b64 = auth::encode_base64(b"\0alice@example.org\0pw");
+    let mut m = early(Pop3BackendAuth::Auto, DOVECOT);
+    // Nothing received yet: XCLIENT and AUTH PLAIN go at once, one write.
+    let (ev, out) = step(&mut m, b"");
+    assert_eq!(ev, BackendEvent::NeedInput);
+    assert_eq!(
+        out,
+        format!("XCLIENT ADDR=192.0.2.7 PORT=40000\r\nAUTH PLAIN {b64}\r\n")
+    );
+    // The greeting, XCLIENT's reply and the login's, in one read.
+    let (ev, out) = step(
+        &mut m,
+        b"+OK [XCLIENT] Dovecot ready.\r\n+OK\r\n+OK Logged in.\r\nleft",
+    );
+    assert_eq!((ev, out.as_str()), (logged_in(b"left"), ""));
+    assert_eq!(m.offers(), Some(DOVECOT), "nothing new to remember");
+
+    // In separate reads, and a refusal: checked against CAPA as always.
+    let mut m = early(Pop3BackendAuth::Auto, DOVECOT);
+    step(&mut m, b"");
+    assert_eq!(
+        step(&mut m, b"+OK [XCLIENT] ready.\r\n").0,
+        BackendEvent::NeedInput
+    );
+    assert_eq!(step(&mut m, b"+OK\r\n").0, BackendEvent::NeedInput);
+    let (_, out) = step(&mut m, b"-ERR [AUTH] Authentication failed.\r\n");
+    assert_eq!(out, "CAPA\r\n");
+    let (ev, out) = step(&mut m, b"+OK\r\nSASL PLAIN\r\nPIPELINING\r\n.\r\n");
+    assert_eq!(out, "");
+    assert_eq!(
+        ev,
+        BackendEvent::Done(BackendOutcome::Rejected(LoginFailure::AuthFailed))
+    );
+
+    // `plain` and `user` go early too, on what the greeting offered.
+    let greeted = BackendOffers(OFFERS_GREETED);
+    let mut m = early(Pop3BackendAuth::Plain, greeted);
+    assert_eq!(step(&mut m, b"").1, format!("AUTH PLAIN {b64}\r\n"));
+    let mut m = early(Pop3BackendAuth::User, greeted);
+    assert_eq!(step(&mut m, b"").1, "USER alice@example.org\r\n");
+    step(&mut m, b"+OK hi\r\n");
+    assert_eq!(step(&mut m, b"+OK\r\n").1, "PASS pw\r\n");
+    // `auto` without PLAIN remembered: CAPA goes early.
+    let mut m = early(Pop3BackendAuth::Auto, greeted);
+    assert_eq!(step(&mut m, b"").1, "CAPA\r\n");
+}
+
+#[test]
+fn an_early_login_still_checks_the_greeting_and_learns_a_changed_one() {
+    // A greeting that is no +OK: the back end is unusable, as ever.
+    let mut m = early(Pop3BackendAuth::Auto, DOVECOT);
+    step(&mut m, b"");
+    let (ev, _) = step(&mut m, b"-ERR [SYS/TEMP] going down\r\n");
+    assert!(
+        matches!(
+            ev,
+            BackendEvent::Done(BackendOutcome::Unavailable(
+                BackendFault::UnexpectedGreeting(_)
+            ))
+        ),
+        "{ev:?}"
+    );
+
+    // XCLIENT no longer offered: its refusal is ignored, the login goes
+    // on, and the memory is corrected.
+    let mut m = early(Pop3BackendAuth::Auto, DOVECOT);
+    step(&mut m, b"");
+    let (ev, _) = step(
+        &mut m,
+        b"+OK ready.\r\n-ERR You're not trusted\r\n+OK Logged in.\r\n",
+    );
+    assert_eq!(ev, logged_in(b""));
+    let without = DOVECOT.0 & !OFFERS_XCLIENT_GREETING;
+    assert_eq!(m.offers(), Some(BackendOffers(without)));
+
+    // XCLIENT newly offered: not sent this time (the login went without
+    // it), remembered for the next.
+    let mut m = early(Pop3BackendAuth::Auto, BackendOffers(without));
+    let (_, out) = step(&mut m, b"");
+    assert!(out.starts_with("AUTH PLAIN "), "{out}");
+    let (ev, _) = step(&mut m, b"+OK [XCLIENT] ready.\r\n+OK Logged in.\r\n");
+    assert_eq!(ev, logged_in(b""));
+    assert_eq!(m.offers(), Some(DOVECOT));
+}
+
+#[test]
+fn nothing_goes_early_without_a_remembered_greeting_or_with_stls_or_a_token() {
+    let waits = |mut m: Pop3BackendLogin| {
+        let (ev, out) = step(&mut m, b"");
+        assert_eq!((ev, out.as_str()), (BackendEvent::NeedInput, ""));
+    };
+    // Offers from CAPA only, with no greeting's part: not enough.
+    waits(early(
+        Pop3BackendAuth::Auto,
+        BackendOffers(OFFERS_SASL_PLAIN | OFFERS_PIPELINING),
+    ));
+    // `early_login = false`.
+    waits(
+        login(Pop3BackendAuth::Auto, b"pw")
+            .with_client_address(client())
+            .with_offers(DOVECOT),
+    );
+    waits(early(Pop3BackendAuth::Auto, DOVECOT).with_starttls());
+    let token = bearer_login().with_offers(DOVECOT).with_early_login();
+    waits(token);
 }

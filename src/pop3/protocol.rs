@@ -76,5 +76,8 @@ fn backend_login(request: BackendLoginRequest<'_>) -> Box<dyn BackendLogin> {
     if let Some(offers) = request.offers {
         machine = machine.with_offers(offers);
     }
+    if request.early_login {
+        machine = machine.with_early_login();
+    }
     Box::new(machine)
 }

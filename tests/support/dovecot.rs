@@ -189,6 +189,25 @@ impl Dovecot {
         }
     }
 
+    /// The log's `Login:` lines of `service` (`imap`, `pop3`) once there
+    /// are `count` of them, or all there are after 10 s.
+    pub fn login_lines(&self, service: &str, count: usize) -> Vec<String> {
+        let needle = format!("{service}-login: Info: Login:");
+        let start = std::time::Instant::now();
+        loop {
+            let lines: Vec<String> = self
+                .log()
+                .lines()
+                .filter(|l| l.contains(&needle))
+                .map(str::to_owned)
+                .collect();
+            if lines.len() >= count || start.elapsed() > std::time::Duration::from_secs(10) {
+                return lines;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Runs `doveadm ARGS` against this Dovecot; its output, or what it
     /// said when it failed.
     pub fn doveadm(&self, args: &[&str]) -> Result<String, String> {

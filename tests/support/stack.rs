@@ -1,7 +1,9 @@
 //! The usual fixture: Dovecot with two users, mailgate in front of it.
 
+use super::recorder::Recorder;
 use super::{closed_port, Dovecot, Mailgate, TestUser};
 use mailgate::simulated_backend::message;
+use std::time::Duration;
 
 /// Alice: an ordinary password; three messages, the last one 5 MiB.
 pub const ALICE: &str = "alice@example.org";
@@ -44,6 +46,64 @@ pub fn directory_users() -> Vec<TestUser> {
         messages,
     })
     .collect()
+}
+
+/// Dovecot with Alice only and no mail, trusting loopback's clients to say
+/// who the client is (`ID x-originating-ip`, `XCLIENT`); one of its
+/// listeners (IMAP or POP3) behind a recorder that connects only once
+/// mailgate has spoken, or after 2 s (a login that waits for the greeting
+/// waits those 2 s), and notes which happened.
+pub struct BehindARecorder {
+    /// The back end.
+    pub dovecot: Dovecot,
+    /// Between mailgate and `dovecot`'s listener.
+    pub recorder: Recorder,
+    pop3: bool,
+}
+
+impl BehindARecorder {
+    /// With the recorder before Dovecot's POP3 listener if `pop3`, else
+    /// before its IMAP one.
+    pub fn start(pop3: bool) -> Self {
+        let alice = TestUser {
+            name: ALICE.into(),
+            password: ALICE_PW.into(),
+            messages: vec![],
+        };
+        let dovecot = Dovecot::start_with(&[alice], "login_trusted_networks = 127.0.0.1/32\n");
+        let port = if pop3 { &dovecot.pop3 } else { &dovecot.imap }.port();
+        let recorder = Recorder::noting_who_speaks_first(port, Duration::from_secs(2));
+        Self {
+            dovecot,
+            recorder,
+            pop3,
+        }
+    }
+
+    /// mailgate with `backend` settings, everyone routed to the recorder
+    /// (or Dovecot, for the other protocol), and one worker: one memory, so
+    /// every login after the first meets what it learned.
+    pub fn mailgate(&self, backend: &str) -> Mailgate {
+        let (imap, pop3) = match self.pop3 {
+            true => (self.dovecot.imap.port(), self.recorder.port),
+            false => (self.recorder.port, self.dovecot.pop3.port()),
+        };
+        let config =
+            super::mailgate::config(imap, pop3, backend, "").replace("workers = 2", "workers = 1");
+        Mailgate::start(&config, "*@example.org 127.0.0.1\n")
+    }
+}
+
+/// curl as Alice from `source` (a loopback address) to `url`: whether it
+/// succeeded, and what it said on its standard error.
+pub fn curl_as_alice_from(source: &str, url: &str) -> (bool, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--interface", source, url, "-u"])
+        .arg(format!("{ALICE}:{ALICE_PW}"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), said)
 }
 
 /// Dovecot plus mailgate (IMAP listener 0, POP3 listener 1).
