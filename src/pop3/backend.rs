@@ -331,7 +331,13 @@ impl Pop3BackendLogin {
                 let fault = BackendFault::UnexpectedGreeting(printable(line));
                 return Some(self.done(BackendOutcome::Unavailable(fault)));
             }
-            self.greeting_xclient = Some(line.starts_with(b"+OK [XCLIENT]"));
+            let xclient = line.starts_with(b"+OK [XCLIENT]");
+            self.greeting_xclient = Some(xclient);
+            if matches!(self.step, Step::Capa { .. }) {
+                // Only `CAPA` went: whether `XCLIENT` follows is the
+                // greeting's (and CAPA's) to say, not the memory's.
+                self.xclient_offered = xclient;
+            }
             return None;
         }
         match self.step {

@@ -420,9 +420,22 @@ fn on_remembered_greeting_offers_the_login_goes_before_the_greeting() {
     assert_eq!(step(&mut m, b"").1, "USER alice@example.org\r\n");
     step(&mut m, b"+OK hi\r\n");
     assert_eq!(step(&mut m, b"+OK\r\n").1, "PASS pw\r\n");
-    // `auto` without PLAIN remembered: CAPA goes early.
+    // `auto` without PLAIN remembered: CAPA goes early, and the greeting
+    // that comes decides whether XCLIENT follows (here it now offers it).
     let mut m = early(Pop3BackendAuth::Auto, greeted);
     assert_eq!(step(&mut m, b"").1, "CAPA\r\n");
+    let (_, out) = step(&mut m, b"+OK [XCLIENT] ready.\r\n+OK\r\nUSER\r\n.\r\n");
+    assert_eq!(out, "XCLIENT ADDR=192.0.2.7 PORT=40000\r\n");
+    let (_, out) = step(&mut m, b"+OK\r\n");
+    assert_eq!(out, "USER alice@example.org\r\n");
+    // And where it no longer offers it, none goes.
+    let mut m = early(
+        Pop3BackendAuth::Auto,
+        BackendOffers(OFFERS_GREETED | OFFERS_XCLIENT_GREETING),
+    );
+    assert_eq!(step(&mut m, b"").1, "CAPA\r\n");
+    let (_, out) = step(&mut m, b"+OK ready.\r\n+OK\r\nUSER\r\n.\r\n");
+    assert_eq!(out, "USER alice@example.org\r\n");
 }
 
 #[test]
