@@ -20,16 +20,11 @@ fn dovecot_logs_the_real_client_address_for_imap_and_pop3() {
         &format!("imap://{}/INBOX;MAILINDEX=1", stack.imap()),
     );
     curl_from("127.0.0.3", &format!("pop3://{}/1", stack.pop3()));
-    let log = stack.dovecot.log();
-    let imap = log
-        .lines()
-        .find(|l| l.contains("imap-login: Info: Login:"))
-        .expect("imap login logged");
+    let imap = stack.dovecot.login_lines("imap", 1);
+    let imap = imap.first().expect("imap login logged");
     assert!(imap.contains("rip=127.0.0.2"), "{imap}");
-    let pop3 = log
-        .lines()
-        .find(|l| l.contains("pop3-login: Info: Login:"))
-        .expect("pop3 login logged");
+    let pop3 = stack.dovecot.login_lines("pop3", 1);
+    let pop3 = pop3.first().expect("pop3 login logged");
     assert!(pop3.contains("rip=127.0.0.3"), "{pop3}");
 }
 
@@ -44,10 +39,7 @@ fn forwarding_can_be_turned_off() {
         "127.0.0.2",
         &format!("imap://{}/INBOX;MAILINDEX=1", stack.imap()),
     );
-    let log = stack.dovecot.log();
-    let imap = log
-        .lines()
-        .find(|l| l.contains("imap-login: Info: Login:"))
-        .expect("imap login logged");
+    let imap = stack.dovecot.login_lines("imap", 1);
+    let imap = imap.first().expect("imap login logged");
     assert!(imap.contains("rip=127.0.0.1"), "{imap}");
 }

@@ -101,22 +101,9 @@ fn log_in(stream: TcpStream) {
 }
 
 fn dovecot_login_line(dovecot: &Dovecot) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(line) = dovecot
-            .log()
-            .lines()
-            .find(|l| l.contains("imap-login: Info: Login:"))
-        {
-            return line.to_owned();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{}",
-            dovecot.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let lines = dovecot.login_lines("imap", 1);
+    let line = lines.first().unwrap_or_else(|| panic!("{}", dovecot.log()));
+    line.clone()
 }
 
 #[test]

@@ -119,7 +119,8 @@ pub struct Pop3BackendLogin {
     /// The step the login is at when `XCLIENT` was sent with it: taken
     /// once `XCLIENT`'s reply is read.
     after_xclient: Option<Step>,
-    /// The login may go before the greeting (`[backend] early_login`).
+    /// The login may go before the greeting (`[backend] early_login`);
+    /// taken at the first poll.
     early: bool,
     /// The login went before the greeting, which is still to be read.
     greeting_pending: bool,
@@ -180,7 +181,10 @@ impl Pop3BackendLogin {
     /// anyway).
     fn send_early(&mut self) -> Option<BackendEvent> {
         let remembered = self.remembered.map_or(0, |o| o.0);
-        if !self.early || remembered & OFFERS_GREETED == 0 || self.starttls || self.bearer.is_some()
+        if !std::mem::take(&mut self.early)
+            || remembered & OFFERS_GREETED == 0
+            || self.starttls
+            || self.bearer.is_some()
         {
             return None;
         }
@@ -517,7 +521,7 @@ impl BackendLogin for Pop3BackendLogin {
         if let Some(event) = self.pending.take() {
             return event;
         }
-        if self.step == Step::Greeting && !self.greeting_pending {
+        if self.step == Step::Greeting {
             if let Some(event) = self.send_early() {
                 return event;
             }

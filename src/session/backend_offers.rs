@@ -1,7 +1,7 @@
 //! What each back end announced on this worker's earlier logins
 //! ([`BackendOffers`]), handed to the next login to it so that a protocol
 //! whose login would ask every time (POP3's `CAPA`) or wait for the
-//! greeting first (IMAP's login then goes on connect) can skip the round
+//! greeting first (the login then goes on connect) can skip the round
 //! trip.
 //!
 //! Per worker, without a lock: a worker that has not met a back end yet

@@ -126,7 +126,7 @@ pub struct BackendPolicy {
     /// Write a PROXY v2 header first on each back-end connection.
     pub proxy_protocol: bool,
     /// Send the login before the greeting when the back end's offers are
-    /// remembered (IMAP).
+    /// remembered (IMAP and POP3).
     pub early_login: bool,
     /// TLS towards back ends.
     pub tls_mode: TlsMode,
