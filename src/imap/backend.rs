@@ -628,8 +628,9 @@ impl ImapBackendLogin {
             return Some(self.unavailable(BackendFault::UnexpectedReply(printable(line))));
         };
         let ok = strip_prefix_ci(status, b"OK");
-        if ok.is_none() && self.stale {
-            // Refused on capabilities the greeting did not offer.
+        if ok.is_none() && self.stale && !credentials_judged(status) {
+            // Refused on capabilities the greeting did not offer: the
+            // refusal may be the mechanism's, not the password's.
             return self.retry_stale();
         }
         if let Some(rest) = ok {
@@ -653,6 +654,20 @@ impl ImapBackendLogin {
         }
         Some(self.unavailable(BackendFault::UnexpectedReply(printable(line))))
     }
+}
+
+/// Whether a login's refusal judged the credentials themselves (RFC 5530:
+/// `AUTHENTICATIONFAILED`, `AUTHORIZATIONFAILED`, `EXPIRED`): the mechanism
+/// was understood, so sending the login again by another one, after the
+/// greeting showed stale offers, would only count one more failed attempt
+/// against the user at the back end.
+fn credentials_judged(status: &[u8]) -> bool {
+    strip_prefix_ci(status, b"NO").is_some_and(|rest| {
+        matches!(
+            response_code(rest).as_deref(),
+            Some("AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED")
+        )
+    })
 }
 
 /// Keeps an untagged line (CRLF added) for the client, within

@@ -607,6 +607,39 @@ fn an_early_login_refused_on_stale_offers_is_sent_again_as_the_greeting_says() {
 }
 
 #[test]
+fn a_refusal_that_judged_the_password_stands_on_stale_offers_too() {
+    // The greeting's offers changed (no more LITERAL+), but the back end
+    // understood the login and judged the credentials: sending it again
+    // would count a second failed attempt against the user there.
+    let changed = b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN] ready\r\n";
+    for (code, failure) in [
+        ("AUTHENTICATIONFAILED", LoginFailure::AuthFailed),
+        ("authorizationfailed", LoginFailure::AuthFailed),
+        ("EXPIRED", LoginFailure::AuthFailed),
+    ] {
+        let mut m = login(ImapBackendAuth::Auto, b"pw").with_offers(dovecot_offers());
+        let (_, early) = step(&mut m, b"");
+        assert!(early.contains("mg1 AUTHENTICATE PLAIN "), "{early}");
+        let refusal = format!("mg1 NO [{code}] Authentication failed.\r\n");
+        let (ev, out) = step(&mut m, &[changed, refusal.as_bytes()].concat());
+        assert_eq!(out, "", "{code}: not tried again");
+        assert_eq!(ev, BackendEvent::Done(BackendOutcome::Rejected(failure)));
+    }
+    // Any other refusal on stale offers may be the mechanism's: sent again.
+    for refusal in [
+        &b"mg1 NO [CANNOT] Unsupported mechanism\r\n"[..],
+        b"mg1 NO Authentication failed.\r\n",
+        b"mg1 BAD Unknown command\r\n",
+    ] {
+        let mut m = login(ImapBackendAuth::Auto, b"pw").with_offers(dovecot_offers());
+        step(&mut m, b"");
+        let (ev, out) = step(&mut m, &[changed, refusal].concat());
+        assert_eq!(ev, BackendEvent::NeedInput);
+        assert!(out.starts_with("mg1 AUTHENTICATE PLAIN "), "{out}");
+    }
+}
+
+#[test]
 fn an_early_login_on_stale_offers_asks_capability_when_the_greeting_lists_none() {
     let mut m = login(ImapBackendAuth::Auto, b"pw").with_offers(dovecot_offers());
     step(&mut m, b"");
