@@ -3,8 +3,9 @@
 # in front of the simulated back end under valgrind's callgrind, one client
 # making N logins (connect, greeting, LOGIN / USER+PASS, LOGOUT / QUIT) after
 # a warm-up whose counts are discarded. Prints instructions per login for
-# this build (and MG_BASE, an older mailgate binary, the ratio beside it)
-# and the functions that cost the most, inclusive; saves the table under
+# this build (and MG_BASE, an older mailgate binary, the ratio beside it),
+# heap allocations per login counted from the same call graph, and the
+# functions that cost the most, inclusive; saves the table under
 # perf/results/.
 #
 #   perf/login-instructions.sh [logins (default 500)] [imap|pop3 (default imap)]
@@ -86,8 +87,37 @@ CONF
     awk -v n="$N" '/PROGRAM TOTALS/ {gsub(",", "", $1); printf "%.0f\n", $1 / n}'
 }
 
+# Heap allocations per login: the calls into mimalloc's entry points that
+# Rust's global allocator makes (alloc, alloc_zeroed, realloc), counted from
+# the call graph of the same callgrind file; calls mimalloc makes to itself
+# are left out. Each costs ~70 instructions and its `free` ~40 (mimalloc,
+# this host), so the count is the cost of a login's buffers and boxes.
+allocs() { # callgrind file → allocations per login
+  python3 - "$1" "$N" <<'PY'
+import re, sys
+names, caller, callee, calls = {}, None, None, 0
+def name(text):
+    m = re.match(r"\((\d+)\)(?: (.*))?", text)
+    if not m:
+        return text
+    if m.group(2):
+        names[m.group(1)] = m.group(2)
+    return names.get(m.group(1), "")
+entry = re.compile(r"^mi_(malloc|zalloc|realloc)_aligned$")
+for line in open(sys.argv[1]):
+    if line.startswith("fn="):
+        caller = name(line[3:].strip())
+    elif line.startswith("cfn="):
+        callee = name(line[4:].strip())
+    elif line.startswith("calls=") and entry.match(callee or "") and not caller.startswith("mi_"):
+        calls += int(line[6:].split()[0])
+print(f"{calls / int(sys.argv[2]):.1f}")
+PY
+}
+
 echo "callgrind: $N $PROTO logins per build..." >&2
 THIS=$(count mailgate "$MG")
+THIS_ALLOCS=$(allocs "$WORK/mailgate.out")
 OUT="perf/results/login-instructions-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
   echo "# User-space instructions per $PROTO login: mailgate $(git rev-parse --short HEAD) (epoll, one worker), simulated back end"
@@ -96,14 +126,15 @@ OUT="perf/results/login-instructions-$(date -u +%Y%m%dT%H%M%SZ).md"
   echo
   if [ -n "${MG_BASE:-}" ]; then
     BASE=$(count baseline "$MG_BASE")
-    echo "| build | instructions per login | ÷ baseline |"
-    echo "| --- | --- | --- |"
-    echo "| mailgate | $THIS | $(python3 -c "print(f'{$THIS / $BASE:.2f}')") |"
-    echo "| baseline ($MG_BASE) | $BASE | 1.00 |"
+    BASE_ALLOCS=$(allocs "$WORK/baseline.out")
+    echo "| build | instructions per login | ÷ baseline | allocations per login | ÷ baseline |"
+    echo "| --- | --- | --- | --- | --- |"
+    echo "| mailgate | $THIS | $(python3 -c "print(f'{$THIS / $BASE:.2f}')") | $THIS_ALLOCS | $(python3 -c "print(f'{$THIS_ALLOCS / max($BASE_ALLOCS, 0.1):.2f}')") |"
+    echo "| baseline ($MG_BASE) | $BASE | 1.00 | $BASE_ALLOCS | 1.00 |"
   else
-    echo "| build | instructions per login |"
-    echo "| --- | --- |"
-    echo "| mailgate | $THIS |"
+    echo "| build | instructions per login | allocations per login |"
+    echo "| --- | --- | --- |"
+    echo "| mailgate | $THIS | $THIS_ALLOCS |"
   fi
   echo
   echo "Most costly, inclusive, per login (mailgate):"

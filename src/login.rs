@@ -331,6 +331,19 @@ pub struct LineTooLong;
 /// Removes and returns the first line (without CR LF) from `buf`, if complete.
 /// Errors when no line end appears within `max` bytes.
 pub fn take_line(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, LineTooLong> {
+    let mut line = Vec::new();
+    Ok(take_line_into(buf, &mut line, max)?.then_some(line))
+}
+
+/// [`take_line`] into `line` (cleared first), for a caller that reads many
+/// lines into one buffer: `true` when a whole line was moved. A back end's
+/// login is four lines or so; one buffer for them all spares an allocation
+/// per line.
+pub fn take_line_into(
+    buf: &mut Vec<u8>,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> Result<bool, LineTooLong> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(lf) if lf <= max + 1 => {
             let end = if lf > 0 && buf[lf - 1] == b'\r' {
@@ -338,13 +351,14 @@ pub fn take_line(buf: &mut Vec<u8>, max: usize) -> Result<Option<Vec<u8>>, LineT
             } else {
                 lf
             };
-            let line = buf[..end].to_vec();
+            line.clear();
+            line.extend_from_slice(&buf[..end]);
             buf.drain(..=lf);
-            Ok(Some(line))
+            Ok(true)
         }
         Some(_) => Err(LineTooLong),
         None if buf.len() > max + 1 => Err(LineTooLong),
-        None => Ok(None),
+        None => Ok(false),
     }
 }
 
@@ -391,6 +405,26 @@ mod tests {
         assert_eq!(take_line(&mut long_unterminated, 3), Err(LineTooLong));
         let mut lf_only = b"ab\nc".to_vec();
         assert_eq!(take_line(&mut lf_only, 3), Ok(Some(b"ab".to_vec())));
+    }
+
+    #[test]
+    fn take_line_into_reuses_the_line_buffer() {
+        use super::take_line_into;
+        let mut buf = b"first line\r\nab\r\npartial".to_vec();
+        let mut line = Vec::with_capacity(64);
+        let room = line.as_ptr();
+        assert_eq!(take_line_into(&mut buf, &mut line, 10), Ok(true));
+        assert_eq!(line, b"first line");
+        assert_eq!(take_line_into(&mut buf, &mut line, 10), Ok(true));
+        assert_eq!(line, b"ab", "cleared before the next line");
+        assert_eq!(line.as_ptr(), room, "the same buffer");
+        assert_eq!(take_line_into(&mut buf, &mut line, 10), Ok(false));
+        assert_eq!(buf, b"partial");
+        let mut long = b"abcdefghijkl\r\n".to_vec();
+        assert_eq!(
+            take_line_into(&mut long, &mut line, 10),
+            Err(super::LineTooLong)
+        );
     }
 
     #[test]

@@ -133,16 +133,16 @@ struct Sessions {
 }
 
 impl Sessions {
-    /// The entry's distinct lower-cased names.
-    fn names(entry: &SessionEntry) -> Vec<Arc<str>> {
-        let mut names = vec![entry.identity.clone()];
+    /// The entry's distinct lower-cased names (at most three: identity,
+    /// typed name, canonical name), without a `Vec` to hold them.
+    fn names(entry: &SessionEntry) -> impl Iterator<Item = Arc<str>> {
+        let identity = entry.identity.clone();
         let typed = lowered(&entry.user, Some(&entry.user), &entry.identity);
-        for name in [typed, entry.canonical.clone()] {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        names
+        let typed = (typed != identity).then_some(typed);
+        let canonical = entry.canonical.clone();
+        let canonical =
+            (canonical != identity && Some(&canonical) != typed.as_ref()).then_some(canonical);
+        std::iter::once(identity).chain(typed).chain(canonical)
     }
 
     fn insert(&mut self, entry: SessionEntry) -> u64 {

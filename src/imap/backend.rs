@@ -135,6 +135,9 @@ pub struct ImapBackendLogin {
     method: ImapBackendAuth,
     step: Step,
     input: Vec<u8>,
+    /// The line being handled, taken from `input`: one buffer for the
+    /// exchange's lines, not one per line.
+    line: Vec<u8>,
     output: Vec<u8>,
     /// The back end's capability list as it sent it (space-separated),
     /// searched in place: no string per capability.
@@ -196,6 +199,7 @@ impl ImapBackendLogin {
             method,
             step: Step::Greeting,
             input: Vec::new(),
+            line: Vec::new(),
             output: Vec::new(),
             capabilities: String::new(),
             post_login_capability: None,
@@ -654,6 +658,33 @@ impl ImapBackendLogin {
         }
         Some(self.unavailable(BackendFault::UnexpectedReply(printable(line))))
     }
+
+    /// The lines waiting in `input`, one at a time through `line`, until
+    /// one ends the poll.
+    fn handle_lines(&mut self, line: &mut Vec<u8>) -> BackendEvent {
+        loop {
+            if matches!(self.step, Step::Done) {
+                return self.unavailable(BackendFault::AlreadyFinished);
+            }
+            match login::take_line_into(&mut self.input, line, MAX_BACKEND_LINE) {
+                Ok(true) => {}
+                Ok(false) => return BackendEvent::NeedInput,
+                Err(login::LineTooLong) => return self.unavailable(BackendFault::LineTooLong),
+            }
+            let event = match self.step {
+                Step::Greeting => self.on_greeting(line),
+                Step::StartingTls => self.on_starttls_reply(line),
+                Step::AwaitingTls => Some(self.unavailable(BackendFault::DataDuringTlsUpgrade)),
+                Step::Capability => self.on_capability_reply(line),
+                Step::LoggingIn { .. } => self.on_login_reply(line),
+                Step::Compressing { .. } => self.on_compress_reply(line),
+                Step::Done => None,
+            };
+            if let Some(event) = event {
+                return event;
+            }
+        }
+    }
 }
 
 /// Whether a login's refusal judged the credentials themselves (RFC 5530:
@@ -690,28 +721,10 @@ impl BackendLogin for ImapBackendLogin {
         if let (Step::Greeting, Some(offers)) = (&self.step, self.remembered.take()) {
             self.send_early(offers);
         }
-        loop {
-            if matches!(self.step, Step::Done) {
-                return self.unavailable(BackendFault::AlreadyFinished);
-            }
-            let line = match login::take_line(&mut self.input, MAX_BACKEND_LINE) {
-                Ok(Some(line)) => line,
-                Ok(None) => return BackendEvent::NeedInput,
-                Err(login::LineTooLong) => return self.unavailable(BackendFault::LineTooLong),
-            };
-            let event = match self.step {
-                Step::Greeting => self.on_greeting(&line),
-                Step::StartingTls => self.on_starttls_reply(&line),
-                Step::AwaitingTls => Some(self.unavailable(BackendFault::DataDuringTlsUpgrade)),
-                Step::Capability => self.on_capability_reply(&line),
-                Step::LoggingIn { .. } => self.on_login_reply(&line),
-                Step::Compressing { .. } => self.on_compress_reply(&line),
-                Step::Done => None,
-            };
-            if let Some(event) = event {
-                return event;
-            }
-        }
+        let mut line = std::mem::take(&mut self.line);
+        let event = self.handle_lines(&mut line);
+        self.line = line;
+        event
     }
 
     fn take_output(&mut self) -> Vec<u8> {

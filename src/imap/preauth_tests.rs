@@ -660,3 +660,33 @@ fn bearer_mechanisms_wait_for_tls_where_login_does() {
     let (_, out) = feed(&mut m, b"d CAPABILITY\r\n");
     assert!(out.contains("AUTH=OAUTHBEARER AUTH=XOAUTH2"), "{out}");
 }
+
+#[test]
+fn the_greeting_fits_the_room_it_is_allocated_with() {
+    // The longest capability list: every bearer mechanism and STARTTLS.
+    let settings = Rc::new(ImapSettings {
+        starttls: true,
+        oauth: Some(crate::login::OAuthOffer {
+            mechanisms: crate::auth::oauth::BearerMechanism::ALL.to_vec(),
+            max_token: 64,
+        }),
+        ..ImapSettings::default()
+    });
+    let greeting_len = settings.greeting.len();
+    let mut m = ImapPreAuth::new(settings);
+    let caps = m.capabilities();
+    assert!(
+        caps.contains("AUTH=XOAUTH2") && caps.contains("STARTTLS"),
+        "{caps}"
+    );
+    let out = m.take_output();
+    assert_eq!(
+        out,
+        format!("* OK [CAPABILITY {caps}] {}\r\n", m.settings.greeting).into_bytes()
+    );
+    assert_eq!(
+        out.capacity(),
+        GREETING_ROOM + greeting_len,
+        "allocated once, never grown"
+    );
+}

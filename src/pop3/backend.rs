@@ -92,6 +92,9 @@ pub struct Pop3BackendLogin {
     method: Pop3BackendAuth,
     step: Step,
     input: Vec<u8>,
+    /// The line being handled, taken from `input`: one buffer for the
+    /// exchange's lines, not one per line.
+    line: Vec<u8>,
     output: Vec<u8>,
     client: Option<ClientAddress>,
     /// The back end offered XCLIENT (Dovecot: `+OK [XCLIENT]` greeting).
@@ -149,6 +152,7 @@ impl Pop3BackendLogin {
             method,
             step: Step::Greeting,
             input: Vec::new(),
+            line: Vec::new(),
             output: Vec::new(),
             client: None,
             xclient_offered: false,
@@ -323,6 +327,28 @@ impl Pop3BackendLogin {
         self.login_user = user;
         self.step = Step::User;
         None
+    }
+
+    /// The lines waiting in `input`, one at a time through `line`, until
+    /// one ends the poll.
+    fn handle_lines(&mut self, line: &mut Vec<u8>) -> BackendEvent {
+        loop {
+            if self.step == Step::Done {
+                return BackendEvent::Done(BackendOutcome::Unavailable(
+                    BackendFault::AlreadyFinished,
+                ));
+            }
+            match login::take_line_into(&mut self.input, line, MAX_BACKEND_LINE) {
+                Ok(true) => {}
+                Ok(false) => return BackendEvent::NeedInput,
+                Err(login::LineTooLong) => {
+                    return self.done(BackendOutcome::Unavailable(BackendFault::LineTooLong))
+                }
+            }
+            if let Some(event) = self.on_line(line) {
+                return event;
+            }
+        }
     }
 
     fn on_line(&mut self, line: &[u8]) -> Option<BackendEvent> {
@@ -526,23 +552,10 @@ impl BackendLogin for Pop3BackendLogin {
                 return event;
             }
         }
-        loop {
-            if self.step == Step::Done {
-                return BackendEvent::Done(BackendOutcome::Unavailable(
-                    BackendFault::AlreadyFinished,
-                ));
-            }
-            let line = match login::take_line(&mut self.input, MAX_BACKEND_LINE) {
-                Ok(Some(line)) => line,
-                Ok(None) => return BackendEvent::NeedInput,
-                Err(login::LineTooLong) => {
-                    return self.done(BackendOutcome::Unavailable(BackendFault::LineTooLong))
-                }
-            };
-            if let Some(event) = self.on_line(&line) {
-                return event;
-            }
-        }
+        let mut line = std::mem::take(&mut self.line);
+        let event = self.handle_lines(&mut line);
+        self.line = line;
+        event
     }
 
     fn take_output(&mut self) -> Vec<u8> {
