@@ -12,7 +12,7 @@ use crate::auth::Credentials;
 mod address_text;
 pub mod framing;
 mod spec;
-pub use address_text::{append_decimal, AddressText};
+pub use address_text::{append_decimal, append_decimal_bytes, AddressText};
 pub use spec::{
     BackendAuth, BackendLoginRequest, BackendOffers, ListenerSettings, MachineFactory, OAuthOffer,
     ProtocolSpec,

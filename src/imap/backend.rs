@@ -61,6 +61,9 @@ pub(super) const MAX_QUOTED_VALUE: usize = 1024;
 const CAPABILITY_TAG: &str = "mg0";
 const LOGIN_TAG: &str = "mg1";
 const ID_TAG: &str = "mgid";
+/// Room for the longest `ID` command (two IPv6 addresses written in full,
+/// two five-digit ports): its buffer is never regrown.
+const ID_ROOM: usize = 200;
 const STARTTLS_TAG: &str = "mgtls";
 const COMPRESS_TAG: &str = "mgz";
 /// The capability that announces RFC 4978's DEFLATE.
@@ -92,9 +95,20 @@ fn offers_of(caps: Option<&str>) -> BackendOffers {
     BackendOffers(bits)
 }
 
+/// The longest list [`capabilities_of`] makes: every name and a space.
+const LOGIN_CAPABILITIES_ROOM: usize = {
+    let mut room = 0;
+    let mut i = 0;
+    while i < LOGIN_CAPABILITIES.len() {
+        room += LOGIN_CAPABILITIES[i].len() + 1;
+        i += 1;
+    }
+    room
+};
+
 /// The capability list that `offers` stands for (the login's part of it).
 fn capabilities_of(offers: BackendOffers) -> String {
-    let mut caps = String::new();
+    let mut caps = String::with_capacity(LOGIN_CAPABILITIES_ROOM);
     for (i, name) in LOGIN_CAPABILITIES.iter().enumerate() {
         if offers.0 & (2 << i) != 0 {
             if !caps.is_empty() {
@@ -346,13 +360,14 @@ impl ImapBackendLogin {
     }
 
     /// `ID` with the client's address, built without the formatter (it
-    /// cost ~2 000 instructions per login with `format!`).
-    fn id_command(&self) -> Option<String> {
+    /// cost ~2 000 instructions per login with `format!`), with `then`
+    /// bytes of room for what follows it.
+    fn id_command(&self, then: usize) -> Option<String> {
         if self.id_sent {
             return None;
         }
         let client = self.client.filter(|_| self.has_capability("ID"))?;
-        let mut id = String::with_capacity(200);
+        let mut id = String::with_capacity(ID_ROOM + then);
         id.push_str(ID_TAG);
         id.push_str(" ID (\"x-originating-ip\" \"");
         AddressText(client.peer.ip()).append_to(&mut id);
@@ -486,12 +501,17 @@ impl ImapBackendLogin {
         &mut self,
         mut chunks: VecDeque<Zeroizing<Vec<u8>>>,
     ) -> VecDeque<Zeroizing<Vec<u8>>> {
-        if let Some(id) = self.id_command() {
-            self.output.extend_from_slice(id.as_bytes());
+        let first = chunks.pop_front().expect("a login has at least one chunk");
+        if let Some(id) = self.id_command(first.len()) {
+            // Its room holds the login too: one buffer for the write.
+            if self.output.is_empty() {
+                self.output = id.into_bytes();
+            } else {
+                self.output.extend_from_slice(id.as_bytes());
+            }
             self.awaiting_id_reply = true;
             self.id_sent = true;
         }
-        let first = chunks.pop_front().expect("a login has at least one chunk");
         self.output.extend_from_slice(&first);
         chunks
     }
@@ -532,26 +552,36 @@ impl ImapBackendLogin {
             chunks.push_back(Zeroizing::new(
                 format!("{LOGIN_TAG} AUTHENTICATE {mechanism}\r\n").into_bytes(),
             ));
-            chunks.push_back(Zeroizing::new(format!("{b64}\r\n").into_bytes()));
+            // At its size: `format!` grows its buffer as it writes and
+            // would leave the response in the one it gave up.
+            let mut response = Zeroizing::new(Vec::with_capacity(b64.len() + 2));
+            response.extend_from_slice(b64.as_bytes());
+            response.extend_from_slice(b"\r\n");
+            chunks.push_back(response);
         }
         chunks
     }
 
     /// `LOGIN user password`, split where a synchronizing literal needs `+`.
     /// `None` when a value cannot be sent at all (a NUL byte).
+    ///
+    /// Every chunk is allocated once at a size it cannot outgrow
+    /// ([`login_room`]): a `Vec` that grows copies its bytes and frees the
+    /// old buffer unwiped, which would leave a part of the password behind.
     fn login_chunks(&self) -> Option<VecDeque<Zeroizing<Vec<u8>>>> {
         let literal_plus = self.has_capability("LITERAL+");
+        let values = [self.login_user.as_bytes(), self.password.expose()];
+        if values.iter().any(|v| v.contains(&0)) {
+            return None;
+        }
+        let room = login_room(&values);
         let mut chunks = VecDeque::new();
-        let mut current = Zeroizing::new(format!("{LOGIN_TAG} LOGIN ").into_bytes());
-        for (i, value) in [self.login_user.as_bytes(), self.password.expose()]
-            .into_iter()
-            .enumerate()
-        {
+        let mut current = Zeroizing::new(Vec::with_capacity(room));
+        current.extend_from_slice(LOGIN_TAG.as_bytes());
+        current.extend_from_slice(b" LOGIN ");
+        for (i, value) in values.into_iter().enumerate() {
             if i == 1 {
                 current.push(b' ');
-            }
-            if value.contains(&0) {
-                return None;
             }
             if can_quote(value) {
                 current.push(b'"');
@@ -562,19 +592,25 @@ impl ImapBackendLogin {
                     current.push(b);
                 }
                 current.push(b'"');
-            } else if literal_plus {
-                current.extend_from_slice(format!("{{{}+}}\r\n", value.len()).as_bytes());
-                current.extend_from_slice(value);
             } else {
-                current.extend_from_slice(format!("{{{}}}\r\n", value.len()).as_bytes());
-                chunks.push_back(std::mem::replace(
-                    &mut current,
-                    Zeroizing::new(value.to_vec()),
-                ));
+                current.push(b'{');
+                login::append_decimal_bytes(&mut current, value.len() as u64);
+                current.extend_from_slice(if literal_plus { b"+}\r\n" } else { b"}\r\n" });
+                if literal_plus {
+                    current.extend_from_slice(value);
+                } else {
+                    let mut next = Zeroizing::new(Vec::with_capacity(room));
+                    next.extend_from_slice(value);
+                    chunks.push_back(std::mem::replace(&mut current, next));
+                }
             }
         }
         current.extend_from_slice(b"\r\n");
         chunks.push_back(current);
+        debug_assert!(
+            chunks.iter().all(|c| c.capacity() == room),
+            "a chunk outgrew its room"
+        );
         Some(chunks)
     }
 
@@ -699,6 +735,19 @@ fn credentials_judged(status: &[u8]) -> bool {
             Some("AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED")
         )
     })
+}
+
+/// Room enough for any chunk of `LOGIN user password` made of `values`:
+/// the command, and each value quoted with every byte escaped, or sent as a
+/// literal with its `{n+}` header.
+fn login_room(values: &[&[u8]]) -> usize {
+    const COMMAND: usize = LOGIN_TAG.len() + " LOGIN ".len() + " ".len() + "\r\n".len();
+    const LITERAL_HEADER: usize = "{+}\r\n".len() + 20; // 20 digits: any u64
+    COMMAND
+        + values
+            .iter()
+            .map(|v| (2 * v.len() + 2).max(v.len() + LITERAL_HEADER))
+            .sum::<usize>()
 }
 
 /// Keeps an untagged line (CRLF added) for the client, within

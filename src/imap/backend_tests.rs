@@ -78,6 +78,35 @@ fn login_uses_literal_plus_for_eight_bit_password() {
 }
 
 #[test]
+fn login_chunks_are_never_regrown_even_at_the_worst_case() {
+    // A buffer that grows leaves the bytes it held in the freed one,
+    // unwiped: each chunk must be allocated once at a size it cannot
+    // outgrow (the machine asserts it in test builds). The worst cases: a
+    // quoted value at its longest with every byte escaped, and literals.
+    let quoted = vec![b'"'; MAX_QUOTED_VALUE];
+    let literal = vec![0xe4; MAX_QUOTED_VALUE * 4];
+    for password in [&quoted[..], &literal[..], b"p\r\nw", b"\\"] {
+        for greeting in [DOVECOT_GREETING, b"* OK [CAPABILITY IMAP4rev1] hi\r\n"] {
+            let mut m = login(ImapBackendAuth::Login, password);
+            let chunks = {
+                step(&mut m, greeting);
+                m.login_chunks().expect("no NUL")
+            };
+            let sent: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert!(
+                sent.starts_with(b"mg1 LOGIN "),
+                "{}",
+                String::from_utf8_lossy(&sent)
+            );
+            assert!(
+                sent.windows(password.len()).any(|w| w == password) || password == &quoted[..],
+                "the password is sent as it is (literal) or escaped (quoted)"
+            );
+        }
+    }
+}
+
+#[test]
 fn login_uses_sync_literal_without_literal_plus() {
     let mut m = login(ImapBackendAuth::Login, b"p\r\nw");
     let (_, out) = step(&mut m, b"* OK [CAPABILITY IMAP4rev1] hi\r\n");
@@ -713,4 +742,23 @@ fn no_login_goes_early_when_it_needs_the_greeting_first() {
     let mut m = login(ImapBackendAuth::Login, "pässword".as_bytes()).with_offers(offers);
     let (_, out) = step(&mut m, b"");
     assert_eq!(out, "mg1 LOGIN \"alice@example.org\" {9+}\r\npässword\r\n");
+}
+
+#[test]
+fn the_longest_id_command_fits_its_room() {
+    // The longest IPv6 text: eight groups of four digits.
+    let full = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]";
+    let mut m = login(ImapBackendAuth::Auto, b"pw").with_client_address(ClientAddress {
+        peer: format!("{full}:65535").parse().unwrap(),
+        local: format!("{full}:65534").parse().unwrap(),
+    });
+    step(&mut m, DOVECOT_GREETING);
+    m.id_sent = false;
+    let id = m.id_command(0).expect("ID offered");
+    assert!(
+        id.contains("\"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\""),
+        "{id}"
+    );
+    assert!(id.len() <= ID_ROOM, "{} > {ID_ROOM}: {id}", id.len());
+    assert_eq!(id.capacity(), ID_ROOM, "never regrown");
 }

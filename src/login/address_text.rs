@@ -111,6 +111,18 @@ impl AddressText<IpAddr> {
 /// session's log line.
 pub fn append_decimal(out: &mut String, n: u64) {
     let mut digits = [0u8; 20];
+    out.extend(decimal(n, &mut digits).iter().map(|&d| char::from(d)));
+}
+
+/// [`append_decimal`] to bytes: an IMAP literal's length in a command
+/// that may carry a password.
+pub fn append_decimal_bytes(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(n, &mut digits));
+}
+
+/// `n`'s decimal digits, written at the end of `digits` (20 hold any `u64`).
+fn decimal(n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     let mut rest = n;
     loop {
@@ -121,7 +133,7 @@ pub fn append_decimal(out: &mut String, n: u64) {
             break;
         }
     }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    &digits[at..]
 }
 
 /// An address, or `-` for none (the session log line's `backend` before
@@ -196,6 +208,9 @@ mod tests {
             let mut line = String::new();
             append_decimal(&mut line, n);
             assert_eq!(line, n.to_string());
+            let mut bytes = b"{".to_vec();
+            append_decimal_bytes(&mut bytes, n);
+            assert_eq!(bytes, format!("{{{n}").into_bytes());
         }
     }
 

@@ -229,7 +229,12 @@ impl Pop3BackendLogin {
         BackendEvent::Done(outcome)
     }
 
+    /// Queues one command line. Room is made for all of it first: a
+    /// buffer that grew half-way through a password would leave that part
+    /// in the one it gave up, unwiped.
     fn send(&mut self, parts: &[&[u8]]) {
+        self.output
+            .reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
         for part in parts {
             self.output.extend_from_slice(part);
         }
