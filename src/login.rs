@@ -362,6 +362,21 @@ pub fn take_line_into(
     }
 }
 
+/// Appends a client's bytes to a pre-auth machine's input. When the buffer
+/// must grow, the old one is wiped before it is freed: it may hold the first
+/// part of a login command (a password), which `Vec`'s own growth would
+/// copy and then leave behind.
+pub fn append_wiping(input: &mut Vec<u8>, data: &[u8]) {
+    if input.capacity() - input.len() < data.len() {
+        let room = (input.len() + data.len()).max(2 * input.capacity());
+        let mut grown = Vec::with_capacity(room);
+        grown.extend_from_slice(input);
+        zeroize::Zeroize::zeroize(input);
+        *input = grown;
+    }
+    input.extend_from_slice(data);
+}
+
 /// A peer's line for a log message: lossy, escaped, at most
 /// [`MAX_QUOTED_LINE`] bytes of it.
 pub fn printable(line: &[u8]) -> String {
@@ -405,6 +420,24 @@ mod tests {
         assert_eq!(take_line(&mut long_unterminated, 3), Err(LineTooLong));
         let mut lf_only = b"ab\nc".to_vec();
         assert_eq!(take_line(&mut lf_only, 3), Ok(Some(b"ab".to_vec())));
+    }
+
+    #[test]
+    fn appending_keeps_every_byte_and_grows_by_doubling() {
+        use super::append_wiping;
+        let mut input = Vec::new();
+        append_wiping(&mut input, b"a LOGIN alice pa");
+        assert_eq!(input.capacity(), 16, "made at the first bytes' size");
+        append_wiping(&mut input, b"ss");
+        assert_eq!(input, b"a LOGIN alice pass");
+        assert_eq!(input.capacity(), 32, "doubled: amortized as Vec's own");
+        append_wiping(&mut input, &[b'x'; 100]);
+        assert_eq!(input.len(), 118);
+        assert_eq!(input.capacity(), 118);
+        let room = input.as_ptr();
+        input.clear();
+        append_wiping(&mut input, b"fits");
+        assert_eq!(input.as_ptr(), room, "no new buffer while it fits");
     }
 
     #[test]

@@ -220,7 +220,7 @@ impl ImapPreAuth {
 impl PreAuth for ImapPreAuth {
     fn receive(&mut self, data: &[u8]) {
         if !matches!(self.state, State::Closed) {
-            self.input.extend_from_slice(data);
+            login::append_wiping(&mut self.input, data);
         }
     }
 

@@ -363,7 +363,7 @@ impl ManageSievePreAuth {
 impl PreAuth for ManageSievePreAuth {
     fn receive(&mut self, data: &[u8]) {
         if !matches!(self.state, State::Closed) {
-            self.input.extend_from_slice(data);
+            crate::login::append_wiping(&mut self.input, data);
         }
     }
 

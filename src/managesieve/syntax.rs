@@ -129,9 +129,11 @@ fn is_atom_char(b: u8) -> bool {
 }
 
 /// A quoted string's content from `start` (after the opening quote), and
-/// where the next word may begin.
+/// where the next word may begin. Its buffer is allocated once, at the most
+/// the rest of the line can hold (a bounded pre-auth line): one that grew
+/// would leave a part of a password in the buffer it gave up, unwiped.
 fn quoted(bytes: &[u8], start: usize) -> Result<(Zeroizing<Vec<u8>>, usize), SyntaxError> {
-    let mut out = Zeroizing::new(Vec::new());
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len().saturating_sub(start)));
     let mut at = start;
     loop {
         match bytes.get(at) {
@@ -208,6 +210,18 @@ mod tests {
         let c = parse_command(b"PUTSCRIPT {3}\r\nx\"y \"s\"\r\n").unwrap();
         assert_eq!(c.args, [string("x\"y"), string("s")]);
         assert_eq!(parse_command(b"LOGOUT\n").unwrap().args, []);
+    }
+
+    #[test]
+    fn a_quoted_string_is_allocated_once_and_never_grown() {
+        // A long response (a SASL PLAIN's base64, say) with escapes: the
+        // buffer keeps the size it was made with.
+        let content = "A\\\"".repeat(300);
+        let line = format!("AUTHENTICATE \"PLAIN\" \"{content}\"\r\n");
+        let start = line.find(&content).unwrap();
+        let (value, _) = quoted(line.as_bytes(), start).unwrap();
+        assert_eq!(value.len(), 3 * 300 - 300);
+        assert_eq!(value.capacity(), line.len() - start);
     }
 
     #[test]

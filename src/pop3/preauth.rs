@@ -326,7 +326,7 @@ impl Pop3PreAuth {
 impl PreAuth for Pop3PreAuth {
     fn receive(&mut self, data: &[u8]) {
         if !matches!(self.state, State::Closed) {
-            self.input.extend_from_slice(data);
+            login::append_wiping(&mut self.input, data);
         }
     }
 
