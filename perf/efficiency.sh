@@ -39,45 +39,14 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-"$LG" backend --threads 1 > "$WORK/backend.txt" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q '^pop3' "$WORK/backend.txt" 2>/dev/null && break; sleep 0.05; done
-B_IMAP=$(awk '/^imap/{print $2}' "$WORK/backend.txt")
-B_POP3=$(awk '/^pop3/{print $2}' "$WORK/backend.txt")
-echo "* 127.0.0.1" > "$WORK/users.map"
+source perf/lib.sh
+start_simulated_backend --threads 1
 
 declare -A ADDR PID
 start_mailgate() { # name binary
   local dir="$WORK/$1"
   mkdir -p "$dir"
-  cat > "$dir/mailgate.toml" <<CONF
-[[listen]]
-protocol = "imap"
-address = "127.0.0.1:0"
-
-[[listen]]
-protocol = "pop3"
-address = "127.0.0.1:0"
-
-[directory]
-kind = "static"
-map = "$WORK/users.map"
-
-[backend]
-imap_port = ${B_IMAP##*:}
-pop3_port = ${B_POP3##*:}
-
-[runtime]
-allow_root = true
-workers = 1
-pin_workers = false
-io = "$IO"
-shutdown_grace = "1s"
-
-[limits]
-max_failures_per_address = 0
-max_connections_per_address = 0   # the older name of max_preauth_per_address, read by baselines from earlier commits too
-CONF
+  simulated_config "$dir/mailgate.toml" "$IO" imap pop3
   "$2" run --config "$dir/mailgate.toml" --ready-file "$dir/ready" 2>"$dir/mailgate.log" &
   PID[$1]=$!
   PIDS+=($!)

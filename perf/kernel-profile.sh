@@ -36,12 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$LG" backend > "$WORK/backend.txt" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q '^pop3' "$WORK/backend.txt" 2>/dev/null && break; sleep 0.05; done
-IMAP=$(awk '/^imap/{print $2}' "$WORK/backend.txt")
-POP3=$(awk '/^pop3/{print $2}' "$WORK/backend.txt")
-echo "* 127.0.0.1" > "$WORK/users.map"
+source perf/lib.sh
+start_simulated_backend
 
 # Records `pid` while the clients make N logins to `addr` (after a warm-up).
 record() { # name pid addr
@@ -55,30 +51,7 @@ record() { # name pid addr
 }
 
 for io in uring epoll; do
-  cat > "$WORK/$io.toml" <<CONF
-[[listen]]
-protocol = "imap"
-address = "127.0.0.1:0"
-
-[directory]
-kind = "static"
-map = "$WORK/users.map"
-
-[backend]
-imap_port = ${IMAP##*:}
-pop3_port = ${POP3##*:}
-
-[runtime]
-allow_root = true
-workers = 1
-pin_workers = false
-io = "$io"
-shutdown_grace = "1s"
-
-[limits]
-max_failures_per_address = 0
-max_preauth_per_address = 0
-CONF
+  simulated_config "$WORK/$io.toml" "$io" imap
   "$MG" run --config "$WORK/$io.toml" --ready-file "$WORK/$io.ready" 2>"$WORK/$io.log" &
   mg=$!
   PIDS+=("$mg")
@@ -102,7 +75,7 @@ defaults
   option splice-auto
 listen imap
   bind 127.0.0.1:$PORT
-  server backend $IMAP
+  server backend $B_IMAP
 CONF
 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
 hp=$!

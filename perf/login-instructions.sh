@@ -33,40 +33,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$LG" backend --threads 1 > "$WORK/backend.txt" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q '^pop3' "$WORK/backend.txt" 2>/dev/null && break; sleep 0.05; done
-IMAP=$(awk '/^imap/{print $2}' "$WORK/backend.txt")
-POP3=$(awk '/^pop3/{print $2}' "$WORK/backend.txt")
-echo "* 127.0.0.1" > "$WORK/users.map"
+source perf/lib.sh
+start_simulated_backend --threads 1
 
 count() { # name binary → writes $WORK/<name>.out (callgrind) and prints Ir per login
   local name=$1 bin=$2 dir="$WORK/$1" pid addr
   mkdir -p "$dir"
-  cat > "$dir/mailgate.toml" <<CONF
-[[listen]]
-protocol = "$PROTO"
-address = "127.0.0.1:0"
-
-[directory]
-kind = "static"
-map = "$WORK/users.map"
-
-[backend]
-imap_port = ${IMAP##*:}
-pop3_port = ${POP3##*:}
-
-[runtime]
-allow_root = true
-workers = 1
-pin_workers = false
-io = "epoll"
-shutdown_grace = "1s"
-
-[limits]
-max_failures_per_address = 0
-max_connections_per_address = 0   # the older name of max_preauth_per_address, read by baselines from earlier commits too
-CONF
+  simulated_config "$dir/mailgate.toml" epoll "$PROTO"
   valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.%p" \
     "$bin" run --config "$dir/mailgate.toml" --ready-file "$dir/ready" 2>"$dir/mailgate.log" &
   pid=$!

@@ -24,45 +24,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$LG" backend > "$WORK/backend.txt" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q '^pop3' "$WORK/backend.txt" 2>/dev/null && break; sleep 0.05; done
-IMAP=$(awk '/^imap/{print $2}' "$WORK/backend.txt")
-POP3=$(awk '/^pop3/{print $2}' "$WORK/backend.txt")
-echo "* 127.0.0.1" > "$WORK/users.map"
+source perf/lib.sh
+start_simulated_backend
 
 # One column per transport × protocol: "name calls-per-login" lines.
 measure() { # io protocol
   local io=$1 proto=$2 dir="$WORK/$1-$2"
   mkdir -p "$dir"
-  cat > "$dir/mailgate.toml" <<CONF
-[[listen]]
-protocol = "imap"
-address = "127.0.0.1:0"
-
-[[listen]]
-protocol = "pop3"
-address = "127.0.0.1:0"
-
-[directory]
-kind = "static"
-map = "$WORK/users.map"
-
-[backend]
-imap_port = ${IMAP##*:}
-pop3_port = ${POP3##*:}
-
-[runtime]
-allow_root = true
-workers = 1
-pin_workers = false
-io = "$io"
-shutdown_grace = "1s"
-
-[limits]
-max_failures_per_address = 0
-max_preauth_per_address = 0
-CONF
+  simulated_config "$dir/mailgate.toml" "$io" imap pop3
   "$MG" run --config "$dir/mailgate.toml" --ready-file "$dir/ready" 2>"$dir/mailgate.log" &
   local mg=$!
   PIDS+=("$mg")
